@@ -1,0 +1,109 @@
+// Package config is kubeha's typed stack configuration: the struct tree the
+// stack files decode into, its defaults, and its validation. It holds no
+// Pulumi types, so the stack program, the offline plan and the tests all read
+// a stack file the same way.
+package config
+
+// Namespace is the Pulumi config namespace of every kubeha key.
+const Namespace = "kubeha"
+
+// RegionKey is the AWS provider's region key, which kubeha reads too.
+const RegionKey = "aws:region"
+
+// Environments kubeha knows. prod gets the strictest validation.
+var Environments = []string{"dev", "staging", "prod"}
+
+// SupportedKubernetesMinors are the minors whose node packages and kubeadm
+// rendering kubeha tests.
+var SupportedKubernetesMinors = []string{"1.36"}
+
+// Stack is one stack's configuration. Field tags: json is the config key,
+// doc its one-line description for the README reference, required marks a
+// key with no default.
+type Stack struct {
+	Region             string       `json:"-"`
+	Environment        string       `json:"environment" required:"true" doc:"Environment kind: dev, staging or prod. prod enforces per-zone NAT, deletion protection and no 0.0.0.0/0 API allowlist."`
+	ClusterName        string       `json:"clusterName" required:"true" doc:"Cluster name: lowercase letters, digits and '-', 3 to 28 characters. Prefixes every resource and forms the kubernetes.io/cluster/<name> tag."`
+	Zones              []string     `json:"zones" required:"true" doc:"Availability zones of aws:region, 3 to 6, each holding one etcd member, one control-plane node and one ASG per worker pool."`
+	KubernetesVersion  string       `json:"kubernetesVersion" doc:"Kubernetes version as vMAJOR.MINOR.PATCH, on a supported minor."`
+	DeletionProtection bool         `json:"deletionProtection" doc:"Protect stateful and foundational resources (VPC) from 'pulumi destroy'. Required in prod."`
+	Network            Network      `json:"network"`
+	API                API          `json:"api"`
+	Etcd               Etcd         `json:"etcd"`
+	ControlPlane       ControlPlane `json:"controlPlane"`
+	Workers            []WorkerPool `json:"workers" doc:"Worker pools. Each pool becomes one auto-scaling group per zone."`
+}
+
+// Network is the VPC layout, or an existing VPC to use instead.
+type Network struct {
+	VpcCidr                  string   `json:"vpcCidr" doc:"VPC CIDR, RFC 1918, prefix /16 to /22. Carved into one private and one public subnet per zone."`
+	PodCidr                  string   `json:"podCidr" doc:"Pod network CIDR (private or 100.64.0.0/10); must not overlap the VPC or service CIDR."`
+	ServiceCidr              string   `json:"serviceCidr" doc:"Service network CIDR (private or 100.64.0.0/10); must not overlap the VPC or pod CIDR."`
+	SharedNatGateway         bool     `json:"sharedNatGateway" doc:"Use one NAT gateway for all zones (cheaper, NOT HA: its zone is a single point of egress failure). Rejected in prod."`
+	ExistingVpcID            string   `json:"existingVpcId" doc:"Bring your own VPC: its ID. Needs existingPrivateSubnetIds (and existingPublicSubnetIds for a public API), one per zone in zone order."`
+	ExistingPrivateSubnetIDs []string `json:"existingPrivateSubnetIds" doc:"Bring your own VPC: private subnet IDs, one per zone, in the order of zones."`
+	ExistingPublicSubnetIDs  []string `json:"existingPublicSubnetIds" doc:"Bring your own VPC: public subnet IDs, one per zone, in the order of zones."`
+}
+
+// API is how the Kubernetes API endpoint is exposed.
+type API struct {
+	Public       bool     `json:"public" doc:"Internet-facing load balancer, reachable only from allowedCidrs. false means an internal load balancer."`
+	AllowedCidrs []string `json:"allowedCidrs" doc:"CIDRs allowed to reach the public API on 6443. Required when public; 0.0.0.0/0 is rejected in prod."`
+}
+
+// Etcd is the external etcd cluster.
+type Etcd struct {
+	Members               int    `json:"members" doc:"etcd members, 3 or 5, spread round-robin over the zones."`
+	InstanceType          string `json:"instanceType" doc:"EC2 instance type of an etcd member."`
+	VolumeSizeGiB         int    `json:"volumeSizeGiB" doc:"Size of each member's gp3 data volume, 8 to 1024 GiB."`
+	BackupIntervalMinutes int    `json:"backupIntervalMinutes" doc:"Minutes between snapshots to S3, 5 to 1440."`
+	BackupRetentionDays   int    `json:"backupRetentionDays" doc:"Days a snapshot is kept in S3, 1 to 3650."`
+}
+
+// ControlPlane is the API server, scheduler and controller-manager nodes.
+type ControlPlane struct {
+	InstanceType string `json:"instanceType" doc:"EC2 instance type of a control-plane node."`
+}
+
+// WorkerPool is a set of identical workers, one auto-scaling group per zone.
+type WorkerPool struct {
+	Name           string `json:"name" doc:"Pool name: lowercase letters, digits and '-', unique in the stack."`
+	InstanceType   string `json:"instanceType" doc:"EC2 instance type of the pool's workers."`
+	MinPerZone     int    `json:"minPerZone" doc:"Minimum workers in each zone's group."`
+	DesiredPerZone int    `json:"desiredPerZone" doc:"Workers each zone's group starts with, between min and max."`
+	MaxPerZone     int    `json:"maxPerZone" doc:"Maximum workers in each zone's group, at most 100."`
+}
+
+// Default is the configuration a stack starts from before its file is
+// applied. Every default is the HA and secure choice.
+func Default() Stack {
+	return Stack{
+		KubernetesVersion:  "v1.36.3",
+		DeletionProtection: true,
+		Network: Network{
+			VpcCidr:     "10.0.0.0/16",
+			PodCidr:     "10.244.0.0/16",
+			ServiceCidr: "10.96.0.0/12",
+		},
+		Etcd: Etcd{
+			Members:               3,
+			InstanceType:          "m6i.large",
+			VolumeSizeGiB:         20,
+			BackupIntervalMinutes: 15,
+			BackupRetentionDays:   30,
+		},
+		ControlPlane: ControlPlane{InstanceType: "m6i.large"},
+		Workers:      []WorkerPool{DefaultWorkerPool()},
+	}
+}
+
+// DefaultWorkerPool is what every pool in the workers list starts from.
+func DefaultWorkerPool() WorkerPool {
+	return WorkerPool{
+		Name:           "general",
+		InstanceType:   "m6i.large",
+		MinPerZone:     1,
+		DesiredPerZone: 1,
+		MaxPerZone:     5,
+	}
+}

@@ -1,0 +1,225 @@
+package config
+
+import (
+	"errors"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// validRaw is a complete, valid configuration as Pulumi passes it.
+func validRaw() map[string]string {
+	return map[string]string{
+		"aws:region":               "eu-west-1",
+		"kubeha:environment":       "prod",
+		"kubeha:clusterName":       "kubeha-prod",
+		"kubeha:zones":             `["eu-west-1a","eu-west-1b","eu-west-1c"]`,
+		"kubeha:kubernetesVersion": "v1.36.3",
+		"kubeha:network":           `{"vpcCidr":"10.10.0.0/16"}`,
+		"kubeha:api":               `{"public":true,"allowedCidrs":["203.0.113.0/24"]}`,
+		"kubeha:etcd":              `{"members":5,"backupRetentionDays":14}`,
+		"kubeha:workers":           `[{"name":"general","maxPerZone":10},{"name":"batch","instanceType":"c6i.xlarge","minPerZone":0,"desiredPerZone":0}]`,
+		"aws:profile":              "ignored-by-kubeha",
+	}
+}
+
+func TestParseValid(t *testing.T) {
+	s, err := Parse(validRaw())
+	if err != nil {
+		t.Fatalf("valid config rejected: %v", err)
+	}
+	if s.Region != "eu-west-1" || s.Etcd.Members != 5 || s.Etcd.BackupRetentionDays != 14 {
+		t.Errorf("values not read: region %q, members %d, retention %d", s.Region, s.Etcd.Members, s.Etcd.BackupRetentionDays)
+	}
+	// Unset keys keep their defaults, in nested objects and in list items.
+	if s.Etcd.BackupIntervalMinutes != 15 || s.Network.PodCidr != "10.244.0.0/16" {
+		t.Errorf("defaults lost: interval %d, pod CIDR %q", s.Etcd.BackupIntervalMinutes, s.Network.PodCidr)
+	}
+	if got := s.Workers[0]; got.InstanceType != "m6i.large" || got.MinPerZone != 1 || got.MaxPerZone != 10 {
+		t.Errorf("workers[0] = %+v, want defaults merged with maxPerZone 10", got)
+	}
+	if got := s.Workers[1]; got.MinPerZone != 0 || got.InstanceType != "c6i.xlarge" {
+		t.Errorf("workers[1] = %+v", got)
+	}
+}
+
+func TestParseRejects(t *testing.T) {
+	cases := []struct {
+		name    string
+		set     map[string]string // "" deletes the key
+		wantKey string
+		wantMsg string
+	}{
+		{"two zones", map[string]string{"kubeha:zones": `["eu-west-1a","eu-west-1b"]`}, "kubeha:zones", "3 to 6 distinct zones"},
+		{"duplicate zone", map[string]string{"kubeha:zones": `["eu-west-1a","eu-west-1b","eu-west-1a"]`}, "kubeha:zones[2]", "already zones[0]"},
+		{"zone outside region", map[string]string{"kubeha:zones": `["eu-west-1a","eu-west-1b","us-east-1c"]`}, "kubeha:zones[2]", "a zone of aws:region=eu-west-1"},
+		{"zones missing", map[string]string{"kubeha:zones": ""}, "kubeha:zones", "3 to 6"},
+		{"even etcd members", map[string]string{"kubeha:etcd": `{"members":4}`}, "kubeha:etcd.members", "3 or 5"},
+		{"single etcd member", map[string]string{"kubeha:etcd": `{"members":1}`}, "kubeha:etcd.members", "3 or 5"},
+		{"etcd members as text", map[string]string{"kubeha:etcd": `{"members":"three"}`}, "kubeha:etcd.members", "a whole number"},
+		{"public VPC CIDR", map[string]string{"kubeha:network": `{"vpcCidr":"8.8.0.0/16"}`}, "kubeha:network.vpcCidr", "RFC 1918"},
+		{"VPC CIDR with host bits", map[string]string{"kubeha:network": `{"vpcCidr":"10.0.0.1/16"}`}, "kubeha:network.vpcCidr", "no host bits"},
+		{"VPC CIDR too small", map[string]string{"kubeha:network": `{"vpcCidr":"10.0.0.0/24"}`}, "kubeha:network.vpcCidr", "/16 to /22"},
+		{"pod CIDR overlaps VPC", map[string]string{"kubeha:network": `{"vpcCidr":"10.0.0.0/16","podCidr":"10.0.128.0/17"}`}, "kubeha:network.podCidr", "does not overlap kubeha:network.vpcCidr"},
+		{"service CIDR overlaps pods", map[string]string{"kubeha:network": `{"podCidr":"10.96.0.0/16"}`}, "kubeha:network.serviceCidr", "does not overlap kubeha:network.podCidr"},
+		{"public service CIDR", map[string]string{"kubeha:network": `{"serviceCidr":"1.96.0.0/12"}`}, "kubeha:network.serviceCidr", "private range"},
+		{"shared NAT in prod", map[string]string{"kubeha:network": `{"sharedNatGateway":true}`}, "kubeha:network.sharedNatGateway", "false in prod"},
+		{"malformed version", map[string]string{"kubeha:kubernetesVersion": "1.36"}, "kubeha:kubernetesVersion", "vMAJOR.MINOR.PATCH"},
+		{"unsupported minor", map[string]string{"kubeha:kubernetesVersion": "v1.29.4"}, "kubeha:kubernetesVersion", "a patch release of 1.36"},
+		{"worker min above max", map[string]string{"kubeha:workers": `[{"name":"general","minPerZone":6,"maxPerZone":3}]`}, "kubeha:workers[0].minPerZone", "at most maxPerZone (3)"},
+		{"worker desired outside range", map[string]string{"kubeha:workers": `[{"name":"general","desiredPerZone":9,"maxPerZone":3}]`}, "kubeha:workers[0].desiredPerZone", "from minPerZone (1) to maxPerZone (3)"},
+		{"duplicate pool name", map[string]string{"kubeha:workers": `[{"name":"a"},{"name":"a"}]`}, "kubeha:workers[1].name", "not used by workers[0]"},
+		{"no worker pools", map[string]string{"kubeha:workers": `[]`}, "kubeha:workers", "at least one worker pool"},
+		{"unknown top-level key", map[string]string{"kubeha:kubernetesVersoin": "v1.36.3"}, "kubeha:kubernetesVersoin", "one of environment, clusterName"},
+		{"unknown nested key", map[string]string{"kubeha:etcd": `{"memberz":3}`}, "kubeha:etcd.memberz", "one of members, instanceType"},
+		{"unknown key in a list item", map[string]string{"kubeha:workers": `[{"name":"general","minSize":1}]`}, "kubeha:workers[0].minSize", "minPerZone"},
+		{"allowlist 0.0.0.0/0 in prod", map[string]string{"kubeha:api": `{"public":true,"allowedCidrs":["0.0.0.0/0"]}`}, "kubeha:api.allowedCidrs[0]", "narrower than the whole internet in prod"},
+		{"public API without allowlist", map[string]string{"kubeha:api": `{"public":true}`}, "kubeha:api.allowedCidrs", "at least one CIDR"},
+		{"malformed allowlist CIDR", map[string]string{"kubeha:api": `{"public":true,"allowedCidrs":["203.0.113.0/33"]}`}, "kubeha:api.allowedCidrs[0]", "IPv4 CIDR"},
+		{"unknown environment", map[string]string{"kubeha:environment": "production"}, "kubeha:environment", "dev, staging, prod"},
+		{"bad cluster name", map[string]string{"kubeha:clusterName": "Kube_HA"}, "kubeha:clusterName", "a-z, 0-9"},
+		{"region missing", map[string]string{"aws:region": ""}, "aws:region", "an AWS region"},
+		{"no deletion protection in prod", map[string]string{"kubeha:deletionProtection": "false"}, "kubeha:deletionProtection", "true in prod"},
+		{"deletion protection not a bool", map[string]string{"kubeha:deletionProtection": "yes"}, "kubeha:deletionProtection", "true or false"},
+		{"backup interval zero", map[string]string{"kubeha:etcd": `{"backupIntervalMinutes":0}`}, "kubeha:etcd.backupIntervalMinutes", "5 to 1440"},
+		{"retention zero", map[string]string{"kubeha:etcd": `{"backupRetentionDays":0}`}, "kubeha:etcd.backupRetentionDays", "1 to 3650"},
+		{"bad instance type", map[string]string{"kubeha:controlPlane": `{"instanceType":"large"}`}, "kubeha:controlPlane.instanceType", "EC2 instance type"},
+		{"existing subnets without VPC", map[string]string{"kubeha:network": `{"existingPrivateSubnetIds":["subnet-0123456789abcdef0"]}`}, "kubeha:network.existingVpcId", "the ID of the VPC"},
+		{"existing VPC, too few subnets", map[string]string{"kubeha:network": `{"existingVpcId":"vpc-0123456789abcdef0","existingPrivateSubnetIds":["subnet-0123456789abcdef0"],"existingPublicSubnetIds":["subnet-0123456789abcdef1","subnet-0123456789abcdef2","subnet-0123456789abcdef3"]}`}, "kubeha:network.existingPrivateSubnetIds", "one subnet ID per zone, 3"},
+		{"zones as a string", map[string]string{"kubeha:zones": "eu-west-1a,eu-west-1b,eu-west-1c"}, "kubeha:zones", "a list of strings"},
+		{"int overflow", map[string]string{"kubeha:etcd": `{"members":99999999999999999999}`}, "kubeha:etcd.members", "a whole number"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			raw := validRaw()
+			for k, v := range c.set {
+				if v == "" {
+					delete(raw, k)
+				} else {
+					raw[k] = v
+				}
+			}
+			_, err := Parse(raw)
+			var errs Errors
+			if !errors.As(err, &errs) {
+				t.Fatalf("got %v, want config Errors naming %s", err, c.wantKey)
+			}
+			i := slices.Index(errs.Keys(), c.wantKey)
+			if i < 0 {
+				t.Fatalf("error names %v, want %s:\n%v", errs.Keys(), c.wantKey, err)
+			}
+			if msg := errs[i].Error(); !strings.Contains(msg, c.wantMsg) {
+				t.Errorf("error %q does not say %q", msg, c.wantMsg)
+			}
+		})
+	}
+	if len(cases) < 15 {
+		t.Fatalf("only %d bad configs; the table must keep at least 15", len(cases))
+	}
+}
+
+func TestErrorNamesKeyValueAndAllowed(t *testing.T) {
+	raw := validRaw()
+	raw["kubeha:etcd"] = `{"members":4}`
+	_, err := Parse(raw)
+	want := "kubeha:etcd.members: 4; allowed: 3 or 5"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("got %v, want it to contain %q", err, want)
+	}
+}
+
+func TestParseReportsEveryProblem(t *testing.T) {
+	raw := validRaw()
+	raw["kubeha:etcd"] = `{"members":4}`
+	raw["kubeha:clusterName"] = "X"
+	raw["kubeha:typo"] = "1"
+	_, err := Parse(raw)
+	var errs Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("got %v", err)
+	}
+	// Unknown keys are reported before validation runs, so a typo is never
+	// hidden behind the rules of the keys it was meant to set.
+	if got := errs.Keys(); !reflect.DeepEqual(got, []string{"kubeha:typo"}) {
+		t.Errorf("first pass keys = %v, want [kubeha:typo]", got)
+	}
+	delete(raw, "kubeha:typo")
+	_, err = Parse(raw)
+	if !errors.As(err, &errs) || len(errs) != 2 {
+		t.Fatalf("want 2 errors, got %v", err)
+	}
+}
+
+func TestRequiredTagMatchesValidation(t *testing.T) {
+	st := reflect.TypeOf(Stack{})
+	for i := 0; i < st.NumField(); i++ {
+		f := st.Field(i)
+		if f.Tag.Get("required") != "true" {
+			continue
+		}
+		raw := validRaw()
+		delete(raw, key(jsonKey(f)))
+		_, err := Parse(raw)
+		var errs Errors
+		if !errors.As(err, &errs) || !slices.Contains(errs.Keys(), key(jsonKey(f))) {
+			t.Errorf("%s is tagged required, but leaving it out gives %v", jsonKey(f), err)
+		}
+	}
+}
+
+func TestNotHA(t *testing.T) {
+	raw := validRaw()
+	raw["kubeha:environment"] = "dev"
+	raw["kubeha:network"] = `{"sharedNatGateway":true}`
+	s, err := Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := s.NotHA()
+	if len(f) != 1 || f[0].Key != "kubeha:network.sharedNatGateway" {
+		t.Errorf("NotHA = %v, want the shared NAT gateway", f)
+	}
+	s.Network.SharedNatGateway = false
+	if f := s.NotHA(); len(f) != 0 {
+		t.Errorf("NotHA = %v, want none", f)
+	}
+	for i := range s.Workers {
+		s.Workers[i].MinPerZone = 0
+	}
+	if f := s.NotHA(); len(f) != 1 || !strings.Contains(f[0].Key, "minPerZone") {
+		t.Errorf("NotHA = %v, want the zero-minimum workers", f)
+	}
+}
+
+func TestParseStackYAML(t *testing.T) {
+	raw, err := ParseStackYAML([]byte(`
+config:
+  aws:region: eu-west-1
+  kubeha:environment: prod
+  kubeha:clusterName: kubeha-prod
+  kubeha:zones: [eu-west-1a, eu-west-1b, eu-west-1c]
+  kubeha:deletionProtection: true
+  kubeha:etcd:
+    members: 3
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"aws:region": "eu-west-1", "kubeha:environment": "prod", "kubeha:clusterName": "kubeha-prod",
+		"kubeha:zones": `["eu-west-1a","eu-west-1b","eu-west-1c"]`, "kubeha:deletionProtection": "true",
+		"kubeha:etcd": `{"members":3}`,
+	}
+	if !reflect.DeepEqual(raw, want) {
+		t.Errorf("got %v\nwant %v", raw, want)
+	}
+	if _, err := Parse(raw); err != nil {
+		t.Errorf("parse: %v", err)
+	}
+	for _, bad := range []string{"config: [", "config:\n  zones: [a]\n", "config:\n  kubeha:x:\n    secure: v1:abc\n"} {
+		if _, err := ParseStackYAML([]byte(bad)); err == nil {
+			t.Errorf("ParseStackYAML(%q) succeeded, want an error", bad)
+		}
+	}
+}

@@ -1,0 +1,195 @@
+// Package mockrun evaluates a Pulumi program under mocks and records every
+// resource it declares, for the offline plan and the unit tests. Nothing
+// here reaches AWS.
+package mockrun
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+// Resource is one declared resource as the engine would receive it.
+type Resource struct {
+	URN     string
+	Type    string
+	Name    string
+	Parent  string // parent URN
+	Custom  bool   // false for ComponentResources
+	Protect bool
+	Inputs  resource.PropertyMap
+}
+
+// Recorder is a pulumi.MockResourceMonitor that keeps what it is given.
+type Recorder struct {
+	mu        sync.Mutex
+	resources []Resource
+}
+
+// Run evaluates program as stack of project with the given raw config.
+func Run(project, stack string, config map[string]string, program pulumi.RunFunc) (*Recorder, error) {
+	rec := &Recorder{}
+	withConfig := func(info *pulumi.RunInfo) { info.Config = config }
+	err := pulumi.RunErr(func(ctx *pulumi.Context) error {
+		return program(ctx)
+	}, pulumi.WithMocks(project, stack, rec), withConfig)
+	return rec, err
+}
+
+// NewResource records the resource and returns its inputs as its state,
+// plus the few computed outputs kubeha reads back.
+func (r *Recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
+	req := args.RegisterRPC
+	res := Resource{Type: args.TypeToken, Name: args.Name, Custom: args.Custom, Inputs: args.Inputs}
+	if req != nil {
+		res.Parent = req.GetParent()
+		res.Protect = req.GetProtect()
+	}
+	res.URN = urn(res.Parent, res.Type, res.Name)
+	r.mu.Lock()
+	r.resources = append(r.resources, res)
+	r.mu.Unlock()
+
+	id := args.Name + "-id"
+	state := args.Inputs.Copy()
+	for k, v := range computed(args.TypeToken, args.Name) {
+		state[resource.PropertyKey(k)] = resource.NewStringProperty(v)
+	}
+	state["arn"] = resource.NewStringProperty(fmt.Sprintf("arn:aws:mock:::%s/%s", args.TypeToken, args.Name))
+	return id, state, nil
+}
+
+// computed are the outputs AWS would fill in that kubeha uses.
+func computed(typ, name string) map[string]string {
+	switch typ {
+	case "aws:ec2/eip:Eip":
+		return map[string]string{"allocationId": "eipalloc-" + name, "publicIp": "192.0.2.1"}
+	}
+	return nil
+}
+
+// Call answers the data-source lookups kubeha makes.
+func (r *Recorder) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
+	switch args.Token {
+	case "aws:ec2/getVpc:getVpc":
+		out := args.Args.Copy()
+		out["cidrBlock"] = resource.NewStringProperty("10.99.0.0/16")
+		return out, nil
+	}
+	return nil, fmt.Errorf("mockrun: no mock for call %s", args.Token)
+}
+
+// Resources returns every recorded resource, sorted by URN.
+func (r *Recorder) Resources() []Resource {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := append([]Resource(nil), r.resources...)
+	sort.Slice(out, func(i, j int) bool { return out[i].URN < out[j].URN })
+	return out
+}
+
+// OfType returns the recorded resources of one type token.
+func (r *Recorder) OfType(typ string) []Resource {
+	var out []Resource
+	for _, res := range r.Resources() {
+		if res.Type == typ {
+			out = append(out, res)
+		}
+	}
+	return out
+}
+
+// Named returns the resource of type typ and name, or fails.
+func (r *Recorder) Named(typ, name string) (Resource, error) {
+	for _, res := range r.OfType(typ) {
+		if res.Name == name {
+			return res, nil
+		}
+	}
+	return Resource{}, fmt.Errorf("no %s named %s", typ, name)
+}
+
+// Component is the type and name of the innermost kubeha component that
+// declared res, or "" for resources declared by the stack itself.
+func (r *Recorder) Component(res Resource) (typ, name string) {
+	byURN := map[string]Resource{}
+	for _, x := range r.Resources() {
+		byURN[x.URN] = x
+	}
+	for parent, ok := byURN[res.Parent]; ok; parent, ok = byURN[parent.Parent] {
+		if strings.HasPrefix(parent.Type, "kubeha:index:") {
+			return parent.Type, parent.Name
+		}
+	}
+	return "", ""
+}
+
+// urn mirrors the mock monitor's URNs so parents can be followed.
+func urn(parent, typ, name string) string {
+	qualified := typ
+	if parent != "" {
+		if p := resource.URN(parent); p.IsValid() && p.QualifiedType() != resource.RootStackType {
+			qualified = string(p.QualifiedType()) + "$" + typ
+		}
+	}
+	stack, project := "stack", "project"
+	if p := resource.URN(parent); p.IsValid() {
+		stack, project = string(p.Stack()), string(p.Project())
+	}
+	return fmt.Sprintf("urn:pulumi:%s::%s::%s::%s", stack, project, qualified, name)
+}
+
+// String returns a string input, or "" if it is absent or not a string.
+func (res Resource) String(key string) string {
+	v, ok := res.Inputs[resource.PropertyKey(key)]
+	if !ok {
+		return ""
+	}
+	if v.IsSecret() {
+		v = v.SecretValue().Element
+	}
+	if v.IsString() {
+		return v.StringValue()
+	}
+	return ""
+}
+
+// Bool returns a bool input, or false.
+func (res Resource) Bool(key string) bool {
+	v, ok := res.Inputs[resource.PropertyKey(key)]
+	return ok && v.IsBool() && v.BoolValue()
+}
+
+// Strings returns a list-of-strings input.
+func (res Resource) Strings(key string) []string {
+	v, ok := res.Inputs[resource.PropertyKey(key)]
+	if !ok || !v.IsArray() {
+		return nil
+	}
+	var out []string
+	for _, e := range v.ArrayValue() {
+		if e.IsString() {
+			out = append(out, e.StringValue())
+		}
+	}
+	return out
+}
+
+// Tags returns the tags input.
+func (res Resource) Tags() map[string]string {
+	out := map[string]string{}
+	v, ok := res.Inputs["tags"]
+	if !ok || !v.IsObject() {
+		return out
+	}
+	for k, t := range v.ObjectValue() {
+		if t.IsString() {
+			out[string(k)] = t.StringValue()
+		}
+	}
+	return out
+}

@@ -1,0 +1,116 @@
+// Package tests holds whole-stack tests: every stack file evaluated under
+// mocks, and the checks that keep the docs and Pulumi.yaml in step with the
+// config struct.
+package tests
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kubeha/kubeha/internal/config"
+	"github.com/kubeha/kubeha/internal/mockrun"
+	"github.com/kubeha/kubeha/internal/program"
+)
+
+// stackFiles maps each stack name to its file in stacks/.
+func stackFiles(t *testing.T) map[string]string {
+	t.Helper()
+	files, err := filepath.Glob("../stacks/Pulumi.*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no stack files found: %v", err)
+	}
+	out := map[string]string{}
+	for _, f := range files {
+		out[strings.TrimSuffix(strings.TrimPrefix(filepath.Base(f), "Pulumi."), ".yaml")] = f
+	}
+	return out
+}
+
+func evaluate(t *testing.T, file string) (config.Stack, *mockrun.Recorder) {
+	t.Helper()
+	raw, err := config.ReadStackFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse(raw)
+	if err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	rec, err := mockrun.Run("kubeha", cfg.Environment, raw, program.Stack(raw))
+	if err != nil {
+		t.Fatalf("%s: program failed under mocks: %v", file, err)
+	}
+	return cfg, rec
+}
+
+func TestEveryStackEvaluates(t *testing.T) {
+	stacks := stackFiles(t)
+	for _, want := range []string{"dev", "staging", "prod"} {
+		if stacks[want] == "" {
+			t.Errorf("stacks/Pulumi.%s.yaml is missing", want)
+		}
+	}
+	for name, file := range stacks {
+		t.Run(name, func(t *testing.T) {
+			cfg, rec := evaluate(t, file)
+			if cfg.Environment != name {
+				t.Errorf("%s sets environment %q", file, cfg.Environment)
+			}
+			if len(cfg.Zones) != 3 {
+				t.Errorf("%s uses %d zones, want 3", file, len(cfg.Zones))
+			}
+			subnetsPerZone := map[string]int{}
+			for _, s := range rec.OfType("aws:ec2/subnet:Subnet") {
+				subnetsPerZone[s.String("availabilityZone")]++
+			}
+			for _, z := range cfg.Zones {
+				if subnetsPerZone[z] != 2 {
+					t.Errorf("%s: %d subnets in %s, want a public and a private one", name, subnetsPerZone[z], z)
+				}
+			}
+			wantNATs := len(cfg.Zones)
+			if cfg.Network.SharedNatGateway {
+				wantNATs = 1
+			}
+			if n := len(rec.OfType("aws:ec2/natGateway:NatGateway")); n != wantNATs {
+				t.Errorf("%s: %d NAT gateways, want %d", name, n, wantNATs)
+			}
+			vpc := rec.OfType("aws:ec2/vpc:Vpc")[0]
+			if vpc.Protect != cfg.DeletionProtection {
+				t.Errorf("%s: VPC protect=%v, want deletionProtection=%v", name, vpc.Protect, cfg.DeletionProtection)
+			}
+		})
+	}
+}
+
+// The environments differ where they really should.
+func TestEnvironmentsDiffer(t *testing.T) {
+	stacks := stackFiles(t)
+	dev, _ := evaluate(t, stacks["dev"])
+	staging, _ := evaluate(t, stacks["staging"])
+	prod, rec := evaluate(t, stacks["prod"])
+
+	if n := len(rec.OfType("aws:ec2/natGateway:NatGateway")); n != 3 || prod.Network.SharedNatGateway {
+		t.Errorf("prod: %d NAT gateways (shared=%v), want one per zone", n, prod.Network.SharedNatGateway)
+	}
+	if !prod.DeletionProtection || !staging.DeletionProtection || dev.DeletionProtection {
+		t.Errorf("deletion protection dev/staging/prod = %v/%v/%v, want false/true/true", dev.DeletionProtection, staging.DeletionProtection, prod.DeletionProtection)
+	}
+	if prod.API.Public {
+		t.Errorf("prod API is internet-facing; want internal")
+	}
+	if !(dev.Etcd.BackupRetentionDays < staging.Etcd.BackupRetentionDays && staging.Etcd.BackupRetentionDays < prod.Etcd.BackupRetentionDays) {
+		t.Errorf("backup retention dev/staging/prod = %d/%d/%d, want it to grow toward prod",
+			dev.Etcd.BackupRetentionDays, staging.Etcd.BackupRetentionDays, prod.Etcd.BackupRetentionDays)
+	}
+	if dev.ControlPlane.InstanceType == prod.ControlPlane.InstanceType {
+		t.Errorf("dev and prod use the same control-plane size %s", dev.ControlPlane.InstanceType)
+	}
+	if len(prod.NotHA()) != 0 || len(staging.NotHA()) != 0 {
+		t.Errorf("prod/staging have non-HA settings: %v %v", prod.NotHA(), staging.NotHA())
+	}
+	if len(dev.NotHA()) == 0 {
+		t.Errorf("dev shares a NAT gateway, but NotHA finds nothing to flag")
+	}
+}
