@@ -3,13 +3,18 @@
 STACK     ?= dev
 FUZZTIME  ?= 10s
 GO        ?= go
+SHELL     := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 
-.PHONY: plan test check unit fuzz docs
+# Tests that run real binaries and print measured numbers; run verbosely.
+REAL_TESTS := TestEtcdClusterLocal|TestEtcdUserDataPassesRealTools
+
+.PHONY: plan test check tools unit real fuzz docs
 
 plan:
 	$(GO) run ./cmd/kubeha plan --stack $(STACK)
 
-test: check unit fuzz
+test: check tools unit real fuzz
 
 # Formatting and vet: a diff here fails the build.
 check:
@@ -17,10 +22,21 @@ check:
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-# Tier 1: unit tests under Pulumi mocks, every stack file, CLI, docs drift,
-# and the fuzz seed corpora.
+# Pinned etcd binaries, built from Go modules into .cache/tools (git-ignored).
+tools:
+	./hack/tools.sh
+
+# Tier 1: unit tests under Pulumi mocks: components, every stack file, the
+# CLI, docs and schema drift, config fuzz seeds.
 unit:
-	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -skip '^($(REAL_TESTS))$$' ./...
+
+# Tiers 2 and 3: rendered user-data through cloud-init schema and
+# shellcheck; real etcd from the rendered files in network namespaces
+# (needs root). Verbose, so the measured numbers show in the log.
+real:
+	$(GO) test -count=1 -v -run '^($(REAL_TESTS))$$' ./internal/bootstrap \
+	  | grep -E '^(--- |ok|FAIL|PASS)|MEASURED|SKIPPED|refused|_test.go'
 
 # A short coverage-guided run of each config fuzzer; `make fuzz FUZZTIME=10m` for longer.
 fuzz:

@@ -1,6 +1,6 @@
 // Package components holds kubeha's Pulumi ComponentResources, one file each.
 // Every child is parented to its component and named with the component's
-// name as prefix; zonal children end in their zone.
+// name as prefix; a zonal child's name holds its zone as a "-<zone>" part.
 package components
 
 import "github.com/pulumi/pulumi/sdk/v3/go/pulumi"

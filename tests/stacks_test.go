@@ -76,6 +76,24 @@ func TestEveryStackEvaluates(t *testing.T) {
 			if n := len(rec.OfType("aws:ec2/natGateway:NatGateway")); n != wantNATs {
 				t.Errorf("%s: %d NAT gateways, want %d", name, n, wantNATs)
 			}
+			etcdPerZone := map[string]int{}
+			for _, v := range rec.OfType("aws:ebs/volume:Volume") {
+				if v.Tags()["kubeha.io/etcd-member"] != "" {
+					etcdPerZone[v.String("availabilityZone")]++
+				}
+			}
+			for i, z := range cfg.Zones {
+				want := cfg.Etcd.Members / len(cfg.Zones)
+				if i < cfg.Etcd.Members%len(cfg.Zones) {
+					want++
+				}
+				if etcdPerZone[z] != want {
+					t.Errorf("%s: %d etcd members in %s, want %d", name, etcdPerZone[z], z, want)
+				}
+			}
+			if n := len(rec.OfType("aws:autoscaling/group:Group")); n != cfg.Etcd.Members {
+				t.Errorf("%s: %d auto-scaling groups, want one per etcd member (%d)", name, n, cfg.Etcd.Members)
+			}
 			vpc := rec.OfType("aws:ec2/vpc:Vpc")[0]
 			if vpc.Protect != cfg.DeletionProtection {
 				t.Errorf("%s: VPC protect=%v, want deletionProtection=%v", name, vpc.Protect, cfg.DeletionProtection)

@@ -4,8 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"reflect"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -19,7 +20,7 @@ func Parse(raw map[string]string) (Stack, error) {
 
 	var errs Errors
 	top := reflect.ValueOf(&s).Elem()
-	for _, key := range sortedKeys(raw) {
+	for _, key := range slices.Sorted(maps.Keys(raw)) {
 		name, ok := strings.CutPrefix(key, Namespace+":")
 		if !ok {
 			continue
@@ -110,7 +111,7 @@ func decode(path string, in any, out reflect.Value) Errors {
 			return wrongType
 		}
 		var errs Errors
-		for _, name := range sortedKeys(fields) {
+		for _, name := range slices.Sorted(maps.Keys(fields)) {
 			field, found := fieldByKey(out, name)
 			if !found {
 				errs = append(errs, unknownKey(path+"."+name, out.Type()))
@@ -202,13 +203,4 @@ func quote(s string) string {
 		s = s[:80] + "..."
 	}
 	return fmt.Sprintf("%q", s)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -6,6 +6,7 @@ package mockrun
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -57,17 +58,29 @@ func (r *Recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.P
 	id := args.Name + "-id"
 	state := args.Inputs.Copy()
 	for k, v := range computed(args.TypeToken, args.Name) {
-		state[resource.PropertyKey(k)] = resource.NewStringProperty(v)
+		state[resource.PropertyKey(k)] = resource.NewPropertyValue(v)
 	}
 	state["arn"] = resource.NewStringProperty(fmt.Sprintf("arn:aws:mock:::%s/%s", args.TypeToken, args.Name))
 	return id, state, nil
 }
 
 // computed are the outputs AWS would fill in that kubeha uses.
-func computed(typ, name string) map[string]string {
+func computed(typ, name string) map[string]any {
 	switch typ {
 	case "aws:ec2/eip:Eip":
-		return map[string]string{"allocationId": "eipalloc-" + name, "publicIp": "192.0.2.1"}
+		return map[string]any{"allocationId": "eipalloc-" + name, "publicIp": "192.0.2.1"}
+	case "aws:route53/zone:Zone":
+		return map[string]any{"zoneId": "Z" + strings.ToUpper(strings.ReplaceAll(name, "-", ""))}
+	case "aws:s3/bucketV2:BucketV2":
+		return map[string]any{"bucket": name + "-0123456789"}
+	case "aws:ec2/launchTemplate:LaunchTemplate":
+		return map[string]any{"latestVersion": 1}
+	case "tls:index/privateKey:PrivateKey":
+		return map[string]any{"privateKeyPem": "-----BEGIN PRIVATE KEY-----\nmock " + name + "\n-----END PRIVATE KEY-----\n"}
+	case "tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert":
+		return map[string]any{"certPem": "-----BEGIN CERTIFICATE-----\nmock " + name + "\n-----END CERTIFICATE-----\n"}
+	case "tls:index/certRequest:CertRequest":
+		return map[string]any{"certRequestPem": "mock csr " + name}
 	}
 	return nil
 }
@@ -192,4 +205,37 @@ func (res Resource) Tags() map[string]string {
 		}
 	}
 	return out
+}
+
+// Get follows a path of object keys and list indices ("0", "1", ...)
+// through the inputs, looking through secrets. A missing step gives null.
+func (res Resource) Get(path ...string) resource.PropertyValue {
+	v := resource.NewObjectProperty(res.Inputs)
+	for _, step := range path {
+		for v.IsSecret() {
+			v = v.SecretValue().Element
+		}
+		switch {
+		case v.IsObject():
+			v = v.ObjectValue()[resource.PropertyKey(step)]
+		case v.IsArray():
+			i, err := strconv.Atoi(step)
+			if err != nil || i < 0 || i >= len(v.ArrayValue()) {
+				return resource.NewNullProperty()
+			}
+			v = v.ArrayValue()[i]
+		default:
+			return resource.NewNullProperty()
+		}
+	}
+	for v.IsSecret() {
+		v = v.SecretValue().Element
+	}
+	return v
+}
+
+// IsSecret reports whether the input at key was passed as a Pulumi secret.
+func (res Resource) IsSecret(key string) bool {
+	v, ok := res.Inputs[resource.PropertyKey(key)]
+	return ok && v.IsSecret()
 }

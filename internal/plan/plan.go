@@ -72,11 +72,11 @@ func Evaluate(stackName, stackFile string) (*Plan, error) {
 	return p, nil
 }
 
-// zoneOf reads the zone from a resource's name: zonal children end in
-// their zone by convention (see package components).
+// zoneOf reads the zone from a resource's name: zonal children carry their
+// zone in their name by convention (see package components).
 func zoneOf(name string, zones []string) string {
 	for _, z := range zones {
-		if strings.HasSuffix(name, "-"+z) {
+		if strings.HasSuffix(name, "-"+z) || strings.Contains(name, "-"+z+"-") {
 			return z
 		}
 	}

@@ -4,6 +4,7 @@
 package program
 
 import (
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/kms"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/kubeha/kubeha/components"
@@ -31,11 +32,35 @@ func Stack(raw map[string]string) pulumi.RunFunc {
 		if err != nil {
 			return err
 		}
+		key, err := clusterKey(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		etcd, err := components.NewEtcdCluster(ctx, cfg.ClusterName+"-etcd", &components.EtcdClusterArgs{
+			ClusterName:           cfg.ClusterName,
+			Region:                cfg.Region,
+			Zones:                 cfg.Zones,
+			SubnetIDs:             stringInputs(network.PrivateSubnetIDs),
+			VpcID:                 network.VpcID,
+			KMSKeyArn:             key.Arn,
+			Members:               cfg.Etcd.Members,
+			InstanceType:          cfg.Etcd.InstanceType,
+			VolumeSizeGiB:         cfg.Etcd.VolumeSizeGiB,
+			BackupIntervalMinutes: cfg.Etcd.BackupIntervalMinutes,
+			BackupRetentionDays:   cfg.Etcd.BackupRetentionDays,
+			Protect:               cfg.DeletionProtection,
+			Tags:                  tags(cfg),
+		})
+		if err != nil {
+			return err
+		}
 
 		ctx.Export("zones", pulumi.ToStringArray(cfg.Zones))
 		ctx.Export("vpcId", network.VpcID)
 		ctx.Export("privateSubnetIds", pulumi.ToStringArrayOutput(network.PrivateSubnetIDs))
 		ctx.Export("publicSubnetIds", pulumi.ToStringArrayOutput(network.PublicSubnetIDs))
+		ctx.Export("etcdEndpoints", etcd.ClientEndpoints)
+		ctx.Export("etcdBackupBucket", etcd.BackupBucket)
 		ctx.Export("notHA", pulumi.ToStringArray(notHA))
 		return nil
 	}
@@ -49,22 +74,53 @@ func networkArgs(cfg config.Stack) *components.NetworkArgs {
 		VpcCidr:          cfg.Network.VpcCidr,
 		SharedNatGateway: cfg.Network.SharedNatGateway,
 		Protect:          cfg.DeletionProtection,
-		Tags:             map[string]string{"kubeha.io/environment": cfg.Environment},
+		Tags:             tags(cfg),
 	}
 	if n := cfg.Network; n.ExistingVpcID != "" {
 		args.Existing = &components.ExistingNetwork{
 			VpcID:            pulumi.String(n.ExistingVpcID),
-			PrivateSubnetIDs: stringInputs(n.ExistingPrivateSubnetIDs),
-			PublicSubnetIDs:  stringInputs(n.ExistingPublicSubnetIDs),
+			PrivateSubnetIDs: stringInputs(toStrings(n.ExistingPrivateSubnetIDs)),
+			PublicSubnetIDs:  stringInputs(toStrings(n.ExistingPublicSubnetIDs)),
 		}
 	}
 	return args
 }
 
-func stringInputs(values []string) []pulumi.StringInput {
-	var out []pulumi.StringInput
-	for _, v := range values {
-		out = append(out, pulumi.String(v))
+// clusterKey is the KMS key that encrypts the cluster's secrets and
+// backups. Losing it loses them, so it is protected like the data.
+func clusterKey(ctx *pulumi.Context, cfg config.Stack) (*kms.Key, error) {
+	key, err := kms.NewKey(ctx, cfg.ClusterName+"-key", &kms.KeyArgs{
+		Description:          pulumi.String("kubeha cluster " + cfg.ClusterName + ": secrets and etcd backups"),
+		EnableKeyRotation:    pulumi.Bool(true),
+		DeletionWindowInDays: pulumi.Int(30),
+		Tags:                 pulumi.ToStringMap(tags(cfg)),
+	}, pulumi.Protect(cfg.DeletionProtection))
+	if err != nil {
+		return nil, err
+	}
+	_, err = kms.NewAlias(ctx, cfg.ClusterName+"-key", &kms.AliasArgs{
+		Name: pulumi.String("alias/" + cfg.ClusterName), TargetKeyId: key.KeyId,
+	})
+	return key, err
+}
+
+func tags(cfg config.Stack) map[string]string {
+	return map[string]string{"kubeha.io/environment": cfg.Environment}
+}
+
+// stringInputs turns plain strings or outputs into a slice of inputs.
+func stringInputs[T pulumi.StringInput](values []T) []pulumi.StringInput {
+	out := make([]pulumi.StringInput, len(values))
+	for i, v := range values {
+		out[i] = v
+	}
+	return out
+}
+
+func toStrings(values []string) []pulumi.String {
+	out := make([]pulumi.String, len(values))
+	for i, v := range values {
+		out[i] = pulumi.String(v)
 	}
 	return out
 }

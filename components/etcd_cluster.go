@@ -1,0 +1,369 @@
+package components
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ebs"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ec2"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/route53"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/s3"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/vpc"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/kubeha/kubeha/internal/bootstrap"
+	"github.com/kubeha/kubeha/internal/config"
+	"github.com/kubeha/kubeha/internal/pki"
+)
+
+// EtcdMember is one member's stable identity: name, zone and DNS name.
+type EtcdMember = bootstrap.EtcdMember
+
+// EtcdClusterArgs describes the external etcd cluster.
+type EtcdClusterArgs struct {
+	ClusterName string
+	Region      string
+	// Zones and SubnetIDs (private, one per zone, same order). Members go
+	// round-robin over them.
+	Zones     []string
+	SubnetIDs []pulumi.StringInput
+	VpcID     pulumi.StringInput
+	// KMSKeyArn encrypts the secrets and the backup bucket.
+	KMSKeyArn pulumi.StringInput
+	// Members is 3 or 5; 0 means 3.
+	Members               int
+	InstanceType          string
+	VolumeSizeGiB         int
+	BackupIntervalMinutes int
+	BackupRetentionDays   int
+	// ImageID defaults to DefaultImage.
+	ImageID string
+	// Protect guards the backup bucket from `pulumi destroy`. Data volumes
+	// are always protected.
+	Protect bool
+	Tags    map[string]string
+}
+
+// EtcdCluster is one etcd member per zone, each an auto-scaling group of
+// one with its own EBS data volume and DNS name, mutual TLS everywhere, and
+// leader-only snapshots to S3.
+type EtcdCluster struct {
+	pulumi.ResourceState
+
+	Members []EtcdMember
+	// ClientEndpoints are https://<member DNS>:2379, for kube-apiserver.
+	ClientEndpoints pulumi.StringArrayOutput
+	CACertPEM       pulumi.StringOutput
+	// ClientCertPEM and ClientKeyPEM (secret) are kube-apiserver's identity.
+	ClientCertPEM pulumi.StringOutput
+	ClientKeyPEM  pulumi.StringOutput
+	// ClientSecretArn holds ca.crt, client.crt and client.key for nodes.
+	ClientSecretArn pulumi.StringOutput
+	// SecurityGroupID is the members'; ClientSecurityGroupID is the group a
+	// node must carry to reach port 2379.
+	SecurityGroupID       pulumi.StringOutput
+	ClientSecurityGroupID pulumi.StringOutput
+	BackupBucket          pulumi.StringOutput
+	HostedZoneID          pulumi.StringOutput
+}
+
+func (args *EtcdClusterArgs) validate() error {
+	bad := func(field, value, allowed string) error {
+		return &config.FieldError{Key: "EtcdClusterArgs." + field, Value: value, Allowed: allowed}
+	}
+	if args.Members == 0 {
+		args.Members = 3
+	}
+	if args.ImageID == "" {
+		args.ImageID = DefaultImage
+	}
+	switch {
+	case args.ClusterName == "":
+		return bad("ClusterName", "empty", "the cluster's name")
+	case args.Members != 3 && args.Members != 5:
+		return bad("Members", fmt.Sprint(args.Members), "3 or 5")
+	case len(args.Zones) < 3:
+		return bad("Zones", fmt.Sprintf("%q", args.Zones), "at least 3 zones, so the cluster keeps quorum when one fails")
+	case len(args.SubnetIDs) != len(args.Zones):
+		return bad("SubnetIDs", fmt.Sprintf("%d IDs", len(args.SubnetIDs)), fmt.Sprintf("one private subnet per zone: %d", len(args.Zones)))
+	case args.VpcID == nil || args.KMSKeyArn == nil:
+		return bad("VpcID/KMSKeyArn", "nil", "the VPC and the cluster's KMS key")
+	case args.InstanceType == "":
+		return bad("InstanceType", "empty", "an EC2 instance type such as m6i.large")
+	case args.VolumeSizeGiB < 8:
+		return bad("VolumeSizeGiB", fmt.Sprint(args.VolumeSizeGiB), "8 or more")
+	case args.BackupIntervalMinutes < 5:
+		return bad("BackupIntervalMinutes", fmt.Sprint(args.BackupIntervalMinutes), "5 or more")
+	case args.BackupRetentionDays < 1:
+		return bad("BackupRetentionDays", fmt.Sprint(args.BackupRetentionDays), "1 or more")
+	}
+	return nil
+}
+
+// NewEtcdCluster declares the cluster.
+func NewEtcdCluster(ctx *pulumi.Context, name string, args *EtcdClusterArgs, opts ...pulumi.ResourceOption) (*EtcdCluster, error) {
+	if err := args.validate(); err != nil {
+		return nil, err
+	}
+	rendered := bootstrap.NewEtcdCluster(args.ClusterName, args.Zones, args.Members, args.VolumeSizeGiB, args.BackupIntervalMinutes)
+	c := &EtcdCluster{Members: rendered.Members}
+	if err := ctx.RegisterComponentResource("kubeha:index:EtcdCluster", name, c, opts...); err != nil {
+		return nil, err
+	}
+	child := []pulumi.ResourceOption{pulumi.Parent(c)}
+	tags := func(resource string, extra ...string) pulumi.StringMap {
+		return clusterTags(args.ClusterName, resource, args.Tags, extra...)
+	}
+
+	if err := c.securityGroups(ctx, name, args, tags, child); err != nil {
+		return nil, err
+	}
+	zone, err := route53.NewZone(ctx, name+"-dns", &route53.ZoneArgs{
+		Name:    pulumi.String(bootstrap.EtcdDomain(args.ClusterName)),
+		Comment: pulumi.String("etcd members of " + args.ClusterName + "; each member upserts its own record at boot"),
+		Vpcs:    route53.ZoneVpcArray{route53.ZoneVpcArgs{VpcId: args.VpcID}},
+		// The records are the members', not Pulumi's.
+		ForceDestroy: pulumi.Bool(true),
+		Tags:         tags(name + "-dns"),
+	}, child...)
+	if err != nil {
+		return nil, err
+	}
+	c.HostedZoneID = zone.ZoneId
+	bucket, err := c.backupBucket(ctx, name, args, tags, child)
+	if err != nil {
+		return nil, err
+	}
+
+	ca, err := issueCA(ctx, name+"-ca", pki.EtcdCA(args.ClusterName), child)
+	if err != nil {
+		return nil, err
+	}
+	client, err := issueCert(ctx, name+"-apiserver-client", pki.EtcdClient("kube-apiserver-etcd-client"), ca, child)
+	if err != nil {
+		return nil, err
+	}
+	clientSecret, err := storeSecret(ctx, name+"-client", args.KMSKeyArn, tags(name+"-client"), child, map[string]pulumi.StringOutput{
+		"ca.crt": ca.CertPEM, "client.crt": client.CertPEM, "client.key": client.KeyPEM,
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.CACertPEM, c.ClientCertPEM, c.ClientKeyPEM, c.ClientSecretArn = ca.CertPEM, client.CertPEM, client.KeyPEM, clientSecret.Arn
+
+	var endpoints pulumi.StringArray
+	for i, m := range rendered.Members {
+		zoneIndex := i % len(args.Zones)
+		// e.g. kubeha-prod-etcd-a-eu-west-1a: zonal names end in their zone.
+		memberName := fmt.Sprintf("%s-%s-%s", name, strings.TrimPrefix(m.Name, "etcd-"), m.Zone)
+		if err := c.member(ctx, memberName, m, args.SubnetIDs[zoneIndex], rendered, args, ca, zone, bucket, tags, child); err != nil {
+			return nil, err
+		}
+		endpoints = append(endpoints, pulumi.String(m.ClientURL()))
+	}
+	c.ClientEndpoints = endpoints.ToStringArrayOutput()
+	return c, ctx.RegisterResourceOutputs(c, pulumi.Map{
+		"clientEndpoints":       c.ClientEndpoints,
+		"caCertPem":             c.CACertPEM,
+		"clientSecretArn":       c.ClientSecretArn,
+		"securityGroupId":       c.SecurityGroupID,
+		"clientSecurityGroupId": c.ClientSecurityGroupID,
+		"backupBucket":          c.BackupBucket,
+		"hostedZoneId":          c.HostedZoneID,
+	})
+}
+
+// securityGroups: 2379 from clients and members, 2380 between members only,
+// nothing from anywhere else.
+func (c *EtcdCluster) securityGroups(ctx *pulumi.Context, name string, args *EtcdClusterArgs, tags func(string, ...string) pulumi.StringMap, opts []pulumi.ResourceOption) error {
+	members, err := ec2.NewSecurityGroup(ctx, name, &ec2.SecurityGroupArgs{
+		VpcId: args.VpcID, Description: pulumi.String("etcd members of " + args.ClusterName), Tags: tags(name),
+	}, opts...)
+	if err != nil {
+		return err
+	}
+	clients, err := ec2.NewSecurityGroup(ctx, name+"-client", &ec2.SecurityGroupArgs{
+		VpcId: args.VpcID, Description: pulumi.String("may reach etcd on 2379 (control-plane nodes)"), Tags: tags(name + "-client"),
+	}, opts...)
+	if err != nil {
+		return err
+	}
+	for _, rule := range []struct {
+		suffix string
+		port   int
+		from   pulumi.IDOutput
+	}{
+		{"client-from-control-plane", bootstrap.EtcdClientPort, clients.ID()},
+		{"client-from-members", bootstrap.EtcdClientPort, members.ID()},
+		{"peer-from-members", bootstrap.EtcdPeerPort, members.ID()},
+	} {
+		if _, err := vpc.NewSecurityGroupIngressRule(ctx, name+"-"+rule.suffix, &vpc.SecurityGroupIngressRuleArgs{
+			SecurityGroupId:           members.ID(),
+			ReferencedSecurityGroupId: rule.from,
+			IpProtocol:                pulumi.String("tcp"),
+			FromPort:                  pulumi.Int(rule.port),
+			ToPort:                    pulumi.Int(rule.port),
+			Description:               pulumi.String(rule.suffix),
+		}, opts...); err != nil {
+			return err
+		}
+	}
+	// Members reach AWS APIs, S3 and the etcd release download.
+	if _, err := vpc.NewSecurityGroupEgressRule(ctx, name+"-egress", &vpc.SecurityGroupEgressRuleArgs{
+		SecurityGroupId: members.ID(), IpProtocol: pulumi.String("-1"), CidrIpv4: pulumi.String("0.0.0.0/0"),
+	}, opts...); err != nil {
+		return err
+	}
+	c.SecurityGroupID, c.ClientSecurityGroupID = members.ID().ToStringOutput(), clients.ID().ToStringOutput()
+	return nil
+}
+
+// backupBucket: versioned, KMS-encrypted, private, TLS-only, and snapshots
+// expire after the retention period.
+func (c *EtcdCluster) backupBucket(ctx *pulumi.Context, name string, args *EtcdClusterArgs, tags func(string, ...string) pulumi.StringMap, opts []pulumi.ResourceOption) (*s3.BucketV2, error) {
+	bucket, err := s3.NewBucketV2(ctx, name+"-backups", &s3.BucketV2Args{
+		BucketPrefix: pulumi.String(args.ClusterName + "-etcd-"),
+		ForceDestroy: pulumi.Bool(!args.Protect),
+		Tags:         tags(name + "-backups"),
+	}, append(opts, pulumi.Protect(args.Protect))...)
+	if err != nil {
+		return nil, err
+	}
+	c.BackupBucket = bucket.Bucket
+	if _, err := s3.NewBucketPublicAccessBlock(ctx, name+"-backups", &s3.BucketPublicAccessBlockArgs{
+		Bucket: bucket.ID(), BlockPublicAcls: pulumi.Bool(true), BlockPublicPolicy: pulumi.Bool(true),
+		IgnorePublicAcls: pulumi.Bool(true), RestrictPublicBuckets: pulumi.Bool(true),
+	}, opts...); err != nil {
+		return nil, err
+	}
+	if _, err := s3.NewBucketOwnershipControls(ctx, name+"-backups", &s3.BucketOwnershipControlsArgs{
+		Bucket: bucket.ID(), Rule: &s3.BucketOwnershipControlsRuleArgs{ObjectOwnership: pulumi.String("BucketOwnerEnforced")},
+	}, opts...); err != nil {
+		return nil, err
+	}
+	if _, err := s3.NewBucketVersioningV2(ctx, name+"-backups", &s3.BucketVersioningV2Args{
+		Bucket: bucket.ID(), VersioningConfiguration: &s3.BucketVersioningV2VersioningConfigurationArgs{Status: pulumi.String("Enabled")},
+	}, opts...); err != nil {
+		return nil, err
+	}
+	if _, err := s3.NewBucketServerSideEncryptionConfigurationV2(ctx, name+"-backups", &s3.BucketServerSideEncryptionConfigurationV2Args{
+		Bucket: bucket.ID(),
+		Rules: s3.BucketServerSideEncryptionConfigurationV2RuleArray{s3.BucketServerSideEncryptionConfigurationV2RuleArgs{
+			ApplyServerSideEncryptionByDefault: &s3.BucketServerSideEncryptionConfigurationV2RuleApplyServerSideEncryptionByDefaultArgs{
+				SseAlgorithm: pulumi.String("aws:kms"), KmsMasterKeyId: args.KMSKeyArn,
+			},
+			BucketKeyEnabled: pulumi.Bool(true),
+		}},
+	}, opts...); err != nil {
+		return nil, err
+	}
+	if _, err := s3.NewBucketLifecycleConfigurationV2(ctx, name+"-backups", &s3.BucketLifecycleConfigurationV2Args{
+		Bucket: bucket.ID(),
+		Rules: s3.BucketLifecycleConfigurationV2RuleArray{s3.BucketLifecycleConfigurationV2RuleArgs{
+			Id:                          pulumi.String("snapshot-retention"),
+			Status:                      pulumi.String("Enabled"),
+			Filter:                      &s3.BucketLifecycleConfigurationV2RuleFilterArgs{Prefix: pulumi.String("snapshots/")},
+			Expiration:                  &s3.BucketLifecycleConfigurationV2RuleExpirationArgs{Days: pulumi.Int(args.BackupRetentionDays)},
+			NoncurrentVersionExpiration: &s3.BucketLifecycleConfigurationV2RuleNoncurrentVersionExpirationArgs{NoncurrentDays: pulumi.Int(args.BackupRetentionDays)},
+			AbortIncompleteMultipartUpload: &s3.BucketLifecycleConfigurationV2RuleAbortIncompleteMultipartUploadArgs{
+				DaysAfterInitiation: pulumi.Int(1),
+			},
+		}},
+	}, opts...); err != nil {
+		return nil, err
+	}
+	_, err = s3.NewBucketPolicy(ctx, name+"-backups", &s3.BucketPolicyArgs{
+		Bucket: bucket.ID(),
+		Policy: bucket.Arn.ApplyT(func(arn string) string {
+			return policyJSON(policyStatement{
+				Sid: "DenyInsecureTransport", Effect: "Deny", Principal: "*", Action: []string{"s3:*"},
+				Resource:  []string{arn, arn + "/*"},
+				Condition: map[string]map[string]any{"Bool": {"aws:SecureTransport": "false"}},
+			})
+		}).(pulumi.StringOutput),
+	}, opts...)
+	return bucket, err
+}
+
+// member declares one member: its volume, certificates and secret, IAM,
+// launch template and auto-scaling group of one.
+func (c *EtcdCluster) member(ctx *pulumi.Context, name string, m EtcdMember, subnet pulumi.StringInput, rendered bootstrap.EtcdCluster,
+	args *EtcdClusterArgs, ca tlsPair, zone *route53.Zone, bucket *s3.BucketV2, tags func(string, ...string) pulumi.StringMap, opts []pulumi.ResourceOption) error {
+	const memberTag = "kubeha.io/etcd-member"
+
+	// The data outlives every instance of the member: never deleted by Pulumi.
+	volume, err := ebs.NewVolume(ctx, name+"-data", &ebs.VolumeArgs{
+		AvailabilityZone: pulumi.String(m.Zone),
+		Size:             pulumi.Int(args.VolumeSizeGiB),
+		Type:             pulumi.String("gp3"),
+		Encrypted:        pulumi.Bool(true),
+		Tags:             tags(name+"-data", memberTag, m.Name),
+	}, append(opts, pulumi.Protect(true))...)
+	if err != nil {
+		return err
+	}
+
+	server, err := issueCert(ctx, name+"-server", pki.EtcdServer(m.DNSName), ca, opts)
+	if err != nil {
+		return err
+	}
+	peer, err := issueCert(ctx, name+"-peer", pki.EtcdPeer(m.DNSName), ca, opts)
+	if err != nil {
+		return err
+	}
+	secret, err := storeSecret(ctx, name, args.KMSKeyArn, tags(name), opts, map[string]pulumi.StringOutput{
+		"ca.crt": ca.CertPEM, "server.crt": server.CertPEM, "server.key": server.KeyPEM, "peer.crt": peer.CertPEM, "peer.key": peer.KeyPEM,
+	})
+	if err != nil {
+		return err
+	}
+
+	policy := pulumi.All(volume.Arn, secret.Arn, args.KMSKeyArn, bucket.Arn, zone.Arn).ApplyT(func(v []any) string {
+		volumeArn, secretArn, keyArn, bucketArn, zoneArn := v[0].(string), v[1].(string), v[2].(string), v[3].(string), v[4].(string)
+		return policyJSON(
+			policyStatement{Sid: "AttachOwnVolume", Effect: "Allow", Action: []string{"ec2:AttachVolume"}, Resource: volumeArn},
+			policyStatement{Sid: "AttachToOwnInstance", Effect: "Allow", Action: []string{"ec2:AttachVolume"}, Resource: "arn:aws:ec2:*:*:instance/*",
+				Condition: map[string]map[string]any{"StringEquals": {"aws:ResourceTag/" + memberTag: m.Name, "aws:ResourceTag/" + clusterTagKey(args.ClusterName): "owned"}}},
+			policyStatement{Sid: "DescribeVolumes", Effect: "Allow", Action: []string{"ec2:DescribeVolumes"}, Resource: "*"},
+			policyStatement{Sid: "ReadOwnSecret", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue"}, Resource: secretArn},
+			policyStatement{Sid: "UseClusterKey", Effect: "Allow", Action: []string{"kms:Decrypt", "kms:GenerateDataKey"}, Resource: keyArn,
+				Condition: map[string]map[string]any{"StringEquals": {"kms:ViaService": []string{
+					"secretsmanager." + args.Region + ".amazonaws.com", "s3." + args.Region + ".amazonaws.com"}}}},
+			policyStatement{Sid: "Snapshots", Effect: "Allow", Action: []string{"s3:PutObject", "s3:GetObject"}, Resource: bucketArn + "/snapshots/*"},
+			policyStatement{Sid: "ListSnapshots", Effect: "Allow", Action: []string{"s3:ListBucket"}, Resource: bucketArn,
+				Condition: map[string]map[string]any{"StringLike": {"s3:prefix": []string{"snapshots/", "snapshots/*"}}}},
+			policyStatement{Sid: "UpsertOwnRecord", Effect: "Allow", Action: []string{"route53:ChangeResourceRecordSets"}, Resource: zoneArn,
+				Condition: map[string]map[string]any{"ForAllValues:StringEquals": {
+					"route53:ChangeResourceRecordSetsNormalizedRecordNames": []string{m.DNSName},
+					"route53:ChangeResourceRecordSetsRecordTypes":           []string{"A"},
+					"route53:ChangeResourceRecordSetsActions":               []string{"UPSERT"},
+				}}},
+		)
+	}).(pulumi.StringOutput)
+	profile, err := nodeIdentity(ctx, name, policy, tags(name), opts)
+	if err != nil {
+		return err
+	}
+
+	data := pulumi.All(volume.ID(), zone.ZoneId, secret.Arn, bucket.Bucket, args.KMSKeyArn).ApplyT(func(v []any) (string, error) {
+		node, err := rendered.Node(bootstrap.EtcdNodeParams{
+			Member: m, Region: args.Region, VolumeID: string(v[0].(pulumi.ID)), HostedZoneID: v[1].(string),
+			SecretID: v[2].(string), BackupBucket: v[3].(string), KMSKeyID: v[4].(string),
+		})
+		if err != nil {
+			return "", err
+		}
+		return userData(node)
+	}).(pulumi.StringOutput)
+	template, err := launchTemplate(ctx, name, nodeTemplate{
+		ImageID: args.ImageID, InstanceType: args.InstanceType, RootVolumeGiB: 20, Profile: profile,
+		SecurityGroups: pulumi.StringArray{c.SecurityGroupID}, UserData: data, Tags: tags(name, memberTag, m.Name),
+	}, opts)
+	if err != nil {
+		return err
+	}
+	_, err = singleNodeGroup(ctx, name, subnet, template, map[string]pulumi.StringInput{
+		"Name": pulumi.String(name), memberTag: pulumi.String(m.Name), clusterTagKey(args.ClusterName): pulumi.String("owned"),
+	}, opts)
+	return err
+}

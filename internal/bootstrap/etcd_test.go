@@ -1,0 +1,170 @@
+package bootstrap
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/kubeha/kubeha/internal/tools"
+)
+
+var zones3 = []string{"eu-west-1a", "eu-west-1b", "eu-west-1c"}
+
+func etcdNode(t *testing.T, c EtcdCluster, i int) Node {
+	t.Helper()
+	n, err := c.Node(EtcdNodeParams{Member: c.Members[i], Region: "eu-west-1", VolumeID: "vol-0123456789abcdef0",
+		HostedZoneID: "Z0123456789ABCDEFGHIJ", SecretID: "arn:aws:secretsmanager:eu-west-1:123456789012:secret:kubeha-prod/etcd/etcd-a-AbCdEf",
+		BackupBucket: "kubeha-prod-etcd-backups-0123456789", KMSKeyID: "arn:aws:kms:eu-west-1:123456789012:key/01234567-89ab-cdef-0123-456789abcdef"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestEtcdMembersRoundRobin(t *testing.T) {
+	members := EtcdMembers("c1", zones3, 5)
+	want := []string{"eu-west-1a", "eu-west-1b", "eu-west-1c", "eu-west-1a", "eu-west-1b"}
+	for i, m := range members {
+		if m.Zone != want[i] || m.DNSName != m.Name+".c1.internal" {
+			t.Errorf("member %d = %+v, want zone %s", i, m, want[i])
+		}
+	}
+	if members[4].Name != "etcd-e" {
+		t.Errorf("fifth member named %s", members[4].Name)
+	}
+}
+
+func TestEtcdConfig(t *testing.T) {
+	c := NewEtcdCluster("c1", zones3, 3, 10, 15)
+	text, err := c.Config(c.Members[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := yaml.Unmarshal([]byte(text), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]any{
+		"name":                        "etcd-b",
+		"initial-advertise-peer-urls": "https://etcd-b.c1.internal:2380",
+		"initial-cluster":             "etcd-a=https://etcd-a.c1.internal:2380,etcd-b=https://etcd-b.c1.internal:2380,etcd-c=https://etcd-c.c1.internal:2380",
+		"initial-cluster-state":       "new",
+		"heartbeat-interval":          100,
+		"election-timeout":            1000,
+		"quota-backend-bytes":         5 << 30,
+		"data-dir":                    EtcdDataDir,
+	} {
+		if cfg[k] != want {
+			t.Errorf("%s = %v, want %v", k, cfg[k], want)
+		}
+	}
+	for _, side := range []string{"client-transport-security", "peer-transport-security"} {
+		tls := cfg[side].(map[string]any)
+		if tls["client-cert-auth"] != true || tls["auto-tls"] != false {
+			t.Errorf("%s = %v, want mutual TLS with kubeha's certificates", side, tls)
+		}
+	}
+	if big := NewEtcdCluster("c1", zones3, 3, 100, 15); big.QuotaBytes != 8<<30 {
+		t.Errorf("quota for a 100 GiB volume = %d, want etcd's 8 GiB maximum", big.QuotaBytes)
+	}
+}
+
+// TestEtcdUserDataPassesRealTools checks every member's user-data with
+// cloud-init's own schema, every script in it with shellcheck, and the
+// EC2 size limit.
+func TestEtcdUserDataPassesRealTools(t *testing.T) {
+	cloudInit := tools.Need(t, "cloud-init")
+	shellcheck := tools.Need(t, "shellcheck")
+	for _, members := range []int{3, 5} {
+		c := NewEtcdCluster("kubeha-prod", zones3, members, 50, 15)
+		for i := range c.Members {
+			n := etcdNode(t, c, i)
+			doc, err := n.CloudConfig()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(doc) > UserDataLimit {
+				t.Errorf("%s user-data is %d bytes, over the %d EC2 limit", c.Members[i].Name, len(doc), UserDataLimit)
+			}
+			if i == 0 {
+				t.Logf("MEASURED: etcd user-data with %d members: %d bytes (limit %d)", members, len(doc), UserDataLimit)
+			}
+			dir := t.TempDir()
+			path := filepath.Join(dir, "user-data")
+			if err := os.WriteFile(path, doc, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := exec.Command(cloudInit, "schema", "-c", path).CombinedOutput(); err != nil {
+				t.Errorf("cloud-init schema rejects %s's user-data: %v\n%s", c.Members[i].Name, err, out)
+			}
+			checkKeys(t, doc)
+			checkScripts(t, shellcheck, n)
+		}
+	}
+}
+
+// checkKeys catches what `cloud-init schema` lets through: unknown
+// top-level keys such as a misspelt write_files.
+func checkKeys(t *testing.T, doc []byte) {
+	t.Helper()
+	var top map[string]any
+	if err := yaml.Unmarshal(doc, &top); err != nil {
+		t.Fatal(err)
+	}
+	known := map[string]bool{"package_update": true, "packages": true, "write_files": true, "runcmd": true}
+	for k := range top {
+		if !known[k] {
+			t.Errorf("user-data has top-level key %q, which cloud-init ignores", k)
+		}
+	}
+}
+
+// checkScripts runs shellcheck on every script the node gets, laid out in
+// one folder so that `source` directives resolve.
+func checkScripts(t *testing.T, shellcheck string, n Node) {
+	t.Helper()
+	dir := t.TempDir()
+	var scripts []string
+	for _, f := range n.Files {
+		if strings.HasPrefix(f.Content, "#!") || strings.HasSuffix(f.Path, ".sh") {
+			path := filepath.Join(dir, filepath.Base(f.Path))
+			if err := os.WriteFile(path, []byte(f.Content), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			scripts = append(scripts, path)
+		}
+	}
+	if len(scripts) < 5 {
+		t.Fatalf("found %d scripts in the node, want at least 5", len(scripts))
+	}
+	args := append([]string{"-x", "-P", "SCRIPTDIR", "--severity=style"}, scripts...)
+	if out, err := exec.Command(shellcheck, args...).CombinedOutput(); err != nil {
+		t.Errorf("shellcheck: %v\n%s", err, out)
+	}
+}
+
+func TestEtcdNodeUnits(t *testing.T) {
+	c := NewEtcdCluster("c1", zones3, 3, 10, 30)
+	n := etcdNode(t, c, 0)
+	unit := n.File("/etc/systemd/system/etcd.service")
+	if unit == nil || !strings.Contains(unit.Content, "Restart=always") || !strings.Contains(unit.Content, "ExecStart="+ScriptDir+"/etcd-start.sh") {
+		t.Errorf("etcd.service = %+v, want Restart=always and the start script", unit)
+	}
+	timer := n.File("/etc/systemd/system/kubeha-etcd-backup.timer")
+	if timer == nil || !strings.Contains(timer.Content, "OnUnitActiveSec=30min") {
+		t.Errorf("backup timer does not run every 30 min: %+v", timer)
+	}
+	env := n.File(EtcdEnvPath).Content
+	for _, want := range []string{"VOLUME_ID=vol-0123456789abcdef0", "BACKUP_URL=s3://kubeha-prod-etcd-backups-0123456789/snapshots", "ETCD_SHA256=887afaa4"} {
+		if !strings.Contains(env, want) {
+			t.Errorf("etcd.env lacks %q", want)
+		}
+	}
+	if len(n.Commands) != 1 || n.Commands[0][0] != ScriptDir+"/etcd-bootstrap.sh" {
+		t.Errorf("commands = %v", n.Commands)
+	}
+}

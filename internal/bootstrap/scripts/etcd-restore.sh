@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Restores this member's data from a snapshot. Stop etcd on every member,
+# run this on each with the same snapshot and the same new cluster token,
+# then start etcd on each (README: etcd restore):
+#   kubeha-etcd-restore s3://BUCKET/snapshots/NAME.db restore-20260101
+# The current data is moved aside, never deleted.
+# shellcheck source=etcd-common.sh
+. /usr/local/lib/kubeha/etcd-common.sh
+
+snapshot=${1:?usage: kubeha-etcd-restore SNAPSHOT NEW_CLUSTER_TOKEN (SNAPSHOT: s3:// URL or file)}
+token=${2:?usage: kubeha-etcd-restore SNAPSHOT NEW_CLUSTER_TOKEN}
+
+if ctl --endpoints "$LOCAL" endpoint health >/dev/null 2>&1; then
+  log "etcd is running on this member: stop it first (systemctl stop etcd)"
+  exit 1
+fi
+
+work=$(mktemp -d /var/lib/etcd/restore.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+case $snapshot in
+  s3://*) aws s3 cp "$snapshot" "$work/snapshot.db" --only-show-errors ;;
+  *) cp "$snapshot" "$work/snapshot.db" ;;
+esac
+etcdutl snapshot status "$work/snapshot.db" -w table >&2
+etcdutl snapshot restore "$work/snapshot.db" --data-dir "$work/data" \
+  --name "$MEMBER_NAME" --initial-cluster "$INITIAL_CLUSTER" \
+  --initial-cluster-token "$token" --initial-advertise-peer-urls "https://$MEMBER_DNS:2380"
+
+if [ -d "$DATA_DIR" ]; then
+  aside="$DATA_DIR.before-restore-$(date -u +%Y%m%dT%H%M%SZ)"
+  mv "$DATA_DIR" "$aside"
+  log "previous data kept at $aside"
+fi
+mv "$work/data" "$DATA_DIR"
+log "restored $snapshot; start etcd on every member now"

@@ -1,0 +1,226 @@
+// Package netlab builds small networks of hosts on one Linux machine for
+// kubeha's local tests and rehearsal: each host is a network namespace with
+// its own address on a shared bridge, and sees its own copies of chosen
+// folders (/etc/etcd, /var/lib/etcd, ...) through bind mounts, so rendered
+// node files are used at their real paths. It needs root and iproute2.
+package netlab
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+// Available says why the lab cannot run here, or "" when it can.
+func Available() string {
+	if os.Geteuid() != 0 {
+		return "needs root (network namespaces and bind mounts)"
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		return "needs iproute2's ip command"
+	}
+	return ""
+}
+
+// Lab is a set of hosts on one bridge. Close removes everything it made.
+type Lab struct {
+	prefix  string
+	dir     string
+	hub     string
+	mu      sync.Mutex
+	hosts   []*Host
+	running map[*exec.Cmd]bool
+}
+
+// Host is one network namespace.
+type Host struct {
+	Name string
+	IP   string
+	// Root holds the host's own folders; Root/etc/etcd appears as /etc/etcd.
+	Root string
+	ns   string
+	veth string
+	lab  *Lab
+	// binds are the absolute paths the host sees from Root.
+	binds []string
+}
+
+// New makes an empty lab. prefix keeps its namespaces apart from others';
+// dir is where hosts keep their files.
+func New(prefix, dir string) (*Lab, error) {
+	if why := Available(); why != "" {
+		return nil, errors.New("netlab: " + why)
+	}
+	if len(prefix) > 8 {
+		return nil, fmt.Errorf("netlab: prefix %q is longer than 8 characters (interface names are limited to 15)", prefix)
+	}
+	l := &Lab{prefix: prefix, dir: dir, hub: prefix + "-hub", running: map[*exec.Cmd]bool{}}
+	if err := l.run("ip", "netns", "add", l.hub); err != nil {
+		return nil, err
+	}
+	if err := l.inHub("link", "add", "br0", "type", "bridge"); err != nil {
+		l.Close()
+		return nil, err
+	}
+	if err := l.inHub("link", "set", "br0", "up"); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// AddHost adds a host with address ip/24 on the bridge. binds lists the
+// absolute folders it gets its own copy of. hosts is written as its
+// /etc/hosts, so that names resolve as DNS would on AWS.
+func (l *Lab) AddHost(name, ip string, binds []string, hosts map[string]string) (*Host, error) {
+	h := &Host{Name: name, IP: ip, Root: filepath.Join(l.dir, name), ns: l.prefix + "-" + name, lab: l, binds: binds}
+	l.mu.Lock()
+	h.veth = fmt.Sprintf("v%s%d", l.prefix, len(l.hosts))
+	l.hosts = append(l.hosts, h)
+	l.mu.Unlock()
+	for _, b := range binds {
+		if err := os.MkdirAll(filepath.Join(h.Root, b), 0o755); err != nil {
+			return nil, err
+		}
+		// The mount point must exist on the machine; it stays empty there.
+		if err := os.MkdirAll(b, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	var lines []string
+	lines = append(lines, "127.0.0.1 localhost")
+	for _, n := range slices.Sorted(maps.Keys(hosts)) {
+		lines = append(lines, hosts[n]+" "+n)
+	}
+	if err := os.MkdirAll("/etc/netns/"+h.ns, 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile("/etc/netns/"+h.ns+"/hosts", []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		return nil, err
+	}
+	steps := [][]string{
+		{"ip", "netns", "add", h.ns},
+		{"ip", "link", "add", h.veth, "type", "veth", "peer", "name", "eth0", "netns", h.ns},
+		{"ip", "link", "set", h.veth, "netns", l.hub},
+		{"ip", "-n", l.hub, "link", "set", h.veth, "master", "br0", "up"},
+		{"ip", "-n", h.ns, "addr", "add", ip + "/24", "dev", "eth0"},
+		{"ip", "-n", h.ns, "link", "set", "eth0", "up"},
+		{"ip", "-n", h.ns, "link", "set", "lo", "up"},
+	}
+	for _, s := range steps {
+		if err := l.run(s[0], s[1:]...); err != nil {
+			return nil, err
+		}
+	}
+	return h, nil
+}
+
+// Disconnect cuts the host off the network, as if its zone failed;
+// Reconnect undoes it.
+func (h *Host) Disconnect() error {
+	return h.lab.run("ip", "-n", h.lab.hub, "link", "set", h.veth, "down")
+}
+func (h *Host) Reconnect() error {
+	return h.lab.run("ip", "-n", h.lab.hub, "link", "set", h.veth, "up")
+}
+
+// Command runs name inside the host, with its folders bound in place.
+// `ip netns exec` gives every command its own mount namespace, so the binds
+// are made again for each command and never leak onto the machine.
+func (h *Host) Command(env []string, name string, args ...string) *exec.Cmd {
+	var script strings.Builder
+	for _, b := range h.binds {
+		fmt.Fprintf(&script, "mount --bind %q %q && ", filepath.Join(h.Root, b), b)
+	}
+	script.WriteString(`exec "$@"`)
+	cmd := exec.Command("ip", append([]string{"netns", "exec", h.ns, "sh", "-c", script.String(), "sh", name}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	return cmd
+}
+
+// Start starts a long-running command in the host; Close kills it if
+// nothing else has.
+func (h *Host) Start(cmd *exec.Cmd) error {
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	h.lab.mu.Lock()
+	h.lab.running[cmd] = true
+	h.lab.mu.Unlock()
+	go func() {
+		_ = cmd.Wait()
+		h.lab.mu.Lock()
+		delete(h.lab.running, cmd)
+		h.lab.mu.Unlock()
+	}()
+	return nil
+}
+
+// Kill sends SIGKILL to a started command's whole process group.
+func Kill(cmd *exec.Cmd) {
+	if cmd != nil && cmd.Process != nil {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+}
+
+// Close kills every command still running and removes the namespaces and
+// their hosts files. It is safe to call more than once.
+func (l *Lab) Close() error {
+	l.mu.Lock()
+	for cmd := range l.running {
+		Kill(cmd)
+	}
+	hosts := l.hosts
+	l.hosts = nil
+	l.mu.Unlock()
+	var errs []error
+	for _, h := range hosts {
+		if err := exec.Command("ip", "netns", "del", h.ns).Run(); err != nil && nsExists(h.ns) {
+			errs = append(errs, fmt.Errorf("netlab: removing %s: %w", h.ns, err))
+		}
+		os.RemoveAll("/etc/netns/" + h.ns)
+	}
+	if nsExists(l.hub) {
+		if err := exec.Command("ip", "netns", "del", l.hub).Run(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Namespaces lists the lab's namespaces that still exist.
+func (l *Lab) Namespaces() []string {
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	var found []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], l.prefix+"-") {
+			found = append(found, f[0])
+		}
+	}
+	return found
+}
+
+func nsExists(ns string) bool {
+	_, err := os.Stat("/run/netns/" + ns)
+	return err == nil
+}
+
+func (l *Lab) inHub(args ...string) error {
+	return l.run("ip", append([]string{"-n", l.hub}, args...)...)
+}
+
+func (l *Lab) run(name string, args ...string) error {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("netlab: %s %s: %v: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}

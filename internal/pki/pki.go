@@ -1,0 +1,189 @@
+// Package pki defines each certificate kubeha uses once, as plain data: its
+// subject, SANs, usages and validity. Components map these specs onto
+// pulumi-tls resources; tests and the local rehearsal issue them with
+// crypto/x509 (Issue, Sign). Both paths read the same spec, so the
+// certificates tested locally are the ones AWS nodes get.
+package pki
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"time"
+)
+
+// KeyAlgorithm and KeyCurve are used for every key: ECDSA P-256, which
+// etcd, kubeadm and pulumi-tls all support, and which is fast to generate.
+const (
+	KeyAlgorithm = "ECDSA"
+	KeyCurve     = "P256"
+)
+
+// Validity: CAs live ten years; leaf certificates two, and pulumi-tls
+// renews them on the `pulumi up` after they enter the renewal window.
+const (
+	CAValidityHours   = 10 * 365 * 24
+	LeafValidityHours = 2 * 365 * 24
+	EarlyRenewalHours = 90 * 24
+)
+
+// Usage is an extended key usage.
+type Usage string
+
+const (
+	ServerAuth Usage = "server_auth"
+	ClientAuth Usage = "client_auth"
+)
+
+// Spec is one certificate.
+type Spec struct {
+	CommonName string
+	// Organization is a single O, as pulumi-tls allows; Kubernetes reads it
+	// as the client's group.
+	Organization  string
+	DNSNames      []string
+	IPAddresses   []string
+	Usages        []Usage
+	IsCA          bool
+	ValidityHours int
+}
+
+// AllowedUses is the spec's key usage in pulumi-tls's vocabulary.
+func (s Spec) AllowedUses() []string {
+	if s.IsCA {
+		return []string{"cert_signing", "crl_signing", "digital_signature", "key_encipherment"}
+	}
+	uses := []string{"digital_signature", "key_encipherment"}
+	for _, u := range s.Usages {
+		uses = append(uses, string(u))
+	}
+	return uses
+}
+
+// EtcdCA is the etcd cluster's own CA, separate from the Kubernetes CA.
+func EtcdCA(cluster string) Spec {
+	return Spec{CommonName: cluster + "-etcd-ca", IsCA: true, ValidityHours: CAValidityHours}
+}
+
+// EtcdServer is a member's client-facing certificate. It is also a client
+// certificate, so the member's own backup and join scripts can use it.
+func EtcdServer(memberDNS string) Spec {
+	return Spec{
+		CommonName:    memberDNS,
+		DNSNames:      []string{memberDNS, "localhost"},
+		IPAddresses:   []string{"127.0.0.1"},
+		Usages:        []Usage{ServerAuth, ClientAuth},
+		ValidityHours: LeafValidityHours,
+	}
+}
+
+// EtcdPeer is a member's certificate for raft traffic. etcd checks the
+// connecting peer's address against these SANs, resolving the DNS name.
+func EtcdPeer(memberDNS string) Spec {
+	return Spec{
+		CommonName:    memberDNS,
+		DNSNames:      []string{memberDNS},
+		Usages:        []Usage{ServerAuth, ClientAuth},
+		ValidityHours: LeafValidityHours,
+	}
+}
+
+// EtcdClient is a client certificate, e.g. for kube-apiserver or health checks.
+func EtcdClient(commonName string) Spec {
+	return Spec{
+		CommonName:    commonName,
+		Organization:  "system:masters",
+		Usages:        []Usage{ClientAuth},
+		ValidityHours: LeafValidityHours,
+	}
+}
+
+// Pair is a certificate and its key, PEM encoded.
+type Pair struct {
+	CertPEM []byte
+	KeyPEM  []byte
+	cert    *x509.Certificate
+	key     *ecdsa.PrivateKey
+}
+
+// Issue makes a self-signed certificate for spec, which must be a CA.
+func Issue(spec Spec) (*Pair, error) {
+	if !spec.IsCA {
+		return nil, fmt.Errorf("pki: %s is not a CA; sign it with a CA's Sign", spec.CommonName)
+	}
+	return issue(spec, nil)
+}
+
+// Sign issues spec signed by the CA pair.
+func (ca *Pair) Sign(spec Spec) (*Pair, error) { return issue(spec, ca) }
+
+func issue(spec Spec, ca *Pair) (*Pair, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: spec.CommonName},
+		DNSNames:              spec.DNSNames,
+		NotBefore:             now.Add(-5 * time.Minute),
+		NotAfter:              now.Add(time.Duration(spec.ValidityHours) * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		BasicConstraintsValid: true,
+		IsCA:                  spec.IsCA,
+	}
+	if spec.Organization != "" {
+		tmpl.Subject.Organization = []string{spec.Organization}
+	}
+	for _, ip := range spec.IPAddresses {
+		parsed := net.ParseIP(ip)
+		if parsed == nil {
+			return nil, fmt.Errorf("pki: %s: bad IP SAN %q", spec.CommonName, ip)
+		}
+		tmpl.IPAddresses = append(tmpl.IPAddresses, parsed)
+	}
+	for _, u := range spec.Usages {
+		switch u {
+		case ServerAuth:
+			tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
+		case ClientAuth:
+			tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
+		}
+	}
+	parent, signer := tmpl, key
+	if spec.IsCA {
+		tmpl.KeyUsage |= x509.KeyUsageCertSign | x509.KeyUsageCRLSign
+	}
+	if ca != nil {
+		parent, signer = ca.cert, ca.key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, signer)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return &Pair{
+		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
+		cert:    cert,
+		key:     key,
+	}, nil
+}

@@ -1,0 +1,66 @@
+// Package tools finds the pinned binaries that hack/tools.sh builds into
+// .cache/tools/bin (or $KUBEHA_TOOLS_BIN).
+package tools
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// Dir is the folder holding the built tools.
+func Dir() (string, error) {
+	if dir := os.Getenv("KUBEHA_TOOLS_BIN"); dir != "" {
+		return dir, nil
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "hack", "tools.sh")); err == nil {
+			return filepath.Join(dir, ".cache", "tools", "bin"), nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("tools: not inside the kubeha repository and KUBEHA_TOOLS_BIN is unset")
+		}
+		dir = parent
+	}
+}
+
+// Path is the full path of a built tool, or an error saying how to build it.
+func Path(name string) (string, error) {
+	dir, err := Dir()
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, name)
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("tools: %s is not built: run hack/tools.sh (make tools)", name)
+	}
+	return p, nil
+}
+
+// Unavailable stops a test that cannot run on this machine: loudly skipped
+// on a developer's machine, failed in CI (CI is set), where it must run.
+func Unavailable(t testing.TB, reason string) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf("this test must run in CI, but %s", reason)
+	}
+	t.Skipf("\n\n*** SKIPPED: %s. CI runs this test (.ci/run installs what it needs). ***\n\n", reason)
+}
+
+// Need returns the path of a command from PATH, or stops the test.
+func Need(t testing.TB, command string) string {
+	t.Helper()
+	path, err := exec.LookPath(command)
+	if err != nil {
+		Unavailable(t, command+" is not installed")
+	}
+	return path
+}
