@@ -57,7 +57,8 @@ type EtcdCluster struct {
 	// ClientCertPEM and ClientKeyPEM (secret) are kube-apiserver's identity.
 	ClientCertPEM pulumi.StringOutput
 	ClientKeyPEM  pulumi.StringOutput
-	// ClientSecretArn holds ca.crt, client.crt and client.key for nodes.
+	// ClientSecretArn holds ca.crt, client.crt/key (kube-apiserver) and
+	// healthcheck.crt/key (probes, metrics) for control-plane nodes.
 	ClientSecretArn pulumi.StringOutput
 	// SecurityGroupID is the members'; ClientSecurityGroupID is the group a
 	// node must carry to reach port 2379.
@@ -143,8 +144,14 @@ func NewEtcdCluster(ctx *pulumi.Context, name string, args *EtcdClusterArgs, opt
 	if err != nil {
 		return nil, err
 	}
+	// A separate, read-mostly identity for health checks and metrics scrapes.
+	health, err := issueCert(ctx, name+"-healthcheck-client", pki.EtcdHealthcheckClient(), ca, child)
+	if err != nil {
+		return nil, err
+	}
 	clientSecret, err := storeSecret(ctx, name+"-client", args.KMSKeyArn, tags(name+"-client"), child, map[string]pulumi.StringOutput{
 		"ca.crt": ca.CertPEM, "client.crt": client.CertPEM, "client.key": client.KeyPEM,
+		"healthcheck.crt": health.CertPEM, "healthcheck.key": health.KeyPEM,
 	})
 	if err != nil {
 		return nil, err

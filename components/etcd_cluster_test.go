@@ -217,6 +217,17 @@ func TestEtcdSecretsAreSecret(t *testing.T) {
 		if !strings.Contains(v.String("secretString"), "PRIVATE KEY") {
 			t.Errorf("%s holds no private key", v.Name)
 		}
+		if v.Name == "c1-etcd-client" {
+			var files map[string]string
+			if err := json.Unmarshal([]byte(v.String("secretString")), &files); err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range []string{"ca.crt", "client.crt", "client.key", "healthcheck.crt", "healthcheck.key"} {
+				if files[f] == "" {
+					t.Errorf("client secret lacks %s", f)
+				}
+			}
+		}
 	}
 	for _, s := range rec.OfType("aws:secretsmanager/secret:Secret") {
 		if s.String("kmsKeyId") != "arn:aws:kms:eu-west-1:123456789012:key/k1" {

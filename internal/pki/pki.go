@@ -94,7 +94,13 @@ func EtcdPeer(memberDNS string) Spec {
 	}
 }
 
-// EtcdClient is a client certificate, e.g. for kube-apiserver or health checks.
+// EtcdHealthcheckClient is the identity of health checks and metrics
+// scrapes, kept apart from kube-apiserver's so it can be revoked alone.
+func EtcdHealthcheckClient() Spec {
+	return Spec{CommonName: "kube-etcd-healthcheck-client", Usages: []Usage{ClientAuth}, ValidityHours: LeafValidityHours}
+}
+
+// EtcdClient is kube-apiserver's client certificate.
 func EtcdClient(commonName string) Spec {
 	return Spec{
 		CommonName:    commonName,

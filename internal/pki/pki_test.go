@@ -36,6 +36,7 @@ func TestEtcdChainVerifies(t *testing.T) {
 		{EtcdPeer(dns), x509.ExtKeyUsageServerAuth, dns},
 		{EtcdPeer(dns), x509.ExtKeyUsageClientAuth, ""},
 		{EtcdClient("kube-apiserver-etcd-client"), x509.ExtKeyUsageClientAuth, ""},
+		{EtcdHealthcheckClient(), x509.ExtKeyUsageClientAuth, ""},
 	} {
 		pair, err := ca.Sign(c.spec)
 		if err != nil {
