@@ -51,6 +51,9 @@ type Network struct {
 	VpcCidr          pulumi.StringOutput
 	PrivateSubnetIDs []pulumi.StringOutput
 	PublicSubnetIDs  []pulumi.StringOutput
+	// NatPublicIPs are the addresses nodes reach the internet from; a public
+	// API endpoint must admit them. Empty for an existing VPC.
+	NatPublicIPs []pulumi.StringOutput
 }
 
 // NewNetwork declares the network, or adopts an existing one.
@@ -178,11 +181,12 @@ func (n *Network) create(ctx *pulumi.Context, name string, args *NetworkArgs, la
 			return err
 		}
 		if i == 0 || !args.SharedNatGateway {
-			nat, err := natGateway(ctx, fmt.Sprintf("%s-nat-%s", name, zone), public, igw, tags, opts)
+			nat, ip, err := natGateway(ctx, fmt.Sprintf("%s-nat-%s", name, zone), public, igw, tags, opts)
 			if err != nil {
 				return err
 			}
 			nats = append(nats, nat)
+			n.NatPublicIPs = append(n.NatPublicIPs, ip)
 		}
 		// A route table per zone, so a zone's egress never crosses another zone
 		// unless the NAT gateway is shared on purpose.
@@ -215,16 +219,17 @@ func (n *Network) create(ctx *pulumi.Context, name string, args *NetworkArgs, la
 }
 
 func natGateway(ctx *pulumi.Context, name string, subnet *ec2.Subnet, igw *ec2.InternetGateway,
-	tags func(string, ...string) pulumi.StringMap, opts []pulumi.ResourceOption) (*ec2.NatGateway, error) {
+	tags func(string, ...string) pulumi.StringMap, opts []pulumi.ResourceOption) (*ec2.NatGateway, pulumi.StringOutput, error) {
 	eip, err := ec2.NewEip(ctx, name, &ec2.EipArgs{Domain: pulumi.String("vpc"), Tags: tags(name)}, opts...)
 	if err != nil {
-		return nil, err
+		return nil, pulumi.StringOutput{}, err
 	}
-	return ec2.NewNatGateway(ctx, name, &ec2.NatGatewayArgs{
+	nat, err := ec2.NewNatGateway(ctx, name, &ec2.NatGatewayArgs{
 		AllocationId: eip.AllocationId,
 		SubnetId:     subnet.ID(),
 		Tags:         tags(name),
 	}, append(opts, pulumi.DependsOn([]pulumi.Resource{igw}))...)
+	return nat, eip.PublicIp, err
 }
 
 // adopt uses an existing VPC. It only adds the cluster's "shared" tag to the

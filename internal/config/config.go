@@ -47,8 +47,21 @@ type Network struct {
 
 // API is how the Kubernetes API endpoint is exposed.
 type API struct {
-	Public       bool     `json:"public" doc:"Internet-facing load balancer, reachable only from allowedCidrs. false means an internal load balancer."`
-	AllowedCidrs []string `json:"allowedCidrs" doc:"CIDRs allowed to reach the public API on 6443. Required when public; 0.0.0.0/0 is rejected in prod."`
+	Public                     bool        `json:"public" doc:"Internet-facing load balancer, reachable only from allowedCidrs. false means an internal load balancer."`
+	AllowedCidrs               []string    `json:"allowedCidrs" doc:"CIDRs allowed to reach the API on 6443, besides the VPC (and its NAT addresses when public). Required when public; 0.0.0.0/0 is rejected in prod."`
+	HealthCheck                HealthCheck `json:"healthCheck"`
+	DeregistrationDelaySeconds int         `json:"deregistrationDelaySeconds" doc:"Seconds a removed API server keeps its open connections, 0 to 3600."`
+	DNSName                    string      `json:"dnsName" doc:"Optional DNS name for the API (an alias record to the load balancer); needs hostedZoneId."`
+	HostedZoneID               string      `json:"hostedZoneId" doc:"Route53 hosted zone ID that holds dnsName."`
+}
+
+// HealthCheck is how the load balancer decides an API server may serve:
+// HTTPS GET /readyz, which fails when the API server loses etcd.
+type HealthCheck struct {
+	IntervalSeconds    int `json:"intervalSeconds" doc:"Seconds between /readyz checks of each API server, 5 to 300."`
+	TimeoutSeconds     int `json:"timeoutSeconds" doc:"Seconds a check may take, 2 to 120 and less than the interval."`
+	HealthyThreshold   int `json:"healthyThreshold" doc:"Passed checks before an API server is put in rotation, 2 to 10."`
+	UnhealthyThreshold int `json:"unhealthyThreshold" doc:"Failed checks before an API server is taken out of rotation, 2 to 10. Interval x this is the detection time."`
 }
 
 // Etcd is the external etcd cluster.
@@ -62,7 +75,17 @@ type Etcd struct {
 
 // ControlPlane is the API server, scheduler and controller-manager nodes.
 type ControlPlane struct {
-	InstanceType string `json:"instanceType" doc:"EC2 instance type of a control-plane node."`
+	InstanceType   string         `json:"instanceType" doc:"EC2 instance type of a control-plane node."`
+	LeaderElection LeaderElection `json:"leaderElection"`
+}
+
+// LeaderElection is the Lease timing of kube-scheduler and
+// kube-controller-manager: one replica of each acts, another takes over
+// within about leaseDurationSeconds when it dies.
+type LeaderElection struct {
+	LeaseDurationSeconds int `json:"leaseDurationSeconds" doc:"Seconds a Lease holder is trusted without renewing; takeover time after a node dies. More than renewDeadlineSeconds."`
+	RenewDeadlineSeconds int `json:"renewDeadlineSeconds" doc:"Seconds the holder keeps retrying to renew before it steps down. More than retryPeriodSeconds."`
+	RetryPeriodSeconds   int `json:"retryPeriodSeconds" doc:"Seconds between Lease acquire and renew attempts, 1 or more."`
 }
 
 // WorkerPool is a set of identical workers, one auto-scaling group per zone.
@@ -92,7 +115,15 @@ func Default() Stack {
 			BackupIntervalMinutes: 15,
 			BackupRetentionDays:   30,
 		},
-		ControlPlane: ControlPlane{InstanceType: "m6i.large"},
+		API: API{
+			HealthCheck:                HealthCheck{IntervalSeconds: 5, TimeoutSeconds: 3, HealthyThreshold: 2, UnhealthyThreshold: 2},
+			DeregistrationDelaySeconds: 15,
+		},
+		ControlPlane: ControlPlane{
+			InstanceType: "m6i.large",
+			// Kubernetes' own defaults: a dead holder is replaced within ~15 s.
+			LeaderElection: LeaderElection{LeaseDurationSeconds: 15, RenewDeadlineSeconds: 10, RetryPeriodSeconds: 2},
+		},
 		Workers:      []WorkerPool{DefaultWorkerPool()},
 	}
 }

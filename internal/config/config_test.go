@@ -88,6 +88,10 @@ func TestParseRejects(t *testing.T) {
 		{"existing subnets without VPC", map[string]string{"kubeha:network": `{"existingPrivateSubnetIds":["subnet-0123456789abcdef0"]}`}, "kubeha:network.existingVpcId", "the ID of the VPC"},
 		{"existing VPC, too few subnets", map[string]string{"kubeha:network": `{"existingVpcId":"vpc-0123456789abcdef0","existingPrivateSubnetIds":["subnet-0123456789abcdef0"],"existingPublicSubnetIds":["subnet-0123456789abcdef1","subnet-0123456789abcdef2","subnet-0123456789abcdef3"]}`}, "kubeha:network.existingPrivateSubnetIds", "one subnet ID per zone, 3"},
 		{"zones as a string", map[string]string{"kubeha:zones": "eu-west-1a,eu-west-1b,eu-west-1c"}, "kubeha:zones", "a list of strings"},
+		{"health check timeout not below interval", map[string]string{"kubeha:api": `{"healthCheck":{"intervalSeconds":5,"timeoutSeconds":5}}`}, "kubeha:api.healthCheck.timeoutSeconds", "less than intervalSeconds (5)"},
+		{"health check interval too short", map[string]string{"kubeha:api": `{"healthCheck":{"intervalSeconds":1,"timeoutSeconds":2}}`}, "kubeha:api.healthCheck.intervalSeconds", "5 to 300"},
+		{"dns name without zone", map[string]string{"kubeha:api": `{"dnsName":"api.example.com"}`}, "kubeha:api.dnsName", "set together with api.hostedZoneId"},
+		{"lease not above renew deadline", map[string]string{"kubeha:controlPlane": `{"leaderElection":{"leaseDurationSeconds":10,"renewDeadlineSeconds":10}}`}, "kubeha:controlPlane.leaderElection.leaseDurationSeconds", "more than renewDeadlineSeconds (10)"},
 		{"int overflow", map[string]string{"kubeha:etcd": `{"members":99999999999999999999}`}, "kubeha:etcd.members", "a whole number"},
 	}
 	for _, c := range cases {

@@ -25,6 +25,8 @@ var (
 	instanceTypePattern = regexp.MustCompile(`^[a-z][a-z0-9-]*\.[a-z0-9]+$`)
 	vpcIDPattern        = regexp.MustCompile(`^vpc-[0-9a-f]{8,17}$`)
 	subnetIDPattern     = regexp.MustCompile(`^subnet-[0-9a-f]{8,17}$`)
+	dnsNamePattern      = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
+	hostedZonePattern   = regexp.MustCompile(`^Z[0-9A-Z]{1,31}$`)
 
 	// RFC 1918, and RFC 6598 shared space which pod and service networks may use.
 	rfc1918       = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("172.16.0.0/12"), netip.MustParsePrefix("192.168.0.0/16")}
@@ -44,6 +46,7 @@ func (s Stack) Validate() error {
 	v.api(s)
 	v.etcd(s.Etcd)
 	v.required(key("controlPlane.instanceType"), s.ControlPlane.InstanceType, instanceTypePattern, "an EC2 instance type such as m6i.large")
+	v.leaderElection(s.ControlPlane.LeaderElection)
 	v.workers(s.Workers)
 	if s.Environment == "prod" && !s.DeletionProtection {
 		v.add(key("deletionProtection"), "false", "true in prod")
@@ -217,6 +220,16 @@ func (v *validator) subnetIDs(path string, ids []string, zones int, required boo
 }
 
 func (v *validator) api(s Stack) {
+	v.healthCheck(s.API.HealthCheck)
+	v.between(key("api.deregistrationDelaySeconds"), s.API.DeregistrationDelaySeconds, 0, 3600)
+	switch {
+	case (s.API.DNSName == "") != (s.API.HostedZoneID == ""):
+		v.add(key("api.dnsName"), quote(s.API.DNSName), "set together with api.hostedZoneId, or neither")
+	case s.API.DNSName != "" && !dnsNamePattern.MatchString(s.API.DNSName):
+		v.add(key("api.dnsName"), quote(s.API.DNSName), "a DNS name such as api.example.com")
+	case s.API.HostedZoneID != "" && !hostedZonePattern.MatchString(s.API.HostedZoneID):
+		v.add(key("api.hostedZoneId"), quote(s.API.HostedZoneID), "a Route53 hosted zone ID such as Z0123456789ABCDEFGHIJ")
+	}
 	if s.API.Public && len(s.API.AllowedCidrs) == 0 {
 		v.add(key("api.allowedCidrs"), "empty", "at least one CIDR when api.public is true")
 	}
@@ -226,6 +239,29 @@ func (v *validator) api(s Stack) {
 		if ok && p.Bits() == 0 && s.Environment == "prod" {
 			v.add(k, quote(c), "a range narrower than the whole internet in prod")
 		}
+	}
+}
+
+func (v *validator) healthCheck(h HealthCheck) {
+	v.between(key("api.healthCheck.intervalSeconds"), h.IntervalSeconds, 5, 300)
+	v.between(key("api.healthCheck.healthyThreshold"), h.HealthyThreshold, 2, 10)
+	v.between(key("api.healthCheck.unhealthyThreshold"), h.UnhealthyThreshold, 2, 10)
+	if h.TimeoutSeconds < 2 || h.TimeoutSeconds > 120 || h.TimeoutSeconds >= h.IntervalSeconds {
+		v.add(key("api.healthCheck.timeoutSeconds"), fmt.Sprint(h.TimeoutSeconds), fmt.Sprintf("2 to 120, and less than intervalSeconds (%d)", h.IntervalSeconds))
+	}
+}
+
+func (v *validator) leaderElection(l LeaderElection) {
+	k := func(f string) string { return key("controlPlane.leaderElection." + f) }
+	switch {
+	case l.RetryPeriodSeconds < 1:
+		v.add(k("retryPeriodSeconds"), fmt.Sprint(l.RetryPeriodSeconds), "1 or more")
+	case l.RenewDeadlineSeconds <= l.RetryPeriodSeconds:
+		v.add(k("renewDeadlineSeconds"), fmt.Sprint(l.RenewDeadlineSeconds), fmt.Sprintf("more than retryPeriodSeconds (%d)", l.RetryPeriodSeconds))
+	case l.LeaseDurationSeconds <= l.RenewDeadlineSeconds:
+		v.add(k("leaseDurationSeconds"), fmt.Sprint(l.LeaseDurationSeconds), fmt.Sprintf("more than renewDeadlineSeconds (%d)", l.RenewDeadlineSeconds))
+	case l.LeaseDurationSeconds > 300:
+		v.add(k("leaseDurationSeconds"), fmt.Sprint(l.LeaseDurationSeconds), "at most 300")
 	}
 }
 

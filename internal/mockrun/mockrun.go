@@ -73,6 +73,12 @@ func computed(typ, name string) map[string]any {
 		return map[string]any{"zoneId": "Z" + strings.ToUpper(strings.ReplaceAll(name, "-", ""))}
 	case "aws:s3/bucketV2:BucketV2":
 		return map[string]any{"bucket": name + "-0123456789"}
+	case "aws:lb/loadBalancer:LoadBalancer":
+		return map[string]any{"dnsName": name + "-0123456789.elb.eu-west-1.amazonaws.com", "zoneId": "ZNLBMOCK", "arnSuffix": "net/" + name + "/0123456789"}
+	case "aws:lb/targetGroup:TargetGroup":
+		return map[string]any{"arnSuffix": "targetgroup/" + name + "/0123456789"}
+	case "aws:route53/record:Record":
+		return map[string]any{"fqdn": name + ".mock"}
 	case "aws:ec2/launchTemplate:LaunchTemplate":
 		return map[string]any{"latestVersion": 1}
 	case "tls:index/privateKey:PrivateKey":

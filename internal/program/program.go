@@ -59,6 +59,12 @@ func Stack(raw map[string]string) pulumi.RunFunc {
 		ctx.Export("vpcId", network.VpcID)
 		ctx.Export("privateSubnetIds", pulumi.ToStringArrayOutput(network.PrivateSubnetIDs))
 		ctx.Export("publicSubnetIds", pulumi.ToStringArrayOutput(network.PublicSubnetIDs))
+		api, err := components.NewApiLoadBalancer(ctx, cfg.ClusterName+"-api", apiArgs(cfg, network))
+		if err != nil {
+			return err
+		}
+
+		ctx.Export("apiEndpoint", api.Endpoint)
 		ctx.Export("etcdEndpoints", etcd.ClientEndpoints)
 		ctx.Export("etcdBackupBucket", etcd.BackupBucket)
 		ctx.Export("notHA", pulumi.ToStringArray(notHA))
@@ -82,6 +88,31 @@ func networkArgs(cfg config.Stack) *components.NetworkArgs {
 			PrivateSubnetIDs: stringInputs(toStrings(n.ExistingPrivateSubnetIDs)),
 			PublicSubnetIDs:  stringInputs(toStrings(n.ExistingPublicSubnetIDs)),
 		}
+	}
+	return args
+}
+
+func apiArgs(cfg config.Stack, network *components.Network) *components.ApiLoadBalancerArgs {
+	h := cfg.API.HealthCheck
+	args := &components.ApiLoadBalancerArgs{
+		ClusterName:  cfg.ClusterName,
+		VpcID:        network.VpcID,
+		VpcCidr:      network.VpcCidr,
+		SubnetIDs:    stringInputs(network.PrivateSubnetIDs),
+		Public:       cfg.API.Public,
+		AllowedCidrs: cfg.API.AllowedCidrs,
+		HealthCheck: components.HealthCheck{IntervalSeconds: h.IntervalSeconds, TimeoutSeconds: h.TimeoutSeconds,
+			HealthyThreshold: h.HealthyThreshold, UnhealthyThreshold: h.UnhealthyThreshold},
+		DeregistrationDelaySeconds: cfg.API.DeregistrationDelaySeconds,
+		Protect:                    cfg.DeletionProtection,
+		Tags:                       tags(cfg),
+	}
+	if cfg.API.Public {
+		// Nodes reach a public endpoint from their NAT addresses.
+		args.SubnetIDs, args.ExtraAllowedIPs = stringInputs(network.PublicSubnetIDs), network.NatPublicIPs
+	}
+	if cfg.API.DNSName != "" {
+		args.DNSName, args.HostedZoneID = cfg.API.DNSName, pulumi.String(cfg.API.HostedZoneID)
 	}
 	return args
 }

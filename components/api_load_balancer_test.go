@@ -1,0 +1,127 @@
+package components
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/kubeha/kubeha/internal/mockrun"
+)
+
+func lbArgs() *ApiLoadBalancerArgs {
+	return &ApiLoadBalancerArgs{
+		ClusterName: "c1", VpcID: pulumi.String("vpc-1"), VpcCidr: pulumi.String("10.30.0.0/16"),
+		SubnetIDs:    []pulumi.StringInput{pulumi.String("s-a"), pulumi.String("s-b"), pulumi.String("s-c")},
+		AllowedCidrs: []string{"203.0.113.0/24"}, Public: true,
+		HealthCheck:                HealthCheck{IntervalSeconds: 10, TimeoutSeconds: 6, HealthyThreshold: 3, UnhealthyThreshold: 2},
+		DeregistrationDelaySeconds: 15,
+	}
+}
+
+func runLB(t *testing.T, args *ApiLoadBalancerArgs) *mockrun.Recorder {
+	t.Helper()
+	rec, err := mockrun.Run("kubeha", "test", nil, func(ctx *pulumi.Context) error {
+		_, err := NewApiLoadBalancer(ctx, "c1-api", args)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("NewApiLoadBalancer: %v", err)
+	}
+	return rec
+}
+
+func TestApiLoadBalancerHealthCheckAndTargets(t *testing.T) {
+	rec := runLB(t, lbArgs())
+	tgs := rec.OfType("aws:lb/targetGroup:TargetGroup")
+	if len(tgs) != 1 {
+		t.Fatalf("%d target groups, want 1", len(tgs))
+	}
+	tg := tgs[0]
+	want := map[string]string{"protocol": "HTTPS", "path": "/readyz", "port": "traffic-port", "matcher": "200"}
+	for k, v := range want {
+		if got := tg.Get("healthCheck", k); !got.IsString() || got.StringValue() != v {
+			t.Errorf("health check %s = %q, want %q", k, got, v)
+		}
+	}
+	for k, v := range map[string]float64{"interval": 10, "timeout": 6, "healthyThreshold": 3, "unhealthyThreshold": 2} {
+		if got := tg.Get("healthCheck", k).NumberValue(); got != v {
+			t.Errorf("health check %s = %v, want the configured %v", k, got, v)
+		}
+	}
+	if tg.String("preserveClientIp") != "false" || tg.String("protocol") != "TCP" || tg.Get("port").NumberValue() != 6443 {
+		t.Errorf("target group preserveClientIp=%q protocol=%s port=%v, want false/TCP/6443",
+			tg.String("preserveClientIp"), tg.String("protocol"), tg.Get("port").NumberValue())
+	}
+	if tg.Get("deregistrationDelay").NumberValue() != 15 {
+		t.Errorf("deregistration delay %v, want 15", tg.Get("deregistrationDelay"))
+	}
+	nlb := rec.OfType("aws:lb/loadBalancer:LoadBalancer")[0]
+	if nlb.String("loadBalancerType") != "network" || !nlb.Bool("enableCrossZoneLoadBalancing") || nlb.Bool("internal") {
+		t.Errorf("load balancer type=%s crossZone=%v internal=%v, want an internet-facing cross-zone NLB",
+			nlb.String("loadBalancerType"), nlb.Bool("enableCrossZoneLoadBalancing"), nlb.Bool("internal"))
+	}
+	if got := nlb.Strings("subnets"); len(got) != 3 {
+		t.Errorf("NLB in subnets %v, want one per zone", got)
+	}
+	l := rec.OfType("aws:lb/listener:Listener")[0]
+	if l.String("protocol") != "TCP" || l.Get("port").NumberValue() != 6443 || l.Get("defaultActions", "0", "type").StringValue() != "forward" {
+		t.Errorf("listener is not TCP 6443 forwarding to the API servers")
+	}
+}
+
+func TestApiLoadBalancerDefaultsDetectWithin10s(t *testing.T) {
+	args := lbArgs()
+	args.HealthCheck = HealthCheck{}
+	tg := runLB(t, args).OfType("aws:lb/targetGroup:TargetGroup")[0]
+	interval, unhealthy := tg.Get("healthCheck", "interval").NumberValue(), tg.Get("healthCheck", "unhealthyThreshold").NumberValue()
+	if interval*unhealthy > 10 {
+		t.Errorf("defaults take %vs x %v checks to drop a dead API server; want within 10 s", interval, unhealthy)
+	}
+}
+
+func TestApiLoadBalancerSecurityGroup(t *testing.T) {
+	args := lbArgs()
+	args.ExtraAllowedIPs = []pulumi.StringOutput{pulumi.String("192.0.2.7").ToStringOutput()}
+	rec := runLB(t, args)
+	var sources []string
+	for _, r := range rec.OfType("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule") {
+		if r.Get("fromPort").NumberValue() != 6443 || r.Get("toPort").NumberValue() != 6443 {
+			t.Errorf("%s opens ports %v-%v, want 6443 only", r.Name, r.Get("fromPort"), r.Get("toPort"))
+		}
+		sources = append(sources, r.String("cidrIpv4"))
+	}
+	slices.Sort(sources)
+	if want := []string{"10.30.0.0/16", "192.0.2.7/32", "203.0.113.0/24"}; !slices.Equal(sources, want) {
+		t.Errorf("6443 open to %v, want exactly the VPC, the NAT address and the allowlist %v", sources, want)
+	}
+	internal := lbArgs()
+	internal.Public, internal.AllowedCidrs = false, nil
+	rec = runLB(t, internal)
+	if nlb := rec.OfType("aws:lb/loadBalancer:LoadBalancer")[0]; !nlb.Bool("internal") {
+		t.Error("a non-public endpoint is not internal")
+	}
+	if rules := rec.OfType("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"); len(rules) != 1 || rules[0].String("cidrIpv4") != "10.30.0.0/16" {
+		t.Errorf("internal endpoint rules %d, want only the VPC", len(rules))
+	}
+}
+
+func TestApiLoadBalancerRejectsBadArgs(t *testing.T) {
+	for name, mutate := range map[string]func(*ApiLoadBalancerArgs){
+		"timeout >= interval":  func(a *ApiLoadBalancerArgs) { a.HealthCheck.TimeoutSeconds = 10 },
+		"public, no allowlist": func(a *ApiLoadBalancerArgs) { a.AllowedCidrs = nil },
+		"dns without zone":     func(a *ApiLoadBalancerArgs) { a.DNSName = "api.example.com" },
+		"bad cidr":             func(a *ApiLoadBalancerArgs) { a.AllowedCidrs = []string{"nope"} },
+	} {
+		args := lbArgs()
+		mutate(args)
+		_, err := mockrun.Run("kubeha", "test", nil, func(ctx *pulumi.Context) error {
+			_, err := NewApiLoadBalancer(ctx, "c1-api", args)
+			return err
+		})
+		if err == nil || !strings.Contains(err.Error(), "ApiLoadBalancerArgs.") {
+			t.Errorf("%s: got %v, want an error naming the argument", name, err)
+		}
+	}
+}
