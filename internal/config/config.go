@@ -124,7 +124,7 @@ func Default() Stack {
 			// Kubernetes' own defaults: a dead holder is replaced within ~15 s.
 			LeaderElection: LeaderElection{LeaseDurationSeconds: 15, RenewDeadlineSeconds: 10, RetryPeriodSeconds: 2},
 		},
-		Workers:      []WorkerPool{DefaultWorkerPool()},
+		Workers: []WorkerPool{DefaultWorkerPool()},
 	}
 }
 
