@@ -7,14 +7,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD/.cache/tools"
 
-# build NAME VERSION TOOLMODULE PACKAGE
+# build NAME VERSION TOOLMODULE PACKAGE [GO BUILD FLAG...]
 build() {
-  local name=$1 version=$2 module=$3 package=$4
+  local name=$1 version=$2 module=$3 package=$4; shift 4
   local dir="$root/$name-$version"
   if [ ! -x "$dir/$name" ]; then
     echo "building $name $version" >&2
     mkdir -p "$dir"
-    (cd "hack/tools/$module" && go build -trimpath -o "$dir/$name.tmp" "$package")
+    (cd "hack/tools/$module" && go build -trimpath "$@" -o "$dir/$name.tmp" "$package")
     mv "$dir/$name.tmp" "$dir/$name"
   fi
   mkdir -p "$root/bin"
@@ -25,5 +25,17 @@ ETCD_VERSION=v3.6.6
 build etcd    "$ETCD_VERSION" etcd go.etcd.io/etcd/server/v3
 build etcdctl "$ETCD_VERSION" etcd go.etcd.io/etcd/etcdctl/v3
 build etcdutl "$ETCD_VERSION" etcd go.etcd.io/etcd/etcdutl/v3
+
+# Kubernetes learns its own version from -X flags, as its release builds set
+# them (kubeadm picks its defaults by it); a module build would say v0.0.0.
+KUBERNETES_VERSION=v1.36.3
+minor=${KUBERNETES_VERSION#v1.}; minor=${minor%%.*}
+kube_ldflags=
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  kube_ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+done
+for name in kubeadm kube-apiserver kube-controller-manager kube-scheduler; do
+  build "$name" "$KUBERNETES_VERSION" kubernetes "k8s.io/kubernetes/cmd/$name" -ldflags="$kube_ldflags"
+done
 
 echo "$root/bin"
