@@ -78,19 +78,12 @@ func (args *EtcdClusterArgs) validate() error {
 	if args.ImageID == "" {
 		args.ImageID = DefaultImage
 	}
+	if err := (nodeGroupArgs{args.ClusterName, args.Zones, args.SubnetIDs, args.VpcID, args.KMSKeyArn, args.InstanceType}).check("EtcdClusterArgs"); err != nil {
+		return err
+	}
 	switch {
-	case args.ClusterName == "":
-		return bad("ClusterName", "empty", "the cluster's name")
 	case args.Members != 3 && args.Members != 5:
 		return bad("Members", fmt.Sprint(args.Members), "3 or 5")
-	case len(args.Zones) < 3:
-		return bad("Zones", fmt.Sprintf("%q", args.Zones), "at least 3 zones, so the cluster keeps quorum when one fails")
-	case len(args.SubnetIDs) != len(args.Zones):
-		return bad("SubnetIDs", fmt.Sprintf("%d IDs", len(args.SubnetIDs)), fmt.Sprintf("one private subnet per zone: %d", len(args.Zones)))
-	case args.VpcID == nil || args.KMSKeyArn == nil:
-		return bad("VpcID/KMSKeyArn", "nil", "the VPC and the cluster's KMS key")
-	case args.InstanceType == "":
-		return bad("InstanceType", "empty", "an EC2 instance type such as m6i.large")
 	case args.VolumeSizeGiB < 8:
 		return bad("VolumeSizeGiB", fmt.Sprint(args.VolumeSizeGiB), "8 or more")
 	case args.BackupIntervalMinutes < 5:
@@ -195,25 +188,12 @@ func (c *EtcdCluster) securityGroups(ctx *pulumi.Context, name string, args *Etc
 	if err != nil {
 		return err
 	}
-	for _, rule := range []struct {
-		suffix string
-		port   int
-		from   pulumi.IDOutput
-	}{
+	if err := allowFromGroups(ctx, name, members.ID(), []groupRule{
 		{"client-from-control-plane", bootstrap.EtcdClientPort, clients.ID()},
 		{"client-from-members", bootstrap.EtcdClientPort, members.ID()},
 		{"peer-from-members", bootstrap.EtcdPeerPort, members.ID()},
-	} {
-		if _, err := vpc.NewSecurityGroupIngressRule(ctx, name+"-"+rule.suffix, &vpc.SecurityGroupIngressRuleArgs{
-			SecurityGroupId:           members.ID(),
-			ReferencedSecurityGroupId: rule.from,
-			IpProtocol:                pulumi.String("tcp"),
-			FromPort:                  pulumi.Int(rule.port),
-			ToPort:                    pulumi.Int(rule.port),
-			Description:               pulumi.String(rule.suffix),
-		}, opts...); err != nil {
-			return err
-		}
+	}, opts); err != nil {
+		return err
 	}
 	// Members reach AWS APIs, S3 and the etcd release download.
 	if _, err := vpc.NewSecurityGroupEgressRule(ctx, name+"-egress", &vpc.SecurityGroupEgressRuleArgs{
@@ -371,6 +351,6 @@ func (c *EtcdCluster) member(ctx *pulumi.Context, name string, m EtcdMember, sub
 	}
 	_, err = singleNodeGroup(ctx, name, subnet, template, map[string]pulumi.StringInput{
 		"Name": pulumi.String(name), memberTag: pulumi.String(m.Name), clusterTagKey(args.ClusterName): pulumi.String("owned"),
-	}, opts)
+	}, nil, opts)
 	return err
 }

@@ -92,27 +92,34 @@ func TestEtcdOneMemberPerZoneWithVolumeInItsZone(t *testing.T) {
 	}
 }
 
-func TestEtcdSecurityGroupRules(t *testing.T) {
-	rec := runEtcd(t, 3)
-	members, clients := "c1-etcd-id", "c1-etcd-client-id"
-	type rule struct {
-		port int
-		from string
-	}
-	got := map[rule]int{}
+// portFrom is an ingress rule: a TCP port from a security group.
+type portFrom struct {
+	port int
+	from string
+}
+
+// groupIngress counts the ingress rules of security group id, failing any
+// that admits a CIDR or more than one TCP port.
+func groupIngress(t *testing.T, rec *mockrun.Recorder, id string) map[portFrom]int {
+	t.Helper()
+	got := map[portFrom]int{}
 	for _, r := range rec.OfType("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule") {
-		if r.String("securityGroupId") != members {
+		if r.String("securityGroupId") != id {
 			continue
 		}
 		if r.String("cidrIpv4") != "" || r.String("cidrIpv6") != "" {
-			t.Errorf("%s admits a CIDR (%s): etcd ingress must name security groups only", r.Name, r.String("cidrIpv4"))
+			t.Errorf("%s admits a CIDR (%s): this group's ingress must name security groups only", r.Name, r.String("cidrIpv4"))
 		}
 		if r.Get("fromPort").NumberValue() != r.Get("toPort").NumberValue() || r.String("ipProtocol") != "tcp" {
 			t.Errorf("%s is not a single TCP port", r.Name)
 		}
-		got[rule{int(r.Get("fromPort").NumberValue()), r.String("referencedSecurityGroupId")}]++
+		got[portFrom{int(r.Get("fromPort").NumberValue()), r.String("referencedSecurityGroupId")}]++
 	}
-	want := map[rule]int{{2379, clients}: 1, {2379, members}: 1, {2380, members}: 1}
+	return got
+}
+
+func expectIngress(t *testing.T, got, want map[portFrom]int) {
+	t.Helper()
 	if len(got) != len(want) {
 		t.Errorf("ingress rules = %v, want exactly %v", got, want)
 	}
@@ -121,6 +128,12 @@ func TestEtcdSecurityGroupRules(t *testing.T) {
 			t.Errorf("rule port %d from %s: %d, want %d", r.port, r.from, got[r], n)
 		}
 	}
+}
+
+func TestEtcdSecurityGroupRules(t *testing.T) {
+	rec := runEtcd(t, 3)
+	members, clients := "c1-etcd-id", "c1-etcd-client-id"
+	expectIngress(t, groupIngress(t, rec, members), map[portFrom]int{{2379, clients}: 1, {2379, members}: 1, {2380, members}: 1})
 }
 
 type statement struct {
@@ -243,15 +256,7 @@ func TestEtcdLaunchTemplates(t *testing.T) {
 		t.Fatalf("%d launch templates, want 3", len(templates))
 	}
 	for _, lt := range templates {
-		if lt.Get("metadataOptions", "httpTokens").StringValue() != "required" || lt.Get("metadataOptions", "httpPutResponseHopLimit").NumberValue() != 1 {
-			t.Errorf("%s: IMDSv2 not required with hop limit 1", lt.Name)
-		}
-		if lt.Get("blockDeviceMappings", "0", "ebs", "encrypted").StringValue() != "true" {
-			t.Errorf("%s: root volume not encrypted", lt.Name)
-		}
-		if lt.String("keyName") != "" {
-			t.Errorf("%s has an SSH key", lt.Name)
-		}
+		checkNodeBaseline(t, lt)
 		data, err := base64.StdEncoding.DecodeString(lt.String("userData"))
 		if err != nil {
 			t.Fatalf("%s: user-data is not base64: %v", lt.Name, err)
@@ -291,5 +296,20 @@ func TestEtcdRejectsBadArgs(t *testing.T) {
 		if n := len(rec.Resources()); n != 0 {
 			t.Errorf("%s: %d resources declared before the error", name, n)
 		}
+	}
+}
+
+// checkNodeBaseline: IMDSv2 only with hop limit 1, an encrypted root
+// volume, no SSH key.
+func checkNodeBaseline(t *testing.T, lt mockrun.Resource) {
+	t.Helper()
+	if lt.Get("metadataOptions", "httpTokens").StringValue() != "required" || lt.Get("metadataOptions", "httpPutResponseHopLimit").NumberValue() != 1 {
+		t.Errorf("%s: IMDSv2 not required with hop limit 1", lt.Name)
+	}
+	if lt.Get("blockDeviceMappings", "0", "ebs", "encrypted").StringValue() != "true" {
+		t.Errorf("%s: root volume not encrypted", lt.Name)
+	}
+	if lt.String("keyName") != "" {
+		t.Errorf("%s has an SSH key", lt.Name)
 	}
 }

@@ -3,6 +3,7 @@ package components
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"slices"
 
@@ -10,9 +11,11 @@ import (
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ec2"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/secretsmanager"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/vpc"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/kubeha/kubeha/internal/bootstrap"
+	"github.com/kubeha/kubeha/internal/config"
 )
 
 // DefaultImage is the node image: the latest Debian 12, resolved by EC2 at
@@ -113,12 +116,16 @@ func launchTemplate(ctx *pulumi.Context, name string, t nodeTemplate, opts []pul
 // singleNodeGroup is an auto-scaling group of exactly one instance in one
 // subnet: AWS replaces the instance if it dies, in the same zone. It uses
 // EC2 health checks, so an unhealthy service never recycles the node.
-func singleNodeGroup(ctx *pulumi.Context, name string, subnet pulumi.StringInput, template *ec2.LaunchTemplate, tags map[string]pulumi.StringInput, opts []pulumi.ResourceOption) (*autoscaling.Group, error) {
+// With a target group, the instance is registered in it and `pulumi up`
+// waits until it passes the target group's health check: the readiness
+// gate for whatever depends on the group.
+func singleNodeGroup(ctx *pulumi.Context, name string, subnet pulumi.StringInput, template *ec2.LaunchTemplate, tags map[string]pulumi.StringInput,
+	targetGroupArn pulumi.StringInput, opts []pulumi.ResourceOption) (*autoscaling.Group, error) {
 	var asgTags autoscaling.GroupTagArray
 	for _, k := range slices.Sorted(maps.Keys(tags)) {
 		asgTags = append(asgTags, autoscaling.GroupTagArgs{Key: pulumi.String(k), Value: tags[k], PropagateAtLaunch: pulumi.Bool(true)})
 	}
-	return autoscaling.NewGroup(ctx, name, &autoscaling.GroupArgs{
+	args := &autoscaling.GroupArgs{
 		MinSize:                pulumi.Int(1),
 		MaxSize:                pulumi.Int(1),
 		DesiredCapacity:        pulumi.Int(1),
@@ -127,7 +134,15 @@ func singleNodeGroup(ctx *pulumi.Context, name string, subnet pulumi.StringInput
 		HealthCheckGracePeriod: pulumi.Int(300),
 		LaunchTemplate:         &autoscaling.GroupLaunchTemplateArgs{Id: template.ID(), Version: pulumi.Sprintf("%d", template.LatestVersion)},
 		Tags:                   asgTags,
-	}, opts...)
+	}
+	if targetGroupArn != nil {
+		args.TargetGroupArns = pulumi.StringArray{targetGroupArn}
+		args.WaitForElbCapacity = pulumi.Int(1)
+		// Installing packages and kubeadm take minutes; later zones wait
+		// for the first to create the cluster.
+		args.WaitForCapacityTimeout = pulumi.String("30m")
+	}
+	return autoscaling.NewGroup(ctx, name, args, opts...)
 }
 
 // userData renders a node to base64 user-data, as EC2 wants it.
@@ -170,4 +185,55 @@ func storeSecret(ctx *pulumi.Context, name string, kmsKeyArn pulumi.StringInput,
 		SecretId: secret.ID(), SecretString: pulumi.ToSecret(content).(pulumi.StringOutput),
 	}, opts...)
 	return secret, err
+}
+
+// nodeGroupArgs are what every component of zonal node groups is given.
+type nodeGroupArgs struct {
+	ClusterName  string
+	Zones        []string
+	SubnetIDs    []pulumi.StringInput
+	VpcID        pulumi.StringInput
+	KMSKeyArn    pulumi.StringInput
+	InstanceType string
+}
+
+// check names the first bad field, as component.Field.
+func (a nodeGroupArgs) check(component string) error {
+	bad := func(field, value, allowed string) error {
+		return &config.FieldError{Key: component + "." + field, Value: value, Allowed: allowed}
+	}
+	switch {
+	case a.ClusterName == "":
+		return bad("ClusterName", "empty", "the cluster's name")
+	case len(a.Zones) < 3:
+		return bad("Zones", fmt.Sprintf("%q", a.Zones), "at least 3 zones, so the cluster survives losing one")
+	case len(a.SubnetIDs) != len(a.Zones):
+		return bad("SubnetIDs", fmt.Sprintf("%d IDs", len(a.SubnetIDs)), fmt.Sprintf("one private subnet per zone: %d", len(a.Zones)))
+	case a.VpcID == nil || a.KMSKeyArn == nil:
+		return bad("VpcID/KMSKeyArn", "nil", "the VPC and the cluster's KMS key")
+	case a.InstanceType == "":
+		return bad("InstanceType", "empty", "an EC2 instance type such as m6i.large")
+	}
+	return nil
+}
+
+// groupRule admits TCP port from the security group From.
+type groupRule struct {
+	Name string
+	Port int
+	From pulumi.StringInput
+}
+
+// allowFromGroups adds ingress rules to a security group that name other
+// groups only, never a CIDR.
+func allowFromGroups(ctx *pulumi.Context, prefix string, group pulumi.StringInput, rules []groupRule, opts []pulumi.ResourceOption) error {
+	for _, rule := range rules {
+		if _, err := vpc.NewSecurityGroupIngressRule(ctx, prefix+"-"+rule.Name, &vpc.SecurityGroupIngressRuleArgs{
+			SecurityGroupId: group, ReferencedSecurityGroupId: rule.From, IpProtocol: pulumi.String("tcp"),
+			FromPort: pulumi.Int(rule.Port), ToPort: pulumi.Int(rule.Port), Description: pulumi.String(rule.Name),
+		}, opts...); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -91,8 +91,14 @@ func TestEveryStackEvaluates(t *testing.T) {
 					t.Errorf("%s: %d etcd members in %s, want %d", name, etcdPerZone[z], z, want)
 				}
 			}
-			if n := len(rec.OfType("aws:autoscaling/group:Group")); n != cfg.Etcd.Members {
-				t.Errorf("%s: %d auto-scaling groups, want one per etcd member (%d)", name, n, cfg.Etcd.Members)
+			groups := map[string]int{}
+			for _, g := range rec.OfType("aws:autoscaling/group:Group") {
+				_, component := rec.Component(g)
+				groups[strings.TrimPrefix(component, cfg.ClusterName+"-")]++
+			}
+			if groups["etcd"] != cfg.Etcd.Members || groups["control-plane"] != len(cfg.Zones) {
+				t.Errorf("%s: auto-scaling groups by component %v, want one per etcd member (%d) and one control-plane node per zone (%d)",
+					name, groups, cfg.Etcd.Members, len(cfg.Zones))
 			}
 			vpc := rec.OfType("aws:ec2/vpc:Vpc")[0]
 			if vpc.Protect != cfg.DeletionProtection {

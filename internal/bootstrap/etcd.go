@@ -30,7 +30,7 @@ const (
 	etcdBackupPrefix = "snapshots"
 )
 
-//go:embed scripts/etcd-*.sh
+//go:embed scripts/*.sh
 var scripts embed.FS
 
 // EtcdMember is one member's identity, stable across instance replacement.

@@ -4,6 +4,7 @@
 package mockrun
 
 import (
+	"encoding/base64"
 	"fmt"
 	"sort"
 	"strconv"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/kubeha/kubeha/internal/pki"
 )
 
 // Resource is one declared resource as the engine would receive it.
@@ -57,7 +60,7 @@ func (r *Recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.P
 
 	id := args.Name + "-id"
 	state := args.Inputs.Copy()
-	for k, v := range computed(args.TypeToken, args.Name) {
+	for k, v := range computed(args.TypeToken, args.Name, args.Inputs) {
 		state[resource.PropertyKey(k)] = resource.NewPropertyValue(v)
 	}
 	state["arn"] = resource.NewStringProperty(fmt.Sprintf("arn:aws:mock:::%s/%s", args.TypeToken, args.Name))
@@ -65,7 +68,7 @@ func (r *Recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.P
 }
 
 // computed are the outputs AWS would fill in that kubeha uses.
-func computed(typ, name string) map[string]any {
+func computed(typ, name string, inputs resource.PropertyMap) map[string]any {
 	switch typ {
 	case "aws:ec2/eip:Eip":
 		return map[string]any{"allocationId": "eipalloc-" + name, "publicIp": "192.0.2.1"}
@@ -82,14 +85,33 @@ func computed(typ, name string) map[string]any {
 	case "aws:ec2/launchTemplate:LaunchTemplate":
 		return map[string]any{"latestVersion": 1}
 	case "tls:index/privateKey:PrivateKey":
-		return map[string]any{"privateKeyPem": "-----BEGIN PRIVATE KEY-----\nmock " + name + "\n-----END PRIVATE KEY-----\n"}
-	case "tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert":
+		return map[string]any{
+			"privateKeyPem": "-----BEGIN PRIVATE KEY-----\nmock " + name + "\n-----END PRIVATE KEY-----\n",
+			"publicKeyPem":  "-----BEGIN PUBLIC KEY-----\nmock " + name + "\n-----END PUBLIC KEY-----\n",
+		}
+	case "tls:index/selfSignedCert:SelfSignedCert":
+		// A real certificate: nodes' rendering reads the CA's public key.
+		return map[string]any{"certPem": string(mockCA().CertPEM)}
+	case "tls:index/locallySignedCert:LocallySignedCert":
 		return map[string]any{"certPem": "-----BEGIN CERTIFICATE-----\nmock " + name + "\n-----END CERTIFICATE-----\n"}
+	case "random:index/randomString:RandomString":
+		return map[string]any{"result": strings.Repeat("x", int(inputs["length"].NumberValue()))}
+	case "random:index/randomBytes:RandomBytes":
+		return map[string]any{"base64": base64.StdEncoding.EncodeToString(make([]byte, int(inputs["length"].NumberValue())))}
 	case "tls:index/certRequest:CertRequest":
 		return map[string]any{"certRequestPem": "mock csr " + name}
 	}
 	return nil
 }
+
+// mockCA is one real self-signed CA shared by every mocked run.
+var mockCA = sync.OnceValue(func() *pki.Pair {
+	ca, err := pki.Issue(pki.KubernetesCA("mock"))
+	if err != nil {
+		panic(err)
+	}
+	return ca
+})
 
 // Call answers the data-source lookups kubeha makes.
 func (r *Recorder) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {

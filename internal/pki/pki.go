@@ -193,3 +193,21 @@ func issue(spec Spec, ca *Pair) (*Pair, error) {
 		key:     key,
 	}, nil
 }
+
+// KubernetesCA signs the cluster's serving and client certificates;
+// kubeadm on each control-plane node issues that node's own from it.
+func KubernetesCA(cluster string) Spec {
+	return Spec{CommonName: cluster + "-kubernetes-ca", IsCA: true, ValidityHours: CAValidityHours}
+}
+
+// FrontProxyCA signs the API server's aggregation-layer client.
+func FrontProxyCA(cluster string) Spec {
+	return Spec{CommonName: cluster + "-front-proxy-ca", IsCA: true, ValidityHours: CAValidityHours}
+}
+
+// KubernetesAdmin is the cluster-admin identity of the admin kubeconfig.
+// kubeadm binds the kubeadm:cluster-admins group to cluster-admin, and
+// unlike system:masters that binding can be revoked.
+func KubernetesAdmin() Spec {
+	return Spec{CommonName: "kubeha-admin", Organization: "kubeadm:cluster-admins", Usages: []Usage{ClientAuth}, ValidityHours: LeafValidityHours}
+}

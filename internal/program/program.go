@@ -4,6 +4,8 @@
 package program
 
 import (
+	"time"
+
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/kms"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
@@ -64,7 +66,30 @@ func Stack(raw map[string]string) pulumi.RunFunc {
 			return err
 		}
 
-		ctx.Export("apiEndpoint", api.Endpoint)
+		le := cfg.ControlPlane.LeaderElection
+		controlPlane, err := components.NewControlPlane(ctx, cfg.ClusterName+"-control-plane", &components.ControlPlaneArgs{
+			ClusterName:       cfg.ClusterName,
+			Region:            cfg.Region,
+			KubernetesVersion: cfg.KubernetesVersion,
+			Zones:             cfg.Zones,
+			SubnetIDs:         stringInputs(network.PrivateSubnetIDs),
+			VpcID:             network.VpcID,
+			KMSKeyArn:         key.Arn,
+			Etcd:              etcd,
+			LoadBalancer:      api,
+			InstanceType:      cfg.ControlPlane.InstanceType,
+			PodCIDR:           cfg.Network.PodCidr,
+			ServiceCIDR:       cfg.Network.ServiceCidr,
+			LeaderElection: components.LeaderElection{LeaseDuration: seconds(le.LeaseDurationSeconds),
+				RenewDeadline: seconds(le.RenewDeadlineSeconds), RetryPeriod: seconds(le.RetryPeriodSeconds)},
+			Tags: tags(cfg),
+		}, pulumi.DependsOn([]pulumi.Resource{etcd}))
+		if err != nil {
+			return err
+		}
+
+		ctx.Export("apiEndpoint", controlPlane.Endpoint)
+		ctx.Export("kubeconfig", controlPlane.Kubeconfig)
 		ctx.Export("etcdEndpoints", etcd.ClientEndpoints)
 		ctx.Export("etcdBackupBucket", etcd.BackupBucket)
 		ctx.Export("notHA", pulumi.ToStringArray(notHA))
@@ -147,6 +172,8 @@ func stringInputs[T pulumi.StringInput](values []T) []pulumi.StringInput {
 	}
 	return out
 }
+
+func seconds(n int) time.Duration { return time.Duration(n) * time.Second }
 
 func toStrings(values []string) []pulumi.String {
 	out := make([]pulumi.String, len(values))

@@ -1,0 +1,295 @@
+package components
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/internals"
+
+	"github.com/kubeha/kubeha/internal/bootstrap"
+	"github.com/kubeha/kubeha/internal/config"
+	"github.com/kubeha/kubeha/internal/mockrun"
+)
+
+func controlPlaneArgs(net *Network, etcd *EtcdCluster, api *ApiLoadBalancer) *ControlPlaneArgs {
+	var subnets []pulumi.StringInput
+	for _, id := range net.PrivateSubnetIDs {
+		subnets = append(subnets, id)
+	}
+	return &ControlPlaneArgs{
+		ClusterName: "c1", Region: "eu-west-1", KubernetesVersion: "v1.36.3", Zones: testZones, SubnetIDs: subnets,
+		VpcID: net.VpcID, KMSKeyArn: pulumi.String("arn:aws:kms:eu-west-1:123456789012:key/k1"),
+		Etcd: etcd, LoadBalancer: api, InstanceType: "m6i.large", PodCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/12",
+		LeaderElection: LeaderElection{LeaseDuration: 20 * time.Second, RenewDeadline: 12 * time.Second, RetryPeriod: 3 * time.Second},
+	}
+}
+
+// runControlPlane declares the control plane with what it stands on, as
+// the stack does; edit changes its args first.
+func runControlPlane(t *testing.T, edit func(*ControlPlaneArgs), inspect ...func(*pulumi.Context, *ControlPlane) error) (*mockrun.Recorder, error) {
+	t.Helper()
+	return mockrun.Run("kubeha", "test", nil, func(ctx *pulumi.Context) error {
+		net, err := NewNetwork(ctx, "c1-network", perZoneArgs())
+		if err != nil {
+			return err
+		}
+		var subnets []pulumi.StringInput
+		for _, id := range net.PrivateSubnetIDs {
+			subnets = append(subnets, id)
+		}
+		etcd, err := NewEtcdCluster(ctx, "c1-etcd", &EtcdClusterArgs{
+			ClusterName: "c1", Region: "eu-west-1", Zones: testZones, SubnetIDs: subnets, VpcID: net.VpcID,
+			KMSKeyArn: pulumi.String("arn:aws:kms:eu-west-1:123456789012:key/k1"), InstanceType: "m6i.large",
+			VolumeSizeGiB: 20, BackupIntervalMinutes: 15, BackupRetentionDays: 21,
+		})
+		if err != nil {
+			return err
+		}
+		lb := lbArgs()
+		lb.VpcID, lb.VpcCidr, lb.SubnetIDs = net.VpcID, net.VpcCidr, subnets
+		api, err := NewApiLoadBalancer(ctx, "c1-api", lb)
+		if err != nil {
+			return err
+		}
+		args := controlPlaneArgs(net, etcd, api)
+		if edit != nil {
+			edit(args)
+		}
+		cp, err := NewControlPlane(ctx, "c1-control-plane", args)
+		if err != nil {
+			return err
+		}
+		for _, f := range inspect {
+			if err := f(ctx, cp); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func mustRunControlPlane(t *testing.T) *mockrun.Recorder {
+	t.Helper()
+	rec, err := runControlPlane(t, nil)
+	if err != nil {
+		t.Fatalf("NewControlPlane: %v", err)
+	}
+	return rec
+}
+
+func controlPlaneGroups(rec *mockrun.Recorder) []mockrun.Resource {
+	var out []mockrun.Resource
+	for _, g := range rec.OfType("aws:autoscaling/group:Group") {
+		if strings.HasPrefix(g.Name, "c1-control-plane-") {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+func TestControlPlaneOneNodePerZoneInTargetGroup(t *testing.T) {
+	rec := mustRunControlPlane(t)
+	groups := controlPlaneGroups(rec)
+	perZone := map[string]int{}
+	for _, g := range groups {
+		subnets := g.Strings("vpcZoneIdentifiers")
+		if len(subnets) != 1 {
+			t.Fatalf("%s spans subnets %v, want exactly one", g.Name, subnets)
+		}
+		zone := subnetZone(t, rec, subnets[0])
+		perZone[zone]++
+		if !strings.HasSuffix(g.Name, "-"+zone) || !strings.Contains(subnets[0], "private") {
+			t.Errorf("%s is in %s (%s), want its own zone's private subnet", g.Name, subnets[0], zone)
+		}
+		if g.Get("minSize").NumberValue() != 1 || g.Get("maxSize").NumberValue() != 1 {
+			t.Errorf("%s size %v..%v, want exactly 1", g.Name, g.Get("minSize"), g.Get("maxSize"))
+		}
+		if tgs := g.Strings("targetGroupArns"); len(tgs) != 1 || !strings.Contains(tgs[0], "targetGroup:TargetGroup/c1-api") {
+			t.Errorf("%s target groups %v, want the API load balancer's", g.Name, tgs)
+		}
+		// The readiness gate: wait for a node that passes /readyz through
+		// the LB, but never recycle a node on LB health.
+		if g.Get("waitForElbCapacity").NumberValue() != 1 || g.String("healthCheckType") != "EC2" {
+			t.Errorf("%s waitForElbCapacity=%v healthCheckType=%s, want 1 and EC2", g.Name, g.Get("waitForElbCapacity"), g.String("healthCheckType"))
+		}
+	}
+	for _, z := range testZones {
+		if perZone[z] != 1 {
+			t.Errorf("zone %s has %d control-plane nodes, want 1 (all: %v)", z, perZone[z], perZone)
+		}
+	}
+}
+
+func TestControlPlaneSecurityGroupRules(t *testing.T) {
+	rec := mustRunControlPlane(t)
+	cp, lb := "c1-control-plane-id", "c1-api-id"
+	expectIngress(t, groupIngress(t, rec, cp), map[portFrom]int{{6443, lb}: 1, {6443, cp}: 1, {10250, cp}: 1})
+	// Nodes carry the group etcd admits on 2379.
+	for _, lt := range rec.OfType("aws:ec2/launchTemplate:LaunchTemplate") {
+		if !strings.HasPrefix(lt.Name, "c1-control-plane-") {
+			continue
+		}
+		if sgs := strings.Join(lt.Strings("vpcSecurityGroupIds"), ","); sgs != cp+",c1-etcd-client-id" {
+			t.Errorf("%s security groups %s, want the control plane's and etcd's client group", lt.Name, sgs)
+		}
+	}
+}
+
+func TestEveryLaunchTemplateRequiresIMDSv2(t *testing.T) {
+	rec := mustRunControlPlane(t)
+	templates := rec.OfType("aws:ec2/launchTemplate:LaunchTemplate")
+	if len(templates) != 6 {
+		t.Fatalf("%d launch templates, want 3 etcd + 3 control plane", len(templates))
+	}
+	for _, lt := range templates {
+		checkNodeBaseline(t, lt)
+	}
+}
+
+func TestControlPlaneUserData(t *testing.T) {
+	rec := mustRunControlPlane(t)
+	for _, lt := range rec.OfType("aws:ec2/launchTemplate:LaunchTemplate") {
+		if !strings.HasPrefix(lt.Name, "c1-control-plane-") {
+			continue
+		}
+		data := decodeUserData(t, lt)
+		zone := strings.TrimPrefix(lt.Name, "c1-control-plane-")
+		for _, want := range []string{
+			"controlPlaneEndpoint: c1-api-0123456789.elb.eu-west-1.amazonaws.com:6443",
+			"https://etcd-a.c1.internal:2379", "ZONE=" + zone, "INIT_ZONE=eu-west-1a",
+			"leader-elect-lease-duration\n", "value: 20s", "leaseDuration: 20s", "renewDeadline: 12s", "retryPeriod: 3s",
+			"topologyKey: topology.kubernetes.io/zone", "SECRET_ID=arn:aws:mock:::aws:secretsmanager/secret:Secret/c1-control-plane",
+		} {
+			if !strings.Contains(data, want) {
+				t.Errorf("%s user-data lacks %q", lt.Name, want)
+			}
+		}
+		// Secrets stay in Secrets Manager: the mocked token is x's, the
+		// mocked encryption key zeros.
+		for _, secret := range []string{"xxxxxx.xxxxxxxxxxxxxxxx", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "PRIVATE KEY"} {
+			if strings.Contains(data, secret) {
+				t.Errorf("%s user-data carries a secret (%s)", lt.Name, secret)
+			}
+		}
+	}
+}
+
+func decodeUserData(t *testing.T, lt mockrun.Resource) string {
+	t.Helper()
+	raw, err := base64.StdEncoding.DecodeString(lt.String("userData"))
+	if err != nil {
+		t.Fatalf("%s: user-data is not base64: %v", lt.Name, err)
+	}
+	doc, err := bootstrap.ReadUserData(raw)
+	if err != nil {
+		t.Fatalf("%s: %v", lt.Name, err)
+	}
+	return string(doc)
+}
+
+func TestControlPlaneSecrets(t *testing.T) {
+	rec := mustRunControlPlane(t)
+	version, err := rec.Named("aws:secretsmanager/secretVersion:SecretVersion", "c1-control-plane")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !version.IsSecret("secretString") {
+		t.Error("the control-plane secret is not a Pulumi secret")
+	}
+	var files map[string]string
+	if err := json.Unmarshal([]byte(version.String("secretString")), &files); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range bootstrap.ControlPlaneSecretFiles {
+		if files[name] == "" {
+			t.Errorf("the control-plane secret lacks %s", name)
+		}
+	}
+	if len(files) != len(bootstrap.ControlPlaneSecretFiles) {
+		t.Errorf("the control-plane secret has %d entries, want exactly %d", len(files), len(bootstrap.ControlPlaneSecretFiles))
+	}
+	if files["bootstrap-token"] != "xxxxxx.xxxxxxxxxxxxxxxx" {
+		t.Errorf("bootstrap token %q is not id.secret", files["bootstrap-token"])
+	}
+	join, err := rec.Named("aws:secretsmanager/secretVersion:SecretVersion", "c1-control-plane-join")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := join.String("secretString"); strings.Contains(s, "PRIVATE KEY") || !strings.Contains(s, "bootstrap-token") {
+		t.Errorf("the workers' join secret must hold the token and CA only: %s", s)
+	}
+	for _, r := range rec.OfType("random:index/randomString:RandomString") {
+		if r.Bool("upper") || r.Bool("special") {
+			t.Errorf("%s may hold characters a kubeadm token may not", r.Name)
+		}
+	}
+}
+
+func TestControlPlaneKubeconfigIsSecret(t *testing.T) {
+	var result internals.UnsafeAwaitOutputResult
+	_, err := runControlPlane(t, func(a *ControlPlaneArgs) {}, func(ctx *pulumi.Context, cp *ControlPlane) error {
+		var err error
+		result, err = internals.UnsafeAwaitOutput(ctx.Context(), cp.Kubeconfig)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	config, _ := result.Value.(string)
+	if !result.Secret || !strings.Contains(config, "server: https://c1-api-0123456789.elb.eu-west-1.amazonaws.com:6443") {
+		t.Errorf("kubeconfig secret=%v, content:\n%s\nwant a Pulumi secret for the load balancer's endpoint", result.Secret, config)
+	}
+}
+
+func TestControlPlanePolicyScopedByClusterTag(t *testing.T) {
+	var doc struct{ Statement []statement }
+	if err := json.Unmarshal([]byte(controlPlanePolicy("c1", "eu-west-1", "arn:secret", "arn:key")), &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range doc.Statement {
+		for _, a := range s.Action {
+			verb := a[strings.Index(a, ":")+1:]
+			mutating := !strings.HasPrefix(verb, "Describe") && !strings.HasPrefix(verb, "Get") && !strings.HasPrefix(verb, "Create") && verb != "AddTags"
+			if mutating && s.Condition == nil && s.Resource == "*" {
+				t.Errorf("%s: %s may change any resource; want it scoped to kubernetes.io/cluster/c1", s.Sid, a)
+			}
+		}
+		if s.Sid == "ChangeOwnedResources" && s.Condition["StringEquals"]["aws:ResourceTag/kubernetes.io/cluster/c1"] != "owned" {
+			t.Errorf("ChangeOwnedResources condition %v, want the cluster tag", s.Condition)
+		}
+		if s.Sid == "ReadOwnSecret" && s.Resource != "arn:secret" {
+			t.Errorf("secret read on %v, want the node's own secret only", s.Resource)
+		}
+	}
+}
+
+func TestControlPlaneRejectsBadArgs(t *testing.T) {
+	for name, c := range map[string]struct {
+		edit func(*ControlPlaneArgs)
+		key  string
+	}{
+		"version":        {func(a *ControlPlaneArgs) { a.KubernetesVersion = "1.36" }, "ControlPlaneArgs.KubernetesVersion"},
+		"two zones":      {func(a *ControlPlaneArgs) { a.Zones, a.SubnetIDs = a.Zones[:2], a.SubnetIDs[:2] }, "ControlPlaneArgs.Zones"},
+		"subnets":        {func(a *ControlPlaneArgs) { a.SubnetIDs = a.SubnetIDs[:1] }, "ControlPlaneArgs.SubnetIDs"},
+		"no etcd":        {func(a *ControlPlaneArgs) { a.Etcd = nil }, "ControlPlaneArgs.Etcd/LoadBalancer"},
+		"no type":        {func(a *ControlPlaneArgs) { a.InstanceType = "" }, "ControlPlaneArgs.InstanceType"},
+		"lease < renew":  {func(a *ControlPlaneArgs) { a.LeaderElection.LeaseDuration = 5 * time.Second }, "ControlPlaneArgs.LeaderElection"},
+		"retry too fast": {func(a *ControlPlaneArgs) { a.LeaderElection.RetryPeriod = 0 }, "ControlPlaneArgs.LeaderElection"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			rec, err := runControlPlane(t, c.edit)
+			var fe *config.FieldError
+			if !errors.As(err, &fe) || fe.Key != c.key {
+				t.Fatalf("error %v, want a FieldError naming %s", err, c.key)
+			}
+			if n := len(controlPlaneGroups(rec)); n != 0 {
+				t.Errorf("%d control-plane groups declared despite the error", n)
+			}
+		})
+	}
+}

@@ -1,0 +1,153 @@
+package bootstrap
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/kubeha/kubeha/internal/pki"
+	"github.com/kubeha/kubeha/internal/tools"
+)
+
+func testControlPlane() ControlPlane {
+	return ControlPlane{
+		ClusterName: "kubeha-prod", KubernetesVersion: "v1.36.3", Endpoint: "kubeha-prod-api-0123456789.elb.eu-west-1.amazonaws.com",
+		PodCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/12",
+		EtcdEndpoints:  []string{"https://etcd-a.kubeha-prod.internal:2379", "https://etcd-b.kubeha-prod.internal:2379", "https://etcd-c.kubeha-prod.internal:2379"},
+		LeaderElection: LeaderElection{LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second},
+		InitZone:       "eu-west-1a",
+	}
+}
+
+func controlPlaneNode(t *testing.T, c ControlPlane, zone string) (Node, *pki.Pair) {
+	t.Helper()
+	ca, err := pki.Issue(pki.KubernetesCA(c.ClusterName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := c.Node(ControlPlaneParams{Zone: zone, Region: "eu-west-1", CACertPEM: string(ca.CertPEM),
+		SecretID: "arn:aws:secretsmanager:eu-west-1:123456789012:secret:kubeha-prod-control-plane-AbCdEf"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, ca
+}
+
+// The discovery hash must be what kubeadm documents: openssl's sha256 of
+// the CA's DER public key.
+func TestCACertHashMatchesOpenSSL(t *testing.T) {
+	openssl := tools.Need(t, "openssl")
+	ca, err := pki.Issue(pki.KubernetesCA("c1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(path, ca.CertPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	script := openssl + " x509 -pubkey -noout -in " + path + " | " + openssl + " pkey -pubin -outform der | sha256sum | cut -d' ' -f1"
+	out, err := exec.Command("sh", "-c", script).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := CACertHash(string(ca.CertPEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "sha256:" + strings.TrimSpace(string(out)); got != want {
+		t.Errorf("CACertHash = %s, openssl says %s", got, want)
+	}
+	if _, err := CACertHash("not a certificate"); err == nil {
+		t.Error("CACertHash accepted garbage")
+	}
+}
+
+func TestSchedulerConfigSpreadsOverZones(t *testing.T) {
+	text, err := testControlPlane().SchedulerConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		LeaderElection map[string]any `yaml:"leaderElection"`
+		Profiles       []struct {
+			PluginConfig []struct {
+				Name string
+				Args struct {
+					DefaultingType     string           `yaml:"defaultingType"`
+					DefaultConstraints []map[string]any `yaml:"defaultConstraints"`
+				}
+			} `yaml:"pluginConfig"`
+		}
+	}
+	if err := yaml.Unmarshal([]byte(text), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	spread := cfg.Profiles[0].PluginConfig[0]
+	if spread.Name != "PodTopologySpread" || spread.Args.DefaultingType != "List" ||
+		spread.Args.DefaultConstraints[0]["topologyKey"] != ZoneLabel || spread.Args.DefaultConstraints[0]["maxSkew"] != 1 {
+		t.Errorf("scheduler spreading = %+v, want a default zone constraint", spread)
+	}
+	for k, want := range map[string]any{"leaderElect": true, "leaseDuration": "15s", "renewDeadline": "10s", "retryPeriod": "2s", "resourceLock": "leases"} {
+		if cfg.LeaderElection[k] != want {
+			t.Errorf("scheduler leaderElection.%s = %v, want %v", k, cfg.LeaderElection[k], want)
+		}
+	}
+}
+
+func TestControlPlaneNodeKeepsSecretsOut(t *testing.T) {
+	n, ca := controlPlaneNode(t, testControlPlane(), "eu-west-1b")
+	hash, _ := CACertHash(string(ca.CertPEM))
+	join := n.File(kubeadmTemplateDir + "/kubeadm-join.yaml")
+	if join == nil || !strings.Contains(join.Content, hash) || !strings.Contains(join.Content, "token: "+BootstrapTokenPlaceholder) {
+		t.Fatalf("join template does not pin the CA (%s) with a token placeholder:\n%v", hash, join)
+	}
+	enc := n.File(kubeadmTemplateDir + "/encryption.yaml")
+	if enc == nil || !strings.Contains(enc.Content, "secret: "+encryptionKeyPlaceholder) || !strings.Contains(enc.Content, "secretbox") {
+		t.Errorf("encryption template = %v, want secretbox with the key placeholder", enc)
+	}
+	env := n.File(ControlPlaneEnvPath).Content
+	for _, want := range []string{"ZONE=eu-west-1b", "INIT_ZONE=eu-west-1a", "API_ENDPOINT=kubeha-prod-api-0123456789.elb.eu-west-1.amazonaws.com"} {
+		if !strings.Contains(env, want) {
+			t.Errorf("control-plane.env lacks %s", want)
+		}
+	}
+	if n.File("/etc/kubeha/kubernetes.env") == nil || !strings.Contains(n.File("/etc/kubeha/kubernetes.env").Content, "KUBERNETES_PACKAGE_VERSION=1.36.3-1.1") {
+		t.Error("kubernetes.env does not pin the packages to 1.36.3")
+	}
+}
+
+// TestControlPlaneUserDataPassesRealTools: cloud-init's schema, shellcheck
+// on every script, and the EC2 size limit.
+func TestControlPlaneUserDataPassesRealTools(t *testing.T) {
+	cloudInit := tools.Need(t, "cloud-init")
+	shellcheck := tools.Need(t, "shellcheck")
+	n, _ := controlPlaneNode(t, testControlPlane(), "eu-west-1a")
+	doc, err := n.CloudConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := n.UserData()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) > UserDataLimit {
+		t.Errorf("control-plane user-data is %d bytes, over the %d EC2 limit", len(data), UserDataLimit)
+	}
+	t.Logf("MEASURED: control-plane user-data %d bytes as sent (cloud-config %d bytes; gzipped when over %d)", len(data), len(doc), UserDataLimit)
+	// cloud-init gunzips user-data before reading it; its schema command
+	// reads only the plain document.
+	path := filepath.Join(t.TempDir(), "user-data")
+	if err := os.WriteFile(path, doc, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(cloudInit, "schema", "-c", path).CombinedOutput(); err != nil {
+		t.Errorf("cloud-init schema rejects the control-plane user-data: %v\n%s", err, out)
+	}
+	checkKeys(t, doc)
+	checkScripts(t, shellcheck, n)
+}

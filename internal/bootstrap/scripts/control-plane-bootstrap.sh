@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# First boot of a control-plane node (cloud-init runcmd). Every node runs
+# the same steps, so a node replaced months later comes back the same way:
+#  - the API answers through the load balancer: join it;
+#  - it does not, and this is the first zone's node: create the cluster
+#    (on existing etcd data, kubeadm init picks the cluster up again);
+#  - otherwise wait for the first zone's node, and retry.
+# shellcheck source=control-plane-common.sh
+. /usr/local/lib/kubeha/control-plane-common.sh
+# shellcheck source=kubernetes-node.sh
+. /usr/local/lib/kubeha/kubernetes-node.sh
+
+api_ready() {
+  curl -fsk --max-time 5 "https://$API_ENDPOINT:6443/readyz" >/dev/null
+}
+
+install_kubernetes
+set_node_name
+while true; do
+  fetch_secrets
+  /usr/local/lib/kubeha/control-plane-configure.sh
+  if api_ready; then
+    log "the API answers at $API_ENDPOINT: joining"
+    kubeadm join --config "$CONFIG_DIR/kubeadm-join.yaml" && break
+  elif [ "$ZONE" = "$INIT_ZONE" ]; then
+    log "no API at $API_ENDPOINT: creating the cluster"
+    kubeadm init --config "$CONFIG_DIR/kubeadm-init.yaml" && break
+  else
+    log "waiting for the $INIT_ZONE node to create the cluster"
+    sleep 15
+    continue
+  fi
+  # kubeadm reset also empties /etc/kubernetes/pki: the loop fetches again.
+  log "kubeadm failed; resetting and retrying"
+  kubeadm reset -f >/dev/null 2>&1 || true
+  sleep 15
+done
+systemctl daemon-reload
+systemctl enable --now kubeha-token-sync.timer

@@ -1,0 +1,26 @@
+# Sourced by kubeha's control-plane scripts: this node's settings and its
+# secrets.
+# shellcheck shell=bash
+set -euo pipefail
+
+# shellcheck source=/dev/null
+. "${KUBEHA_CONTROL_PLANE_ENV:-/etc/kubeha/control-plane.env}"
+
+log() {
+  echo "kubeha-control-plane[$ZONE]: $*" >&2
+}
+
+# Writes the cluster secret's entries: pki/* under /etc/kubernetes, the
+# rest (join token, encryption key) under $SECRETS_DIR, all owner-only.
+fetch_secrets() {
+  local secret name dest
+  secret=$(aws secretsmanager get-secret-value --secret-id "$SECRET_ID" --query SecretString --output text)
+  install -d -m 0700 "$SECRETS_DIR" /etc/kubernetes/pki /etc/kubernetes/pki/etcd
+  for name in $(jq -r 'keys[]' <<<"$secret"); do
+    case $name in
+      pki/*) dest=/etc/kubernetes/$name ;;
+      *) dest=$SECRETS_DIR/$name ;;
+    esac
+    (umask 077 && jq -er --arg f "$name" '.[$f]' <<<"$secret" >"$dest")
+  done
+}

@@ -1,0 +1,101 @@
+package tests
+
+import (
+	"encoding/base64"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/kubeha/kubeha/internal/bootstrap"
+	"github.com/kubeha/kubeha/internal/tools"
+)
+
+// renderedFiles returns the files a launch template's user-data writes.
+func renderedFiles(t *testing.T, userData string) map[string]string {
+	t.Helper()
+	raw, err := base64.StdEncoding.DecodeString(userData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := bootstrap.ReadUserData(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cloudConfig struct {
+		WriteFiles []struct{ Path, Content string } `yaml:"write_files"`
+	}
+	if err := yaml.Unmarshal(doc, &cloudConfig); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{}
+	for _, f := range cloudConfig.WriteFiles {
+		files[f.Path] = f.Content
+	}
+	return files
+}
+
+func kubeadmValidate(kubeadm, config string) (string, error) {
+	dir, err := os.MkdirTemp("", "kubeadm-validate")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+		return "", err
+	}
+	out, err := exec.Command(kubeadm, "config", "validate", "--config", path).CombinedOutput()
+	return string(out), err
+}
+
+// TestStackKubeadmConfigsValidate runs the pinned kubeadm's own validation
+// on the init and join configurations every stack renders into its
+// control-plane nodes' user-data, and on a broken one, which must fail.
+func TestStackKubeadmConfigsValidate(t *testing.T) {
+	kubeadmPath, err := tools.Path("kubeadm")
+	if err != nil {
+		tools.Unavailable(t, err.Error())
+	}
+	var anyInit string
+	for name, file := range stackFiles(t) {
+		cfg, rec := evaluate(t, file)
+		checked := 0
+		for _, lt := range rec.OfType("aws:ec2/launchTemplate:LaunchTemplate") {
+			if _, component := rec.Component(lt); component != cfg.ClusterName+"-control-plane" {
+				continue
+			}
+			files := renderedFiles(t, lt.String("userData"))
+			for _, path := range []string{"/etc/kubeha/templates/kubeadm-init.yaml", "/etc/kubeha/templates/kubeadm-join.yaml"} {
+				config := files[path]
+				if config == "" {
+					t.Fatalf("%s: %s writes no %s", name, lt.Name, path)
+				}
+				if out, err := kubeadmValidate(kubeadmPath, config); err != nil {
+					t.Errorf("%s: kubeadm rejects %s of %s: %v\n%s", name, path, lt.Name, err, out)
+				}
+				checked++
+			}
+			anyInit = files["/etc/kubeha/templates/kubeadm-init.yaml"]
+		}
+		if checked != 2*len(cfg.Zones) {
+			t.Errorf("%s: validated %d kubeadm configs, want init and join for each of %d nodes", name, checked, len(cfg.Zones))
+		}
+		t.Logf("%s: kubeadm config validate passed on %d rendered configs", name, checked)
+	}
+	for what, broken := range map[string]string{
+		"misspelt field":      strings.Replace(anyInit, "controlPlaneEndpoint:", "controlPlaneEndpiont:", 1),
+		"bad version":         strings.Replace(anyInit, "kubernetesVersion: v1.36.3", "kubernetesVersion: banana", 1),
+		"service CIDR is bad": strings.Replace(anyInit, "serviceSubnet: ", "serviceSubnet: 10.300.0.0/12 #", 1),
+	} {
+		if broken == anyInit {
+			t.Fatalf("%s: the edit did not apply", what)
+		}
+		if out, err := kubeadmValidate(kubeadmPath, broken); err == nil {
+			t.Errorf("kubeadm accepted a config with a %s:\n%s", what, out)
+		}
+	}
+}
