@@ -7,7 +7,7 @@ SHELL     := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
 # Tests that run real binaries and print measured numbers; run verbosely.
-REAL_TESTS := TestEtcdClusterLocal|TestEtcdUserDataPassesRealTools
+REAL_TESTS := TestEtcdClusterLocal|TestEtcdUserDataPassesRealTools|TestControlPlaneLocal|TestControlPlaneUserDataPassesRealTools|TestStackKubeadmConfigsValidate
 
 .PHONY: plan test check tools unit real fuzz docs
 
@@ -22,7 +22,8 @@ check:
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-# Pinned etcd binaries, built from Go modules into .cache/tools (git-ignored).
+# Pinned etcd and Kubernetes binaries, built from Go modules into
+# .cache/tools (git-ignored).
 tools:
 	./hack/tools.sh
 
@@ -31,11 +32,12 @@ tools:
 unit:
 	$(GO) test -count=1 -skip '^($(REAL_TESTS))$$' ./...
 
-# Tiers 2 and 3: rendered user-data through cloud-init schema and
-# shellcheck; real etcd from the rendered files in network namespaces
-# (needs root). Verbose, so the measured numbers show in the log.
+# Tiers 2 and 3: rendered user-data through cloud-init schema, shellcheck
+# and kubeadm's own validation; real etcd and a real control plane
+# (kube-apiserver, -scheduler, -controller-manager as kubeadm renders
+# them) in network namespaces (needs root). Verbose, so the measured numbers show in the log.
 real:
-	$(GO) test -count=1 -v -run '^($(REAL_TESTS))$$' ./internal/bootstrap \
+	$(GO) test -count=1 -v -run '^($(REAL_TESTS))$$' ./internal/bootstrap ./tests \
 	  | grep -E '^(--- |ok|FAIL|PASS)|MEASURED|SKIPPED|refused|_test.go'
 
 # A short coverage-guided run of each config fuzzer; `make fuzz FUZZTIME=10m` for longer.

@@ -293,15 +293,18 @@ func (c ControlPlane) SchedulerConfig() (string, error) {
 const ZoneLabel = "topology.kubernetes.io/zone"
 
 // AuthenticationConfig allows anonymous requests to the health endpoints
-// only (the load balancer's check needs /readyz); /api and the rest need
+// (the load balancer's check needs /readyz) and to the cluster-info
+// ConfigMap (a joining node's discovery reads it before it has
+// credentials, and checks its token signature); the rest needs
 // credentials.
 func (c ControlPlane) AuthenticationConfig() (string, error) {
 	return yamlDocs(map[string]any{
 		"apiVersion": "apiserver.config.k8s.io/v1",
 		"kind":       "AuthenticationConfiguration",
 		"anonymous": map[string]any{
-			"enabled":    true,
-			"conditions": []map[string]string{{"path": "/livez"}, {"path": "/readyz"}, {"path": "/healthz"}},
+			"enabled": true,
+			"conditions": []map[string]string{{"path": "/livez"}, {"path": "/readyz"}, {"path": "/healthz"},
+				{"path": "/api/v1/namespaces/kube-public/configmaps/cluster-info"}},
 		},
 	})
 }

@@ -20,13 +20,17 @@ import (
 // What a member sees at its real paths, from its own folder.
 var memberBinds = []string{"/etc/etcd", "/etc/kubeha", "/var/lib/etcd", "/usr/local/lib/kubeha", "/usr/local/bin", "/run/kubeha"}
 
-// awsShim stands in for the AWS CLI on a member: S3 is a local folder.
-// Everything else the scripts do runs for real.
+// awsShim stands in for the AWS CLI on a node: S3 is a local folder, and
+// a secret is the file secrets/<id>.json in it. Everything else the
+// scripts do runs for real.
 const awsShim = `#!/bin/sh
 set -eu
 store=%q
 path() { echo "$store/${1#s3://}"; }
-[ "$1" = s3 ] || { echo "aws shim: only s3 is faked, not: $*" >&2; exit 255; }
+if [ "$1 $2" = "secretsmanager get-secret-value" ] && [ "$3" = --secret-id ]; then
+  exec cat "$store/secrets/$4.json"
+fi
+[ "$1" = s3 ] || { echo "aws shim: only s3 and secrets are faked, not: $*" >&2; exit 255; }
 case $2 in
   ls) dir=$(path "$3"); [ -d "$dir" ] && [ -n "$(ls -A "$dir")" ] || exit 1; ls -1 "$dir" ;;
   cp) src=$3; dst=$4

@@ -113,6 +113,9 @@ func (l *Lab) AddHost(name, ip string, binds []string, hosts map[string]string) 
 		{"ip", "-n", h.ns, "addr", "add", ip + "/24", "dev", "eth0"},
 		{"ip", "-n", h.ns, "link", "set", "eth0", "up"},
 		{"ip", "-n", h.ns, "link", "set", "lo", "up"},
+		// A default route, as every instance has: kubeadm picks the
+		// address of its interface as the node's address.
+		{"ip", "-n", h.ns, "route", "add", "default", "via", ip[:strings.LastIndex(ip, ".")] + ".1"},
 	}
 	for _, s := range steps {
 		if err := l.run(s[0], s[1:]...); err != nil {
