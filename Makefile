@@ -7,7 +7,7 @@ SHELL     := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
 # Tests that run real binaries and print measured numbers; run verbosely.
-REAL_TESTS := TestEtcdClusterLocal|TestEtcdUserDataPassesRealTools|TestControlPlaneLocal|TestControlPlaneUserDataPassesRealTools|TestStackKubeadmConfigsValidate
+REAL_TESTS := TestEtcdClusterLocal|TestEtcdUserDataPassesRealTools|TestControlPlaneLocal|TestControlPlaneUserDataPassesRealTools|TestWorkerUserDataPassesRealTools|TestStackKubeadmConfigsValidate
 
 .PHONY: plan test check tools unit real fuzz docs
 

@@ -67,6 +67,8 @@ type ControlPlane struct {
 	Groups []*autoscaling.Group
 	// JoinSecretArn holds the join token and CA for worker nodes.
 	JoinSecretArn pulumi.StringOutput
+	// endpointHost is the endpoint's DNS name, which nodes join through.
+	endpointHost pulumi.StringOutput
 }
 
 var kubernetesVersionPattern = regexp.MustCompile(`^v1\.\d+\.\d+$`)
@@ -121,7 +123,7 @@ func NewControlPlane(ctx *pulumi.Context, name string, args *ControlPlaneArgs, o
 	if err != nil {
 		return nil, err
 	}
-	c.Endpoint = args.LoadBalancer.Endpoint
+	c.Endpoint, c.endpointHost = args.LoadBalancer.Endpoint, args.LoadBalancer.DNSName
 
 	var etcdEndpoints []string
 	for _, m := range args.Etcd.Members {

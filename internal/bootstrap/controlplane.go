@@ -18,7 +18,6 @@ import (
 const (
 	KubernetesPKIDir      = "/etc/kubernetes/pki"
 	ControlPlaneConfigDir = "/etc/kubernetes/kubeha"
-	ControlPlaneEnvPath   = "/etc/kubeha/control-plane.env"
 	// Templates hold placeholders for the secrets, filled at boot by
 	// control-plane-configure.sh into ControlPlaneConfigDir.
 	kubeadmTemplateDir = "/etc/kubeha/templates"
@@ -113,8 +112,16 @@ type hostPathMount struct {
 }
 
 type nodeRegistration struct {
-	CRISocket        string `yaml:"criSocket"`
-	KubeletExtraArgs []arg  `yaml:"kubeletExtraArgs"`
+	CRISocket        string  `yaml:"criSocket"`
+	KubeletExtraArgs []arg   `yaml:"kubeletExtraArgs"`
+	Taints           []Taint `yaml:"taints,omitempty"`
+}
+
+// Taint is a node taint.
+type Taint struct {
+	Key    string `yaml:"key"`
+	Value  string `yaml:"value,omitempty"`
+	Effect string `yaml:"effect"` // NoSchedule, PreferNoSchedule or NoExecute
 }
 
 func (c ControlPlane) nodeRegistration() nodeRegistration {
@@ -232,6 +239,18 @@ func (c ControlPlane) KubeadmInit() (string, error) {
 // shared CAs and keys are already on the node, so no certificate key is
 // needed; discovery pins the CA's public key.
 func (c ControlPlane) KubeadmJoin(caCertHash string) (string, error) {
+	return kubeadmJoin(c.Endpoint, caCertHash, c.nodeRegistration(), true)
+}
+
+// kubeadmJoin renders a JoinConfiguration that discovers the cluster
+// through endpoint with the bootstrap token (BootstrapTokenPlaceholder
+// until boot) and the CA's public-key hash.
+func kubeadmJoin(endpoint, caCertHash string, registration nodeRegistration, controlPlane bool) (string, error) {
+	type bindPort struct {
+		LocalAPIEndpoint struct {
+			BindPort int `yaml:"bindPort"`
+		} `yaml:"localAPIEndpoint"`
+	}
 	join := struct {
 		APIVersion string `yaml:"apiVersion"`
 		Kind       string `yaml:"kind"`
@@ -243,15 +262,14 @@ func (c ControlPlane) KubeadmJoin(caCertHash string) (string, error) {
 			} `yaml:"bootstrapToken"`
 		} `yaml:"discovery"`
 		NodeRegistration nodeRegistration `yaml:"nodeRegistration"`
-		ControlPlane     struct {
-			LocalAPIEndpoint struct {
-				BindPort int `yaml:"bindPort"`
-			} `yaml:"localAPIEndpoint"`
-		} `yaml:"controlPlane"`
-	}{APIVersion: kubeadmAPIVersion, Kind: "JoinConfiguration", NodeRegistration: c.nodeRegistration()}
+		ControlPlane     *bindPort        `yaml:"controlPlane,omitempty"`
+	}{APIVersion: kubeadmAPIVersion, Kind: "JoinConfiguration", NodeRegistration: registration}
 	bt := &join.Discovery.BootstrapToken
-	bt.Token, bt.APIServerEndpoint, bt.CACertHashes = BootstrapTokenPlaceholder, fmt.Sprintf("%s:%d", c.Endpoint, APIServerPort), []string{caCertHash}
-	join.ControlPlane.LocalAPIEndpoint.BindPort = APIServerPort
+	bt.Token, bt.APIServerEndpoint, bt.CACertHashes = BootstrapTokenPlaceholder, fmt.Sprintf("%s:%d", endpoint, APIServerPort), []string{caCertHash}
+	if controlPlane {
+		join.ControlPlane = &bindPort{}
+		join.ControlPlane.LocalAPIEndpoint.BindPort = APIServerPort
+	}
 	return yamlDocs(join)
 }
 
@@ -383,41 +401,17 @@ func (c ControlPlane) Node(p ControlPlaneParams) (Node, error) {
 		}
 		files = append(files, File{Path: r.path, Content: content, Mode: r.mode})
 	}
-	env := strings.Join([]string{
-		"# control-plane node settings, rendered by kubeha.",
-		"CLUSTER_NAME=" + c.ClusterName,
-		"API_ENDPOINT=" + c.Endpoint,
-		"ZONE=" + p.Zone,
-		"INIT_ZONE=" + c.InitZone,
-		"AWS_DEFAULT_REGION=" + p.Region,
-		"SECRET_ID=" + p.SecretID,
-		"TOKEN_PLACEHOLDER=" + BootstrapTokenPlaceholder,
-		"TOKEN_DESCRIPTION='" + BootstrapTokenDescription + "'",
-		"ENCRYPTION_KEY_PLACEHOLDER=" + encryptionKeyPlaceholder,
-		"TEMPLATE_DIR=" + kubeadmTemplateDir,
-		"CONFIG_DIR=" + ControlPlaneConfigDir,
-		"SECRETS_DIR=" + NodeSecretsDir,
-		"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
-		"",
-	}, "\n")
-	node := Node{
-		Packages: []string{"awscli", "jq", "curl", "gpg", "apt-transport-https"},
-		Files: append(files,
-			File{Path: ControlPlaneEnvPath, Content: env, Mode: "0644"},
-			File{Path: "/etc/systemd/system/kubeha-token-sync.service", Content: tokenSyncService, Mode: "0644"},
-			File{Path: "/etc/systemd/system/kubeha-token-sync.timer", Content: tokenSyncTimer, Mode: "0644"},
-		),
-		Commands: [][]string{{ScriptDir + "/control-plane-bootstrap.sh"}},
-	}
-	node.Files = append(node.Files, KubernetesNodeFiles(c.KubernetesVersion)...)
-	for _, name := range []string{"control-plane-common.sh", "control-plane-bootstrap.sh", "control-plane-configure.sh", "control-plane-token-sync.sh"} {
-		script, err := scripts.ReadFile("scripts/" + name)
-		if err != nil {
-			return Node{}, err
-		}
-		node.Files = append(node.Files, File{Path: ScriptDir + "/" + name, Content: string(script), Mode: "0755"})
-	}
-	return node, nil
+	files = append(files,
+		File{Path: "/etc/systemd/system/kubeha-token-sync.service", Content: tokenSyncService, Mode: "0644"},
+		File{Path: "/etc/systemd/system/kubeha-token-sync.timer", Content: tokenSyncTimer, Mode: "0644"},
+	)
+	return kubernetesNode(kubernetesNodeSpec{
+		Role: "control-plane", KubernetesVersion: c.KubernetesVersion, Endpoint: c.Endpoint,
+		Zone: p.Zone, Region: p.Region, SecretID: p.SecretID,
+		Env:     []string{"CLUSTER_NAME=" + c.ClusterName, "INIT_ZONE=" + c.InitZone, "TOKEN_DESCRIPTION='" + BootstrapTokenDescription + "'"},
+		Files:   files,
+		Scripts: []string{"control-plane-bootstrap.sh", "control-plane-token-sync.sh"},
+	})
 }
 
 const tokenSyncService = `[Unit]
@@ -426,7 +420,7 @@ After=kubelet.service
 
 [Service]
 Type=oneshot
-EnvironmentFile=/etc/kubeha/control-plane.env
+EnvironmentFile=/etc/kubeha/node.env
 ExecStart=/usr/local/lib/kubeha/control-plane-token-sync.sh
 `
 

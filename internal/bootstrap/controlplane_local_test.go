@@ -211,8 +211,8 @@ func TestControlPlaneLocal(t *testing.T) {
 		must(t, os.Symlink(kubeadm, filepath.Join(h.Root, "usr/local/bin/kubeadm")))
 		n := &controlPlaneNode{name: name, host: h, procs: map[string]*exec.Cmd{}}
 		// The boot script's own steps: fetch the secret, fill the templates.
-		n.run(t, "bash", "-c", ". "+bootstrap.ScriptDir+"/control-plane-common.sh && fetch_secrets")
-		n.run(t, bootstrap.ScriptDir+"/control-plane-configure.sh")
+		n.run(t, "bash", "-c", ". "+bootstrap.ScriptDir+"/node-common.sh && fetch_secrets")
+		n.run(t, bootstrap.ScriptDir+"/node-configure.sh")
 		nodes = append(nodes, n)
 	}
 	cpA, cpB := nodes[0], nodes[1]

@@ -110,10 +110,10 @@ func TestControlPlaneNodeKeepsSecretsOut(t *testing.T) {
 	if enc == nil || !strings.Contains(enc.Content, "secret: "+encryptionKeyPlaceholder) || !strings.Contains(enc.Content, "secretbox") {
 		t.Errorf("encryption template = %v, want secretbox with the key placeholder", enc)
 	}
-	env := n.File(ControlPlaneEnvPath).Content
+	env := n.File(NodeEnvPath).Content
 	for _, want := range []string{"ZONE=eu-west-1b", "INIT_ZONE=eu-west-1a", "API_ENDPOINT=kubeha-prod-api-0123456789.elb.eu-west-1.amazonaws.com"} {
 		if !strings.Contains(env, want) {
-			t.Errorf("control-plane.env lacks %s", want)
+			t.Errorf("node.env lacks %s", want)
 		}
 	}
 	if n.File("/etc/kubeha/kubernetes.env") == nil || !strings.Contains(n.File("/etc/kubeha/kubernetes.env").Content, "KUBERNETES_PACKAGE_VERSION=1.36.3-1.1") {
@@ -124,9 +124,17 @@ func TestControlPlaneNodeKeepsSecretsOut(t *testing.T) {
 // TestControlPlaneUserDataPassesRealTools: cloud-init's schema, shellcheck
 // on every script, and the EC2 size limit.
 func TestControlPlaneUserDataPassesRealTools(t *testing.T) {
+	n, _ := controlPlaneNode(t, testControlPlane(), "eu-west-1a")
+	checkUserDataWithRealTools(t, "control-plane", n)
+}
+
+// checkUserDataWithRealTools checks a node's user-data as sent (gzipped
+// when large) against the EC2 limit, its document with cloud-init's
+// schema, and its scripts with shellcheck.
+func checkUserDataWithRealTools(t *testing.T, role string, n Node) {
+	t.Helper()
 	cloudInit := tools.Need(t, "cloud-init")
 	shellcheck := tools.Need(t, "shellcheck")
-	n, _ := controlPlaneNode(t, testControlPlane(), "eu-west-1a")
 	doc, err := n.CloudConfig()
 	if err != nil {
 		t.Fatal(err)
@@ -136,9 +144,9 @@ func TestControlPlaneUserDataPassesRealTools(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(data) > UserDataLimit {
-		t.Errorf("control-plane user-data is %d bytes, over the %d EC2 limit", len(data), UserDataLimit)
+		t.Errorf("%s user-data is %d bytes, over the %d EC2 limit", role, len(data), UserDataLimit)
 	}
-	t.Logf("MEASURED: control-plane user-data %d bytes as sent (cloud-config %d bytes; gzipped when over %d)", len(data), len(doc), UserDataLimit)
+	t.Logf("MEASURED: %s user-data %d bytes as sent (cloud-config %d bytes; gzipped when over %d)", role, len(data), len(doc), UserDataLimit)
 	// cloud-init gunzips user-data before reading it; its schema command
 	// reads only the plain document.
 	path := filepath.Join(t.TempDir(), "user-data")
@@ -146,8 +154,48 @@ func TestControlPlaneUserDataPassesRealTools(t *testing.T) {
 		t.Fatal(err)
 	}
 	if out, err := exec.Command(cloudInit, "schema", "-c", path).CombinedOutput(); err != nil {
-		t.Errorf("cloud-init schema rejects the control-plane user-data: %v\n%s", err, out)
+		t.Errorf("cloud-init schema rejects the %s user-data: %v\n%s", role, err, out)
 	}
 	checkKeys(t, doc)
 	checkScripts(t, shellcheck, n)
+}
+
+func TestWorkerNodeJoinsThroughTheEndpoint(t *testing.T) {
+	ca, err := pki.Issue(pki.KubernetesCA("c1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := Worker{KubernetesVersion: "v1.36.3", Endpoint: "c1-api.elb.example", Labels: map[string]string{"kubeha.io/pool": "spot", "a": "b"},
+		Taints: []Taint{{Key: "kubeha.io/spot", Value: "true", Effect: "NoSchedule"}}}
+	n, err := w.Node(WorkerParams{Zone: "eu-west-1c", Region: "eu-west-1", SecretID: "join", CACertPEM: string(ca.CertPEM)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	join := n.File(kubeadmTemplateDir + "/kubeadm-join.yaml").Content
+	for _, want := range []string{"apiServerEndpoint: c1-api.elb.example:6443", "token: " + BootstrapTokenPlaceholder,
+		"value: a=b,kubeha.io/pool=spot", "key: kubeha.io/spot", "effect: NoSchedule"} {
+		if !strings.Contains(join, want) {
+			t.Errorf("worker join config lacks %q:\n%s", want, join)
+		}
+	}
+	if strings.Contains(join, "controlPlane") {
+		t.Errorf("a worker's join config asks to join the control plane:\n%s", join)
+	}
+	if len(n.Commands) != 1 || n.Commands[0][0] != ScriptDir+"/worker-bootstrap.sh" {
+		t.Errorf("worker commands = %v", n.Commands)
+	}
+}
+
+// TestWorkerUserDataPassesRealTools: cloud-init's schema, shellcheck and
+// the size limit; kubeadm's validation is in tests/ on every stack.
+func TestWorkerUserDataPassesRealTools(t *testing.T) {
+	ca, err := pki.Issue(pki.KubernetesCA("c1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := Worker{KubernetesVersion: "v1.36.3", Endpoint: "c1-api.elb.example"}.Node(WorkerParams{Zone: "eu-west-1a", Region: "eu-west-1", SecretID: "join", CACertPEM: string(ca.CertPEM)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkUserDataWithRealTools(t, "worker", n)
 }

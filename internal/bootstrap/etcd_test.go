@@ -138,8 +138,8 @@ func checkScripts(t *testing.T, shellcheck string, n Node) {
 			scripts = append(scripts, path)
 		}
 	}
-	if len(scripts) < 5 {
-		t.Fatalf("found %d scripts in the node, want at least 5", len(scripts))
+	if len(scripts) < 4 {
+		t.Fatalf("found %d scripts in the node, want at least 4", len(scripts))
 	}
 	args := append([]string{"-x", "-P", "SCRIPTDIR", "--severity=style"}, scripts...)
 	if out, err := exec.Command(shellcheck, args...).CombinedOutput(); err != nil {

@@ -5,20 +5,16 @@
 #  - it does not, and this is the first zone's node: create the cluster
 #    (on existing etcd data, kubeadm init picks the cluster up again);
 #  - otherwise wait for the first zone's node, and retry.
-# shellcheck source=control-plane-common.sh
-. /usr/local/lib/kubeha/control-plane-common.sh
+# shellcheck source=node-common.sh
+. /usr/local/lib/kubeha/node-common.sh
 # shellcheck source=kubernetes-node.sh
 . /usr/local/lib/kubeha/kubernetes-node.sh
-
-api_ready() {
-  curl -fsk --max-time 5 "https://$API_ENDPOINT:6443/readyz" >/dev/null
-}
 
 install_kubernetes
 set_node_name
 while true; do
   fetch_secrets
-  /usr/local/lib/kubeha/control-plane-configure.sh
+  /usr/local/lib/kubeha/node-configure.sh
   if api_ready; then
     log "the API answers at $API_ENDPOINT: joining"
     kubeadm join --config "$CONFIG_DIR/kubeadm-join.yaml" && break

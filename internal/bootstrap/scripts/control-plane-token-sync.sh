@@ -3,8 +3,8 @@
 # secret: creates it if missing (it never expires, so a node added months
 # later still joins) and deletes any older kubeha token. Rotation is a
 # `pulumi up` that replaces the secret's token (README: join token).
-# shellcheck source=control-plane-common.sh
-. /usr/local/lib/kubeha/control-plane-common.sh
+# shellcheck source=node-common.sh
+. /usr/local/lib/kubeha/node-common.sh
 
 export KUBECONFIG=/etc/kubernetes/admin.conf
 fetch_secrets

@@ -1,17 +1,17 @@
-# Sourced by kubeha's control-plane scripts: this node's settings and its
+# Sourced by kubeha's Kubernetes node scripts: this node's settings and its
 # secrets.
 # shellcheck shell=bash
 set -euo pipefail
 
 # shellcheck source=/dev/null
-. "${KUBEHA_CONTROL_PLANE_ENV:-/etc/kubeha/control-plane.env}"
+. "${KUBEHA_NODE_ENV:-/etc/kubeha/node.env}"
 
 log() {
-  echo "kubeha-control-plane[$ZONE]: $*" >&2
+  echo "kubeha-${ROLE}[$ZONE]: $*" >&2
 }
 
-# Writes the cluster secret's entries: pki/* under /etc/kubernetes, the
-# rest (join token, encryption key) under $SECRETS_DIR, all owner-only.
+# Writes the node's secret's entries: pki/* under /etc/kubernetes, the rest
+# (join token, encryption key) under $SECRETS_DIR, all owner-only.
 fetch_secrets() {
   local secret name dest
   secret=$(aws secretsmanager get-secret-value --secret-id "$SECRET_ID" --query SecretString --output text)
@@ -23,4 +23,8 @@ fetch_secrets() {
     esac
     (umask 077 && jq -er --arg f "$name" '.[$f]' <<<"$secret" >"$dest")
   done
+}
+
+api_ready() {
+  curl -fsk --max-time 5 "https://$API_ENDPOINT:6443/readyz" >/dev/null
 }

@@ -1,0 +1,135 @@
+package components
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/kubeha/kubeha/internal/config"
+	"github.com/kubeha/kubeha/internal/mockrun"
+)
+
+// runWorkers declares the control plane and, per zone, a worker group
+// made by pool from the zone's index.
+func runWorkers(t *testing.T, pool func(i int, a *ZonalWorkerGroupArgs)) (*mockrun.Recorder, error) {
+	t.Helper()
+	return runControlPlane(t, nil, func(ctx *pulumi.Context, cp *ControlPlane) error {
+		for i, zone := range testZones {
+			args := &ZonalWorkerGroupArgs{
+				ClusterName: "c1", Region: "eu-west-1", KubernetesVersion: "v1.36.3", Pool: "general", Zone: zone,
+				SubnetID: pulumi.String("subnet-" + zone), ControlPlane: cp, SecurityGroupIDs: []pulumi.StringInput{pulumi.String("sg-workers")},
+				KMSKeyArn: pulumi.String("arn:aws:kms:eu-west-1:123456789012:key/k1"), InstanceTypes: []string{"m6i.large"},
+				Min: 1, Desired: 2, Max: 5,
+			}
+			pool(i, args)
+			if _, err := NewZonalWorkerGroup(ctx, "c1-"+args.Pool+"-"+zone, args); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func workerGroups(rec *mockrun.Recorder) []mockrun.Resource {
+	var out []mockrun.Resource
+	for _, g := range rec.OfType("aws:autoscaling/group:Group") {
+		if g.Tags()["kubeha.io/pool"] != "" || strings.HasPrefix(g.Name, "c1-general-") || strings.HasPrefix(g.Name, "c1-spot-") {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// groupTags reads an ASG's tag list into a map.
+func groupTags(g mockrun.Resource) map[string]string {
+	tags := map[string]string{}
+	for _, tag := range g.Get("tags").ArrayValue() {
+		tags[tag.ObjectValue()["key"].StringValue()] = tag.ObjectValue()["value"].StringValue()
+	}
+	return tags
+}
+
+func TestZonalWorkerGroups(t *testing.T) {
+	rec, err := runWorkers(t, func(i int, a *ZonalWorkerGroupArgs) {
+		if i == 2 {
+			a.Pool, a.InstanceTypes, a.OnDemandBase, a.SpotPercent = "spot", []string{"m6i.large", "m7i.large"}, 0, 100
+			a.Labels = map[string]string{"kubeha.io/capacity": "spot"}
+			a.Taints = []Taint{{Key: "kubeha.io/spot", Value: "true", Effect: "NoSchedule"}}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups := workerGroups(rec)
+	if len(groups) != 3 {
+		t.Fatalf("%d worker groups, want one per zone", len(groups))
+	}
+	for _, g := range groups {
+		zone := g.Name[strings.LastIndex(g.Name, "-eu-west-")+1:]
+		if subnets := g.Strings("vpcZoneIdentifiers"); len(subnets) != 1 || subnets[0] != "subnet-"+zone {
+			t.Errorf("%s spans %v, want only its zone's subnet", g.Name, subnets)
+		}
+		tags := groupTags(g)
+		for k, v := range map[string]string{
+			"k8s.io/cluster-autoscaler/enabled": "true", "k8s.io/cluster-autoscaler/c1": "owned", "kubernetes.io/cluster/c1": "owned",
+			"k8s.io/cluster-autoscaler/node-template/label/topology.kubernetes.io/zone": zone,
+		} {
+			if tags[k] != v {
+				t.Errorf("%s tag %s = %q, want %q", g.Name, k, tags[k], v)
+			}
+		}
+		if g.Get("instanceRefresh", "strategy").StringValue() != "Rolling" || g.Get("instanceRefresh", "preferences", "minHealthyPercentage").NumberValue() != 90 {
+			t.Errorf("%s has no rolling instance refresh", g.Name)
+		}
+		spot := strings.HasPrefix(g.Name, "c1-spot-")
+		if spot {
+			if tags["k8s.io/cluster-autoscaler/node-template/taint/kubeha.io/spot"] != "true:NoSchedule" ||
+				tags["k8s.io/cluster-autoscaler/node-template/label/kubeha.io/capacity"] != "spot" {
+				t.Errorf("%s lacks its node-template label and taint tags: %v", g.Name, tags)
+			}
+			if g.Get("mixedInstancesPolicy", "instancesDistribution", "onDemandPercentageAboveBaseCapacity").NumberValue() != 0 {
+				t.Errorf("%s is not all spot", g.Name)
+			}
+		} else if g.Get("launchTemplate", "id").StringValue() == "" {
+			t.Errorf("%s has no launch template", g.Name)
+		}
+	}
+	for _, lt := range rec.OfType("aws:ec2/launchTemplate:LaunchTemplate") {
+		checkNodeBaseline(t, lt)
+		if !strings.HasPrefix(lt.Name, "c1-general-") && !strings.HasPrefix(lt.Name, "c1-spot-") {
+			continue
+		}
+		data := decodeUserData(t, lt)
+		if !strings.Contains(data, "apiServerEndpoint: c1-api-0123456789.elb.eu-west-1.amazonaws.com:6443") || !strings.Contains(data, "worker-bootstrap.sh") {
+			t.Errorf("%s user-data does not join through the load balancer", lt.Name)
+		}
+		if strings.Contains(data, "xxxxxx.xxxxxxxxxxxxxxxx") || strings.Contains(data, "PRIVATE KEY") {
+			t.Errorf("%s user-data carries a secret", lt.Name)
+		}
+	}
+}
+
+func TestZonalWorkerGroupRejectsBadArgs(t *testing.T) {
+	for name, c := range map[string]struct {
+		edit func(*ZonalWorkerGroupArgs)
+		key  string
+	}{
+		"min > max":  {func(a *ZonalWorkerGroupArgs) { a.Min, a.Desired, a.Max = 6, 6, 5 }, "ZonalWorkerGroupArgs.Min/Desired/Max"},
+		"no types":   {func(a *ZonalWorkerGroupArgs) { a.InstanceTypes = nil }, "ZonalWorkerGroupArgs.InstanceTypes"},
+		"bad taint":  {func(a *ZonalWorkerGroupArgs) { a.Taints = []Taint{{Key: "x", Effect: "Never"}} }, "ZonalWorkerGroupArgs.Taints"},
+		"spot > 100": {func(a *ZonalWorkerGroupArgs) { a.SpotPercent = 101 }, "ZonalWorkerGroupArgs.SpotPercent/OnDemandBase"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			rec, err := runWorkers(t, func(i int, a *ZonalWorkerGroupArgs) { c.edit(a) })
+			var fe *config.FieldError
+			if !errors.As(err, &fe) || fe.Key != c.key {
+				t.Fatalf("error %v, want a FieldError naming %s", err, c.key)
+			}
+			if n := len(workerGroups(rec)); n != 0 {
+				t.Errorf("%d worker groups declared despite the error", n)
+			}
+		})
+	}
+}

@@ -1,0 +1,59 @@
+package bootstrap
+
+import (
+	"maps"
+	"slices"
+	"strings"
+)
+
+// Worker is what every worker of one pool in one zone shares.
+type Worker struct {
+	KubernetesVersion string
+	// Endpoint is the load balancer's DNS name: workers never talk to a
+	// single control-plane node.
+	Endpoint string
+	Labels   map[string]string
+	Taints   []Taint
+}
+
+// WorkerParams are the per-group values AWS assigns at deploy time.
+type WorkerParams struct {
+	Zone     string
+	Region   string
+	SecretID string // the join secret: pki/ca.crt and bootstrap-token
+	// CACertPEM is the cluster CA; discovery pins its public key.
+	CACertPEM string
+}
+
+// KubeadmJoin renders the worker's JoinConfiguration: its labels go to the
+// kubelet, its taints are set at registration, so no pod lands on it
+// before they hold.
+func (w Worker) KubeadmJoin(caCertHash string) (string, error) {
+	args := []arg{{"cloud-provider", "external"}}
+	if len(w.Labels) > 0 {
+		var labels []string
+		for _, k := range slices.Sorted(maps.Keys(w.Labels)) {
+			labels = append(labels, k+"="+w.Labels[k])
+		}
+		args = append(args, arg{"node-labels", strings.Join(labels, ",")})
+	}
+	return kubeadmJoin(w.Endpoint, caCertHash, nodeRegistration{CRISocket: criSocket, KubeletExtraArgs: args, Taints: w.Taints}, false)
+}
+
+// Node renders a worker's first boot.
+func (w Worker) Node(p WorkerParams) (Node, error) {
+	hash, err := CACertHash(p.CACertPEM)
+	if err != nil {
+		return Node{}, err
+	}
+	join, err := w.KubeadmJoin(hash)
+	if err != nil {
+		return Node{}, err
+	}
+	return kubernetesNode(kubernetesNodeSpec{
+		Role: "worker", KubernetesVersion: w.KubernetesVersion, Endpoint: w.Endpoint,
+		Zone: p.Zone, Region: p.Region, SecretID: p.SecretID,
+		Files:   []File{{Path: kubeadmTemplateDir + "/kubeadm-join.yaml", Content: join, Mode: "0600"}},
+		Scripts: []string{"worker-bootstrap.sh"},
+	})
+}
