@@ -188,9 +188,9 @@ func (c *ControlPlane) securityGroup(ctx *pulumi.Context, name string, args *Con
 		return err
 	}
 	if err := allowFromGroups(ctx, name, sg.ID(), []groupRule{
-		{"api-from-load-balancer", bootstrap.APIServerPort, args.LoadBalancer.SecurityGroupID},
-		{"api-from-control-plane", bootstrap.APIServerPort, sg.ID()},
-		{"kubelet-from-control-plane", kubeletPort, sg.ID()},
+		{Name: "api-from-load-balancer", Port: bootstrap.APIServerPort, From: args.LoadBalancer.SecurityGroupID},
+		{Name: "api-from-control-plane", Port: bootstrap.APIServerPort, From: sg.ID()},
+		{Name: "kubelet-from-control-plane", Port: kubeletPort, From: sg.ID()},
 	}, opts); err != nil {
 		return err
 	}

@@ -189,9 +189,9 @@ func (c *EtcdCluster) securityGroups(ctx *pulumi.Context, name string, args *Etc
 		return err
 	}
 	if err := allowFromGroups(ctx, name, members.ID(), []groupRule{
-		{"client-from-control-plane", bootstrap.EtcdClientPort, clients.ID()},
-		{"client-from-members", bootstrap.EtcdClientPort, members.ID()},
-		{"peer-from-members", bootstrap.EtcdPeerPort, members.ID()},
+		{Name: "client-from-control-plane", Port: bootstrap.EtcdClientPort, From: clients.ID()},
+		{Name: "client-from-members", Port: bootstrap.EtcdClientPort, From: members.ID()},
+		{Name: "peer-from-members", Port: bootstrap.EtcdPeerPort, From: members.ID()},
 	}, opts); err != nil {
 		return err
 	}

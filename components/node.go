@@ -1,6 +1,7 @@
 package components
 
 import (
+	"cmp"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -217,11 +218,13 @@ func (a nodeGroupArgs) check(component string) error {
 	return nil
 }
 
-// groupRule admits TCP port from the security group From.
+// groupRule admits a port (TCP unless Protocol says udp) from the
+// security group From.
 type groupRule struct {
-	Name string
-	Port int
-	From pulumi.StringInput
+	Name     string
+	Port     int
+	From     pulumi.StringInput
+	Protocol string
 }
 
 // allowFromGroups adds ingress rules to a security group that name other
@@ -229,7 +232,7 @@ type groupRule struct {
 func allowFromGroups(ctx *pulumi.Context, prefix string, group pulumi.StringInput, rules []groupRule, opts []pulumi.ResourceOption) error {
 	for _, rule := range rules {
 		if _, err := vpc.NewSecurityGroupIngressRule(ctx, prefix+"-"+rule.Name, &vpc.SecurityGroupIngressRuleArgs{
-			SecurityGroupId: group, ReferencedSecurityGroupId: rule.From, IpProtocol: pulumi.String("tcp"),
+			SecurityGroupId: group, ReferencedSecurityGroupId: rule.From, IpProtocol: pulumi.String(cmp.Or(rule.Protocol, "tcp")),
 			FromPort: pulumi.Int(rule.Port), ToPort: pulumi.Int(rule.Port), Description: pulumi.String(rule.Name),
 		}, opts...); err != nil {
 			return err

@@ -6,7 +6,9 @@ import (
 	"slices"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/autoscaling"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ec2"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/vpc"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/kubeha/kubeha/internal/bootstrap"
@@ -214,3 +216,67 @@ func autoscalerTags(args *ZonalWorkerGroupArgs, name string) autoscaling.GroupTa
 const AutoscalerEnabledTag = "k8s.io/cluster-autoscaler/enabled"
 
 func AutoscalerClusterTag(cluster string) string { return "k8s.io/cluster-autoscaler/" + cluster }
+
+// WorkerSecurityGroupArgs describes the security group all workers share.
+type WorkerSecurityGroupArgs struct {
+	ClusterName string
+	VpcID       pulumi.StringInput
+	VpcCidr     pulumi.StringInput
+	// ControlPlaneSecurityGroupID is ControlPlane.SecurityGroupID; rules
+	// are added to it too, for traffic from workers.
+	ControlPlaneSecurityGroupID pulumi.StringInput
+	// NodePortCidrs may reach NodePorts besides the VPC.
+	NodePortCidrs []string
+	Tags          map[string]string
+}
+
+// Ports the default CNI (Cilium) uses between nodes: VXLAN and health.
+const (
+	cniOverlayPort = 8472 // UDP
+	cniHealthPort  = 4240
+)
+
+// NewWorkerSecurityGroup makes the workers' group: kubelet only from the
+// control plane, the CNI's ports between all nodes, NodePorts from the VPC
+// (and NodePortCidrs). It also opens the control plane to workers: the API
+// (pods reach it by the kubernetes Service, not the load balancer) and
+// the CNI's ports.
+func NewWorkerSecurityGroup(ctx *pulumi.Context, name string, args *WorkerSecurityGroupArgs, opts ...pulumi.ResourceOption) (*ec2.SecurityGroup, error) {
+	sg, err := ec2.NewSecurityGroup(ctx, name, &ec2.SecurityGroupArgs{
+		VpcId: args.VpcID, Description: pulumi.String("Kubernetes workers of " + args.ClusterName),
+		Tags: clusterTags(args.ClusterName, name, args.Tags),
+	}, opts...)
+	if err != nil {
+		return nil, err
+	}
+	cp := args.ControlPlaneSecurityGroupID
+	if err := allowFromGroups(ctx, name, sg.ID(), []groupRule{
+		{Name: "kubelet-from-control-plane", Port: kubeletPort, From: cp},
+		{Name: "cni-overlay-from-workers", Port: cniOverlayPort, From: sg.ID(), Protocol: "udp"},
+		{Name: "cni-overlay-from-control-plane", Port: cniOverlayPort, From: cp, Protocol: "udp"},
+		{Name: "cni-health-from-workers", Port: cniHealthPort, From: sg.ID()},
+		{Name: "cni-health-from-control-plane", Port: cniHealthPort, From: cp},
+	}, opts); err != nil {
+		return nil, err
+	}
+	if err := allowFromGroups(ctx, name+"-to-control-plane", cp, []groupRule{
+		{Name: "api-from-workers", Port: bootstrap.APIServerPort, From: sg.ID()},
+		{Name: "cni-overlay-from-workers", Port: cniOverlayPort, From: sg.ID(), Protocol: "udp"},
+		{Name: "cni-health-from-workers", Port: cniHealthPort, From: sg.ID()},
+	}, opts); err != nil {
+		return nil, err
+	}
+	sources := append([]pulumi.StringInput{args.VpcCidr}, pulumi.ToStringArray(args.NodePortCidrs)...)
+	for i, source := range sources {
+		if _, err := vpc.NewSecurityGroupIngressRule(ctx, fmt.Sprintf("%s-nodeports-%d", name, i), &vpc.SecurityGroupIngressRuleArgs{
+			SecurityGroupId: sg.ID(), CidrIpv4: source, IpProtocol: pulumi.String("tcp"),
+			FromPort: pulumi.Int(30000), ToPort: pulumi.Int(32767), Description: pulumi.String("NodePorts"),
+		}, opts...); err != nil {
+			return nil, err
+		}
+	}
+	_, err = vpc.NewSecurityGroupEgressRule(ctx, name+"-egress", &vpc.SecurityGroupEgressRuleArgs{
+		SecurityGroupId: sg.ID(), IpProtocol: pulumi.String("-1"), CidrIpv4: pulumi.String("0.0.0.0/0"),
+	}, opts...)
+	return sg, err
+}

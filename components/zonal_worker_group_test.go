@@ -133,3 +133,46 @@ func TestZonalWorkerGroupRejectsBadArgs(t *testing.T) {
 		})
 	}
 }
+
+func TestWorkerSecurityGroup(t *testing.T) {
+	rec, err := runControlPlane(t, nil, func(ctx *pulumi.Context, cp *ControlPlane) error {
+		_, err := NewWorkerSecurityGroup(ctx, "c1-workers", &WorkerSecurityGroupArgs{
+			ClusterName: "c1", VpcID: pulumi.String("vpc-1"), VpcCidr: pulumi.String("10.30.0.0/16"),
+			ControlPlaneSecurityGroupID: cp.SecurityGroupID, NodePortCidrs: []string{"198.51.100.0/24"},
+		})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type rule struct {
+		group, protocol string
+		from, to        int
+		source          string
+	}
+	got := map[rule]int{}
+	for _, r := range rec.OfType("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule") {
+		group := r.String("securityGroupId")
+		if group != "c1-workers-id" && !strings.HasPrefix(r.Name, "c1-workers-to-control-plane") {
+			continue
+		}
+		source := r.String("referencedSecurityGroupId") + r.String("cidrIpv4")
+		got[rule{group, r.String("ipProtocol"), int(r.Get("fromPort").NumberValue()), int(r.Get("toPort").NumberValue()), source}]++
+	}
+	workers, cp := "c1-workers-id", "c1-control-plane-id"
+	want := map[rule]int{
+		{workers, "tcp", 10250, 10250, cp}:    1,
+		{workers, "udp", 8472, 8472, workers}: 1, {workers, "udp", 8472, 8472, cp}: 1,
+		{workers, "tcp", 4240, 4240, workers}: 1, {workers, "tcp", 4240, 4240, cp}: 1,
+		{workers, "tcp", 30000, 32767, "10.30.0.0/16"}: 1, {workers, "tcp", 30000, 32767, "198.51.100.0/24"}: 1,
+		{cp, "tcp", 6443, 6443, workers}: 1, {cp, "udp", 8472, 8472, workers}: 1, {cp, "tcp", 4240, 4240, workers}: 1,
+	}
+	if len(got) != len(want) {
+		t.Errorf("worker-related ingress = %v, want exactly %v", got, want)
+	}
+	for r, n := range want {
+		if got[r] != n {
+			t.Errorf("rule %+v: %d, want %d", r, got[r], n)
+		}
+	}
+}
