@@ -34,19 +34,7 @@ func controlPlaneArgs(net *Network, etcd *EtcdCluster, api *ApiLoadBalancer) *Co
 func runControlPlane(t *testing.T, edit func(*ControlPlaneArgs), inspect ...func(*pulumi.Context, *ControlPlane) error) (*mockrun.Recorder, error) {
 	t.Helper()
 	return mockrun.Run("kubeha", "test", nil, func(ctx *pulumi.Context) error {
-		net, err := NewNetwork(ctx, "c1-network", perZoneArgs())
-		if err != nil {
-			return err
-		}
-		var subnets []pulumi.StringInput
-		for _, id := range net.PrivateSubnetIDs {
-			subnets = append(subnets, id)
-		}
-		etcd, err := NewEtcdCluster(ctx, "c1-etcd", &EtcdClusterArgs{
-			ClusterName: "c1", Region: "eu-west-1", Zones: testZones, SubnetIDs: subnets, VpcID: net.VpcID,
-			KMSKeyArn: pulumi.String("arn:aws:kms:eu-west-1:123456789012:key/k1"), InstanceType: "m6i.large",
-			VolumeSizeGiB: 20, BackupIntervalMinutes: 15, BackupRetentionDays: 21,
-		})
+		net, subnets, etcd, err := declareEtcd(ctx, 3)
 		if err != nil {
 			return err
 		}

@@ -11,23 +11,30 @@ import (
 	"github.com/kubeha/kubeha/internal/mockrun"
 )
 
-// runEtcd declares a Network and an EtcdCluster on it, as the stack does.
+// declareEtcd declares a Network and an EtcdCluster on it, as the stack
+// does, and returns them with the private subnet IDs.
+func declareEtcd(ctx *pulumi.Context, members int) (*Network, []pulumi.StringInput, *EtcdCluster, error) {
+	net, err := NewNetwork(ctx, "c1-network", perZoneArgs())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var subnets []pulumi.StringInput
+	for _, id := range net.PrivateSubnetIDs {
+		subnets = append(subnets, id)
+	}
+	etcd, err := NewEtcdCluster(ctx, "c1-etcd", &EtcdClusterArgs{
+		ClusterName: "c1", Region: "eu-west-1", Zones: testZones, SubnetIDs: subnets, VpcID: net.VpcID,
+		KMSKeyArn: pulumi.String("arn:aws:kms:eu-west-1:123456789012:key/k1"), Members: members,
+		InstanceType: "m6i.large", VolumeSizeGiB: 20, BackupIntervalMinutes: 15, BackupRetentionDays: 21,
+	})
+	return net, subnets, etcd, err
+}
+
+// runEtcd evaluates declareEtcd under mocks.
 func runEtcd(t *testing.T, members int) *mockrun.Recorder {
 	t.Helper()
 	rec, err := mockrun.Run("kubeha", "test", nil, func(ctx *pulumi.Context) error {
-		net, err := NewNetwork(ctx, "c1-network", perZoneArgs())
-		if err != nil {
-			return err
-		}
-		var subnets []pulumi.StringInput
-		for _, id := range net.PrivateSubnetIDs {
-			subnets = append(subnets, id)
-		}
-		_, err = NewEtcdCluster(ctx, "c1-etcd", &EtcdClusterArgs{
-			ClusterName: "c1", Region: "eu-west-1", Zones: testZones, SubnetIDs: subnets, VpcID: net.VpcID,
-			KMSKeyArn: pulumi.String("arn:aws:kms:eu-west-1:123456789012:key/k1"), Members: members,
-			InstanceType: "m6i.large", VolumeSizeGiB: 20, BackupIntervalMinutes: 15, BackupRetentionDays: 21,
-		})
+		_, _, _, err := declareEtcd(ctx, members)
 		return err
 	})
 	if err != nil {
