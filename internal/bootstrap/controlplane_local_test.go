@@ -167,12 +167,8 @@ func TestControlPlaneLocal(t *testing.T) {
 			tools.Unavailable(t, err.Error())
 		}
 	}
-	zones := []string{"eu-west-1a", "eu-west-1b", "eu-west-1c"}
-	cluster := bootstrap.NewEtcdCluster("kubeha-lab", zones, 3, 8, 15)
-	etcdCA, err := pki.Issue(pki.EtcdCA(cluster.ClusterName))
-	must(t, err)
-	store := t.TempDir()
-	l := newEtcdLab(t, fmt.Sprintf("kc%d", os.Getpid()%10000), cluster, etcdCA, store)
+	l, etcdCA, store := newLabEtcd(t, "kc")
+	cluster, zones := l.cluster, labZones
 	for i := range l.members {
 		l.start(i)
 	}

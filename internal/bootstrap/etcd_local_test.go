@@ -324,18 +324,28 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
+// labZones are the lab's three zones.
+var labZones = []string{"eu-west-1a", "eu-west-1b", "eu-west-1c"}
+
+// newLabEtcd lays out the lab's 3-member etcd (not started) with its CA
+// and the folder that stands for S3 and Secrets Manager.
+func newLabEtcd(t *testing.T, prefix string) (*etcdLab, *pki.Pair, string) {
+	t.Helper()
+	cluster := bootstrap.NewEtcdCluster("kubeha-lab", labZones, 3, 8, 15)
+	ca, err := pki.Issue(pki.EtcdCA(cluster.ClusterName))
+	must(t, err)
+	store := t.TempDir()
+	return newEtcdLab(t, fmt.Sprintf("%s%d", prefix, os.Getpid()%10000), cluster, ca, store), ca, store
+}
+
 // TestEtcdClusterLocal runs the rendered etcd cluster for real: three
 // members in three network namespaces, each started by the rendered
 // etcd-start.sh from the rendered config, with certificates issued from the
 // same specs the EtcdCluster component gives pulumi-tls.
 func TestEtcdClusterLocal(t *testing.T) {
 	requireLab(t)
-	zones := []string{"eu-west-1a", "eu-west-1b", "eu-west-1c"}
-	cluster := bootstrap.NewEtcdCluster("kubeha-lab", zones, 3, 8, 15)
-	ca, err := pki.Issue(pki.EtcdCA(cluster.ClusterName))
-	must(t, err)
-	bucket := t.TempDir()
-	l := newEtcdLab(t, fmt.Sprintf("ke%d", os.Getpid()%10000), cluster, ca, bucket)
+	l, ca, bucket := newLabEtcd(t, "ke")
+	cluster := l.cluster
 	all := l.endpoints()
 
 	// The cluster forms.

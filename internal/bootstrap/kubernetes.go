@@ -9,11 +9,11 @@ import (
 // Docker's apt repository; Kubernetes 1.36 needs containerd 2.
 const ContainerdSeries = "2.1"
 
-// KubernetesNodeFiles are what every Kubernetes node (control plane and
+// kubernetesNodeFiles are what every Kubernetes node (control plane and
 // worker) shares: the pinned package versions, the kernel settings, and
 // kubernetes-node.sh, which installs containerd, kubelet, kubeadm and
 // kubectl.
-func KubernetesNodeFiles(version string) []File {
+func kubernetesNodeFiles(version string) []File {
 	minor := strings.Join(strings.SplitN(strings.TrimPrefix(version, "v"), ".", 3)[:2], ".")
 	env := strings.Join([]string{
 		"# Kubernetes node packages, rendered by kubeha.",
@@ -74,7 +74,7 @@ func kubernetesNode(s kubernetesNodeSpec) (Node, error) {
 		Files:    append(s.Files, File{Path: NodeEnvPath, Content: strings.Join(env, "\n") + "\n", Mode: "0644"}),
 		Commands: [][]string{{ScriptDir + "/" + s.Role + "-bootstrap.sh"}},
 	}
-	node.Files = append(node.Files, KubernetesNodeFiles(s.KubernetesVersion)...)
+	node.Files = append(node.Files, kubernetesNodeFiles(s.KubernetesVersion)...)
 	for _, name := range append([]string{"node-common.sh", "node-configure.sh"}, s.Scripts...) {
 		script, err := scripts.ReadFile("scripts/" + name)
 		if err != nil {
