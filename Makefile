@@ -21,6 +21,7 @@ check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	cd examples/consumer && $(GO) vet ./...
 
 # Pinned etcd and Kubernetes binaries, built from Go modules into
 # .cache/tools (git-ignored).
@@ -28,9 +29,11 @@ tools:
 	./hack/tools.sh
 
 # Tier 1: unit tests under Pulumi mocks: components, every stack file, the
-# CLI, docs and schema drift, config fuzz seeds.
+# CLI, docs and schema drift, config fuzz seeds, and the example consumer
+# (its own module, importing kubeha as another program would).
 unit:
 	$(GO) test -count=1 -skip '^($(REAL_TESTS))$$' ./...
+	cd examples/consumer && $(GO) test -count=1 ./...
 
 # Tiers 2 and 3: rendered user-data through cloud-init schema, shellcheck
 # and kubeadm's own validation; real etcd and a real control plane

@@ -53,23 +53,27 @@ func kubeadmValidate(kubeadm, config string) (string, error) {
 }
 
 // TestStackKubeadmConfigsValidate runs the pinned kubeadm's own validation
-// on the init and join configurations every stack renders into its
-// control-plane nodes' user-data, and on a broken one, which must fail.
+// on the kubeadm configurations every stack renders into user-data: init
+// and join on each control-plane node, join on each worker group. A broken
+// one must fail.
 func TestStackKubeadmConfigsValidate(t *testing.T) {
 	kubeadmPath, err := tools.Path("kubeadm")
 	if err != nil {
 		tools.Unavailable(t, err.Error())
 	}
-	var anyInit string
+	const initPath, joinPath = "/etc/kubeha/templates/kubeadm-init.yaml", "/etc/kubeha/templates/kubeadm-join.yaml"
+	var anyInit, anyWorkerJoin string
 	for name, file := range stackFiles(t) {
 		cfg, rec := evaluate(t, file)
-		checked := 0
+		checked := map[string]int{}
 		for _, lt := range rec.OfType("aws:ec2/launchTemplate:LaunchTemplate") {
-			if _, component := rec.Component(lt); component != cfg.ClusterName+"-control-plane" {
-				continue
-			}
+			typ, _ := rec.Component(lt)
+			paths := map[string][]string{
+				"kubeha:index:ControlPlane":     {initPath, joinPath},
+				"kubeha:index:ZonalWorkerGroup": {joinPath},
+			}[typ]
 			files := renderedFiles(t, lt.String("userData"))
-			for _, path := range []string{"/etc/kubeha/templates/kubeadm-init.yaml", "/etc/kubeha/templates/kubeadm-join.yaml"} {
+			for _, path := range paths {
 				config := files[path]
 				if config == "" {
 					t.Fatalf("%s: %s writes no %s", name, lt.Name, path)
@@ -77,19 +81,25 @@ func TestStackKubeadmConfigsValidate(t *testing.T) {
 				if out, err := kubeadmValidate(kubeadmPath, config); err != nil {
 					t.Errorf("%s: kubeadm rejects %s of %s: %v\n%s", name, path, lt.Name, err, out)
 				}
-				checked++
+				checked[strings.TrimPrefix(typ, "kubeha:index:")]++
 			}
-			anyInit = files["/etc/kubeha/templates/kubeadm-init.yaml"]
+			if typ == "kubeha:index:ControlPlane" {
+				anyInit = files[initPath]
+			} else if typ == "kubeha:index:ZonalWorkerGroup" {
+				anyWorkerJoin = files[joinPath]
+			}
 		}
-		if checked != 2*len(cfg.Zones) {
-			t.Errorf("%s: validated %d kubeadm configs, want init and join for each of %d nodes", name, checked, len(cfg.Zones))
+		want := map[string]int{"ControlPlane": 2 * len(cfg.Zones), "ZonalWorkerGroup": len(cfg.Workers) * len(cfg.Zones)}
+		if checked["ControlPlane"] != want["ControlPlane"] || checked["ZonalWorkerGroup"] != want["ZonalWorkerGroup"] {
+			t.Errorf("%s: validated %v kubeadm configs, want %v", name, checked, want)
 		}
-		t.Logf("%s: kubeadm config validate passed on %d rendered configs", name, checked)
+		t.Logf("%s: kubeadm config validate passed on %v rendered configs", name, checked)
 	}
 	for what, broken := range map[string]string{
-		"misspelt field":      strings.Replace(anyInit, "controlPlaneEndpoint:", "controlPlaneEndpiont:", 1),
-		"bad version":         strings.Replace(anyInit, "kubernetesVersion: v1.36.3", "kubernetesVersion: banana", 1),
-		"service CIDR is bad": strings.Replace(anyInit, "serviceSubnet: ", "serviceSubnet: 10.300.0.0/12 #", 1),
+		"misspelt field":                 strings.Replace(anyInit, "controlPlaneEndpoint:", "controlPlaneEndpiont:", 1),
+		"bad version":                    strings.Replace(anyInit, "kubernetesVersion: v1.36.3", "kubernetesVersion: banana", 1),
+		"service CIDR is bad":            strings.Replace(anyInit, "serviceSubnet: ", "serviceSubnet: 10.300.0.0/12 #", 1),
+		"worker join, misspelt endpoint": strings.Replace(anyWorkerJoin, "apiServerEndpoint:", "apiServerEndpiont:", 1),
 	} {
 		if broken == anyInit {
 			t.Fatalf("%s: the edit did not apply", what)

@@ -100,6 +100,36 @@ func TestEveryStackEvaluates(t *testing.T) {
 				t.Errorf("%s: auto-scaling groups by component %v, want one per etcd member (%d) and one control-plane node per zone (%d)",
 					name, groups, cfg.Etcd.Members, len(cfg.Zones))
 			}
+			// Every pool has one group in every zone, confined to that zone.
+			for _, pool := range cfg.Workers {
+				for _, z := range cfg.Zones {
+					g, err := rec.Named("aws:autoscaling/group:Group", cfg.ClusterName+"-"+pool.Name+"-"+z)
+					if err != nil {
+						t.Errorf("%s: pool %s has no group in %s: %v", name, pool.Name, z, err)
+						continue
+					}
+					if subnet := g.Strings("vpcZoneIdentifiers"); len(subnet) != 1 || subnetZone(rec, subnet[0]) != z {
+						t.Errorf("%s: %s spans subnets %v, want only %s's private subnet", name, g.Name, subnet, z)
+					}
+					tags := map[string]string{}
+					for _, tag := range g.Get("tags").ArrayValue() {
+						tags[tag.ObjectValue()["key"].StringValue()] = tag.ObjectValue()["value"].StringValue()
+					}
+					for _, taint := range pool.Taints {
+						k, v, effect, _ := config.ParseTaint(taint)
+						if got := tags["k8s.io/cluster-autoscaler/node-template/taint/"+k]; got != v+":"+effect {
+							t.Errorf("%s: %s node-template taint tag for %s = %q, want %q", name, g.Name, k, got, v+":"+effect)
+						}
+					}
+					if spot := g.Get("mixedInstancesPolicy", "instancesDistribution", "onDemandPercentageAboveBaseCapacity"); pool.SpotPercent > 0 &&
+						(!spot.IsNumber() || int(spot.NumberValue()) != 100-pool.SpotPercent) {
+						t.Errorf("%s: %s on-demand above base = %v, want %d", name, g.Name, spot, 100-pool.SpotPercent)
+					}
+				}
+			}
+			if want := len(cfg.Workers) * len(cfg.Zones); groups[""] != 0 || len(rec.OfType("aws:autoscaling/group:Group")) != cfg.Etcd.Members+len(cfg.Zones)+want {
+				t.Errorf("%s: auto-scaling groups by component %v, want %d worker groups besides etcd and control plane", name, groups, want)
+			}
 			vpc := rec.OfType("aws:ec2/vpc:Vpc")[0]
 			if vpc.Protect != cfg.DeletionProtection {
 				t.Errorf("%s: VPC protect=%v, want deletionProtection=%v", name, vpc.Protect, cfg.DeletionProtection)
@@ -137,4 +167,14 @@ func TestEnvironmentsDiffer(t *testing.T) {
 	if len(dev.NotHA()) == 0 {
 		t.Errorf("dev shares a NAT gateway, but NotHA finds nothing to flag")
 	}
+}
+
+// subnetZone is the zone of the subnet with the mock ID id, or "".
+func subnetZone(rec *mockrun.Recorder, id string) string {
+	for _, s := range rec.OfType("aws:ec2/subnet:Subnet") {
+		if s.Name+"-id" == id {
+			return s.String("availabilityZone")
+		}
+	}
+	return ""
 }

@@ -40,6 +40,7 @@ type Network struct {
 	PodCidr                  string   `json:"podCidr" doc:"Pod network CIDR (private or 100.64.0.0/10); must not overlap the VPC or service CIDR."`
 	ServiceCidr              string   `json:"serviceCidr" doc:"Service network CIDR (private or 100.64.0.0/10); must not overlap the VPC or pod CIDR."`
 	SharedNatGateway         bool     `json:"sharedNatGateway" doc:"Use one NAT gateway for all zones (cheaper, NOT HA: its zone is a single point of egress failure). Rejected in prod."`
+	NodePortCidrs            []string `json:"nodePortCidrs" doc:"CIDRs besides the VPC that may reach the workers' NodePorts (30000-32767). Empty by default; 0.0.0.0/0 is rejected in prod."`
 	ExistingVpcID            string   `json:"existingVpcId" doc:"Bring your own VPC: its ID. Needs existingPrivateSubnetIds (and existingPublicSubnetIds for a public API), one per zone in zone order."`
 	ExistingPrivateSubnetIDs []string `json:"existingPrivateSubnetIds" doc:"Bring your own VPC: private subnet IDs, one per zone, in the order of zones."`
 	ExistingPublicSubnetIDs  []string `json:"existingPublicSubnetIds" doc:"Bring your own VPC: public subnet IDs, one per zone, in the order of zones."`
@@ -90,11 +91,15 @@ type LeaderElection struct {
 
 // WorkerPool is a set of identical workers, one auto-scaling group per zone.
 type WorkerPool struct {
-	Name           string `json:"name" doc:"Pool name: lowercase letters, digits and '-', unique in the stack."`
-	InstanceType   string `json:"instanceType" doc:"EC2 instance type of the pool's workers."`
-	MinPerZone     int    `json:"minPerZone" doc:"Minimum workers in each zone's group."`
-	DesiredPerZone int    `json:"desiredPerZone" doc:"Workers each zone's group starts with, between min and max."`
-	MaxPerZone     int    `json:"maxPerZone" doc:"Maximum workers in each zone's group, at most 100."`
+	Name           string   `json:"name" doc:"Pool name: lowercase letters, digits and '-', unique in the stack."`
+	InstanceTypes  []string `json:"instanceTypes" doc:"EC2 instance types of the pool's workers, 1 to 10. The first is the launch template's; more than one, or spotPercent above 0, makes a mixed-instances group."`
+	OnDemandBase   int      `json:"onDemandBase" doc:"Workers in each zone's group that are always on-demand, before spotPercent applies."`
+	SpotPercent    int      `json:"spotPercent" doc:"Percent of the workers above onDemandBase that are spot, 0 to 100. 0 means all on-demand."`
+	MinPerZone     int      `json:"minPerZone" doc:"Minimum workers in each zone's group."`
+	DesiredPerZone int      `json:"desiredPerZone" doc:"Workers each zone's group starts with, between min and max."`
+	MaxPerZone     int      `json:"maxPerZone" doc:"Maximum workers in each zone's group, at most 100."`
+	Labels         []string `json:"labels" doc:"Node labels as key=value, set when a worker registers. The kubernetes.io and k8s.io namespaces are refused, except node.kubernetes.io and kubelet.kubernetes.io."`
+	Taints         []string `json:"taints" doc:"Node taints as key=value:Effect or key:Effect, Effect being NoSchedule, PreferNoSchedule or NoExecute."`
 }
 
 // Default is the configuration a stack starts from before its file is
@@ -132,7 +137,7 @@ func Default() Stack {
 func DefaultWorkerPool() WorkerPool {
 	return WorkerPool{
 		Name:           "general",
-		InstanceType:   "m6i.large",
+		InstanceTypes:  []string{"m6i.large"},
 		MinPerZone:     1,
 		DesiredPerZone: 1,
 		MaxPerZone:     5,

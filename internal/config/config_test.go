@@ -19,7 +19,7 @@ func validRaw() map[string]string {
 		"kubeha:network":           `{"vpcCidr":"10.10.0.0/16"}`,
 		"kubeha:api":               `{"public":true,"allowedCidrs":["203.0.113.0/24"]}`,
 		"kubeha:etcd":              `{"members":5,"backupRetentionDays":14}`,
-		"kubeha:workers":           `[{"name":"general","maxPerZone":10},{"name":"batch","instanceType":"c6i.xlarge","minPerZone":0,"desiredPerZone":0}]`,
+		"kubeha:workers":           `[{"name":"general","maxPerZone":10},{"name":"batch","instanceTypes":["c6i.xlarge","c7i.xlarge"],"spotPercent":100,"minPerZone":0,"desiredPerZone":0,"labels":["kubeha.io/capacity=spot","node.kubernetes.io/lifecycle=spot"],"taints":["kubeha.io/spot=true:NoSchedule","dedicated:NoExecute"]}]`,
 		"aws:profile":              "ignored-by-kubeha",
 	}
 }
@@ -36,10 +36,10 @@ func TestParseValid(t *testing.T) {
 	if s.Etcd.BackupIntervalMinutes != 15 || s.Network.PodCidr != "10.244.0.0/16" {
 		t.Errorf("defaults lost: interval %d, pod CIDR %q", s.Etcd.BackupIntervalMinutes, s.Network.PodCidr)
 	}
-	if got := s.Workers[0]; got.InstanceType != "m6i.large" || got.MinPerZone != 1 || got.MaxPerZone != 10 {
+	if got := s.Workers[0]; got.InstanceTypes[0] != "m6i.large" || got.MinPerZone != 1 || got.MaxPerZone != 10 {
 		t.Errorf("workers[0] = %+v, want defaults merged with maxPerZone 10", got)
 	}
-	if got := s.Workers[1]; got.MinPerZone != 0 || got.InstanceType != "c6i.xlarge" {
+	if got := s.Workers[1]; got.MinPerZone != 0 || got.InstanceTypes[0] != "c6i.xlarge" {
 		t.Errorf("workers[1] = %+v", got)
 	}
 }
@@ -70,12 +70,21 @@ func TestParseRejects(t *testing.T) {
 		{"worker min above max", map[string]string{"kubeha:workers": `[{"name":"general","minPerZone":6,"maxPerZone":3}]`}, "kubeha:workers[0].minPerZone", "at most maxPerZone (3)"},
 		{"worker desired outside range", map[string]string{"kubeha:workers": `[{"name":"general","desiredPerZone":9,"maxPerZone":3}]`}, "kubeha:workers[0].desiredPerZone", "from minPerZone (1) to maxPerZone (3)"},
 		{"duplicate pool name", map[string]string{"kubeha:workers": `[{"name":"a"},{"name":"a"}]`}, "kubeha:workers[1].name", "not used by workers[0]"},
+		{"old single instanceType key", map[string]string{"kubeha:workers": `[{"name":"general","instanceType":"m6i.large"}]`}, "kubeha:workers[0].instanceType", "instanceTypes"},
+		{"no instance types", map[string]string{"kubeha:workers": `[{"name":"general","instanceTypes":[]}]`}, "kubeha:workers[0].instanceTypes", "1 to 10 EC2 instance types"},
+		{"spot over 100", map[string]string{"kubeha:workers": `[{"name":"general","spotPercent":101}]`}, "kubeha:workers[0].spotPercent", "0 to 100"},
+		{"label without value", map[string]string{"kubeha:workers": `[{"name":"general","labels":["team"]}]`}, "kubeha:workers[0].labels[0]", "key=value"},
+		{"label in reserved namespace", map[string]string{"kubeha:workers": `[{"name":"general","labels":["node-role.kubernetes.io/worker="]}]`}, "kubeha:workers[0].labels[0]", "may not set node-role.kubernetes.io/ labels"},
+		{"taint with bad effect", map[string]string{"kubeha:workers": `[{"name":"general","taints":["spot=true:Never"]}]`}, "kubeha:workers[0].taints[0]", "NoSchedule, PreferNoSchedule, NoExecute"},
+		{"taint with bad key", map[string]string{"kubeha:workers": `[{"name":"general","taints":["-spot=true:NoSchedule"]}]`}, "kubeha:workers[0].taints[0]", "[prefix/]name"},
 		{"no worker pools", map[string]string{"kubeha:workers": `[]`}, "kubeha:workers", "at least one worker pool"},
 		{"unknown top-level key", map[string]string{"kubeha:kubernetesVersoin": "v1.36.3"}, "kubeha:kubernetesVersoin", "one of environment, clusterName"},
 		{"unknown nested key", map[string]string{"kubeha:etcd": `{"memberz":3}`}, "kubeha:etcd.memberz", "one of members, instanceType"},
 		{"unknown key in a list item", map[string]string{"kubeha:workers": `[{"name":"general","minSize":1}]`}, "kubeha:workers[0].minSize", "minPerZone"},
 		{"allowlist 0.0.0.0/0 in prod", map[string]string{"kubeha:api": `{"public":true,"allowedCidrs":["0.0.0.0/0"]}`}, "kubeha:api.allowedCidrs[0]", "narrower than the whole internet in prod"},
 		{"public API without allowlist", map[string]string{"kubeha:api": `{"public":true}`}, "kubeha:api.allowedCidrs", "at least one CIDR"},
+		{"NodePorts open to the internet in prod", map[string]string{"kubeha:network": `{"nodePortCidrs":["0.0.0.0/0"]}`}, "kubeha:network.nodePortCidrs[0]", "narrower than the whole internet in prod"},
+		{"malformed NodePort CIDR", map[string]string{"kubeha:network": `{"nodePortCidrs":["10.0.0.0/40"]}`}, "kubeha:network.nodePortCidrs[0]", "IPv4 CIDR"},
 		{"malformed allowlist CIDR", map[string]string{"kubeha:api": `{"public":true,"allowedCidrs":["203.0.113.0/33"]}`}, "kubeha:api.allowedCidrs[0]", "IPv4 CIDR"},
 		{"unknown environment", map[string]string{"kubeha:environment": "production"}, "kubeha:environment", "dev, staging, prod"},
 		{"bad cluster name", map[string]string{"kubeha:clusterName": "Kube_HA"}, "kubeha:clusterName", "a-z, 0-9"},

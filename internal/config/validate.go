@@ -191,6 +191,7 @@ func (v *validator) network(s Stack) {
 	if s.Environment == "prod" && n.SharedNatGateway {
 		v.add(key("network.sharedNatGateway"), "true", "false in prod: one NAT gateway per zone")
 	}
+	v.allowlist("network.nodePortCidrs", n.NodePortCidrs, s.Environment)
 	v.existingNetwork(s)
 }
 
@@ -233,10 +234,16 @@ func (v *validator) api(s Stack) {
 	if s.API.Public && len(s.API.AllowedCidrs) == 0 {
 		v.add(key("api.allowedCidrs"), "empty", "at least one CIDR when api.public is true")
 	}
-	for i, c := range s.API.AllowedCidrs {
-		k := key(fmt.Sprintf("api.allowedCidrs[%d]", i))
+	v.allowlist("api.allowedCidrs", s.API.AllowedCidrs, s.Environment)
+}
+
+// allowlist checks CIDRs that open a port beyond the VPC: the whole
+// internet is refused in prod.
+func (v *validator) allowlist(path string, cidrs []string, environment string) {
+	for i, c := range cidrs {
+		k := key(fmt.Sprintf("%s[%d]", path, i))
 		p, ok := v.cidr(k, c)
-		if ok && p.Bits() == 0 && s.Environment == "prod" {
+		if ok && p.Bits() == 0 && environment == "prod" {
 			v.add(k, quote(c), "a range narrower than the whole internet in prod")
 		}
 	}
@@ -290,7 +297,24 @@ func (v *validator) workers(pools []WorkerPool) {
 			v.add(at("name"), quote(p.Name), fmt.Sprintf("a name not used by workers[%d]", first))
 		}
 		seen[p.Name] = i
-		v.required(at("instanceType"), p.InstanceType, instanceTypePattern, "an EC2 instance type such as m6i.large")
+		if len(p.InstanceTypes) == 0 || len(p.InstanceTypes) > 10 {
+			v.add(at("instanceTypes"), fmt.Sprintf("%d types", len(p.InstanceTypes)), "1 to 10 EC2 instance types")
+		}
+		for j, t := range p.InstanceTypes {
+			v.required(at(fmt.Sprintf("instanceTypes[%d]", j)), t, instanceTypePattern, "an EC2 instance type such as m6i.large")
+		}
+		v.between(at("spotPercent"), p.SpotPercent, 0, 100)
+		v.between(at("onDemandBase"), p.OnDemandBase, 0, 100)
+		for j, label := range p.Labels {
+			if _, _, err := ParseLabel(label); err != nil {
+				v.add(at(fmt.Sprintf("labels[%d]", j)), quote(label), err.Error())
+			}
+		}
+		for j, taint := range p.Taints {
+			if _, _, _, err := ParseTaint(taint); err != nil {
+				v.add(at(fmt.Sprintf("taints[%d]", j)), quote(taint), err.Error())
+			}
+		}
 		v.between(at("maxPerZone"), p.MaxPerZone, 1, 100)
 		switch {
 		case p.MinPerZone < 0:
@@ -301,4 +325,64 @@ func (v *validator) workers(pools []WorkerPool) {
 			v.add(at("desiredPerZone"), fmt.Sprint(p.DesiredPerZone), fmt.Sprintf("from minPerZone (%d) to maxPerZone (%d)", p.MinPerZone, p.MaxPerZone))
 		}
 	}
+}
+
+var (
+	labelNamePattern   = regexp.MustCompile(`^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$`)
+	labelPrefixPattern = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+	taintEffects       = []string{"NoSchedule", "PreferNoSchedule", "NoExecute"}
+)
+
+// ParseLabel splits a node label "key=value" and checks it as Kubernetes
+// and the kubelet do.
+func ParseLabel(label string) (key, value string, err error) {
+	key, value, found := strings.Cut(label, "=")
+	if !found {
+		return "", "", fmt.Errorf("key=value")
+	}
+	if err := checkKeySyntax(key); err != nil {
+		return "", "", err
+	}
+	if prefix, _, _ := strings.Cut(key, "/"); strings.Contains(key, "/") && reservedLabelPrefix(prefix) {
+		return "", "", fmt.Errorf("a key outside the kubernetes.io and k8s.io namespaces (the kubelet may not set %s/ labels), or in node.kubernetes.io/", prefix)
+	}
+	if value != "" && !labelNamePattern.MatchString(value) {
+		return "", "", fmt.Errorf("a value of at most 63 of A-Z, a-z, 0-9, '-', '_' and '.', starting and ending alphanumeric")
+	}
+	return key, value, nil
+}
+
+// ParseTaint splits a taint "key=value:Effect" or "key:Effect".
+func ParseTaint(taint string) (key, value, effect string, err error) {
+	rest, effect, found := strings.Cut(taint, ":")
+	if !found || !slices.Contains(taintEffects, effect) {
+		return "", "", "", fmt.Errorf("key=value:Effect with Effect one of %s", strings.Join(taintEffects, ", "))
+	}
+	key, value, _ = strings.Cut(rest, "=")
+	if err := checkKeySyntax(key); err != nil {
+		return "", "", "", err
+	}
+	if value != "" && !labelNamePattern.MatchString(value) {
+		return "", "", "", fmt.Errorf("a value of at most 63 of A-Z, a-z, 0-9, '-', '_' and '.'")
+	}
+	return key, value, effect, nil
+}
+
+// checkKeySyntax: [prefix/]name, as Kubernetes label and taint keys are.
+func checkKeySyntax(key string) error {
+	prefix, name, hasPrefix := strings.Cut(key, "/")
+	if !hasPrefix {
+		prefix, name = "", key
+	}
+	if !labelNamePattern.MatchString(name) || (hasPrefix && (len(prefix) > 253 || !labelPrefixPattern.MatchString(prefix))) {
+		return fmt.Errorf("a key [prefix/]name: a DNS prefix, and a name of at most 63 of A-Z, a-z, 0-9, '-', '_' and '.'")
+	}
+	return nil
+}
+
+// reservedLabelPrefix: the kubelet may not label its node in the
+// Kubernetes namespaces, but for node.kubernetes.io and kubelet.kubernetes.io.
+func reservedLabelPrefix(prefix string) bool {
+	reserved := prefix == "kubernetes.io" || prefix == "k8s.io" || strings.HasSuffix(prefix, ".kubernetes.io") || strings.HasSuffix(prefix, ".k8s.io")
+	return reserved && prefix != "node.kubernetes.io" && prefix != "kubelet.kubernetes.io"
 }

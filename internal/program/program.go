@@ -6,7 +6,6 @@ package program
 import (
 	"time"
 
-	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/kms"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/kubeha/kubeha/components"
@@ -30,155 +29,112 @@ func Stack(raw map[string]string) pulumi.RunFunc {
 			}
 		}
 
-		network, err := components.NewNetwork(ctx, cfg.ClusterName+"-network", networkArgs(cfg))
+		cluster, err := components.NewCluster(ctx, cfg.ClusterName, clusterArgs(cfg))
 		if err != nil {
 			return err
 		}
-		key, err := clusterKey(ctx, cfg)
-		if err != nil {
-			return err
-		}
-		etcd, err := components.NewEtcdCluster(ctx, cfg.ClusterName+"-etcd", &components.EtcdClusterArgs{
-			ClusterName:           cfg.ClusterName,
-			Region:                cfg.Region,
-			Zones:                 cfg.Zones,
-			SubnetIDs:             stringInputs(network.PrivateSubnetIDs),
-			VpcID:                 network.VpcID,
-			KMSKeyArn:             key.Arn,
-			Members:               cfg.Etcd.Members,
-			InstanceType:          cfg.Etcd.InstanceType,
-			VolumeSizeGiB:         cfg.Etcd.VolumeSizeGiB,
-			BackupIntervalMinutes: cfg.Etcd.BackupIntervalMinutes,
-			BackupRetentionDays:   cfg.Etcd.BackupRetentionDays,
-			Protect:               cfg.DeletionProtection,
-			Tags:                  tags(cfg),
-		})
-		if err != nil {
-			return err
-		}
-
 		ctx.Export("zones", pulumi.ToStringArray(cfg.Zones))
-		ctx.Export("vpcId", network.VpcID)
-		ctx.Export("privateSubnetIds", pulumi.ToStringArrayOutput(network.PrivateSubnetIDs))
-		ctx.Export("publicSubnetIds", pulumi.ToStringArrayOutput(network.PublicSubnetIDs))
-		api, err := components.NewApiLoadBalancer(ctx, cfg.ClusterName+"-api", apiArgs(cfg, network))
-		if err != nil {
-			return err
+		ctx.Export("vpcId", cluster.Network.VpcID)
+		ctx.Export("privateSubnetIds", pulumi.ToStringArrayOutput(cluster.Network.PrivateSubnetIDs))
+		ctx.Export("publicSubnetIds", pulumi.ToStringArrayOutput(cluster.Network.PublicSubnetIDs))
+		workerGroups := pulumi.StringArray{}
+		for _, pool := range cfg.Workers {
+			for _, g := range cluster.WorkerGroups[pool.Name] {
+				workerGroups = append(workerGroups, g.GroupName)
+			}
 		}
-
-		le := cfg.ControlPlane.LeaderElection
-		controlPlane, err := components.NewControlPlane(ctx, cfg.ClusterName+"-control-plane", &components.ControlPlaneArgs{
-			ClusterName:       cfg.ClusterName,
-			Region:            cfg.Region,
-			KubernetesVersion: cfg.KubernetesVersion,
-			Zones:             cfg.Zones,
-			SubnetIDs:         stringInputs(network.PrivateSubnetIDs),
-			VpcID:             network.VpcID,
-			KMSKeyArn:         key.Arn,
-			Etcd:              etcd,
-			LoadBalancer:      api,
-			InstanceType:      cfg.ControlPlane.InstanceType,
-			PodCIDR:           cfg.Network.PodCidr,
-			ServiceCIDR:       cfg.Network.ServiceCidr,
-			LeaderElection: components.LeaderElection{LeaseDuration: seconds(le.LeaseDurationSeconds),
-				RenewDeadline: seconds(le.RenewDeadlineSeconds), RetryPeriod: seconds(le.RetryPeriodSeconds)},
-			Tags: tags(cfg),
-		}, pulumi.DependsOn([]pulumi.Resource{etcd}))
-		if err != nil {
-			return err
-		}
-
-		ctx.Export("apiEndpoint", controlPlane.Endpoint)
-		ctx.Export("kubeconfig", controlPlane.Kubeconfig)
-		ctx.Export("etcdEndpoints", etcd.ClientEndpoints)
-		ctx.Export("etcdBackupBucket", etcd.BackupBucket)
+		ctx.Export("workerGroups", workerGroups)
+		ctx.Export("apiEndpoint", cluster.Endpoint)
+		ctx.Export("kubeconfig", cluster.Kubeconfig)
+		ctx.Export("etcdEndpoints", cluster.Etcd.ClientEndpoints)
+		ctx.Export("etcdBackupBucket", cluster.Etcd.BackupBucket)
 		ctx.Export("notHA", pulumi.ToStringArray(notHA))
 		return nil
 	}
 }
 
-func networkArgs(cfg config.Stack) *components.NetworkArgs {
-	args := &components.NetworkArgs{
-		ClusterName:      cfg.ClusterName,
-		Region:           cfg.Region,
-		Zones:            cfg.Zones,
-		VpcCidr:          cfg.Network.VpcCidr,
-		SharedNatGateway: cfg.Network.SharedNatGateway,
-		Protect:          cfg.DeletionProtection,
-		Tags:             tags(cfg),
+// clusterArgs reads the stack config into the Cluster's args; Cluster
+// wires the components together.
+func clusterArgs(cfg config.Stack) *components.ClusterArgs {
+	n, h, le := cfg.Network, cfg.API.HealthCheck, cfg.ControlPlane.LeaderElection
+	args := &components.ClusterArgs{
+		ClusterName:       cfg.ClusterName,
+		Region:            cfg.Region,
+		Zones:             cfg.Zones,
+		KubernetesVersion: cfg.KubernetesVersion,
+		Unprotected:       !cfg.DeletionProtection,
+		Tags:              map[string]string{"kubeha.io/environment": cfg.Environment},
+		Network:           components.NetworkArgs{VpcCidr: n.VpcCidr, SharedNatGateway: n.SharedNatGateway},
+		Etcd: components.EtcdClusterArgs{
+			Members:               cfg.Etcd.Members,
+			InstanceType:          cfg.Etcd.InstanceType,
+			VolumeSizeGiB:         cfg.Etcd.VolumeSizeGiB,
+			BackupIntervalMinutes: cfg.Etcd.BackupIntervalMinutes,
+			BackupRetentionDays:   cfg.Etcd.BackupRetentionDays,
+		},
+		LoadBalancer: components.ApiLoadBalancerArgs{
+			Public:       cfg.API.Public,
+			AllowedCidrs: cfg.API.AllowedCidrs,
+			HealthCheck: components.HealthCheck{IntervalSeconds: h.IntervalSeconds, TimeoutSeconds: h.TimeoutSeconds,
+				HealthyThreshold: h.HealthyThreshold, UnhealthyThreshold: h.UnhealthyThreshold},
+			DeregistrationDelaySeconds: cfg.API.DeregistrationDelaySeconds,
+			DNSName:                    cfg.API.DNSName,
+		},
+		WorkerSecurityGroup: components.WorkerSecurityGroupArgs{NodePortCidrs: n.NodePortCidrs},
+		ControlPlane: components.ControlPlaneArgs{
+			InstanceType: cfg.ControlPlane.InstanceType,
+			PodCIDR:      n.PodCidr,
+			ServiceCIDR:  n.ServiceCidr,
+			LeaderElection: components.LeaderElection{LeaseDuration: seconds(le.LeaseDurationSeconds),
+				RenewDeadline: seconds(le.RenewDeadlineSeconds), RetryPeriod: seconds(le.RetryPeriodSeconds)},
+		},
 	}
-	if n := cfg.Network; n.ExistingVpcID != "" {
-		args.Existing = &components.ExistingNetwork{
+	if n.ExistingVpcID != "" {
+		args.Network.Existing = &components.ExistingNetwork{
 			VpcID:            pulumi.String(n.ExistingVpcID),
-			PrivateSubnetIDs: stringInputs(toStrings(n.ExistingPrivateSubnetIDs)),
-			PublicSubnetIDs:  stringInputs(toStrings(n.ExistingPublicSubnetIDs)),
+			PrivateSubnetIDs: stringInputs(n.ExistingPrivateSubnetIDs),
+			PublicSubnetIDs:  stringInputs(n.ExistingPublicSubnetIDs),
 		}
 	}
-	return args
-}
-
-func apiArgs(cfg config.Stack, network *components.Network) *components.ApiLoadBalancerArgs {
-	h := cfg.API.HealthCheck
-	args := &components.ApiLoadBalancerArgs{
-		ClusterName:  cfg.ClusterName,
-		VpcID:        network.VpcID,
-		VpcCidr:      network.VpcCidr,
-		SubnetIDs:    stringInputs(network.PrivateSubnetIDs),
-		Public:       cfg.API.Public,
-		AllowedCidrs: cfg.API.AllowedCidrs,
-		HealthCheck: components.HealthCheck{IntervalSeconds: h.IntervalSeconds, TimeoutSeconds: h.TimeoutSeconds,
-			HealthyThreshold: h.HealthyThreshold, UnhealthyThreshold: h.UnhealthyThreshold},
-		DeregistrationDelaySeconds: cfg.API.DeregistrationDelaySeconds,
-		Protect:                    cfg.DeletionProtection,
-		Tags:                       tags(cfg),
+	if cfg.API.HostedZoneID != "" {
+		args.LoadBalancer.HostedZoneID = pulumi.String(cfg.API.HostedZoneID)
 	}
-	if cfg.API.Public {
-		// Nodes reach a public endpoint from their NAT addresses.
-		args.SubnetIDs, args.ExtraAllowedIPs = stringInputs(network.PublicSubnetIDs), network.NatPublicIPs
-	}
-	if cfg.API.DNSName != "" {
-		args.DNSName, args.HostedZoneID = cfg.API.DNSName, pulumi.String(cfg.API.HostedZoneID)
+	for _, pool := range cfg.Workers {
+		args.Workers = append(args.Workers, workerPool(pool))
 	}
 	return args
 }
 
-// clusterKey is the KMS key that encrypts the cluster's secrets and
-// backups. Losing it loses them, so it is protected like the data.
-func clusterKey(ctx *pulumi.Context, cfg config.Stack) (*kms.Key, error) {
-	key, err := kms.NewKey(ctx, cfg.ClusterName+"-key", &kms.KeyArgs{
-		Description:          pulumi.String("kubeha cluster " + cfg.ClusterName + ": secrets and etcd backups"),
-		EnableKeyRotation:    pulumi.Bool(true),
-		DeletionWindowInDays: pulumi.Int(30),
-		Tags:                 pulumi.ToStringMap(tags(cfg)),
-	}, pulumi.Protect(cfg.DeletionProtection))
-	if err != nil {
-		return nil, err
+// workerPool is a config pool as the args of its per-zone groups. Labels
+// and taints were checked by config.Validate.
+func workerPool(pool config.WorkerPool) components.ZonalWorkerGroupArgs {
+	args := components.ZonalWorkerGroupArgs{
+		Pool:          pool.Name,
+		InstanceTypes: pool.InstanceTypes,
+		OnDemandBase:  pool.OnDemandBase,
+		SpotPercent:   pool.SpotPercent,
+		Min:           pool.MinPerZone,
+		Desired:       pool.DesiredPerZone,
+		Max:           pool.MaxPerZone,
+		Labels:        map[string]string{},
 	}
-	_, err = kms.NewAlias(ctx, cfg.ClusterName+"-key", &kms.AliasArgs{
-		Name: pulumi.String("alias/" + cfg.ClusterName), TargetKeyId: key.KeyId,
-	})
-	return key, err
+	for _, label := range pool.Labels {
+		k, v, _ := config.ParseLabel(label)
+		args.Labels[k] = v
+	}
+	for _, taint := range pool.Taints {
+		k, v, effect, _ := config.ParseTaint(taint)
+		args.Taints = append(args.Taints, components.Taint{Key: k, Value: v, Effect: effect})
+	}
+	return args
 }
 
-func tags(cfg config.Stack) map[string]string {
-	return map[string]string{"kubeha.io/environment": cfg.Environment}
-}
-
-// stringInputs turns plain strings or outputs into a slice of inputs.
-func stringInputs[T pulumi.StringInput](values []T) []pulumi.StringInput {
+func stringInputs(values []string) []pulumi.StringInput {
 	out := make([]pulumi.StringInput, len(values))
-	for i, v := range values {
-		out[i] = v
-	}
-	return out
-}
-
-func seconds(n int) time.Duration { return time.Duration(n) * time.Second }
-
-func toStrings(values []string) []pulumi.String {
-	out := make([]pulumi.String, len(values))
 	for i, v := range values {
 		out[i] = pulumi.String(v)
 	}
 	return out
 }
+
+func seconds(n int) time.Duration { return time.Duration(n) * time.Second }
