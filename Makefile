@@ -9,7 +9,7 @@ SHELL     := /bin/bash
 # Tests that run real binaries and print measured numbers; run verbosely.
 REAL_TESTS := TestEtcdClusterLocal|TestEtcdUserDataPassesRealTools|TestControlPlaneLocal|TestControlPlaneUserDataPassesRealTools|TestWorkerUserDataPassesRealTools|TestStackKubeadmConfigsValidate
 
-.PHONY: plan test check tools unit real fuzz docs
+.PHONY: plan test check tools unit real fuzz docs bench
 
 plan:
 	$(GO) run ./cmd/kubeha plan --stack $(STACK)
@@ -47,6 +47,10 @@ real:
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParseStackFile$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=1s ./internal/config
 	$(GO) test -run='^$$' -fuzz='^FuzzParseRaw$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=1s ./internal/config
+
+# How long the whole prod program takes to evaluate under mocks.
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 20x ./tests
 
 # Regenerate the config reference inside README.md from internal/config.
 docs:

@@ -178,3 +178,23 @@ func subnetZone(rec *mockrun.Recorder, id string) string {
 	}
 	return ""
 }
+
+// BenchmarkEvaluateProd is how long the whole prod program takes to
+// evaluate under mocks: the offline plan's cost, and a floor for preview.
+//
+//	go test -run '^$' -bench EvaluateProd ./tests
+func BenchmarkEvaluateProd(b *testing.B) {
+	raw, err := config.ReadStackFile("../stacks/Pulumi.prod.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	resources := 0
+	for b.Loop() {
+		rec, err := mockrun.Run("kubeha", "prod", raw, program.Stack(raw))
+		if err != nil {
+			b.Fatal(err)
+		}
+		resources = len(rec.Resources())
+	}
+	b.ReportMetric(float64(resources), "resources")
+}
