@@ -2,6 +2,7 @@ package components
 
 import (
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -87,8 +88,21 @@ func TestClusterDefaultsAreHA(t *testing.T) {
 			t.Errorf("%s is not protected by default", typ)
 		}
 	}
+	joins := 0
 	for _, lt := range rec.OfType("aws:ec2/launchTemplate:LaunchTemplate") {
 		checkNodeBaseline(t, lt)
+		if typ, _ := rec.Component(lt); typ != "kubeha:index:ZonalWorkerGroup" {
+			continue
+		}
+		// Workers join the load balancer's name, never a node's address.
+		endpoint := regexp.MustCompile(`apiServerEndpoint: (\S+)`).FindStringSubmatch(decodeUserData(t, lt))
+		if endpoint == nil || endpoint[1] != "c1-api-0123456789.elb.eu-west-1.amazonaws.com:6443" {
+			t.Errorf("%s joins %v, want the load balancer's DNS name", lt.Name, endpoint)
+		}
+		joins++
+	}
+	if joins != 3 {
+		t.Errorf("%d worker launch templates join the cluster, want 3", joins)
 	}
 	// Every resource belongs to the Cluster, so importers see one tree.
 	for _, r := range rec.Resources() {
