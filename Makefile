@@ -7,7 +7,7 @@ SHELL     := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
 # Tests that run real binaries and print measured numbers; run verbosely.
-REAL_TESTS := TestEtcdClusterLocal|TestEtcdUserDataPassesRealTools|TestControlPlaneLocal|TestControlPlaneUserDataPassesRealTools|TestWorkerUserDataPassesRealTools|TestStackKubeadmConfigsValidate
+REAL_TESTS := TestEtcdClusterLocal|TestEtcdUserDataPassesRealTools|TestControlPlaneLocal|TestControlPlaneUserDataPassesRealTools|TestWorkerUserDataPassesRealTools|TestStackKubeadmConfigsValidate|TestManifestsPassTheAPIServersSchemas
 
 .PHONY: plan test check tools unit real fuzz docs bench
 
@@ -36,11 +36,12 @@ unit:
 	cd examples/consumer && $(GO) test -count=1 ./...
 
 # Tiers 2 and 3: rendered user-data through cloud-init schema, shellcheck
-# and kubeadm's own validation; real etcd and a real control plane
+# and kubeadm's own validation; kubeha's own manifests through a real
+# kube-apiserver's schemas (dry run); real etcd and a real control plane
 # (kube-apiserver, -scheduler, -controller-manager as kubeadm renders
 # them) in network namespaces (needs root). Verbose, so the measured numbers show in the log.
 real:
-	$(GO) test -count=1 -v -run '^($(REAL_TESTS))$$' ./internal/bootstrap ./tests \
+	$(GO) test -count=1 -v -run '^($(REAL_TESTS))$$' ./internal/bootstrap ./internal/addons ./tests \
 	  | grep -E '^(--- |ok|FAIL|PASS)|MEASURED|SKIPPED|refused|_test.go'
 
 # A short coverage-guided run of each config fuzzer; `make fuzz FUZZTIME=10m` for longer.

@@ -1,6 +1,7 @@
 package components
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/kms"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/kubeha/kubeha/internal/bootstrap"
 	"github.com/kubeha/kubeha/internal/config"
 )
 
@@ -44,6 +46,12 @@ type ClusterArgs struct {
 	// and SubnetID filled in. A pool with Min, Desired and Max all 0 gets
 	// config.DefaultWorkerPool's sizes. Empty means one default pool.
 	Workers []ZonalWorkerGroupArgs
+	// Addons switches add-ons off or changes them; by default every one is
+	// installed, with Prometheus for monitoring.
+	Addons AddonsArgs
+	// NoAddons installs none and makes no alarms: for importers who run
+	// their own. The nodes stay NotReady until a CNI is installed.
+	NoAddons bool
 }
 
 // Cluster is a whole HA cluster. Every child component is here, so an
@@ -60,6 +68,8 @@ type Cluster struct {
 	WorkerSecurityGroupID pulumi.StringOutput
 	// WorkerGroups maps a pool's name to its groups, in zone order.
 	WorkerGroups map[string][]*ZonalWorkerGroup
+	// Addons is nil with ClusterArgs.NoAddons.
+	Addons *Addons
 
 	// Endpoint and Kubeconfig (secret) are the ControlPlane's.
 	Endpoint   pulumi.StringOutput
@@ -130,6 +140,17 @@ func NewCluster(ctx *pulumi.Context, name string, given *ClusterArgs, opts ...pu
 			c.WorkerGroups[pool.Pool] = append(c.WorkerGroups[pool.Pool], group)
 		}
 	}
+	if args.NoAddons {
+		return c, ctx.RegisterResourceOutputs(c, pulumi.Map{"endpoint": c.Endpoint, "kubeconfig": c.Kubeconfig})
+	}
+	if args.prometheus() {
+		if err := prometheusReach(ctx, name, c, child); err != nil {
+			return nil, err
+		}
+	}
+	if c.Addons, err = NewAddons(ctx, name+"-addons", args.addonsArgs(w, c.groups()), child); err != nil {
+		return nil, err
+	}
 	return c, ctx.RegisterResourceOutputs(c, pulumi.Map{"endpoint": c.Endpoint, "kubeconfig": c.Kubeconfig})
 }
 
@@ -164,6 +185,9 @@ func (args *ClusterArgs) preflight() error {
 		w.public[i] = pending
 	}
 	checks := []func() error{args.etcdArgs(w).validate, args.loadBalancerArgs(w).validate, args.controlPlaneArgs(w).validate}
+	if !args.NoAddons {
+		checks = append(checks, args.addonsArgs(w, nil).validate)
+	}
 	for _, pool := range args.Workers {
 		checks = append(checks, args.workerArgs(pool, 0, w).validate)
 	}
@@ -232,8 +256,87 @@ func (args *ClusterArgs) controlPlaneArgs(w wiring) *ControlPlaneArgs {
 	fill(&cp.InstanceType, d.ControlPlane.InstanceType)
 	fill(&cp.PodCIDR, d.Network.PodCidr)
 	fill(&cp.ServiceCIDR, d.Network.ServiceCidr)
+	if !args.NoAddons {
+		cp.SkipCoreDNS = !args.Addons.CoreDNS.Disabled
+		cp.ServeMetrics = args.prometheus()
+		cp.ManagedPolicyArns = append(cp.ManagedPolicyArns, args.cloudWatchPolicies()...)
+	}
 	return &cp
 }
+
+// prometheus says whether Prometheus runs in the cluster.
+func (args *ClusterArgs) prometheus() bool {
+	return !args.NoAddons && !args.Addons.MonitoringChart.Disabled && cmp.Or(args.Addons.Monitoring, MonitoringPrometheus) == MonitoringPrometheus
+}
+
+// cloudWatchPolicies are what nodes need for the CloudWatch agent.
+func (args *ClusterArgs) cloudWatchPolicies() []string {
+	if args.NoAddons || args.Addons.MonitoringChart.Disabled || args.Addons.Monitoring != MonitoringCloudWatch {
+		return nil
+	}
+	return []string{CloudWatchAgentPolicy}
+}
+
+func (args *ClusterArgs) addonsArgs(w wiring, groups map[string]pulumi.StringInput) *AddonsArgs {
+	a := args.Addons
+	a.ClusterName, a.Region, a.Zones, a.Tags = args.ClusterName, args.Region, args.Zones, args.tags(a.Tags)
+	a.ControlPlane, a.Etcd, a.LoadBalancer, a.Groups = w.controlPlane, w.etcd, w.loadBalancer, groups
+	cp, e := args.controlPlaneArgs(w), args.etcdArgs(w)
+	fill(&a.KubernetesVersion, cp.KubernetesVersion)
+	fill(&a.PodCIDR, cp.PodCIDR)
+	fill(&a.ServiceCIDR, cp.ServiceCIDR)
+	fill(&a.BackupIntervalMinutes, e.BackupIntervalMinutes)
+	return &a
+}
+
+// groups are every auto-scaling group, by a name for its alarm.
+func (c *Cluster) groups() map[string]pulumi.StringInput {
+	groups := map[string]pulumi.StringInput{}
+	for i, g := range c.Etcd.Groups {
+		groups[c.Etcd.Members[i].Name] = g.Name
+	}
+	for i, g := range c.ControlPlane.Groups {
+		groups["control-plane-"+c.Network.Zones[i]] = g.Name
+	}
+	for pool, zonal := range c.WorkerGroups {
+		for i, g := range zonal {
+			groups[pool+"-"+c.Network.Zones[i]] = g.GroupName
+		}
+	}
+	return groups
+}
+
+// prometheusReach lets Prometheus, which runs on workers, scrape every
+// node's kubelet (10250) and node-exporter (9100), the schedulers and
+// controller-managers, and etcd's TLS metrics port. Each still
+// authenticates the scraper.
+func prometheusReach(ctx *pulumi.Context, name string, c *Cluster, opt pulumi.ResourceOption) error {
+	workers, opts := c.WorkerSecurityGroupID, []pulumi.ResourceOption{opt}
+	scrape := func(port int, what string) groupRule {
+		return groupRule{Name: what + "-from-prometheus", Port: port, From: workers}
+	}
+	if err := allowFromGroups(ctx, name+"-workers-prometheus", workers, []groupRule{
+		scrape(kubeletPort, "kubelet"), scrape(nodeExporterPort, "node-exporter"),
+	}, opts); err != nil {
+		return err
+	}
+	if err := allowFromGroups(ctx, name+"-control-plane-prometheus", c.ControlPlane.SecurityGroupID, []groupRule{
+		scrape(kubeletPort, "kubelet"), scrape(nodeExporterPort, "node-exporter"),
+		scrape(controllerManagerPort, "controller-manager"), scrape(schedulerPort, "scheduler"),
+	}, opts); err != nil {
+		return err
+	}
+	return allowFromGroups(ctx, name+"-etcd-prometheus", c.Etcd.SecurityGroupID, []groupRule{
+		scrape(bootstrap.EtcdTLSMetricsPort, "etcd-metrics"),
+	}, opts)
+}
+
+// Ports Prometheus scrapes.
+const (
+	nodeExporterPort      = 9100
+	controllerManagerPort = 10257
+	schedulerPort         = 10259
+)
 
 func (args *ClusterArgs) workerSecurityGroupArgs(w wiring) *WorkerSecurityGroupArgs {
 	sg := args.WorkerSecurityGroup
@@ -252,6 +355,7 @@ func (args *ClusterArgs) workerArgs(pool ZonalWorkerGroupArgs, zone int, w wirin
 	fillInput(&pool.KMSKeyArn, w.key)
 	fill(&pool.KubernetesVersion, args.ControlPlane.KubernetesVersion)
 	fill(&pool.KubernetesVersion, args.KubernetesVersion)
+	pool.ManagedPolicyArns = append(slices.Clone(pool.ManagedPolicyArns), args.cloudWatchPolicies()...)
 	return &pool
 }
 

@@ -46,6 +46,12 @@ type ControlPlaneArgs struct {
 	// ImageID defaults to DefaultImage.
 	ImageID string
 	Tags    map[string]string
+	// SkipCoreDNS and ServeMetrics: see bootstrap.ControlPlane. Cluster
+	// sets them from its Addons.
+	SkipCoreDNS  bool
+	ServeMetrics bool
+	// ManagedPolicyArns are AWS-managed policies added to the nodes' role.
+	ManagedPolicyArns []string
 }
 
 // ControlPlane is one control-plane node per zone, each an auto-scaling
@@ -133,11 +139,12 @@ func NewControlPlane(ctx *pulumi.Context, name string, args *ControlPlaneArgs, o
 		ClusterName: args.ClusterName, KubernetesVersion: args.KubernetesVersion,
 		PodCIDR: args.PodCIDR, ServiceCIDR: args.ServiceCIDR, EtcdEndpoints: etcdEndpoints,
 		LeaderElection: args.LeaderElection, InitZone: args.Zones[0],
+		SkipCoreDNS: args.SkipCoreDNS, ServeMetrics: args.ServeMetrics,
 	}
 	policy := pulumi.All(secrets.Arn, args.KMSKeyArn).ApplyT(func(v []any) string {
 		return controlPlanePolicy(args.ClusterName, args.Region, v[0].(string), v[1].(string))
 	}).(pulumi.StringOutput)
-	profile, err := nodeIdentity(ctx, name, policy, tags(name), child)
+	profile, err := nodeIdentity(ctx, name, policy, tags(name), args.ManagedPolicyArns, child)
 	if err != nil {
 		return nil, err
 	}
@@ -156,6 +163,9 @@ func NewControlPlane(ctx *pulumi.Context, name string, args *ControlPlaneArgs, o
 			ImageID: args.ImageID, InstanceType: args.InstanceType, RootVolumeGiB: 50, Profile: profile,
 			SecurityGroups: pulumi.StringArray{c.SecurityGroupID, args.Etcd.ClientSecurityGroupID},
 			UserData:       data, Tags: tags(nodeName, controlPlaneTag, "true"),
+			// The EBS CSI controller has no host-network mode; it and the
+			// other AWS-facing add-ons run here only.
+			PodsUseNodeRole: true,
 		}, child)
 		if err != nil {
 			return nil, err
@@ -294,7 +304,22 @@ func controlPlanePolicy(cluster, region, secretArn, keyArn string) string {
 			"elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeLoadBalancerAttributes",
 			"elasticloadbalancing:DescribeLoadBalancerPolicies", "elasticloadbalancing:DescribeLoadBalancers",
 			"elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth", "elasticloadbalancing:DescribeTags",
+			// EBS CSI controller and cluster-autoscaler, which run here.
+			"ec2:DescribeSnapshots", "ec2:DescribeVolumesModifications", "ec2:DescribeTags", "ec2:DescribeInstanceTypes",
+			"ec2:DescribeLaunchTemplateVersions", "ec2:DescribeImages", "ec2:GetInstanceTypesFromInstanceRequirements",
+			"autoscaling:DescribeAutoScalingInstances", "autoscaling:DescribeLaunchConfigurations", "autoscaling:DescribeScalingActivities",
 		}},
+		// New volumes and snapshots must carry the cluster tag (the EBS CSI
+		// driver's k8sTagClusterId), so that the rules below apply to them.
+		policyStatement{Sid: "CreateOwnedVolumes", Effect: "Allow", Resource: "*", Action: []string{"ec2:CreateVolume", "ec2:CreateSnapshot"},
+			Condition: map[string]map[string]any{"StringEquals": {"aws:RequestTag/" + clusterTagKey(cluster): "owned"}}},
+		policyStatement{Sid: "TagNewVolumes", Effect: "Allow", Resource: []string{"arn:aws:ec2:*:*:volume/*", "arn:aws:ec2:*:*:snapshot/*"},
+			Action: []string{"ec2:CreateTags"}, Condition: map[string]map[string]any{"StringEquals": {"ec2:CreateAction": []string{"CreateVolume", "CreateSnapshot"}}}},
+		// cluster-autoscaler resizes worker groups only: the control-plane
+		// and etcd groups lack its tag.
+		policyStatement{Sid: "ScaleWorkerGroups", Effect: "Allow", Resource: "*",
+			Action:    []string{"autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"},
+			Condition: map[string]map[string]any{"StringEquals": {"aws:ResourceTag/" + AutoscalerClusterTag(cluster): "owned"}}},
 		// Service load balancers and their security groups are new: no
 		// tag to check yet. The CCM tags them as the cluster's at once.
 		policyStatement{Sid: "CreateServiceLoadBalancers", Effect: "Allow", Resource: "*", Action: []string{
@@ -305,7 +330,7 @@ func controlPlanePolicy(cluster, region, secretArn, keyArn string) string {
 			Condition: map[string]map[string]any{"StringEquals": {"ec2:CreateAction": "CreateSecurityGroup"}}},
 		policyStatement{Sid: "ChangeOwnedResources", Effect: "Allow", Resource: "*", Condition: owned, Action: []string{
 			"ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress", "ec2:DeleteSecurityGroup", "ec2:CreateTags",
-			"ec2:ModifyInstanceAttribute", "ec2:ModifyVolume", "ec2:AttachVolume", "ec2:DetachVolume",
+			"ec2:ModifyInstanceAttribute", "ec2:ModifyVolume", "ec2:AttachVolume", "ec2:DetachVolume", "ec2:DeleteVolume", "ec2:DeleteSnapshot",
 			"elasticloadbalancing:ConfigureHealthCheck", "elasticloadbalancing:DeleteListener", "elasticloadbalancing:DeleteLoadBalancer",
 			"elasticloadbalancing:DeleteTargetGroup", "elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:RegisterTargets",
 			"elasticloadbalancing:ModifyListener", "elasticloadbalancing:ModifyLoadBalancerAttributes", "elasticloadbalancing:ModifyTargetGroup",

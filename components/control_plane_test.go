@@ -250,6 +250,12 @@ func TestControlPlanePolicyScopedByClusterTag(t *testing.T) {
 		if s.Sid == "ChangeOwnedResources" && s.Condition["StringEquals"]["aws:ResourceTag/kubernetes.io/cluster/c1"] != "owned" {
 			t.Errorf("ChangeOwnedResources condition %v, want the cluster tag", s.Condition)
 		}
+		if s.Sid == "ScaleWorkerGroups" && s.Condition["StringEquals"]["aws:ResourceTag/k8s.io/cluster-autoscaler/c1"] != "owned" {
+			t.Errorf("cluster-autoscaler may scale %v, want only groups tagged k8s.io/cluster-autoscaler/c1", s.Condition)
+		}
+		if s.Sid == "CreateOwnedVolumes" && s.Condition["StringEquals"]["aws:RequestTag/kubernetes.io/cluster/c1"] != "owned" {
+			t.Errorf("volumes may be created with %v, want the cluster tag required", s.Condition)
+		}
 		if s.Sid == "ReadOwnSecret" && s.Resource != "arn:secret" {
 			t.Errorf("secret read on %v, want the node's own secret only", s.Resource)
 		}

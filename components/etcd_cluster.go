@@ -2,6 +2,7 @@ package components
 
 import (
 	"fmt"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/autoscaling"
 	"strings"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ebs"
@@ -51,12 +52,18 @@ type EtcdCluster struct {
 	pulumi.ResourceState
 
 	Members []EtcdMember
+	// Groups are the members' auto-scaling groups of one, in member order.
+	Groups []*autoscaling.Group
 	// ClientEndpoints are https://<member DNS>:2379, for kube-apiserver.
 	ClientEndpoints pulumi.StringArrayOutput
 	CACertPEM       pulumi.StringOutput
 	// ClientCertPEM and ClientKeyPEM (secret) are kube-apiserver's identity.
 	ClientCertPEM pulumi.StringOutput
 	ClientKeyPEM  pulumi.StringOutput
+	// MetricsClientCertPEM and MetricsClientKeyPEM (secret) are the
+	// health-check identity, which Prometheus uses on the TLS metrics port.
+	MetricsClientCertPEM pulumi.StringOutput
+	MetricsClientKeyPEM  pulumi.StringOutput
 	// ClientSecretArn holds ca.crt, client.crt/key (kube-apiserver) and
 	// healthcheck.crt/key (probes, metrics) for control-plane nodes.
 	ClientSecretArn pulumi.StringOutput
@@ -150,6 +157,7 @@ func NewEtcdCluster(ctx *pulumi.Context, name string, args *EtcdClusterArgs, opt
 		return nil, err
 	}
 	c.CACertPEM, c.ClientCertPEM, c.ClientKeyPEM, c.ClientSecretArn = ca.CertPEM, client.CertPEM, client.KeyPEM, clientSecret.Arn
+	c.MetricsClientCertPEM, c.MetricsClientKeyPEM = health.CertPEM, health.KeyPEM
 
 	var endpoints pulumi.StringArray
 	for i, m := range rendered.Members {
@@ -325,9 +333,12 @@ func (c *EtcdCluster) member(ctx *pulumi.Context, name string, m EtcdMember, sub
 					"route53:ChangeResourceRecordSetsRecordTypes":           []string{"A"},
 					"route53:ChangeResourceRecordSetsActions":               []string{"UPSERT"},
 				}}},
+			// The snapshot-age alarm counts uploads in kubeha's namespace.
+			policyStatement{Sid: "CountSnapshots", Effect: "Allow", Action: []string{"cloudwatch:PutMetricData"}, Resource: "*",
+				Condition: map[string]map[string]any{"StringEquals": {"cloudwatch:namespace": bootstrap.EtcdSnapshotMetricNamespace}}},
 		)
 	}).(pulumi.StringOutput)
-	profile, err := nodeIdentity(ctx, name, policy, tags(name), opts)
+	profile, err := nodeIdentity(ctx, name, policy, tags(name), nil, opts)
 	if err != nil {
 		return err
 	}
@@ -349,8 +360,9 @@ func (c *EtcdCluster) member(ctx *pulumi.Context, name string, m EtcdMember, sub
 	if err != nil {
 		return err
 	}
-	_, err = singleNodeGroup(ctx, name, subnet, template, map[string]pulumi.StringInput{
+	group, err := singleNodeGroup(ctx, name, subnet, template, map[string]pulumi.StringInput{
 		"Name": pulumi.String(name), memberTag: pulumi.String(m.Name), clusterTagKey(args.ClusterName): pulumi.String("owned"),
 	}, nil, opts)
+	c.Groups = append(c.Groups, group)
 	return err
 }

@@ -3,6 +3,7 @@ package components
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -167,8 +168,10 @@ func TestEtcdIAMScopedToOwnMember(t *testing.T) {
 		sids := map[string]statement{}
 		for _, s := range doc.Statement {
 			sids[s.Sid] = s
-			if s.Resource == "*" && (len(s.Action) != 1 || !strings.Contains(s.Action[0], ":Describe")) {
-				t.Errorf("%s: %v on every resource; only read-only Describe may use *", p.Name, s.Action)
+			// CloudWatch metrics have no ARN; the namespace condition scopes them.
+			scoped := len(s.Action) == 1 && s.Action[0] == "cloudwatch:PutMetricData" && strings.Contains(fmt.Sprint(s.Condition), "cloudwatch:namespace:kubeha")
+			if s.Resource == "*" && !scoped && (len(s.Action) != 1 || !strings.Contains(s.Action[0], ":Describe")) {
+				t.Errorf("%s: %v on every resource; only read-only Describe and kubeha's metrics may use *", p.Name, s.Action)
 			}
 		}
 		if r := sids["AttachOwnVolume"].Resource; r != "arn:aws:mock:::aws:ebs/volume:Volume/c1-etcd-"+member+"-data" {
@@ -306,12 +309,17 @@ func TestEtcdRejectsBadArgs(t *testing.T) {
 	}
 }
 
-// checkNodeBaseline: IMDSv2 only with hop limit 1, an encrypted root
-// volume, no SSH key.
+// checkNodeBaseline: IMDSv2 only, with hop limit 1 (2 on control-plane
+// nodes, whose system pods use the node's role), an encrypted root volume,
+// no SSH key.
 func checkNodeBaseline(t *testing.T, lt mockrun.Resource) {
 	t.Helper()
-	if lt.Get("metadataOptions", "httpTokens").StringValue() != "required" || lt.Get("metadataOptions", "httpPutResponseHopLimit").NumberValue() != 1 {
-		t.Errorf("%s: IMDSv2 not required with hop limit 1", lt.Name)
+	hops := 1.0
+	if lt.Tags()[controlPlaneTag] == "true" {
+		hops = 2
+	}
+	if lt.Get("metadataOptions", "httpTokens").StringValue() != "required" || lt.Get("metadataOptions", "httpPutResponseHopLimit").NumberValue() != hops {
+		t.Errorf("%s: IMDSv2 not required with hop limit %v", lt.Name, hops)
 	}
 	if lt.Get("blockDeviceMappings", "0", "ebs", "encrypted").StringValue() != "true" {
 		t.Errorf("%s: root volume not encrypted", lt.Name)

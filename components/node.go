@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/autoscaling"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ec2"
@@ -49,7 +50,7 @@ func policyJSON(statements ...policyStatement) string {
 
 // nodeIdentity is an instance's IAM role and profile: Session Manager for
 // access (no SSH), plus the node's own inline policy.
-func nodeIdentity(ctx *pulumi.Context, name string, policy pulumi.StringInput, tags pulumi.StringMap, opts []pulumi.ResourceOption) (*iam.InstanceProfile, error) {
+func nodeIdentity(ctx *pulumi.Context, name string, policy pulumi.StringInput, tags pulumi.StringMap, managed []string, opts []pulumi.ResourceOption) (*iam.InstanceProfile, error) {
 	role, err := iam.NewRole(ctx, name, &iam.RoleArgs{
 		AssumeRolePolicy: pulumi.String(policyJSON(policyStatement{
 			Effect: "Allow", Principal: map[string]string{"Service": "ec2.amazonaws.com"}, Action: []string{"sts:AssumeRole"}, Resource: nil,
@@ -59,16 +60,30 @@ func nodeIdentity(ctx *pulumi.Context, name string, policy pulumi.StringInput, t
 	if err != nil {
 		return nil, err
 	}
-	if _, err := iam.NewRolePolicyAttachment(ctx, name+"-ssm", &iam.RolePolicyAttachmentArgs{
-		Role: role.Name, PolicyArn: pulumi.String("arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"),
-	}, opts...); err != nil {
-		return nil, err
+	// Session Manager instead of SSH, and any AWS-managed policies asked for,
+	// each attachment named by the policy's last path segment.
+	for _, arn := range append([]string{ssmPolicy}, managed...) {
+		short := strings.ToLower(arn[strings.LastIndex(arn, "/")+1:])
+		if _, err := iam.NewRolePolicyAttachment(ctx, name+"-"+short, &iam.RolePolicyAttachmentArgs{
+			Role: role.Name, PolicyArn: pulumi.String(arn),
+		}, opts...); err != nil {
+			return nil, err
+		}
 	}
 	if _, err := iam.NewRolePolicy(ctx, name, &iam.RolePolicyArgs{Role: role.Name, Policy: policy}, opts...); err != nil {
 		return nil, err
 	}
 	return iam.NewInstanceProfile(ctx, name, &iam.InstanceProfileArgs{Role: role.Name, Tags: tags}, opts...)
 }
+
+// AWS-managed policies nodes use.
+const (
+	ssmPolicy = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+	ecrPolicy = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly"
+	// CloudWatchAgentPolicy lets the CloudWatch agent and Fluent Bit send
+	// metrics and logs, in the cloudwatch monitoring mode.
+	CloudWatchAgentPolicy = "arn:aws:iam::aws:policy/CloudWatchAgentServerPolicy"
+)
 
 // nodeTemplate is what differs between kubeha's launch templates.
 type nodeTemplate struct {
@@ -79,11 +94,15 @@ type nodeTemplate struct {
 	SecurityGroups pulumi.StringArray
 	UserData       pulumi.StringOutput // base64
 	Tags           pulumi.StringMap
+	// PodsUseNodeRole raises the IMDS hop limit to 2, so that pods reach
+	// the node's role. Only control-plane nodes, which run nothing but the
+	// system add-ons that act on AWS, set it.
+	PodsUseNodeRole bool
 }
 
 // launchTemplate applies kubeha's node baseline: IMDSv2 only with a hop
-// limit of 1 (pods cannot reach the node's credentials), an encrypted gp3
-// root volume, no SSH key.
+// limit of 1 (pods cannot reach the node's credentials) unless
+// PodsUseNodeRole, an encrypted gp3 root volume, no SSH key.
 func launchTemplate(ctx *pulumi.Context, name string, t nodeTemplate, opts []pulumi.ResourceOption) (*ec2.LaunchTemplate, error) {
 	return ec2.NewLaunchTemplate(ctx, name, &ec2.LaunchTemplateArgs{
 		ImageId:              pulumi.String(t.ImageID),
@@ -95,7 +114,7 @@ func launchTemplate(ctx *pulumi.Context, name string, t nodeTemplate, opts []pul
 		MetadataOptions: &ec2.LaunchTemplateMetadataOptionsArgs{
 			HttpEndpoint:            pulumi.String("enabled"),
 			HttpTokens:              pulumi.String("required"),
-			HttpPutResponseHopLimit: pulumi.Int(1),
+			HttpPutResponseHopLimit: pulumi.Int(map[bool]int{false: 1, true: 2}[t.PodsUseNodeRole]),
 		},
 		BlockDeviceMappings: ec2.LaunchTemplateBlockDeviceMappingArray{ec2.LaunchTemplateBlockDeviceMappingArgs{
 			DeviceName: pulumi.String("/dev/xvda"),
@@ -135,6 +154,7 @@ func singleNodeGroup(ctx *pulumi.Context, name string, subnet pulumi.StringInput
 		HealthCheckGracePeriod: pulumi.Int(300),
 		LaunchTemplate:         &autoscaling.GroupLaunchTemplateArgs{Id: template.ID(), Version: pulumi.Sprintf("%d", template.LatestVersion)},
 		Tags:                   asgTags,
+		EnabledMetrics:         groupMetrics,
 	}
 	if targetGroupArn != nil {
 		args.TargetGroupArns = pulumi.StringArray{targetGroupArn}
@@ -145,6 +165,9 @@ func singleNodeGroup(ctx *pulumi.Context, name string, subnet pulumi.StringInput
 	}
 	return autoscaling.NewGroup(ctx, name, args, opts...)
 }
+
+// groupMetrics are the group metrics the in-service alarm compares.
+var groupMetrics = pulumi.StringArray{pulumi.String("GroupDesiredCapacity"), pulumi.String("GroupInServiceInstances")}
 
 // userData renders a node to base64 user-data, as EC2 wants it.
 func userData(node bootstrap.Node) (string, error) {

@@ -7,10 +7,10 @@ import (
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/autoscaling"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ec2"
-	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/vpc"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/kubeha/kubeha/internal/addons"
 	"github.com/kubeha/kubeha/internal/bootstrap"
 	"github.com/kubeha/kubeha/internal/config"
 )
@@ -45,6 +45,9 @@ type ZonalWorkerGroupArgs struct {
 	RootVolumeGiB                    int
 	Tags                             map[string]string
 	InstanceRefreshMinHealthyPercent int
+	// ManagedPolicyArns are AWS-managed policies added to the workers' role,
+	// such as CloudWatchAgentPolicy.
+	ManagedPolicyArns []string
 }
 
 // ZonalWorkerGroup is one auto-scaling group of workers in one zone.
@@ -110,13 +113,8 @@ func NewZonalWorkerGroup(ctx *pulumi.Context, name string, args *ZonalWorkerGrou
 				Condition: map[string]map[string]any{"StringEquals": {"kms:ViaService": "secretsmanager." + args.Region + ".amazonaws.com"}}},
 		)
 	}).(pulumi.StringOutput)
-	profile, err := nodeIdentity(ctx, name, policy, tags, child)
+	profile, err := nodeIdentity(ctx, name, policy, tags, append([]string{ecrPolicy}, args.ManagedPolicyArns...), child)
 	if err != nil {
-		return nil, err
-	}
-	if _, err := iam.NewRolePolicyAttachment(ctx, name+"-ecr", &iam.RolePolicyAttachmentArgs{
-		Role: profile.Role.Elem(), PolicyArn: pulumi.String("arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly"),
-	}, child...); err != nil {
 		return nil, err
 	}
 	worker := bootstrap.Worker{KubernetesVersion: args.KubernetesVersion, Labels: args.Labels, Taints: args.Taints}
@@ -142,6 +140,7 @@ func NewZonalWorkerGroup(ctx *pulumi.Context, name string, args *ZonalWorkerGrou
 		DesiredCapacity:    pulumi.Int(args.Desired),
 		VpcZoneIdentifiers: pulumi.StringArray{args.SubnetID},
 		HealthCheckType:    pulumi.String("EC2"),
+		EnabledMetrics:     groupMetrics,
 		Tags:               autoscalerTags(args, name),
 		// A new launch template version rolls the workers, a few at a time.
 		InstanceRefresh: &autoscaling.GroupInstanceRefreshArgs{
@@ -213,9 +212,9 @@ func autoscalerTags(args *ZonalWorkerGroupArgs, name string) autoscaling.GroupTa
 
 // AutoscalerEnabledTag and AutoscalerClusterTag are the tags
 // cluster-autoscaler's --node-group-auto-discovery looks for.
-const AutoscalerEnabledTag = "k8s.io/cluster-autoscaler/enabled"
+const AutoscalerEnabledTag = addons.AutoscalerEnabledTag
 
-func AutoscalerClusterTag(cluster string) string { return "k8s.io/cluster-autoscaler/" + cluster }
+func AutoscalerClusterTag(cluster string) string { return addons.AutoscalerClusterTag(cluster) }
 
 // WorkerSecurityGroupArgs describes the security group all workers share.
 type WorkerSecurityGroupArgs struct {

@@ -38,4 +38,23 @@ for name in kubeadm kube-apiserver kube-controller-manager kube-scheduler; do
   build "$name" "$KUBERNETES_VERSION" kubernetes "k8s.io/kubernetes/cmd/$name" -ldflags="$kube_ldflags"
 done
 
+# CRDs of the custom resources kubeha applies itself, for the schema check
+# against the real kube-apiserver: copied from the upstream Go modules.
+# crd MODULE VERSION FILE...
+crd() {
+  local module=$1 version=$2; shift 2
+  local dir
+  mkdir -p "$root/crds"
+  for file in "$@"; do
+    [ -s "$root/crds/$(basename "$file")" ] && continue
+    dir=${dir:-$(go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')}
+    cp "$dir/$file" "$root/crds/"
+    chmod 0644 "$root/crds/$(basename "$file")"
+  done
+}
+crd github.com/kubernetes-csi/external-snapshotter/client/v8 v8.6.0 \
+  config/crd/snapshot.storage.k8s.io_volumesnapshotclasses.yaml
+crd github.com/prometheus-operator/prometheus-operator v0.85.0 \
+  example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml
+
 echo "$root/bin"

@@ -8,6 +8,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/kubeha/kubeha/internal/addons"
 	"github.com/kubeha/kubeha/internal/config"
 )
 
@@ -103,4 +104,17 @@ func fieldWithKey(t reflect.Type, key string) (reflect.StructField, bool) {
 		}
 	}
 	return reflect.StructField{}, false
+}
+
+// The README's add-on table shows every chart at its pinned version.
+func TestReadmeListsChartPins(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, chart := range addons.Charts {
+		if row := "| " + chart.Name + " | " + chart.Version + " |"; !strings.Contains(string(readme), row) {
+			t.Errorf("README.md's add-on table lacks %q", row)
+		}
+	}
 }

@@ -130,6 +130,15 @@ func TestEveryStackEvaluates(t *testing.T) {
 			if want := len(cfg.Workers) * len(cfg.Zones); groups[""] != 0 || len(rec.OfType("aws:autoscaling/group:Group")) != cfg.Etcd.Members+len(cfg.Zones)+want {
 				t.Errorf("%s: auto-scaling groups by component %v, want %d worker groups besides etcd and control plane", name, groups, want)
 			}
+			// The add-ons follow the stack's switches and monitoring choice.
+			charts := map[string]bool{}
+			for _, r := range rec.OfType("kubernetes:helm.sh/v3:Release") {
+				charts[r.String("chart")] = true
+			}
+			monitoringChart := map[string]string{"prometheus": "kube-prometheus-stack", "cloudwatch": "amazon-cloudwatch-observability"}[cfg.Addons.Monitoring]
+			if !charts[monitoringChart] || len(charts) != 8 {
+				t.Errorf("%s: charts %v, want 7 add-ons and %s", name, charts, monitoringChart)
+			}
 			vpc := rec.OfType("aws:ec2/vpc:Vpc")[0]
 			if vpc.Protect != cfg.DeletionProtection {
 				t.Errorf("%s: VPC protect=%v, want deletionProtection=%v", name, vpc.Protect, cfg.DeletionProtection)
@@ -163,6 +172,9 @@ func TestEnvironmentsDiffer(t *testing.T) {
 	}
 	if len(prod.NotHA()) != 0 || len(staging.NotHA()) != 0 {
 		t.Errorf("prod/staging have non-HA settings: %v %v", prod.NotHA(), staging.NotHA())
+	}
+	if dev.Addons.Monitoring != "cloudwatch" || prod.Addons.Monitoring != "prometheus" {
+		t.Errorf("monitoring dev/prod = %s/%s, want cloudwatch/prometheus", dev.Addons.Monitoring, prod.Addons.Monitoring)
 	}
 	if len(dev.NotHA()) == 0 {
 		t.Errorf("dev shares a NAT gateway, but NotHA finds nothing to flag")

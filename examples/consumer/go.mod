@@ -75,6 +75,7 @@ require (
 	github.com/pkg/term v1.1.0 // indirect
 	github.com/pulumi/appdash v0.0.0-20231130102222-75f619a67231 // indirect
 	github.com/pulumi/pulumi-aws/sdk/v6 v6.83.4 // indirect
+	github.com/pulumi/pulumi-kubernetes/sdk/v4 v4.30.0 // indirect
 	github.com/pulumi/pulumi-random/sdk/v4 v4.18.0 // indirect
 	github.com/pulumi/pulumi-tls/sdk/v5 v5.3.1 // indirect
 	github.com/rivo/uniseg v0.4.7 // indirect

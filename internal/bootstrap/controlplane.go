@@ -73,6 +73,13 @@ type ControlPlane struct {
 	EtcdEndpoints  []string
 	LeaderElection LeaderElection
 	InitZone       string
+	// SkipCoreDNS leaves DNS to the Addons' CoreDNS chart: kubeadm skips
+	// its addon/coredns phase.
+	SkipCoreDNS bool
+	// ServeMetrics binds the scheduler's and controller-manager's secure
+	// ports (10259, 10257) to all addresses, for Prometheus; they still
+	// authenticate and authorize every request.
+	ServeMetrics bool
 }
 
 // ControlPlaneParams are the per-node values AWS assigns at deploy time.
@@ -146,6 +153,7 @@ func (c ControlPlane) KubeadmInit() (string, error) {
 		Kind             string           `yaml:"kind"`
 		BootstrapTokens  []bootstrapToken `yaml:"bootstrapTokens"`
 		NodeRegistration nodeRegistration `yaml:"nodeRegistration"`
+		SkipPhases       []string         `yaml:"skipPhases,omitempty"`
 	}{
 		APIVersion: kubeadmAPIVersion, Kind: "InitConfiguration",
 		// The token never expires: a node added months later must still
@@ -155,6 +163,9 @@ func (c ControlPlane) KubeadmInit() (string, error) {
 			Usages: []string{"signing", "authentication"}, Groups: []string{"system:bootstrappers:kubeadm:default-node-token"},
 		}},
 		NodeRegistration: c.nodeRegistration(),
+	}
+	if c.SkipCoreDNS {
+		initCfg.SkipPhases = []string{"addon/coredns"}
 	}
 	le := c.LeaderElection
 	readOnly := func(name, path, kind string) hostPathMount {
@@ -231,6 +242,11 @@ func (c ControlPlane) KubeadmInit() (string, error) {
 	cluster.Scheduler = component{
 		ExtraArgs:    []arg{{"config", ControlPlaneConfigDir + "/scheduler.yaml"}, {"profiling", "false"}},
 		ExtraVolumes: []hostPathMount{kubehaConfig},
+	}
+	if c.ServeMetrics {
+		for _, comp := range []*component{&cluster.ControllerManager, &cluster.Scheduler} {
+			comp.ExtraArgs = append(comp.ExtraArgs, arg{"bind-address", "0.0.0.0"})
+		}
 	}
 	return yamlDocs(initCfg, cluster)
 }

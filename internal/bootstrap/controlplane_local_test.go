@@ -51,7 +51,7 @@ func (n *controlPlaneNode) run(t *testing.T, name string, args ...string) string
 }
 
 // start runs a control-plane component with exactly the command line of
-// the static pod manifest kubeadm wrote.
+// the static pod manifest kubeadm wrote; kill stops it for good.
 func (n *controlPlaneNode) start(t *testing.T, component string) {
 	t.Helper()
 	manifest, err := os.ReadFile(filepath.Join(n.host.Root, "etc/kubernetes/manifests", component+".yaml"))
@@ -65,7 +65,10 @@ func (n *controlPlaneNode) start(t *testing.T, component string) {
 	command := pod.Spec.Containers[0].Command
 	binary, err := tools.Path(command[0])
 	must(t, err)
-	cmd := n.host.Command(nil, binary, command[1:]...)
+	// Restarted when it exits, as the kubelet restarts a static pod: a
+	// component that loses its Lease under load exits by design.
+	supervise := `while :; do "$@"; echo "kubeha-lab: $1 exited ($?); restarting it as the kubelet would" >&2; sleep 1; done`
+	cmd := n.host.Command(nil, "/bin/sh", append([]string{"-c", supervise, "sh", binary}, command[1:]...)...)
 	log, err := os.Create(filepath.Join(n.host.Root, component+".log"))
 	must(t, err)
 	cmd.Stdout, cmd.Stderr = log, log

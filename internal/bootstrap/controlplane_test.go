@@ -199,3 +199,22 @@ func TestWorkerUserDataPassesRealTools(t *testing.T) {
 	}
 	checkUserDataWithRealTools(t, "worker", n)
 }
+
+// With the Addons' CoreDNS and Prometheus, kubeadm skips its CoreDNS and
+// the scheduler and controller-manager listen beyond loopback; without
+// them, kubeadm's defaults stand.
+func TestKubeadmInitFollowsAddons(t *testing.T) {
+	for _, addons := range []bool{false, true} {
+		c := testControlPlane()
+		c.SkipCoreDNS, c.ServeMetrics = addons, addons
+		init, err := c.KubeadmInit()
+		if err != nil {
+			t.Fatal(err)
+		}
+		skips := strings.Contains(init, "skipPhases:\n  - addon/coredns")
+		binds := strings.Count(init, "- name: bind-address\n      value: 0.0.0.0")
+		if skips != addons || binds != map[bool]int{false: 0, true: 2}[addons] {
+			t.Errorf("addons %v: skips CoreDNS %v, %d components bound to 0.0.0.0:\n%s", addons, skips, binds, init)
+		}
+	}
+}

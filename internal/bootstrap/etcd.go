@@ -18,16 +18,23 @@ const (
 // data lives one level down so that restores can move it aside on the
 // same filesystem.
 const (
-	EtcdVolumeMount  = "/var/lib/etcd"
-	EtcdDataDir      = "/var/lib/etcd/data"
-	EtcdPKIDir       = "/etc/etcd/pki"
-	EtcdConfigPath   = "/etc/etcd/etcd.yaml"
-	EtcdEnvPath      = "/etc/kubeha/etcd.env"
-	ScriptDir        = "/usr/local/lib/kubeha"
-	EtcdClientPort   = 2379
-	EtcdPeerPort     = 2380
-	etcdMetricsPort  = 2381
-	etcdBackupPrefix = "snapshots"
+	EtcdVolumeMount = "/var/lib/etcd"
+	EtcdDataDir     = "/var/lib/etcd/data"
+	EtcdPKIDir      = "/etc/etcd/pki"
+	EtcdConfigPath  = "/etc/etcd/etcd.yaml"
+	EtcdEnvPath     = "/etc/kubeha/etcd.env"
+	ScriptDir       = "/usr/local/lib/kubeha"
+	EtcdClientPort  = 2379
+	EtcdPeerPort    = 2380
+	etcdMetricsPort = 2381
+	// EtcdSnapshotMetric, in EtcdSnapshotMetricNamespace with a Cluster
+	// dimension, is sent by etcd-backup.sh after each upload to S3.
+	EtcdSnapshotMetricNamespace = "kubeha"
+	EtcdSnapshotMetric          = "EtcdSnapshotUploaded"
+	// EtcdTLSMetricsPort serves /metrics and /health to monitoring, over
+	// TLS with a client certificate, and nothing else: no data API.
+	EtcdTLSMetricsPort = 2382
+	etcdBackupPrefix   = "snapshots"
 )
 
 //go:embed scripts/*.sh
@@ -131,8 +138,9 @@ func (c EtcdCluster) Config(m EtcdMember) (string, error) {
 		{"data-dir", EtcdDataDir},
 		{"listen-peer-urls", fmt.Sprintf("https://0.0.0.0:%d", EtcdPeerPort)},
 		{"listen-client-urls", fmt.Sprintf("https://0.0.0.0:%d", EtcdClientPort)},
-		// Plain HTTP /health and /metrics on loopback only, for local probes.
-		{"listen-metrics-urls", fmt.Sprintf("http://127.0.0.1:%d", etcdMetricsPort)},
+		// Plain HTTP /health and /metrics on loopback only, for local probes;
+		// mutual TLS on EtcdTLSMetricsPort for Prometheus.
+		{"listen-metrics-urls", fmt.Sprintf("http://127.0.0.1:%d,https://0.0.0.0:%d", etcdMetricsPort, EtcdTLSMetricsPort)},
 		{"initial-advertise-peer-urls", m.PeerURL()},
 		{"advertise-client-urls", m.ClientURL()},
 		{"initial-cluster", c.InitialCluster()},

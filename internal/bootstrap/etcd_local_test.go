@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubeha/kubeha/internal/addons"
 	"github.com/kubeha/kubeha/internal/bootstrap"
 	"github.com/kubeha/kubeha/internal/netlab"
 	"github.com/kubeha/kubeha/internal/pki"
@@ -30,7 +31,10 @@ path() { echo "$store/${1#s3://}"; }
 if [ "$1 $2" = "secretsmanager get-secret-value" ] && [ "$3" = --secret-id ]; then
   exec cat "$store/secrets/$4.json"
 fi
-[ "$1" = s3 ] || { echo "aws shim: only s3 and secrets are faked, not: $*" >&2; exit 255; }
+if [ "$1 $2" = "cloudwatch put-metric-data" ]; then
+  shift 2; echo "$*" >>"$store/metrics.log"; exit 0
+fi
+[ "$1" = s3 ] || { echo "aws shim: only s3, secrets and metrics are faked, not: $*" >&2; exit 255; }
 case $2 in
   ls) dir=$(path "$3"); [ -d "$dir" ] && [ -n "$(ls -A "$dir")" ] || exit 1; ls -1 "$dir" ;;
   cp) src=$3; dst=$4
@@ -413,6 +417,12 @@ func TestEtcdClusterLocal(t *testing.T) {
 	if len(took) != 1 || len(snapshots) != 1 {
 		t.Fatalf("backup ran on %v and left %v; want exactly one snapshot, from the leader", took, snapshots)
 	}
+	// The upload is counted for the snapshot-age alarm, and Prometheus'
+	// backup alert sees the snapshot in etcd's own metrics.
+	if sent, _ := os.ReadFile(filepath.Join(bucket, "metrics.log")); !strings.Contains(string(sent), "--metric-name EtcdSnapshotUploaded --dimensions Cluster=") {
+		t.Errorf("the backup sent no EtcdSnapshotUploaded metric: %q", sent)
+	}
+	l.checkTLSMetrics(took[0])
 	// A write after the snapshot, which a restore must not bring back.
 	l.put(all, 200, 1)
 
@@ -452,4 +462,33 @@ func TestEtcdClusterLocal(t *testing.T) {
 		return fresh.expectKeys(fresh.endpoints(), false, 200)
 	})
 	t.Logf("MEASURED: snapshot restored into a fresh 3-member cluster, healthy with all 200 keys in %s", restored.Round(time.Millisecond))
+}
+
+// checkTLSMetrics reads every member's TLS metrics port with a client
+// certificate, as Prometheus does: each serves the metrics kubeha's alerts
+// use, and the member that took the snapshot counts its Snapshot call. The
+// port refuses a client without a certificate.
+func (l *etcdLab) checkTLSMetrics(snapshotter string) {
+	l.t.Helper()
+	pkiDir := bootstrap.EtcdPKIDir
+	for _, m := range l.members {
+		url := fmt.Sprintf("https://%s:%d/metrics", m.spec.DNSName, bootstrap.EtcdTLSMetricsPort)
+		out, err := l.client.Command(nil, "curl", "-sSf", "--cacert", pkiDir+"/ca.crt", "--cert", pkiDir+"/client.crt", "--key", pkiDir+"/client.key", url).CombinedOutput()
+		if err != nil {
+			l.t.Errorf("%s: %v\n%s", url, err, tail(string(out), 5))
+			continue
+		}
+		for _, metric := range addons.AlertedEtcdMetrics {
+			if !strings.Contains(string(out), "\n"+metric+"{") && !strings.Contains(string(out), "\n"+metric+" ") {
+				l.t.Errorf("%s serves no %s, which an alert uses", url, metric)
+			}
+		}
+		snapshot := `grpc_server_handled_total{grpc_code="OK",grpc_method="Snapshot",grpc_service="etcdserverpb.Maintenance",grpc_type="server_stream"} 1`
+		if m.spec.Name == snapshotter && !strings.Contains(string(out), snapshot) {
+			l.t.Errorf("%s does not count the snapshot it took (%s)", url, snapshot)
+		}
+		if out, err := l.client.Command(nil, "curl", "-sSf", "--cacert", pkiDir+"/ca.crt", url).CombinedOutput(); err == nil {
+			l.t.Errorf("%s answered a client without a certificate:\n%s", url, tail(string(out), 3))
+		}
+	}
 }

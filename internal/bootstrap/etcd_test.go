@@ -164,6 +164,11 @@ func TestEtcdNodeUnits(t *testing.T) {
 			t.Errorf("etcd.env lacks %q", want)
 		}
 	}
+	// The alarm watches what the backup script sends.
+	backup := n.File(ScriptDir + "/etcd-backup.sh")
+	if backup == nil || !strings.Contains(backup.Content, "--namespace "+EtcdSnapshotMetricNamespace+" --metric-name "+EtcdSnapshotMetric) {
+		t.Errorf("etcd-backup.sh does not send %s/%s", EtcdSnapshotMetricNamespace, EtcdSnapshotMetric)
+	}
 	if len(n.Commands) != 1 || n.Commands[0][0] != ScriptDir+"/etcd-bootstrap.sh" {
 		t.Errorf("commands = %v", n.Commands)
 	}

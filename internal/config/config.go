@@ -32,6 +32,7 @@ type Stack struct {
 	Etcd               Etcd         `json:"etcd"`
 	ControlPlane       ControlPlane `json:"controlPlane"`
 	Workers            []WorkerPool `json:"workers" doc:"Worker pools. Each pool becomes one auto-scaling group per zone."`
+	Addons             Addons       `json:"addons"`
 }
 
 // Network is the VPC layout, or an existing VPC to use instead.
@@ -89,6 +90,19 @@ type LeaderElection struct {
 	RetryPeriodSeconds   int `json:"retryPeriodSeconds" doc:"Seconds between Lease acquire and renew attempts, 1 or more."`
 }
 
+// Addons are what kubeha installs into the cluster, each through its
+// pinned upstream Helm chart, and how the cluster is monitored.
+type Addons struct {
+	Monitoring             string `json:"monitoring" doc:"prometheus (kube-prometheus-stack in the cluster, scraping API servers, schedulers, controller-managers and etcd, with kubeha's alert rules) or cloudwatch (CloudWatch agent and Container Insights). CloudWatch alarms on the API load balancer, every auto-scaling group and etcd backups are made in both modes."`
+	AlarmEmail             string `json:"alarmEmail" doc:"Optional e-mail address subscribed to the alarms' SNS topic."`
+	CNI                    bool   `json:"cni" doc:"Install Cilium (VXLAN overlay). Turn off only to install another CNI: nodes stay NotReady without one."`
+	CloudControllerManager bool   `json:"cloudControllerManager" doc:"Install the AWS cloud-controller-manager of the cluster's minor: zone labels, providerID, Service load balancers. Nodes stay tainted uninitialized without it."`
+	Storage                bool   `json:"storage" doc:"Install the EBS CSI driver, the snapshot controller and CRDs, the default StorageClass (gp3, encrypted, WaitForFirstConsumer, expandable) and a VolumeSnapshotClass."`
+	CoreDNS                bool   `json:"coreDNS" doc:"Install CoreDNS from its chart, one replica per zone with a PodDisruptionBudget, instead of kubeadm's."`
+	MetricsServer          bool   `json:"metricsServer" doc:"Install metrics-server (two replicas, on the control plane) for kubectl top and autoscaling."`
+	ClusterAutoscaler      bool   `json:"clusterAutoscaler" doc:"Install cluster-autoscaler, discovering the worker groups by tag and balancing each pool's zones."`
+}
+
 // WorkerPool is a set of identical workers, one auto-scaling group per zone.
 type WorkerPool struct {
 	Name           string   `json:"name" doc:"Pool name: lowercase letters, digits and '-', unique in the stack."`
@@ -130,6 +144,8 @@ func Default() Stack {
 			LeaderElection: LeaderElection{LeaseDurationSeconds: 15, RenewDeadlineSeconds: 10, RetryPeriodSeconds: 2},
 		},
 		Workers: []WorkerPool{DefaultWorkerPool()},
+		Addons: Addons{Monitoring: "prometheus", CNI: true, CloudControllerManager: true, Storage: true,
+			CoreDNS: true, MetricsServer: true, ClusterAutoscaler: true},
 	}
 }
 

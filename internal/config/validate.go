@@ -27,6 +27,7 @@ var (
 	subnetIDPattern     = regexp.MustCompile(`^subnet-[0-9a-f]{8,17}$`)
 	dnsNamePattern      = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
 	hostedZonePattern   = regexp.MustCompile(`^Z[0-9A-Z]{1,31}$`)
+	emailPattern        = regexp.MustCompile(`^[^@\s]+@[^@\s]+\.[^@\s]+$`)
 
 	// RFC 1918, and RFC 6598 shared space which pod and service networks may use.
 	rfc1918       = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("172.16.0.0/12"), netip.MustParsePrefix("192.168.0.0/16")}
@@ -48,6 +49,10 @@ func (s Stack) Validate() error {
 	v.required(key("controlPlane.instanceType"), s.ControlPlane.InstanceType, instanceTypePattern, "an EC2 instance type such as m6i.large")
 	v.leaderElection(s.ControlPlane.LeaderElection)
 	v.workers(s.Workers)
+	v.oneOf(key("addons.monitoring"), s.Addons.Monitoring, []string{"prometheus", "cloudwatch"})
+	if e := s.Addons.AlarmEmail; e != "" && !emailPattern.MatchString(e) {
+		v.add(key("addons.alarmEmail"), quote(e), "an e-mail address such as ops@example.com")
+	}
 	if s.Environment == "prod" && !s.DeletionProtection {
 		v.add(key("deletionProtection"), "false", "true in prod")
 	}

@@ -26,6 +26,8 @@ type Resource struct {
 	Custom  bool   // false for ComponentResources
 	Protect bool
 	Inputs  resource.PropertyMap
+	// DependsOn are the URNs the resource explicitly depends on.
+	DependsOn []string
 }
 
 // Recorder is a pulumi.MockResourceMonitor that keeps what it is given.
@@ -52,6 +54,7 @@ func (r *Recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.P
 	if req != nil {
 		res.Parent = req.GetParent()
 		res.Protect = req.GetProtect()
+		res.DependsOn = req.GetDependencies()
 	}
 	res.URN = urn(res.Parent, res.Type, res.Name)
 	r.mu.Lock()
@@ -82,6 +85,9 @@ func computed(typ, name string, inputs resource.PropertyMap) map[string]any {
 		return map[string]any{"arnSuffix": "targetgroup/" + name + "/0123456789"}
 	case "aws:route53/record:Record":
 		return map[string]any{"fqdn": name + ".mock"}
+	case "aws:autoscaling/group:Group":
+		// AWS names the group; the mock uses the logical name.
+		return map[string]any{"name": name}
 	case "aws:ec2/launchTemplate:LaunchTemplate":
 		return map[string]any{"latestVersion": 1}
 	case "tls:index/privateKey:PrivateKey":

@@ -48,6 +48,7 @@ func Stack(raw map[string]string) pulumi.RunFunc {
 		ctx.Export("kubeconfig", cluster.Kubeconfig)
 		ctx.Export("etcdEndpoints", cluster.Etcd.ClientEndpoints)
 		ctx.Export("etcdBackupBucket", cluster.Etcd.BackupBucket)
+		ctx.Export("alarmTopicArn", cluster.Addons.AlarmTopic.Arn)
 		ctx.Export("notHA", pulumi.ToStringArray(notHA))
 		return nil
 	}
@@ -88,6 +89,13 @@ func clusterArgs(cfg config.Stack) *components.ClusterArgs {
 			LeaderElection: components.LeaderElection{LeaseDuration: seconds(le.LeaseDurationSeconds),
 				RenewDeadline: seconds(le.RenewDeadlineSeconds), RetryPeriod: seconds(le.RetryPeriodSeconds)},
 		},
+	}
+	off := func(on bool) components.Addon { return components.Addon{Disabled: !on} }
+	a := cfg.Addons
+	args.Addons = components.AddonsArgs{
+		Monitoring: a.Monitoring, AlarmEmail: a.AlarmEmail,
+		CNI: off(a.CNI), CloudControllerManager: off(a.CloudControllerManager), Storage: off(a.Storage),
+		CoreDNS: off(a.CoreDNS), MetricsServer: off(a.MetricsServer), ClusterAutoscaler: off(a.ClusterAutoscaler),
 	}
 	if n.ExistingVpcID != "" {
 		args.Network.Existing = &components.ExistingNetwork{

@@ -20,3 +20,6 @@ ctl --endpoints "$LOCAL" snapshot save "$dir/$name" >/dev/null
 etcdutl snapshot status "$dir/$name" -w table >&2
 aws s3 cp "$dir/$name" "$BACKUP_URL/$name" --sse aws:kms --sse-kms-key-id "$KMS_KEY_ID" --only-show-errors
 log "snapshot saved to $BACKUP_URL/$name"
+# The snapshot-age alarm fires when this count stays at zero.
+aws cloudwatch put-metric-data --namespace kubeha --metric-name EtcdSnapshotUploaded \
+  --dimensions "Cluster=$CLUSTER_NAME" --value 1 --unit Count

@@ -1,0 +1,421 @@
+package components
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/cloudwatch"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/sns"
+	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
+	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apiextensions"
+	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
+	helmv3 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/helm/v3"
+	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/kubeha/kubeha/internal/addons"
+	"github.com/kubeha/kubeha/internal/bootstrap"
+	"github.com/kubeha/kubeha/internal/config"
+)
+
+// Monitoring modes.
+const (
+	MonitoringPrometheus = "prometheus"
+	MonitoringCloudWatch = "cloudwatch"
+)
+
+// Addon switches one add-on off, or changes its chart.
+type Addon struct {
+	Disabled bool
+	// Version replaces the pinned chart version.
+	Version string
+	// Values are merged over kubeha's: maps key by key, anything else
+	// replaced.
+	Values map[string]any
+}
+
+// AddonsArgs describes what runs in the cluster besides the control plane.
+type AddonsArgs struct {
+	ClusterName       string
+	Region            string
+	KubernetesVersion string
+	Zones             []string
+	PodCIDR           string
+	ServiceCIDR       string
+	// ControlPlane gives the kubeconfig and the readiness gate; Etcd the
+	// members Prometheus scrapes; LoadBalancer the alarms' target group.
+	ControlPlane *ControlPlane
+	Etcd         *EtcdCluster
+	LoadBalancer *ApiLoadBalancer
+	// Groups are the auto-scaling groups whose in-service count is alarmed,
+	// by a name for the alarm.
+	Groups                map[string]pulumi.StringInput
+	BackupIntervalMinutes int
+	// Monitoring is MonitoringPrometheus (the default) or
+	// MonitoringCloudWatch. Alarms into AlarmTopic's SNS topic are made in
+	// both modes; AlarmEmail, if set, is subscribed to it.
+	Monitoring string
+	AlarmEmail string
+
+	CNI                    Addon // Cilium
+	CloudControllerManager Addon
+	Storage                Addon // EBS CSI driver, snapshot controller, StorageClass, VolumeSnapshotClass
+	CoreDNS                Addon
+	MetricsServer          Addon
+	ClusterAutoscaler      Addon
+	// MonitoringChart changes kube-prometheus-stack or the CloudWatch chart.
+	MonitoringChart Addon
+	Tags            map[string]string
+}
+
+// Addons is every add-on release, the manifests kubeha applies itself,
+// and the infrastructure alarms.
+type Addons struct {
+	pulumi.ResourceState
+
+	Provider *kubernetes.Provider
+	// Releases by chart name; a disabled add-on has none.
+	Releases map[string]*helmv3.Release
+	// AlarmTopic receives every alarm.
+	AlarmTopic *sns.Topic
+}
+
+func (args *AddonsArgs) validate() error {
+	bad := func(field, value, allowed string) error {
+		return &config.FieldError{Key: "AddonsArgs." + field, Value: value, Allowed: allowed}
+	}
+	fill(&args.Monitoring, MonitoringPrometheus)
+	switch {
+	case args.ClusterName == "" || args.Region == "":
+		return bad("ClusterName/Region", fmt.Sprintf("%q/%q", args.ClusterName, args.Region), "both set")
+	case args.ControlPlane == nil || args.Etcd == nil || args.LoadBalancer == nil:
+		return bad("ControlPlane/Etcd/LoadBalancer", "nil", "the cluster's components")
+	case args.Monitoring != MonitoringPrometheus && args.Monitoring != MonitoringCloudWatch:
+		return bad("Monitoring", fmt.Sprintf("%q", args.Monitoring), MonitoringPrometheus+" or "+MonitoringCloudWatch)
+	case args.BackupIntervalMinutes < 1:
+		return bad("BackupIntervalMinutes", fmt.Sprint(args.BackupIntervalMinutes), "the etcd backup interval, 1 or more")
+	}
+	c := args.rendering()
+	for _, pinned := range []struct {
+		addon  Addon
+		values func(addons.Cluster) (map[string]any, error)
+	}{{args.CloudControllerManager, addons.CloudControllerManagerValues}, {args.ClusterAutoscaler, addons.ClusterAutoscalerValues}} {
+		if _, err := pinned.values(c); err != nil && !pinned.addon.Disabled {
+			return bad("KubernetesVersion", args.KubernetesVersion, "a minor kubeha pins add-on images for: "+err.Error())
+		}
+	}
+	if _, err := addons.CoreDNSValues(c); err != nil && !args.CoreDNS.Disabled {
+		return bad("ServiceCIDR", args.ServiceCIDR, "an IPv4 CIDR")
+	}
+	return nil
+}
+
+// rendering is what internal/addons needs; outputs are filled in later.
+func (args *AddonsArgs) rendering() addons.Cluster {
+	return addons.Cluster{
+		Name: args.ClusterName, Region: args.Region, KubernetesVersion: args.KubernetesVersion,
+		PodCIDR: args.PodCIDR, ServiceCIDR: args.ServiceCIDR, EtcdMetricsPort: bootstrap.EtcdTLSMetricsPort,
+		BackupIntervalMinutes: args.BackupIntervalMinutes,
+	}
+}
+
+// NewAddons installs the add-ons through a Kubernetes provider made from
+// the control plane's kubeconfig, once the control plane is serving.
+func NewAddons(ctx *pulumi.Context, name string, args *AddonsArgs, opts ...pulumi.ResourceOption) (*Addons, error) {
+	if err := args.validate(); err != nil {
+		return nil, err
+	}
+	a := &Addons{Releases: map[string]*helmv3.Release{}}
+	if err := ctx.RegisterComponentResource("kubeha:index:Addons", name, a, opts...); err != nil {
+		return nil, err
+	}
+	child := []pulumi.ResourceOption{pulumi.Parent(a)}
+	if err := a.alarms(ctx, name, args, child); err != nil {
+		return nil, err
+	}
+
+	provider, err := kubernetes.NewProvider(ctx, name+"-kubernetes", &kubernetes.ProviderArgs{
+		Kubeconfig: args.ControlPlane.Kubeconfig,
+		// Apply changes in place rather than replacing, as kubectl would.
+		EnableServerSideApply: pulumi.Bool(true),
+	}, child...)
+	if err != nil {
+		return nil, err
+	}
+	a.Provider = provider
+	// The readiness gate: every control-plane group has a serving node.
+	gate := make([]pulumi.Resource, len(args.ControlPlane.Groups))
+	for i, g := range args.ControlPlane.Groups {
+		gate[i] = g
+	}
+	inCluster := append(slices.Clone(child), pulumi.Provider(provider), pulumi.DependsOn(gate))
+
+	c := args.rendering()
+	c.EtcdMembers = etcdMemberNames(args.Etcd)
+	install := func(chart addons.Chart, addon Addon, values map[string]any, after ...pulumi.Resource) (*helmv3.Release, error) {
+		return a.install(ctx, name, chart, addon, values, nil, append(slices.Clone(inCluster), pulumi.DependsOn(after)))
+	}
+
+	values, err := addons.CloudControllerManagerValues(c)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := install(addons.CloudControllerManager, args.CloudControllerManager, values); err != nil {
+		return nil, err
+	}
+	// Cilium reaches the API through the load balancer, whose name is an
+	// output. Every other pod but host-network ones needs the CNI first.
+	cni, err := a.install(ctx, name, addons.Cilium, args.CNI, addons.CiliumValues(c),
+		pulumi.Map{"k8sServiceHost": args.ControlPlane.endpointHost}, inCluster)
+	if err != nil {
+		return nil, err
+	}
+	var after []pulumi.Resource
+	if cni != nil {
+		after = append(after, cni)
+	}
+
+	if values, err = addons.CoreDNSValues(c); err != nil {
+		return nil, err
+	}
+	if _, err := install(addons.CoreDNS, args.CoreDNS, values, after...); err != nil {
+		return nil, err
+	}
+	if !args.CoreDNS.Disabled {
+		if _, err := applyManifest(ctx, name, addons.CoreDNSDisruptionBudget(), inCluster); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := install(addons.MetricsServer, args.MetricsServer, addons.MetricsServerValues(), after...); err != nil {
+		return nil, err
+	}
+	if values, err = addons.ClusterAutoscalerValues(c); err != nil {
+		return nil, err
+	}
+	if _, err := install(addons.ClusterAutoscaler, args.ClusterAutoscaler, values, after...); err != nil {
+		return nil, err
+	}
+	storage, err := a.storage(ctx, name, args, c, install, inCluster, after)
+	if err != nil {
+		return nil, err
+	}
+	// Prometheus' volumes need the EBS driver and the default class.
+	if err := a.monitoring(ctx, name, args, c, install, inCluster, append(after, storage...)); err != nil {
+		return nil, err
+	}
+	return a, ctx.RegisterResourceOutputs(a, pulumi.Map{"alarmTopicArn": a.AlarmTopic.Arn})
+}
+
+type installFunc func(chart addons.Chart, addon Addon, values map[string]any, after ...pulumi.Resource) (*helmv3.Release, error)
+
+// install releases chart with kubeha's values, addon's laid over them, and
+// outputs (values known only at deploy time); nothing if addon is off.
+func (a *Addons) install(ctx *pulumi.Context, name string, chart addons.Chart, addon Addon, values map[string]any,
+	outputs pulumi.Map, opts []pulumi.ResourceOption) (*helmv3.Release, error) {
+	if addon.Disabled {
+		return nil, nil
+	}
+	inputs := pulumi.Map{}
+	for k, v := range merge(values, addon.Values) {
+		inputs[k] = pulumi.Any(v)
+	}
+	maps.Copy(inputs, outputs)
+	version := chart.Version
+	if addon.Version != "" {
+		version = addon.Version
+	}
+	release, err := helmv3.NewRelease(ctx, name+"-"+chart.Name, &helmv3.ReleaseArgs{
+		Name:            pulumi.String(chart.Name),
+		Chart:           pulumi.String(chart.Name),
+		Version:         pulumi.String(version),
+		RepositoryOpts:  &helmv3.RepositoryOptsArgs{Repo: pulumi.String(chart.Repo)},
+		Namespace:       pulumi.String(chart.Namespace),
+		CreateNamespace: pulumi.Bool(true),
+		Values:          inputs,
+		// A failed upgrade rolls back rather than leaving a half release.
+		Atomic:  pulumi.Bool(true),
+		Timeout: pulumi.Int(600),
+	}, opts...)
+	a.Releases[chart.Name] = release
+	return release, err
+}
+
+// storage installs the snapshot controller and CRDs, the EBS CSI driver,
+// the default StorageClass and VolumeSnapshotClass, and returns them.
+func (a *Addons) storage(ctx *pulumi.Context, name string, args *AddonsArgs, c addons.Cluster, install installFunc,
+	inCluster []pulumi.ResourceOption, after []pulumi.Resource) ([]pulumi.Resource, error) {
+	if args.Storage.Disabled {
+		return nil, nil
+	}
+	snapshots, err := install(addons.SnapshotController, args.Storage, addons.SnapshotControllerValues(), after...)
+	if err != nil {
+		return nil, err
+	}
+	driver, err := install(addons.EBSCSIDriver, args.Storage, addons.EBSCSIDriverValues(c), append(after, snapshots)...)
+	if err != nil {
+		return nil, err
+	}
+	class, err := applyManifest(ctx, name, addons.StorageClass(), inCluster)
+	if err != nil {
+		return nil, err
+	}
+	// The class's kind is a CRD the snapshot controller's chart installs.
+	_, err = applyManifest(ctx, name, addons.VolumeSnapshotClass(), append(slices.Clone(inCluster), pulumi.DependsOn([]pulumi.Resource{snapshots})))
+	return []pulumi.Resource{driver, class}, err
+}
+
+func (a *Addons) monitoring(ctx *pulumi.Context, name string, args *AddonsArgs, c addons.Cluster, install installFunc,
+	inCluster []pulumi.ResourceOption, after []pulumi.Resource) error {
+	if args.MonitoringChart.Disabled {
+		return nil
+	}
+	if args.Monitoring == MonitoringCloudWatch {
+		_, err := install(addons.CloudWatchObservability, args.MonitoringChart, addons.CloudWatchValues(c), after...)
+		return err
+	}
+	chart := addons.KubePrometheusStack
+	namespace, err := corev1.NewNamespace(ctx, name+"-"+chart.Namespace, &corev1.NamespaceArgs{
+		Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String(chart.Namespace)},
+	}, inCluster...)
+	if err != nil {
+		return err
+	}
+	// Prometheus' identity on the etcd members' TLS metrics port.
+	etcdClient, err := corev1.NewSecret(ctx, name+"-"+addons.EtcdClientSecret, &corev1.SecretArgs{
+		Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String(addons.EtcdClientSecret), Namespace: namespace.Metadata.Name()},
+		StringData: pulumi.StringMap{
+			"ca.crt": args.Etcd.CACertPEM, "client.crt": args.Etcd.MetricsClientCertPEM,
+			"client.key": pulumi.ToSecret(args.Etcd.MetricsClientKeyPEM).(pulumi.StringOutput),
+		},
+	}, inCluster...)
+	if err != nil {
+		return err
+	}
+	stack, err := install(chart, args.MonitoringChart, addons.KubePrometheusStackValues(c, !args.Storage.Disabled), append(after, namespace, etcdClient)...)
+	if err != nil {
+		return err
+	}
+	_, err = applyManifest(ctx, name, addons.EtcdAlertRules(c), append(slices.Clone(inCluster), pulumi.DependsOn([]pulumi.Resource{stack})))
+	return err
+}
+
+// alarms: in every monitoring mode, CloudWatch watches what must hold for
+// the cluster to survive a zone loss, from outside the cluster.
+func (a *Addons) alarms(ctx *pulumi.Context, name string, args *AddonsArgs, opts []pulumi.ResourceOption) error {
+	tags := clusterTags(args.ClusterName, name+"-alarms", args.Tags)
+	// Unencrypted: CloudWatch cannot publish to a topic under a customer
+	// key without a key policy naming it, and alarms carry no secrets.
+	topic, err := sns.NewTopic(ctx, name+"-alarms", &sns.TopicArgs{Tags: tags}, opts...)
+	if err != nil {
+		return err
+	}
+	a.AlarmTopic = topic
+	if args.AlarmEmail != "" {
+		if _, err := sns.NewTopicSubscription(ctx, name+"-alarms-email", &sns.TopicSubscriptionArgs{
+			Topic: topic.Arn, Protocol: pulumi.String("email"), Endpoint: pulumi.String(args.AlarmEmail),
+		}, opts...); err != nil {
+			return err
+		}
+	}
+	actions := pulumi.Array{topic.Arn}
+	alarm := func(alarmName, description string, a *cloudwatch.MetricAlarmArgs) error {
+		a.AlarmDescription, a.AlarmActions, a.OkActions, a.Tags = pulumi.String(description), actions, actions, tags
+		_, err := cloudwatch.NewMetricAlarm(ctx, alarmName, a, opts...)
+		return err
+	}
+
+	lb := args.LoadBalancer
+	for _, zone := range args.Zones {
+		if err := alarm(name+"-api-healthy-"+zone, "No API server in "+zone+" passes the load balancer's /readyz check.", &cloudwatch.MetricAlarmArgs{
+			Namespace: pulumi.String("AWS/NetworkELB"), MetricName: pulumi.String("HealthyHostCount"), Statistic: pulumi.String("Minimum"),
+			Dimensions: pulumi.StringMap{"LoadBalancer": lb.ArnSuffix, "TargetGroup": lb.TargetGroupArnSuffix, "AvailabilityZone": pulumi.String(zone)},
+			Period:     pulumi.Int(60), EvaluationPeriods: pulumi.Int(2), Threshold: pulumi.Float64(1),
+			ComparisonOperator: pulumi.String("LessThanThreshold"), TreatMissingData: pulumi.String("breaching"),
+		}); err != nil {
+			return err
+		}
+	}
+	for _, group := range slices.Sorted(maps.Keys(args.Groups)) {
+		metric := func(id, metricName, stat string) cloudwatch.MetricAlarmMetricQueryArgs {
+			return cloudwatch.MetricAlarmMetricQueryArgs{Id: pulumi.String(id), Metric: &cloudwatch.MetricAlarmMetricQueryMetricArgs{
+				Namespace: pulumi.String("AWS/AutoScaling"), MetricName: pulumi.String(metricName), Stat: pulumi.String(stat), Period: pulumi.Int(60),
+				Dimensions: pulumi.StringMap{"AutoScalingGroupName": args.Groups[group]},
+			}}
+		}
+		// A node takes minutes to boot and join: alarm after 15.
+		if err := alarm(name+"-in-service-"+group, "Auto-scaling group "+group+" has fewer instances in service than desired.", &cloudwatch.MetricAlarmArgs{
+			MetricQueries: cloudwatch.MetricAlarmMetricQueryArray{
+				metric("desired", "GroupDesiredCapacity", "Maximum"),
+				metric("inservice", "GroupInServiceInstances", "Minimum"),
+				cloudwatch.MetricAlarmMetricQueryArgs{Id: pulumi.String("missing"), Expression: pulumi.String("desired - inservice"), ReturnData: pulumi.Bool(true)},
+			},
+			EvaluationPeriods: pulumi.Int(15), Threshold: pulumi.Float64(0),
+			ComparisonOperator: pulumi.String("GreaterThanThreshold"), TreatMissingData: pulumi.String("missing"),
+		}); err != nil {
+			return err
+		}
+	}
+	// etcd-backup.sh counts each upload; two intervals without one alarm.
+	return alarm(name+"-etcd-snapshot-age", fmt.Sprintf("No etcd snapshot reached S3 in %d minutes.", 2*args.BackupIntervalMinutes), &cloudwatch.MetricAlarmArgs{
+		Namespace: pulumi.String(bootstrap.EtcdSnapshotMetricNamespace), MetricName: pulumi.String(bootstrap.EtcdSnapshotMetric),
+		Dimensions: pulumi.StringMap{"Cluster": pulumi.String(args.ClusterName)}, Statistic: pulumi.String("Sum"),
+		Period: pulumi.Int(60 * args.BackupIntervalMinutes), EvaluationPeriods: pulumi.Int(2), Threshold: pulumi.Float64(1),
+		ComparisonOperator: pulumi.String("LessThanThreshold"), TreatMissingData: pulumi.String("breaching"),
+	})
+}
+
+// merge returns base with over laid on it: maps merge key by key,
+// anything else in over replaces.
+func merge(base, over map[string]any) map[string]any {
+	out := maps.Clone(base)
+	if out == nil {
+		out = map[string]any{}
+	}
+	for k, v := range over {
+		if sub, ok := v.(map[string]any); ok {
+			if baseSub, ok := out[k].(map[string]any); ok {
+				out[k] = merge(baseSub, sub)
+				continue
+			}
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// applyManifest applies one rendered object as it is.
+func applyManifest(ctx *pulumi.Context, name string, obj map[string]any, opts []pulumi.ResourceOption) (pulumi.Resource, error) {
+	meta := obj["metadata"].(map[string]any)
+	metadata := &metav1.ObjectMetaArgs{Name: pulumi.String(meta["name"].(string))}
+	if ns, ok := meta["namespace"].(string); ok {
+		metadata.Namespace = pulumi.String(ns)
+	}
+	if annotations, ok := meta["annotations"].(map[string]any); ok {
+		strings := pulumi.StringMap{}
+		for k, v := range annotations {
+			strings[k] = pulumi.String(v.(string))
+		}
+		metadata.Annotations = strings
+	}
+	fields := kubernetes.UntypedArgs{}
+	for k, v := range obj {
+		if k != "apiVersion" && k != "kind" && k != "metadata" {
+			fields[k] = pulumi.Any(v)
+		}
+	}
+	return apiextensions.NewCustomResource(ctx, fmt.Sprintf("%s-%s-%s", name, strings.ToLower(obj["kind"].(string)), meta["name"]), &apiextensions.CustomResourceArgs{
+		ApiVersion: pulumi.String(obj["apiVersion"].(string)), Kind: pulumi.String(obj["kind"].(string)),
+		Metadata: metadata, OtherFields: fields,
+	}, opts...)
+}
+
+// etcdMemberNames are the members' DNS names.
+func etcdMemberNames(etcd *EtcdCluster) []string {
+	names := make([]string, len(etcd.Members))
+	for i, m := range etcd.Members {
+		names[i] = m.DNSName
+	}
+	return names
+}

@@ -1,0 +1,273 @@
+package components
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+
+	"github.com/kubeha/kubeha/internal/addons"
+	"github.com/kubeha/kubeha/internal/config"
+	"github.com/kubeha/kubeha/internal/mockrun"
+)
+
+func mustRunCluster(t *testing.T, edit func(*ClusterArgs)) *mockrun.Recorder {
+	t.Helper()
+	args := minimalClusterArgs()
+	if edit != nil {
+		edit(args)
+	}
+	rec, err := runCluster(args, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
+// releases maps chart name to its recorded Helm release.
+func releases(rec *mockrun.Recorder) map[string]mockrun.Resource {
+	out := map[string]mockrun.Resource{}
+	for _, r := range rec.OfType("kubernetes:helm.sh/v3:Release") {
+		out[r.String("chart")] = r
+	}
+	return out
+}
+
+// value reads a release's value at a path of keys.
+func value(r mockrun.Resource, path ...string) resource.PropertyValue {
+	return r.Get(append([]string{"values"}, path...)...)
+}
+
+func TestAddonsChartsPinnedAndGated(t *testing.T) {
+	rec := mustRunCluster(t, nil)
+	got := releases(rec)
+	for _, chart := range addons.Charts {
+		if chart == addons.CloudWatchObservability {
+			continue // prometheus is the default
+		}
+		r, ok := got[chart.Name]
+		if !ok {
+			t.Errorf("no release of %s", chart.Name)
+			continue
+		}
+		if r.String("version") != chart.Version || r.Get("repositoryOpts", "repo").StringValue() != chart.Repo || r.String("namespace") != chart.Namespace {
+			t.Errorf("%s: version %s from %s into %s, want the pin %s from %s into %s", chart.Name, r.String("version"),
+				r.Get("repositoryOpts", "repo").StringValue(), r.String("namespace"), chart.Version, chart.Repo, chart.Namespace)
+		}
+		// Nothing is installed before every control-plane node serves.
+		for _, zone := range testZones {
+			if !slices.ContainsFunc(r.DependsOn, func(urn string) bool {
+				return strings.HasSuffix(urn, "aws:autoscaling/group:Group::c1-control-plane-"+zone)
+			}) {
+				t.Errorf("%s does not wait for the control-plane group in %s: %v", chart.Name, zone, r.DependsOn)
+			}
+		}
+	}
+	if len(got) != len(addons.Charts)-1 {
+		t.Errorf("%d releases, want every chart but CloudWatch's", len(got))
+	}
+	if host := value(got["cilium"], "k8sServiceHost").StringValue(); host != "c1-api-0123456789.elb.eu-west-1.amazonaws.com" {
+		t.Errorf("Cilium reaches the API at %q, want the load balancer", host)
+	}
+	if cidr := value(got["cilium"], "ipam", "operator", "clusterPoolIPv4PodCIDRList", "0").StringValue(); cidr != "10.244.0.0/16" {
+		t.Errorf("Cilium allocates pods from %q, want the pod CIDR", cidr)
+	}
+}
+
+func TestCloudControllerManagerFollowsKubernetesMinor(t *testing.T) {
+	for _, version := range []string{"v1.36.0", "v1.36.3"} {
+		rec := mustRunCluster(t, func(a *ClusterArgs) { a.KubernetesVersion = version })
+		tag := value(releases(rec)["aws-cloud-controller-manager"], "image", "tag").StringValue()
+		minor, _ := addons.Minor(version)
+		if !strings.HasPrefix(tag, "v"+minor+".") {
+			t.Errorf("Kubernetes %s runs cloud-controller-manager %s", version, tag)
+		}
+	}
+	// A minor with no pinned release is refused before anything is declared.
+	rec, err := runCluster(&ClusterArgs{ClusterName: "c1", Region: "eu-west-1", Zones: testZones, KubernetesVersion: "v1.37.0"}, nil)
+	var fe *config.FieldError
+	if !errors.As(err, &fe) || fe.Key != "AddonsArgs.KubernetesVersion" || len(rec.Resources()) != 0 {
+		t.Errorf("Kubernetes v1.37.0: error %v and %d resources, want a FieldError on AddonsArgs.KubernetesVersion and none", err, len(rec.Resources()))
+	}
+}
+
+func TestDefaultStorageClass(t *testing.T) {
+	rec := mustRunCluster(t, nil)
+	classes := rec.OfType("kubernetes:storage.k8s.io/v1:StorageClass")
+	if len(classes) != 1 {
+		t.Fatalf("%d StorageClasses, want 1", len(classes))
+	}
+	sc := classes[0]
+	params := sc.Get("parameters").ObjectValue()
+	if len(params) != 2 || params["type"].StringValue() != "gp3" || params["encrypted"].StringValue() != "true" {
+		t.Errorf("parameters %v, want exactly type=gp3, encrypted=true", params)
+	}
+	if sc.String("volumeBindingMode") != "WaitForFirstConsumer" || !sc.Bool("allowVolumeExpansion") || sc.String("provisioner") != "ebs.csi.aws.com" {
+		t.Errorf("StorageClass %v: want WaitForFirstConsumer, expandable, EBS CSI", sc.Inputs)
+	}
+	if sc.Get("metadata", "annotations", "storageclass.kubernetes.io/is-default-class").StringValue() != "true" {
+		t.Error("the StorageClass is not the default")
+	}
+	if n := len(rec.OfType("kubernetes:snapshot.storage.k8s.io/v1:VolumeSnapshotClass")); n != 1 {
+		t.Errorf("%d VolumeSnapshotClasses, want 1", n)
+	}
+}
+
+// cluster-autoscaler finds exactly the worker groups: the tags it looks
+// for are on them, and not on the control-plane or etcd groups.
+func TestAutoscalerDiscoversWorkerGroups(t *testing.T) {
+	rec := mustRunCluster(t, func(a *ClusterArgs) {
+		a.Workers = []ZonalWorkerGroupArgs{{Pool: "general"}, {Pool: "spot", SpotPercent: 100, Max: 5}}
+	})
+	var wanted []string
+	for _, tag := range value(releases(rec)["cluster-autoscaler"], "autoDiscovery", "tags").ArrayValue() {
+		wanted = append(wanted, tag.StringValue())
+	}
+	if len(wanted) != 2 {
+		t.Fatalf("cluster-autoscaler discovers by %v, want 2 tags", wanted)
+	}
+	discovered := 0
+	for _, g := range rec.OfType("aws:autoscaling/group:Group") {
+		tags := groupTags(g)
+		typ, _ := rec.Component(g)
+		has := true
+		for _, key := range wanted {
+			_, ok := tags[key]
+			has = has && ok
+		}
+		if worker := typ == "kubeha:index:ZonalWorkerGroup"; has != worker {
+			t.Errorf("%s (%s) discoverable: %v", g.Name, typ, has)
+		}
+		if has {
+			discovered++
+		}
+	}
+	if discovered != 6 {
+		t.Errorf("%d groups discoverable, want 2 pools x 3 zones", discovered)
+	}
+	if !value(releases(rec)["cluster-autoscaler"], "extraArgs", "balance-similar-node-groups").BoolValue() {
+		t.Error("cluster-autoscaler does not balance the per-zone groups of a pool")
+	}
+}
+
+func TestMonitoringModes(t *testing.T) {
+	for _, mode := range []string{MonitoringPrometheus, MonitoringCloudWatch} {
+		t.Run(mode, func(t *testing.T) {
+			rec := mustRunCluster(t, func(a *ClusterArgs) { a.Addons.Monitoring = mode })
+			got := releases(rec)
+			_, prometheus := got["kube-prometheus-stack"]
+			_, cloudwatch := got["amazon-cloudwatch-observability"]
+			rules := len(rec.OfType("kubernetes:monitoring.coreos.com/v1:PrometheusRule"))
+			agentRoles := 0
+			for _, a := range rec.OfType("aws:iam/rolePolicyAttachment:RolePolicyAttachment") {
+				if a.String("policyArn") == CloudWatchAgentPolicy {
+					agentRoles++
+				}
+			}
+			etcdScrape := 0
+			for _, r := range rec.OfType("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule") {
+				if r.Get("fromPort").NumberValue() == 2382 {
+					etcdScrape++
+				}
+			}
+			want := mode == MonitoringPrometheus
+			// Control plane (one role) and 3 worker groups.
+			if prometheus != want || cloudwatch == want || (rules == 1) != want || (etcdScrape == 1) != want || (agentRoles == 4) == want {
+				t.Errorf("%s: prometheus %v, cloudwatch %v, rules %d, etcd scrape rules %d, roles with the agent policy %d",
+					mode, prometheus, cloudwatch, rules, etcdScrape, agentRoles)
+			}
+			if want {
+				scrape := value(got["kube-prometheus-stack"], "prometheus", "prometheusSpec", "additionalScrapeConfigs", "0")
+				targets := scrape.ObjectValue()["static_configs"].ArrayValue()[0].ObjectValue()["targets"].ArrayValue()
+				if len(targets) != 3 || targets[0].StringValue() != "etcd-a.c1.internal:2382" || scrape.ObjectValue()["scheme"].StringValue() != "https" {
+					t.Errorf("etcd scrape %v, want every member's TLS metrics port", scrape)
+				}
+			}
+			checkAlarms(t, rec)
+		})
+	}
+}
+
+// checkAlarms: in every mode, one healthy-host alarm per zone, one
+// in-service alarm per auto-scaling group, one on etcd snapshots.
+func checkAlarms(t *testing.T, rec *mockrun.Recorder) {
+	t.Helper()
+	zones, groups, snapshots := map[string]bool{}, map[string]bool{}, 0
+	for _, a := range rec.OfType("aws:cloudwatch/metricAlarm:MetricAlarm") {
+		if len(a.Strings("alarmActions")) != 1 {
+			t.Errorf("%s notifies %v, want the SNS topic", a.Name, a.Strings("alarmActions"))
+		}
+		switch a.String("metricName") {
+		case "HealthyHostCount":
+			d := a.Get("dimensions").ObjectValue()
+			if d["TargetGroup"].StringValue() != "targetgroup/c1-api/0123456789" {
+				t.Errorf("%s watches target group %v", a.Name, d["TargetGroup"])
+			}
+			zones[d["AvailabilityZone"].StringValue()] = true
+		case addonsSnapshotMetric:
+			snapshots++
+		case "":
+			for _, q := range a.Get("metricQueries").ArrayValue() {
+				if m := q.ObjectValue()["metric"]; m.IsObject() && m.ObjectValue()["metricName"].StringValue() == "GroupInServiceInstances" {
+					groups[m.ObjectValue()["dimensions"].ObjectValue()["AutoScalingGroupName"].StringValue()] = true
+				}
+			}
+		}
+	}
+	asgs := rec.OfType("aws:autoscaling/group:Group")
+	for _, g := range asgs {
+		if !groups[g.Name] {
+			t.Errorf("no in-service alarm on %s", g.Name)
+		}
+		if metrics := g.Strings("enabledMetrics"); !slices.Contains(metrics, "GroupInServiceInstances") {
+			t.Errorf("%s does not publish GroupInServiceInstances", g.Name)
+		}
+	}
+	if len(zones) != len(testZones) || len(groups) != len(asgs) || snapshots != 1 {
+		t.Errorf("alarms: healthy hosts in %v, in-service on %d of %d groups, %d snapshot alarms", zones, len(groups), len(asgs), snapshots)
+	}
+}
+
+const addonsSnapshotMetric = "EtcdSnapshotUploaded"
+
+func TestAddonsSwitchesAndOverrides(t *testing.T) {
+	rec := mustRunCluster(t, func(a *ClusterArgs) {
+		a.Addons.CoreDNS.Disabled = true
+		a.Addons.ClusterAutoscaler.Disabled = true
+		a.Addons.MonitoringChart.Disabled = true
+		a.Addons.Storage.Disabled = true
+		a.Addons.MetricsServer = Addon{Version: "3.13.0", Values: map[string]any{"replicas": 3, "podDisruptionBudget": map[string]any{"minAvailable": 2}}}
+	})
+	got := releases(rec)
+	if _, ok := got["coredns"]; ok {
+		t.Error("CoreDNS is installed though switched off")
+	}
+	for _, chart := range []string{"cluster-autoscaler", "kube-prometheus-stack", "aws-ebs-csi-driver", "snapshot-controller"} {
+		if _, ok := got[chart]; ok {
+			t.Errorf("%s is installed though switched off", chart)
+		}
+	}
+	if n := len(rec.OfType("kubernetes:storage.k8s.io/v1:StorageClass")) + len(rec.OfType("kubernetes:monitoring.coreos.com/v1:PrometheusRule")); n != 0 {
+		t.Errorf("%d StorageClasses and PrometheusRules without storage and monitoring", n)
+	}
+	if n := len(rec.OfType("aws:cloudwatch/metricAlarm:MetricAlarm")); n != 3+9+1 {
+		t.Errorf("%d alarms with monitoring off, want them all still (3 zones, 9 groups, snapshots)", n)
+	}
+	ms := got["metrics-server"]
+	if ms.String("version") != "3.13.0" || value(ms, "replicas").NumberValue() != 3 ||
+		value(ms, "podDisruptionBudget", "minAvailable").NumberValue() != 2 || !value(ms, "podDisruptionBudget", "enabled").BoolValue() {
+		t.Errorf("metrics-server overrides not applied over kubeha's values: %v", ms.Inputs)
+	}
+	// Without kubeha's CoreDNS, kubeadm installs its own.
+	for _, lt := range rec.OfType("aws:ec2/launchTemplate:LaunchTemplate") {
+		if strings.HasPrefix(lt.Name, "c1-control-plane-") && strings.Contains(decodeUserData(t, lt), "addon/coredns") {
+			t.Errorf("%s skips kubeadm's CoreDNS, but the CoreDNS add-on is off", lt.Name)
+		}
+	}
+	none := mustRunCluster(t, func(a *ClusterArgs) { a.NoAddons = true })
+	if n := len(none.OfType("kubernetes:helm.sh/v3:Release")) + len(none.OfType("aws:cloudwatch/metricAlarm:MetricAlarm")); n != 0 {
+		t.Errorf("NoAddons still declares %d releases and alarms", n)
+	}
+}

@@ -1,0 +1,452 @@
+// Package addons renders what kubeha installs into a running cluster: the
+// pinned Helm charts, their values from typed Go, and the few manifests that
+// are not charts. It holds no Pulumi types, so the golden tests and the
+// schema check read exactly what the Addons component installs.
+package addons
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strings"
+)
+
+// Chart is one upstream Helm chart at a pinned version.
+type Chart struct {
+	Name    string
+	Repo    string
+	Version string
+	// Namespace the release goes into.
+	Namespace string
+}
+
+// The pinned charts: this block is the one place their versions live.
+var (
+	Cilium                  = Chart{"cilium", "https://helm.cilium.io", "1.20.2", "kube-system"}
+	CloudControllerManager  = Chart{"aws-cloud-controller-manager", "https://kubernetes.github.io/cloud-provider-aws", "0.0.10", "kube-system"}
+	EBSCSIDriver            = Chart{"aws-ebs-csi-driver", "https://kubernetes-sigs.github.io/aws-ebs-csi-driver", "2.53.0", "kube-system"}
+	SnapshotController      = Chart{"snapshot-controller", "https://piraeus.io/helm-charts", "5.0.4", "kube-system"}
+	CoreDNS                 = Chart{"coredns", "https://coredns.github.io/helm", "1.48.2", "kube-system"}
+	MetricsServer           = Chart{"metrics-server", "https://kubernetes-sigs.github.io/metrics-server", "3.14.0", "kube-system"}
+	ClusterAutoscaler       = Chart{"cluster-autoscaler", "https://kubernetes.github.io/autoscaler", "9.59.0", "kube-system"}
+	KubePrometheusStack     = Chart{"kube-prometheus-stack", "https://prometheus-community.github.io/helm-charts", "81.4.5", "monitoring"}
+	CloudWatchObservability = Chart{"amazon-cloudwatch-observability", "https://aws-observability.github.io/helm-charts", "6.2.0", "amazon-cloudwatch"}
+)
+
+// Charts lists every pinned chart.
+var Charts = []Chart{Cilium, CloudControllerManager, EBSCSIDriver, SnapshotController, CoreDNS, MetricsServer,
+	ClusterAutoscaler, KubePrometheusStack, CloudWatchObservability}
+
+// Images whose tag must follow the cluster's Kubernetes minor, by minor.
+// The charts' defaults lag behind, so kubeha sets the tag itself.
+var (
+	cloudControllerManagerImage = map[string]string{"1.36": "v1.36.0"}
+	clusterAutoscalerImage      = map[string]string{"1.36": "v1.36.1"}
+)
+
+// Cluster is what the rendering needs to know about the cluster.
+type Cluster struct {
+	Name              string
+	Region            string
+	KubernetesVersion string // vMAJOR.MINOR.PATCH
+	// APIHost is the load balancer's DNS name; APIPort its port.
+	APIHost     string
+	PodCIDR     string
+	ServiceCIDR string
+	// EtcdMembers are the members' DNS names; Prometheus scrapes them on
+	// EtcdMetricsPort with the client certificate in EtcdClientSecret.
+	EtcdMembers     []string
+	EtcdMetricsPort int
+	// BackupIntervalMinutes is how often etcd is snapshotted to S3.
+	BackupIntervalMinutes int
+}
+
+// APIPort is the API server's port behind the load balancer.
+const APIPort = 6443
+
+// EtcdClientSecret is the Secret, in the monitoring namespace, that holds
+// the etcd CA and Prometheus' client certificate.
+const EtcdClientSecret = "etcd-client"
+
+// StorageClassName is the default StorageClass.
+const StorageClassName = "gp3"
+
+var versionPattern = regexp.MustCompile(`^v(\d+)\.(\d+)\.\d+$`)
+
+// Minor is "1.36" for "v1.36.3".
+func Minor(version string) (string, error) {
+	m := versionPattern.FindStringSubmatch(version)
+	if m == nil {
+		return "", fmt.Errorf("kubernetes version %q is not vMAJOR.MINOR.PATCH", version)
+	}
+	return m[1] + "." + m[2], nil
+}
+
+func imageFor(images map[string]string, what, version string) (string, error) {
+	minor, err := Minor(version)
+	if err != nil {
+		return "", err
+	}
+	tag, ok := images[minor]
+	if !ok {
+		return "", fmt.Errorf("no %s release pinned for Kubernetes %s", what, minor)
+	}
+	return tag, nil
+}
+
+// Pods of these add-ons run on the control-plane nodes: they act on AWS
+// with the control plane's instance role, which workers do not have.
+var (
+	onControlPlane          = map[string]any{"node-role.kubernetes.io/control-plane": ""}
+	controlPlaneTolerations = []any{
+		map[string]any{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"},
+		// The cloud-controller-manager is what removes this taint.
+		map[string]any{"key": "node.cloudprovider.kubernetes.io/uninitialized", "operator": "Exists", "effect": "NoSchedule"},
+		map[string]any{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoSchedule"},
+	}
+)
+
+// spreadOverZones is a topology spread over zones, then nodes, for the pods
+// with these labels. ScheduleAnyway, so a lost zone never leaves a replica
+// pending.
+func spreadOverZones(labels map[string]any) []any {
+	var out []any
+	for _, key := range []string{"topology.kubernetes.io/zone", "kubernetes.io/hostname"} {
+		out = append(out, map[string]any{
+			"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway",
+			"labelSelector": map[string]any{"matchLabels": labels},
+		})
+	}
+	return out
+}
+
+// CiliumValues: VXLAN overlay (UDP 8472, opened between nodes), pod
+// addresses from the cluster's pod CIDR, and kube-proxy kept as kubeadm
+// installs it. Cilium reaches the API through the load balancer, because
+// the kubernetes Service needs a working CNI first.
+func CiliumValues(c Cluster) map[string]any {
+	return map[string]any{
+		"k8sServiceHost":       c.APIHost,
+		"k8sServicePort":       APIPort,
+		"kubeProxyReplacement": "false",
+		"routingMode":          "tunnel",
+		"tunnelProtocol":       "vxlan",
+		"ipam": map[string]any{
+			"mode": "cluster-pool",
+			"operator": map[string]any{
+				"clusterPoolIPv4PodCIDRList": []any{c.PodCIDR},
+				"clusterPoolIPv4MaskSize":    24,
+			},
+		},
+		"operator": map[string]any{
+			"replicas":                  2,
+			"topologySpreadConstraints": spreadOverZones(map[string]any{"io.cilium/app": "operator"}),
+		},
+	}
+}
+
+// CloudControllerManagerValues: the AWS CCM release of the cluster's minor,
+// on control-plane nodes, host network (IMDS and the API before the CNI),
+// leader-elected. It labels nodes with their zone and sets providerID.
+func CloudControllerManagerValues(c Cluster) (map[string]any, error) {
+	tag, err := imageFor(cloudControllerManagerImage, "cloud-controller-manager", c.KubernetesVersion)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{
+		"image":          map[string]any{"tag": tag},
+		"hostNetworking": true,
+		"nodeSelector":   onControlPlane,
+		"tolerations":    controlPlaneTolerations,
+		"args": []any{
+			"--v=2", "--cloud-provider=aws", "--cluster-name=" + c.Name,
+			// Cilium's overlay routes pods; VPC route tables stay untouched.
+			"--configure-cloud-routes=false",
+			"--leader-elect=true",
+		},
+	}, nil
+}
+
+// EBSCSIDriverValues: the controller on control-plane nodes, whose role may
+// create and attach volumes tagged as this cluster's; the node plugin on
+// every node.
+func EBSCSIDriverValues(c Cluster) map[string]any {
+	return map[string]any{
+		"controller": map[string]any{
+			"replicaCount":    2,
+			"region":          c.Region,
+			"nodeSelector":    onControlPlane,
+			"tolerations":     controlPlaneTolerations,
+			"k8sTagClusterId": c.Name,
+			"extraVolumeTags": map[string]any{"kubernetes.io/cluster/" + c.Name: "owned"},
+			"topologySpreadConstraints": spreadOverZones(map[string]any{
+				"app": "ebs-csi-controller",
+			}),
+		},
+		"node":     map[string]any{"tolerateAllTaints": true},
+		"sidecars": map[string]any{"snapshotter": map[string]any{"forceEnable": true}},
+	}
+}
+
+// SnapshotControllerValues: the VolumeSnapshot CRDs and their controller.
+func SnapshotControllerValues() map[string]any {
+	return map[string]any{
+		"controller": map[string]any{
+			"replicaCount": 2,
+			"args":         map[string]any{"leaderElection": true},
+		},
+	}
+}
+
+// CoreDNSValues replaces kubeadm's CoreDNS (kubeadm skips its addon/coredns
+// phase): same Service name and address, one replica per zone, spread.
+func CoreDNSValues(c Cluster) (map[string]any, error) {
+	dns, err := ClusterDNS(c.ServiceCIDR)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{
+		"replicaCount":        3,
+		"k8sAppLabelOverride": "kube-dns",
+		"isClusterService":    true,
+		"priorityClassName":   "system-cluster-critical",
+		"service":             map[string]any{"name": "kube-dns", "clusterIP": dns},
+		// kubeha's own PodDisruptionBudget (CoreDNSDisruptionBudget).
+		"podDisruptionBudget":       map[string]any{},
+		"topologySpreadConstraints": spreadOverZones(CoreDNSLabels),
+	}, nil
+}
+
+// CoreDNSLabels select the CoreDNS pods.
+var CoreDNSLabels = map[string]any{"k8s-app": "kube-dns", "app.kubernetes.io/instance": "coredns"}
+
+// ClusterDNS is the address kubelets send DNS to, as kubeadm computes it:
+// the tenth address of the service CIDR.
+func ClusterDNS(serviceCIDR string) (string, error) {
+	p, err := netip.ParsePrefix(serviceCIDR)
+	if err != nil || !p.Addr().Is4() {
+		return "", fmt.Errorf("service CIDR %q is not an IPv4 CIDR", serviceCIDR)
+	}
+	a := p.Masked().Addr().As4()
+	a[3] += 10
+	return netip.AddrFrom4(a).String(), nil
+}
+
+// MetricsServerValues: two replicas with a disruption budget, on the
+// control-plane nodes, the only ones kubelets admit. Kubelets
+// serve with kubeadm's self-signed certificates, hence insecure TLS to
+// them (the metrics are not secret; the API server still authenticates
+// metrics-server).
+func MetricsServerValues() map[string]any {
+	return map[string]any{
+		"replicas":            2,
+		"podDisruptionBudget": map[string]any{"enabled": true, "minAvailable": 1},
+		"args":                []any{"--kubelet-insecure-tls"},
+		// Kubelets admit only the control plane (port 10250).
+		"nodeSelector":              onControlPlane,
+		"tolerations":               controlPlaneTolerations,
+		"topologySpreadConstraints": spreadOverZones(map[string]any{"app.kubernetes.io/name": "metrics-server"}),
+	}
+}
+
+// AutoscalerEnabledTag and AutoscalerClusterTag are the ASG tags
+// cluster-autoscaler's auto-discovery looks for; worker groups carry both.
+const AutoscalerEnabledTag = "k8s.io/cluster-autoscaler/enabled"
+
+func AutoscalerClusterTag(cluster string) string { return "k8s.io/cluster-autoscaler/" + cluster }
+
+// AutoscalerDiscoveryTags are both.
+func AutoscalerDiscoveryTags(cluster string) []string {
+	return []string{AutoscalerEnabledTag, AutoscalerClusterTag(cluster)}
+}
+
+// ClusterAutoscalerValues: auto-discovery of the worker groups by tag,
+// balancing the per-zone groups of a pool, on control-plane nodes.
+func ClusterAutoscalerValues(c Cluster) (map[string]any, error) {
+	tag, err := imageFor(clusterAutoscalerImage, "cluster-autoscaler", c.KubernetesVersion)
+	if err != nil {
+		return nil, err
+	}
+	var tags []any
+	for _, t := range AutoscalerDiscoveryTags(c.Name) {
+		tags = append(tags, t)
+	}
+	return map[string]any{
+		"cloudProvider": "aws",
+		"awsRegion":     c.Region,
+		"image":         map[string]any{"tag": tag},
+		"autoDiscovery": map[string]any{"clusterName": c.Name, "tags": tags},
+		"extraArgs": map[string]any{
+			"balance-similar-node-groups":   true,
+			"expander":                      "least-waste",
+			"skip-nodes-with-local-storage": false,
+		},
+		"replicaCount": 2,
+		"hostNetwork":  true,
+		"dnsPolicy":    "ClusterFirstWithHostNet",
+		"nodeSelector": onControlPlane,
+		"tolerations":  controlPlaneTolerations,
+	}, nil
+}
+
+// KubePrometheusStackValues: Prometheus scrapes the API servers (the
+// chart's default), the schedulers and controller-managers on every
+// control-plane node over HTTPS, and every etcd member's TLS metrics port
+// with a client certificate. kube-proxy's metrics stay on loopback, so its
+// scrape is off.
+//
+// With persistent, Prometheus keeps its data on a gp3 volume per replica;
+// without (no EBS CSI driver), in the pod.
+func KubePrometheusStackValues(c Cluster, persistent bool) map[string]any {
+	secrets := "/etc/prometheus/secrets/" + EtcdClientSecret + "/"
+	var targets []any
+	for _, m := range c.EtcdMembers {
+		targets = append(targets, fmt.Sprintf("%s:%d", m, c.EtcdMetricsPort))
+	}
+	component := func(port int) map[string]any {
+		return map[string]any{
+			"enabled":        true,
+			"service":        map[string]any{"port": port, "targetPort": port},
+			"serviceMonitor": map[string]any{"https": true, "insecureSkipVerify": true},
+		}
+	}
+	spec := map[string]any{
+		"replicas":                      2,
+		"retention":                     "15d",
+		"secrets":                       []any{EtcdClientSecret},
+		"ruleSelectorNilUsesHelmValues": false,
+		"serviceMonitorSelectorNilUsesHelmValues": false,
+		"topologySpreadConstraints":               spreadOverZones(map[string]any{"app.kubernetes.io/name": "prometheus"}),
+		"additionalScrapeConfigs": []any{map[string]any{
+			"job_name":       "etcd",
+			"scheme":         "https",
+			"static_configs": []any{map[string]any{"targets": targets}},
+			"tls_config": map[string]any{
+				"ca_file": secrets + "ca.crt", "cert_file": secrets + "client.crt", "key_file": secrets + "client.key",
+			},
+		}},
+	}
+	if persistent {
+		spec["storageSpec"] = map[string]any{"volumeClaimTemplate": map[string]any{"spec": map[string]any{
+			"storageClassName": StorageClassName,
+			"accessModes":      []any{"ReadWriteOnce"},
+			"resources":        map[string]any{"requests": map[string]any{"storage": "50Gi"}},
+		}}}
+	}
+	return map[string]any{
+		"kubeEtcd":              map[string]any{"enabled": false}, // scraped by the etcd job below
+		"kubeProxy":             map[string]any{"enabled": false},
+		"kubeControllerManager": component(10257),
+		"kubeScheduler":         component(10259),
+		"prometheus":            map[string]any{"prometheusSpec": spec},
+	}
+}
+
+// CloudWatchValues: the CloudWatch agent and Fluent Bit (Container
+// Insights), which run on the host network and use the node's role.
+func CloudWatchValues(c Cluster) map[string]any {
+	return map[string]any{"clusterName": c.Name, "region": c.Region}
+}
+
+// jobName is a label value that names a Prometheus job in alert rules.
+func jobName(job string) string { return fmt.Sprintf("job=%q", job) }
+
+// EtcdAlertRules are kubeha's PrometheusRule: etcd and API health, and
+// snapshots to S3, seen as etcd's Snapshot RPC (the backup timer calls it
+// on the leader every interval).
+func EtcdAlertRules(c Cluster) map[string]any {
+	etcd := jobName("etcd")
+	backupWindow := fmt.Sprintf("%dm", 2*c.BackupIntervalMinutes+5)
+	rule := func(name, expr, forDuration, severity, summary string) any {
+		return map[string]any{
+			"alert": name, "expr": expr, "for": forDuration,
+			"labels":      map[string]any{"severity": severity},
+			"annotations": map[string]any{"summary": summary},
+		}
+	}
+	return map[string]any{
+		"apiVersion": "monitoring.coreos.com/v1",
+		"kind":       "PrometheusRule",
+		"metadata":   map[string]any{"name": "kubeha", "namespace": KubePrometheusStack.Namespace},
+		"spec": map[string]any{"groups": []any{map[string]any{
+			"name": "kubeha",
+			"rules": []any{
+				rule("EtcdMemberDown", "up{"+etcd+"} == 0", "1m", "critical",
+					"etcd member {{ $labels.instance }} is down; the cluster tolerates one member lost."),
+				rule("EtcdNoLeader", "etcd_server_has_leader{"+etcd+"} == 0", "1m", "critical",
+					"etcd member {{ $labels.instance }} has no leader."),
+				rule("EtcdFrequentLeaderChanges", "increase(etcd_server_leader_changes_seen_total{"+etcd+"}[1h]) > 3", "5m", "warning",
+					"etcd leader changed more than 3 times in an hour: check disk and network latency."),
+				rule("EtcdBackupTooOld",
+					`sum(increase(grpc_server_handled_total{`+etcd+`,grpc_service="etcdserverpb.Maintenance",grpc_method="Snapshot",grpc_code="OK"}[`+backupWindow+`])) < 1`,
+					"5m", "critical", "No etcd snapshot was taken in "+backupWindow+"; backups to S3 have stopped."),
+				rule("KubeAPIServerTargetDown", "up{"+jobName("apiserver")+"} == 0", "2m", "critical",
+					"API server {{ $labels.instance }} is not answering Prometheus."),
+			},
+		}}},
+	}
+}
+
+// AlertedEtcdMetrics are the etcd metric names EtcdAlertRules use; the
+// real-etcd test checks that etcd serves each of them.
+var AlertedEtcdMetrics = []string{"etcd_server_has_leader", "etcd_server_leader_changes_seen_total", "grpc_server_handled_total"}
+
+// StorageClass is the default: encrypted gp3, created in the zone where
+// its pod is scheduled, expandable.
+func StorageClass() map[string]any {
+	return map[string]any{
+		"apiVersion": "storage.k8s.io/v1",
+		"kind":       "StorageClass",
+		"metadata": map[string]any{
+			"name":        StorageClassName,
+			"annotations": map[string]any{"storageclass.kubernetes.io/is-default-class": "true"},
+		},
+		"provisioner":          "ebs.csi.aws.com",
+		"parameters":           map[string]any{"type": "gp3", "encrypted": "true"},
+		"volumeBindingMode":    "WaitForFirstConsumer",
+		"allowVolumeExpansion": true,
+		"reclaimPolicy":        "Delete",
+	}
+}
+
+// VolumeSnapshotClass is the default class for EBS snapshots.
+func VolumeSnapshotClass() map[string]any {
+	return map[string]any{
+		"apiVersion": "snapshot.storage.k8s.io/v1",
+		"kind":       "VolumeSnapshotClass",
+		"metadata": map[string]any{
+			"name":        "ebs",
+			"annotations": map[string]any{"snapshot.storage.kubernetes.io/is-default-class": "true"},
+		},
+		"driver":         "ebs.csi.aws.com",
+		"deletionPolicy": "Delete",
+	}
+}
+
+// CoreDNSDisruptionBudget lets a drain take one CoreDNS replica at a time.
+func CoreDNSDisruptionBudget() map[string]any {
+	return map[string]any{
+		"apiVersion": "policy/v1",
+		"kind":       "PodDisruptionBudget",
+		"metadata":   map[string]any{"name": "coredns", "namespace": CoreDNS.Namespace},
+		"spec": map[string]any{
+			"maxUnavailable": 1,
+			"selector":       map[string]any{"matchLabels": CoreDNSLabels},
+		},
+	}
+}
+
+// Manifests are the objects kubeha applies itself, not through a chart.
+func Manifests(c Cluster) []map[string]any {
+	return []map[string]any{StorageClass(), VolumeSnapshotClass(), CoreDNSDisruptionBudget(), EtcdAlertRules(c)}
+}
+
+// ObjectName is "Kind namespace/name" for messages.
+func ObjectName(obj map[string]any) string {
+	meta, _ := obj["metadata"].(map[string]any)
+	name := fmt.Sprint(meta["name"])
+	if ns, ok := meta["namespace"].(string); ok {
+		name = ns + "/" + name
+	}
+	return strings.TrimSpace(fmt.Sprint(obj["kind"]) + " " + name)
+}
