@@ -9,12 +9,17 @@ SHELL     := /bin/bash
 # Tests that run real binaries and print measured numbers; run verbosely.
 REAL_TESTS := TestEtcdClusterLocal|TestEtcdUserDataPassesRealTools|TestControlPlaneLocal|TestControlPlaneUserDataPassesRealTools|TestWorkerUserDataPassesRealTools|TestStackKubeadmConfigsValidate|TestManifestsPassTheAPIServersSchemas
 
-.PHONY: plan test check tools unit real fuzz docs bench
+.PHONY: plan rehearse test check tools unit real rehearsal fuzz docs bench
 
 plan:
 	$(GO) run ./cmd/kubeha plan --stack $(STACK)
 
-test: check tools unit real fuzz
+# The local HA rehearsal: the stack's cluster in network namespaces, drilled
+# (Linux, root, haproxy). Prints a table and writes rehearsal-report.json.
+rehearse: tools
+	$(GO) run ./cmd/kubeha rehearse --stack $(STACK)
+
+test: check tools unit real rehearsal fuzz
 
 # Formatting and vet: a diff here fails the build.
 check:
@@ -43,6 +48,12 @@ unit:
 real:
 	$(GO) test -count=1 -v -run '^($(REAL_TESTS))$$' ./internal/bootstrap ./internal/addons ./tests \
 	  | grep -E '^(--- |ok|FAIL|PASS)|MEASURED|SKIPPED|refused|_test.go'
+
+# Tier 4: the rehearsal as a test (build tag rehearsal): no lost writes, the
+# API back after every drill, the Leases moving, /readyz beating TCP.
+rehearsal:
+	$(GO) test -count=1 -tags rehearsal -timeout 30m -v -run '^TestRehearsal$$' ./internal/rehearsal \
+	  | grep -E '^(--- |ok|FAIL|PASS)|SKIPPED|_test.go|^\s+(drill|[a-e]|d-tcp)\s|acknowledged writes'
 
 # A short coverage-guided run of each config fuzzer; `make fuzz FUZZTIME=10m` for longer.
 fuzz:

@@ -1,20 +1,25 @@
 // Command kubeha is kubeha's command line.
 //
 //	kubeha plan --stack dev      evaluate a stack offline and print what it would create
+//	kubeha rehearse --stack dev  run the stack's cluster locally and drill zone failure (root)
 //	kubeha config-reference      print the config reference table the README embeds
 //	kubeha docs README.md        rewrite that table inside the README
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 
 	"github.com/kubeha/kubeha/internal/config"
 	"github.com/kubeha/kubeha/internal/plan"
+	"github.com/kubeha/kubeha/internal/rehearsal"
 )
 
 func main() {
@@ -23,6 +28,9 @@ func main() {
 
 const usage = `usage:
   kubeha plan --stack NAME [--stacks DIR]   evaluate stacks/Pulumi.NAME.yaml offline, with no AWS account
+  kubeha rehearse --stack NAME [--stacks DIR] [--report FILE] [--latency-ms N]
+                                            run the stack's rendered cluster in network namespaces
+                                            and drill failures (Linux, root)
   kubeha config-reference                   print the config reference (Markdown)
   kubeha docs FILE                          rewrite the config reference inside FILE
 `
@@ -61,6 +69,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	case "rehearse":
+		return rehearse(args[1:], stdout, stderr)
 	case "config-reference":
 		fmt.Fprint(stdout, config.Reference())
 		return 0
@@ -90,4 +100,52 @@ func spliceReference(path string) error {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return os.WriteFile(path, []byte(updated), 0o644)
+}
+
+// rehearse runs the local HA rehearsal and writes its report.
+func rehearse(args []string, stdout, stderr io.Writer) int {
+	flags := flag.NewFlagSet("rehearse", flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	stack := flags.String("stack", "", "stack name: reads DIR/Pulumi.NAME.yaml")
+	dir := flags.String("stacks", "stacks", "folder of stack files")
+	reportPath := flags.String("report", "rehearsal-report.json", "where to write the JSON report")
+	latency := flags.Int("latency-ms", 0, "delay added between zones with tc netem")
+	if err := flags.Parse(args); err != nil {
+		return 2
+	}
+	if *stack == "" || flags.NArg() > 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	if why := rehearsal.Available(); why != "" {
+		fmt.Fprintf(stderr, "kubeha rehearse: the rehearsal %s. Run it as root on Linux: sudo make rehearse\n", why)
+		return 1
+	}
+	// Ctrl-C or a kill stops the drills; Run then removes everything.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	work, err := os.MkdirTemp("", "kubeha-rehearsal-")
+	if err != nil {
+		fmt.Fprintf(stderr, "kubeha rehearse: %v\n", err)
+		return 1
+	}
+	report, err := rehearsal.Run(ctx, rehearsal.Options{Stack: *stack, StackFile: filepath.Join(*dir, "Pulumi."+*stack+".yaml"),
+		WorkDir: work, LatencyMs: *latency, Log: stderr})
+	if report != nil {
+		_ = report.WriteTable(stdout)
+		if werr := report.WriteJSON(*reportPath); werr != nil {
+			fmt.Fprintf(stderr, "kubeha rehearse: %v\n", werr)
+			return 1
+		}
+		fmt.Fprintf(stdout, "Report written to %s.\n", *reportPath)
+	}
+	if errors.Is(err, context.Canceled) {
+		fmt.Fprintln(stderr, "kubeha rehearse: interrupted; the namespaces, links and processes it made are removed")
+		return 1
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "kubeha rehearse: %v\n", err)
+		return 1
+	}
+	return 0
 }

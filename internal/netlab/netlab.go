@@ -37,6 +37,8 @@ type Lab struct {
 	mu      sync.Mutex
 	hosts   []*Host
 	running map[*exec.Cmd]bool
+	// machineLink is the machine's end of ConnectMachine's link.
+	machineLink string
 }
 
 // Host is one network namespace.
@@ -76,10 +78,61 @@ func New(prefix, dir string) (*Lab, error) {
 	return l, nil
 }
 
+// AddNetwork adds a routed network: a bridge named name in the hub, which
+// routes between its networks, with gateway (a.b.c.1) as the hub's
+// address on it. Hosts on it default-route through the hub, as a subnet's
+// instances do through the VPC router.
+func (l *Lab) AddNetwork(name, gateway string) error {
+	for _, step := range [][]string{
+		{"link", "add", name, "type", "bridge"},
+		{"addr", "add", gateway + "/24", "dev", name},
+		{"link", "set", name, "up"},
+	} {
+		if err := l.inHub(step...); err != nil {
+			return err
+		}
+	}
+	return l.run("ip", "netns", "exec", l.hub, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+}
+
+// ConnectMachine links the machine itself to the hub: the machine gets
+// machineIP and reaches every lab network (10.0.0.0/8 addresses under
+// labCIDR) through the hub, so a process outside the lab can be a client.
+func (l *Lab) ConnectMachine(machineIP, hubIP, labCIDR string) error {
+	outside, inside := l.prefix+"-m", l.prefix+"-mh"
+	steps := [][]string{
+		{"ip", "link", "add", outside, "type", "veth", "peer", "name", inside, "netns", l.hub},
+		{"ip", "addr", "add", machineIP + "/30", "dev", outside},
+		{"ip", "link", "set", outside, "up"},
+		{"ip", "-n", l.hub, "addr", "add", hubIP + "/30", "dev", inside},
+		{"ip", "-n", l.hub, "link", "set", inside, "up"},
+		{"ip", "route", "add", labCIDR, "via", hubIP},
+	}
+	for _, s := range steps {
+		if err := l.run(s[0], s[1:]...); err != nil {
+			return err
+		}
+	}
+	l.mu.Lock()
+	l.machineLink = outside
+	l.mu.Unlock()
+	return nil
+}
+
+// InHost runs a command in a host's network namespace only.
+func (h *Host) InHost(args ...string) error {
+	return h.lab.run("ip", append([]string{"netns", "exec", h.ns}, args...)...)
+}
+
 // AddHost adds a host with address ip/24 on the bridge. binds lists the
 // absolute folders it gets its own copy of. hosts is written as its
 // /etc/hosts, so that names resolve as DNS would on AWS.
 func (l *Lab) AddHost(name, ip string, binds []string, hosts map[string]string) (*Host, error) {
+	return l.AddHostOn("br0", name, ip, binds, hosts)
+}
+
+// AddHostOn adds a host on the given network (bridge) of the hub.
+func (l *Lab) AddHostOn(network, name, ip string, binds []string, hosts map[string]string) (*Host, error) {
 	h := &Host{Name: name, IP: ip, Root: filepath.Join(l.dir, name), ns: l.prefix + "-" + name, lab: l, binds: binds}
 	l.mu.Lock()
 	h.veth = fmt.Sprintf("v%s%d", l.prefix, len(l.hosts))
@@ -109,7 +162,7 @@ func (l *Lab) AddHost(name, ip string, binds []string, hosts map[string]string) 
 		{"ip", "netns", "add", h.ns},
 		{"ip", "link", "add", h.veth, "type", "veth", "peer", "name", "eth0", "netns", h.ns},
 		{"ip", "link", "set", h.veth, "netns", l.hub},
-		{"ip", "-n", l.hub, "link", "set", h.veth, "master", "br0", "up"},
+		{"ip", "-n", l.hub, "link", "set", h.veth, "master", network, "up"},
 		{"ip", "-n", h.ns, "addr", "add", ip + "/24", "dev", "eth0"},
 		{"ip", "-n", h.ns, "link", "set", "eth0", "up"},
 		{"ip", "-n", h.ns, "link", "set", "lo", "up"},
@@ -183,6 +236,8 @@ func (l *Lab) Close() error {
 	}
 	hosts := l.hosts
 	l.hosts = nil
+	machineLink := l.machineLink
+	l.machineLink = ""
 	l.mu.Unlock()
 	var errs []error
 	for _, h := range hosts {
@@ -190,6 +245,12 @@ func (l *Lab) Close() error {
 			errs = append(errs, fmt.Errorf("netlab: removing %s: %w", h.ns, err))
 		}
 		os.RemoveAll("/etc/netns/" + h.ns)
+	}
+	if machineLink != "" {
+		// Deleting one end of a veth deletes both, and the route with it.
+		if err := exec.Command("ip", "link", "del", machineLink).Run(); err != nil && linkExists(machineLink) {
+			errs = append(errs, fmt.Errorf("netlab: removing %s: %w", machineLink, err))
+		}
 	}
 	if nsExists(l.hub) {
 		if err := exec.Command("ip", "netns", "del", l.hub).Run(); err != nil {
@@ -209,6 +270,11 @@ func (l *Lab) Namespaces() []string {
 		}
 	}
 	return found
+}
+
+func linkExists(name string) bool {
+	_, err := os.Stat("/sys/class/net/" + name)
+	return err == nil
 }
 
 func nsExists(ns string) bool {

@@ -1,0 +1,224 @@
+package rehearsal
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kubeha/kubeha/internal/config"
+	"github.com/kubeha/kubeha/internal/netlab"
+)
+
+// Options says what to rehearse and where.
+type Options struct {
+	Stack     string
+	StackFile string
+	// WorkDir holds the nodes' files; it is removed afterwards.
+	WorkDir string
+	// LatencyMs is added between zones with tc netem; 0 adds none.
+	LatencyMs int
+	Log       io.Writer
+}
+
+// Drill is one failure and what it cost, measured through the load
+// balancer by the probe. A nil duration means the drill did not move it.
+type Drill struct {
+	Name        string  `json:"name"`
+	Description string  `json:"description"`
+	HealthCheck string  `json:"healthCheck"`
+	Requests    int     `json:"requests"`
+	Failures    int     `json:"failures"`
+	ErrorRate   float64 `json:"errorRate"`
+	// LongestGapSeconds is the longest time without a successful request.
+	LongestGapSeconds          float64  `json:"longestGapSeconds"`
+	SchedulerLeaseSeconds      *float64 `json:"schedulerLeaseSeconds"`
+	ControllerManagerLeaseSecs *float64 `json:"controllerManagerLeaseSeconds"`
+	EtcdLeaderSeconds          *float64 `json:"etcdLeaderSeconds"`
+	RecoverySeconds            float64  `json:"recoverySeconds"`
+	LostWrites                 int      `json:"lostWrites"`
+	Notes                      string   `json:"notes,omitempty"`
+}
+
+// Report is the whole rehearsal.
+type Report struct {
+	Stack        string    `json:"stack"`
+	StartedAt    time.Time `json:"startedAt"`
+	SetUpSeconds float64   `json:"setUpSeconds"`
+	TotalSeconds float64   `json:"totalSeconds"`
+	Drills       []Drill   `json:"drills"`
+	// LostWrites counts acknowledged writes missing at the end.
+	LostWrites int `json:"lostWrites"`
+	Writes     int `json:"acknowledgedWrites"`
+}
+
+// Available says why the rehearsal cannot run here, or "".
+func Available() string {
+	if why := netlab.Available(); why != "" {
+		return why
+	}
+	if _, err := exec.LookPath("haproxy"); err != nil {
+		return "needs haproxy (apt-get install haproxy)"
+	}
+	return ""
+}
+
+// Run sets the cluster up, drills it and tears it down, on success, on
+// failure and when ctx is cancelled (Ctrl-C).
+func Run(ctx context.Context, opts Options) (*Report, error) {
+	if why := Available(); why != "" {
+		return nil, errors.New("rehearsal " + why)
+	}
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(opts.Log, "%s rehearsal: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+	}
+	raw, err := config.ReadStackFile(opts.StackFile)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := config.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", opts.StackFile, err)
+	}
+	bins, err := binPaths()
+	if err != nil {
+		return nil, err
+	}
+	removeLeftovers(logf)
+	if err := os.MkdirAll(opts.WorkDir, 0o755); err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(opts.WorkDir)
+
+	report := &Report{Stack: opts.Stack, StartedAt: time.Now()}
+	logf("setting up %s: 3 zones, etcd and a control-plane node in each, haproxy as the load balancer", cfg.ClusterName)
+	type setUpResult struct {
+		c   *cluster
+		err error
+	}
+	ready := make(chan setUpResult, 1)
+	go func() {
+		c, err := setUp(ctx, cfg, opts.WorkDir, bins, logf)
+		ready <- setUpResult{c, err}
+	}()
+	var c *cluster
+	select {
+	case r := <-ready:
+		if r.err != nil {
+			return nil, r.err
+		}
+		c = r.c
+	case <-ctx.Done():
+		r := <-ready // setUp cleans up after itself on error; wait for it
+		if r.c != nil {
+			r.c.close()
+		}
+		return nil, ctx.Err()
+	}
+	defer c.close()
+	report.SetUpSeconds = time.Since(report.StartedAt).Seconds()
+	logf("cluster healthy after %.0fs", report.SetUpSeconds)
+	if opts.LatencyMs > 0 {
+		if err := c.addLatency(opts.LatencyMs); err != nil {
+			return nil, err
+		}
+	}
+
+	p := c.startProbe()
+	defer p.close()
+	// Steady traffic before the first fault.
+	time.Sleep(3 * time.Second)
+	for _, d := range drills {
+		if err := ctx.Err(); err != nil {
+			return report, err
+		}
+		logf("drill %s: %s", d.name, d.description)
+		result, err := d.run(ctx, c, p)
+		result.Name, result.Description = d.name, d.description
+		if result.HealthCheck == "" {
+			result.HealthCheck = c.check
+		}
+		report.Drills = append(report.Drills, result)
+		if err != nil {
+			return report, fmt.Errorf("drill %s: %w", d.name, err)
+		}
+		logf("drill %s: longest gap %.1fs, %d of %d requests failed, recovered in %.1fs", d.name,
+			result.LongestGapSeconds, result.Failures, result.Requests, result.RecoverySeconds)
+	}
+	p.close()
+	lost, err := p.lostWrites()
+	if err != nil {
+		return report, err
+	}
+	report.LostWrites, report.Writes = len(lost), len(p.acked)
+	report.TotalSeconds = time.Since(report.StartedAt).Seconds()
+	if len(lost) > 0 {
+		return report, fmt.Errorf("%d acknowledged writes lost, e.g. %s", len(lost), lost[0])
+	}
+	return report, nil
+}
+
+// removeLeftovers deletes the namespaces of a rehearsal that was killed
+// before it could clean up, so that a new one starts clean.
+func removeLeftovers(logf func(string, ...any)) {
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], labPrefix+"-") {
+			logf("removing %s, left by an earlier run", f[0])
+			_ = exec.Command("ip", "netns", "del", f[0]).Run()
+			_ = os.RemoveAll("/etc/netns/" + f[0])
+		}
+	}
+	_ = exec.Command("ip", "link", "del", labPrefix+"-m").Run()
+}
+
+// addLatency delays traffic between zones: netem on each zone's bridge in
+// the hub applies to what the hub routes into the zone, not to traffic
+// within it.
+func (c *cluster) addLatency(ms int) error {
+	for i := range c.members {
+		dev := fmt.Sprintf("zone%d", i)
+		cmd := exec.Command("ip", "netns", "exec", labPrefix+"-hub", "tc", "qdisc", "add", "dev", dev, "root", "netem", "delay", fmt.Sprintf("%dms", ms))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("adding %dms between zones (tc netem): %v: %s", ms, err, out)
+		}
+	}
+	return nil
+}
+
+// WriteTable prints the report for a person.
+func (r *Report) WriteTable(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "drill\thealth check\tlongest API gap\terrors\tscheduler lease\tcontroller-manager lease\tetcd leader\trecovery\tlost writes")
+	secs := func(v *float64) string {
+		if v == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%.1fs", *v)
+	}
+	for _, d := range r.Drills {
+		fmt.Fprintf(tw, "%s\t%s\t%.1fs\t%d/%d (%.1f%%)\t%s\t%s\t%s\t%.1fs\t%d\n", d.Name, d.HealthCheck, d.LongestGapSeconds,
+			d.Failures, d.Requests, 100*d.ErrorRate, secs(d.SchedulerLeaseSeconds), secs(d.ControllerManagerLeaseSecs),
+			secs(d.EtcdLeaderSeconds), d.RecoverySeconds, d.LostWrites)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "\n%d acknowledged writes, %d lost. Set-up %.0fs, total %.0fs.\n", r.Writes, r.LostWrites, r.SetUpSeconds, r.TotalSeconds)
+	return err
+}
+
+// WriteJSON writes the report as rehearsal-report.json does.
+func (r *Report) WriteJSON(path string) error {
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(data, '\n'), 0o644)
+}
