@@ -10,6 +10,7 @@ import (
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/vpc"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/kubeha/kubeha/internal/bootstrap"
 	"github.com/kubeha/kubeha/internal/config"
 )
 
@@ -178,7 +179,7 @@ func NewApiLoadBalancer(ctx *pulumi.Context, name string, args *ApiLoadBalancerA
 		HealthCheck: &lb.TargetGroupHealthCheckArgs{
 			Enabled:            pulumi.Bool(true),
 			Protocol:           pulumi.String("HTTPS"),
-			Path:               pulumi.String("/readyz"),
+			Path:               pulumi.String(bootstrap.HealthCheckPath),
 			Port:               pulumi.String("traffic-port"),
 			Matcher:            pulumi.String("200"),
 			Interval:           pulumi.Int(h.IntervalSeconds),

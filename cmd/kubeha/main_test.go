@@ -70,7 +70,7 @@ func TestPlanRejectsBadStackFile(t *testing.T) {
 }
 
 func TestUsage(t *testing.T) {
-	for _, args := range [][]string{nil, {"plan"}, {"nope"}, {"docs"}} {
+	for _, args := range [][]string{nil, {"plan"}, {"nope"}, {"docs"}, {"rehearse"}, {"rehearse", "--stack", "dev", "extra"}} {
 		if code, _, errOut := runCLI(args...); code != 2 || !strings.Contains(errOut, "usage") {
 			t.Errorf("%q: exit %d, stderr %q; want 2 and the usage", args, code, errOut)
 		}

@@ -389,6 +389,11 @@ const BootstrapTokenDescription = "kubeha join token (rotated from the cluster s
 // APIServerPort is where every API server and the load balancer listen.
 const APIServerPort = 6443
 
+// HealthCheckPath is what the load balancer asks each API server: /readyz
+// fails when the API server cannot reach etcd, while its port still
+// accepts TCP.
+const HealthCheckPath = "/readyz"
+
 const kubeadmAPIVersion = "kubeadm.k8s.io/v1beta4"
 
 // Node renders one control-plane node's first boot.

@@ -21,30 +21,6 @@ import (
 // What a member sees at its real paths, from its own folder.
 var memberBinds = []string{"/etc/etcd", "/etc/kubeha", "/var/lib/etcd", "/usr/local/lib/kubeha", "/usr/local/bin", "/run/kubeha"}
 
-// awsShim stands in for the AWS CLI on a node: S3 is a local folder, and
-// a secret is the file secrets/<id>.json in it. Everything else the
-// scripts do runs for real.
-const awsShim = `#!/bin/sh
-set -eu
-store=%q
-path() { echo "$store/${1#s3://}"; }
-if [ "$1 $2" = "secretsmanager get-secret-value" ] && [ "$3" = --secret-id ]; then
-  exec cat "$store/secrets/$4.json"
-fi
-if [ "$1 $2" = "cloudwatch put-metric-data" ]; then
-  shift 2; echo "$*" >>"$store/metrics.log"; exit 0
-fi
-[ "$1" = s3 ] || { echo "aws shim: only s3, secrets and metrics are faked, not: $*" >&2; exit 255; }
-case $2 in
-  ls) dir=$(path "$3"); [ -d "$dir" ] && [ -n "$(ls -A "$dir")" ] || exit 1; ls -1 "$dir" ;;
-  cp) src=$3; dst=$4
-      case $src in s3://*) src=$(path "$src") ;; esac
-      case $dst in s3://*) dst=$(path "$dst"); mkdir -p "$(dirname "$dst")" ;; esac
-      cp "$src" "$dst" ;;
-  *) exit 255 ;;
-esac
-`
-
 // etcdLab is a rendered etcd cluster running in network namespaces.
 type etcdLab struct {
 	t       *testing.T
@@ -141,7 +117,7 @@ func writeBinaries(t *testing.T, root, bucket string) {
 		}
 		must(t, os.Symlink(path, filepath.Join(bin, name)))
 	}
-	must(t, os.WriteFile(filepath.Join(bin, "aws"), []byte(fmt.Sprintf(awsShim, bucket)), 0o755))
+	must(t, os.WriteFile(filepath.Join(bin, "aws"), []byte(netlab.AWSShim(bucket)), 0o755))
 }
 
 func must(t *testing.T, err error) {

@@ -53,27 +53,6 @@ var (
 	binaries = []string{"etcd", "etcdctl", "etcdutl", "kubeadm", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
 )
 
-// awsShim stands in for the AWS CLI on the nodes: Secrets Manager reads
-// and S3 (the etcd backup bucket) are files in the rehearsal's store;
-// anything else is refused loudly.
-const awsShim = `#!/bin/sh
-set -eu
-store=%q
-path() { echo "$store/${1#s3://}"; }
-if [ "$1 $2" = "secretsmanager get-secret-value" ] && [ "$3" = --secret-id ]; then
-  exec cat "$store/secrets/$4.json"
-fi
-[ "$1" = s3 ] || { echo "aws shim: the rehearsal fakes only secretsmanager and s3, not: $*" >&2; exit 255; }
-case $2 in
-  ls) dir=$(path "$3"); [ -d "$dir" ] && [ -n "$(ls -A "$dir")" ] || exit 1; ls -1 "$dir" ;;
-  cp) src=$3; dst=$4
-      case $src in s3://*) src=$(path "$src") ;; esac
-      case $dst in s3://*) dst=$(path "$dst"); mkdir -p "$(dirname "$dst")" ;; esac
-      cp "$src" "$dst" ;;
-  *) exit 255 ;;
-esac
-`
-
 func zoneNet(i int) string { return fmt.Sprintf("10.210.%d", i+1) }
 
 // cluster is the running rehearsal.
@@ -381,7 +360,7 @@ func writeBinaries(root, store string, bins map[string]string) error {
 			return err
 		}
 	}
-	return os.WriteFile(filepath.Join(bin, "aws"), []byte(fmt.Sprintf(awsShim, store)), 0o755)
+	return os.WriteFile(filepath.Join(bin, "aws"), []byte(netlab.AWSShim(store)), 0o755)
 }
 
 func (c *cluster) startEtcd(i int) error {

@@ -120,6 +120,9 @@ func (p *probe) summary(from, to time.Time) (requests, failures int, gapSeconds 
 
 // heal waits until the cluster is whole again and checks no write was lost.
 func heal(c *cluster, p *probe, d *Drill) error {
+	if d.Requests > 0 {
+		d.ErrorRate = float64(d.Failures) / float64(d.Requests)
+	}
 	if _, err := c.waitFor("the cluster whole again", recoveryLimit, c.fullyHealthy); err != nil {
 		return err
 	}
@@ -130,9 +133,6 @@ func heal(c *cluster, p *probe, d *Drill) error {
 	d.LostWrites = len(lost)
 	if len(lost) > 0 {
 		return fmt.Errorf("%d acknowledged writes lost, e.g. %s", len(lost), lost[0])
-	}
-	if d.Requests > 0 {
-		d.ErrorRate = float64(d.Failures) / float64(d.Requests)
 	}
 	return nil
 }

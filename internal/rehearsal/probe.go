@@ -36,7 +36,7 @@ func (c *cluster) haproxyConfig() string {
 	var httpCheck string
 	if c.check == healthCheckReadyz {
 		check += " check-ssl verify none"
-		httpCheck = "  option httpchk GET /readyz\n  http-check expect status 200\n"
+		httpCheck = "  option httpchk GET " + bootstrap.HealthCheckPath + "\n  http-check expect status 200\n"
 	}
 	var servers strings.Builder
 	for i := range c.cfg.Zones[:3] {
@@ -145,7 +145,7 @@ func call(client *http.Client, method, url string, body any) (int, string, error
 // readyz asks one API server (or the load balancer) directly.
 func (c *cluster) readyz(ip string) error {
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	code, body, err := call(client, "GET", fmt.Sprintf("https://%s:%d/readyz", ip, bootstrap.APIServerPort), nil)
+	code, body, err := call(client, "GET", fmt.Sprintf("https://%s:%d%s", ip, bootstrap.APIServerPort, bootstrap.HealthCheckPath), nil)
 	if err != nil {
 		return err
 	}
@@ -372,7 +372,20 @@ func (p *probe) lostWrites() ([]string, error) {
 	p.mu.Lock()
 	acked := slices.Clone(p.acked)
 	p.mu.Unlock()
-	code, body, err := p.c.api("GET", "/api/v1/namespaces/default/configmaps?labelSelector="+probeLabel+"%3Dtrue", nil)
+	// A list of thousands of objects, right after a fault, may be slow or
+	// land on a node still settling: a longer timeout, a few tries.
+	client := p.c.adminClient()
+	client.Timeout = 30 * time.Second
+	url := fmt.Sprintf("https://%s:%d/api/v1/namespaces/default/configmaps?labelSelector=%s%%3Dtrue", lbIP, bootstrap.APIServerPort, probeLabel)
+	var code int
+	var body string
+	var err error
+	for try := 0; try < 5; try++ {
+		if code, body, err = call(client, "GET", url, nil); err == nil && code == 200 {
+			break
+		}
+		time.Sleep(time.Second)
+	}
 	if err != nil || code != 200 {
 		return nil, fmt.Errorf("listing the probe's objects: HTTP %d %v", code, err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kubeha/kubeha/internal/config"
 	"github.com/kubeha/kubeha/internal/netlab"
+	"github.com/kubeha/kubeha/internal/tools"
 )
 
 // Options says what to rehearse and where.
@@ -88,7 +89,13 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	bins, err := binPaths()
 	if err != nil {
-		return nil, err
+		logf("building the pinned etcd and Kubernetes binaries first (%v)", err)
+		if err := tools.Build(opts.Log); err != nil {
+			return nil, err
+		}
+		if bins, err = binPaths(); err != nil {
+			return nil, err
+		}
 	}
 	removeLeftovers(logf)
 	if err := os.MkdirAll(opts.WorkDir, 0o755); err != nil {
@@ -186,7 +193,7 @@ func (c *cluster) addLatency(ms int) error {
 		dev := fmt.Sprintf("zone%d", i)
 		cmd := exec.Command("ip", "netns", "exec", labPrefix+"-hub", "tc", "qdisc", "add", "dev", dev, "root", "netem", "delay", fmt.Sprintf("%dms", ms))
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("adding %dms between zones (tc netem): %v: %s", ms, err, out)
+			return fmt.Errorf("adding %dms between zones (tc netem; the kernel needs sch_netem): %v: %s", ms, err, out)
 		}
 	}
 	return nil
