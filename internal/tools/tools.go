@@ -34,7 +34,7 @@ func Dir() (string, error) {
 }
 
 // Build runs hack/tools.sh, which builds the pinned binaries that are not
-// built yet (about 9 minutes on 2 cores the first time).
+// built yet (9 to 15 minutes on 2 cores the first time).
 func Build(log io.Writer) error {
 	dir, err := Dir()
 	if err != nil {
