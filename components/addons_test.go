@@ -9,6 +9,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 
 	"github.com/kubeha/kubeha/internal/addons"
+	"github.com/kubeha/kubeha/internal/bootstrap"
 	"github.com/kubeha/kubeha/internal/config"
 	"github.com/kubeha/kubeha/internal/mockrun"
 )
@@ -206,7 +207,7 @@ func checkAlarms(t *testing.T, rec *mockrun.Recorder) {
 				t.Errorf("%s watches target group %v", a.Name, d["TargetGroup"])
 			}
 			zones[d["AvailabilityZone"].StringValue()] = true
-		case addonsSnapshotMetric:
+		case bootstrap.EtcdSnapshotMetric:
 			snapshots++
 		case "":
 			for _, q := range a.Get("metricQueries").ArrayValue() {
@@ -229,8 +230,6 @@ func checkAlarms(t *testing.T, rec *mockrun.Recorder) {
 		t.Errorf("alarms: healthy hosts in %v, in-service on %d of %d groups, %d snapshot alarms", zones, len(groups), len(asgs), snapshots)
 	}
 }
-
-const addonsSnapshotMetric = "EtcdSnapshotUploaded"
 
 func TestAddonsSwitchesAndOverrides(t *testing.T) {
 	rec := mustRunCluster(t, func(a *ClusterArgs) {

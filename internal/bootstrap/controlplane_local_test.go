@@ -78,8 +78,7 @@ func (n *controlPlaneNode) start(t *testing.T, component string) {
 
 func (n *controlPlaneNode) kill(components ...string) {
 	for _, c := range components {
-		netlab.Kill(n.procs[c])
-		_ = n.procs[c].Wait()
+		n.host.Stop(n.procs[c])
 	}
 }
 

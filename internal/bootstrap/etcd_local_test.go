@@ -138,8 +138,7 @@ func (l *etcdLab) start(i int) {
 }
 
 func (l *etcdLab) kill(i int) {
-	netlab.Kill(l.members[i].etcd)
-	_ = l.members[i].etcd.Wait()
+	l.members[i].host.Stop(l.members[i].etcd)
 }
 
 // script runs one of the rendered scripts on member i.

@@ -31,12 +31,13 @@ func Available() string {
 
 // Lab is a set of hosts on one bridge. Close removes everything it made.
 type Lab struct {
-	prefix  string
-	dir     string
-	hub     string
-	mu      sync.Mutex
-	hosts   []*Host
-	running map[*exec.Cmd]bool
+	prefix string
+	dir    string
+	hub    string
+	mu     sync.Mutex
+	hosts  []*Host
+	// running maps each started command to a channel closed when it exits.
+	running map[*exec.Cmd]chan struct{}
 	// machineLink is the machine's end of ConnectMachine's link.
 	machineLink string
 }
@@ -63,7 +64,7 @@ func New(prefix, dir string) (*Lab, error) {
 	if len(prefix) > 8 {
 		return nil, fmt.Errorf("netlab: prefix %q is longer than 8 characters (interface names are limited to 15)", prefix)
 	}
-	l := &Lab{prefix: prefix, dir: dir, hub: prefix + "-hub", running: map[*exec.Cmd]bool{}}
+	l := &Lab{prefix: prefix, dir: dir, hub: prefix + "-hub", running: map[*exec.Cmd]chan struct{}{}}
 	if err := l.run("ip", "netns", "add", l.hub); err != nil {
 		return nil, err
 	}
@@ -208,16 +209,30 @@ func (h *Host) Start(cmd *exec.Cmd) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
+	exited := make(chan struct{})
 	h.lab.mu.Lock()
-	h.lab.running[cmd] = true
+	h.lab.running[cmd] = exited
 	h.lab.mu.Unlock()
 	go func() {
 		_ = cmd.Wait()
 		h.lab.mu.Lock()
 		delete(h.lab.running, cmd)
 		h.lab.mu.Unlock()
+		close(exited)
 	}()
 	return nil
+}
+
+// Stop kills a command Start started, with its whole process group, and
+// returns once it has exited, so its ports and files are free.
+func (h *Host) Stop(cmd *exec.Cmd) {
+	h.lab.mu.Lock()
+	exited, ok := h.lab.running[cmd]
+	h.lab.mu.Unlock()
+	Kill(cmd)
+	if ok {
+		<-exited
+	}
 }
 
 // Kill sends SIGKILL to a started command's whole process group.

@@ -61,7 +61,6 @@ type cluster struct {
 	ctx      context.Context
 	cfg      config.Stack
 	lab      *netlab.Lab
-	dir      string
 	endpoint string // the API's name, which resolves to the load balancer
 	etcd     bootstrap.EtcdCluster
 	members  []*member
@@ -114,7 +113,7 @@ func setUp(ctx context.Context, cfg config.Stack, dir string, bins map[string]st
 	if err != nil {
 		return nil, err
 	}
-	c := &cluster{ctx: ctx, cfg: cfg, lab: lab, dir: dir, endpoint: "api." + cfg.ClusterName + ".rehearsal", check: healthCheckReadyz, logf: logf}
+	c := &cluster{ctx: ctx, cfg: cfg, lab: lab, endpoint: "api." + cfg.ClusterName + ".rehearsal", check: healthCheckReadyz, logf: logf}
 	// Nothing half-made stays behind.
 	defer func() {
 		if err != nil {
@@ -419,7 +418,7 @@ func (n *node) start(component string) error {
 // stop kills the node's components for good.
 func (n *node) stop() {
 	for _, comp := range components {
-		netlab.Kill(n.procs[comp])
+		n.host.Stop(n.procs[comp])
 		delete(n.procs, comp)
 	}
 }

@@ -182,7 +182,7 @@ func killEtcdLeader(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 	w.lostMembers[w.etcdLeader] = true
 	victim := c.members[w.etcdLeader]
 	d, err := measure(ctx, c, p, w, func() error {
-		netlab.Kill(victim.proc)
+		victim.host.Stop(victim.proc)
 		return nil
 	}, nil)
 	if err != nil {

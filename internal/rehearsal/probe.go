@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/kubeha/kubeha/internal/bootstrap"
-	"github.com/kubeha/kubeha/internal/netlab"
 	"github.com/kubeha/kubeha/internal/pki"
 )
 
@@ -64,8 +63,7 @@ backend apiservers
 // startHAProxy (re)starts haproxy with the current health check.
 func (c *cluster) startHAProxy() error {
 	if c.haproxy != nil {
-		netlab.Kill(c.haproxy)
-		_ = c.haproxy.Wait()
+		c.lb.Stop(c.haproxy)
 	}
 	if err := os.WriteFile(filepath.Join(c.lb.Root, "etc/haproxy/haproxy.cfg"), []byte(c.haproxyConfig()), 0o644); err != nil {
 		return err
