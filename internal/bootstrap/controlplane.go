@@ -60,6 +60,13 @@ type LeaderElection struct {
 	RetryPeriod   time.Duration
 }
 
+// LeaderElectionSeconds is a LeaderElection from whole seconds, as a
+// stack's controlPlane.leaderElection gives it.
+func LeaderElectionSeconds(lease, renew, retry int) LeaderElection {
+	return LeaderElection{LeaseDuration: time.Duration(lease) * time.Second,
+		RenewDeadline: time.Duration(renew) * time.Second, RetryPeriod: time.Duration(retry) * time.Second}
+}
+
 // ControlPlane is what every control-plane node shares. Every node gets
 // the same files; the one in InitZone runs `kubeadm init` if it finds no
 // cluster behind the endpoint, the others wait for one and join it.

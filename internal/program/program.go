@@ -4,11 +4,10 @@
 package program
 
 import (
-	"time"
-
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/kubeha/kubeha/components"
+	"github.com/kubeha/kubeha/internal/bootstrap"
 	"github.com/kubeha/kubeha/internal/config"
 )
 
@@ -83,11 +82,10 @@ func clusterArgs(cfg config.Stack) *components.ClusterArgs {
 		},
 		WorkerSecurityGroup: components.WorkerSecurityGroupArgs{NodePortCidrs: n.NodePortCidrs},
 		ControlPlane: components.ControlPlaneArgs{
-			InstanceType: cfg.ControlPlane.InstanceType,
-			PodCIDR:      n.PodCidr,
-			ServiceCIDR:  n.ServiceCidr,
-			LeaderElection: components.LeaderElection{LeaseDuration: seconds(le.LeaseDurationSeconds),
-				RenewDeadline: seconds(le.RenewDeadlineSeconds), RetryPeriod: seconds(le.RetryPeriodSeconds)},
+			InstanceType:   cfg.ControlPlane.InstanceType,
+			PodCIDR:        n.PodCidr,
+			ServiceCIDR:    n.ServiceCidr,
+			LeaderElection: bootstrap.LeaderElectionSeconds(le.LeaseDurationSeconds, le.RenewDeadlineSeconds, le.RetryPeriodSeconds),
 		},
 	}
 	off := func(on bool) components.Addon { return components.Addon{Disabled: !on} }
@@ -144,5 +142,3 @@ func stringInputs(values []string) []pulumi.StringInput {
 	}
 	return out
 }
-
-func seconds(n int) time.Duration { return time.Duration(n) * time.Second }

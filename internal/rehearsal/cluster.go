@@ -202,9 +202,8 @@ func setUp(ctx context.Context, cfg config.Stack, dir string, bins map[string]st
 	rendered := bootstrap.ControlPlane{
 		ClusterName: cfg.ClusterName, KubernetesVersion: cfg.KubernetesVersion, Endpoint: c.endpoint,
 		PodCIDR: cfg.Network.PodCidr, ServiceCIDR: cfg.Network.ServiceCidr, EtcdEndpoints: strings.Split(c.etcd.ClientEndpoints(), ","),
-		LeaderElection: bootstrap.LeaderElection{LeaseDuration: seconds(le.LeaseDurationSeconds),
-			RenewDeadline: seconds(le.RenewDeadlineSeconds), RetryPeriod: seconds(le.RetryPeriodSeconds)},
-		InitZone: zones[0],
+		LeaderElection: bootstrap.LeaderElectionSeconds(le.LeaseDurationSeconds, le.RenewDeadlineSeconds, le.RetryPeriodSeconds),
+		InitZone:       zones[0],
 	}
 	for i, zone := range zones {
 		name := "cp-" + string(rune('a'+i))
@@ -432,5 +431,3 @@ func (c *cluster) close() {
 	}
 	c.lab = nil
 }
-
-func seconds(n int) time.Duration { return time.Duration(n) * time.Second }

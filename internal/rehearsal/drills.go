@@ -91,7 +91,7 @@ func measure(ctx context.Context, c *cluster, p *probe, w watch, fault func() er
 		time.Sleep(200 * time.Millisecond)
 	}
 	d.RecoverySeconds = time.Since(start).Seconds()
-	d.Requests, d.Failures, d.LongestGapSeconds = p.summary(start, time.Now())
+	p.record(&d, start, time.Now())
 	return d, nil
 }
 
@@ -113,16 +113,19 @@ func (p *probe) serving(since time.Time, span time.Duration) bool {
 	return n >= 3
 }
 
-func (p *probe) summary(from, to time.Time) (requests, failures int, gapSeconds float64) {
-	requests, failures, gap := p.window(from, to)
-	return requests, failures, gap.Seconds()
+// record fills d's traffic numbers from the probe's results between from
+// and to.
+func (p *probe) record(d *Drill, from, to time.Time) {
+	var gap time.Duration
+	d.Requests, d.Failures, gap = p.window(from, to)
+	d.LongestGapSeconds = gap.Seconds()
+	if d.Requests > 0 {
+		d.ErrorRate = float64(d.Failures) / float64(d.Requests)
+	}
 }
 
 // heal waits until the cluster is whole again and checks no write was lost.
 func heal(c *cluster, p *probe, d *Drill) error {
-	if d.Requests > 0 {
-		d.ErrorRate = float64(d.Failures) / float64(d.Requests)
-	}
 	if _, err := c.waitFor("the cluster whole again", recoveryLimit, c.fullyHealthy); err != nil {
 		return err
 	}
@@ -219,9 +222,6 @@ func cutZone(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 	if lost, err := p.lostWrites(); err == nil {
 		d.LostWrites = len(lost)
 	}
-	if d.Requests > 0 {
-		d.ErrorRate = float64(d.Failures) / float64(d.Requests)
-	}
 	d.Notes = "healed by drill e"
 	return d, nil
 }
@@ -239,7 +239,7 @@ func restoreZone(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 		return d, err
 	}
 	d.RecoverySeconds = took.Seconds()
-	d.Requests, d.Failures, d.LongestGapSeconds = p.summary(start, time.Now())
+	p.record(&d, start, time.Now())
 	return d, heal(c, p, &d)
 }
 
@@ -278,7 +278,7 @@ func partitionFromEtcd(check string) func(ctx context.Context, c *cluster, p *pr
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
-		d.Requests, d.Failures, d.LongestGapSeconds = p.summary(start, time.Now())
+		p.record(&d, start, time.Now())
 		d.RecoverySeconds = time.Since(start).Seconds()
 		if out > 0 {
 			d.RecoverySeconds = out

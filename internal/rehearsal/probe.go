@@ -77,7 +77,7 @@ func (c *cluster) startHAProxy() error {
 	return c.lb.Start(c.haproxy)
 }
 
-// backendUp is the number of control-plane nodes haproxy sends traffic to.
+// backendUp says, by node name, whether haproxy sends it traffic.
 func (c *cluster) backendUp() (map[string]bool, error) {
 	resp, err := quick.Get(fmt.Sprintf("http://%s:%d/stats;csv", lbIP, lbStats))
 	if err != nil {
