@@ -29,7 +29,7 @@ check:
 	cd examples/consumer && $(GO) vet ./...
 
 # Pinned etcd and Kubernetes binaries, built from Go modules into
-# .cache/tools (git-ignored).
+# ~/.cache/kubeha/tools (outside the clone; $KUBEHA_CACHE overrides).
 tools:
 	./hack/tools.sh
 

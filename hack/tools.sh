@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Builds the pinned binaries kubeha's tests run, from Go modules, into
-# .cache/tools/<name>-<version>/ (ignored by git), once per version, and
-# links them into .cache/tools/bin. Prints that bin folder.
+# $KUBEHA_CACHE/tools/<name>-<version>/ (default ~/.cache/kubeha, outside
+# the clone, so a fresh clone on the same machine reuses them), once per
+# version, and links them into $KUBEHA_CACHE/tools/bin. Prints that folder.
 # Versions are pinned by the tool modules under hack/tools/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root="$PWD/.cache/tools"
+root="${KUBEHA_CACHE:-$HOME/.cache/kubeha}/tools"
 
 # build NAME VERSION TOOLMODULE PACKAGE [GO BUILD FLAG...]
 build() {

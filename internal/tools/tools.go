@@ -1,5 +1,6 @@
 // Package tools finds the pinned binaries that hack/tools.sh builds into
-// .cache/tools/bin (or $KUBEHA_TOOLS_BIN).
+// $KUBEHA_CACHE/tools/bin (default ~/.cache/kubeha, outside the clone), or
+// $KUBEHA_TOOLS_BIN.
 package tools
 
 import (
@@ -12,22 +13,45 @@ import (
 	"testing"
 )
 
+// CacheDir is where kubeha keeps what it builds once per machine: pinned
+// tools, and later node images. It is outside the clone, so that a fresh
+// clone (as CI makes) reuses it: $KUBEHA_CACHE, else ~/.cache/kubeha.
+func CacheDir() (string, error) {
+	if dir := os.Getenv("KUBEHA_CACHE"); dir != "" {
+		return dir, nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("tools: no home folder and KUBEHA_CACHE is unset: %w", err)
+	}
+	return filepath.Join(home, ".cache", "kubeha"), nil
+}
+
 // Dir is the folder holding the built tools.
 func Dir() (string, error) {
 	if dir := os.Getenv("KUBEHA_TOOLS_BIN"); dir != "" {
 		return dir, nil
 	}
+	cache, err := CacheDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(cache, "tools", "bin"), nil
+}
+
+// repoRoot is the kubeha checkout the working directory is in.
+func repoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
 	}
 	for {
 		if _, err := os.Stat(filepath.Join(dir, "hack", "tools.sh")); err == nil {
-			return filepath.Join(dir, ".cache", "tools", "bin"), nil
+			return dir, nil
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", errors.New("tools: not inside the kubeha repository and KUBEHA_TOOLS_BIN is unset")
+			return "", errors.New("tools: not inside the kubeha repository")
 		}
 		dir = parent
 	}
@@ -36,11 +60,11 @@ func Dir() (string, error) {
 // Build runs hack/tools.sh, which builds the pinned binaries that are not
 // built yet (9 to 15 minutes on 2 cores the first time).
 func Build(log io.Writer) error {
-	dir, err := Dir()
+	root, err := repoRoot()
 	if err != nil {
 		return err
 	}
-	script := filepath.Join(filepath.Dir(filepath.Dir(filepath.Dir(dir))), "hack", "tools.sh")
+	script := filepath.Join(root, "hack", "tools.sh")
 	cmd := exec.Command(script)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Run(); err != nil {
