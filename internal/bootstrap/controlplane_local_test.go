@@ -37,13 +37,14 @@ const (
 type controlPlaneNode struct {
 	name  string
 	host  *netlab.Host
+	env   []string // the node's env file, as cloud-init and systemd load it
 	procs map[string]*exec.Cmd
 }
 
 // run runs a command on the node and fails the test if it fails.
 func (n *controlPlaneNode) run(t *testing.T, name string, args ...string) string {
 	t.Helper()
-	out, err := n.host.Command(nil, name, args...).CombinedOutput()
+	out, err := n.host.Command(n.env, name, args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s: %s %s: %v\n%s", n.name, name, strings.Join(args, " "), err, out)
 	}
@@ -207,7 +208,7 @@ func TestControlPlaneLocal(t *testing.T) {
 		must(t, node.WriteTo(h.Root))
 		writeBinaries(t, h.Root, store)
 		must(t, os.Symlink(kubeadm, filepath.Join(h.Root, "usr/local/bin/kubeadm")))
-		n := &controlPlaneNode{name: name, host: h, procs: map[string]*exec.Cmd{}}
+		n := &controlPlaneNode{name: name, host: h, env: node.Env, procs: map[string]*exec.Cmd{}}
 		// The boot script's own steps: fetch the secret, fill the templates.
 		n.run(t, "bash", "-c", ". "+bootstrap.ScriptDir+"/node-common.sh && fetch_secrets")
 		n.run(t, bootstrap.ScriptDir+"/node-configure.sh")

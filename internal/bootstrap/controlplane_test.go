@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -116,8 +117,11 @@ func TestControlPlaneNodeKeepsSecretsOut(t *testing.T) {
 			t.Errorf("node.env lacks %s", want)
 		}
 	}
-	if n.File("/etc/kubeha/kubernetes.env") == nil || !strings.Contains(n.File("/etc/kubeha/kubernetes.env").Content, "KUBERNETES_PACKAGE_VERSION=1.36.3-1.1") {
-		t.Error("kubernetes.env does not pin the packages to 1.36.3")
+	if !strings.Contains(env, "KUBERNETES_PACKAGE_VERSION=1.36.3-1.1\n") {
+		t.Error("node.env does not pin the packages to 1.36.3")
+	}
+	if !strings.Contains(env, "TOKEN_DESCRIPTION='"+BootstrapTokenDescription+"'\n") {
+		t.Errorf("node.env does not quote the token description:\n%s", env)
 	}
 }
 
@@ -181,8 +185,8 @@ func TestWorkerNodeJoinsThroughTheEndpoint(t *testing.T) {
 	if strings.Contains(join, "controlPlane") {
 		t.Errorf("a worker's join config asks to join the control plane:\n%s", join)
 	}
-	if len(n.Commands) != 1 || n.Commands[0][0] != ScriptDir+"/worker-bootstrap.sh" {
-		t.Errorf("worker commands = %v", n.Commands)
+	if len(n.Commands) != 1 || !slices.Equal(n.Commands[0], []string{"/bin/sh", "-c", envExec(NodeEnvPath, ScriptDir+"/worker-bootstrap.sh")}) {
+		t.Errorf("worker commands = %v, want worker-bootstrap.sh with node.env loaded", n.Commands)
 	}
 }
 

@@ -1,7 +1,6 @@
 package bootstrap
 
 import (
-	"embed"
 	"fmt"
 	"strings"
 
@@ -19,26 +18,45 @@ const (
 // same filesystem.
 const (
 	EtcdVolumeMount = "/var/lib/etcd"
-	EtcdDataDir     = "/var/lib/etcd/data"
+	EtcdDataDir     = EtcdVolumeMount + "/data"
+	etcdBackupDir   = EtcdVolumeMount + "/backup"
 	EtcdPKIDir      = "/etc/etcd/pki"
 	EtcdConfigPath  = "/etc/etcd/etcd.yaml"
-	EtcdEnvPath     = "/etc/kubeha/etcd.env"
-	ScriptDir       = "/usr/local/lib/kubeha"
-	EtcdClientPort  = 2379
-	EtcdPeerPort    = 2380
-	etcdMetricsPort = 2381
-	// EtcdSnapshotMetric, in EtcdSnapshotMetricNamespace with a Cluster
-	// dimension, is sent by etcd-backup.sh after each upload to S3.
+	// EtcdRuntimeConfigPath is EtcdConfigPath with the
+	// initial-cluster-state etcd-start.sh chose.
+	EtcdRuntimeConfigPath = "/run/kubeha/etcd.yaml"
+	EtcdEnvPath           = "/etc/kubeha/etcd.env"
+	EtcdClientPort        = 2379
+	EtcdPeerPort          = 2380
+	etcdMetricsPort       = 2381
+	// EtcdSnapshotMetric, in EtcdSnapshotMetricNamespace with an
+	// EtcdSnapshotMetricDimension dimension (the cluster's name), is sent
+	// by etcd-backup.sh after each upload to S3.
 	EtcdSnapshotMetricNamespace = "kubeha"
 	EtcdSnapshotMetric          = "EtcdSnapshotUploaded"
+	EtcdSnapshotMetricDimension = "Cluster"
 	// EtcdTLSMetricsPort serves /metrics and /health to monitoring, over
 	// TLS with a client certificate, and nothing else: no data API.
 	EtcdTLSMetricsPort = 2382
 	etcdBackupPrefix   = "snapshots"
+	// EtcdRestoreCommand runs etcd-restore.sh with the member's settings
+	// (README: etcd restore).
+	EtcdRestoreCommand = "/usr/local/sbin/kubeha-etcd-restore"
 )
 
-//go:embed scripts/*.sh
-var scripts embed.FS
+// A member's certificate files in EtcdPKIDir, named as in its secret.
+const (
+	etcdCACert     = "ca.crt"
+	etcdServerCert = "server.crt"
+	etcdServerKey  = "server.key"
+	etcdPeerCert   = "peer.crt"
+	etcdPeerKey    = "peer.key"
+)
+
+// EtcdMemberSecretFiles names the entries of a member's secret, each
+// written to EtcdPKIDir under its name. The EtcdCluster component fills
+// exactly these.
+var EtcdMemberSecretFiles = []string{etcdCACert, etcdServerCert, etcdServerKey, etcdPeerCert, etcdPeerKey}
 
 // EtcdMember is one member's identity, stable across instance replacement.
 type EtcdMember struct {
@@ -124,7 +142,7 @@ func (c EtcdCluster) Config(m EtcdMember) (string, error) {
 		return map[string]any{
 			"cert-file":        EtcdPKIDir + "/" + cert,
 			"key-file":         EtcdPKIDir + "/" + key,
-			"trusted-ca-file":  EtcdPKIDir + "/ca.crt",
+			"trusted-ca-file":  EtcdPKIDir + "/" + etcdCACert,
 			"client-cert-auth": true,
 			"auto-tls":         false,
 		}
@@ -152,8 +170,8 @@ func (c EtcdCluster) Config(m EtcdMember) (string, error) {
 		{"auto-compaction-mode", "periodic"},
 		{"auto-compaction-retention", "1h"},
 		{"snapshot-count", 10000},
-		{"client-transport-security", tls("server.crt", "server.key")},
-		{"peer-transport-security", tls("peer.crt", "peer.key")},
+		{"client-transport-security", tls(etcdServerCert, etcdServerKey)},
+		{"peer-transport-security", tls(etcdPeerCert, etcdPeerKey)},
 		{"tls-min-version", "TLS1.2"},
 		{"logger", "zap"},
 		{"log-level", "info"},
@@ -189,44 +207,60 @@ func (c EtcdCluster) Node(p EtcdNodeParams) (Node, error) {
 	if err != nil {
 		return Node{}, err
 	}
-	env := strings.Join([]string{
-		"# etcd member settings, rendered by kubeha.",
-		"CLUSTER_NAME=" + c.ClusterName,
-		"MEMBER_NAME=" + p.Member.Name,
-		"MEMBER_DNS=" + p.Member.DNSName,
-		"INITIAL_CLUSTER=" + c.InitialCluster(),
-		"CLIENT_ENDPOINTS=" + c.ClientEndpoints(),
-		"AWS_DEFAULT_REGION=" + p.Region,
-		"VOLUME_ID=" + p.VolumeID,
-		"HOSTED_ZONE_ID=" + p.HostedZoneID,
-		"SECRET_ID=" + p.SecretID,
-		"BACKUP_URL=" + c.BackupURL(p.BackupBucket),
-		"KMS_KEY_ID=" + p.KMSKeyID,
-		"ETCD_VERSION=" + EtcdVersion,
-		"ETCD_SHA256=" + etcdSHA256,
-		fmt.Sprintf("ETCD_DOWNLOAD_URL=https://github.com/etcd-io/etcd/releases/download/%[1]s/etcd-%[1]s-linux-amd64.tar.gz", EtcdVersion),
-		"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
-		"",
-	}, "\n")
+	service, backup, timer := c.units()
+	env := []envVar{
+		{"CLUSTER_NAME", c.ClusterName},
+		{"MEMBER_NAME", p.Member.Name},
+		{"MEMBER_DNS", p.Member.DNSName},
+		{"MEMBER_CLIENT_URL", p.Member.ClientURL()},
+		{"MEMBER_PEER_URL", p.Member.PeerURL()},
+		// The member itself, over loopback: its server certificate holds
+		// 127.0.0.1.
+		{"LOCAL_CLIENT_URL", fmt.Sprintf("https://127.0.0.1:%d", EtcdClientPort)},
+		{"INITIAL_CLUSTER", c.InitialCluster()},
+		{"CLIENT_ENDPOINTS", c.ClientEndpoints()},
+		{"AWS_DEFAULT_REGION", p.Region},
+		{"VOLUME_ID", p.VolumeID},
+		{"HOSTED_ZONE_ID", p.HostedZoneID},
+		{"SECRET_ID", p.SecretID},
+		{"BACKUP_URL", c.BackupURL(p.BackupBucket)},
+		{"KMS_KEY_ID", p.KMSKeyID},
+		{"SNAPSHOT_METRIC_NAMESPACE", EtcdSnapshotMetricNamespace},
+		{"SNAPSHOT_METRIC", EtcdSnapshotMetric},
+		{"SNAPSHOT_METRIC_DIMENSIONS", EtcdSnapshotMetricDimension + "=" + c.ClusterName},
+		{"VOLUME_MOUNT", EtcdVolumeMount},
+		{"DATA_DIR", EtcdDataDir},
+		{"BACKUP_DIR", etcdBackupDir},
+		{"PKI_DIR", EtcdPKIDir},
+		// etcdctl reads these itself: on the member, it authenticates with
+		// the member's server certificate.
+		{"ETCDCTL_CACERT", EtcdPKIDir + "/" + etcdCACert},
+		{"ETCDCTL_CERT", EtcdPKIDir + "/" + etcdServerCert},
+		{"ETCDCTL_KEY", EtcdPKIDir + "/" + etcdServerKey},
+		{"CONFIG_FILE", EtcdConfigPath},
+		{"RUNTIME_CONFIG_FILE", EtcdRuntimeConfigPath},
+		{"MEMBER_SERVICE", service.name},
+		{"BACKUP_TIMER", timer.name},
+		{"ETCD_VERSION", EtcdVersion},
+		{"ETCD_SHA256", etcdSHA256},
+		{"ETCD_DOWNLOAD_URL", fmt.Sprintf("https://github.com/etcd-io/etcd/releases/download/%[1]s/etcd-%[1]s-linux-amd64.tar.gz", EtcdVersion)},
+		{"BIN_DIR", BinDir},
+		{"PATH", nodePath},
+	}
 	node := Node{
 		Packages: []string{"awscli", "jq", "curl"},
 		Files: []File{
-			{Path: EtcdEnvPath, Content: env, Mode: "0644"},
 			{Path: EtcdConfigPath, Content: config, Mode: "0644"},
-			{Path: "/etc/systemd/system/etcd.service", Content: etcdService, Mode: "0644"},
-			{Path: "/etc/systemd/system/kubeha-etcd-backup.service", Content: backupService, Mode: "0644"},
-			{Path: "/etc/systemd/system/kubeha-etcd-backup.timer", Content: fmt.Sprintf(backupTimer, c.BackupIntervalMinutes), Mode: "0644"},
+			service.file(), backup.file(), timer.file(),
+			{Path: EtcdRestoreCommand, Content: "#!/bin/sh\n# shellcheck source=/dev/null\n" + envExec(EtcdEnvPath, ScriptDir+"/etcd-restore.sh") + ` "$@"` + "\n", Mode: "0755"},
 		},
-		Commands: [][]string{{ScriptDir + "/etcd-bootstrap.sh"}},
 	}
-	for _, name := range []string{"etcd-common.sh", "etcd-bootstrap.sh", "etcd-start.sh", "etcd-backup.sh", "etcd-restore.sh"} {
-		script, err := scripts.ReadFile("scripts/" + name)
-		if err != nil {
-			return Node{}, err
-		}
-		node.Files = append(node.Files, File{Path: ScriptDir + "/" + name, Content: string(script), Mode: "0755"})
+	if err := node.withEnv(EtcdEnvPath, "etcd member settings", env, "etcd-bootstrap.sh"); err != nil {
+		return Node{}, err
 	}
-	node.Files = append(node.Files, File{Path: "/usr/local/sbin/kubeha-etcd-restore", Content: "#!/bin/sh\nexec " + ScriptDir + "/etcd-restore.sh \"$@\"\n", Mode: "0755"})
+	if err := node.addScripts("etcd-common.sh", "imds.sh", "etcd-bootstrap.sh", "etcd-start.sh", "etcd-backup.sh", "etcd-restore.sh"); err != nil {
+		return Node{}, err
+	}
 	return node, nil
 }
 
@@ -235,40 +269,43 @@ func (c EtcdCluster) BackupURL(bucket string) string {
 	return "s3://" + bucket + "/" + etcdBackupPrefix
 }
 
-const etcdService = `[Unit]
-Description=etcd member (kubeha)
-Documentation=https://etcd.io/docs/v3.6/
-Wants=network-online.target
-After=network-online.target
-RequiresMountsFor=/var/lib/etcd
-
-[Service]
-Type=notify
-EnvironmentFile=/etc/kubeha/etcd.env
-ExecStart=/usr/local/lib/kubeha/etcd-start.sh
-Restart=always
-RestartSec=5
-TimeoutStartSec=0
-LimitNOFILE=65536
-NoNewPrivileges=true
-ProtectHome=true
-PrivateTmp=true
-
-[Install]
-WantedBy=multi-user.target
-`
-
-const backupService = `[Unit]
-Description=etcd snapshot to S3, taken on the leader only (kubeha)
-After=etcd.service
-
-[Service]
-Type=oneshot
-EnvironmentFile=/etc/kubeha/etcd.env
-ExecStart=/usr/local/lib/kubeha/etcd-backup.sh
-`
-
-const backupTimer = `[Unit]
+// units are the member's etcd service and the snapshot timer with its
+// service.
+func (c EtcdCluster) units() (service, backup, timer unit) {
+	service = unit{"etcd.service", strings.Join([]string{
+		"[Unit]",
+		"Description=etcd member (kubeha)",
+		"Documentation=https://etcd.io/docs/v3.6/",
+		"Wants=network-online.target",
+		"After=network-online.target",
+		"RequiresMountsFor=" + EtcdVolumeMount,
+		"",
+		"[Service]",
+		"Type=notify",
+		"EnvironmentFile=" + EtcdEnvPath,
+		"ExecStart=" + ScriptDir + "/etcd-start.sh",
+		"Restart=always",
+		"RestartSec=5",
+		"TimeoutStartSec=0",
+		"LimitNOFILE=65536",
+		"NoNewPrivileges=true",
+		"ProtectHome=true",
+		"PrivateTmp=true",
+		"",
+		"[Install]",
+		"WantedBy=multi-user.target",
+		""}, "\n")}
+	backup = unit{"kubeha-etcd-backup.service", strings.Join([]string{
+		"[Unit]",
+		"Description=etcd snapshot to S3, taken on the leader only (kubeha)",
+		"After=" + service.name,
+		"",
+		"[Service]",
+		"Type=oneshot",
+		"EnvironmentFile=" + EtcdEnvPath,
+		"ExecStart=" + ScriptDir + "/etcd-backup.sh",
+		""}, "\n")}
+	timer = unit{"kubeha-etcd-backup.timer", fmt.Sprintf(`[Unit]
 Description=etcd snapshots to S3 (kubeha)
 
 [Timer]
@@ -278,4 +315,6 @@ RandomizedDelaySec=60
 
 [Install]
 WantedBy=timers.target
-`
+`, c.BackupIntervalMinutes)}
+	return service, backup, timer
+}

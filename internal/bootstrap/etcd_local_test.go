@@ -34,6 +34,7 @@ type etcdLab struct {
 type member struct {
 	spec bootstrap.EtcdMember
 	host *netlab.Host
+	env  []string // the member's env file, as systemd loads it
 	etcd *exec.Cmd
 }
 
@@ -80,7 +81,7 @@ func newEtcdLab(t *testing.T, prefix string, cluster bootstrap.EtcdCluster, ca *
 		}
 		writeCerts(t, h.Root, ca, map[string]pki.Spec{"server": pki.EtcdServer(m.DNSName), "peer": pki.EtcdPeer(m.DNSName)})
 		writeBinaries(t, h.Root, bucket)
-		l.members = append(l.members, &member{spec: cluster.Members[i], host: h})
+		l.members = append(l.members, &member{spec: cluster.Members[i], host: h, env: node.Env})
 	}
 	l.client, err = lab.AddHost("client", "10.200.0.20", memberBinds, hosts)
 	if err != nil {
@@ -130,7 +131,7 @@ func must(t *testing.T, err error) {
 // start runs the rendered etcd-start.sh on member i, as systemd would.
 func (l *etcdLab) start(i int) {
 	m := l.members[i]
-	m.etcd = m.host.Command(nil, bootstrap.ScriptDir+"/etcd-start.sh")
+	m.etcd = m.host.Command(m.env, bootstrap.ScriptDir+"/etcd-start.sh")
 	log, err := os.OpenFile(filepath.Join(m.host.Root, "etcd.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	must(l.t, err)
 	m.etcd.Stdout, m.etcd.Stderr = log, log
@@ -143,7 +144,7 @@ func (l *etcdLab) kill(i int) {
 
 // script runs one of the rendered scripts on member i.
 func (l *etcdLab) script(i int, name string, args ...string) (string, error) {
-	out, err := l.members[i].host.Command(nil, bootstrap.ScriptDir+"/"+name, args...).CombinedOutput()
+	out, err := l.members[i].host.Command(l.members[i].env, bootstrap.ScriptDir+"/"+name, args...).CombinedOutput()
 	return string(out), err
 }
 
@@ -394,8 +395,10 @@ func TestEtcdClusterLocal(t *testing.T) {
 	}
 	// The upload is counted for the snapshot-age alarm, and Prometheus'
 	// backup alert sees the snapshot in etcd's own metrics.
-	if sent, _ := os.ReadFile(filepath.Join(bucket, "metrics.log")); !strings.Contains(string(sent), "--metric-name EtcdSnapshotUploaded --dimensions Cluster=") {
-		t.Errorf("the backup sent no EtcdSnapshotUploaded metric: %q", sent)
+	metric := fmt.Sprintf("--namespace %s --metric-name %s --dimensions %s=%s ", bootstrap.EtcdSnapshotMetricNamespace,
+		bootstrap.EtcdSnapshotMetric, bootstrap.EtcdSnapshotMetricDimension, cluster.ClusterName)
+	if sent, _ := os.ReadFile(filepath.Join(bucket, "metrics.log")); !strings.Contains(string(sent), metric) {
+		t.Errorf("the backup sent no %s metric: %q", bootstrap.EtcdSnapshotMetric, sent)
 	}
 	l.checkTLSMetrics(took[0])
 	// A write after the snapshot, which a restore must not bring back.

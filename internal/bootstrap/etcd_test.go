@@ -1,15 +1,15 @@
 package bootstrap
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"gopkg.in/yaml.v3"
-
-	"github.com/kubeha/kubeha/internal/tools"
 )
 
 var zones3 = []string{"eu-west-1a", "eu-west-1b", "eu-west-1c"}
@@ -75,34 +75,12 @@ func TestEtcdConfig(t *testing.T) {
 
 // TestEtcdUserDataPassesRealTools checks every member's user-data with
 // cloud-init's own schema, every script in it with shellcheck, and the
-// EC2 size limit.
+// EC2 size limit, as the other roles' are checked.
 func TestEtcdUserDataPassesRealTools(t *testing.T) {
-	cloudInit := tools.Need(t, "cloud-init")
-	shellcheck := tools.Need(t, "shellcheck")
 	for _, members := range []int{3, 5} {
 		c := NewEtcdCluster("kubeha-prod", zones3, members, 50, 15)
-		for i := range c.Members {
-			n := etcdNode(t, c, i)
-			doc, err := n.CloudConfig()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(doc) > UserDataLimit {
-				t.Errorf("%s user-data is %d bytes, over the %d EC2 limit", c.Members[i].Name, len(doc), UserDataLimit)
-			}
-			if i == 0 {
-				t.Logf("MEASURED: etcd user-data with %d members: %d bytes (limit %d)", members, len(doc), UserDataLimit)
-			}
-			dir := t.TempDir()
-			path := filepath.Join(dir, "user-data")
-			if err := os.WriteFile(path, doc, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			if out, err := exec.Command(cloudInit, "schema", "-c", path).CombinedOutput(); err != nil {
-				t.Errorf("cloud-init schema rejects %s's user-data: %v\n%s", c.Members[i].Name, err, out)
-			}
-			checkKeys(t, doc)
-			checkScripts(t, shellcheck, n)
+		for i, m := range c.Members {
+			checkUserDataWithRealTools(t, fmt.Sprintf("etcd (%s of %d members)", m.Name, members), etcdNode(t, c, i))
 		}
 	}
 }
@@ -159,17 +137,23 @@ func TestEtcdNodeUnits(t *testing.T) {
 		t.Errorf("backup timer does not run every 30 min: %+v", timer)
 	}
 	env := n.File(EtcdEnvPath).Content
-	for _, want := range []string{"VOLUME_ID=vol-0123456789abcdef0", "BACKUP_URL=s3://kubeha-prod-etcd-backups-0123456789/snapshots", "ETCD_SHA256=887afaa4"} {
-		if !strings.Contains(env, want) {
+	for _, want := range []string{"VOLUME_ID=vol-0123456789abcdef0", "BACKUP_URL=s3://kubeha-prod-etcd-backups-0123456789/snapshots", "ETCD_SHA256=887afaa4a99f22d802ccdfbe65730a5e79aa5c9ce2c8799c67e9d804c50ecedb",
+		// The alarm watches what the backup script sends.
+		"SNAPSHOT_METRIC_NAMESPACE=" + EtcdSnapshotMetricNamespace, "SNAPSHOT_METRIC=" + EtcdSnapshotMetric,
+		"SNAPSHOT_METRIC_DIMENSIONS=" + EtcdSnapshotMetricDimension + "=c1"} {
+		if !strings.Contains(env, want+"\n") {
 			t.Errorf("etcd.env lacks %q", want)
 		}
 	}
-	// The alarm watches what the backup script sends.
 	backup := n.File(ScriptDir + "/etcd-backup.sh")
-	if backup == nil || !strings.Contains(backup.Content, "--namespace "+EtcdSnapshotMetricNamespace+" --metric-name "+EtcdSnapshotMetric) {
-		t.Errorf("etcd-backup.sh does not send %s/%s", EtcdSnapshotMetricNamespace, EtcdSnapshotMetric)
+	if backup == nil || !strings.Contains(backup.Content, `--namespace "$SNAPSHOT_METRIC_NAMESPACE" --metric-name "$SNAPSHOT_METRIC"`) {
+		t.Errorf("etcd-backup.sh does not send the metric etcd.env names")
 	}
-	if len(n.Commands) != 1 || n.Commands[0][0] != ScriptDir+"/etcd-bootstrap.sh" {
-		t.Errorf("commands = %v", n.Commands)
+	if len(n.Commands) != 1 || !slices.Equal(n.Commands[0], []string{"/bin/sh", "-c", envExec(EtcdEnvPath, ScriptDir+"/etcd-bootstrap.sh")}) {
+		t.Errorf("commands = %v, want etcd-bootstrap.sh with etcd.env loaded", n.Commands)
+	}
+	restore := n.File(EtcdRestoreCommand)
+	if restore == nil || !strings.Contains(restore.Content, envExec(EtcdEnvPath, ScriptDir+"/etcd-restore.sh")+` "$@"`) {
+		t.Errorf("%s = %+v, want etcd-restore.sh with etcd.env loaded", EtcdRestoreCommand, restore)
 	}
 }

@@ -7,17 +7,50 @@ package bootstrap
 import (
 	"bytes"
 	"compress/gzip"
+	"embed"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 )
 
 // UserDataLimit is the largest user-data EC2 accepts, in bytes.
 const UserDataLimit = 16384
+
+// ScriptDir is where a node's scripts are written. The scripts themselves
+// never name it: they find their siblings next to themselves.
+const ScriptDir = "/usr/local/lib/kubeha"
+
+// BinDir is where nodes install the binaries they fetch (etcd, etcdctl,
+// etcdutl); nodePath, the PATH node scripts run with, puts it first.
+const (
+	BinDir   = "/usr/local/bin"
+	nodePath = BinDir + ":/usr/bin:/bin:/usr/sbin:/sbin"
+)
+
+//go:embed scripts/*.sh
+var scripts embed.FS
+
+// addScripts adds kubeha's scripts, by file name, to ScriptDir: executable
+// when they start with #!, readable only when other scripts source them.
+func (n *Node) addScripts(names ...string) error {
+	for _, name := range names {
+		script, err := scripts.ReadFile("scripts/" + name)
+		if err != nil {
+			return err
+		}
+		mode := "0644"
+		if strings.HasPrefix(string(script), "#!") {
+			mode = "0755"
+		}
+		n.Files = append(n.Files, File{Path: ScriptDir + "/" + name, Content: string(script), Mode: mode})
+	}
+	return nil
+}
 
 // File is one file written on the node.
 type File struct {
@@ -32,6 +65,11 @@ type Node struct {
 	Files    []File
 	// Commands run once, in order, after the files are written.
 	Commands [][]string
+	// EnvFile is the node's env file, among Files; Env holds its variables
+	// as KEY=value, for whoever starts a script outside systemd and
+	// cloud-init (the local lab and rehearsal).
+	EnvFile string
+	Env     []string
 }
 
 // File returns the file at path, or nil.
@@ -122,4 +160,22 @@ func ReadUserData(data []byte) ([]byte, error) {
 	}
 	defer zr.Close()
 	return io.ReadAll(zr)
+}
+
+// yamlDocs renders documents as one multi-document YAML stream.
+func yamlDocs(docs ...any) (string, error) {
+	var parts []string
+	for _, d := range docs {
+		var buf strings.Builder
+		enc := yaml.NewEncoder(&buf)
+		enc.SetIndent(2)
+		if err := enc.Encode(d); err != nil {
+			return "", err
+		}
+		if err := enc.Close(); err != nil {
+			return "", err
+		}
+		parts = append(parts, buf.String())
+	}
+	return strings.Join(parts, "---\n"), nil
 }

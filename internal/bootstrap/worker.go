@@ -53,7 +53,7 @@ func (w Worker) Node(p WorkerParams) (Node, error) {
 	return kubernetesNode(kubernetesNodeSpec{
 		Role: "worker", KubernetesVersion: w.KubernetesVersion, Endpoint: w.Endpoint,
 		Zone: p.Zone, Region: p.Region, SecretID: p.SecretID,
-		Files:   []File{{Path: kubeadmTemplateDir + "/kubeadm-join.yaml", Content: join, Mode: "0600"}},
+		Files:   []File{{Path: kubeadmTemplateDir + "/" + kubeadmJoinFile, Content: join, Mode: "0600"}},
 		Scripts: []string{"worker-bootstrap.sh"},
 	})
 }

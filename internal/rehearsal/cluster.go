@@ -80,6 +80,7 @@ type cluster struct {
 type member struct {
 	spec bootstrap.EtcdMember
 	host *netlab.Host
+	env  []string // the member's env file, as systemd loads it
 	proc *exec.Cmd
 }
 
@@ -87,6 +88,7 @@ type node struct {
 	name  string
 	zone  string
 	host  *netlab.Host
+	env   []string // the node's env file, as cloud-init and systemd load it
 	procs map[string]*exec.Cmd
 }
 
@@ -179,7 +181,7 @@ func setUp(ctx context.Context, cfg config.Stack, dir string, bins map[string]st
 		if err := writeBinaries(h.Root, store, bins); err != nil {
 			return nil, err
 		}
-		c.members = append(c.members, &member{spec: m, host: h})
+		c.members = append(c.members, &member{spec: m, host: h, env: n.Env})
 	}
 	for i := range c.members {
 		if err := c.startEtcd(i); err != nil {
@@ -221,7 +223,7 @@ func setUp(ctx context.Context, cfg config.Stack, dir string, bins map[string]st
 		if err := writeBinaries(h.Root, store, bins); err != nil {
 			return nil, err
 		}
-		nd := &node{name: name, zone: zone, host: h, procs: map[string]*exec.Cmd{}}
+		nd := &node{name: name, zone: zone, host: h, env: n.Env, procs: map[string]*exec.Cmd{}}
 		// The boot script's own steps: fetch the secret, fill the templates.
 		if err := nd.run("bash", "-c", ". "+bootstrap.ScriptDir+"/node-common.sh && fetch_secrets"); err != nil {
 			return nil, err
@@ -363,7 +365,7 @@ func writeBinaries(root, store string, bins map[string]string) error {
 
 func (c *cluster) startEtcd(i int) error {
 	m := c.members[i]
-	m.proc = m.host.Command(nil, bootstrap.ScriptDir+"/etcd-start.sh")
+	m.proc = m.host.Command(m.env, bootstrap.ScriptDir+"/etcd-start.sh")
 	log, err := os.OpenFile(filepath.Join(m.host.Root, "etcd.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
@@ -373,7 +375,7 @@ func (c *cluster) startEtcd(i int) error {
 }
 
 func (n *node) run(name string, args ...string) error {
-	out, err := n.host.Command(nil, name, args...).CombinedOutput()
+	out, err := n.host.Command(n.env, name, args...).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("%s: %s %s: %v\n%s", n.name, name, strings.Join(args, " "), err, out)
 	}

@@ -5,31 +5,31 @@
 #  - it does not, and this is the first zone's node: create the cluster
 #    (on existing etcd data, kubeadm init picks the cluster up again);
 #  - otherwise wait for the first zone's node, and retry.
-# shellcheck source=node-common.sh
-. /usr/local/lib/kubeha/node-common.sh
-# shellcheck source=kubernetes-node.sh
-. /usr/local/lib/kubeha/kubernetes-node.sh
+# shellcheck source-path=SCRIPTDIR
+here=$(dirname "${BASH_SOURCE[0]}")
+. "$here/node-common.sh"
+. "$here/kubernetes-node.sh"
 
 install_kubernetes
 set_node_name
 while true; do
   fetch_secrets
-  /usr/local/lib/kubeha/node-configure.sh
+  "$here/node-configure.sh"
   if api_ready; then
     log "the API answers at $API_ENDPOINT: joining"
-    kubeadm join --config "$CONFIG_DIR/kubeadm-join.yaml" && break
+    kubeadm join --config "$KUBEADM_JOIN_CONFIG" && break
   elif [ "$ZONE" = "$INIT_ZONE" ]; then
     log "no API at $API_ENDPOINT: creating the cluster"
-    kubeadm init --config "$CONFIG_DIR/kubeadm-init.yaml" && break
+    kubeadm init --config "$KUBEADM_INIT_CONFIG" && break
   else
     log "waiting for the $INIT_ZONE node to create the cluster"
     sleep 15
     continue
   fi
-  # kubeadm reset also empties /etc/kubernetes/pki: the loop fetches again.
+  # kubeadm reset also empties the PKI folder: the loop fetches again.
   log "kubeadm failed; resetting and retrying"
   kubeadm reset -f >/dev/null 2>&1 || true
   sleep 15
 done
 systemctl daemon-reload
-systemctl enable --now kubeha-token-sync.timer
+systemctl enable --now "$TOKEN_SYNC_TIMER"

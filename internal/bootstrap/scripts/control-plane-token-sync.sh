@@ -3,12 +3,12 @@
 # secret: creates it if missing (it never expires, so a node added months
 # later still joins) and deletes any older kubeha token. Rotation is a
 # `pulumi up` that replaces the secret's token (README: join token).
-# shellcheck source=node-common.sh
-. /usr/local/lib/kubeha/node-common.sh
+# shellcheck source-path=SCRIPTDIR
+. "$(dirname "${BASH_SOURCE[0]}")/node-common.sh"
 
-export KUBECONFIG=/etc/kubernetes/admin.conf
+export KUBECONFIG=$ADMIN_KUBECONFIG
 fetch_secrets
-token=$(<"$SECRETS_DIR/bootstrap-token")
+token=$(<"$BOOTSTRAP_TOKEN_FILE")
 existing=$(kubeadm token list -o jsonpath='{.token}{"|"}{.description}{"\n"}')
 if ! grep -q "^$token|" <<<"$existing"; then
   kubeadm token create "$token" --ttl 0 --description "$TOKEN_DESCRIPTION" >/dev/null

@@ -2,14 +2,10 @@
 # First boot of an etcd member (cloud-init runcmd): install the pinned etcd,
 # attach and mount this member's data volume, point its DNS name at this
 # instance, fetch its certificates, then start etcd and the backup timer.
-# shellcheck source=etcd-common.sh
-. /usr/local/lib/kubeha/etcd-common.sh
-
-imds() {
-  local token
-  token=$(curl -fsS -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 300" http://169.254.169.254/latest/api/token)
-  curl -fsS -H "X-aws-ec2-metadata-token: $token" "http://169.254.169.254/latest/meta-data/$1"
-}
+# shellcheck source-path=SCRIPTDIR
+here=$(dirname "${BASH_SOURCE[0]}")
+. "$here/etcd-common.sh"
+. "$here/imds.sh"
 
 install_etcd() {
   local tmp
@@ -17,7 +13,7 @@ install_etcd() {
   curl -fsSL --retry 5 -o "$tmp/etcd.tar.gz" "$ETCD_DOWNLOAD_URL"
   echo "$ETCD_SHA256  $tmp/etcd.tar.gz" | sha256sum -c -
   tar -xzf "$tmp/etcd.tar.gz" -C "$tmp" --strip-components=1
-  install -m 0755 "$tmp/etcd" "$tmp/etcdctl" "$tmp/etcdutl" /usr/local/bin/
+  install -m 0755 "$tmp/etcd" "$tmp/etcdctl" "$tmp/etcdutl" "$BIN_DIR/"
   rm -rf "$tmp"
 }
 
@@ -52,11 +48,11 @@ mount_volume() {
     2) mkfs.ext4 -q -L etcd-data "$dev" ;;
     *) log "cannot probe $dev (blkid exit $rc); not formatting"; return 1 ;;
   esac
-  mkdir -p /var/lib/etcd
-  grep -q ' /var/lib/etcd ' /etc/fstab ||
-    echo "UUID=$(blkid -s UUID -o value "$dev") /var/lib/etcd ext4 defaults,nofail,noatime 0 2" >>/etc/fstab
-  mountpoint -q /var/lib/etcd || mount /var/lib/etcd
-  chmod 0700 /var/lib/etcd
+  mkdir -p "$VOLUME_MOUNT"
+  grep -q " $VOLUME_MOUNT " /etc/fstab ||
+    echo "UUID=$(blkid -s UUID -o value "$dev") $VOLUME_MOUNT ext4 defaults,nofail,noatime 0 2" >>/etc/fstab
+  mountpoint -q "$VOLUME_MOUNT" || mount "$VOLUME_MOUNT"
+  chmod 0700 "$VOLUME_MOUNT"
 }
 
 upsert_dns() {
@@ -67,12 +63,14 @@ upsert_dns() {
   log "$MEMBER_DNS -> $ip"
 }
 
+# Writes every entry of the member's secret (its CA, server and peer
+# certificates and keys) into its PKI folder, owner-only.
 fetch_certs() {
   local secret file
-  install -d -m 0700 "$PKI"
+  install -d -m 0700 "$PKI_DIR"
   secret=$(aws secretsmanager get-secret-value --secret-id "$SECRET_ID" --query SecretString --output text)
-  for file in ca.crt server.crt server.key peer.crt peer.key; do
-    (umask 077 && jq -er --arg f "$file" '.[$f]' <<<"$secret" >"$PKI/$file")
+  for file in $(jq -r 'keys[]' <<<"$secret"); do
+    (umask 077 && jq -er --arg f "$file" '.[$f]' <<<"$secret" >"$PKI_DIR/$file")
   done
 }
 
@@ -81,4 +79,4 @@ mount_volume "$(attach_volume)"
 upsert_dns
 fetch_certs
 systemctl daemon-reload
-systemctl enable --now etcd.service kubeha-etcd-backup.timer
+systemctl enable --now "$MEMBER_SERVICE" "$BACKUP_TIMER"

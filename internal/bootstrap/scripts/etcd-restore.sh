@@ -4,18 +4,18 @@
 # then start etcd on each (README: etcd restore):
 #   kubeha-etcd-restore s3://BUCKET/snapshots/NAME.db restore-20260101
 # The current data is moved aside, never deleted.
-# shellcheck source=etcd-common.sh
-. /usr/local/lib/kubeha/etcd-common.sh
+# shellcheck source-path=SCRIPTDIR
+. "$(dirname "${BASH_SOURCE[0]}")/etcd-common.sh"
 
 snapshot=${1:?usage: kubeha-etcd-restore SNAPSHOT NEW_CLUSTER_TOKEN (SNAPSHOT: s3:// URL or file)}
 token=${2:?usage: kubeha-etcd-restore SNAPSHOT NEW_CLUSTER_TOKEN}
 
-if ctl --endpoints "$LOCAL" endpoint health >/dev/null 2>&1; then
-  log "etcd is running on this member: stop it first (systemctl stop etcd)"
+if etcdctl --endpoints "$LOCAL_CLIENT_URL" endpoint health >/dev/null 2>&1; then
+  log "etcd is running on this member: stop it first (systemctl stop $MEMBER_SERVICE)"
   exit 1
 fi
 
-work=$(mktemp -d /var/lib/etcd/restore.XXXXXX)
+work=$(mktemp -d "$VOLUME_MOUNT/restore.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 case $snapshot in
   s3://*) aws s3 cp "$snapshot" "$work/snapshot.db" --only-show-errors ;;
@@ -24,7 +24,7 @@ esac
 etcdutl snapshot status "$work/snapshot.db" -w table >&2
 etcdutl snapshot restore "$work/snapshot.db" --data-dir "$work/data" \
   --name "$MEMBER_NAME" --initial-cluster "$INITIAL_CLUSTER" \
-  --initial-cluster-token "$token" --initial-advertise-peer-urls "https://$MEMBER_DNS:2380"
+  --initial-cluster-token "$token" --initial-advertise-peer-urls "$MEMBER_PEER_URL"
 
 if [ -d "$DATA_DIR" ]; then
   aside="$DATA_DIR.before-restore-$(date -u +%Y%m%dT%H%M%SZ)"

@@ -5,24 +5,24 @@
 #    volume was lost. With a healthy majority it re-registers itself and
 #    joins as a new member; without one it refuses (see the restore runbook);
 #  - no data and no snapshots: the cluster is being created.
-# shellcheck source=etcd-common.sh
-. /usr/local/lib/kubeha/etcd-common.sh
+# shellcheck source-path=SCRIPTDIR
+. "$(dirname "${BASH_SOURCE[0]}")/etcd-common.sh"
 
 rejoin() {
   local others id
   others=$(other_endpoints)
-  if ! ctl --endpoints "$others" member list >/dev/null; then
+  if ! etcdctl --endpoints "$others" member list >/dev/null; then
     log "no data, and the other members have no quorum: refusing to start. Restore from a snapshot (README: etcd restore)."
     exit 1
   fi
-  id=$(ctl --endpoints "$others" member list | awk -F', ' -v url="https://$MEMBER_DNS:2380" '$4 == url {print $1}')
+  id=$(etcdctl --endpoints "$others" member list | awk -F', ' -v url="$MEMBER_PEER_URL" '$4 == url {print $1}')
   if [ -n "$id" ]; then
-    ctl --endpoints "$others" member remove "$id"
+    etcdctl --endpoints "$others" member remove "$id"
   fi
   # etcd refuses a new voter until the remaining members have been connected
   # to each other for a few seconds after the removal: retry for a while.
   for _ in $(seq 30); do
-    if ctl --endpoints "$others" member add "$MEMBER_NAME" --peer-urls "https://$MEMBER_DNS:2380"; then
+    if etcdctl --endpoints "$others" member add "$MEMBER_NAME" --peer-urls "$MEMBER_PEER_URL"; then
       return
     fi
     sleep 2
@@ -52,6 +52,6 @@ elif has_snapshots; then
   state=existing
 fi
 log "starting with initial-cluster-state $state"
-mkdir -p /run/kubeha
-sed "s/^initial-cluster-state: .*/initial-cluster-state: $state/" /etc/etcd/etcd.yaml >/run/kubeha/etcd.yaml
-exec etcd --config-file /run/kubeha/etcd.yaml
+mkdir -p "$(dirname "$RUNTIME_CONFIG_FILE")"
+sed "s/^initial-cluster-state: .*/initial-cluster-state: $state/" "$CONFIG_FILE" >"$RUNTIME_CONFIG_FILE"
+exec etcd --config-file "$RUNTIME_CONFIG_FILE"

@@ -1,15 +1,8 @@
 # Sourced by kubeha's Kubernetes node scripts: installs containerd,
-# kubelet, kubeadm and kubectl at the versions in kubernetes.env.
+# kubelet, kubeadm and kubectl at the versions the node's settings pin.
 # shellcheck shell=bash
-
-# shellcheck source=/dev/null
-. /etc/kubeha/kubernetes.env
-
-imds() {
-  local token
-  token=$(curl -fsS -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 300" http://169.254.169.254/latest/api/token)
-  curl -fsS -H "X-aws-ec2-metadata-token: $token" "http://169.254.169.254/latest/meta-data/$1"
-}
+# shellcheck source-path=SCRIPTDIR
+. "$(dirname "${BASH_SOURCE[0]}")/imds.sh"
 
 add_apt_repository() {
   local name=$1 key_url=$2 line=$3
@@ -20,8 +13,7 @@ add_apt_repository() {
 install_kubernetes() {
   local codename
   codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
-  modprobe overlay
-  modprobe br_netfilter
+  while read -r module; do modprobe "$module"; done <"$KERNEL_MODULES_FILE"
   sysctl --system >/dev/null
   install -d -m 0755 /etc/apt/keyrings
   add_apt_repository kubernetes "https://pkgs.k8s.io/core:/stable:/v$KUBERNETES_MINOR/deb/Release.key" \

@@ -1,30 +1,33 @@
-# Sourced by kubeha's Kubernetes node scripts: this node's settings and its
-# secrets.
+# Sourced by kubeha's Kubernetes node scripts: logging, the node's secrets
+# and the API's readiness. They run with the node's settings in their
+# environment, loaded from its env file by whoever starts them (cloud-init,
+# the token-sync timer).
 # shellcheck shell=bash
 set -euo pipefail
-
-# shellcheck source=/dev/null
-. "${KUBEHA_NODE_ENV:-/etc/kubeha/node.env}"
+: "${ROLE:?no node settings in the environment: run this through cloud-init or systemd}"
 
 log() {
   echo "kubeha-${ROLE}[$ZONE]: $*" >&2
 }
 
-# Writes the node's secret's entries: pki/* under /etc/kubernetes, the rest
-# (join token, encryption key) under $SECRETS_DIR, all owner-only.
+# Writes the node's secret's entries, all owner-only: the PEM files named
+# with $PKI_SECRET_PREFIX into $KUBERNETES_PKI_DIR (keeping any folder below
+# it), the rest (join token, encryption key) into $SECRETS_DIR.
 fetch_secrets() {
   local secret name dest
   secret=$(aws secretsmanager get-secret-value --secret-id "$SECRET_ID" --query SecretString --output text)
-  install -d -m 0700 "$SECRETS_DIR" /etc/kubernetes/pki /etc/kubernetes/pki/etcd
+  install -d -m 0700 "$SECRETS_DIR" "$KUBERNETES_PKI_DIR"
   for name in $(jq -r 'keys[]' <<<"$secret"); do
     case $name in
-      pki/*) dest=/etc/kubernetes/$name ;;
+      "$PKI_SECRET_PREFIX"*) dest=$KUBERNETES_PKI_DIR/${name#"$PKI_SECRET_PREFIX"} ;;
       *) dest=$SECRETS_DIR/$name ;;
     esac
+    install -d -m 0700 "$(dirname "$dest")"
     (umask 077 && jq -er --arg f "$name" '.[$f]' <<<"$secret" >"$dest")
   done
 }
 
+# Whether the API answers ready through the load balancer.
 api_ready() {
-  curl -fsk --max-time 5 "https://$API_ENDPOINT:6443/readyz" >/dev/null
+  curl -fsk --max-time 5 "$API_READY_URL" >/dev/null
 }

@@ -3,14 +3,14 @@
 # into the kubeadm configurations and, on control-plane nodes, the
 # encryption key into the API server's EncryptionConfiguration. Neither is
 # ever in user-data.
-# shellcheck source=node-common.sh
-. /usr/local/lib/kubeha/node-common.sh
+# shellcheck source-path=SCRIPTDIR
+. "$(dirname "${BASH_SOURCE[0]}")/node-common.sh"
 
-token=$(<"$SECRETS_DIR/bootstrap-token")
+token=$(<"$BOOTSTRAP_TOKEN_FILE")
 key=
-if [ -f "$SECRETS_DIR/encryption-key" ]; then key=$(<"$SECRETS_DIR/encryption-key"); fi
+if [ -f "$ENCRYPTION_KEY_FILE" ]; then key=$(<"$ENCRYPTION_KEY_FILE"); fi
 if ! [[ $token =~ ^[a-z0-9]{6}\.[a-z0-9]{16}$ ]]; then
-  log "$SECRETS_DIR/bootstrap-token is not a kubeadm token ([a-z0-9]{6}.[a-z0-9]{16})"
+  log "$BOOTSTRAP_TOKEN_FILE is not a kubeadm token ([a-z0-9]{6}.[a-z0-9]{16})"
   exit 1
 fi
 install -d -m 0755 "$CONFIG_DIR"

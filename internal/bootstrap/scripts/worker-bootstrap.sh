@@ -4,10 +4,10 @@
 # through the load balancer, retrying until the control plane answers.
 # The token never expires (control-plane-token-sync.sh keeps it equal to
 # the secret's), so a worker launched months later joins the same way.
-# shellcheck source=node-common.sh
-. /usr/local/lib/kubeha/node-common.sh
-# shellcheck source=kubernetes-node.sh
-. /usr/local/lib/kubeha/kubernetes-node.sh
+# shellcheck source-path=SCRIPTDIR
+here=$(dirname "${BASH_SOURCE[0]}")
+. "$here/node-common.sh"
+. "$here/kubernetes-node.sh"
 
 install_kubernetes
 set_node_name
@@ -17,8 +17,8 @@ until api_ready; do
 done
 while true; do
   fetch_secrets
-  /usr/local/lib/kubeha/node-configure.sh
-  kubeadm join --config "$CONFIG_DIR/kubeadm-join.yaml" && break
+  "$here/node-configure.sh"
+  kubeadm join --config "$KUBEADM_JOIN_CONFIG" && break
   log "kubeadm join failed; resetting and retrying"
   kubeadm reset -f >/dev/null 2>&1 || true
   sleep 15

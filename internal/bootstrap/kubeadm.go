@@ -1,0 +1,244 @@
+package bootstrap
+
+// kubeadm's configuration (v1beta4): InitConfiguration and
+// ClusterConfiguration for the node that creates the cluster,
+// JoinConfiguration for control-plane nodes and workers that join it.
+
+import (
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"time"
+)
+
+const kubeadmAPIVersion = "kubeadm.k8s.io/v1beta4"
+
+// The kubeadm configurations' file names: rendered with placeholders into
+// kubeadmTemplateDir, filled by node-configure.sh into ControlPlaneConfigDir.
+const (
+	kubeadmInitFile = "kubeadm-init.yaml"
+	kubeadmJoinFile = "kubeadm-join.yaml"
+)
+
+// Rendered kubeadm configurations, after node-configure.sh.
+const (
+	KubeadmInitConfigPath = ControlPlaneConfigDir + "/" + kubeadmInitFile
+	KubeadmJoinConfigPath = ControlPlaneConfigDir + "/" + kubeadmJoinFile
+)
+
+// Where kubeadm writes on a control-plane node: its defaults, named once
+// for the scripts and the local tests.
+const (
+	AdminKubeconfigPath = "/etc/kubernetes/admin.conf"
+	StaticPodDir        = "/etc/kubernetes/manifests"
+)
+
+const criSocket = "unix:///run/containerd/containerd.sock"
+
+// BootstrapTokenPlaceholder stands for the join token in rendered
+// configurations. It has a token's shape, so that `kubeadm config
+// validate` checks the rest; the real token never enters user-data.
+const BootstrapTokenPlaceholder = "kubeha.0000000000000000"
+
+// BootstrapTokenDescription marks the tokens kubeha manages.
+const BootstrapTokenDescription = "kubeha join token (rotated from the cluster secret)"
+
+// CACertHash is kubeadm's discovery hash of a CA: sha256 of its public key.
+func CACertHash(caPEM string) (string, error) {
+	block, _ := pem.Decode([]byte(caPEM))
+	if block == nil {
+		return "", fmt.Errorf("bootstrap: the cluster CA is not PEM")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return "", fmt.Errorf("bootstrap: the cluster CA: %w", err)
+	}
+	sum := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
+	return "sha256:" + hex.EncodeToString(sum[:]), nil
+}
+
+type arg struct {
+	Name  string `yaml:"name"`
+	Value string `yaml:"value"`
+}
+
+type hostPathMount struct {
+	Name      string `yaml:"name"`
+	HostPath  string `yaml:"hostPath"`
+	MountPath string `yaml:"mountPath"`
+	ReadOnly  bool   `yaml:"readOnly"`
+	PathType  string `yaml:"pathType"`
+}
+
+type nodeRegistration struct {
+	CRISocket        string  `yaml:"criSocket"`
+	KubeletExtraArgs []arg   `yaml:"kubeletExtraArgs"`
+	Taints           []Taint `yaml:"taints,omitempty"`
+}
+
+// Taint is a node taint.
+type Taint struct {
+	Key    string `yaml:"key"`
+	Value  string `yaml:"value,omitempty"`
+	Effect string `yaml:"effect"` // NoSchedule, PreferNoSchedule or NoExecute
+}
+
+func (c ControlPlane) nodeRegistration() nodeRegistration {
+	// The AWS cloud-controller-manager sets the node's zone and providerID.
+	return nodeRegistration{CRISocket: criSocket, KubeletExtraArgs: []arg{{"cloud-provider", "external"}}}
+}
+
+func seconds(d time.Duration) string { return fmt.Sprintf("%ds", int(d.Seconds())) }
+
+// KubeadmInit renders kubeadm's InitConfiguration and ClusterConfiguration
+// (v1beta4), with BootstrapTokenPlaceholder for the join token.
+func (c ControlPlane) KubeadmInit() (string, error) {
+	type bootstrapToken struct {
+		Token       string   `yaml:"token"`
+		Description string   `yaml:"description"`
+		TTL         string   `yaml:"ttl"`
+		Usages      []string `yaml:"usages"`
+		Groups      []string `yaml:"groups"`
+	}
+	initCfg := struct {
+		APIVersion       string           `yaml:"apiVersion"`
+		Kind             string           `yaml:"kind"`
+		BootstrapTokens  []bootstrapToken `yaml:"bootstrapTokens"`
+		NodeRegistration nodeRegistration `yaml:"nodeRegistration"`
+		SkipPhases       []string         `yaml:"skipPhases,omitempty"`
+	}{
+		APIVersion: kubeadmAPIVersion, Kind: "InitConfiguration",
+		// The token never expires: a node added months later must still
+		// join. control-plane-token-sync.sh rotates it from the secret.
+		BootstrapTokens: []bootstrapToken{{
+			Token: BootstrapTokenPlaceholder, Description: BootstrapTokenDescription, TTL: "0s",
+			Usages: []string{"signing", "authentication"}, Groups: []string{"system:bootstrappers:kubeadm:default-node-token"},
+		}},
+		NodeRegistration: c.nodeRegistration(),
+	}
+	if c.SkipCoreDNS {
+		initCfg.SkipPhases = []string{"addon/coredns"}
+	}
+	le := c.LeaderElection
+	readOnly := func(name, path, kind string) hostPathMount {
+		return hostPathMount{Name: name, HostPath: path, MountPath: path, ReadOnly: true, PathType: kind}
+	}
+	kubehaConfig := readOnly("kubeha-config", ControlPlaneConfigDir, "DirectoryOrCreate")
+	type component struct {
+		ExtraArgs    []arg           `yaml:"extraArgs"`
+		ExtraVolumes []hostPathMount `yaml:"extraVolumes,omitempty"`
+	}
+	type apiServer struct {
+		CertSANs  []string `yaml:"certSANs"`
+		component `yaml:",inline"`
+	}
+	cluster := struct {
+		APIVersion           string `yaml:"apiVersion"`
+		Kind                 string `yaml:"kind"`
+		ClusterName          string `yaml:"clusterName"`
+		KubernetesVersion    string `yaml:"kubernetesVersion"`
+		ControlPlaneEndpoint string `yaml:"controlPlaneEndpoint"`
+		EncryptionAlgorithm  string `yaml:"encryptionAlgorithm"`
+		Networking           struct {
+			PodSubnet     string `yaml:"podSubnet"`
+			ServiceSubnet string `yaml:"serviceSubnet"`
+		} `yaml:"networking"`
+		Etcd struct {
+			External struct {
+				Endpoints []string `yaml:"endpoints"`
+				CAFile    string   `yaml:"caFile"`
+				CertFile  string   `yaml:"certFile"`
+				KeyFile   string   `yaml:"keyFile"`
+			} `yaml:"external"`
+		} `yaml:"etcd"`
+		APIServer         apiServer `yaml:"apiServer"`
+		ControllerManager component `yaml:"controllerManager"`
+		Scheduler         component `yaml:"scheduler"`
+	}{
+		APIVersion: kubeadmAPIVersion, Kind: "ClusterConfiguration",
+		ClusterName: c.ClusterName, KubernetesVersion: c.KubernetesVersion,
+		ControlPlaneEndpoint: fmt.Sprintf("%s:%d", c.Endpoint, APIServerPort),
+		// Matches the keys pulumi-tls makes for the shared CAs.
+		EncryptionAlgorithm: "ECDSA-P256",
+	}
+	cluster.Networking.PodSubnet, cluster.Networking.ServiceSubnet = c.PodCIDR, c.ServiceCIDR
+	ext := &cluster.Etcd.External
+	ext.Endpoints = c.EtcdEndpoints
+	ext.CAFile, ext.CertFile, ext.KeyFile = KubernetesPKIDir+"/etcd/ca.crt", KubernetesPKIDir+"/apiserver-etcd-client.crt", KubernetesPKIDir+"/apiserver-etcd-client.key"
+	cluster.APIServer = apiServer{
+		CertSANs: []string{c.Endpoint},
+		component: component{
+			ExtraArgs: []arg{
+				{"authentication-config", ControlPlaneConfigDir + "/" + authenticationFile},
+				{"encryption-provider-config", ControlPlaneConfigDir + "/" + encryptionFile},
+				{"encryption-provider-config-automatic-reload", "true"},
+				{"audit-policy-file", ControlPlaneConfigDir + "/" + auditPolicyFile},
+				{"audit-log-path", auditLogDir + "/audit.log"},
+				{"audit-log-maxage", "30"},
+				{"audit-log-maxbackup", "10"},
+				{"audit-log-maxsize", "100"},
+				{"profiling", "false"},
+			},
+			ExtraVolumes: []hostPathMount{kubehaConfig,
+				{Name: "audit-log", HostPath: auditLogDir, MountPath: auditLogDir, PathType: "DirectoryOrCreate"}},
+		},
+	}
+	cluster.ControllerManager = component{ExtraArgs: []arg{
+		{"cloud-provider", "external"},
+		{"leader-elect", "true"},
+		{"leader-elect-lease-duration", seconds(le.LeaseDuration)},
+		{"leader-elect-renew-deadline", seconds(le.RenewDeadline)},
+		{"leader-elect-retry-period", seconds(le.RetryPeriod)},
+		{"profiling", "false"},
+	}}
+	cluster.Scheduler = component{
+		ExtraArgs:    []arg{{"config", ControlPlaneConfigDir + "/" + schedulerFile}, {"profiling", "false"}},
+		ExtraVolumes: []hostPathMount{kubehaConfig},
+	}
+	if c.ServeMetrics {
+		for _, comp := range []*component{&cluster.ControllerManager, &cluster.Scheduler} {
+			comp.ExtraArgs = append(comp.ExtraArgs, arg{"bind-address", "0.0.0.0"})
+		}
+	}
+	return yamlDocs(initCfg, cluster)
+}
+
+// KubeadmJoin renders the JoinConfiguration of a control-plane node. The
+// shared CAs and keys are already on the node, so no certificate key is
+// needed; discovery pins the CA's public key.
+func (c ControlPlane) KubeadmJoin(caCertHash string) (string, error) {
+	return kubeadmJoin(c.Endpoint, caCertHash, c.nodeRegistration(), true)
+}
+
+// kubeadmJoin renders a JoinConfiguration that discovers the cluster
+// through endpoint with the bootstrap token (BootstrapTokenPlaceholder
+// until boot) and the CA's public-key hash.
+func kubeadmJoin(endpoint, caCertHash string, registration nodeRegistration, controlPlane bool) (string, error) {
+	type bindPort struct {
+		LocalAPIEndpoint struct {
+			BindPort int `yaml:"bindPort"`
+		} `yaml:"localAPIEndpoint"`
+	}
+	join := struct {
+		APIVersion string `yaml:"apiVersion"`
+		Kind       string `yaml:"kind"`
+		Discovery  struct {
+			BootstrapToken struct {
+				Token             string   `yaml:"token"`
+				APIServerEndpoint string   `yaml:"apiServerEndpoint"`
+				CACertHashes      []string `yaml:"caCertHashes"`
+			} `yaml:"bootstrapToken"`
+		} `yaml:"discovery"`
+		NodeRegistration nodeRegistration `yaml:"nodeRegistration"`
+		ControlPlane     *bindPort        `yaml:"controlPlane,omitempty"`
+	}{APIVersion: kubeadmAPIVersion, Kind: "JoinConfiguration", NodeRegistration: registration}
+	bt := &join.Discovery.BootstrapToken
+	bt.Token, bt.APIServerEndpoint, bt.CACertHashes = BootstrapTokenPlaceholder, fmt.Sprintf("%s:%d", endpoint, APIServerPort), []string{caCertHash}
+	if controlPlane {
+		join.ControlPlane = &bindPort{}
+		join.ControlPlane.LocalAPIEndpoint.BindPort = APIServerPort
+	}
+	return yamlDocs(join)
+}
