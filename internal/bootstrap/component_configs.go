@@ -19,7 +19,11 @@ const (
 // encryptionKeyPlaceholder stands for the secrets-encryption key.
 const encryptionKeyPlaceholder = "ENCRYPTION_KEY_FROM_SECRET"
 
-const auditLogDir = "/var/log/kubernetes/audit"
+// AuditLogPath is where the API server writes its audit log.
+const (
+	auditLogDir  = "/var/log/kubernetes/audit"
+	AuditLogPath = auditLogDir + "/audit.log"
+)
 
 // ZoneLabel is the well-known label the cloud-controller-manager sets.
 const ZoneLabel = "topology.kubernetes.io/zone"

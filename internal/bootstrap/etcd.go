@@ -3,6 +3,7 @@ package bootstrap
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -42,6 +43,10 @@ const (
 	// EtcdRestoreCommand runs etcd-restore.sh with the member's settings
 	// (README: etcd restore).
 	EtcdRestoreCommand = "/usr/local/sbin/kubeha-etcd-restore"
+	// EtcdMemberAddRetry is how often etcd-start.sh asks the cluster to
+	// take a replacement member back until it does: etcd refuses while the
+	// member asked has not been connected to all the others for 5 s.
+	EtcdMemberAddRetry = 2 * time.Second
 )
 
 // A member's certificate files in EtcdPKIDir, named as in its secret.
@@ -239,6 +244,7 @@ func (c EtcdCluster) Node(p EtcdNodeParams) (Node, error) {
 		{"ETCDCTL_KEY", EtcdPKIDir + "/" + etcdServerKey},
 		{"CONFIG_FILE", EtcdConfigPath},
 		{"RUNTIME_CONFIG_FILE", EtcdRuntimeConfigPath},
+		{"MEMBER_ADD_RETRY_SECONDS", fmt.Sprint(EtcdMemberAddRetry.Seconds())},
 		{"MEMBER_SERVICE", service.name},
 		{"BACKUP_TIMER", timer.name},
 		{"ETCD_VERSION", EtcdVersion},

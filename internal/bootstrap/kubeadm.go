@@ -175,7 +175,7 @@ func (c ControlPlane) KubeadmInit() (string, error) {
 				{"encryption-provider-config", ControlPlaneConfigDir + "/" + encryptionFile},
 				{"encryption-provider-config-automatic-reload", "true"},
 				{"audit-policy-file", ControlPlaneConfigDir + "/" + auditPolicyFile},
-				{"audit-log-path", auditLogDir + "/audit.log"},
+				{"audit-log-path", AuditLogPath},
 				{"audit-log-maxage", "30"},
 				{"audit-log-maxbackup", "10"},
 				{"audit-log-maxsize", "100"},

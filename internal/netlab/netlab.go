@@ -6,16 +6,21 @@
 package netlab
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Available says why the lab cannot run here, or "" when it can.
@@ -28,6 +33,9 @@ func Available() string {
 	}
 	return ""
 }
+
+// FlatNetwork is the bridge every lab has, which AddHost puts hosts on.
+const FlatNetwork = "br0"
 
 // Lab is a set of hosts on one bridge. Close removes everything it made.
 type Lab struct {
@@ -68,11 +76,11 @@ func New(prefix, dir string) (*Lab, error) {
 	if err := l.run("ip", "netns", "add", l.hub); err != nil {
 		return nil, err
 	}
-	if err := l.inHub("link", "add", "br0", "type", "bridge"); err != nil {
+	if err := l.inHub("link", "add", FlatNetwork, "type", "bridge"); err != nil {
 		l.Close()
 		return nil, err
 	}
-	if err := l.inHub("link", "set", "br0", "up"); err != nil {
+	if err := l.inHub("link", "set", FlatNetwork, "up"); err != nil {
 		l.Close()
 		return nil, err
 	}
@@ -129,7 +137,7 @@ func (h *Host) InHost(args ...string) error {
 // absolute folders it gets its own copy of. hosts is written as its
 // /etc/hosts, so that names resolve as DNS would on AWS.
 func (l *Lab) AddHost(name, ip string, binds []string, hosts map[string]string) (*Host, error) {
-	return l.AddHostOn("br0", name, ip, binds, hosts)
+	return l.AddHostOn(FlatNetwork, name, ip, binds, hosts)
 }
 
 // AddHostOn adds a host on the given network (bridge) of the hub.
@@ -202,6 +210,63 @@ func (h *Host) Command(env []string, name string, args ...string) *exec.Cmd {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	return cmd
 }
+
+// DialContext connects to addr (an IP address and port: names would be
+// resolved with the machine's /etc/hosts) from inside the host's network
+// namespace, so that a client in this process reaches the lab as the host
+// does, with no route from the machine. It is an http.Transport's
+// DialContext.
+func (h *Host) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	type dialed struct {
+		conn net.Conn
+		err  error
+	}
+	done := make(chan dialed, 1)
+	go func() {
+		// The namespace belongs to this OS thread only. A socket keeps the
+		// namespace it was made in, so the thread goes back at once; if
+		// it cannot, it stays locked and ends with this goroutine rather
+		// than run other goroutines in the wrong namespace.
+		runtime.LockOSThread()
+		conn, err := h.dialInNamespace(ctx, network, addr)
+		if errors.Is(err, errNamespaceStuck) {
+			done <- dialed{nil, err}
+			return
+		}
+		runtime.UnlockOSThread()
+		done <- dialed{conn, err}
+	}()
+	d := <-done
+	return d.conn, d.err
+}
+
+var errNamespaceStuck = errors.New("netlab: cannot return to the machine's network namespace")
+
+func (h *Host) dialInNamespace(ctx context.Context, network, addr string) (net.Conn, error) {
+	machine, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		return nil, err
+	}
+	defer machine.Close()
+	target, err := os.Open("/run/netns/" + h.ns)
+	if err != nil {
+		return nil, err
+	}
+	defer target.Close()
+	if err := setns(target); err != nil {
+		return nil, fmt.Errorf("netlab: entering %s: %w", h.ns, err)
+	}
+	conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err := setns(machine); err != nil {
+		if conn != nil {
+			conn.Close()
+		}
+		return nil, fmt.Errorf("%w: %v", errNamespaceStuck, err)
+	}
+	return conn, err
+}
+
+func setns(ns *os.File) error { return unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET) }
 
 // Start starts a long-running command in the host; Close kills it if
 // nothing else has.

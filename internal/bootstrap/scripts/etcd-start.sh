@@ -19,13 +19,13 @@ rejoin() {
   if [ -n "$id" ]; then
     etcdctl --endpoints "$others" member remove "$id"
   fi
-  # etcd refuses a new voter until the remaining members have been connected
-  # to each other for a few seconds after the removal: retry for a while.
-  for _ in $(seq 30); do
+  # etcd refuses a new voter until the member asked has been connected to
+  # all the others for 5 s: retry for a minute.
+  for _ in $(seq $((60 / MEMBER_ADD_RETRY_SECONDS))); do
     if etcdctl --endpoints "$others" member add "$MEMBER_NAME" --peer-urls "$MEMBER_PEER_URL"; then
       return
     fi
-    sleep 2
+    sleep "$MEMBER_ADD_RETRY_SECONDS"
   done
   log "could not re-register with the cluster; systemd will retry"
   exit 1

@@ -1,0 +1,124 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/kubeha/kubeha/internal/bootstrap"
+	"github.com/kubeha/kubeha/internal/pki"
+)
+
+// Dialer connects to an address, e.g. netlab.Host.DialContext to reach the
+// lab from inside one of its hosts; nil dials from the machine.
+type Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// API is a client of the Kubernetes API at one address (an API server or
+// the load balancer), as kubectl would be: it verifies the serving
+// certificate against the cluster CA for the endpoint's name, and
+// authenticates with user's certificate, or not at all when user is nil.
+// Every request has its own connection, so that a load balancer chooses a
+// server for each, as for many clients.
+type API struct {
+	base   string
+	client *http.Client
+}
+
+// NewAPI is a client of https://ip:bootstrap.APIServerPort.
+func NewAPI(ip, endpoint string, ca, user *pki.Pair, dial Dialer, timeout time.Duration) (*API, error) {
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(ca.CertPEM) {
+		return nil, fmt.Errorf("lab: the cluster CA is not PEM")
+	}
+	cfg := &tls.Config{RootCAs: roots, ServerName: endpoint}
+	if user != nil {
+		cert, err := tls.X509KeyPair(user.CertPEM, user.KeyPEM)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return &API{
+		base:   fmt.Sprintf("https://%s:%d", ip, bootstrap.APIServerPort),
+		client: &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: cfg, DialContext: dial, DisableKeepAlives: true}},
+	}, nil
+}
+
+// Do sends a request with body as JSON, and returns the status and body.
+func (a *API) Do(method, path string, body any) (int, string, error) {
+	var reader io.Reader
+	if body != nil {
+		data, err := json.Marshal(body)
+		if err != nil {
+			return 0, "", err
+		}
+		reader = bytes.NewReader(data)
+	}
+	req, err := http.NewRequest(method, a.base+path, reader)
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(out), err
+}
+
+// Ready asks bootstrap.HealthCheckPath, as the load balancer does.
+func (a *API) Ready() error {
+	code, body, err := a.Do("GET", bootstrap.HealthCheckPath, nil)
+	if err != nil {
+		return err
+	}
+	if code != http.StatusOK {
+		return fmt.Errorf("%s: HTTP %d %s", bootstrap.HealthCheckPath, code, body)
+	}
+	return nil
+}
+
+// Lease is a kube-system Lease's holder and term.
+type Lease struct {
+	// Holder is the holding node's name: the holder identity is
+	// <hostname>_<id>.
+	Holder, Identity string
+	DurationSeconds  int
+}
+
+// Lease reads a kube-system Lease (kube-scheduler,
+// kube-controller-manager).
+func (a *API) Lease(name string) (Lease, error) {
+	code, body, err := a.Do("GET", "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/"+name, nil)
+	if err != nil {
+		return Lease{}, err
+	}
+	if code != http.StatusOK {
+		return Lease{}, fmt.Errorf("lease %s: HTTP %d %s", name, code, body)
+	}
+	var lease struct {
+		Spec struct {
+			HolderIdentity       string `json:"holderIdentity"`
+			LeaseDurationSeconds int    `json:"leaseDurationSeconds"`
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &lease); err != nil {
+		return Lease{}, err
+	}
+	holder, _, _ := strings.Cut(lease.Spec.HolderIdentity, "_")
+	return Lease{Holder: holder, Identity: lease.Spec.HolderIdentity, DurationSeconds: lease.Spec.LeaseDurationSeconds}, nil
+}
+
+// LeaderElected are the components that hold a kube-system Lease of
+// their own name.
+var LeaderElected = []string{"kube-scheduler", "kube-controller-manager"}
