@@ -34,10 +34,8 @@ func requireLab(t *testing.T, binaries ...string) {
 	if why := netlab.Available(); why != "" {
 		tools.Unavailable(t, "the lab "+why)
 	}
-	for _, name := range binaries {
-		if _, err := tools.Path(name); err != nil {
-			tools.Unavailable(t, err.Error())
-		}
+	if err := tools.Missing(binaries...); err != nil {
+		tools.Unavailable(t, err.Error())
 	}
 }
 
@@ -79,7 +77,7 @@ func newEtcdLab(t *testing.T, prefix string, cluster bootstrap.EtcdCluster, ca *
 	}
 	l.client, err = nl.AddHost("client", "10.200.0.20", lab.EtcdBinds, hosts)
 	must(t, err)
-	must(t, lab.WriteEtcdCerts(l.client.Root, ca, map[string]pki.Spec{"client": pki.EtcdClient("kube-apiserver-etcd-client")}))
+	must(t, lab.WriteEtcdCerts(l.client.Root, ca, map[string]pki.Spec{"client": pki.EtcdAPIServerClient()}))
 	must(t, lab.InstallBinaries(l.client.Root, store, lab.EtcdBinaries...))
 	return l
 }

@@ -103,7 +103,7 @@ func ControlPlaneSecret(cluster string, k8sCA, etcdCA *pki.Pair, token string) (
 	if err != nil {
 		return nil, err
 	}
-	etcdClient, err := etcdCA.Sign(pki.EtcdClient("kube-apiserver-etcd-client"))
+	etcdClient, err := etcdCA.Sign(pki.EtcdAPIServerClient())
 	if err != nil {
 		return nil, err
 	}

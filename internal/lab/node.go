@@ -93,26 +93,32 @@ type Member struct {
 	Spec bootstrap.EtcdMember
 }
 
+// addNode adds a host on network with the given binds, and writes a
+// node's rendered files into it, unless rendering failed.
+func addNode(l *netlab.Lab, network, name, ip string, binds []string, hosts map[string]string, rendered bootstrap.Node, err error) (*Node, error) {
+	if err != nil {
+		return nil, err
+	}
+	h, err := l.AddHostOn(network, name, ip, binds, hosts)
+	if err != nil {
+		return nil, err
+	}
+	return NewNode(h, rendered)
+}
+
 // AddEtcdMember lays member p.Member of c out on a new host on network:
 // its rendered files, certificates from ca, and the etcd binaries. It
 // starts nothing.
 func AddEtcdMember(l *netlab.Lab, network, ip string, hosts map[string]string, c bootstrap.EtcdCluster, p bootstrap.EtcdNodeParams, ca *pki.Pair, store string) (*Member, error) {
-	h, err := l.AddHostOn(network, p.Member.Name, ip, EtcdBinds, hosts)
-	if err != nil {
-		return nil, err
-	}
 	rendered, err := c.Node(p)
+	n, err := addNode(l, network, p.Member.Name, ip, EtcdBinds, hosts, rendered, err)
 	if err != nil {
 		return nil, err
 	}
-	n, err := NewNode(h, rendered)
-	if err != nil {
+	if err := WriteEtcdCerts(n.Host.Root, ca, map[string]pki.Spec{"server": pki.EtcdServer(p.Member.DNSName), "peer": pki.EtcdPeer(p.Member.DNSName)}); err != nil {
 		return nil, err
 	}
-	if err := WriteEtcdCerts(h.Root, ca, map[string]pki.Spec{"server": pki.EtcdServer(p.Member.DNSName), "peer": pki.EtcdPeer(p.Member.DNSName)}); err != nil {
-		return nil, err
-	}
-	if err := InstallBinaries(h.Root, store, EtcdBinaries...); err != nil {
+	if err := InstallBinaries(n.Host.Root, store, EtcdBinaries...); err != nil {
 		return nil, err
 	}
 	return &Member{Node: n, Spec: p.Member}, nil
@@ -129,19 +135,12 @@ func (m *Member) Kill() { m.Stop("etcd") }
 // first steps, fetching the node's secret from store and filling the
 // templates. kubeadm and the components are the caller's to run.
 func AddControlPlaneNode(l *netlab.Lab, network, name, ip string, hosts map[string]string, c bootstrap.ControlPlane, p bootstrap.ControlPlaneParams, store string) (*Node, error) {
-	h, err := l.AddHostOn(network, name, ip, ControlPlaneBinds, hosts)
-	if err != nil {
-		return nil, err
-	}
 	rendered, err := c.Node(p)
+	n, err := addNode(l, network, name, ip, ControlPlaneBinds, hosts, rendered, err)
 	if err != nil {
 		return nil, err
 	}
-	n, err := NewNode(h, rendered)
-	if err != nil {
-		return nil, err
-	}
-	if err := InstallBinaries(h.Root, store, "kubeadm"); err != nil {
+	if err := InstallBinaries(n.Host.Root, store, "kubeadm"); err != nil {
 		return nil, err
 	}
 	if _, err := n.Run("bash", "-c", ". "+bootstrap.ScriptDir+"/node-common.sh && fetch_secrets"); err != nil {

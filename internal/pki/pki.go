@@ -100,6 +100,10 @@ func EtcdHealthcheckClient() Spec {
 	return Spec{CommonName: "kube-etcd-healthcheck-client", Usages: []Usage{ClientAuth}, ValidityHours: LeafValidityHours}
 }
 
+// EtcdAPIServerClient is kube-apiserver's client certificate, as the
+// EtcdCluster component issues it.
+func EtcdAPIServerClient() Spec { return EtcdClient("kube-apiserver-etcd-client") }
+
 // EtcdClient is kube-apiserver's client certificate.
 func EtcdClient(commonName string) Spec {
 	return Spec{

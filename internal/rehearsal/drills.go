@@ -3,8 +3,12 @@ package rehearsal
 import (
 	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/kubeha/kubeha/internal/bootstrap"
+	"github.com/kubeha/kubeha/internal/lab"
 	"github.com/kubeha/kubeha/internal/netlab"
 )
 
@@ -26,7 +30,8 @@ var drills = []drill{
 	{"d-tcp", "the same partition; load balancer checks that TCP connects (kops, Typhoon)", partitionFromEtcd(healthCheckTCP)},
 }
 
-// recoveryLimit bounds how long a drill waits for the cluster.
+// recoveryLimit is how long a drill waits for the cluster before giving
+// up; what it must take is the drill's bound.
 const recoveryLimit = 3 * time.Minute
 
 // watch follows what a fault may move: the Leases and the etcd leader.
@@ -38,61 +43,138 @@ type watch struct {
 	lostMembers map[int]bool
 }
 
-func (c *cluster) watchNow() watch {
-	w := watch{etcdLeader: c.etcdLeader(), lostNodes: map[string]bool{}, lostMembers: map[int]bool{}}
+// settle waits until the cluster is whole, so that a drill starts from
+// it even if it degraded again after the previous drill's heal, and says
+// where the Leases and etcd leader are.
+func (c *cluster) settle() (watch, error) {
+	w := watch{lostNodes: map[string]bool{}, lostMembers: map[int]bool{}}
+	took, err := c.waitFor("the cluster whole before the drill", recoveryLimit, c.fullyHealthy)
+	if err != nil {
+		return w, err
+	}
+	if took > time.Second {
+		c.logf("the cluster was whole again only after %.1fs more", took.Seconds())
+	}
+	w.etcdLeader = c.etcdLeader()
 	w.scheduler, _ = c.leaseHolder("kube-scheduler")
 	w.controllerManager, _ = c.leaseHolder("kube-controller-manager")
-	return w
+	return w, nil
 }
 
-// measure applies fault and polls until the cluster serves again without
-// what was lost: the API answers through the load balancer, Leases held by
-// live nodes, an etcd leader among live members, and settled, if given.
-// It fills in the times.
-func measure(ctx context.Context, c *cluster, p *probe, w watch, fault func() error, settled func() bool) (Drill, error) {
-	var d Drill
+// recoveryBound is what the configuration allows the cluster to serve
+// again after the fault w describes: the lost Leases moved, a lost etcd
+// leader replaced, lost nodes out of rotation. Until a node is out,
+// requests the load balancer sends it fail; while etcd has no leader,
+// writes wait.
+func (w watch) recoveryBound(b bounds) time.Duration {
+	bound := time.Duration(0)
+	if w.lostNodes[w.scheduler] || w.lostNodes[w.controllerManager] {
+		bound = b.leaseTakeover
+	}
+	if w.lostMembers[w.etcdLeader] {
+		bound = max(bound, b.etcdLeader)
+	}
+	if len(w.lostNodes) > 0 {
+		bound = max(bound, b.removal)
+	}
+	return bound + recoverySlack
+}
+
+// measure applies fault and measures until the cluster serves again
+// without what was lost: lost nodes out of the load balancer's rotation,
+// Leases held by live nodes, an etcd leader among live members, and every
+// request through the load balancer succeeding. Each is polled on its
+// own, and asked of live nodes only, so that a call hanging on a dead node
+// delays no measurement.
+func measure(ctx context.Context, c *cluster, p *probe, w watch, fault func() error) (Drill, error) {
+	d := Drill{RecoveryBoundSeconds: seconds(w.recoveryBound(c.stack.bounds()))}
+	live := c.nodeAPI(w.lostNodes)
 	start := time.Now()
 	if err := fault(); err != nil {
 		return d, err
 	}
-	since := func() *float64 { s := time.Since(start).Seconds(); return &s }
-	leaseMoved := func(name, before string, into **float64) bool {
-		if !w.lostNodes[before] {
-			return true // its holder survived; nothing to move
-		}
-		if *into == nil {
-			if holder, err := c.leaseHolder(name); err == nil && holder != "" && !w.lostNodes[holder] {
-				*into = since()
+	var polls sync.WaitGroup
+	var gaveUp atomic.Bool
+	poll := func(into **float64, done func() bool) {
+		polls.Add(1)
+		go func() {
+			defer polls.Done()
+			for ctx.Err() == nil && time.Since(start) < recoveryLimit {
+				if done() {
+					*into = seconds(time.Since(start))
+					return
+				}
+				time.Sleep(lab.PollInterval)
 			}
-		}
-		return *into != nil
+			gaveUp.Store(true)
+		}()
 	}
-	for {
+	movedOff := func(lease string) func() bool {
+		return func() bool {
+			l, err := live.Lease(lease)
+			return err == nil && l.Holder != "" && !w.lostNodes[l.Holder]
+		}
+	}
+	if w.lostNodes[w.scheduler] {
+		poll(&d.SchedulerLeaseSeconds, movedOff("kube-scheduler"))
+	}
+	if w.lostNodes[w.controllerManager] {
+		poll(&d.ControllerManagerLeaseSecs, movedOff("kube-controller-manager"))
+	}
+	if len(w.lostNodes) > 0 {
+		poll(&d.RemovalSeconds, func() bool { return c.outOfRotation(w.lostNodes) })
+	}
+	if w.lostMembers[w.etcdLeader] {
+		poll(&d.EtcdLeaderSeconds, func() bool { return c.etcdLeaderAmong(w.lostMembers) >= 0 })
+	}
+	polls.Wait()
+	for !p.serving(start, servingSpan) || gaveUp.Load() {
 		if err := ctx.Err(); err != nil {
 			return d, err
 		}
 		if time.Since(start) > recoveryLimit {
 			return d, fmt.Errorf("the cluster did not serve again within %s", recoveryLimit)
 		}
-		schedulerOK := leaseMoved("kube-scheduler", w.scheduler, &d.SchedulerLeaseSeconds)
-		managerOK := leaseMoved("kube-controller-manager", w.controllerManager, &d.ControllerManagerLeaseSecs)
-		leaderOK := true
-		if w.lostMembers[w.etcdLeader] {
-			if d.EtcdLeaderSeconds == nil {
-				if l := c.etcdLeader(); l >= 0 && !w.lostMembers[l] {
-					d.EtcdLeaderSeconds = since()
-				}
-			}
-			leaderOK = d.EtcdLeaderSeconds != nil
-		}
-		if schedulerOK && managerOK && leaderOK && (settled == nil || settled()) && p.serving(start, 3*time.Second) {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(lab.PollInterval)
 	}
-	d.RecoverySeconds = time.Since(start).Seconds()
+	// Recovered: what was lost came back, and every request started since
+	// succeeded.
+	recovered := p.servingSince(start).Sub(start)
+	for _, t := range []*float64{d.SchedulerLeaseSeconds, d.ControllerManagerLeaseSecs, d.EtcdLeaderSeconds, d.RemovalSeconds} {
+		if t != nil {
+			recovered = max(recovered, time.Duration(*t*float64(time.Second)))
+		}
+	}
+	d.RecoverySeconds = seconds(recovered)
 	p.record(&d, start, time.Now())
+	for n := range w.lostNodes {
+		d.note(c.removalNote(n, start, d.RemovalSeconds))
+	}
 	return d, nil
+}
+
+// note adds to the drill's notes.
+func (d *Drill) note(text string) {
+	if d.Notes != "" {
+		d.Notes += "; "
+	}
+	d.Notes += text
+}
+
+func seconds(d time.Duration) *float64 { s := d.Seconds(); return &s }
+
+// outOfRotation says the load balancer sends none of these nodes traffic.
+func (c *cluster) outOfRotation(nodes map[string]bool) bool {
+	up, err := c.backendUp()
+	if err != nil {
+		return false
+	}
+	for n := range nodes {
+		if up[n] {
+			return false
+		}
+	}
+	return true
 }
 
 // serving says every request started since since and finished in the
@@ -111,6 +193,20 @@ func (p *probe) serving(since time.Time, span time.Duration) bool {
 		n++
 	}
 	return n >= 3
+}
+
+// servingSince is when the last request since since that failed started,
+// or since if none did: every request started after it succeeded.
+func (p *probe) servingSince(since time.Time) time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	last := since
+	for _, r := range p.results {
+		if !r.ok && r.started.After(last) {
+			last = r.started
+		}
+	}
+	return last
 }
 
 // record fills d's traffic numbers from the probe's results between from
@@ -140,9 +236,9 @@ func heal(c *cluster, p *probe, d *Drill) error {
 	return nil
 }
 
-func (c *cluster) nodeNamed(name string) *node {
+func (c *cluster) nodeNamed(name string) *lab.Node {
 	for _, n := range c.nodes {
-		if n.name == name {
+		if n.Name == name {
 			return n
 		}
 	}
@@ -150,64 +246,66 @@ func (c *cluster) nodeNamed(name string) *node {
 }
 
 func killLeaseHolder(ctx context.Context, c *cluster, p *probe) (Drill, error) {
-	w := c.watchNow()
+	w, err := c.settle()
+	if err != nil {
+		return Drill{}, err
+	}
 	victim := c.nodeNamed(w.scheduler)
 	if victim == nil {
 		return Drill{}, fmt.Errorf("no node holds the scheduler Lease (holder %q)", w.scheduler)
 	}
-	w.lostNodes[victim.name] = true
+	w.lostNodes[victim.Name] = true
 	d, err := measure(ctx, c, p, w, func() error {
-		victim.stop()
-		return victim.host.Disconnect()
-	}, nil)
+		victim.Stop(lab.ControlPlaneComponents...)
+		return victim.Host.Disconnect()
+	})
 	if w.controllerManager != w.scheduler {
-		d.Notes = fmt.Sprintf("the controller-manager Lease was on %s, not %s", w.controllerManager, victim.name)
+		d.note(fmt.Sprintf("the controller-manager Lease was on %s, not %s", w.controllerManager, victim.Name))
 	}
 	if err != nil {
 		return d, err
 	}
-	if err := victim.host.Reconnect(); err != nil {
+	if err := victim.Host.Reconnect(); err != nil {
 		return d, err
 	}
-	for _, comp := range components {
-		if err := victim.start(comp); err != nil {
-			return d, err
-		}
+	if err := startComponents(victim); err != nil {
+		return d, err
 	}
 	return d, heal(c, p, &d)
 }
 
 func killEtcdLeader(ctx context.Context, c *cluster, p *probe) (Drill, error) {
-	w := c.watchNow()
+	w, err := c.settle()
+	if err != nil {
+		return Drill{}, err
+	}
 	if w.etcdLeader < 0 {
 		return Drill{}, fmt.Errorf("no etcd leader to kill")
 	}
 	w.lostMembers[w.etcdLeader] = true
 	victim := c.members[w.etcdLeader]
 	d, err := measure(ctx, c, p, w, func() error {
-		victim.host.Stop(victim.proc)
+		victim.Kill()
 		return nil
-	}, nil)
+	})
 	if err != nil {
 		return d, err
 	}
-	if err := c.startEtcd(w.etcdLeader); err != nil {
+	if err := victim.Start(); err != nil {
 		return d, err
 	}
 	return d, heal(c, p, &d)
 }
 
 // zoneA is the first zone's etcd member and control-plane node.
-func (c *cluster) zoneA() []*netlab.Host { return []*netlab.Host{c.members[0].host, c.nodes[0].host} }
+func (c *cluster) zoneA() []*netlab.Host { return []*netlab.Host{c.members[0].Host, c.nodes[0].Host} }
 
 func cutZone(ctx context.Context, c *cluster, p *probe) (Drill, error) {
-	w := c.watchNow()
-	w.lostNodes[c.nodes[0].name], w.lostMembers[0] = true, true
-	// Serving again includes the load balancer taking cp-a out.
-	outOfRotation := func() bool {
-		up, err := c.backendUp()
-		return err == nil && !up["cp-a"]
+	w, err := c.settle()
+	if err != nil {
+		return Drill{}, err
 	}
+	w.lostNodes[c.nodes[0].Name], w.lostMembers[0] = true, true
 	d, err := measure(ctx, c, p, w, func() error {
 		for _, h := range c.zoneA() {
 			if err := h.Disconnect(); err != nil {
@@ -215,41 +313,51 @@ func cutZone(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 			}
 		}
 		return nil
-	}, outOfRotation)
+	})
 	if err != nil {
 		return d, err
 	}
 	if lost, err := p.lostWrites(); err == nil {
 		d.LostWrites = len(lost)
 	}
-	d.Notes = "healed by drill e"
+	d.note("healed by drill e")
 	return d, nil
 }
 
 func restoreZone(ctx context.Context, c *cluster, p *probe) (Drill, error) {
+	b := c.stack.bounds()
+	// etcd-a catches up as a restarted member does, and cp-a's API server
+	// is ready again once it reaches etcd; then the load balancer needs
+	// its healthy checks in a row.
+	d := Drill{RecoveryBoundSeconds: seconds(lab.EtcdRestart(c.stack.etcd) + b.admission + recoverySlack)}
 	start := time.Now()
 	for _, h := range c.zoneA() {
 		if err := h.Reconnect(); err != nil {
-			return Drill{}, err
+			return d, err
 		}
 	}
-	var d Drill
 	took, err := c.waitFor("zone a back: 3 healthy etcd members, cp-a in rotation", recoveryLimit, c.fullyHealthy)
 	if err != nil {
 		return d, err
 	}
-	d.RecoverySeconds = took.Seconds()
+	d.RecoverySeconds = seconds(took)
 	p.record(&d, start, time.Now())
 	return d, heal(c, p, &d)
 }
 
 // partitionFromEtcd cuts cp-b from every etcd member while its API server
-// keeps accepting connections, with the load balancer checking as check
-// says, and measures errors through the load balancer for long enough
-// that a /readyz check takes the node out three times over.
+// keeps accepting connections, from a whole cluster, with the load
+// balancer checking as check says, and measures errors through the load balancer for long enough
+// that a /readyz check takes the node out twice over. Recovery is when
+// the load balancer took cp-b out; with a check that never does, there is
+// none.
 func partitionFromEtcd(check string) func(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 	return func(ctx context.Context, c *cluster, p *probe) (Drill, error) {
+		removal := c.stack.bounds().removal
 		d := Drill{HealthCheck: check}
+		if check == healthCheckReadyz {
+			d.RecoveryBoundSeconds = seconds(removal)
+		}
 		if c.check != check {
 			c.check = check
 			if err := c.startHAProxy(); err != nil {
@@ -259,35 +367,31 @@ func partitionFromEtcd(check string) func(ctx context.Context, c *cluster, p *pr
 				return d, err
 			}
 		}
+		if _, err := c.settle(); err != nil {
+			return d, err
+		}
 		victim := c.nodes[1]
-		h := c.cfg.API.HealthCheck
-		span := max(30*time.Second, 3*time.Duration(h.IntervalSeconds*h.UnhealthyThreshold)*time.Second)
+		span := 2 * removal
 		start := time.Now()
 		for _, m := range c.members {
-			if err := victim.host.InHost("ip", "route", "add", "blackhole", m.host.IP+"/32"); err != nil {
+			if err := victim.Host.InHost("ip", "route", "add", "blackhole", m.Host.IP+"/32"); err != nil {
 				return d, err
 			}
 		}
-		out := 0.0
 		for time.Since(start) < span {
 			if err := ctx.Err(); err != nil {
 				return d, err
 			}
-			if up, err := c.backendUp(); err == nil && !up[victim.name] && out == 0 {
-				out = time.Since(start).Seconds()
+			if d.RemovalSeconds == nil && c.outOfRotation(map[string]bool{victim.Name: true}) {
+				d.RemovalSeconds = seconds(time.Since(start))
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
 		p.record(&d, start, time.Now())
-		d.RecoverySeconds = time.Since(start).Seconds()
-		if out > 0 {
-			d.RecoverySeconds = out
-			d.Notes = fmt.Sprintf("the load balancer took %s out after %.1fs", victim.name, out)
-		} else {
-			d.Notes = fmt.Sprintf("the load balancer kept %s in rotation for all %s", victim.name, span)
-		}
+		d.RecoverySeconds = d.RemovalSeconds
+		d.note(c.removalNote(victim.Name, start, d.RemovalSeconds))
 		for _, m := range c.members {
-			if err := victim.host.InHost("ip", "route", "del", "blackhole", m.host.IP+"/32"); err != nil {
+			if err := victim.Host.InHost("ip", "route", "del", "blackhole", m.Host.IP+"/32"); err != nil {
 				return d, err
 			}
 		}
@@ -300,7 +404,7 @@ func partitionFromEtcd(check string) func(ctx context.Context, c *cluster, p *pr
 			if err := c.startHAProxy(); err != nil {
 				return d, err
 			}
-			_, err := c.waitFor("haproxy with the /readyz check", recoveryLimit, c.fullyHealthy)
+			_, err := c.waitFor("haproxy with the "+bootstrap.HealthCheckPath+" check", recoveryLimit, c.fullyHealthy)
 			return d, err
 		}
 		return d, nil

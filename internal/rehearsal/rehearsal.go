@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kubeha/kubeha/internal/config"
+	"github.com/kubeha/kubeha/internal/lab"
 	"github.com/kubeha/kubeha/internal/netlab"
 	"github.com/kubeha/kubeha/internal/tools"
 )
@@ -29,7 +30,8 @@ type Options struct {
 }
 
 // Drill is one failure and what it cost, measured through the load
-// balancer by the probe. A nil duration means the drill did not move it.
+// balancer by the probe. A nil duration means the drill did not move it:
+// a Lease that stayed, or no recovery at all.
 type Drill struct {
 	Name        string  `json:"name"`
 	Description string  `json:"description"`
@@ -42,9 +44,18 @@ type Drill struct {
 	SchedulerLeaseSeconds      *float64 `json:"schedulerLeaseSeconds"`
 	ControllerManagerLeaseSecs *float64 `json:"controllerManagerLeaseSeconds"`
 	EtcdLeaderSeconds          *float64 `json:"etcdLeaderSeconds"`
-	RecoverySeconds            float64  `json:"recoverySeconds"`
-	LostWrites                 int      `json:"lostWrites"`
-	Notes                      string   `json:"notes,omitempty"`
+	// RemovalSeconds is how long until the load balancer stopped sending
+	// the lost or failing node traffic.
+	RemovalSeconds *float64 `json:"loadBalancerRemovalSeconds"`
+	// RecoverySeconds is how long until the API served every request
+	// again without what the drill took away; for (d) until the load
+	// balancer took the node out, null if it never did.
+	RecoverySeconds *float64 `json:"recoverySeconds"`
+	// RecoveryBoundSeconds is what the stack's configuration allows the
+	// recovery, if it promises one.
+	RecoveryBoundSeconds *float64 `json:"recoveryBoundSeconds"`
+	LostWrites           int      `json:"lostWrites"`
+	Notes                string   `json:"notes,omitempty"`
 }
 
 // Report is the whole rehearsal.
@@ -87,16 +98,16 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", opts.StackFile, err)
 	}
-	bins, err := binPaths()
-	if err != nil {
+	if err := tools.Missing(lab.Binaries...); err != nil {
 		logf("building the pinned etcd and Kubernetes binaries first (%v)", err)
 		if err := tools.Build(opts.Log); err != nil {
 			return nil, err
 		}
-		if bins, err = binPaths(); err != nil {
+		if err := tools.Missing(lab.Binaries...); err != nil {
 			return nil, err
 		}
 	}
+	s := fromConfig(cfg)
 	removeLeftovers(logf)
 	if err := os.MkdirAll(opts.WorkDir, 0o755); err != nil {
 		return nil, err
@@ -104,14 +115,14 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	defer os.RemoveAll(opts.WorkDir)
 
 	report := &Report{Stack: opts.Stack, StartedAt: time.Now()}
-	logf("setting up %s: 3 zones, etcd and a control-plane node in each, haproxy as the load balancer", cfg.ClusterName)
+	logf("setting up %s: 3 zones, etcd and a control-plane node in each, haproxy as the load balancer", s.clusterName)
 	type setUpResult struct {
 		c   *cluster
 		err error
 	}
 	ready := make(chan setUpResult, 1)
 	go func() {
-		c, err := setUp(ctx, cfg, opts.WorkDir, bins, logf)
+		c, err := setUp(ctx, s, opts.WorkDir, logf)
 		ready <- setUpResult{c, err}
 	}()
 	var c *cluster
@@ -155,8 +166,8 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		if err != nil {
 			return report, fmt.Errorf("drill %s: %w", d.name, err)
 		}
-		logf("drill %s: longest gap %.1fs, %d of %d requests failed, recovered in %.1fs", d.name,
-			result.LongestGapSeconds, result.Failures, result.Requests, result.RecoverySeconds)
+		logf("drill %s: longest gap %.1fs, %d of %d requests failed, recovered: %s", d.name,
+			result.LongestGapSeconds, result.Failures, result.Requests, recovery(result.RecoverySeconds))
 	}
 	p.close()
 	lost, err := p.lostWrites()
@@ -202,23 +213,38 @@ func (c *cluster) addLatency(ms int) error {
 // WriteTable prints the report for a person.
 func (r *Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "drill\thealth check\tlongest API gap\terrors\tscheduler lease\tcontroller-manager lease\tetcd leader\trecovery\tlost writes")
-	secs := func(v *float64) string {
-		if v == nil {
-			return "-"
-		}
-		return fmt.Sprintf("%.1fs", *v)
-	}
+	fmt.Fprintln(tw, "drill\thealth check\tlongest API gap\terrors\tscheduler lease\tcontroller-manager lease\tetcd leader\tout of rotation\trecovery\t(bound)\tlost writes")
 	for _, d := range r.Drills {
-		fmt.Fprintf(tw, "%s\t%s\t%.1fs\t%d/%d (%.1f%%)\t%s\t%s\t%s\t%.1fs\t%d\n", d.Name, d.HealthCheck, d.LongestGapSeconds,
+		fmt.Fprintf(tw, "%s\t%s\t%.1fs\t%d/%d (%.1f%%)\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", d.Name, d.HealthCheck, d.LongestGapSeconds,
 			d.Failures, d.Requests, 100*d.ErrorRate, secs(d.SchedulerLeaseSeconds), secs(d.ControllerManagerLeaseSecs),
-			secs(d.EtcdLeaderSeconds), d.RecoverySeconds, d.LostWrites)
+			secs(d.EtcdLeaderSeconds), secs(d.RemovalSeconds), recovery(d.RecoverySeconds), secs(d.RecoveryBoundSeconds), d.LostWrites)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	for _, d := range r.Drills {
+		if d.Notes != "" {
+			fmt.Fprintf(w, "%s: %s\n", d.Name, d.Notes)
+		}
+	}
 	_, err := fmt.Fprintf(w, "\n%d acknowledged writes, %d lost. Set-up %.0fs, total %.0fs.\n", r.Writes, r.LostWrites, r.SetUpSeconds, r.TotalSeconds)
 	return err
+}
+
+// secs shows a measured duration, or "-" where there was none to measure.
+func secs(v *float64) string {
+	if v == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.1fs", *v)
+}
+
+// recovery shows a recovery time, or "never".
+func recovery(v *float64) string {
+	if v == nil {
+		return "never"
+	}
+	return secs(v)
 }
 
 // WriteJSON writes the report as rehearsal-report.json does.

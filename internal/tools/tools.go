@@ -86,6 +86,17 @@ func Path(name string) (string, error) {
 	return p, nil
 }
 
+// Missing says how to build the first of these tools that is not built,
+// or nil when all are.
+func Missing(names ...string) error {
+	for _, name := range names {
+		if _, err := Path(name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Unavailable stops a test that cannot run on this machine: loudly skipped
 // on a developer's machine, failed in CI (CI is set), where it must run.
 func Unavailable(t testing.TB, reason string) {

@@ -1,0 +1,52 @@
+package rehearsal
+
+import (
+	"time"
+
+	"github.com/kubeha/kubeha/internal/lab"
+)
+
+// The probe's view: each request times out after probeTimeout; a drill
+// has recovered once every request for servingSpan has succeeded, and its
+// recovery is when the first of those started.
+const (
+	probeTimeout = 3 * time.Second
+	servingSpan  = 3 * time.Second
+)
+
+// Slacks for what the configuration does not cover: lbSlack for haproxy's
+// own scheduling and the rehearsal polling its stats, recoverySlack for
+// the probe's and the drill's polling on a busy machine. They are the
+// smallest that passed repeated runs (see the README's rehearsal numbers).
+const (
+	lbSlack       = time.Second
+	recoverySlack = 2 * time.Second
+)
+
+// bounds are what the stack's configuration allows each thing a drill
+// waits for, from how the components use it (lab/bounds.go has the Lease
+// and etcd ones).
+type bounds struct {
+	leaseTakeover time.Duration // a dead holder's Lease held by another node
+	etcdLeader    time.Duration // a dead etcd leader replaced
+	removal       time.Duration // a failed API server out of rotation
+	admission     time.Duration // a recovered API server back in rotation
+}
+
+func (s stack) bounds() bounds {
+	h := s.healthCheck
+	return bounds{
+		leaseTakeover: lab.LeaseTakeover(s.leaderElection),
+		etcdLeader:    lab.EtcdNewLeader(s.etcd),
+		// haproxy, as the NLB, takes a server out after `unhealthy` failed
+		// checks in a row. It starts each check an interval after the
+		// previous one ended, and a failing check takes up to the timeout
+		// (a cut node never answers; a node cut from etcd answers /readyz
+		// only after its etcd checks time out), so each failed check costs
+		// up to interval + timeout.
+		removal: time.Duration(h.unhealthy)*(h.interval+h.timeout) + lbSlack,
+		// `healthy` passed checks in a row, the first after a check that
+		// may still be running into its timeout.
+		admission: time.Duration(h.healthy)*h.interval + h.timeout + lbSlack,
+	}
+}

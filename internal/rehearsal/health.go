@@ -1,0 +1,102 @@
+package rehearsal
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/kubeha/kubeha/internal/bootstrap"
+	"github.com/kubeha/kubeha/internal/lab"
+)
+
+// etcdState is what member i says of itself on its TLS metrics port:
+// healthy, and leader.
+func (c *cluster) etcdState(i int) (healthy, leader bool) {
+	url := fmt.Sprintf("https://%s:%d", c.members[i].Host.IP, bootstrap.EtcdTLSMetricsPort)
+	client := c.etcdMetrics[i]
+	if resp, err := client.Get(url + "/health"); err == nil {
+		body := readAll(resp)
+		healthy = resp.StatusCode == 200 && strings.Contains(body, `"health":"true"`)
+	}
+	if resp, err := client.Get(url + "/metrics"); err == nil {
+		leader = strings.Contains(readAll(resp), "\netcd_server_is_leader 1")
+	}
+	return healthy, leader
+}
+
+// etcdLeader is the index of the member that leads, or -1.
+func (c *cluster) etcdLeader() int { return c.etcdLeaderAmong(nil) }
+
+// etcdLeaderAmong is the index of the member that leads, asking only the
+// members not lost, or -1.
+func (c *cluster) etcdLeaderAmong(lost map[int]bool) int {
+	for i := range c.members {
+		if lost[i] {
+			continue
+		}
+		if _, leader := c.etcdState(i); leader {
+			return i
+		}
+	}
+	return -1
+}
+
+// nodeAPI is cluster-admin on the first node not lost, asked directly.
+func (c *cluster) nodeAPI(lost map[string]bool) *lab.API {
+	for i, n := range c.nodes {
+		if !lost[n.Name] {
+			return c.nodeAdmins[i]
+		}
+	}
+	return c.lbAdmin
+}
+
+func (c *cluster) etcdHealthy() error {
+	for i, m := range c.members {
+		if healthy, _ := c.etcdState(i); !healthy {
+			return fmt.Errorf("%s not healthy", m.Name)
+		}
+	}
+	return nil
+}
+
+// fullyHealthy: every etcd member healthy, every API server ready and in
+// haproxy's rotation, both Leases held.
+func (c *cluster) fullyHealthy() error {
+	if err := c.etcdHealthy(); err != nil {
+		return err
+	}
+	up, err := c.backendUp()
+	if err != nil {
+		return err
+	}
+	for i, n := range c.nodes {
+		if err := c.nodeAPIs[i].Ready(); err != nil {
+			return fmt.Errorf("%s: %v", n.Name, err)
+		}
+		if !up[n.Name] {
+			return fmt.Errorf("%s is not in the load balancer's rotation", n.Name)
+		}
+	}
+	for _, name := range lab.LeaderElected {
+		if holder, err := c.leaseHolder(name); err != nil || holder == "" {
+			return fmt.Errorf("lease %s: %v", name, err)
+		}
+	}
+	return nil
+}
+
+// leaseHolder is the node holding a kube-system Lease ("cp-a").
+func (c *cluster) leaseHolder(name string) (string, error) {
+	lease, err := c.lbAdmin.Lease(name)
+	return lease.Holder, err
+}
+
+// waitFor polls ok until it returns nil, and says how long that took.
+func (c *cluster) waitFor(what string, limit time.Duration, ok func() error) (time.Duration, error) {
+	took, err := lab.WaitFor(c.ctx, what, limit, ok)
+	if err != nil {
+		return 0, fmt.Errorf("rehearsal: %w", err)
+	}
+	return took, nil
+}

@@ -1,0 +1,133 @@
+package rehearsal
+
+import (
+	"encoding/csv"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/kubeha/kubeha/internal/bootstrap"
+)
+
+// Load balancer health checks the rehearsal compares.
+const (
+	healthCheckReadyz = "https-readyz" // kubeha's: HTTPS GET /readyz
+	healthCheckTCP    = "tcp"          // kops' and Typhoon's: the port accepts TCP
+)
+
+// lbBinds are the folders the load balancer host has to itself.
+var lbBinds = []string{"/etc/haproxy"}
+
+// haproxyConfig is the NLB as haproxy: TCP passthrough on 6443 to every
+// control-plane node, checked every interval, out after unhealthy and back
+// after healthy checks in a row, as ApiLoadBalancer configures the NLB. A
+// check not answered within the timeout fails, as on the NLB (without
+// `timeout check`, haproxy would wait the whole interval). Every change
+// of a check's result is logged with its time and duration.
+func (c *cluster) haproxyConfig() string {
+	h := c.stack.healthCheck
+	check := fmt.Sprintf("check inter %s fall %d rise %d", haproxyTime(h.interval), h.unhealthy, h.healthy)
+	var httpCheck string
+	if c.check == healthCheckReadyz {
+		check += " check-ssl verify none"
+		httpCheck = "  option httpchk GET " + bootstrap.HealthCheckPath + "\n  http-check expect status 200\n"
+	}
+	var servers strings.Builder
+	for i := range c.stack.zones {
+		fmt.Fprintf(&servers, "  server %s %s.21:%d %s\n", nodeName(i), zoneNet(i), bootstrap.APIServerPort, check)
+	}
+	return fmt.Sprintf(`global
+  maxconn 4096
+  log stdout format iso local0
+defaults
+  mode tcp
+  timeout connect %s
+  timeout client 10m
+  timeout server 10m
+frontend api
+  bind %s:%d
+  default_backend apiservers
+backend apiservers
+  timeout check %s
+  log global
+  option log-health-checks
+%s%slisten stats
+  mode http
+  bind %s:%d
+  stats enable
+  stats uri /stats
+`, haproxyTime(h.timeout), lbIP, bootstrap.APIServerPort, haproxyTime(h.timeout), httpCheck, servers.String(), lbIP, lbStats)
+}
+
+// haproxyTime is a duration as haproxy reads it.
+func haproxyTime(d time.Duration) string { return fmt.Sprintf("%dms", d.Milliseconds()) }
+
+// startHAProxy (re)starts haproxy with the current health check.
+func (c *cluster) startHAProxy() error {
+	c.lb.Stop("haproxy")
+	path := filepath.Join(lbBinds[0], "haproxy.cfg")
+	if err := os.WriteFile(filepath.Join(c.lb.Host.Root, path), []byte(c.haproxyConfig()), 0o644); err != nil {
+		return err
+	}
+	return c.lb.Start("haproxy", "haproxy", "-db", "-f", path)
+}
+
+var quick = &http.Client{Timeout: 2 * time.Second}
+
+// backendUp says, by node name, whether haproxy sends it traffic.
+func (c *cluster) backendUp() (map[string]bool, error) {
+	resp, err := quick.Get(fmt.Sprintf("http://%s:%d/stats;csv", lbIP, lbStats))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	rows, err := csv.NewReader(resp.Body).ReadAll()
+	if err != nil {
+		return nil, err
+	}
+	up := map[string]bool{}
+	for _, row := range rows {
+		if len(row) > 17 && row[0] == "apiservers" && strings.HasPrefix(row[1], "cp-") {
+			up[row[1]] = strings.HasPrefix(row[17], "UP")
+		}
+	}
+	return up, nil
+}
+
+// removalNote says when the load balancer took node out after a fault at
+// start, and what its failed checks cost, or that it never did.
+func (c *cluster) removalNote(node string, start time.Time, removal *float64) string {
+	if removal == nil {
+		return fmt.Sprintf("the load balancer kept %s in rotation for all %.0fs", node, time.Since(start).Seconds())
+	}
+	return fmt.Sprintf("the load balancer took %s out after %.1fs; its failed checks took %s", node, *removal, c.failedChecks(node, start))
+}
+
+// failedChecks lists how long each of node's failed health checks took,
+// from since until haproxy took it out, from haproxy's log: what a
+// failure costs on top of the interval.
+func (c *cluster) failedChecks(node string, since time.Time) string {
+	data, err := os.ReadFile(c.lb.Log("haproxy"))
+	if err != nil {
+		return "(no haproxy log)"
+	}
+	var took []string
+	for _, line := range strings.Split(string(data), "\n") {
+		stamp, msg, _ := strings.Cut(line, " ")
+		at, err := time.Parse(time.RFC3339Nano, stamp)
+		if err != nil || at.Before(since) || !strings.HasPrefix(msg, "Health check for server apiservers/"+node+" failed") {
+			continue
+		}
+		if _, duration, ok := strings.Cut(msg, "check duration: "); ok {
+			ms, _, _ := strings.Cut(duration, ",")
+			took = append(took, ms)
+		}
+		if strings.HasSuffix(msg, "DOWN.") {
+			break // out of rotation: what came after did not count
+		}
+	}
+	return strings.Join(took, ", ")
+}
