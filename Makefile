@@ -66,6 +66,6 @@ fuzz:
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./tests
 
-# Regenerate the config reference inside README.md from internal/config.
+# Regenerate the config reference inside README.md from components.ClusterArgs.
 docs:
 	$(GO) run ./cmd/kubeha docs README.md

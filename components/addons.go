@@ -1,8 +1,10 @@
 package components
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -17,27 +19,81 @@ import (
 
 	"github.com/kubeha/kubeha/internal/addons"
 	"github.com/kubeha/kubeha/internal/bootstrap"
-	"github.com/kubeha/kubeha/internal/config"
 )
+
+// AddonsOptions are what kubeha installs into the cluster, each through
+// its pinned upstream Helm chart, and how the cluster is monitored: the
+// stack's kubeha:addons keys. In a stack file an add-on is true, false,
+// or an object of Addon's keys.
+type AddonsOptions struct {
+	// Monitoring is prometheus (kube-prometheus-stack in the cluster, scraping API servers, schedulers, controller-managers and etcd, with kubeha's alert rules) or cloudwatch (CloudWatch agent and Container Insights). CloudWatch alarms on the API load balancer, every auto-scaling group and etcd backups are made in both modes.
+	Monitoring string `json:"monitoring"`
+	// AlarmEmail is an optional e-mail address subscribed to the alarms' SNS topic.
+	AlarmEmail string `json:"alarmEmail"`
+	// CNI is Cilium (VXLAN overlay). Turn it off only to install another CNI: nodes stay NotReady without one.
+	CNI Addon `json:"cni"`
+	// CloudControllerManager is the AWS cloud-controller-manager of the cluster's minor: zone labels, providerID, Service load balancers. Nodes stay tainted uninitialized without it.
+	CloudControllerManager Addon `json:"cloudControllerManager"`
+	// Storage is the EBS CSI driver, the snapshot controller and CRDs, the default StorageClass (gp3, encrypted, WaitForFirstConsumer, expandable) and a VolumeSnapshotClass.
+	Storage Addon `json:"storage"`
+	// CoreDNS is CoreDNS from its chart, one replica per zone with a PodDisruptionBudget, instead of kubeadm's.
+	CoreDNS Addon `json:"coreDNS"`
+	// MetricsServer is metrics-server (two replicas, on the control plane) for kubectl top and autoscaling.
+	MetricsServer Addon `json:"metricsServer"`
+	// ClusterAutoscaler is cluster-autoscaler, discovering the worker groups by tag and balancing each pool's zones.
+	ClusterAutoscaler Addon `json:"clusterAutoscaler"`
+	// MonitoringChart changes kube-prometheus-stack or the CloudWatch chart, whichever Monitoring picks.
+	MonitoringChart Addon `json:"monitoringChart"`
+}
+
+// Addon switches one add-on off, or changes its chart.
+type Addon struct {
+	// Disabled leaves the add-on out.
+	Disabled bool `json:"disabled"`
+	// Version replaces the pinned chart version.
+	Version string `json:"version"`
+	// Values are merged over kubeha's: maps key by key, anything else replaced.
+	Values map[string]any `json:"values"`
+}
 
 // Monitoring modes.
 const (
 	MonitoringPrometheus = "prometheus"
 	MonitoringCloudWatch = "cloudwatch"
+	DefaultMonitoring    = MonitoringPrometheus
 )
 
-// Addon switches one add-on off, or changes its chart.
-type Addon struct {
-	Disabled bool
-	// Version replaces the pinned chart version.
-	Version string
-	// Values are merged over kubeha's: maps key by key, anything else
-	// replaced.
-	Values map[string]any
+func (o AddonsOptions) withDefaults() AddonsOptions {
+	o.Monitoring = cmp.Or(o.Monitoring, DefaultMonitoring)
+	return o
 }
 
-// AddonsArgs describes what runs in the cluster besides the control plane.
+var emailPattern = regexp.MustCompile(`^[^@\s]+@[^@\s]+\.[^@\s]+$`)
+
+func (o AddonsOptions) check(c checker) {
+	c.oneOf("Monitoring", o.Monitoring, MonitoringPrometheus, MonitoringCloudWatch)
+	if o.AlarmEmail != "" && !emailPattern.MatchString(o.AlarmEmail) {
+		c.add("AlarmEmail", quote(o.AlarmEmail), "an e-mail address such as ops@example.com")
+	}
+}
+
+// prometheus says whether Prometheus runs in the cluster.
+func (o AddonsOptions) prometheus() bool {
+	return !o.MonitoringChart.Disabled && o.Monitoring == MonitoringPrometheus
+}
+
+// cloudWatchPolicies are what nodes need for the CloudWatch agent.
+func (o AddonsOptions) cloudWatchPolicies() []string {
+	if o.MonitoringChart.Disabled || o.Monitoring != MonitoringCloudWatch {
+		return nil
+	}
+	return []string{CloudWatchAgentPolicy}
+}
+
+// AddonsArgs describes what runs in the cluster besides the control
+// plane: the options and what the add-ons are wired to.
 type AddonsArgs struct {
+	AddonsOptions
 	ClusterName       string
 	Region            string
 	KubernetesVersion string
@@ -53,21 +109,7 @@ type AddonsArgs struct {
 	// by a name for the alarm.
 	Groups                map[string]pulumi.StringInput
 	BackupIntervalMinutes int
-	// Monitoring is MonitoringPrometheus (the default) or
-	// MonitoringCloudWatch. Alarms into AlarmTopic's SNS topic are made in
-	// both modes; AlarmEmail, if set, is subscribed to it.
-	Monitoring string
-	AlarmEmail string
-
-	CNI                    Addon // Cilium
-	CloudControllerManager Addon
-	Storage                Addon // EBS CSI driver, snapshot controller, StorageClass, VolumeSnapshotClass
-	CoreDNS                Addon
-	MetricsServer          Addon
-	ClusterAutoscaler      Addon
-	// MonitoringChart changes kube-prometheus-stack or the CloudWatch chart.
-	MonitoringChart Addon
-	Tags            map[string]string
+	Tags                  map[string]string
 }
 
 // Addons is every add-on release, the manifests kubeha applies itself,
@@ -82,34 +124,36 @@ type Addons struct {
 	AlarmTopic *sns.Topic
 }
 
-func (args *AddonsArgs) validate() error {
-	bad := func(field, value, allowed string) error {
-		return &config.FieldError{Key: "AddonsArgs." + field, Value: value, Allowed: allowed}
+// validated is args with defaults filled in, or every problem found.
+func (args *AddonsArgs) validated() (*AddonsArgs, error) {
+	a := *args
+	a.AddonsOptions = a.AddonsOptions.withDefaults()
+	c := newChecker("AddonsArgs.")
+	a.AddonsOptions.check(c)
+	c.clusterName("ClusterName", a.ClusterName)
+	if a.Region == "" {
+		c.add("Region", "not set", "an AWS region such as eu-west-1")
 	}
-	fill(&args.Monitoring, MonitoringPrometheus)
-	switch {
-	case args.ClusterName == "" || args.Region == "":
-		return bad("ClusterName/Region", fmt.Sprintf("%q/%q", args.ClusterName, args.Region), "both set")
-	case args.ControlPlane == nil || args.Etcd == nil || args.LoadBalancer == nil:
-		return bad("ControlPlane/Etcd/LoadBalancer", "nil", "the cluster's components")
-	case args.Monitoring != MonitoringPrometheus && args.Monitoring != MonitoringCloudWatch:
-		return bad("Monitoring", fmt.Sprintf("%q", args.Monitoring), MonitoringPrometheus+" or "+MonitoringCloudWatch)
-	case args.BackupIntervalMinutes < 1:
-		return bad("BackupIntervalMinutes", fmt.Sprint(args.BackupIntervalMinutes), "the etcd backup interval, 1 or more")
+	if a.ControlPlane == nil || a.Etcd == nil || a.LoadBalancer == nil {
+		c.add("ControlPlane", "nil", "the cluster's ControlPlane, Etcd and LoadBalancer")
 	}
-	c := args.rendering()
+	if a.BackupIntervalMinutes < 1 {
+		c.add("BackupIntervalMinutes", fmt.Sprint(a.BackupIntervalMinutes), "the etcd backup interval, 1 or more")
+	}
+	r := a.rendering()
 	for _, pinned := range []struct {
 		addon  Addon
 		values func(addons.Cluster) (map[string]any, error)
-	}{{args.CloudControllerManager, addons.CloudControllerManagerValues}, {args.ClusterAutoscaler, addons.ClusterAutoscalerValues}} {
-		if _, err := pinned.values(c); err != nil && !pinned.addon.Disabled {
-			return bad("KubernetesVersion", args.KubernetesVersion, "a minor kubeha pins add-on images for: "+err.Error())
+	}{{a.CloudControllerManager, addons.CloudControllerManagerValues}, {a.ClusterAutoscaler, addons.ClusterAutoscalerValues}} {
+		if _, err := pinned.values(r); err != nil && !pinned.addon.Disabled {
+			c.add("KubernetesVersion", quote(a.KubernetesVersion), "a minor kubeha pins add-on images for: "+err.Error())
+			break
 		}
 	}
-	if _, err := addons.CoreDNSValues(c); err != nil && !args.CoreDNS.Disabled {
-		return bad("ServiceCIDR", args.ServiceCIDR, "an IPv4 CIDR")
+	if _, err := addons.CoreDNSValues(r); err != nil && !a.CoreDNS.Disabled {
+		c.add("ServiceCIDR", quote(a.ServiceCIDR), "an IPv4 CIDR")
 	}
-	return nil
+	return &a, c.err()
 }
 
 // rendering is what internal/addons needs; outputs are filled in later.
@@ -124,7 +168,8 @@ func (args *AddonsArgs) rendering() addons.Cluster {
 // NewAddons installs the add-ons through a Kubernetes provider made from
 // the control plane's kubeconfig, once the control plane is serving.
 func NewAddons(ctx *pulumi.Context, name string, args *AddonsArgs, opts ...pulumi.ResourceOption) (*Addons, error) {
-	if err := args.validate(); err != nil {
+	args, err := args.validated()
+	if err != nil {
 		return nil, err
 	}
 	a := &Addons{Releases: map[string]*helmv3.Release{}}

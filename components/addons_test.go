@@ -10,7 +10,6 @@ import (
 
 	"github.com/kubeha/kubeha/internal/addons"
 	"github.com/kubeha/kubeha/internal/bootstrap"
-	"github.com/kubeha/kubeha/internal/config"
 	"github.com/kubeha/kubeha/internal/mockrun"
 )
 
@@ -87,10 +86,12 @@ func TestCloudControllerManagerFollowsKubernetesMinor(t *testing.T) {
 		}
 	}
 	// A minor with no pinned release is refused before anything is declared.
-	rec, err := runCluster(&ClusterArgs{ClusterName: "c1", Region: "eu-west-1", Zones: testZones, KubernetesVersion: "v1.37.0"}, nil)
-	var fe *config.FieldError
-	if !errors.As(err, &fe) || fe.Key != "AddonsArgs.KubernetesVersion" || len(rec.Resources()) != 0 {
-		t.Errorf("Kubernetes v1.37.0: error %v and %d resources, want a FieldError on AddonsArgs.KubernetesVersion and none", err, len(rec.Resources()))
+	args := minimalClusterArgs()
+	args.KubernetesVersion = "v1.37.0"
+	rec, err := runCluster(args, nil)
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Field != "KubernetesVersion" || len(rec.Resources()) != 0 {
+		t.Errorf("Kubernetes v1.37.0: error %v and %d resources, want a FieldError on KubernetesVersion and none", err, len(rec.Resources()))
 	}
 }
 
@@ -120,7 +121,7 @@ func TestDefaultStorageClass(t *testing.T) {
 // for are on them, and not on the control-plane or etcd groups.
 func TestAutoscalerDiscoversWorkerGroups(t *testing.T) {
 	rec := mustRunCluster(t, func(a *ClusterArgs) {
-		a.Workers = []ZonalWorkerGroupArgs{{Pool: "general"}, {Pool: "spot", SpotPercent: 100, Max: 5}}
+		a.Workers = []WorkerPool{{Name: "general"}, {Name: "spot", SpotPercent: 100, MaxPerZone: 5}}
 	})
 	var wanted []string
 	for _, tag := range value(releases(rec)["cluster-autoscaler"], "autoDiscovery", "tags").ArrayValue() {
@@ -219,8 +220,9 @@ func checkAlarms(t *testing.T, rec *mockrun.Recorder) {
 	}
 	asgs := rec.OfType("aws:autoscaling/group:Group")
 	for _, g := range asgs {
-		if !groups[g.Name] {
-			t.Errorf("no in-service alarm on %s", g.Name)
+		// The alarm names the group AWS made, not the logical name.
+		if !groups[mockrun.GroupName(g.Name)] {
+			t.Errorf("no in-service alarm on %s", mockrun.GroupName(g.Name))
 		}
 		if metrics := g.Strings("enabledMetrics"); !slices.Contains(metrics, "GroupInServiceInstances") {
 			t.Errorf("%s does not publish GroupInServiceInstances", g.Name)

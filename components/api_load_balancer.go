@@ -1,53 +1,115 @@
 package components
 
 import (
+	"cmp"
 	"fmt"
-	"net/netip"
+	"regexp"
 
-	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ec2"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/lb"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/route53"
-	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/vpc"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/kubeha/kubeha/internal/bootstrap"
-	"github.com/kubeha/kubeha/internal/config"
 )
 
 // APIPort is where every API server and the load balancer listen.
 const APIPort = 6443
 
-// HealthCheck is the load balancer's check of each API server. Zero fields
-// take DefaultHealthCheck's values.
-type HealthCheck struct {
-	IntervalSeconds    int
-	TimeoutSeconds     int
-	HealthyThreshold   int
-	UnhealthyThreshold int
+// APIOptions are how the Kubernetes API endpoint is exposed: the stack's
+// kubeha:api keys.
+type APIOptions struct {
+	// Public makes the load balancer internet-facing, reachable only from AllowedCidrs; false makes it internal.
+	Public bool `json:"public"`
+	// AllowedCidrs may reach the API on 6443, besides the VPC and the nodes' egress addresses. Required when Public; 0.0.0.0/0 is refused in prod.
+	AllowedCidrs []string    `json:"allowedCidrs"`
+	HealthCheck  HealthCheck `json:"healthCheck"`
+	// DeregistrationDelaySeconds is how long a removed API server keeps its open connections, 0 to 3600; nil means the default.
+	DeregistrationDelaySeconds *int `json:"deregistrationDelaySeconds"`
+	// DNSName is an optional DNS name for the API: an alias record to the load balancer in HostedZoneID.
+	DNSName string `json:"dnsName"`
+	// HostedZoneID is the Route 53 hosted zone that holds DNSName.
+	HostedZoneID pulumi.StringInput `json:"hostedZoneId"`
 }
 
-// DefaultHealthCheck takes a dead API server out of rotation within 10 s.
-var DefaultHealthCheck = HealthCheck{IntervalSeconds: 5, TimeoutSeconds: 3, HealthyThreshold: 2, UnhealthyThreshold: 2}
+// HealthCheck is how the load balancer decides an API server may serve:
+// HTTPS GET /readyz, which fails when the API server loses etcd.
+type HealthCheck struct {
+	// IntervalSeconds is the time between checks of each API server, 5 to 300 seconds.
+	IntervalSeconds int `json:"intervalSeconds"`
+	// TimeoutSeconds is how long a check may take, 2 to 120 seconds and less than the interval.
+	TimeoutSeconds int `json:"timeoutSeconds"`
+	// HealthyThreshold is the passed checks before an API server is put in rotation, 2 to 10.
+	HealthyThreshold int `json:"healthyThreshold"`
+	// UnhealthyThreshold is the failed checks before an API server is taken out of rotation, 2 to 10; times the interval, it is the detection time.
+	UnhealthyThreshold int `json:"unhealthyThreshold"`
+}
 
-// ApiLoadBalancerArgs describes the API endpoint.
+// Defaults of APIOptions: a dead API server is out of rotation within
+// 10 s, and a removed one drains for 15 s.
+const (
+	DefaultHealthCheckIntervalSeconds = 5
+	DefaultHealthCheckTimeoutSeconds  = 3
+	DefaultHealthyThreshold           = 2
+	DefaultUnhealthyThreshold         = 2
+	DefaultDeregistrationDelaySeconds = 15
+)
+
+func (o APIOptions) withDefaults() APIOptions {
+	h := &o.HealthCheck
+	h.IntervalSeconds = cmp.Or(h.IntervalSeconds, DefaultHealthCheckIntervalSeconds)
+	h.TimeoutSeconds = cmp.Or(h.TimeoutSeconds, DefaultHealthCheckTimeoutSeconds)
+	h.HealthyThreshold = cmp.Or(h.HealthyThreshold, DefaultHealthyThreshold)
+	h.UnhealthyThreshold = cmp.Or(h.UnhealthyThreshold, DefaultUnhealthyThreshold)
+	if o.DeregistrationDelaySeconds == nil {
+		o.DeregistrationDelaySeconds = pulumi.IntRef(DefaultDeregistrationDelaySeconds)
+	}
+	return o
+}
+
+var (
+	dnsNamePattern    = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
+	hostedZonePattern = regexp.MustCompile(`^Z[0-9A-Z]{1,31}$`)
+)
+
+// check reports every field of defaulted options outside its limits; in
+// production the API is never open to the whole internet.
+func (o APIOptions) check(c checker, production bool) {
+	h, hc := o.HealthCheck, c.at("HealthCheck")
+	hc.between("IntervalSeconds", h.IntervalSeconds, 5, 300)
+	hc.between("HealthyThreshold", h.HealthyThreshold, 2, 10)
+	hc.between("UnhealthyThreshold", h.UnhealthyThreshold, 2, 10)
+	if h.TimeoutSeconds < 2 || h.TimeoutSeconds > 120 || h.TimeoutSeconds >= h.IntervalSeconds {
+		hc.add("TimeoutSeconds", fmt.Sprint(h.TimeoutSeconds), fmt.Sprintf("2 to 120, and less than IntervalSeconds (%d)", h.IntervalSeconds))
+	}
+	c.between("DeregistrationDelaySeconds", *o.DeregistrationDelaySeconds, 0, 3600)
+	zone, known := o.HostedZoneID.(pulumi.String)
+	switch {
+	case (o.DNSName == "") != (o.HostedZoneID == nil):
+		c.add("DNSName", quote(o.DNSName), "set together with HostedZoneID, or neither")
+	case o.DNSName != "" && !dnsNamePattern.MatchString(o.DNSName):
+		c.add("DNSName", quote(o.DNSName), "a DNS name such as api.example.com")
+	case known && !hostedZonePattern.MatchString(string(zone)):
+		c.add("HostedZoneID", quote(string(zone)), "a Route 53 hosted zone ID such as Z0123456789ABCDEFGHIJ")
+	}
+	if o.Public && len(o.AllowedCidrs) == 0 {
+		c.add("AllowedCidrs", "empty", "at least one CIDR when Public is true")
+	}
+	c.allowlist("AllowedCidrs", o.AllowedCidrs, production)
+}
+
+// ApiLoadBalancerArgs describes the API endpoint: its options and what it
+// is wired to.
 type ApiLoadBalancerArgs struct {
+	APIOptions
 	ClusterName string
 	VpcID       pulumi.StringInput
 	// VpcCidr: the API servers' addresses, which the load balancer forwards to.
 	VpcCidr pulumi.StringInput
 	// SubnetIDs, one per zone: public subnets when Public, else private.
 	SubnetIDs []pulumi.StringInput
-	Public    bool
-	// AllowedCidrs may reach 6443. The VPC itself always may, and so may
-	// ExtraAllowedIPs (e.g. the NAT addresses nodes use to reach a public
-	// endpoint).
-	AllowedCidrs               []string
-	ExtraAllowedIPs            []pulumi.StringOutput
-	HealthCheck                HealthCheck
-	DeregistrationDelaySeconds int
-	// DNSName and HostedZoneID, both or neither, add an alias record.
-	DNSName      string
-	HostedZoneID pulumi.StringInput
+	// NodeEgressCidrs are where nodes reach a public endpoint from (their
+	// NAT addresses): admitted besides AllowedCidrs.
+	NodeEgressCidrs []pulumi.StringInput
 	// Protect turns on the load balancer's deletion protection.
 	Protect bool
 	Tags    map[string]string
@@ -71,51 +133,30 @@ type ApiLoadBalancer struct {
 	TargetGroupArnSuffix pulumi.StringOutput
 }
 
-func (args *ApiLoadBalancerArgs) validate() error {
-	bad := func(field, value, allowed string) error {
-		return &config.FieldError{Key: "ApiLoadBalancerArgs." + field, Value: value, Allowed: allowed}
+// validated is args with defaults filled in, or every problem found.
+func (args *ApiLoadBalancerArgs) validated() (*ApiLoadBalancerArgs, error) {
+	a := *args
+	a.APIOptions = a.APIOptions.withDefaults()
+	c := newChecker("ApiLoadBalancerArgs.")
+	a.APIOptions.check(c, false)
+	c.clusterName("ClusterName", a.ClusterName)
+	if len(a.SubnetIDs) < 2 {
+		c.add("SubnetIDs", fmt.Sprintf("%d IDs", len(a.SubnetIDs)), "one subnet per zone, at least 2")
 	}
-	d := DefaultHealthCheck
-	h := &args.HealthCheck
-	for _, f := range []struct {
-		v   *int
-		def int
-	}{{&h.IntervalSeconds, d.IntervalSeconds}, {&h.TimeoutSeconds, d.TimeoutSeconds},
-		{&h.HealthyThreshold, d.HealthyThreshold}, {&h.UnhealthyThreshold, d.UnhealthyThreshold}} {
-		if *f.v == 0 {
-			*f.v = f.def
-		}
+	if a.VpcID == nil || a.VpcCidr == nil {
+		c.add("VpcID", "nil", "the VPC and its CIDR (VpcCidr)")
 	}
-	switch {
-	case args.ClusterName == "":
-		return bad("ClusterName", "empty", "the cluster's name")
-	case len(args.SubnetIDs) < 2:
-		return bad("SubnetIDs", fmt.Sprintf("%d IDs", len(args.SubnetIDs)), "one subnet per zone, at least 2")
-	case args.VpcID == nil || args.VpcCidr == nil:
-		return bad("VpcID/VpcCidr", "nil", "the VPC and its CIDR")
-	case h.IntervalSeconds < 5 || h.IntervalSeconds > 300:
-		return bad("HealthCheck.IntervalSeconds", fmt.Sprint(h.IntervalSeconds), "5 to 300")
-	case h.TimeoutSeconds < 2 || h.TimeoutSeconds >= h.IntervalSeconds:
-		return bad("HealthCheck.TimeoutSeconds", fmt.Sprint(h.TimeoutSeconds), "2 or more, and less than the interval")
-	case h.HealthyThreshold < 2 || h.HealthyThreshold > 10 || h.UnhealthyThreshold < 2 || h.UnhealthyThreshold > 10:
-		return bad("HealthCheck thresholds", fmt.Sprintf("%d/%d", h.HealthyThreshold, h.UnhealthyThreshold), "2 to 10 each")
-	case (args.DNSName == "") != (args.HostedZoneID == nil):
-		return bad("DNSName/HostedZoneID", args.DNSName, "both set, or neither")
-	case args.Public && len(args.AllowedCidrs) == 0:
-		return bad("AllowedCidrs", "empty", "at least one CIDR for a public endpoint")
+	if a.Public && len(a.NodeEgressCidrs) == 0 {
+		c.add("NodeEgressCidrs", "empty", "the addresses nodes reach a public endpoint from (their NAT gateways' /32s)")
 	}
-	for _, c := range args.AllowedCidrs {
-		if p, err := netip.ParsePrefix(c); err != nil || !p.Addr().Is4() {
-			return bad("AllowedCidrs", fmt.Sprintf("%q", c), "IPv4 CIDRs such as 203.0.113.0/24")
-		}
-	}
-	return nil
+	return &a, c.err()
 }
 
 // NewApiLoadBalancer declares the load balancer, its listener, target
 // group and security group.
 func NewApiLoadBalancer(ctx *pulumi.Context, name string, args *ApiLoadBalancerArgs, opts ...pulumi.ResourceOption) (*ApiLoadBalancer, error) {
-	if err := args.validate(); err != nil {
+	args, err := args.validated()
+	if err != nil {
 		return nil, err
 	}
 	a := &ApiLoadBalancer{}
@@ -125,32 +166,12 @@ func NewApiLoadBalancer(ctx *pulumi.Context, name string, args *ApiLoadBalancerA
 	child := []pulumi.ResourceOption{pulumi.Parent(a)}
 	tags := func(resource string) pulumi.StringMap { return clusterTags(args.ClusterName, resource, args.Tags) }
 
-	sg, err := ec2.NewSecurityGroup(ctx, name, &ec2.SecurityGroupArgs{
-		VpcId: args.VpcID, Description: pulumi.String("Kubernetes API load balancer of " + args.ClusterName), Tags: tags(name),
-	}, child...)
+	sg, err := newSecurityGroup(ctx, name, args.VpcID, "Kubernetes API load balancer of "+args.ClusterName, tags(name), child)
 	if err != nil {
 		return nil, err
 	}
-	sources := []pulumi.StringInput{args.VpcCidr}
-	for _, c := range args.AllowedCidrs {
-		sources = append(sources, pulumi.String(c))
-	}
-	for _, ip := range args.ExtraAllowedIPs {
-		sources = append(sources, pulumi.Sprintf("%s/32", ip))
-	}
-	for i, source := range sources {
-		if _, err := vpc.NewSecurityGroupIngressRule(ctx, fmt.Sprintf("%s-clients-%d", name, i), &vpc.SecurityGroupIngressRuleArgs{
-			SecurityGroupId: sg.ID(), CidrIpv4: source, IpProtocol: pulumi.String("tcp"),
-			FromPort: pulumi.Int(APIPort), ToPort: pulumi.Int(APIPort), Description: pulumi.String("Kubernetes API clients"),
-		}, child...); err != nil {
-			return nil, err
-		}
-	}
-	// Traffic and health checks go to the API servers, inside the VPC.
-	if _, err := vpc.NewSecurityGroupEgressRule(ctx, name+"-to-api-servers", &vpc.SecurityGroupEgressRuleArgs{
-		SecurityGroupId: sg.ID(), CidrIpv4: args.VpcCidr, IpProtocol: pulumi.String("tcp"),
-		FromPort: pulumi.Int(APIPort), ToPort: pulumi.Int(APIPort),
-	}, child...); err != nil {
+	sources := append([]pulumi.StringInput{args.VpcCidr}, pulumi.ToStringArray(args.AllowedCidrs)...)
+	if err := loadBalancerRules(ctx, name, sg.ID(), args.VpcCidr, append(sources, args.NodeEgressCidrs...), child); err != nil {
 		return nil, err
 	}
 
@@ -175,7 +196,7 @@ func NewApiLoadBalancer(ctx *pulumi.Context, name string, args *ApiLoadBalancerA
 		// The NLB, not the client, is the source: a control-plane node that
 		// reaches the API through the NLB may land on itself (hairpin).
 		PreserveClientIp:    pulumi.String("false"),
-		DeregistrationDelay: pulumi.Int(args.DeregistrationDelaySeconds),
+		DeregistrationDelay: pulumi.Int(*args.DeregistrationDelaySeconds),
 		HealthCheck: &lb.TargetGroupHealthCheckArgs{
 			Enabled:            pulumi.Bool(true),
 			Protocol:           pulumi.String("HTTPS"),
@@ -219,13 +240,4 @@ func NewApiLoadBalancer(ctx *pulumi.Context, name string, args *ApiLoadBalancerA
 	return a, ctx.RegisterResourceOutputs(a, pulumi.Map{
 		"dnsName": a.DNSName, "endpoint": a.Endpoint, "targetGroupArn": a.TargetGroupArn, "securityGroupId": a.SecurityGroupID,
 	})
-}
-
-// toOutputs widens a slice of inputs for pulumi.ToStringArrayOutput.
-func toOutputs(in []pulumi.StringInput) []pulumi.StringOutput {
-	out := make([]pulumi.StringOutput, len(in))
-	for i, v := range in {
-		out[i] = v.ToStringOutput()
-	}
-	return out
 }

@@ -1,8 +1,8 @@
 package components
 
 import (
+	"errors"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -13,10 +13,13 @@ import (
 func lbArgs() *ApiLoadBalancerArgs {
 	return &ApiLoadBalancerArgs{
 		ClusterName: "c1", VpcID: pulumi.String("vpc-1"), VpcCidr: pulumi.String("10.30.0.0/16"),
-		SubnetIDs:    []pulumi.StringInput{pulumi.String("s-a"), pulumi.String("s-b"), pulumi.String("s-c")},
-		AllowedCidrs: []string{"203.0.113.0/24"}, Public: true,
-		HealthCheck:                HealthCheck{IntervalSeconds: 10, TimeoutSeconds: 6, HealthyThreshold: 3, UnhealthyThreshold: 2},
-		DeregistrationDelaySeconds: 15,
+		SubnetIDs:       []pulumi.StringInput{pulumi.String("s-a"), pulumi.String("s-b"), pulumi.String("s-c")},
+		NodeEgressCidrs: []pulumi.StringInput{pulumi.String("192.0.2.7/32")},
+		APIOptions: APIOptions{
+			AllowedCidrs: []string{"203.0.113.0/24"}, Public: true,
+			HealthCheck:                HealthCheck{IntervalSeconds: 10, TimeoutSeconds: 6, HealthyThreshold: 3, UnhealthyThreshold: 2},
+			DeregistrationDelaySeconds: pulumi.IntRef(15),
+		},
 	}
 }
 
@@ -73,18 +76,25 @@ func TestApiLoadBalancerHealthCheckAndTargets(t *testing.T) {
 
 func TestApiLoadBalancerDefaultsDetectWithin10s(t *testing.T) {
 	args := lbArgs()
-	args.HealthCheck = HealthCheck{}
+	args.HealthCheck, args.DeregistrationDelaySeconds = HealthCheck{}, nil
 	tg := runLB(t, args).OfType("aws:lb/targetGroup:TargetGroup")[0]
 	interval, unhealthy := tg.Get("healthCheck", "interval").NumberValue(), tg.Get("healthCheck", "unhealthyThreshold").NumberValue()
 	if interval*unhealthy > 10 {
 		t.Errorf("defaults take %vs x %v checks to drop a dead API server; want within 10 s", interval, unhealthy)
 	}
+	if d := tg.Get("deregistrationDelay").NumberValue(); d != DefaultDeregistrationDelaySeconds {
+		t.Errorf("unset deregistration delay is %v, want the default %d", d, DefaultDeregistrationDelaySeconds)
+	}
+	// Zero is a real choice (drop connections at once), not "unset".
+	args.DeregistrationDelaySeconds = pulumi.IntRef(0)
+	tg = runLB(t, args).OfType("aws:lb/targetGroup:TargetGroup")[0]
+	if d := tg.Get("deregistrationDelay"); !d.IsNumber() || d.NumberValue() != 0 {
+		t.Errorf("deregistration delay 0 became %v", d)
+	}
 }
 
 func TestApiLoadBalancerSecurityGroup(t *testing.T) {
-	args := lbArgs()
-	args.ExtraAllowedIPs = []pulumi.StringOutput{pulumi.String("192.0.2.7").ToStringOutput()}
-	rec := runLB(t, args)
+	rec := runLB(t, lbArgs())
 	var sources []string
 	for _, r := range rec.OfType("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule") {
 		if r.Get("fromPort").NumberValue() != 6443 || r.Get("toPort").NumberValue() != 6443 {
@@ -97,7 +107,7 @@ func TestApiLoadBalancerSecurityGroup(t *testing.T) {
 		t.Errorf("6443 open to %v, want exactly the VPC, the NAT address and the allowlist %v", sources, want)
 	}
 	internal := lbArgs()
-	internal.Public, internal.AllowedCidrs = false, nil
+	internal.Public, internal.AllowedCidrs, internal.NodeEgressCidrs = false, nil, nil
 	rec = runLB(t, internal)
 	if nlb := rec.OfType("aws:lb/loadBalancer:LoadBalancer")[0]; !nlb.Bool("internal") {
 		t.Error("a non-public endpoint is not internal")
@@ -108,20 +118,26 @@ func TestApiLoadBalancerSecurityGroup(t *testing.T) {
 }
 
 func TestApiLoadBalancerRejectsBadArgs(t *testing.T) {
-	for name, mutate := range map[string]func(*ApiLoadBalancerArgs){
-		"timeout >= interval":  func(a *ApiLoadBalancerArgs) { a.HealthCheck.TimeoutSeconds = 10 },
-		"public, no allowlist": func(a *ApiLoadBalancerArgs) { a.AllowedCidrs = nil },
-		"dns without zone":     func(a *ApiLoadBalancerArgs) { a.DNSName = "api.example.com" },
-		"bad cidr":             func(a *ApiLoadBalancerArgs) { a.AllowedCidrs = []string{"nope"} },
+	for name, c := range map[string]struct {
+		mutate func(*ApiLoadBalancerArgs)
+		field  string
+	}{
+		"timeout >= interval":    {func(a *ApiLoadBalancerArgs) { a.HealthCheck.TimeoutSeconds = 10 }, "ApiLoadBalancerArgs.HealthCheck.TimeoutSeconds"},
+		"public, no allowlist":   {func(a *ApiLoadBalancerArgs) { a.AllowedCidrs = nil }, "ApiLoadBalancerArgs.AllowedCidrs"},
+		"public, no node egress": {func(a *ApiLoadBalancerArgs) { a.NodeEgressCidrs = nil }, "ApiLoadBalancerArgs.NodeEgressCidrs"},
+		"dns without zone":       {func(a *ApiLoadBalancerArgs) { a.DNSName = "api.example.com" }, "ApiLoadBalancerArgs.DNSName"},
+		"bad cidr":               {func(a *ApiLoadBalancerArgs) { a.AllowedCidrs = []string{"nope"} }, "ApiLoadBalancerArgs.AllowedCidrs[0]"},
+		"delay over an hour":     {func(a *ApiLoadBalancerArgs) { a.DeregistrationDelaySeconds = pulumi.IntRef(3601) }, "ApiLoadBalancerArgs.DeregistrationDelaySeconds"},
 	} {
 		args := lbArgs()
-		mutate(args)
-		_, err := mockrun.Run("kubeha", "test", nil, func(ctx *pulumi.Context) error {
+		c.mutate(args)
+		rec, err := mockrun.Run("kubeha", "test", nil, func(ctx *pulumi.Context) error {
 			_, err := NewApiLoadBalancer(ctx, "c1-api", args)
 			return err
 		})
-		if err == nil || !strings.Contains(err.Error(), "ApiLoadBalancerArgs.") {
-			t.Errorf("%s: got %v, want an error naming the argument", name, err)
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != c.field || len(rec.Resources()) != 0 {
+			t.Errorf("%s: got %v, want a FieldError naming %s and nothing declared", name, err, c.field)
 		}
 	}
 }

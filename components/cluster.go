@@ -4,54 +4,213 @@ import (
 	"cmp"
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
+	"strings"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/kms"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
-
-	"github.com/kubeha/kubeha/internal/bootstrap"
-	"github.com/kubeha/kubeha/internal/config"
 )
 
-// ClusterArgs describes a whole cluster. Only ClusterName, Region and Zones
-// are required.
-//
-// Each component's args sit here as they are. Cluster fills in the fields
-// that wire components together (name, region, zones, VPC, subnets, KMS
-// key, tags, sibling components) and kubeha's HA defaults, but only where a
-// field is left zero: whatever an importer sets is kept. Setting
-// Network.Existing runs the cluster in the importer's own VPC.
+// ClusterArgs describes a whole cluster: every option of every component,
+// and nothing that wires them together; Cluster does that. A stack file's
+// keys decode into this same type (the json tags are the keys), so a
+// stack and a Go program get the same defaults and the same refusals.
+// Zero fields take the defaults named Default*; a pointer field is nil
+// when unset, so that its zero value can be chosen.
 type ClusterArgs struct {
-	ClusterName string
-	Region      string
-	// Zones hold one etcd member, one control-plane node and one group per
-	// worker pool each; at least 3.
-	Zones []string
-	// KubernetesVersion defaults to config.Default's.
-	KubernetesVersion string
-	// Unprotected lets `pulumi destroy` delete the KMS key, the network, the
-	// backups and the load balancer. Off by default.
-	Unprotected bool
-	// KMSKeyArn is a key of the importer's; without it Cluster makes one.
-	KMSKeyArn pulumi.StringInput
-	// Tags are added to every resource.
-	Tags map[string]string
+	// Region is the AWS region (a stack's aws:region); every zone must be in it.
+	Region string `json:"-" required:"true"`
+	// ClusterName names every resource and forms the kubernetes.io/cluster/<name> tag: 2 to 28 of a-z, 0-9 and '-', starting with a letter.
+	ClusterName string `json:"clusterName" required:"true"`
+	// Environment is dev, staging or prod. prod enforces a NAT gateway per zone, deletion protection and no 0.0.0.0/0 allowlist.
+	Environment string `json:"environment" required:"true"`
+	// Zones are 3 to 6 availability zones of the region, each holding one etcd member, one control-plane node and one auto-scaling group per worker pool.
+	Zones []string `json:"zones" required:"true"`
+	// KubernetesVersion is vMAJOR.MINOR.PATCH on a supported minor.
+	KubernetesVersion string `json:"kubernetesVersion"`
+	// DeletionProtection keeps `pulumi destroy` from deleting the KMS key, the network, the etcd volumes and backups and the load balancer; nil means true. Required in prod.
+	DeletionProtection *bool `json:"deletionProtection"`
+	// Tags are added to every resource, and through the launch templates and auto-scaling groups to every instance and volume; at most 40, none in the aws:, kubernetes.io/ or kubeha.io/ namespaces.
+	Tags map[string]string `json:"tags"`
+	// KMSKeyArn is a key of the caller's for secrets and backups; without it Cluster makes one.
+	KMSKeyArn    pulumi.StringInput  `json:"-"`
+	Network      NetworkOptions      `json:"network"`
+	LoadBalancer APIOptions          `json:"api"`
+	Etcd         EtcdOptions         `json:"etcd"`
+	ControlPlane ControlPlaneOptions `json:"controlPlane"`
+	// Workers are the worker pools, each one auto-scaling group per zone; empty means one default pool.
+	Workers []WorkerPool  `json:"workers"`
+	Addons  AddonsOptions `json:"addons"`
+	// NoAddons installs no add-on and makes no alarms, for callers who run their own; nodes stay NotReady until a CNI is installed.
+	NoAddons bool `json:"-"`
+}
 
-	Network             NetworkArgs
-	Etcd                EtcdClusterArgs
-	LoadBalancer        ApiLoadBalancerArgs
-	ControlPlane        ControlPlaneArgs
-	WorkerSecurityGroup WorkerSecurityGroupArgs
-	// Workers has one entry per pool, each declared once per zone with Zone
-	// and SubnetID filled in. A pool with Min, Desired and Max all 0 gets
-	// config.DefaultWorkerPool's sizes. Empty means one default pool.
-	Workers []ZonalWorkerGroupArgs
-	// Addons switches add-ons off or changes them; by default every one is
-	// installed, with Prometheus for monitoring.
-	Addons AddonsArgs
-	// NoAddons installs none and makes no alarms: for importers who run
-	// their own. The nodes stay NotReady until a CNI is installed.
-	NoAddons bool
+// environmentTag carries ClusterArgs.Environment on every resource.
+const environmentTag = "kubeha.io/environment"
+
+// Environments kubeha knows. prod gets the strictest checks.
+const (
+	EnvironmentDev     = "dev"
+	EnvironmentStaging = "staging"
+	EnvironmentProd    = "prod"
+)
+
+// Zone counts: 3 to survive a zone loss, and no AWS region has more than 6.
+const (
+	MinZones = 3
+	MaxZones = 6
+)
+
+// DefaultKubernetesVersion is what a cluster runs unless told otherwise;
+// SupportedKubernetesMinors are the minors whose node packages, kubeadm
+// rendering and add-on images kubeha tests.
+const DefaultKubernetesVersion = "v1.36.3"
+
+var SupportedKubernetesMinors = []string{"1.36"}
+
+// WithDefaults is args with every unset option at its default: what
+// NewCluster builds, and what the config reference shows.
+func (args ClusterArgs) WithDefaults() ClusterArgs {
+	args.KubernetesVersion = cmp.Or(args.KubernetesVersion, DefaultKubernetesVersion)
+	if args.DeletionProtection == nil {
+		args.DeletionProtection = pulumi.BoolRef(true)
+	}
+	args.Network = args.Network.withDefaults()
+	args.LoadBalancer = args.LoadBalancer.withDefaults()
+	args.Etcd = args.Etcd.withDefaults()
+	args.ControlPlane = args.ControlPlane.withDefaults()
+	pools := args.Workers
+	if len(pools) == 0 {
+		pools = []WorkerPool{{}}
+	}
+	args.Workers = make([]WorkerPool, len(pools))
+	for i, p := range pools {
+		args.Workers[i] = p.withDefaults()
+	}
+	args.Addons = args.Addons.withDefaults()
+	return args
+}
+
+var (
+	regionPattern  = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]$`)
+	versionPattern = regexp.MustCompile(`^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$`)
+)
+
+// Validate checks args with defaults filled in (WithDefaults) against
+// every rule, those of each component and the environment's, and returns
+// FieldErrors naming each field and its stack key, or nil.
+func (args ClusterArgs) Validate() error {
+	c := newChecker("")
+	production := args.Environment == EnvironmentProd
+	c.matches("Region", args.Region, regionPattern, "an AWS region such as eu-west-1")
+	c.clusterName("ClusterName", args.ClusterName)
+	c.oneOf("Environment", args.Environment, EnvironmentDev, EnvironmentStaging, EnvironmentProd)
+	c.zones(args.Zones, args.Region)
+	c.kubernetesVersion("KubernetesVersion", args.KubernetesVersion)
+	if production && !*args.DeletionProtection {
+		c.add("DeletionProtection", "false", "true in prod")
+	}
+	c.tags("Tags", args.Tags)
+	args.Network.check(c.at("Network"), len(args.Zones), production)
+	args.LoadBalancer.check(c.at("LoadBalancer"), production)
+	if e := args.Network.Existing; e != nil && args.LoadBalancer.Public {
+		// Nodes reach a public endpoint from their NAT addresses, which only
+		// the VPC's owner knows.
+		if len(e.NodeEgressCidrs) == 0 {
+			c.add("Network.Existing.NodeEgressCidrs", "empty", "the CIDRs nodes in the existing VPC reach the internet from (its NAT gateways' addresses as /32s), which a public API must admit; or LoadBalancer.Public false")
+		}
+		if len(e.PublicSubnetIDs) == 0 {
+			c.add("Network.Existing.PublicSubnetIDs", "empty", "one public subnet per zone for a public API")
+		}
+	}
+	args.Etcd.check(c.at("Etcd"))
+	args.ControlPlane.check(c.at("ControlPlane"))
+	seen := map[string]int{}
+	for i, pool := range args.Workers {
+		pc := c.at(fmt.Sprintf("Workers[%d]", i))
+		pool.check(pc)
+		if first, dup := seen[pool.Name]; dup {
+			pc.add("Name", quote(pool.Name), fmt.Sprintf("a name not used by Workers[%d]", first))
+		}
+		seen[pool.Name] = i
+	}
+	if !args.NoAddons {
+		args.Addons.check(c.at("Addons"))
+	}
+	for _, e := range *c.errs {
+		e.Key = StackKey(e.Field)
+	}
+	return c.err()
+}
+
+func (c checker) zones(zones []string, region string) {
+	if len(zones) < MinZones || len(zones) > MaxZones {
+		c.add("Zones", fmt.Sprintf("%d zones %q", len(zones), zones),
+			fmt.Sprintf("%d to %d distinct zones of %s, so the cluster survives the loss of one", MinZones, MaxZones, cmp.Or(region, "the region")))
+	}
+	seen := map[string]int{}
+	for i, zone := range zones {
+		field := fmt.Sprintf("Zones[%d]", i)
+		if first, dup := seen[zone]; dup {
+			c.add(field, quote(zone), fmt.Sprintf("each zone once; it is already Zones[%d]", first))
+			continue
+		}
+		seen[zone] = i
+		if suffix, ok := strings.CutPrefix(zone, region); region != "" && (!ok || len(suffix) != 1 || suffix[0] < 'a' || suffix[0] > 'z') {
+			c.add(field, quote(zone), fmt.Sprintf("a zone of %s, such as %sa", region, region))
+		}
+	}
+}
+
+func (c checker) kubernetesVersion(field, version string) {
+	m := versionPattern.FindStringSubmatch(version)
+	if m == nil {
+		c.add(field, quote(version), "vMAJOR.MINOR.PATCH such as "+DefaultKubernetesVersion)
+	} else if !slices.Contains(SupportedKubernetesMinors, m[1]+"."+m[2]) {
+		c.add(field, quote(version), "a patch release of "+strings.Join(SupportedKubernetesMinors, ", "))
+	}
+}
+
+// tags: AWS allows 50 per resource and kubeha sets up to 10 of its own.
+func (c checker) tags(field string, tags map[string]string) {
+	if len(tags) > 40 {
+		c.add(field, fmt.Sprintf("%d tags", len(tags)), "at most 40")
+	}
+	for _, k := range slices.Sorted(maps.Keys(tags)) {
+		reserved := k == "Name" || strings.HasPrefix(strings.ToLower(k), "aws:") || strings.HasPrefix(k, "kubernetes.io/") || strings.HasPrefix(k, "kubeha.io/")
+		switch {
+		case k == "" || len(k) > 128 || reserved:
+			c.add(field, quote(k), "keys of 1 to 128 characters, not Name and outside the aws:, kubernetes.io/ and kubeha.io/ namespaces")
+		case len(tags[k]) > 256:
+			c.add(field+"["+k+"]", quote(tags[k]), "a value of at most 256 characters")
+		}
+	}
+}
+
+// Finding is a valid setting that gives up high availability, shown by
+// the plan and logged by `pulumi up` so that nobody runs it by accident.
+type Finding struct {
+	Key     string
+	Setting string
+	Effect  string
+}
+
+func (f Finding) String() string { return fmt.Sprintf("%s=%s: %s", f.Key, f.Setting, f.Effect) }
+
+// NotHA lists the settings of defaulted args that do not survive the loss
+// of a zone.
+func (args ClusterArgs) NotHA() []Finding {
+	var findings []Finding
+	if args.Network.SharedNatGateway && args.Network.Existing == nil && len(args.Zones) > 0 {
+		findings = append(findings, Finding{StackKey("Network.SharedNatGateway"), "true",
+			"one NAT gateway, in " + args.Zones[0] + "; if that zone fails, nodes in every other zone lose outbound internet (image pulls, AWS APIs without endpoints)"})
+	}
+	if !slices.ContainsFunc(args.Workers, func(p WorkerPool) bool { return *p.MinPerZone > 0 }) {
+		findings = append(findings, Finding{StackNamespace + ":workers[*].minPerZone", "0",
+			"no pool keeps a worker in every zone; workloads wait for the autoscaler after a zone loss"})
+	}
+	return findings
 }
 
 // Cluster is a whole HA cluster. Every child component is here, so an
@@ -78,215 +237,108 @@ type Cluster struct {
 
 // NewCluster declares the network, the KMS key, etcd, the API load
 // balancer, the control plane and every worker pool in every zone. Every
-// component's args are checked first, so a bad field fails the cluster
-// before anything is declared.
+// option is checked first, so a bad one fails the cluster before anything
+// is declared; given is left as it was.
 func NewCluster(ctx *pulumi.Context, name string, given *ClusterArgs, opts ...pulumi.ResourceOption) (*Cluster, error) {
-	// Defaults go into a copy: the caller's args stay as they were.
-	args := *given
-	args.Workers = slices.Clone(given.Workers)
-	if err := args.validate(); err != nil {
+	args := given.WithDefaults()
+	if err := args.Validate(); err != nil {
 		return nil, err
 	}
-	if err := args.preflight(); err != nil {
-		return nil, err
+	// Every resource says which environment it serves.
+	args.Tags = maps.Clone(args.Tags)
+	if args.Tags == nil {
+		args.Tags = map[string]string{}
 	}
+	args.Tags[environmentTag] = args.Environment
 	c := &Cluster{WorkerGroups: map[string][]*ZonalWorkerGroup{}}
 	if err := ctx.RegisterComponentResource("kubeha:index:Cluster", name, c, opts...); err != nil {
 		return nil, err
 	}
 	child := pulumi.Parent(c)
+	protect, prometheus := *args.DeletionProtection, !args.NoAddons && args.Addons.prometheus()
+	var cloudWatch []string
+	if !args.NoAddons {
+		cloudWatch = args.Addons.cloudWatchPolicies()
+	}
 
-	network, err := NewNetwork(ctx, name+"-network", args.networkArgs(), child)
+	network, err := NewNetwork(ctx, name+"-network", &NetworkArgs{NetworkOptions: args.Network,
+		ClusterName: args.ClusterName, Region: args.Region, Zones: args.Zones, Protect: protect, Tags: args.Tags}, child)
 	if err != nil {
 		return nil, err
 	}
 	c.Network = network
-	w := wiring{
-		vpcID: network.VpcID, vpcCidr: network.VpcCidr, natIPs: network.NatPublicIPs, key: args.KMSKeyArn,
-		private: outputsAsInputs(network.PrivateSubnetIDs), public: outputsAsInputs(network.PublicSubnetIDs),
-	}
-	if w.key == nil {
-		if c.Key, err = clusterKey(ctx, name, args.ClusterName, args.tags(nil), !args.Unprotected, child); err != nil {
+	private, public := outputsAsInputs(network.PrivateSubnetIDs), outputsAsInputs(network.PublicSubnetIDs)
+	key := args.KMSKeyArn
+	if key == nil {
+		if c.Key, err = clusterKey(ctx, name, args.ClusterName, args.Tags, protect, child); err != nil {
 			return nil, err
 		}
-		w.key = c.Key.Arn
+		key = c.Key.Arn
 	}
-	if c.Etcd, err = NewEtcdCluster(ctx, name+"-etcd", args.etcdArgs(w), child); err != nil {
+	// The workers' group comes first: the control plane admits it, and its
+	// own rules (workerRules, below) admit the control plane.
+	workers, err := newSecurityGroup(ctx, name+"-workers", network.VpcID, "Kubernetes workers of "+args.ClusterName,
+		clusterTags(args.ClusterName, name+"-workers", args.Tags), []pulumi.ResourceOption{child})
+	if err != nil {
 		return nil, err
 	}
-	if c.LoadBalancer, err = NewApiLoadBalancer(ctx, name+"-api", args.loadBalancerArgs(w), child); err != nil {
+	c.WorkerSecurityGroupID = workers.ID().ToStringOutput()
+	// Prometheus runs on workers.
+	var scraper pulumi.StringInput
+	if prometheus {
+		scraper = c.WorkerSecurityGroupID
+	}
+
+	zonal := ZonalWiring{ClusterName: args.ClusterName, Region: args.Region, Zones: args.Zones, SubnetIDs: private, VpcID: network.VpcID, KMSKeyArn: key}
+	if c.Etcd, err = NewEtcdCluster(ctx, name+"-etcd", &EtcdClusterArgs{EtcdOptions: args.Etcd, ZonalWiring: zonal,
+		ScraperSecurityGroupID: scraper, Protect: protect, Tags: args.Tags}, child); err != nil {
 		return nil, err
 	}
-	w.etcd, w.loadBalancer = c.Etcd, c.LoadBalancer
+	lb := &ApiLoadBalancerArgs{APIOptions: args.LoadBalancer, ClusterName: args.ClusterName, VpcID: network.VpcID,
+		VpcCidr: network.VpcCidr, SubnetIDs: private, Protect: protect, Tags: args.Tags}
+	if lb.Public {
+		lb.SubnetIDs, lb.NodeEgressCidrs = public, network.NodeEgressCidrs
+	}
+	if c.LoadBalancer, err = NewApiLoadBalancer(ctx, name+"-api", lb, child); err != nil {
+		return nil, err
+	}
 	// etcd's clients start once every member is up.
-	c.ControlPlane, err = NewControlPlane(ctx, name+"-control-plane", args.controlPlaneArgs(w), child, pulumi.DependsOn([]pulumi.Resource{c.Etcd}))
+	c.ControlPlane, err = NewControlPlane(ctx, name+"-control-plane", &ControlPlaneArgs{ControlPlaneOptions: args.ControlPlane,
+		ZonalWiring: zonal, KubernetesVersion: args.KubernetesVersion, Etcd: c.Etcd, LoadBalancer: c.LoadBalancer,
+		PodCIDR: args.Network.PodCidr, ServiceCIDR: args.Network.ServiceCidr,
+		WorkerSecurityGroupID: c.WorkerSecurityGroupID, ScraperSecurityGroupID: scraper, Tags: args.Tags,
+		SkipCoreDNS: !args.NoAddons && !args.Addons.CoreDNS.Disabled, ServeMetrics: prometheus, ManagedPolicyArns: cloudWatch,
+	}, child, pulumi.DependsOn([]pulumi.Resource{c.Etcd}))
 	if err != nil {
 		return nil, err
 	}
 	c.Endpoint, c.Kubeconfig = c.ControlPlane.Endpoint, c.ControlPlane.Kubeconfig
-	w.controlPlane = c.ControlPlane
-	workerGroup, err := NewWorkerSecurityGroup(ctx, name+"-workers", args.workerSecurityGroupArgs(w), child)
-	if err != nil {
+	if err := workerRules(ctx, name+"-workers", workers.ID(), c.ControlPlane.SecurityGroupID, scraper, network.VpcCidr,
+		args.Network.NodePortCidrs, []pulumi.ResourceOption{child}); err != nil {
 		return nil, err
 	}
-	c.WorkerSecurityGroupID = workerGroup.ID().ToStringOutput()
-	w.workerGroup = c.WorkerSecurityGroupID
 	for _, pool := range args.Workers {
 		for i, zone := range args.Zones {
-			group, err := NewZonalWorkerGroup(ctx, name+"-"+pool.Pool+"-"+zone, args.workerArgs(pool, i, w), child)
+			group, err := NewZonalWorkerGroup(ctx, name+"-"+pool.Name+"-"+zone, &ZonalWorkerGroupArgs{WorkerPool: pool,
+				ClusterName: args.ClusterName, Region: args.Region, KubernetesVersion: args.KubernetesVersion, Zone: zone,
+				SubnetID: private[i], ControlPlane: c.ControlPlane, SecurityGroupIDs: []pulumi.StringInput{c.WorkerSecurityGroupID},
+				KMSKeyArn: key, ManagedPolicyArns: cloudWatch, Tags: args.Tags}, child)
 			if err != nil {
 				return nil, err
 			}
-			c.WorkerGroups[pool.Pool] = append(c.WorkerGroups[pool.Pool], group)
+			c.WorkerGroups[pool.Name] = append(c.WorkerGroups[pool.Name], group)
 		}
 	}
-	if args.NoAddons {
-		return c, ctx.RegisterResourceOutputs(c, pulumi.Map{"endpoint": c.Endpoint, "kubeconfig": c.Kubeconfig})
-	}
-	if args.prometheus() {
-		if err := prometheusReach(ctx, name, c, child); err != nil {
+	if !args.NoAddons {
+		c.Addons, err = NewAddons(ctx, name+"-addons", &AddonsArgs{AddonsOptions: args.Addons,
+			ClusterName: args.ClusterName, Region: args.Region, KubernetesVersion: args.KubernetesVersion, Zones: args.Zones,
+			PodCIDR: args.Network.PodCidr, ServiceCIDR: args.Network.ServiceCidr, ControlPlane: c.ControlPlane, Etcd: c.Etcd,
+			LoadBalancer: c.LoadBalancer, Groups: c.groups(), BackupIntervalMinutes: args.Etcd.BackupIntervalMinutes, Tags: args.Tags}, child)
+		if err != nil {
 			return nil, err
 		}
 	}
-	if c.Addons, err = NewAddons(ctx, name+"-addons", args.addonsArgs(w, c.groups()), child); err != nil {
-		return nil, err
-	}
 	return c, ctx.RegisterResourceOutputs(c, pulumi.Map{"endpoint": c.Endpoint, "kubeconfig": c.Kubeconfig})
-}
-
-// wiring is what components take from each other.
-type wiring struct {
-	vpcID, vpcCidr, key pulumi.StringInput
-	private, public     []pulumi.StringInput
-	natIPs              []pulumi.StringOutput
-	etcd                *EtcdCluster
-	loadBalancer        *ApiLoadBalancer
-	controlPlane        *ControlPlane
-	workerGroup         pulumi.StringInput
-}
-
-// preflight runs every component's own checks on its args, wired with
-// placeholders, so a bad field fails before any resource is declared.
-func (args *ClusterArgs) preflight() error {
-	if _, err := args.networkArgs().validate(); err != nil {
-		return err
-	}
-	pending := pulumi.String("pending")
-	w := wiring{vpcID: pending, vpcCidr: pending, key: pending, workerGroup: pending,
-		etcd: &EtcdCluster{}, loadBalancer: &ApiLoadBalancer{}, controlPlane: &ControlPlane{}}
-	w.private, w.public = make([]pulumi.StringInput, len(args.Zones)), make([]pulumi.StringInput, len(args.Zones))
-	if e := args.Network.Existing; e != nil {
-		w.public = make([]pulumi.StringInput, len(e.PublicSubnetIDs))
-	}
-	for i := range w.private {
-		w.private[i] = pending
-	}
-	for i := range w.public {
-		w.public[i] = pending
-	}
-	checks := []func() error{args.etcdArgs(w).validate, args.loadBalancerArgs(w).validate, args.controlPlaneArgs(w).validate}
-	if !args.NoAddons {
-		checks = append(checks, args.addonsArgs(w, nil).validate)
-	}
-	for _, pool := range args.Workers {
-		checks = append(checks, args.workerArgs(pool, 0, w).validate)
-	}
-	for _, check := range checks {
-		if err := check(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (args *ClusterArgs) tags(own map[string]string) map[string]string {
-	merged := map[string]string{}
-	maps.Copy(merged, args.Tags)
-	maps.Copy(merged, own)
-	return merged
-}
-
-func (args *ClusterArgs) networkArgs() *NetworkArgs {
-	n := args.Network
-	n.ClusterName, n.Region, n.Zones, n.Protect, n.Tags = args.ClusterName, args.Region, args.Zones, !args.Unprotected, args.tags(n.Tags)
-	fill(&n.VpcCidr, config.Default().Network.VpcCidr)
-	return &n
-}
-
-func (args *ClusterArgs) etcdArgs(w wiring) *EtcdClusterArgs {
-	e, d := args.Etcd, config.Default().Etcd
-	e.ClusterName, e.Region, e.Zones, e.Protect, e.Tags = args.ClusterName, args.Region, args.Zones, !args.Unprotected, args.tags(e.Tags)
-	fillInputs(&e.SubnetIDs, w.private)
-	fillInput(&e.VpcID, w.vpcID)
-	fillInput(&e.KMSKeyArn, w.key)
-	fill(&e.Members, d.Members)
-	fill(&e.InstanceType, d.InstanceType)
-	fill(&e.VolumeSizeGiB, d.VolumeSizeGiB)
-	fill(&e.BackupIntervalMinutes, d.BackupIntervalMinutes)
-	fill(&e.BackupRetentionDays, d.BackupRetentionDays)
-	return &e
-}
-
-func (args *ClusterArgs) loadBalancerArgs(w wiring) *ApiLoadBalancerArgs {
-	lb := args.LoadBalancer
-	lb.ClusterName, lb.Protect, lb.Tags = args.ClusterName, !args.Unprotected, args.tags(lb.Tags)
-	fillInput(&lb.VpcID, w.vpcID)
-	fillInput(&lb.VpcCidr, w.vpcCidr)
-	if lb.Public {
-		// Nodes reach a public endpoint from their NAT addresses.
-		fillInputs(&lb.SubnetIDs, w.public)
-		if lb.ExtraAllowedIPs == nil {
-			lb.ExtraAllowedIPs = w.natIPs
-		}
-	} else {
-		fillInputs(&lb.SubnetIDs, w.private)
-	}
-	fill(&lb.DeregistrationDelaySeconds, config.Default().API.DeregistrationDelaySeconds)
-	return &lb
-}
-
-func (args *ClusterArgs) controlPlaneArgs(w wiring) *ControlPlaneArgs {
-	cp, d := args.ControlPlane, config.Default()
-	cp.ClusterName, cp.Region, cp.Zones, cp.Tags = args.ClusterName, args.Region, args.Zones, args.tags(cp.Tags)
-	cp.Etcd, cp.LoadBalancer = w.etcd, w.loadBalancer
-	fillInputs(&cp.SubnetIDs, w.private)
-	fillInput(&cp.VpcID, w.vpcID)
-	fillInput(&cp.KMSKeyArn, w.key)
-	fill(&cp.KubernetesVersion, args.KubernetesVersion)
-	fill(&cp.InstanceType, d.ControlPlane.InstanceType)
-	fill(&cp.PodCIDR, d.Network.PodCidr)
-	fill(&cp.ServiceCIDR, d.Network.ServiceCidr)
-	if !args.NoAddons {
-		cp.SkipCoreDNS = !args.Addons.CoreDNS.Disabled
-		cp.ServeMetrics = args.prometheus()
-		cp.ManagedPolicyArns = append(cp.ManagedPolicyArns, args.cloudWatchPolicies()...)
-	}
-	return &cp
-}
-
-// prometheus says whether Prometheus runs in the cluster.
-func (args *ClusterArgs) prometheus() bool {
-	return !args.NoAddons && !args.Addons.MonitoringChart.Disabled && cmp.Or(args.Addons.Monitoring, MonitoringPrometheus) == MonitoringPrometheus
-}
-
-// cloudWatchPolicies are what nodes need for the CloudWatch agent.
-func (args *ClusterArgs) cloudWatchPolicies() []string {
-	if args.NoAddons || args.Addons.MonitoringChart.Disabled || args.Addons.Monitoring != MonitoringCloudWatch {
-		return nil
-	}
-	return []string{CloudWatchAgentPolicy}
-}
-
-func (args *ClusterArgs) addonsArgs(w wiring, groups map[string]pulumi.StringInput) *AddonsArgs {
-	a := args.Addons
-	a.ClusterName, a.Region, a.Zones, a.Tags = args.ClusterName, args.Region, args.Zones, args.tags(a.Tags)
-	a.ControlPlane, a.Etcd, a.LoadBalancer, a.Groups = w.controlPlane, w.etcd, w.loadBalancer, groups
-	cp, e := args.controlPlaneArgs(w), args.etcdArgs(w)
-	fill(&a.KubernetesVersion, cp.KubernetesVersion)
-	fill(&a.PodCIDR, cp.PodCIDR)
-	fill(&a.ServiceCIDR, cp.ServiceCIDR)
-	fill(&a.BackupIntervalMinutes, e.BackupIntervalMinutes)
-	return &a
 }
 
 // groups are every auto-scaling group, by a name for its alarm.
@@ -306,94 +358,6 @@ func (c *Cluster) groups() map[string]pulumi.StringInput {
 	return groups
 }
 
-// prometheusReach lets Prometheus, which runs on workers, scrape every
-// node's kubelet (10250) and node-exporter (9100), the schedulers and
-// controller-managers, and etcd's TLS metrics port. Each still
-// authenticates the scraper.
-func prometheusReach(ctx *pulumi.Context, name string, c *Cluster, opt pulumi.ResourceOption) error {
-	workers, opts := c.WorkerSecurityGroupID, []pulumi.ResourceOption{opt}
-	scrape := func(port int, what string) groupRule {
-		return groupRule{Name: what + "-from-prometheus", Port: port, From: workers}
-	}
-	if err := allowFromGroups(ctx, name+"-workers-prometheus", workers, []groupRule{
-		scrape(kubeletPort, "kubelet"), scrape(nodeExporterPort, "node-exporter"),
-	}, opts); err != nil {
-		return err
-	}
-	if err := allowFromGroups(ctx, name+"-control-plane-prometheus", c.ControlPlane.SecurityGroupID, []groupRule{
-		scrape(kubeletPort, "kubelet"), scrape(nodeExporterPort, "node-exporter"),
-		scrape(controllerManagerPort, "controller-manager"), scrape(schedulerPort, "scheduler"),
-	}, opts); err != nil {
-		return err
-	}
-	return allowFromGroups(ctx, name+"-etcd-prometheus", c.Etcd.SecurityGroupID, []groupRule{
-		scrape(bootstrap.EtcdTLSMetricsPort, "etcd-metrics"),
-	}, opts)
-}
-
-// Ports Prometheus scrapes.
-const (
-	nodeExporterPort      = 9100
-	controllerManagerPort = 10257
-	schedulerPort         = 10259
-)
-
-func (args *ClusterArgs) workerSecurityGroupArgs(w wiring) *WorkerSecurityGroupArgs {
-	sg := args.WorkerSecurityGroup
-	sg.ClusterName, sg.Tags = args.ClusterName, args.tags(sg.Tags)
-	fillInput(&sg.VpcID, w.vpcID)
-	fillInput(&sg.VpcCidr, w.vpcCidr)
-	fillInput(&sg.ControlPlaneSecurityGroupID, w.controlPlane.SecurityGroupID)
-	return &sg
-}
-
-// workerArgs is pool's group in the zone at index zone.
-func (args *ClusterArgs) workerArgs(pool ZonalWorkerGroupArgs, zone int, w wiring) *ZonalWorkerGroupArgs {
-	pool.ClusterName, pool.Region, pool.Zone, pool.Tags = args.ClusterName, args.Region, args.Zones[zone], args.tags(pool.Tags)
-	pool.ControlPlane, pool.SubnetID = w.controlPlane, w.private[zone]
-	pool.SecurityGroupIDs = append([]pulumi.StringInput{w.workerGroup}, pool.SecurityGroupIDs...)
-	fillInput(&pool.KMSKeyArn, w.key)
-	fill(&pool.KubernetesVersion, args.ControlPlane.KubernetesVersion)
-	fill(&pool.KubernetesVersion, args.KubernetesVersion)
-	pool.ManagedPolicyArns = append(slices.Clone(pool.ManagedPolicyArns), args.cloudWatchPolicies()...)
-	return &pool
-}
-
-// validate checks what Cluster itself needs and fills the top-level and
-// worker pool defaults; each component checks the rest of its own args.
-func (args *ClusterArgs) validate() error {
-	bad := func(field, value, allowed string) error {
-		return &config.FieldError{Key: "ClusterArgs." + field, Value: value, Allowed: allowed}
-	}
-	fill(&args.KubernetesVersion, config.Default().KubernetesVersion)
-	if len(args.Workers) == 0 {
-		args.Workers = []ZonalWorkerGroupArgs{{}}
-	}
-	seen := map[string]bool{}
-	for i := range args.Workers {
-		w := &args.Workers[i]
-		d := config.DefaultWorkerPool()
-		fill(&w.Pool, d.Name)
-		if len(w.InstanceTypes) == 0 {
-			w.InstanceTypes = d.InstanceTypes
-		}
-		if w.Min == 0 && w.Desired == 0 && w.Max == 0 {
-			w.Min, w.Desired, w.Max = d.MinPerZone, d.DesiredPerZone, d.MaxPerZone
-		}
-		if seen[w.Pool] {
-			return bad(fmt.Sprintf("Workers[%d].Pool", i), fmt.Sprintf("%q", w.Pool), "a name no other pool uses")
-		}
-		seen[w.Pool] = true
-	}
-	switch {
-	case args.ClusterName == "" || args.Region == "":
-		return bad("ClusterName/Region", fmt.Sprintf("%q/%q", args.ClusterName, args.Region), "both set")
-	case len(args.Zones) < 3:
-		return bad("Zones", fmt.Sprintf("%q", args.Zones), "at least 3 zones, so the cluster survives losing one")
-	}
-	return nil
-}
-
 // clusterKey is the KMS key that encrypts the cluster's secrets and
 // backups. Losing it loses them, so it is protected like the data.
 func clusterKey(ctx *pulumi.Context, name, cluster string, tags map[string]string, protect bool, parent pulumi.ResourceOption) (*kms.Key, error) {
@@ -410,26 +374,6 @@ func clusterKey(ctx *pulumi.Context, name, cluster string, tags map[string]strin
 		Name: pulumi.String("alias/" + cluster), TargetKeyId: key.KeyId,
 	}, parent)
 	return key, err
-}
-
-// fill sets *field to value when it is zero.
-func fill[T comparable](field *T, value T) {
-	var zero T
-	if *field == zero {
-		*field = value
-	}
-}
-
-func fillInput(field *pulumi.StringInput, value pulumi.StringInput) {
-	if *field == nil {
-		*field = value
-	}
-}
-
-func fillInputs(field *[]pulumi.StringInput, value []pulumi.StringInput) {
-	if len(*field) == 0 {
-		*field = value
-	}
 }
 
 // outputsAsInputs turns outputs into inputs.

@@ -3,12 +3,12 @@ package components
 import (
 	"errors"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/kubeha/kubeha/internal/config"
 	"github.com/kubeha/kubeha/internal/mockrun"
 )
 
@@ -28,10 +28,10 @@ func runCluster(args *ClusterArgs, inspect func(*Cluster) error) (*mockrun.Recor
 }
 
 func minimalClusterArgs() *ClusterArgs {
-	return &ClusterArgs{ClusterName: "c1", Region: "eu-west-1", Zones: testZones}
+	return &ClusterArgs{ClusterName: "c1", Environment: "dev", Region: "eu-west-1", Zones: testZones}
 }
 
-// Only the name, region and zones given: everything else defaults to HA.
+// Only the name, environment, region and zones given: everything else defaults to HA.
 func TestClusterDefaultsAreHA(t *testing.T) {
 	var reachable []string
 	rec, err := runCluster(minimalClusterArgs(), func(c *Cluster) error {
@@ -113,17 +113,17 @@ func TestClusterDefaultsAreHA(t *testing.T) {
 }
 
 // An importer brings its own VPC and KMS key, runs a 5-member etcd and
-// overrides a component field; Cluster fills only what was left zero.
+// sets options; Cluster defaults only what was left unset.
 func TestClusterOwnNetworkAndOverrides(t *testing.T) {
 	args := minimalClusterArgs()
 	args.KMSKeyArn = pulumi.String("arn:aws:kms:eu-west-1:123456789012:key/own")
 	args.Network.Existing = &ExistingNetwork{
-		VpcID:            pulumi.String("vpc-own"),
-		PrivateSubnetIDs: []pulumi.StringInput{pulumi.String("subnet-a"), pulumi.String("subnet-b"), pulumi.String("subnet-c")},
+		VpcID:            pulumi.String("vpc-0123456789abcdef0"),
+		PrivateSubnetIDs: ownSubnets,
 	}
 	args.Etcd.Members = 5
 	args.ControlPlane.InstanceType = "c7i.2xlarge"
-	args.Workers = []ZonalWorkerGroupArgs{{Pool: "general", InstanceTypes: []string{"m6i.large"}, Min: 2, Desired: 2, Max: 9}}
+	args.Workers = []WorkerPool{{Name: "general", InstanceTypes: []string{"m6i.large"}, MinPerZone: pulumi.IntRef(2), MaxPerZone: 9}}
 	rec, err := runCluster(args, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -141,11 +141,11 @@ func TestClusterOwnNetworkAndOverrides(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if s := g.Strings("vpcZoneIdentifiers"); len(s) != 1 || s[0] != []string{"subnet-a", "subnet-b", "subnet-c"}[i] {
+		if s := g.Strings("vpcZoneIdentifiers"); len(s) != 1 || s[0] != string(ownSubnets[i].(pulumi.String)) {
 			t.Errorf("%s in subnets %v, want the importer's subnet for %s", g.Name, s, z)
 		}
-		if g.Get("maxSize").NumberValue() != 9 {
-			t.Errorf("%s max %v, want the importer's 9", g.Name, g.Get("maxSize").NumberValue())
+		if g.Get("maxSize").NumberValue() != 9 || g.Get("desiredCapacity").NumberValue() != 2 {
+			t.Errorf("%s max %v desired %v, want the importer's 9, and desired = min = 2", g.Name, g.Get("maxSize").NumberValue(), g.Get("desiredCapacity").NumberValue())
 		}
 	}
 	for _, lt := range rec.OfType("aws:ec2/launchTemplate:LaunchTemplate") {
@@ -158,43 +158,212 @@ func TestClusterOwnNetworkAndOverrides(t *testing.T) {
 			t.Errorf("secret %s uses key %q, want the importer's", s.Name, s.String("kmsKeyId"))
 		}
 	}
-	if args.Workers[0].Zone != "" || args.Etcd.ClusterName != "" || args.ControlPlane.PodCIDR != "" {
+	if args.Workers[0].DesiredPerZone != nil || args.Etcd.VolumeSizeGiB != 0 || args.Tags != nil || args.DeletionProtection != nil {
 		t.Errorf("NewCluster wrote its defaults into the caller's args: %+v", args.Workers[0])
 	}
 }
 
-// A bad field anywhere fails the whole cluster before anything exists.
+var ownSubnets = []pulumi.StringInput{pulumi.String("subnet-0a00000000000000a"), pulumi.String("subnet-0b00000000000000b"), pulumi.String("subnet-0c00000000000000c")}
+
+// A bad field anywhere fails the whole cluster before anything exists, and
+// the error names the field both as Go and as the stack key.
 func TestClusterRejectsBadArgsBeforeDeclaringAnything(t *testing.T) {
 	for name, c := range map[string]struct {
-		edit func(*ClusterArgs)
-		key  string
+		edit       func(*ClusterArgs)
+		field, key string
 	}{
-		"two zones":             {func(a *ClusterArgs) { a.Zones = testZones[:2] }, "ClusterArgs.Zones"},
-		"duplicate pool":        {func(a *ClusterArgs) { a.Workers = []ZonalWorkerGroupArgs{{Pool: "x"}, {Pool: "x"}} }, "ClusterArgs.Workers[1].Pool"},
-		"bad vpc cidr":          {func(a *ClusterArgs) { a.Network.VpcCidr = "10.0.0.0/33" }, "NetworkArgs.VpcCidr"},
-		"four etcd":             {func(a *ClusterArgs) { a.Etcd.Members = 4 }, "EtcdClusterArgs.Members"},
-		"health check too fast": {func(a *ClusterArgs) { a.LoadBalancer.HealthCheck.IntervalSeconds = 1 }, "ApiLoadBalancerArgs.HealthCheck.IntervalSeconds"},
-		"bad version":           {func(a *ClusterArgs) { a.KubernetesVersion = "1.36" }, "ControlPlaneArgs.KubernetesVersion"},
+		"two zones":      {func(a *ClusterArgs) { a.Zones = testZones[:2] }, "Zones", "kubeha:zones"},
+		"duplicate pool": {func(a *ClusterArgs) { a.Workers = []WorkerPool{{Name: "x"}, {Name: "x"}} }, "Workers[1].Name", "kubeha:workers[1].name"},
+		"bad vpc cidr":   {func(a *ClusterArgs) { a.Network.VpcCidr = "10.0.0.0/33" }, "Network.VpcCidr", "kubeha:network.vpcCidr"},
+		"four etcd":      {func(a *ClusterArgs) { a.Etcd.Members = 4 }, "Etcd.Members", "kubeha:etcd.members"},
+		"health check too fast": {func(a *ClusterArgs) { a.LoadBalancer.HealthCheck.IntervalSeconds = 1 },
+			"LoadBalancer.HealthCheck.IntervalSeconds", "kubeha:api.healthCheck.intervalSeconds"},
+		"bad version": {func(a *ClusterArgs) { a.KubernetesVersion = "1.36" }, "KubernetesVersion", "kubeha:kubernetesVersion"},
 		"bad pool size": {func(a *ClusterArgs) {
-			a.Workers = []ZonalWorkerGroupArgs{{Pool: "p", Min: 3, Desired: 1, Max: 5}}
-		}, "ZonalWorkerGroupArgs.Min/Desired/Max"},
-		"public in own vpc without public subnets": {func(a *ClusterArgs) {
-			a.LoadBalancer.Public, a.LoadBalancer.AllowedCidrs = true, []string{"192.0.2.0/24"}
-			a.Network.Existing = &ExistingNetwork{VpcID: pulumi.String("vpc-own"),
-				PrivateSubnetIDs: []pulumi.StringInput{pulumi.String("a"), pulumi.String("b"), pulumi.String("c")}}
-		}, "ApiLoadBalancerArgs.SubnetIDs"},
+			a.Workers = []WorkerPool{{Name: "p", MinPerZone: pulumi.IntRef(3), DesiredPerZone: pulumi.IntRef(1)}}
+		}, "Workers[0].DesiredPerZone", "kubeha:workers[0].desiredPerZone"},
+		"no region": {func(a *ClusterArgs) { a.Region = "" }, "Region", "aws:region"},
+		"own key, uppercase name": {func(a *ClusterArgs) {
+			a.ClusterName, a.KMSKeyArn = "Acme-Payments", pulumi.String("arn:aws:kms:eu-west-1:1:key/own")
+		}, "ClusterName", "kubeha:clusterName"},
+		"reserved tag": {func(a *ClusterArgs) { a.Tags = map[string]string{"kubernetes.io/cluster/x": "owned"} }, "Tags", "kubeha:tags"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			args := minimalClusterArgs()
 			c.edit(args)
 			rec, err := runCluster(args, nil)
-			var fe *config.FieldError
-			if !errors.As(err, &fe) || fe.Key != c.key {
-				t.Fatalf("error %v, want a FieldError naming %s", err, c.key)
+			var fe *FieldError
+			if !errors.As(err, &fe) || fe.Field != c.field || fe.Key != c.key {
+				t.Fatalf("error %v, want a FieldError naming %s (%s)", err, c.field, c.key)
 			}
 			if n := len(rec.Resources()); n != 0 {
 				t.Errorf("%d resources declared before the error, want none", n)
 			}
 		})
+	}
+}
+
+// A public API admits the nodes' egress addresses: the NAT gateways' in a
+// VPC kubeha makes, the caller's NodeEgressCidrs in an existing VPC, and
+// without them an existing VPC's public API is refused.
+func TestPublicAPIAdmitsNodeEgress(t *testing.T) {
+	clients := func(rec *mockrun.Recorder) []string {
+		var out []string
+		for _, r := range rec.OfType("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule") {
+			if strings.HasPrefix(r.Name, "c1-api-clients-") {
+				out = append(out, r.String("cidrIpv4"))
+			}
+		}
+		return out
+	}
+	args := minimalClusterArgs()
+	args.LoadBalancer.Public, args.LoadBalancer.AllowedCidrs = true, []string{"198.51.100.0/24"}
+	rec, err := runCluster(args, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The mock gives each NAT address from its name: three distinct /32s.
+	got := clients(rec)
+	nat := 0
+	for _, eip := range rec.OfType("aws:ec2/eip:Eip") {
+		if slices.Contains(got, mockrun.EipAddress(eip.Name)+"/32") {
+			nat++
+		}
+	}
+	if nat != 3 || !slices.Contains(got, "198.51.100.0/24") || len(got) != 5 {
+		t.Errorf("public API admits %v, want the VPC, 198.51.100.0/24 and the 3 NAT addresses", got)
+	}
+
+	args.Network.Existing = &ExistingNetwork{VpcID: pulumi.String("vpc-0123456789abcdef0"), PrivateSubnetIDs: ownSubnets, PublicSubnetIDs: ownSubnets}
+	rec, err = runCluster(args, nil)
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Field != "Network.Existing.NodeEgressCidrs" || len(rec.Resources()) != 0 {
+		t.Fatalf("public API in an existing VPC without egress addresses: %v (%d resources), want a refusal naming Network.Existing.NodeEgressCidrs", err, len(rec.Resources()))
+	}
+	args.Network.Existing.NodeEgressCidrs = []string{"203.0.113.7/32", "203.0.113.8/32"}
+	if rec, err = runCluster(args, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := clients(rec); !slices.Contains(got, "203.0.113.7/32") || !slices.Contains(got, "203.0.113.8/32") || len(got) != 4 {
+		t.Errorf("public API in an existing VPC admits %v, want its VPC, the allowlist and both egress CIDRs", got)
+	}
+}
+
+// With a DNS name the API's endpoint is the alias record, and every node
+// (control plane and workers) is given that name, not the NLB's.
+func TestAPIDNSAliasIsTheNodesEndpoint(t *testing.T) {
+	args := minimalClusterArgs()
+	args.LoadBalancer.DNSName, args.LoadBalancer.HostedZoneID = "api.example.com", pulumi.String("Z0123456789ABCDEFGHIJ")
+	var endpoint string
+	rec, err := runCluster(args, func(c *Cluster) error {
+		c.Endpoint.ApplyT(func(e string) string { endpoint = e; return e })
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	record, err := rec.Named("aws:route53/record:Record", "c1-api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alias := record.Get("aliases", "0")
+	if record.String("name") != "api.example.com" || record.String("zoneId") != "Z0123456789ABCDEFGHIJ" || record.String("type") != "A" ||
+		alias.ObjectValue()["name"].StringValue() != "c1-api-0123456789.elb.eu-west-1.amazonaws.com" {
+		t.Errorf("alias record %v, want api.example.com A -> the NLB in the given zone", record.Inputs)
+	}
+	fqdn := mockrun.RecordFQDN("c1-api")
+	if endpoint != "https://"+fqdn+":6443" {
+		t.Errorf("endpoint %q, want the record's FQDN %s", endpoint, fqdn)
+	}
+	for _, lt := range rec.OfType("aws:ec2/launchTemplate:LaunchTemplate") {
+		if typ, _ := rec.Component(lt); typ == "kubeha:index:EtcdCluster" {
+			continue
+		}
+		if data := decodeUserData(t, lt); !strings.Contains(data, fqdn) || strings.Contains(data, "elb.eu-west-1.amazonaws.com") {
+			t.Errorf("%s does not reach the API by %s only", lt.Name, fqdn)
+		}
+	}
+}
+
+// CoreDNS comes from one place: kubeadm skips its own exactly when the
+// CoreDNS add-on is installed.
+func TestCoreDNSFromExactlyOnePlace(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		edit     func(*ClusterArgs)
+		kubeadm  bool
+		releases int
+	}{
+		{"add-on on", func(*ClusterArgs) {}, false, 1},
+		{"add-on off", func(a *ClusterArgs) { a.Addons.CoreDNS.Disabled = true }, true, 0},
+		{"no add-ons", func(a *ClusterArgs) { a.NoAddons = true }, true, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			args := minimalClusterArgs()
+			c.edit(args)
+			rec, err := runCluster(args, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			releases := 0
+			for _, r := range rec.OfType("kubernetes:helm.sh/v3:Release") {
+				if r.String("chart") == "coredns" {
+					releases++
+				}
+			}
+			lt, err := rec.Named("aws:ec2/launchTemplate:LaunchTemplate", "c1-control-plane-eu-west-1a")
+			if err != nil {
+				t.Fatal(err)
+			}
+			skipped := strings.Contains(decodeUserData(t, lt), "addon/coredns")
+			if skipped == c.kubeadm || releases != c.releases {
+				t.Errorf("kubeadm skips its CoreDNS: %v, CoreDNS releases: %d; want kubeadm's CoreDNS %v and %d releases", skipped, releases, c.kubeadm, c.releases)
+			}
+		})
+	}
+}
+
+// kubeha:tags reach every AWS resource that takes tags, and every
+// instance and volume through the launch templates and groups.
+func TestTagsReachEveryResource(t *testing.T) {
+	args := minimalClusterArgs()
+	args.Tags = map[string]string{"team": "payments", "cost-center": "42"}
+	rec, err := runCluster(args, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tagged := 0
+	for _, r := range rec.Resources() {
+		if _, takesTags := r.Inputs["tags"]; !takesTags || !strings.HasPrefix(r.Type, "aws:") {
+			continue
+		}
+		tagged++
+		if r.Type == "aws:autoscaling/group:Group" {
+			propagated := map[string]bool{}
+			for _, tag := range r.Get("tags").ArrayValue() {
+				o := tag.ObjectValue()
+				if o["propagateAtLaunch"].BoolValue() {
+					propagated[o["key"].StringValue()+"="+o["value"].StringValue()] = true
+				}
+			}
+			if !propagated["team=payments"] || !propagated["cost-center=42"] || !propagated["kubeha.io/environment=dev"] {
+				t.Errorf("group %s propagates %v to its instances, want the cluster's tags", r.Name, propagated)
+			}
+			continue
+		}
+		if tags := r.Tags(); tags["team"] != "payments" || tags["cost-center"] != "42" || tags["kubeha.io/environment"] != "dev" {
+			t.Errorf("%s %s tags %v lack the cluster's tags", r.Type, r.Name, tags)
+		}
+	}
+	for _, lt := range rec.OfType("aws:ec2/launchTemplate:LaunchTemplate") {
+		for _, spec := range lt.Get("tagSpecifications").ArrayValue() {
+			o := spec.ObjectValue()
+			if o["tags"].ObjectValue()["team"].StringValue() != "payments" {
+				t.Errorf("%s does not tag new %ss with team=payments", lt.Name, o["resourceType"].StringValue())
+			}
+		}
+	}
+	if tagged < 80 {
+		t.Errorf("only %d tagged resources checked", tagged)
 	}
 }

@@ -1,51 +1,103 @@
 package components
 
 import (
+	"cmp"
 	"fmt"
-	"regexp"
-	"time"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/autoscaling"
-	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ec2"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/secretsmanager"
-	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/vpc"
 	"github.com/pulumi/pulumi-random/sdk/v4/go/random"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/kubeha/kubeha/internal/bootstrap"
-	"github.com/kubeha/kubeha/internal/config"
 	"github.com/kubeha/kubeha/internal/pki"
 )
 
+// ControlPlaneOptions are the control-plane nodes' settings: the stack's
+// kubeha:controlPlane keys.
+type ControlPlaneOptions struct {
+	// InstanceType is the EC2 instance type of a control-plane node.
+	InstanceType   string         `json:"instanceType"`
+	LeaderElection LeaderElection `json:"leaderElection"`
+	// ImageID is the nodes' image: an AMI ID or a resolve:ssm: parameter.
+	ImageID string `json:"imageId"`
+}
+
 // LeaderElection is the Lease timing of kube-scheduler and
-// kube-controller-manager.
-type LeaderElection = bootstrap.LeaderElection
+// kube-controller-manager: one replica of each acts, another takes over
+// within about LeaseDurationSeconds when it dies.
+type LeaderElection struct {
+	// LeaseDurationSeconds is how long a Lease holder is trusted without renewing: the takeover time after a node dies. More than RenewDeadlineSeconds, at most 300.
+	LeaseDurationSeconds int `json:"leaseDurationSeconds"`
+	// RenewDeadlineSeconds is how long the holder keeps retrying to renew before it steps down. More than 1.2 x RetryPeriodSeconds, as client-go requires.
+	RenewDeadlineSeconds int `json:"renewDeadlineSeconds"`
+	// RetryPeriodSeconds is the time between Lease acquire and renew attempts, 1 or more.
+	RetryPeriodSeconds int `json:"retryPeriodSeconds"`
+}
 
-// DefaultLeaderElection is Kubernetes' own: a dead holder is replaced
-// within about 15 s.
-var DefaultLeaderElection = LeaderElection{LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second}
+// Defaults of ControlPlaneOptions. The Lease timing is Kubernetes' own: a
+// dead holder is replaced within about 15 s.
+const (
+	DefaultControlPlaneInstanceType = "m6i.large"
+	DefaultLeaseDurationSeconds     = 15
+	DefaultRenewDeadlineSeconds     = 10
+	DefaultRetryPeriodSeconds       = 2
+)
 
-// ControlPlaneArgs describes the control-plane nodes.
+// leaderElectionJitter is client-go's JitterFactor: it refuses a renew
+// deadline not above retry period x 1.2, so the components would not start.
+const leaderElectionJitter = 1.2
+
+func (o ControlPlaneOptions) withDefaults() ControlPlaneOptions {
+	o.InstanceType = cmp.Or(o.InstanceType, DefaultControlPlaneInstanceType)
+	o.ImageID = cmp.Or(o.ImageID, DefaultImage)
+	le := &o.LeaderElection
+	le.LeaseDurationSeconds = cmp.Or(le.LeaseDurationSeconds, DefaultLeaseDurationSeconds)
+	le.RenewDeadlineSeconds = cmp.Or(le.RenewDeadlineSeconds, DefaultRenewDeadlineSeconds)
+	le.RetryPeriodSeconds = cmp.Or(le.RetryPeriodSeconds, DefaultRetryPeriodSeconds)
+	return o
+}
+
+func (o ControlPlaneOptions) check(c checker) {
+	c.instanceType("InstanceType", o.InstanceType)
+	c.imageID("ImageID", o.ImageID)
+	l, lc := o.LeaderElection, c.at("LeaderElection")
+	switch {
+	case l.RetryPeriodSeconds < 1:
+		lc.add("RetryPeriodSeconds", fmt.Sprint(l.RetryPeriodSeconds), "1 or more")
+	case float64(l.RenewDeadlineSeconds) <= leaderElectionJitter*float64(l.RetryPeriodSeconds):
+		lc.add("RenewDeadlineSeconds", fmt.Sprint(l.RenewDeadlineSeconds),
+			fmt.Sprintf("more than 1.2 x RetryPeriodSeconds (%d), which client-go requires", l.RetryPeriodSeconds))
+	case l.LeaseDurationSeconds <= l.RenewDeadlineSeconds:
+		lc.add("LeaseDurationSeconds", fmt.Sprint(l.LeaseDurationSeconds), fmt.Sprintf("more than RenewDeadlineSeconds (%d)", l.RenewDeadlineSeconds))
+	case l.LeaseDurationSeconds > 300:
+		lc.add("LeaseDurationSeconds", fmt.Sprint(l.LeaseDurationSeconds), "at most 300")
+	}
+}
+
+// durations is the Lease timing as the node rendering takes it.
+func (l LeaderElection) durations() bootstrap.LeaderElection {
+	return bootstrap.LeaderElectionSeconds(l.LeaseDurationSeconds, l.RenewDeadlineSeconds, l.RetryPeriodSeconds)
+}
+
+// ControlPlaneArgs describes the control-plane nodes: their options and
+// what they are wired to.
 type ControlPlaneArgs struct {
-	ClusterName       string
-	Region            string
+	ControlPlaneOptions
+	// One node per zone.
+	ZonalWiring
 	KubernetesVersion string
-	// Zones and SubnetIDs (private, one per zone, same order): one node each.
-	Zones     []string
-	SubnetIDs []pulumi.StringInput
-	VpcID     pulumi.StringInput
-	KMSKeyArn pulumi.StringInput
 	// Etcd and LoadBalancer are the cluster's EtcdCluster and ApiLoadBalancer.
 	Etcd         *EtcdCluster
 	LoadBalancer *ApiLoadBalancer
-	InstanceType string
 	PodCIDR      string
 	ServiceCIDR  string
-	// LeaderElection zero means DefaultLeaderElection.
-	LeaderElection LeaderElection
-	// ImageID defaults to DefaultImage.
-	ImageID string
-	Tags    map[string]string
+	// WorkerSecurityGroupID, if set, is the workers' group: admitted to the
+	// API and the CNI's ports. ScraperSecurityGroupID, if set, may scrape
+	// the nodes (Prometheus' nodes).
+	WorkerSecurityGroupID  pulumi.StringInput
+	ScraperSecurityGroupID pulumi.StringInput
+	Tags                   map[string]string
 	// SkipCoreDNS and ServeMetrics: see bootstrap.ControlPlane. Cluster
 	// sets them from its Addons.
 	SkipCoreDNS  bool
@@ -77,40 +129,28 @@ type ControlPlane struct {
 	endpointHost pulumi.StringOutput
 }
 
-var kubernetesVersionPattern = regexp.MustCompile(`^v1\.\d+\.\d+$`)
-
-func (args *ControlPlaneArgs) validate() error {
-	bad := func(field, value, allowed string) error {
-		return &config.FieldError{Key: "ControlPlaneArgs." + field, Value: value, Allowed: allowed}
+// validated is args with defaults filled in, or every problem found.
+func (args *ControlPlaneArgs) validated() (*ControlPlaneArgs, error) {
+	a := *args
+	a.ControlPlaneOptions = a.ControlPlaneOptions.withDefaults()
+	c := newChecker("ControlPlaneArgs.")
+	a.ControlPlaneOptions.check(c)
+	a.ZonalWiring.check(c)
+	c.kubernetesVersion("KubernetesVersion", a.KubernetesVersion)
+	if a.Etcd == nil || a.LoadBalancer == nil {
+		c.add("Etcd", "nil", "the cluster's EtcdCluster and ApiLoadBalancer (LoadBalancer)")
 	}
-	if args.ImageID == "" {
-		args.ImageID = DefaultImage
+	if a.PodCIDR == "" || a.ServiceCIDR == "" {
+		c.add("PodCIDR", "empty", "the pod and service CIDRs (ServiceCIDR)")
 	}
-	if args.LeaderElection == (LeaderElection{}) {
-		args.LeaderElection = DefaultLeaderElection
-	}
-	le := args.LeaderElection
-	if err := (nodeGroupArgs{args.ClusterName, args.Zones, args.SubnetIDs, args.VpcID, args.KMSKeyArn, args.InstanceType}).check("ControlPlaneArgs"); err != nil {
-		return err
-	}
-	switch {
-	case !kubernetesVersionPattern.MatchString(args.KubernetesVersion):
-		return bad("KubernetesVersion", fmt.Sprintf("%q", args.KubernetesVersion), "vMAJOR.MINOR.PATCH, such as v1.36.3")
-	case args.Etcd == nil || args.LoadBalancer == nil:
-		return bad("Etcd/LoadBalancer", "nil", "the cluster's EtcdCluster and ApiLoadBalancer")
-	case args.PodCIDR == "" || args.ServiceCIDR == "":
-		return bad("PodCIDR/ServiceCIDR", "empty", "the pod and service CIDRs")
-	case le.RetryPeriod < time.Second || le.RenewDeadline <= le.RetryPeriod || le.LeaseDuration <= le.RenewDeadline:
-		return bad("LeaderElection", fmt.Sprintf("%s/%s/%s", le.LeaseDuration, le.RenewDeadline, le.RetryPeriod),
-			"lease duration > renew deadline > retry period >= 1s")
-	}
-	return nil
+	return &a, c.err()
 }
 
 // NewControlPlane declares the shared PKI and secrets, the security group,
 // and one node per zone.
 func NewControlPlane(ctx *pulumi.Context, name string, args *ControlPlaneArgs, opts ...pulumi.ResourceOption) (*ControlPlane, error) {
-	if err := args.validate(); err != nil {
+	args, err := args.validated()
+	if err != nil {
 		return nil, err
 	}
 	c := &ControlPlane{}
@@ -138,27 +178,28 @@ func NewControlPlane(ctx *pulumi.Context, name string, args *ControlPlaneArgs, o
 	rendered := bootstrap.ControlPlane{
 		ClusterName: args.ClusterName, KubernetesVersion: args.KubernetesVersion,
 		PodCIDR: args.PodCIDR, ServiceCIDR: args.ServiceCIDR, EtcdEndpoints: etcdEndpoints,
-		LeaderElection: args.LeaderElection, InitZone: args.Zones[0],
+		LeaderElection: args.LeaderElection.durations(), InitZone: args.Zones[0],
 		SkipCoreDNS: args.SkipCoreDNS, ServeMetrics: args.ServeMetrics,
 	}
-	policy := pulumi.All(secrets.Arn, args.KMSKeyArn).ApplyT(func(v []any) string {
-		return controlPlanePolicy(args.ClusterName, args.Region, v[0].(string), v[1].(string))
-	}).(pulumi.StringOutput)
+	policy := resolve(pulumi.StringMap{"secret": secrets.Arn, "key": args.KMSKeyArn}, func(arn map[string]string) (string, error) {
+		return controlPlanePolicy(args.ClusterName, args.Region, arn["secret"], arn["key"]), nil
+	})
 	profile, err := nodeIdentity(ctx, name, policy, tags(name), args.ManagedPolicyArns, child)
 	if err != nil {
 		return nil, err
 	}
 	for i, zone := range args.Zones {
 		nodeName := fmt.Sprintf("%s-%s", name, zone)
-		data := pulumi.All(args.LoadBalancer.DNSName, secrets.Arn, c.CACertPEM).ApplyT(func(v []any) (string, error) {
+		wired := pulumi.StringMap{"endpoint": args.LoadBalancer.DNSName, "secret": secrets.Arn, "ca": c.CACertPEM}
+		data := resolve(wired, func(v map[string]string) (string, error) {
 			r := rendered
-			r.Endpoint = v[0].(string)
-			node, err := r.Node(bootstrap.ControlPlaneParams{Zone: zone, Region: args.Region, SecretID: v[1].(string), CACertPEM: v[2].(string)})
+			r.Endpoint = v["endpoint"]
+			node, err := r.Node(bootstrap.ControlPlaneParams{Zone: zone, Region: args.Region, SecretID: v["secret"], CACertPEM: v["ca"]})
 			if err != nil {
 				return "", err
 			}
 			return userData(node)
-		}).(pulumi.StringOutput)
+		})
 		template, err := launchTemplate(ctx, nodeName, nodeTemplate{
 			ImageID: args.ImageID, InstanceType: args.InstanceType, RootVolumeGiB: 50, Profile: profile,
 			SecurityGroups: pulumi.StringArray{c.SecurityGroupID, args.Etcd.ClientSecurityGroupID},
@@ -170,9 +211,7 @@ func NewControlPlane(ctx *pulumi.Context, name string, args *ControlPlaneArgs, o
 		if err != nil {
 			return nil, err
 		}
-		group, err := singleNodeGroup(ctx, nodeName, args.SubnetIDs[i], template, map[string]pulumi.StringInput{
-			"Name": pulumi.String(nodeName), controlPlaneTag: pulumi.String("true"), clusterTagKey(args.ClusterName): pulumi.String("owned"),
-		}, args.LoadBalancer.TargetGroupArn, child)
+		group, err := singleNodeGroup(ctx, nodeName, args.SubnetIDs[i], template, tags(nodeName, controlPlaneTag, "true"), args.LoadBalancer.TargetGroupArn, child)
 		if err != nil {
 			return nil, err
 		}
@@ -187,36 +226,16 @@ func NewControlPlane(ctx *pulumi.Context, name string, args *ControlPlaneArgs, o
 // controlPlaneTag marks control-plane instances.
 const controlPlaneTag = "kubeha.io/control-plane"
 
-// securityGroup: the API only from the load balancer (which holds the
-// client allowlist) and the other control-plane nodes; kubelet only from
-// the control plane.
+// securityGroup makes the nodes' group; controlPlaneRules says what
+// reaches them.
 func (c *ControlPlane) securityGroup(ctx *pulumi.Context, name string, args *ControlPlaneArgs, tags func(string, ...string) pulumi.StringMap, opts []pulumi.ResourceOption) error {
-	sg, err := ec2.NewSecurityGroup(ctx, name, &ec2.SecurityGroupArgs{
-		VpcId: args.VpcID, Description: pulumi.String("Kubernetes control-plane nodes of " + args.ClusterName), Tags: tags(name),
-	}, opts...)
+	sg, err := newSecurityGroup(ctx, name, args.VpcID, "Kubernetes control-plane nodes of "+args.ClusterName, tags(name), opts)
 	if err != nil {
 		return err
 	}
-	if err := allowFromGroups(ctx, name, sg.ID(), []groupRule{
-		{Name: "api-from-load-balancer", Port: bootstrap.APIServerPort, From: args.LoadBalancer.SecurityGroupID},
-		{Name: "api-from-control-plane", Port: bootstrap.APIServerPort, From: sg.ID()},
-		{Name: "kubelet-from-control-plane", Port: kubeletPort, From: sg.ID()},
-	}, opts); err != nil {
-		return err
-	}
-	// Nodes reach etcd, AWS APIs and package mirrors.
-	if _, err := vpc.NewSecurityGroupEgressRule(ctx, name+"-egress", &vpc.SecurityGroupEgressRuleArgs{
-		SecurityGroupId: sg.ID(), IpProtocol: pulumi.String("-1"), CidrIpv4: pulumi.String("0.0.0.0/0"),
-	}, opts...); err != nil {
-		return err
-	}
 	c.SecurityGroupID = sg.ID().ToStringOutput()
-	return nil
+	return controlPlaneRules(ctx, name, sg.ID(), args.LoadBalancer.SecurityGroupID, args.WorkerSecurityGroupID, args.ScraperSecurityGroupID, opts)
 }
-
-// kubeletPort is the kubelet's API, which the API server calls for logs,
-// exec and metrics.
-const kubeletPort = 10250
 
 // sharedSecrets makes what every control-plane node shares (the CAs, the
 // service-account key, the join token and the encryption key), stores it
@@ -243,7 +262,7 @@ func (c *ControlPlane) sharedSecrets(ctx *pulumi.Context, name string, args *Con
 	if err != nil {
 		return nil, err
 	}
-	secret, err := storeSecret(ctx, name, args.KMSKeyArn, tags(name), opts, map[string]pulumi.StringOutput{
+	secret, err := storeSecret(ctx, name, args.KMSKeyArn, tags(name), opts, pulumi.StringMap{
 		"pki/ca.crt": ca.CertPEM, "pki/ca.key": ca.KeyPEM,
 		"pki/front-proxy-ca.crt": frontProxy.CertPEM, "pki/front-proxy-ca.key": frontProxy.KeyPEM,
 		"pki/sa.key": pulumi.ToSecret(serviceAccount.PrivateKeyPem).(pulumi.StringOutput), "pki/sa.pub": serviceAccount.PublicKeyPem,
@@ -255,19 +274,20 @@ func (c *ControlPlane) sharedSecrets(ctx *pulumi.Context, name string, args *Con
 		return nil, err
 	}
 	// Workers need only the CA and the token.
-	join, err := storeSecret(ctx, name+"-join", args.KMSKeyArn, tags(name+"-join"), opts, map[string]pulumi.StringOutput{
+	join, err := storeSecret(ctx, name+"-join", args.KMSKeyArn, tags(name+"-join"), opts, pulumi.StringMap{
 		"pki/ca.crt": ca.CertPEM, "bootstrap-token": token,
 	})
 	if err != nil {
 		return nil, err
 	}
-	admin, err := issueCert(ctx, name+"-admin", pki.KubernetesAdmin(), ca, opts)
+	adminCert, err := issueCert(ctx, name+"-admin", pki.KubernetesAdmin(), ca, opts)
 	if err != nil {
 		return nil, err
 	}
 	c.CACertPEM, c.JoinSecretArn = ca.CertPEM, join.Arn
-	c.Kubeconfig = pulumi.ToSecret(pulumi.All(args.LoadBalancer.Endpoint, ca.CertPEM, admin.CertPEM, admin.KeyPEM).ApplyT(func(v []any) (string, error) {
-		return bootstrap.AdminKubeconfig(args.ClusterName, v[0].(string), v[1].(string), v[2].(string), v[3].(string))
+	admin := pulumi.StringMap{"endpoint": args.LoadBalancer.Endpoint, "ca": ca.CertPEM, "cert": adminCert.CertPEM, "key": adminCert.KeyPEM}
+	c.Kubeconfig = pulumi.ToSecret(resolve(admin, func(v map[string]string) (string, error) {
+		return bootstrap.AdminKubeconfig(args.ClusterName, v["endpoint"], v["ca"], v["cert"], v["key"])
 	})).(pulumi.StringOutput)
 	return secret, nil
 }

@@ -6,13 +6,11 @@ import (
 	"errors"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/internals"
 
 	"github.com/kubeha/kubeha/internal/bootstrap"
-	"github.com/kubeha/kubeha/internal/config"
 	"github.com/kubeha/kubeha/internal/mockrun"
 )
 
@@ -22,10 +20,12 @@ func controlPlaneArgs(net *Network, etcd *EtcdCluster, api *ApiLoadBalancer) *Co
 		subnets = append(subnets, id)
 	}
 	return &ControlPlaneArgs{
-		ClusterName: "c1", Region: "eu-west-1", KubernetesVersion: "v1.36.3", Zones: testZones, SubnetIDs: subnets,
-		VpcID: net.VpcID, KMSKeyArn: pulumi.String("arn:aws:kms:eu-west-1:123456789012:key/k1"),
-		Etcd: etcd, LoadBalancer: api, InstanceType: "m6i.large", PodCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/12",
-		LeaderElection: LeaderElection{LeaseDuration: 20 * time.Second, RenewDeadline: 12 * time.Second, RetryPeriod: 3 * time.Second},
+		ZonalWiring: ZonalWiring{ClusterName: "c1", Region: "eu-west-1", Zones: testZones, SubnetIDs: subnets,
+			VpcID: net.VpcID, KMSKeyArn: pulumi.String("arn:aws:kms:eu-west-1:123456789012:key/k1")},
+		KubernetesVersion: "v1.36.3",
+		Etcd:              etcd, LoadBalancer: api, PodCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/12",
+		ControlPlaneOptions: ControlPlaneOptions{InstanceType: "m6i.large",
+			LeaderElection: LeaderElection{LeaseDurationSeconds: 20, RenewDeadlineSeconds: 12, RetryPeriodSeconds: 3}},
 	}
 }
 
@@ -263,27 +263,37 @@ func TestControlPlanePolicyScopedByClusterTag(t *testing.T) {
 }
 
 func TestControlPlaneRejectsBadArgs(t *testing.T) {
+	le := func(lease, renew, retry int) func(*ControlPlaneArgs) {
+		return func(a *ControlPlaneArgs) { a.LeaderElection = LeaderElection{lease, renew, retry} }
+	}
 	for name, c := range map[string]struct {
-		edit func(*ControlPlaneArgs)
-		key  string
+		edit  func(*ControlPlaneArgs)
+		field string
 	}{
-		"version":        {func(a *ControlPlaneArgs) { a.KubernetesVersion = "1.36" }, "ControlPlaneArgs.KubernetesVersion"},
-		"two zones":      {func(a *ControlPlaneArgs) { a.Zones, a.SubnetIDs = a.Zones[:2], a.SubnetIDs[:2] }, "ControlPlaneArgs.Zones"},
-		"subnets":        {func(a *ControlPlaneArgs) { a.SubnetIDs = a.SubnetIDs[:1] }, "ControlPlaneArgs.SubnetIDs"},
-		"no etcd":        {func(a *ControlPlaneArgs) { a.Etcd = nil }, "ControlPlaneArgs.Etcd/LoadBalancer"},
-		"no type":        {func(a *ControlPlaneArgs) { a.InstanceType = "" }, "ControlPlaneArgs.InstanceType"},
-		"lease < renew":  {func(a *ControlPlaneArgs) { a.LeaderElection.LeaseDuration = 5 * time.Second }, "ControlPlaneArgs.LeaderElection"},
-		"retry too fast": {func(a *ControlPlaneArgs) { a.LeaderElection.RetryPeriod = 0 }, "ControlPlaneArgs.LeaderElection"},
+		"version":       {func(a *ControlPlaneArgs) { a.KubernetesVersion = "1.36" }, "ControlPlaneArgs.KubernetesVersion"},
+		"two zones":     {func(a *ControlPlaneArgs) { a.Zones, a.SubnetIDs = a.Zones[:2], a.SubnetIDs[:2] }, "ControlPlaneArgs.Zones"},
+		"subnets":       {func(a *ControlPlaneArgs) { a.SubnetIDs = a.SubnetIDs[:1] }, "ControlPlaneArgs.SubnetIDs"},
+		"no etcd":       {func(a *ControlPlaneArgs) { a.Etcd = nil }, "ControlPlaneArgs.Etcd"},
+		"bad type":      {func(a *ControlPlaneArgs) { a.InstanceType = "large" }, "ControlPlaneArgs.InstanceType"},
+		"bad name":      {func(a *ControlPlaneArgs) { a.ClusterName = "Acme-Payments" }, "ControlPlaneArgs.ClusterName"},
+		"lease < renew": {le(5, 12, 3), "ControlPlaneArgs.LeaderElection.LeaseDurationSeconds"},
+		// client-go refuses renew <= 1.2 x retry at start: 6 <= 6.
+		"renew within jitter of retry": {le(7, 6, 5), "ControlPlaneArgs.LeaderElection.RenewDeadlineSeconds"},
+		"retry zero":                   {le(20, 12, -1), "ControlPlaneArgs.LeaderElection.RetryPeriodSeconds"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			rec, err := runControlPlane(t, c.edit)
-			var fe *config.FieldError
-			if !errors.As(err, &fe) || fe.Key != c.key {
-				t.Fatalf("error %v, want a FieldError naming %s", err, c.key)
+			var fe *FieldError
+			if !errors.As(err, &fe) || fe.Field != c.field {
+				t.Fatalf("error %v, want a FieldError naming %s", err, c.field)
 			}
 			if n := len(controlPlaneGroups(rec)); n != 0 {
 				t.Errorf("%d control-plane groups declared despite the error", n)
 			}
 		})
+	}
+	// Just above client-go's limit starts.
+	if _, err := runControlPlane(t, le(8, 7, 5)); err != nil {
+		t.Errorf("lease 8, renew 7 > 1.2 x 5, retry 5: %v", err)
 	}
 }

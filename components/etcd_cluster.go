@@ -1,46 +1,85 @@
 package components
 
 import (
+	"cmp"
 	"fmt"
-	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/autoscaling"
 	"strings"
 
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/autoscaling"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ebs"
-	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ec2"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/route53"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/s3"
-	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/vpc"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/kubeha/kubeha/internal/bootstrap"
-	"github.com/kubeha/kubeha/internal/config"
 	"github.com/kubeha/kubeha/internal/pki"
 )
 
 // EtcdMember is one member's stable identity: name, zone and DNS name.
 type EtcdMember = bootstrap.EtcdMember
 
-// EtcdClusterArgs describes the external etcd cluster.
+// EtcdOptions are the external etcd cluster's settings: the stack's
+// kubeha:etcd keys. Zero fields take the Default values below.
+type EtcdOptions struct {
+	// Members is the number of etcd members, 3 or 5, spread round-robin over the zones.
+	Members int `json:"members"`
+	// InstanceType is the EC2 instance type of an etcd member.
+	InstanceType string `json:"instanceType"`
+	// VolumeSizeGiB is the size of each member's gp3 data volume, 8 to 1024 GiB.
+	VolumeSizeGiB int `json:"volumeSizeGiB"`
+	// BackupIntervalMinutes is the time between snapshots to S3, 5 to 1440 minutes.
+	BackupIntervalMinutes int `json:"backupIntervalMinutes"`
+	// BackupRetentionDays is how long a snapshot is kept in S3, 1 to 3650 days.
+	BackupRetentionDays int `json:"backupRetentionDays"`
+	// ImageID is the members' image: an AMI ID or a resolve:ssm: parameter.
+	ImageID string `json:"imageId"`
+}
+
+// Defaults of EtcdOptions.
+const (
+	DefaultEtcdMembers               = 3
+	DefaultEtcdInstanceType          = "m6i.large"
+	DefaultEtcdVolumeSizeGiB         = 20
+	DefaultEtcdBackupIntervalMinutes = 15
+	DefaultEtcdBackupRetentionDays   = 30
+)
+
+func (o EtcdOptions) withDefaults() EtcdOptions {
+	o.Members = cmp.Or(o.Members, DefaultEtcdMembers)
+	o.InstanceType = cmp.Or(o.InstanceType, DefaultEtcdInstanceType)
+	o.VolumeSizeGiB = cmp.Or(o.VolumeSizeGiB, DefaultEtcdVolumeSizeGiB)
+	o.BackupIntervalMinutes = cmp.Or(o.BackupIntervalMinutes, DefaultEtcdBackupIntervalMinutes)
+	o.BackupRetentionDays = cmp.Or(o.BackupRetentionDays, DefaultEtcdBackupRetentionDays)
+	o.ImageID = cmp.Or(o.ImageID, DefaultImage)
+	return o
+}
+
+// check reports every field of defaulted options outside its limits.
+func (o EtcdOptions) check(c checker) {
+	switch {
+	case o.Members%2 == 0:
+		c.add("Members", fmt.Sprint(o.Members), "3 or 5: an even count tolerates no more failures than the odd count below it")
+	case o.Members != 3 && o.Members != 5:
+		c.add("Members", fmt.Sprint(o.Members), "3 or 5")
+	}
+	c.instanceType("InstanceType", o.InstanceType)
+	c.between("VolumeSizeGiB", o.VolumeSizeGiB, 8, 1024)
+	c.between("BackupIntervalMinutes", o.BackupIntervalMinutes, 5, 1440)
+	c.between("BackupRetentionDays", o.BackupRetentionDays, 1, 3650)
+	c.imageID("ImageID", o.ImageID)
+}
+
+// EtcdClusterArgs describes the external etcd cluster: its options and
+// what it is wired to.
 type EtcdClusterArgs struct {
-	ClusterName string
-	Region      string
-	// Zones and SubnetIDs (private, one per zone, same order). Members go
-	// round-robin over them.
-	Zones     []string
-	SubnetIDs []pulumi.StringInput
-	VpcID     pulumi.StringInput
-	// KMSKeyArn encrypts the secrets and the backup bucket.
-	KMSKeyArn pulumi.StringInput
-	// Members is 3 or 5; 0 means 3.
-	Members               int
-	InstanceType          string
-	VolumeSizeGiB         int
-	BackupIntervalMinutes int
-	BackupRetentionDays   int
-	// ImageID defaults to DefaultImage.
-	ImageID string
-	// Protect guards the backup bucket from `pulumi destroy`. Data volumes
-	// are always protected.
+	EtcdOptions
+	// Members go round-robin over the zones.
+	ZonalWiring
+	// ScraperSecurityGroupID, if set, may read etcd's TLS metrics port
+	// (Prometheus' nodes).
+	ScraperSecurityGroupID pulumi.StringInput
+	// Protect guards the backup bucket and the data volumes from
+	// `pulumi destroy`.
 	Protect bool
 	Tags    map[string]string
 }
@@ -75,35 +114,20 @@ type EtcdCluster struct {
 	HostedZoneID          pulumi.StringOutput
 }
 
-func (args *EtcdClusterArgs) validate() error {
-	bad := func(field, value, allowed string) error {
-		return &config.FieldError{Key: "EtcdClusterArgs." + field, Value: value, Allowed: allowed}
-	}
-	if args.Members == 0 {
-		args.Members = 3
-	}
-	if args.ImageID == "" {
-		args.ImageID = DefaultImage
-	}
-	if err := (nodeGroupArgs{args.ClusterName, args.Zones, args.SubnetIDs, args.VpcID, args.KMSKeyArn, args.InstanceType}).check("EtcdClusterArgs"); err != nil {
-		return err
-	}
-	switch {
-	case args.Members != 3 && args.Members != 5:
-		return bad("Members", fmt.Sprint(args.Members), "3 or 5")
-	case args.VolumeSizeGiB < 8:
-		return bad("VolumeSizeGiB", fmt.Sprint(args.VolumeSizeGiB), "8 or more")
-	case args.BackupIntervalMinutes < 5:
-		return bad("BackupIntervalMinutes", fmt.Sprint(args.BackupIntervalMinutes), "5 or more")
-	case args.BackupRetentionDays < 1:
-		return bad("BackupRetentionDays", fmt.Sprint(args.BackupRetentionDays), "1 or more")
-	}
-	return nil
+// validated is args with defaults filled in, or every problem found.
+func (args *EtcdClusterArgs) validated() (*EtcdClusterArgs, error) {
+	a := *args
+	a.EtcdOptions = a.EtcdOptions.withDefaults()
+	c := newChecker("EtcdClusterArgs.")
+	a.EtcdOptions.check(c)
+	a.ZonalWiring.check(c)
+	return &a, c.err()
 }
 
 // NewEtcdCluster declares the cluster.
 func NewEtcdCluster(ctx *pulumi.Context, name string, args *EtcdClusterArgs, opts ...pulumi.ResourceOption) (*EtcdCluster, error) {
-	if err := args.validate(); err != nil {
+	args, err := args.validated()
+	if err != nil {
 		return nil, err
 	}
 	rendered := bootstrap.NewEtcdCluster(args.ClusterName, args.Zones, args.Members, args.VolumeSizeGiB, args.BackupIntervalMinutes)
@@ -149,7 +173,7 @@ func NewEtcdCluster(ctx *pulumi.Context, name string, args *EtcdClusterArgs, opt
 	if err != nil {
 		return nil, err
 	}
-	clientSecret, err := storeSecret(ctx, name+"-client", args.KMSKeyArn, tags(name+"-client"), child, map[string]pulumi.StringOutput{
+	clientSecret, err := storeSecret(ctx, name+"-client", args.KMSKeyArn, tags(name+"-client"), child, pulumi.StringMap{
 		"ca.crt": ca.CertPEM, "client.crt": client.CertPEM, "client.key": client.KeyPEM,
 		"healthcheck.crt": health.CertPEM, "healthcheck.key": health.KeyPEM,
 	})
@@ -181,36 +205,19 @@ func NewEtcdCluster(ctx *pulumi.Context, name string, args *EtcdClusterArgs, opt
 	})
 }
 
-// securityGroups: 2379 from clients and members, 2380 between members only,
-// nothing from anywhere else.
+// securityGroups makes the members' group and the group a node must
+// carry to reach port 2379; etcdMemberRules says what reaches members.
 func (c *EtcdCluster) securityGroups(ctx *pulumi.Context, name string, args *EtcdClusterArgs, tags func(string, ...string) pulumi.StringMap, opts []pulumi.ResourceOption) error {
-	members, err := ec2.NewSecurityGroup(ctx, name, &ec2.SecurityGroupArgs{
-		VpcId: args.VpcID, Description: pulumi.String("etcd members of " + args.ClusterName), Tags: tags(name),
-	}, opts...)
+	members, err := newSecurityGroup(ctx, name, args.VpcID, "etcd members of "+args.ClusterName, tags(name), opts)
 	if err != nil {
 		return err
 	}
-	clients, err := ec2.NewSecurityGroup(ctx, name+"-client", &ec2.SecurityGroupArgs{
-		VpcId: args.VpcID, Description: pulumi.String("may reach etcd on 2379 (control-plane nodes)"), Tags: tags(name + "-client"),
-	}, opts...)
+	clients, err := newSecurityGroup(ctx, name+"-client", args.VpcID, "may reach etcd on 2379 (control-plane nodes)", tags(name+"-client"), opts)
 	if err != nil {
-		return err
-	}
-	if err := allowFromGroups(ctx, name, members.ID(), []groupRule{
-		{Name: "client-from-control-plane", Port: bootstrap.EtcdClientPort, From: clients.ID()},
-		{Name: "client-from-members", Port: bootstrap.EtcdClientPort, From: members.ID()},
-		{Name: "peer-from-members", Port: bootstrap.EtcdPeerPort, From: members.ID()},
-	}, opts); err != nil {
-		return err
-	}
-	// Members reach AWS APIs, S3 and the etcd release download.
-	if _, err := vpc.NewSecurityGroupEgressRule(ctx, name+"-egress", &vpc.SecurityGroupEgressRuleArgs{
-		SecurityGroupId: members.ID(), IpProtocol: pulumi.String("-1"), CidrIpv4: pulumi.String("0.0.0.0/0"),
-	}, opts...); err != nil {
 		return err
 	}
 	c.SecurityGroupID, c.ClientSecurityGroupID = members.ID().ToStringOutput(), clients.ID().ToStringOutput()
-	return nil
+	return etcdMemberRules(ctx, name, members.ID(), clients.ID(), args.ScraperSecurityGroupID, opts)
 }
 
 // backupBucket: versioned, KMS-encrypted, private, TLS-only, and snapshots
@@ -286,14 +293,15 @@ func (c *EtcdCluster) member(ctx *pulumi.Context, name string, m EtcdMember, sub
 	args *EtcdClusterArgs, ca tlsPair, zone *route53.Zone, bucket *s3.BucketV2, tags func(string, ...string) pulumi.StringMap, opts []pulumi.ResourceOption) error {
 	const memberTag = "kubeha.io/etcd-member"
 
-	// The data outlives every instance of the member: never deleted by Pulumi.
+	// The data outlives every instance of the member, and `pulumi destroy`
+	// too unless deletion protection is off.
 	volume, err := ebs.NewVolume(ctx, name+"-data", &ebs.VolumeArgs{
 		AvailabilityZone: pulumi.String(m.Zone),
 		Size:             pulumi.Int(args.VolumeSizeGiB),
 		Type:             pulumi.String("gp3"),
 		Encrypted:        pulumi.Bool(true),
 		Tags:             tags(name+"-data", memberTag, m.Name),
-	}, append(opts, pulumi.Protect(true))...)
+	}, append(opts, pulumi.Protect(args.Protect))...)
 	if err != nil {
 		return err
 	}
@@ -306,15 +314,15 @@ func (c *EtcdCluster) member(ctx *pulumi.Context, name string, m EtcdMember, sub
 	if err != nil {
 		return err
 	}
-	secret, err := storeSecret(ctx, name, args.KMSKeyArn, tags(name), opts, map[string]pulumi.StringOutput{
+	secret, err := storeSecret(ctx, name, args.KMSKeyArn, tags(name), opts, pulumi.StringMap{
 		"ca.crt": ca.CertPEM, "server.crt": server.CertPEM, "server.key": server.KeyPEM, "peer.crt": peer.CertPEM, "peer.key": peer.KeyPEM,
 	})
 	if err != nil {
 		return err
 	}
 
-	policy := pulumi.All(volume.Arn, secret.Arn, args.KMSKeyArn, bucket.Arn, zone.Arn).ApplyT(func(v []any) string {
-		volumeArn, secretArn, keyArn, bucketArn, zoneArn := v[0].(string), v[1].(string), v[2].(string), v[3].(string), v[4].(string)
+	policy := resolve(pulumi.StringMap{"volume": volume.Arn, "secret": secret.Arn, "key": args.KMSKeyArn, "bucket": bucket.Arn, "zone": zone.Arn}, func(arn map[string]string) (string, error) {
+		volumeArn, secretArn, keyArn, bucketArn, zoneArn := arn["volume"], arn["secret"], arn["key"], arn["bucket"], arn["zone"]
 		return policyJSON(
 			policyStatement{Sid: "AttachOwnVolume", Effect: "Allow", Action: []string{"ec2:AttachVolume"}, Resource: volumeArn},
 			policyStatement{Sid: "AttachToOwnInstance", Effect: "Allow", Action: []string{"ec2:AttachVolume"}, Resource: "arn:aws:ec2:*:*:instance/*",
@@ -336,23 +344,24 @@ func (c *EtcdCluster) member(ctx *pulumi.Context, name string, m EtcdMember, sub
 			// The snapshot-age alarm counts uploads in kubeha's namespace.
 			policyStatement{Sid: "CountSnapshots", Effect: "Allow", Action: []string{"cloudwatch:PutMetricData"}, Resource: "*",
 				Condition: map[string]map[string]any{"StringEquals": {"cloudwatch:namespace": bootstrap.EtcdSnapshotMetricNamespace}}},
-		)
-	}).(pulumi.StringOutput)
+		), nil
+	})
 	profile, err := nodeIdentity(ctx, name, policy, tags(name), nil, opts)
 	if err != nil {
 		return err
 	}
 
-	data := pulumi.All(volume.ID(), zone.ZoneId, secret.Arn, bucket.Bucket, args.KMSKeyArn).ApplyT(func(v []any) (string, error) {
+	wired := pulumi.StringMap{"volume": volume.ID().ToStringOutput(), "zone": zone.ZoneId, "secret": secret.Arn, "bucket": bucket.Bucket, "key": args.KMSKeyArn}
+	data := resolve(wired, func(v map[string]string) (string, error) {
 		node, err := rendered.Node(bootstrap.EtcdNodeParams{
-			Member: m, Region: args.Region, VolumeID: string(v[0].(pulumi.ID)), HostedZoneID: v[1].(string),
-			SecretID: v[2].(string), BackupBucket: v[3].(string), KMSKeyID: v[4].(string),
+			Member: m, Region: args.Region, VolumeID: v["volume"], HostedZoneID: v["zone"],
+			SecretID: v["secret"], BackupBucket: v["bucket"], KMSKeyID: v["key"],
 		})
 		if err != nil {
 			return "", err
 		}
 		return userData(node)
-	}).(pulumi.StringOutput)
+	})
 	template, err := launchTemplate(ctx, name, nodeTemplate{
 		ImageID: args.ImageID, InstanceType: args.InstanceType, RootVolumeGiB: 20, Profile: profile,
 		SecurityGroups: pulumi.StringArray{c.SecurityGroupID}, UserData: data, Tags: tags(name, memberTag, m.Name),
@@ -360,9 +369,7 @@ func (c *EtcdCluster) member(ctx *pulumi.Context, name string, m EtcdMember, sub
 	if err != nil {
 		return err
 	}
-	group, err := singleNodeGroup(ctx, name, subnet, template, map[string]pulumi.StringInput{
-		"Name": pulumi.String(name), memberTag: pulumi.String(m.Name), clusterTagKey(args.ClusterName): pulumi.String("owned"),
-	}, nil, opts)
+	group, err := singleNodeGroup(ctx, name, subnet, template, tags(name, memberTag, m.Name), nil, opts)
 	c.Groups = append(c.Groups, group)
 	return err
 }

@@ -3,6 +3,7 @@ package components
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -24,9 +25,9 @@ func declareEtcd(ctx *pulumi.Context, members int) (*Network, []pulumi.StringInp
 		subnets = append(subnets, id)
 	}
 	etcd, err := NewEtcdCluster(ctx, "c1-etcd", &EtcdClusterArgs{
-		ClusterName: "c1", Region: "eu-west-1", Zones: testZones, SubnetIDs: subnets, VpcID: net.VpcID,
-		KMSKeyArn: pulumi.String("arn:aws:kms:eu-west-1:123456789012:key/k1"), Members: members,
-		InstanceType: "m6i.large", VolumeSizeGiB: 20, BackupIntervalMinutes: 15, BackupRetentionDays: 21,
+		ZonalWiring: ZonalWiring{ClusterName: "c1", Region: "eu-west-1", Zones: testZones, SubnetIDs: subnets, VpcID: net.VpcID,
+			KMSKeyArn: pulumi.String("arn:aws:kms:eu-west-1:123456789012:key/k1")}, Protect: true,
+		EtcdOptions: EtcdOptions{Members: members, InstanceType: "m6i.large", VolumeSizeGiB: 20, BackupIntervalMinutes: 15, BackupRetentionDays: 21},
 	})
 	return net, subnets, etcd, err
 }
@@ -284,24 +285,34 @@ func TestEtcdLaunchTemplates(t *testing.T) {
 }
 
 func TestEtcdRejectsBadArgs(t *testing.T) {
-	for name, mutate := range map[string]func(*EtcdClusterArgs){
-		"even members": func(a *EtcdClusterArgs) { a.Members = 4 },
-		"two zones":    func(a *EtcdClusterArgs) { a.Zones = a.Zones[:2]; a.SubnetIDs = a.SubnetIDs[:2] },
-		"subnets":      func(a *EtcdClusterArgs) { a.SubnetIDs = a.SubnetIDs[:1] },
-		"retention":    func(a *EtcdClusterArgs) { a.BackupRetentionDays = 0 },
+	for name, c := range map[string]struct {
+		mutate func(*EtcdClusterArgs)
+		field  string
+	}{
+		"even members":    {func(a *EtcdClusterArgs) { a.Members = 4 }, "EtcdClusterArgs.Members"},
+		"two zones":       {func(a *EtcdClusterArgs) { a.Zones = a.Zones[:2]; a.SubnetIDs = a.SubnetIDs[:2] }, "EtcdClusterArgs.Zones"},
+		"subnets":         {func(a *EtcdClusterArgs) { a.SubnetIDs = a.SubnetIDs[:1] }, "EtcdClusterArgs.SubnetIDs"},
+		"retention":       {func(a *EtcdClusterArgs) { a.BackupRetentionDays = -1 }, "EtcdClusterArgs.BackupRetentionDays"},
+		"volume too big":  {func(a *EtcdClusterArgs) { a.VolumeSizeGiB = 2048 }, "EtcdClusterArgs.VolumeSizeGiB"},
+		"uppercase name":  {func(a *EtcdClusterArgs) { a.ClusterName = "Acme-Payments" }, "EtcdClusterArgs.ClusterName"},
+		"not an AMI":      {func(a *EtcdClusterArgs) { a.ImageID = "debian-12" }, "EtcdClusterArgs.ImageID"},
+		"no KMS key":      {func(a *EtcdClusterArgs) { a.KMSKeyArn = nil }, "EtcdClusterArgs.KMSKeyArn"},
+		"interval 1 min":  {func(a *EtcdClusterArgs) { a.BackupIntervalMinutes = 1 }, "EtcdClusterArgs.BackupIntervalMinutes"},
+		"bad instance ty": {func(a *EtcdClusterArgs) { a.InstanceType = "m6i" }, "EtcdClusterArgs.InstanceType"},
 	} {
 		args := &EtcdClusterArgs{
-			ClusterName: "c1", Region: "eu-west-1", Zones: testZones, VpcID: pulumi.String("vpc-1"), KMSKeyArn: pulumi.String("k"),
-			SubnetIDs:    []pulumi.StringInput{pulumi.String("s-a"), pulumi.String("s-b"), pulumi.String("s-c")},
-			InstanceType: "m6i.large", VolumeSizeGiB: 20, BackupIntervalMinutes: 15, BackupRetentionDays: 7,
+			ZonalWiring: ZonalWiring{ClusterName: "c1", Region: "eu-west-1", Zones: testZones, VpcID: pulumi.String("vpc-1"), KMSKeyArn: pulumi.String("k"),
+				SubnetIDs: []pulumi.StringInput{pulumi.String("s-a"), pulumi.String("s-b"), pulumi.String("s-c")}},
+			EtcdOptions: EtcdOptions{InstanceType: "m6i.large", VolumeSizeGiB: 20, BackupIntervalMinutes: 15, BackupRetentionDays: 7},
 		}
-		mutate(args)
+		c.mutate(args)
 		rec, err := mockrun.Run("kubeha", "test", nil, func(ctx *pulumi.Context) error {
 			_, err := NewEtcdCluster(ctx, "c1-etcd", args)
 			return err
 		})
-		if err == nil || !strings.Contains(err.Error(), "EtcdClusterArgs.") {
-			t.Errorf("%s: got %v, want an error naming the EtcdClusterArgs field", name, err)
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != c.field {
+			t.Errorf("%s: got %v, want a FieldError naming %s", name, err, c.field)
 		}
 		if n := len(rec.Resources()); n != 0 {
 			t.Errorf("%s: %d resources declared before the error", name, n)

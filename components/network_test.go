@@ -1,6 +1,7 @@
 package components
 
 import (
+	"errors"
 	"net/netip"
 	"strings"
 	"testing"
@@ -26,7 +27,7 @@ func runNetwork(t *testing.T, args *NetworkArgs) *mockrun.Recorder {
 }
 
 func perZoneArgs() *NetworkArgs {
-	return &NetworkArgs{ClusterName: "c1", Region: "eu-west-1", Zones: testZones, VpcCidr: "10.30.0.0/16"}
+	return &NetworkArgs{ClusterName: "c1", Region: "eu-west-1", Zones: testZones, NetworkOptions: NetworkOptions{VpcCidr: "10.30.0.0/16"}}
 }
 
 func TestNetworkSubnetsPerZone(t *testing.T) {
@@ -144,7 +145,7 @@ func TestNetworkExistingVPC(t *testing.T) {
 	args := perZoneArgs()
 	args.Existing = &ExistingNetwork{
 		VpcID:            pulumi.String("vpc-0123456789abcdef0"),
-		PrivateSubnetIDs: []pulumi.StringInput{pulumi.String("subnet-a"), pulumi.String("subnet-b"), pulumi.String("subnet-c")},
+		PrivateSubnetIDs: ownSubnets,
 	}
 	rec := runNetwork(t, args)
 	for _, typ := range []string{"aws:ec2/vpc:Vpc", "aws:ec2/subnet:Subnet", "aws:ec2/natGateway:NatGateway", "aws:ec2/internetGateway:InternetGateway"} {
@@ -164,22 +165,30 @@ func TestNetworkExistingVPC(t *testing.T) {
 }
 
 func TestNetworkRejectsBadArgs(t *testing.T) {
-	for name, mutate := range map[string]func(*NetworkArgs){
-		"duplicate zone": func(a *NetworkArgs) { a.Zones = []string{"eu-west-1a", "eu-west-1a", "eu-west-1b"} },
-		"no zones":       func(a *NetworkArgs) { a.Zones = nil },
-		"bad CIDR":       func(a *NetworkArgs) { a.VpcCidr = "10.0.0.0/8" },
-		"subnet count": func(a *NetworkArgs) {
-			a.Existing = &ExistingNetwork{VpcID: pulumi.String("vpc-1"), PrivateSubnetIDs: []pulumi.StringInput{pulumi.String("subnet-a")}}
-		},
+	for name, c := range map[string]struct {
+		mutate func(*NetworkArgs)
+		field  string
+	}{
+		"duplicate zone": {func(a *NetworkArgs) { a.Zones = []string{"eu-west-1a", "eu-west-1a", "eu-west-1b"} }, "NetworkArgs.Zones"},
+		"no zones":       {func(a *NetworkArgs) { a.Zones = nil }, "NetworkArgs.Zones"},
+		"bad CIDR":       {func(a *NetworkArgs) { a.VpcCidr = "10.0.0.0/8" }, "NetworkArgs.VpcCidr"},
+		"pods in VPC":    {func(a *NetworkArgs) { a.PodCidr = "10.30.128.0/17" }, "NetworkArgs.PodCidr"},
+		"subnet count": {func(a *NetworkArgs) {
+			a.Existing = &ExistingNetwork{VpcID: pulumi.String("vpc-0123456789abcdef0"), PrivateSubnetIDs: ownSubnets[:1]}
+		}, "NetworkArgs.Existing.PrivateSubnetIDs"},
+		"not a VPC ID": {func(a *NetworkArgs) {
+			a.Existing = &ExistingNetwork{VpcID: pulumi.String("vpc-1"), PrivateSubnetIDs: ownSubnets}
+		}, "NetworkArgs.Existing.VpcID"},
 	} {
 		args := perZoneArgs()
-		mutate(args)
+		c.mutate(args)
 		rec, err := mockrun.Run("kubeha", "test", nil, func(ctx *pulumi.Context) error {
 			_, err := NewNetwork(ctx, "c1-network", args)
 			return err
 		})
-		if err == nil || !strings.Contains(err.Error(), "NetworkArgs.") {
-			t.Errorf("%s: got %v, want an error naming the NetworkArgs field", name, err)
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != c.field {
+			t.Errorf("%s: got %v, want a FieldError naming %s", name, err, c.field)
 		}
 		if n := len(rec.Resources()); n != 0 {
 			t.Errorf("%s: %d resources declared before the error, want none", name, n)

@@ -1,29 +1,119 @@
 package components
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
+	"strings"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/autoscaling"
-	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ec2"
-	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/vpc"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/kubeha/kubeha/internal/addons"
 	"github.com/kubeha/kubeha/internal/bootstrap"
-	"github.com/kubeha/kubeha/internal/config"
 )
 
-// Taint is a node taint set when the worker registers.
-type Taint = bootstrap.Taint
+// WorkerPool is a set of identical workers, one auto-scaling group per
+// zone: an entry of the stack's kubeha:workers list.
+type WorkerPool struct {
+	// Name is the pool's name: 1 to 20 of a-z, 0-9 and '-', unique in the cluster.
+	Name string `json:"name"`
+	// InstanceTypes are the workers' EC2 instance types, 1 to 10. The first is the launch template's; more than one, or SpotPercent above 0, makes a mixed-instances group.
+	InstanceTypes []string `json:"instanceTypes"`
+	// OnDemandBase is the workers in each zone's group that are always on-demand, before SpotPercent applies, 0 to 100.
+	OnDemandBase int `json:"onDemandBase"`
+	// SpotPercent is the percent of the workers above OnDemandBase that are spot, 0 to 100; 0 means all on-demand.
+	SpotPercent int `json:"spotPercent"`
+	// MinPerZone is the minimum workers in each zone's group; nil means the default, 0 is allowed.
+	MinPerZone *int `json:"minPerZone"`
+	// DesiredPerZone is the workers each zone's group starts with, from MinPerZone to MaxPerZone; nil means MinPerZone.
+	DesiredPerZone *int `json:"desiredPerZone"`
+	// MaxPerZone is the maximum workers in each zone's group, 1 to 100.
+	MaxPerZone int `json:"maxPerZone"`
+	// Labels are node labels as key=value, set when a worker registers. The kubernetes.io and k8s.io namespaces are refused, except node.kubernetes.io and kubelet.kubernetes.io.
+	Labels []string `json:"labels"`
+	// Taints are node taints as key=value:Effect or key:Effect, Effect being NoSchedule, PreferNoSchedule or NoExecute.
+	Taints []string `json:"taints"`
+	// RootVolumeGiB is the size of each worker's encrypted gp3 root volume, 20 to 16384 GiB.
+	RootVolumeGiB int `json:"rootVolumeGiB"`
+	// ImageID is the workers' image: an AMI ID or a resolve:ssm: parameter.
+	ImageID string `json:"imageId"`
+}
 
-// ZonalWorkerGroupArgs describes one pool's workers in one zone.
+// Defaults of WorkerPool.
+const (
+	DefaultPoolName           = "general"
+	DefaultWorkerInstanceType = "m6i.large"
+	DefaultMinPerZone         = 1
+	DefaultMaxPerZone         = 5
+	DefaultRootVolumeGiB      = 50
+	// instanceRefreshMinHealthyPercent: a new launch template version
+	// rolls a group's workers, keeping this share in service.
+	instanceRefreshMinHealthyPercent = 90
+)
+
+func (p WorkerPool) withDefaults() WorkerPool {
+	p.Name = cmp.Or(p.Name, DefaultPoolName)
+	if len(p.InstanceTypes) == 0 {
+		p.InstanceTypes = []string{DefaultWorkerInstanceType}
+	}
+	if p.MinPerZone == nil {
+		p.MinPerZone = pulumi.IntRef(DefaultMinPerZone)
+	}
+	if p.DesiredPerZone == nil {
+		p.DesiredPerZone = pulumi.IntRef(*p.MinPerZone)
+	}
+	p.MaxPerZone = cmp.Or(p.MaxPerZone, max(DefaultMaxPerZone, *p.DesiredPerZone))
+	p.RootVolumeGiB = cmp.Or(p.RootVolumeGiB, DefaultRootVolumeGiB)
+	p.ImageID = cmp.Or(p.ImageID, DefaultImage)
+	return p
+}
+
+var poolNamePattern = regexp.MustCompile(`^[a-z][a-z0-9-]{0,19}$`)
+
+// check reports every field of a defaulted pool outside its limits.
+func (p WorkerPool) check(c checker) {
+	c.matches("Name", p.Name, poolNamePattern, "1 to 20 of a-z, 0-9 and '-', starting with a letter")
+	if len(p.InstanceTypes) == 0 || len(p.InstanceTypes) > 10 {
+		c.add("InstanceTypes", fmt.Sprintf("%d types", len(p.InstanceTypes)), "1 to 10 EC2 instance types")
+	}
+	for i, t := range p.InstanceTypes {
+		c.instanceType(fmt.Sprintf("InstanceTypes[%d]", i), t)
+	}
+	c.between("SpotPercent", p.SpotPercent, 0, 100)
+	c.between("OnDemandBase", p.OnDemandBase, 0, 100)
+	c.between("MaxPerZone", p.MaxPerZone, 1, 100)
+	switch lo, want, hi := *p.MinPerZone, *p.DesiredPerZone, p.MaxPerZone; {
+	case lo < 0:
+		c.add("MinPerZone", fmt.Sprint(lo), "0 or more")
+	case lo > hi:
+		c.add("MinPerZone", fmt.Sprint(lo), fmt.Sprintf("at most MaxPerZone (%d)", hi))
+	case want < lo || want > hi:
+		c.add("DesiredPerZone", fmt.Sprint(want), fmt.Sprintf("from MinPerZone (%d) to MaxPerZone (%d)", lo, hi))
+	}
+	for i, label := range p.Labels {
+		if _, _, err := parseLabel(label); err != nil {
+			c.add(fmt.Sprintf("Labels[%d]", i), quote(label), err.Error())
+		}
+	}
+	for i, taint := range p.Taints {
+		if _, err := parseTaint(taint); err != nil {
+			c.add(fmt.Sprintf("Taints[%d]", i), quote(taint), err.Error())
+		}
+	}
+	c.between("RootVolumeGiB", p.RootVolumeGiB, 20, 16384)
+	c.imageID("ImageID", p.ImageID)
+}
+
+// ZonalWorkerGroupArgs describes one pool's workers in one zone: the
+// pool's options and what the group is wired to.
 type ZonalWorkerGroupArgs struct {
+	WorkerPool
 	ClusterName       string
 	Region            string
 	KubernetesVersion string
-	Pool              string
 	Zone              string
 	// SubnetID is the zone's private subnet.
 	SubnetID pulumi.StringInput
@@ -32,22 +122,10 @@ type ZonalWorkerGroupArgs struct {
 	// SecurityGroupIDs are the workers' groups.
 	SecurityGroupIDs []pulumi.StringInput
 	KMSKeyArn        pulumi.StringInput
-	// InstanceTypes: one type, or several for a mixed-instances policy.
-	InstanceTypes []string
-	// OnDemandBase workers are on-demand; above it, SpotPercent of the
-	// rest are spot. SpotPercent 0 means all on-demand.
-	OnDemandBase                     int
-	SpotPercent                      int
-	Min, Desired, Max                int
-	Labels                           map[string]string
-	Taints                           []Taint
-	ImageID                          string
-	RootVolumeGiB                    int
-	Tags                             map[string]string
-	InstanceRefreshMinHealthyPercent int
 	// ManagedPolicyArns are AWS-managed policies added to the workers' role,
 	// such as CloudWatchAgentPolicy.
 	ManagedPolicyArns []string
+	Tags              map[string]string
 }
 
 // ZonalWorkerGroup is one auto-scaling group of workers in one zone.
@@ -59,42 +137,27 @@ type ZonalWorkerGroup struct {
 	GroupName pulumi.StringOutput
 }
 
-func (args *ZonalWorkerGroupArgs) validate() error {
-	bad := func(field, value, allowed string) error {
-		return &config.FieldError{Key: "ZonalWorkerGroupArgs." + field, Value: value, Allowed: allowed}
+// validated is args with defaults filled in, or every problem found.
+func (args *ZonalWorkerGroupArgs) validated() (*ZonalWorkerGroupArgs, error) {
+	a := *args
+	a.WorkerPool = a.WorkerPool.withDefaults()
+	c := newChecker("ZonalWorkerGroupArgs.")
+	a.WorkerPool.check(c)
+	c.clusterName("ClusterName", a.ClusterName)
+	c.kubernetesVersion("KubernetesVersion", a.KubernetesVersion)
+	if a.Region == "" || a.Zone == "" {
+		c.add("Zone", fmt.Sprintf("%q", a.Zone), "a zone, and its Region")
 	}
-	if args.ImageID == "" {
-		args.ImageID = DefaultImage
+	if a.SubnetID == nil || a.ControlPlane == nil || len(a.SecurityGroupIDs) == 0 || a.KMSKeyArn == nil {
+		c.add("SubnetID", "nil", "the zone's subnet, the ControlPlane, the workers' SecurityGroupIDs and the cluster's KMSKeyArn")
 	}
-	if args.RootVolumeGiB == 0 {
-		args.RootVolumeGiB = 50
-	}
-	if args.InstanceRefreshMinHealthyPercent == 0 {
-		args.InstanceRefreshMinHealthyPercent = 90
-	}
-	switch {
-	case args.ClusterName == "" || args.Pool == "" || args.Zone == "":
-		return bad("ClusterName/Pool/Zone", fmt.Sprintf("%q/%q/%q", args.ClusterName, args.Pool, args.Zone), "all three set")
-	case args.SubnetID == nil || args.ControlPlane == nil || len(args.SecurityGroupIDs) == 0 || args.KMSKeyArn == nil:
-		return bad("SubnetID/ControlPlane/SecurityGroupIDs/KMSKeyArn", "nil", "the zone's subnet, the control plane, the workers' security groups and the cluster key")
-	case len(args.InstanceTypes) == 0:
-		return bad("InstanceTypes", "empty", "one or more EC2 instance types")
-	case args.Min < 0 || args.Min > args.Desired || args.Desired > args.Max || args.Max > 100:
-		return bad("Min/Desired/Max", fmt.Sprintf("%d/%d/%d", args.Min, args.Desired, args.Max), "0 <= min <= desired <= max <= 100")
-	case args.SpotPercent < 0 || args.SpotPercent > 100 || args.OnDemandBase < 0:
-		return bad("SpotPercent/OnDemandBase", fmt.Sprintf("%d/%d", args.SpotPercent, args.OnDemandBase), "spot 0 to 100, base 0 or more")
-	}
-	for _, taint := range args.Taints {
-		if !slices.Contains([]string{"NoSchedule", "PreferNoSchedule", "NoExecute"}, taint.Effect) {
-			return bad("Taints", taint.Key+":"+taint.Effect, "effects NoSchedule, PreferNoSchedule or NoExecute")
-		}
-	}
-	return nil
+	return &a, c.err()
 }
 
 // NewZonalWorkerGroup declares the group, its launch template and IAM.
 func NewZonalWorkerGroup(ctx *pulumi.Context, name string, args *ZonalWorkerGroupArgs, opts ...pulumi.ResourceOption) (*ZonalWorkerGroup, error) {
-	if err := args.validate(); err != nil {
+	args, err := args.validated()
+	if err != nil {
 		return nil, err
 	}
 	w := &ZonalWorkerGroup{}
@@ -102,30 +165,31 @@ func NewZonalWorkerGroup(ctx *pulumi.Context, name string, args *ZonalWorkerGrou
 		return nil, err
 	}
 	child := []pulumi.ResourceOption{pulumi.Parent(w)}
-	tags := clusterTags(args.ClusterName, name, args.Tags, "kubeha.io/pool", args.Pool)
+	tags := clusterTags(args.ClusterName, name, args.Tags, poolTag, args.Name)
 
 	// A worker reads the join secret and nothing else; images come from
 	// ECR read-only.
-	policy := pulumi.All(args.ControlPlane.JoinSecretArn, args.KMSKeyArn).ApplyT(func(v []any) string {
+	policy := resolve(pulumi.StringMap{"secret": args.ControlPlane.JoinSecretArn, "key": args.KMSKeyArn}, func(arn map[string]string) (string, error) {
 		return policyJSON(
-			policyStatement{Sid: "ReadJoinSecret", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue"}, Resource: v[0].(string)},
-			policyStatement{Sid: "UseClusterKey", Effect: "Allow", Action: []string{"kms:Decrypt"}, Resource: v[1].(string),
+			policyStatement{Sid: "ReadJoinSecret", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue"}, Resource: arn["secret"]},
+			policyStatement{Sid: "UseClusterKey", Effect: "Allow", Action: []string{"kms:Decrypt"}, Resource: arn["key"],
 				Condition: map[string]map[string]any{"StringEquals": {"kms:ViaService": "secretsmanager." + args.Region + ".amazonaws.com"}}},
-		)
-	}).(pulumi.StringOutput)
+		), nil
+	})
 	profile, err := nodeIdentity(ctx, name, policy, tags, append([]string{ecrPolicy}, args.ManagedPolicyArns...), child)
 	if err != nil {
 		return nil, err
 	}
-	worker := bootstrap.Worker{KubernetesVersion: args.KubernetesVersion, Labels: args.Labels, Taints: args.Taints}
-	data := pulumi.All(args.ControlPlane.endpointHost, args.ControlPlane.JoinSecretArn, args.ControlPlane.CACertPEM).ApplyT(func(v []any) (string, error) {
-		worker.Endpoint = v[0].(string)
-		node, err := worker.Node(bootstrap.WorkerParams{Zone: args.Zone, Region: args.Region, SecretID: v[1].(string), CACertPEM: v[2].(string)})
+	worker := bootstrap.Worker{KubernetesVersion: args.KubernetesVersion, Labels: args.labels(), Taints: args.taints()}
+	cp := args.ControlPlane
+	data := resolve(pulumi.StringMap{"endpoint": cp.endpointHost, "secret": cp.JoinSecretArn, "ca": cp.CACertPEM}, func(v map[string]string) (string, error) {
+		worker.Endpoint = v["endpoint"]
+		node, err := worker.Node(bootstrap.WorkerParams{Zone: args.Zone, Region: args.Region, SecretID: v["secret"], CACertPEM: v["ca"]})
 		if err != nil {
 			return "", err
 		}
 		return userData(node)
-	}).(pulumi.StringOutput)
+	})
 	template, err := launchTemplate(ctx, name, nodeTemplate{
 		ImageID: args.ImageID, InstanceType: args.InstanceTypes[0], RootVolumeGiB: args.RootVolumeGiB, Profile: profile,
 		SecurityGroups: pulumi.StringArray(args.SecurityGroupIDs), UserData: data, Tags: tags,
@@ -135,9 +199,9 @@ func NewZonalWorkerGroup(ctx *pulumi.Context, name string, args *ZonalWorkerGrou
 	}
 
 	group := &autoscaling.GroupArgs{
-		MinSize:            pulumi.Int(args.Min),
-		MaxSize:            pulumi.Int(args.Max),
-		DesiredCapacity:    pulumi.Int(args.Desired),
+		MinSize:            pulumi.Int(*args.MinPerZone),
+		MaxSize:            pulumi.Int(args.MaxPerZone),
+		DesiredCapacity:    pulumi.Int(*args.DesiredPerZone),
 		VpcZoneIdentifiers: pulumi.StringArray{args.SubnetID},
 		HealthCheckType:    pulumi.String("EC2"),
 		EnabledMetrics:     groupMetrics,
@@ -146,7 +210,7 @@ func NewZonalWorkerGroup(ctx *pulumi.Context, name string, args *ZonalWorkerGrou
 		InstanceRefresh: &autoscaling.GroupInstanceRefreshArgs{
 			Strategy: pulumi.String("Rolling"),
 			Preferences: &autoscaling.GroupInstanceRefreshPreferencesArgs{
-				MinHealthyPercentage: pulumi.Int(args.InstanceRefreshMinHealthyPercent),
+				MinHealthyPercentage: pulumi.Int(instanceRefreshMinHealthyPercent),
 				InstanceWarmup:       pulumi.String("300"),
 			},
 		},
@@ -182,30 +246,56 @@ func NewZonalWorkerGroup(ctx *pulumi.Context, name string, args *ZonalWorkerGrou
 	return w, ctx.RegisterResourceOutputs(w, pulumi.Map{"groupName": w.GroupName})
 }
 
-// autoscalerTags: the cluster tag, cluster-autoscaler's auto-discovery
-// tags, and its node-template tags, which let it scale a group up from
-// zero knowing the labels and taints its nodes will have.
+// poolTag names a worker's pool on its instance and group.
+const poolTag = "kubeha.io/pool"
+
+// autoscalerTags: the user's tags and the cluster tag (on the instances
+// too), cluster-autoscaler's auto-discovery tags, and its node-template
+// tags, which let it scale a group up from zero knowing the labels and
+// taints its nodes will have.
 func autoscalerTags(args *ZonalWorkerGroupArgs, name string) autoscaling.GroupTagArray {
 	const template = "k8s.io/cluster-autoscaler/node-template/"
-	tags := map[string]string{
-		"Name":                                    name,
-		clusterTagKey(args.ClusterName):           "owned",
-		"kubeha.io/pool":                          args.Pool,
+	onInstances := map[string]string{"Name": name, clusterTagKey(args.ClusterName): "owned", poolTag: args.Name}
+	maps.Copy(onInstances, args.Tags)
+	groupOnly := map[string]string{
 		AutoscalerEnabledTag:                      "true",
 		AutoscalerClusterTag(args.ClusterName):    "owned",
 		template + "label/" + bootstrap.ZoneLabel: args.Zone,
 	}
-	for k, v := range args.Labels {
-		tags[template+"label/"+k] = v
+	for k, v := range args.labels() {
+		groupOnly[template+"label/"+k] = v
 	}
-	for _, t := range args.Taints {
-		tags[template+"taint/"+t.Key] = t.Value + ":" + t.Effect
+	for _, t := range args.taints() {
+		groupOnly[template+"taint/"+t.Key] = t.Value + ":" + t.Effect
 	}
 	var out autoscaling.GroupTagArray
-	for _, k := range slices.Sorted(maps.Keys(tags)) {
-		// Only Name and the cluster tag belong on the instances.
-		propagate := k == "Name" || k == clusterTagKey(args.ClusterName) || k == "kubeha.io/pool"
-		out = append(out, autoscaling.GroupTagArgs{Key: pulumi.String(k), Value: pulumi.String(tags[k]), PropagateAtLaunch: pulumi.Bool(propagate)})
+	for _, set := range []struct {
+		tags      map[string]string
+		propagate bool
+	}{{onInstances, true}, {groupOnly, false}} {
+		for _, k := range slices.Sorted(maps.Keys(set.tags)) {
+			out = append(out, autoscaling.GroupTagArgs{Key: pulumi.String(k), Value: pulumi.String(set.tags[k]), PropagateAtLaunch: pulumi.Bool(set.propagate)})
+		}
+	}
+	return out
+}
+
+// labels are the pool's labels as the kubelet takes them; check has
+// refused any that does not parse.
+func (p WorkerPool) labels() map[string]string {
+	out := map[string]string{}
+	for _, label := range p.Labels {
+		k, v, _ := parseLabel(label)
+		out[k] = v
+	}
+	return out
+}
+
+func (p WorkerPool) taints() []bootstrap.Taint {
+	var out []bootstrap.Taint
+	for _, taint := range p.Taints {
+		t, _ := parseTaint(taint)
+		out = append(out, t)
 	}
 	return out
 }
@@ -216,66 +306,62 @@ const AutoscalerEnabledTag = addons.AutoscalerEnabledTag
 
 func AutoscalerClusterTag(cluster string) string { return addons.AutoscalerClusterTag(cluster) }
 
-// WorkerSecurityGroupArgs describes the security group all workers share.
-type WorkerSecurityGroupArgs struct {
-	ClusterName string
-	VpcID       pulumi.StringInput
-	VpcCidr     pulumi.StringInput
-	// ControlPlaneSecurityGroupID is ControlPlane.SecurityGroupID; rules
-	// are added to it too, for traffic from workers.
-	ControlPlaneSecurityGroupID pulumi.StringInput
-	// NodePortCidrs may reach NodePorts besides the VPC.
-	NodePortCidrs []string
-	Tags          map[string]string
-}
-
-// Ports the default CNI (Cilium) uses between nodes: VXLAN and health.
-const (
-	cniOverlayPort = 8472 // UDP
-	cniHealthPort  = 4240
+var (
+	labelNamePattern   = regexp.MustCompile(`^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$`)
+	labelPrefixPattern = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+	taintEffects       = []string{"NoSchedule", "PreferNoSchedule", "NoExecute"}
 )
 
-// NewWorkerSecurityGroup makes the workers' group: kubelet only from the
-// control plane, the CNI's ports between all nodes, NodePorts from the VPC
-// (and NodePortCidrs). It also opens the control plane to workers: the API
-// (pods reach it by the kubernetes Service, not the load balancer) and
-// the CNI's ports.
-func NewWorkerSecurityGroup(ctx *pulumi.Context, name string, args *WorkerSecurityGroupArgs, opts ...pulumi.ResourceOption) (*ec2.SecurityGroup, error) {
-	sg, err := ec2.NewSecurityGroup(ctx, name, &ec2.SecurityGroupArgs{
-		VpcId: args.VpcID, Description: pulumi.String("Kubernetes workers of " + args.ClusterName),
-		Tags: clusterTags(args.ClusterName, name, args.Tags),
-	}, opts...)
-	if err != nil {
-		return nil, err
+// parseLabel splits a node label "key=value" and checks it as Kubernetes
+// and the kubelet do.
+func parseLabel(label string) (key, value string, err error) {
+	key, value, found := strings.Cut(label, "=")
+	if !found {
+		return "", "", fmt.Errorf("key=value")
 	}
-	cp := args.ControlPlaneSecurityGroupID
-	if err := allowFromGroups(ctx, name, sg.ID(), []groupRule{
-		{Name: "kubelet-from-control-plane", Port: kubeletPort, From: cp},
-		{Name: "cni-overlay-from-workers", Port: cniOverlayPort, From: sg.ID(), Protocol: "udp"},
-		{Name: "cni-overlay-from-control-plane", Port: cniOverlayPort, From: cp, Protocol: "udp"},
-		{Name: "cni-health-from-workers", Port: cniHealthPort, From: sg.ID()},
-		{Name: "cni-health-from-control-plane", Port: cniHealthPort, From: cp},
-	}, opts); err != nil {
-		return nil, err
+	if err := checkKeySyntax(key); err != nil {
+		return "", "", err
 	}
-	if err := allowFromGroups(ctx, name+"-to-control-plane", cp, []groupRule{
-		{Name: "api-from-workers", Port: bootstrap.APIServerPort, From: sg.ID()},
-		{Name: "cni-overlay-from-workers", Port: cniOverlayPort, From: sg.ID(), Protocol: "udp"},
-		{Name: "cni-health-from-workers", Port: cniHealthPort, From: sg.ID()},
-	}, opts); err != nil {
-		return nil, err
+	if prefix, _, _ := strings.Cut(key, "/"); strings.Contains(key, "/") && reservedLabelPrefix(prefix) {
+		return "", "", fmt.Errorf("a key outside the kubernetes.io and k8s.io namespaces (the kubelet may not set %s/ labels), or in node.kubernetes.io/", prefix)
 	}
-	sources := append([]pulumi.StringInput{args.VpcCidr}, pulumi.ToStringArray(args.NodePortCidrs)...)
-	for i, source := range sources {
-		if _, err := vpc.NewSecurityGroupIngressRule(ctx, fmt.Sprintf("%s-nodeports-%d", name, i), &vpc.SecurityGroupIngressRuleArgs{
-			SecurityGroupId: sg.ID(), CidrIpv4: source, IpProtocol: pulumi.String("tcp"),
-			FromPort: pulumi.Int(30000), ToPort: pulumi.Int(32767), Description: pulumi.String("NodePorts"),
-		}, opts...); err != nil {
-			return nil, err
-		}
+	if value != "" && !labelNamePattern.MatchString(value) {
+		return "", "", fmt.Errorf("a value of at most 63 of A-Z, a-z, 0-9, '-', '_' and '.', starting and ending alphanumeric")
 	}
-	_, err = vpc.NewSecurityGroupEgressRule(ctx, name+"-egress", &vpc.SecurityGroupEgressRuleArgs{
-		SecurityGroupId: sg.ID(), IpProtocol: pulumi.String("-1"), CidrIpv4: pulumi.String("0.0.0.0/0"),
-	}, opts...)
-	return sg, err
+	return key, value, nil
+}
+
+// parseTaint splits a taint "key=value:Effect" or "key:Effect".
+func parseTaint(taint string) (bootstrap.Taint, error) {
+	rest, effect, found := strings.Cut(taint, ":")
+	if !found || !slices.Contains(taintEffects, effect) {
+		return bootstrap.Taint{}, fmt.Errorf("key=value:Effect with Effect one of %s", strings.Join(taintEffects, ", "))
+	}
+	key, value, _ := strings.Cut(rest, "=")
+	if err := checkKeySyntax(key); err != nil {
+		return bootstrap.Taint{}, err
+	}
+	if value != "" && !labelNamePattern.MatchString(value) {
+		return bootstrap.Taint{}, fmt.Errorf("a value of at most 63 of A-Z, a-z, 0-9, '-', '_' and '.'")
+	}
+	return bootstrap.Taint{Key: key, Value: value, Effect: effect}, nil
+}
+
+// checkKeySyntax: [prefix/]name, as Kubernetes label and taint keys are.
+func checkKeySyntax(key string) error {
+	prefix, name, hasPrefix := strings.Cut(key, "/")
+	if !hasPrefix {
+		prefix, name = "", key
+	}
+	if !labelNamePattern.MatchString(name) || (hasPrefix && (len(prefix) > 253 || !labelPrefixPattern.MatchString(prefix))) {
+		return fmt.Errorf("a key [prefix/]name: a DNS prefix, and a name of at most 63 of A-Z, a-z, 0-9, '-', '_' and '.'")
+	}
+	return nil
+}
+
+// reservedLabelPrefix: the kubelet may not label its node in the
+// Kubernetes namespaces, but for node.kubernetes.io and kubelet.kubernetes.io.
+func reservedLabelPrefix(prefix string) bool {
+	reserved := prefix == "kubernetes.io" || prefix == "k8s.io" || strings.HasSuffix(prefix, ".kubernetes.io") || strings.HasSuffix(prefix, ".k8s.io")
+	return reserved && prefix != "node.kubernetes.io" && prefix != "kubelet.kubernetes.io"
 }

@@ -7,7 +7,6 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/kubeha/kubeha/internal/config"
 	"github.com/kubeha/kubeha/internal/mockrun"
 )
 
@@ -18,13 +17,14 @@ func runWorkers(t *testing.T, pool func(i int, a *ZonalWorkerGroupArgs)) (*mockr
 	return runControlPlane(t, nil, func(ctx *pulumi.Context, cp *ControlPlane) error {
 		for i, zone := range testZones {
 			args := &ZonalWorkerGroupArgs{
-				ClusterName: "c1", Region: "eu-west-1", KubernetesVersion: "v1.36.3", Pool: "general", Zone: zone,
+				ClusterName: "c1", Region: "eu-west-1", KubernetesVersion: "v1.36.3", Zone: zone,
 				SubnetID: pulumi.String("subnet-" + zone), ControlPlane: cp, SecurityGroupIDs: []pulumi.StringInput{pulumi.String("sg-workers")},
-				KMSKeyArn: pulumi.String("arn:aws:kms:eu-west-1:123456789012:key/k1"), InstanceTypes: []string{"m6i.large"},
-				Min: 1, Desired: 2, Max: 5,
+				KMSKeyArn: pulumi.String("arn:aws:kms:eu-west-1:123456789012:key/k1"),
+				WorkerPool: WorkerPool{Name: "general", InstanceTypes: []string{"m6i.large"},
+					MinPerZone: pulumi.IntRef(1), DesiredPerZone: pulumi.IntRef(2), MaxPerZone: 5},
 			}
 			pool(i, args)
-			if _, err := NewZonalWorkerGroup(ctx, "c1-"+args.Pool+"-"+zone, args); err != nil {
+			if _, err := NewZonalWorkerGroup(ctx, "c1-"+args.Name+"-"+zone, args); err != nil {
 				return err
 			}
 		}
@@ -54,9 +54,9 @@ func groupTags(g mockrun.Resource) map[string]string {
 func TestZonalWorkerGroups(t *testing.T) {
 	rec, err := runWorkers(t, func(i int, a *ZonalWorkerGroupArgs) {
 		if i == 2 {
-			a.Pool, a.InstanceTypes, a.OnDemandBase, a.SpotPercent = "spot", []string{"m6i.large", "m7i.large"}, 0, 100
-			a.Labels = map[string]string{"kubeha.io/capacity": "spot"}
-			a.Taints = []Taint{{Key: "kubeha.io/spot", Value: "true", Effect: "NoSchedule"}}
+			a.Name, a.InstanceTypes, a.OnDemandBase, a.SpotPercent = "spot", []string{"m6i.large", "m7i.large"}, 0, 100
+			a.Labels = []string{"kubeha.io/capacity=spot"}
+			a.Taints = []string{"kubeha.io/spot=true:NoSchedule"}
 		}
 	})
 	if err != nil {
@@ -113,19 +113,22 @@ func TestZonalWorkerGroups(t *testing.T) {
 
 func TestZonalWorkerGroupRejectsBadArgs(t *testing.T) {
 	for name, c := range map[string]struct {
-		edit func(*ZonalWorkerGroupArgs)
-		key  string
+		edit  func(*ZonalWorkerGroupArgs)
+		field string
 	}{
-		"min > max":  {func(a *ZonalWorkerGroupArgs) { a.Min, a.Desired, a.Max = 6, 6, 5 }, "ZonalWorkerGroupArgs.Min/Desired/Max"},
-		"no types":   {func(a *ZonalWorkerGroupArgs) { a.InstanceTypes = nil }, "ZonalWorkerGroupArgs.InstanceTypes"},
-		"bad taint":  {func(a *ZonalWorkerGroupArgs) { a.Taints = []Taint{{Key: "x", Effect: "Never"}} }, "ZonalWorkerGroupArgs.Taints"},
-		"spot > 100": {func(a *ZonalWorkerGroupArgs) { a.SpotPercent = 101 }, "ZonalWorkerGroupArgs.SpotPercent/OnDemandBase"},
+		"min > max":   {func(a *ZonalWorkerGroupArgs) { a.MinPerZone, a.DesiredPerZone, a.MaxPerZone = pulumi.IntRef(6), nil, 5 }, "ZonalWorkerGroupArgs.MinPerZone"},
+		"bad type":    {func(a *ZonalWorkerGroupArgs) { a.InstanceTypes = []string{"big"} }, "ZonalWorkerGroupArgs.InstanceTypes[0]"},
+		"bad taint":   {func(a *ZonalWorkerGroupArgs) { a.Taints = []string{"x:Never"} }, "ZonalWorkerGroupArgs.Taints[0]"},
+		"spot > 100":  {func(a *ZonalWorkerGroupArgs) { a.SpotPercent = 101 }, "ZonalWorkerGroupArgs.SpotPercent"},
+		"small root":  {func(a *ZonalWorkerGroupArgs) { a.RootVolumeGiB = 8 }, "ZonalWorkerGroupArgs.RootVolumeGiB"},
+		"no subnet":   {func(a *ZonalWorkerGroupArgs) { a.SubnetID = nil }, "ZonalWorkerGroupArgs.SubnetID"},
+		"bad version": {func(a *ZonalWorkerGroupArgs) { a.KubernetesVersion = "v1.99.0" }, "ZonalWorkerGroupArgs.KubernetesVersion"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			rec, err := runWorkers(t, func(i int, a *ZonalWorkerGroupArgs) { c.edit(a) })
-			var fe *config.FieldError
-			if !errors.As(err, &fe) || fe.Key != c.key {
-				t.Fatalf("error %v, want a FieldError naming %s", err, c.key)
+			var fe *FieldError
+			if !errors.As(err, &fe) || fe.Field != c.field {
+				t.Fatalf("error %v, want a FieldError naming %s", err, c.field)
 			}
 			if n := len(workerGroups(rec)); n != 0 {
 				t.Errorf("%d worker groups declared despite the error", n)
@@ -134,32 +137,20 @@ func TestZonalWorkerGroupRejectsBadArgs(t *testing.T) {
 	}
 }
 
+// Every rule of the workers' group, and the control plane's rules that
+// admit workers, as a Cluster declares them (no Prometheus: see
+// TestPrometheusScrapeRules).
 func TestWorkerSecurityGroup(t *testing.T) {
-	rec, err := runControlPlane(t, nil, func(ctx *pulumi.Context, cp *ControlPlane) error {
-		_, err := NewWorkerSecurityGroup(ctx, "c1-workers", &WorkerSecurityGroupArgs{
-			ClusterName: "c1", VpcID: pulumi.String("vpc-1"), VpcCidr: pulumi.String("10.30.0.0/16"),
-			ControlPlaneSecurityGroupID: cp.SecurityGroupID, NodePortCidrs: []string{"198.51.100.0/24"},
-		})
-		return err
-	})
+	rec, err := runCluster(withArgs(func(a *ClusterArgs) {
+		a.Network.NodePortCidrs = []string{"198.51.100.0/24"}
+		a.Network.VpcCidr = "10.30.0.0/16"
+		a.Addons.Monitoring = MonitoringCloudWatch
+	}), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	type rule struct {
-		group, protocol string
-		from, to        int
-		source          string
-	}
-	got := map[rule]int{}
-	for _, r := range rec.OfType("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule") {
-		group := r.String("securityGroupId")
-		if group != "c1-workers-id" && !strings.HasPrefix(r.Name, "c1-workers-to-control-plane") {
-			continue
-		}
-		source := r.String("referencedSecurityGroupId") + r.String("cidrIpv4")
-		got[rule{group, r.String("ipProtocol"), int(r.Get("fromPort").NumberValue()), int(r.Get("toPort").NumberValue()), source}]++
-	}
 	workers, cp := "c1-workers-id", "c1-control-plane-id"
+	got := ingressRules(rec, func(group, source string) bool { return group == workers || (group == cp && source == workers) })
 	want := map[rule]int{
 		{workers, "tcp", 10250, 10250, cp}:    1,
 		{workers, "udp", 8472, 8472, workers}: 1, {workers, "udp", 8472, 8472, cp}: 1,
@@ -167,12 +158,62 @@ func TestWorkerSecurityGroup(t *testing.T) {
 		{workers, "tcp", 30000, 32767, "10.30.0.0/16"}: 1, {workers, "tcp", 30000, 32767, "198.51.100.0/24"}: 1,
 		{cp, "tcp", 6443, 6443, workers}: 1, {cp, "udp", 8472, 8472, workers}: 1, {cp, "tcp", 4240, 4240, workers}: 1,
 	}
+	expectRules(t, got, want)
+}
+
+// With Prometheus (on workers), it may scrape each role's metrics ports,
+// and nothing else is opened for it.
+func TestPrometheusScrapeRules(t *testing.T) {
+	rec, err := runCluster(minimalClusterArgs(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	workers, cp, etcd := "c1-workers-id", "c1-control-plane-id", "c1-etcd-id"
+	got := ingressRules(rec, func(group, source string) bool { return source == workers && strings.HasSuffix(group, "-id") })
+	want := map[rule]int{
+		{workers, "tcp", 10250, 10250, workers}: 1, {workers, "tcp", 9100, 9100, workers}: 1,
+		{workers, "udp", 8472, 8472, workers}: 1, {workers, "tcp", 4240, 4240, workers}: 1,
+		{cp, "tcp", 10250, 10250, workers}: 1, {cp, "tcp", 9100, 9100, workers}: 1,
+		{cp, "tcp", 10257, 10257, workers}: 1, {cp, "tcp", 10259, 10259, workers}: 1,
+		{cp, "tcp", 6443, 6443, workers}: 1, {cp, "udp", 8472, 8472, workers}: 1, {cp, "tcp", 4240, 4240, workers}: 1,
+		{etcd, "tcp", 2382, 2382, workers}: 1,
+	}
+	expectRules(t, got, want)
+}
+
+type rule struct {
+	group, protocol string
+	from, to        int
+	source          string
+}
+
+// ingressRules counts the ingress rules keep selects by group and source.
+func ingressRules(rec *mockrun.Recorder, keep func(group, source string) bool) map[rule]int {
+	got := map[rule]int{}
+	for _, r := range rec.OfType("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule") {
+		group, source := r.String("securityGroupId"), r.String("referencedSecurityGroupId")+r.String("cidrIpv4")
+		if keep(group, source) {
+			got[rule{group, r.String("ipProtocol"), int(r.Get("fromPort").NumberValue()), int(r.Get("toPort").NumberValue()), source}]++
+		}
+	}
+	return got
+}
+
+func expectRules(t *testing.T, got, want map[rule]int) {
+	t.Helper()
 	if len(got) != len(want) {
-		t.Errorf("worker-related ingress = %v, want exactly %v", got, want)
+		t.Errorf("ingress = %v, want exactly %v", got, want)
 	}
 	for r, n := range want {
 		if got[r] != n {
 			t.Errorf("rule %+v: %d, want %d", r, got[r], n)
 		}
 	}
+}
+
+// withArgs is minimalClusterArgs changed by edit.
+func withArgs(edit func(*ClusterArgs)) *ClusterArgs {
+	args := minimalClusterArgs()
+	edit(args)
+	return args
 }

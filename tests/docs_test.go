@@ -8,6 +8,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/kubeha/kubeha/components"
 	"github.com/kubeha/kubeha/internal/addons"
 	"github.com/kubeha/kubeha/internal/config"
 )
@@ -24,12 +25,13 @@ func TestReadmeConfigReferenceIsCurrent(t *testing.T) {
 		t.Fatalf("README.md: %v", err)
 	}
 	if current != string(readme) {
-		t.Errorf("README.md's config reference is stale: run `make docs`. It should read:\n%s", config.Reference())
+		ref, _ := config.Reference()
+		t.Errorf("README.md's config reference is stale: run `make docs`. It should read:\n%s", ref)
 	}
 }
 
-// Pulumi.yaml's typed schema must agree with the struct: same keys, types,
-// descriptions and defaults, and every stack file sets the keys without one.
+// Pulumi.yaml's typed schema must agree with ClusterArgs: same keys, types,
+// descriptions (the fields' doc comments) and defaults, and every stack file sets the keys without one.
 func TestPulumiYamlSchemaMatchesConfig(t *testing.T) {
 	data, err := os.ReadFile("../Pulumi.yaml")
 	if err != nil {
@@ -57,25 +59,33 @@ func TestPulumiYamlSchemaMatchesConfig(t *testing.T) {
 	if len(project.Config) == 0 {
 		t.Fatal("Pulumi.yaml declares no typed config")
 	}
-	defaults := reflect.ValueOf(config.Default())
+	defaults := reflect.ValueOf(components.ClusterArgs{}.WithDefaults())
 	st := defaults.Type()
+	docs, err := config.FieldDocs()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for key, decl := range project.Config {
 		field, ok := fieldWithKey(st, key)
 		if !ok {
 			t.Errorf("Pulumi.yaml declares %s, which internal/config does not know", key)
 			continue
 		}
-		wantType := map[reflect.Kind]string{reflect.String: "string", reflect.Bool: "boolean", reflect.Int: "integer", reflect.Slice: "array"}[field.Type.Kind()]
+		ft := field.Type
+		if ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		wantType := map[reflect.Kind]string{reflect.String: "string", reflect.Bool: "boolean", reflect.Int: "integer", reflect.Slice: "array"}[ft.Kind()]
 		if decl.Type != wantType {
 			t.Errorf("Pulumi.yaml %s: type %s, want %s", key, decl.Type, wantType)
 		}
-		if wantType == "array" && (decl.Items == nil || decl.Items.Type != "string" || field.Type.Elem().Kind() != reflect.String) {
+		if wantType == "array" && (decl.Items == nil || decl.Items.Type != "string" || ft.Elem().Kind() != reflect.String) {
 			t.Errorf("Pulumi.yaml %s: only lists of strings are simple keys", key)
 		}
-		if decl.Description != field.Tag.Get("doc") {
-			t.Errorf("Pulumi.yaml %s: description differs from the struct's doc tag", key)
+		if decl.Description != docs["ClusterArgs."+field.Name] {
+			t.Errorf("Pulumi.yaml %s: description differs from ClusterArgs.%s's doc comment:\n%s", key, field.Name, docs["ClusterArgs."+field.Name])
 		}
-		def := defaults.FieldByIndex(field.Index).Interface()
+		def := reflect.Indirect(defaults.FieldByIndex(field.Index)).Interface()
 		if decl.Default == nil {
 			if field.Tag.Get("required") != "true" {
 				t.Errorf("Pulumi.yaml %s has no default, so Pulumi would require it; the struct defaults it to %v", key, def)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kubeha/kubeha/components"
 	"github.com/kubeha/kubeha/internal/config"
 	"github.com/kubeha/kubeha/internal/mockrun"
 	"github.com/kubeha/kubeha/internal/program"
@@ -27,7 +28,7 @@ func stackFiles(t *testing.T) map[string]string {
 	return out
 }
 
-func evaluate(t *testing.T, file string) (config.Stack, *mockrun.Recorder) {
+func evaluate(t *testing.T, file string) (components.ClusterArgs, *mockrun.Recorder) {
 	t.Helper()
 	raw, err := config.ReadStackFile(file)
 	if err != nil {
@@ -116,9 +117,10 @@ func TestEveryStackEvaluates(t *testing.T) {
 						tags[tag.ObjectValue()["key"].StringValue()] = tag.ObjectValue()["value"].StringValue()
 					}
 					for _, taint := range pool.Taints {
-						k, v, effect, _ := config.ParseTaint(taint)
-						if got := tags["k8s.io/cluster-autoscaler/node-template/taint/"+k]; got != v+":"+effect {
-							t.Errorf("%s: %s node-template taint tag for %s = %q, want %q", name, g.Name, k, got, v+":"+effect)
+						// key=value:Effect becomes the tag .../taint/key = value:Effect.
+						k, valueEffect, _ := strings.Cut(taint, "=")
+						if got := tags["k8s.io/cluster-autoscaler/node-template/taint/"+k]; got != valueEffect {
+							t.Errorf("%s: %s node-template taint tag for %s = %q, want %q", name, g.Name, k, got, valueEffect)
 						}
 					}
 					if spot := g.Get("mixedInstancesPolicy", "instancesDistribution", "onDemandPercentageAboveBaseCapacity"); pool.SpotPercent > 0 &&
@@ -139,9 +141,13 @@ func TestEveryStackEvaluates(t *testing.T) {
 			if !charts[monitoringChart] || len(charts) != 8 {
 				t.Errorf("%s: charts %v, want 7 add-ons and %s", name, charts, monitoringChart)
 			}
-			vpc := rec.OfType("aws:ec2/vpc:Vpc")[0]
-			if vpc.Protect != cfg.DeletionProtection {
-				t.Errorf("%s: VPC protect=%v, want deletionProtection=%v", name, vpc.Protect, cfg.DeletionProtection)
+			// Every stateful or foundational resource follows deletionProtection.
+			for _, typ := range []string{"aws:ec2/vpc:Vpc", "aws:kms/key:Key", "aws:ebs/volume:Volume", "aws:s3/bucketV2:BucketV2"} {
+				for _, r := range rec.OfType(typ) {
+					if r.Protect != *cfg.DeletionProtection {
+						t.Errorf("%s: %s %s protect=%v, want deletionProtection=%v", name, typ, r.Name, r.Protect, *cfg.DeletionProtection)
+					}
+				}
 			}
 		})
 	}
@@ -157,10 +163,10 @@ func TestEnvironmentsDiffer(t *testing.T) {
 	if n := len(rec.OfType("aws:ec2/natGateway:NatGateway")); n != 3 || prod.Network.SharedNatGateway {
 		t.Errorf("prod: %d NAT gateways (shared=%v), want one per zone", n, prod.Network.SharedNatGateway)
 	}
-	if !prod.DeletionProtection || !staging.DeletionProtection || dev.DeletionProtection {
-		t.Errorf("deletion protection dev/staging/prod = %v/%v/%v, want false/true/true", dev.DeletionProtection, staging.DeletionProtection, prod.DeletionProtection)
+	if !*prod.DeletionProtection || !*staging.DeletionProtection || *dev.DeletionProtection {
+		t.Errorf("deletion protection dev/staging/prod = %v/%v/%v, want false/true/true", *dev.DeletionProtection, *staging.DeletionProtection, *prod.DeletionProtection)
 	}
-	if prod.API.Public {
+	if prod.LoadBalancer.Public {
 		t.Errorf("prod API is internet-facing; want internal")
 	}
 	if !(dev.Etcd.BackupRetentionDays < staging.Etcd.BackupRetentionDays && staging.Etcd.BackupRetentionDays < prod.Etcd.BackupRetentionDays) {

@@ -1,6 +1,7 @@
 // Command kubeha is kubeha's command line.
 //
 //	kubeha plan --stack dev      evaluate a stack offline and print what it would create
+//	kubeha plan --stack dev --json  the same, as JSON: every resource with its inputs
 //	kubeha rehearse --stack dev  run the stack's cluster locally and drill zone failure (root)
 //	kubeha config-reference      print the config reference table the README embeds
 //	kubeha docs README.md        rewrite that table inside the README
@@ -17,6 +18,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/kubeha/kubeha/components"
 	"github.com/kubeha/kubeha/internal/config"
 	"github.com/kubeha/kubeha/internal/plan"
 	"github.com/kubeha/kubeha/internal/rehearsal"
@@ -27,7 +29,10 @@ func main() {
 }
 
 const usage = `usage:
-  kubeha plan --stack NAME [--stacks DIR]   evaluate stacks/Pulumi.NAME.yaml offline, with no AWS account
+  kubeha plan --stack NAME [--stacks DIR] [--json]
+                                            evaluate stacks/Pulumi.NAME.yaml offline, with no AWS account;
+                                            --json prints every resource with its type, name, parent
+                                            and inputs (secrets as "[secret]")
   kubeha rehearse --stack NAME [--stacks DIR] [--report FILE] [--latency-ms N]
                                             run the stack's rendered cluster in network namespaces
                                             and drill failures (Linux, root)
@@ -47,6 +52,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		flags.SetOutput(stderr)
 		stack := flags.String("stack", "", "stack name: reads DIR/Pulumi.NAME.yaml")
 		dir := flags.String("stacks", "stacks", "folder of stack files")
+		asJSON := flags.Bool("json", false, "print every resource and its inputs as JSON")
 		if err := flags.Parse(args[1:]); err != nil {
 			return 2
 		}
@@ -58,13 +64,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		p, err := plan.Evaluate(*stack, file)
 		if err != nil {
 			fmt.Fprintf(stderr, "kubeha plan: %v\n", err)
-			var errs config.Errors
-			if errors.As(err, &errs) {
+			var bad *components.FieldError
+			if errors.As(err, &bad) {
 				fmt.Fprintf(stderr, "Fix the keys above in %s; the README's config reference lists every key.\n", file)
 			}
 			return 1
 		}
-		if err := p.Write(stdout); err != nil {
+		write := p.Write
+		if *asJSON {
+			write = p.WriteJSON
+		}
+		if err := write(stdout); err != nil {
 			fmt.Fprintf(stderr, "kubeha plan: %v\n", err)
 			return 1
 		}
@@ -72,7 +82,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "rehearse":
 		return rehearse(args[1:], stdout, stderr)
 	case "config-reference":
-		fmt.Fprint(stdout, config.Reference())
+		ref, err := config.Reference()
+		if err != nil {
+			fmt.Fprintf(stderr, "kubeha config-reference: %v\n", err)
+			return 1
+		}
+		fmt.Fprint(stdout, ref)
 		return 0
 	case "docs":
 		if len(args) != 2 {

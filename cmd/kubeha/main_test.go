@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -58,7 +59,7 @@ func TestPlanRejectsBadStackFile(t *testing.T) {
 	if code != 1 {
 		t.Errorf("exit code %d, want 1", code)
 	}
-	if !strings.Contains(errOut, "kubeha:etcd.members: 4; allowed: 3 or 5") {
+	if !strings.Contains(errOut, "Etcd.Members (kubeha:etcd.members): 4; allowed: 3 or 5") {
 		t.Errorf("stderr does not name the key, value and what is allowed:\n%s", errOut)
 	}
 	if out != "" {
@@ -66,6 +67,65 @@ func TestPlanRejectsBadStackFile(t *testing.T) {
 	}
 	if code, _, _ := runCLI("plan", "--stack", "missing", "--stacks", dir); code != 1 {
 		t.Errorf("missing stack file: exit %d, want 1", code)
+	}
+}
+
+// plan --json: every resource with its type, name, parent and inputs, a
+// zero that is a real value kept as zero, and no secret shown.
+func TestPlanJSON(t *testing.T) {
+	dir := t.TempDir()
+	dev, err := os.ReadFile("../../stacks/Pulumi.dev.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	zero := strings.Replace(string(dev), "  kubeha:api:\n", "  kubeha:api:\n    deregistrationDelaySeconds: 0\n", 1)
+	if zero == string(dev) {
+		t.Fatal("dev stack has no kubeha:api block to change")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "Pulumi.dev.yaml"), []byte(zero), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI("plan", "--stack", "dev", "--stacks", dir, "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var plan struct {
+		Stack     string `json:"stack"`
+		Resources []struct {
+			Type, Name, Parent string
+			Inputs             map[string]any
+		} `json:"resources"`
+	}
+	if err := json.Unmarshal([]byte(out), &plan); err != nil {
+		t.Fatalf("plan --json is not JSON: %v\n%.300s", err, out)
+	}
+	if plan.Stack != "dev" || len(plan.Resources) != 192 {
+		t.Errorf("stack %q with %d resources, want dev's 192", plan.Stack, len(plan.Resources))
+	}
+	targetGroups, secrets, versions := 0, 0, 0
+	for _, r := range plan.Resources {
+		if r.Type == "" || r.Name == "" || !strings.Contains(r.Parent, "kubeha:index:") {
+			t.Errorf("resource %+v lacks a type, name or kubeha parent", r)
+		}
+		switch r.Type {
+		case "aws:lb/targetGroup:TargetGroup":
+			targetGroups++
+			if d, ok := r.Inputs["deregistrationDelay"].(float64); !ok || d != 0 {
+				t.Errorf("target group deregistrationDelay %v, want 0 as the stack sets it", r.Inputs["deregistrationDelay"])
+			}
+		case "aws:secretsmanager/secretVersion:SecretVersion":
+			versions++
+			if r.Inputs["secretString"] == "[secret]" {
+				secrets++
+			}
+		}
+	}
+	// etcd's client secret, one per member, the control plane's and the join secret.
+	if targetGroups != 1 || versions != 6 || secrets != versions {
+		t.Errorf("%d target groups, %d of %d secret versions shown as [secret]; want 1, and all 6", targetGroups, secrets, versions)
+	}
+	if strings.Contains(out, "PRIVATE KEY") || strings.Contains(out, "xxxxxx.xxxxxxxxxxxxxxxx") {
+		t.Error("plan --json shows a key or the join token")
 	}
 }
 

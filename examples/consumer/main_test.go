@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"strings"
 	"sync"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/kubeha/kubeha/components"
 )
 
 // mocks records every resource and answers with its inputs, plus the few
@@ -66,7 +69,7 @@ func TestConsumerBuildsItsCluster(t *testing.T) {
 	m := &mocks{resources: map[string][]resource.PropertyMap{}, caPEM: selfSignedCA(t)}
 	var pools map[string]int
 	err := pulumi.RunErr(func(ctx *pulumi.Context) error {
-		cluster, err := declare(ctx)
+		cluster, err := declare(ctx, clusterArgs())
 		if err != nil {
 			return err
 		}
@@ -135,5 +138,31 @@ func TestConsumerBuildsItsCluster(t *testing.T) {
 				t.Errorf("%s lacks the consumer's tags", typ)
 			}
 		}
+	}
+}
+
+// A refused option reaches the importer as a components.FieldError it
+// can inspect with errors.As, and nothing is declared.
+func TestConsumerSeesTheRefusedField(t *testing.T) {
+	m := &mocks{resources: map[string][]resource.PropertyMap{}, caPEM: selfSignedCA(t)}
+	args := clusterArgs()
+	args.LoadBalancer.Public, args.LoadBalancer.AllowedCidrs = true, []string{"0.0.0.0/0"}
+	err := pulumi.RunErr(func(ctx *pulumi.Context) error {
+		_, err := components.NewCluster(ctx, "shop", args)
+		return err
+	}, pulumi.WithMocks("consumer", "test", m))
+	var bad *components.FieldError
+	if !errors.As(err, &bad) || bad.Field != "LoadBalancer.AllowedCidrs[0]" || bad.Key != "kubeha:api.allowedCidrs[0]" || bad.Value != `"0.0.0.0/0"` {
+		t.Fatalf("error %v, want a FieldError on LoadBalancer.AllowedCidrs[0]: prod never opens the API to the internet", err)
+	}
+	if len(m.resources) != 0 {
+		t.Errorf("%d resource types declared despite the refusal", len(m.resources))
+	}
+	err = pulumi.RunErr(func(ctx *pulumi.Context) error {
+		_, err := declare(ctx, args)
+		return err
+	}, pulumi.WithMocks("consumer", "test", m))
+	if err == nil || !strings.Contains(err.Error(), "LoadBalancer.AllowedCidrs[0] cannot be \"0.0.0.0/0\"") {
+		t.Errorf("declare's message %v does not name the field and value", err)
 	}
 }

@@ -218,22 +218,31 @@ func TestManifestsPassTheAPIServersSchemas(t *testing.T) {
 	}
 	t.Logf("MEASURED: %d manifests accepted by kube-apiserver v1.36.3 (dry run, strict fields)", len(manifests))
 
-	broken := map[string]map[string]any{}
+	// Each broken variant must be refused for its own field: a 422 naming
+	// it (a 400 for an unknown field, which strict decoding reports), not
+	// any failure at all.
+	type refusal struct {
+		obj   map[string]any
+		code  int
+		field string
+	}
+	broken := map[string]refusal{}
 	sc := StorageClass()
 	sc["volumeBindingMode"] = "Sometimes"
-	broken["StorageClass with an unknown binding mode"] = sc
+	broken["StorageClass with an unknown binding mode"] = refusal{sc, http.StatusUnprocessableEntity, "volumeBindingMode"}
 	vsc := VolumeSnapshotClass()
 	vsc["deletionPolicy"] = "Keep"
-	broken["VolumeSnapshotClass with an unknown deletion policy"] = vsc
+	broken["VolumeSnapshotClass with an unknown deletion policy"] = refusal{vsc, http.StatusUnprocessableEntity, "deletionPolicy"}
 	pdb := CoreDNSDisruptionBudget()
 	pdb["spec"].(map[string]any)["minAvailable"] = 2
-	broken["PodDisruptionBudget with both minAvailable and maxUnavailable"] = pdb
+	broken["PodDisruptionBudget with both minAvailable and maxUnavailable"] = refusal{pdb, http.StatusUnprocessableEntity, "minAvailable"}
 	rules := EtcdAlertRules(labCluster())
 	rules["spec"].(map[string]any)["groups"].([]any)[0].(map[string]any)["rules"].([]any)[0].(map[string]any)["expresion"] = "up"
-	broken["PrometheusRule with a misspelt field"] = rules
-	for what, obj := range broken {
-		if code, out := dryRun(obj); code == http.StatusCreated {
-			t.Errorf("%s was accepted: %s", what, out)
+	broken["PrometheusRule with a misspelt field"] = refusal{rules, http.StatusBadRequest, "expresion"}
+	for what, r := range broken {
+		code, out := dryRun(r.obj)
+		if code != r.code || !strings.Contains(out, r.field) {
+			t.Errorf("%s: HTTP %d %s; want %d naming %s", what, code, out, r.code, r.field)
 		}
 	}
 }

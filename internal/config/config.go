@@ -1,161 +1,314 @@
-// Package config is kubeha's typed stack configuration: the struct tree the
-// stack files decode into, its defaults, and its validation. It holds no
-// Pulumi types, so the stack program, the offline plan and the tests all read
-// a stack file the same way.
+// Package config maps a stack's configuration keys onto
+// components.ClusterArgs, whose json tags are the keys. It defines no
+// option, default or rule of its own: those live with each component, so
+// a stack file and a Go program importing the components are read the
+// same way. It also writes the config reference from the same types.
 package config
 
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/kubeha/kubeha/components"
+)
+
 // Namespace is the Pulumi config namespace of every kubeha key.
-const Namespace = "kubeha"
+const Namespace = components.StackNamespace
 
 // RegionKey is the AWS provider's region key, which kubeha reads too.
 const RegionKey = "aws:region"
 
-// Environments kubeha knows. prod gets the strictest validation.
-var Environments = []string{"dev", "staging", "prod"}
-
-// SupportedKubernetesMinors are the minors whose node packages and kubeadm
-// rendering kubeha tests.
-var SupportedKubernetesMinors = []string{"1.36"}
-
-// Stack is one stack's configuration. Field tags: json is the config key,
-// doc its one-line description for the README reference, required marks a
-// key with no default.
-type Stack struct {
-	Region             string       `json:"-"`
-	Environment        string       `json:"environment" required:"true" doc:"Environment kind: dev, staging or prod. prod enforces per-zone NAT, deletion protection and no 0.0.0.0/0 API allowlist."`
-	ClusterName        string       `json:"clusterName" required:"true" doc:"Cluster name: lowercase letters, digits and '-', 3 to 28 characters. Prefixes every resource and forms the kubernetes.io/cluster/<name> tag."`
-	Zones              []string     `json:"zones" required:"true" doc:"Availability zones of aws:region, 3 to 6, each holding one etcd member, one control-plane node and one ASG per worker pool."`
-	KubernetesVersion  string       `json:"kubernetesVersion" doc:"Kubernetes version as vMAJOR.MINOR.PATCH, on a supported minor."`
-	DeletionProtection bool         `json:"deletionProtection" doc:"Protect stateful and foundational resources (VPC) from 'pulumi destroy'. Required in prod."`
-	Network            Network      `json:"network"`
-	API                API          `json:"api"`
-	Etcd               Etcd         `json:"etcd"`
-	ControlPlane       ControlPlane `json:"controlPlane"`
-	Workers            []WorkerPool `json:"workers" doc:"Worker pools. Each pool becomes one auto-scaling group per zone."`
-	Addons             Addons       `json:"addons"`
+// Parse turns a stack's raw configuration, keyed "namespace:key" with values
+// as Pulumi hands them to a program (plain strings, JSON for lists and
+// objects), into ClusterArgs with every default filled in and every rule
+// checked. Keys of other namespaces are ignored, except aws:region. Every
+// problem is reported, each naming its key and field.
+func Parse(raw map[string]string) (components.ClusterArgs, error) {
+	args, err := Decode(raw)
+	if err != nil {
+		return components.ClusterArgs{}, err
+	}
+	args = args.WithDefaults()
+	if err := args.Validate(); err != nil {
+		return components.ClusterArgs{}, err
+	}
+	return args, nil
 }
 
-// Network is the VPC layout, or an existing VPC to use instead.
-type Network struct {
-	VpcCidr                  string   `json:"vpcCidr" doc:"VPC CIDR, RFC 1918, prefix /16 to /22. Carved into one private and one public subnet per zone."`
-	PodCidr                  string   `json:"podCidr" doc:"Pod network CIDR (private or 100.64.0.0/10); must not overlap the VPC or service CIDR."`
-	ServiceCidr              string   `json:"serviceCidr" doc:"Service network CIDR (private or 100.64.0.0/10); must not overlap the VPC or pod CIDR."`
-	SharedNatGateway         bool     `json:"sharedNatGateway" doc:"Use one NAT gateway for all zones (cheaper, NOT HA: its zone is a single point of egress failure). Rejected in prod."`
-	NodePortCidrs            []string `json:"nodePortCidrs" doc:"CIDRs besides the VPC that may reach the workers' NodePorts (30000-32767). Empty by default; 0.0.0.0/0 is rejected in prod."`
-	ExistingVpcID            string   `json:"existingVpcId" doc:"Bring your own VPC: its ID. Needs existingPrivateSubnetIds (and existingPublicSubnetIds for a public API), one per zone in zone order."`
-	ExistingPrivateSubnetIDs []string `json:"existingPrivateSubnetIds" doc:"Bring your own VPC: private subnet IDs, one per zone, in the order of zones."`
-	ExistingPublicSubnetIDs  []string `json:"existingPublicSubnetIds" doc:"Bring your own VPC: public subnet IDs, one per zone, in the order of zones."`
+// Decode maps raw onto ClusterArgs and type-checks each value, without
+// defaults or validation.
+func Decode(raw map[string]string) (components.ClusterArgs, error) {
+	var args components.ClusterArgs
+	args.Region = raw[RegionKey]
+	var errs components.FieldErrors
+	top := reflect.ValueOf(&args).Elem()
+	for _, key := range slices.Sorted(maps.Keys(raw)) {
+		name, ok := strings.CutPrefix(key, Namespace+":")
+		if !ok {
+			continue
+		}
+		field, goName, found := fieldByKey(top, name)
+		if !found {
+			errs = append(errs, unknownKey(key, "", top.Type()))
+			continue
+		}
+		value, err := rawValue(raw[key], field.Type())
+		if err != nil {
+			errs = append(errs, &components.FieldError{Field: goName, Key: key, Value: quote(raw[key]), Allowed: kindName(field.Type())})
+			continue
+		}
+		errs = append(errs, decode(path{key, goName}, value, field)...)
+	}
+	if len(errs) > 0 {
+		return components.ClusterArgs{}, errs
+	}
+	return args, nil
 }
 
-// API is how the Kubernetes API endpoint is exposed.
-type API struct {
-	Public                     bool        `json:"public" doc:"Internet-facing load balancer, reachable only from allowedCidrs. false means an internal load balancer."`
-	AllowedCidrs               []string    `json:"allowedCidrs" doc:"CIDRs allowed to reach the API on 6443, besides the VPC (and its NAT addresses when public). Required when public; 0.0.0.0/0 is rejected in prod."`
-	HealthCheck                HealthCheck `json:"healthCheck"`
-	DeregistrationDelaySeconds int         `json:"deregistrationDelaySeconds" doc:"Seconds a removed API server keeps its open connections, 0 to 3600."`
-	DNSName                    string      `json:"dnsName" doc:"Optional DNS name for the API (an alias record to the load balancer); needs hostedZoneId."`
-	HostedZoneID               string      `json:"hostedZoneId" doc:"Route53 hosted zone ID that holds dnsName."`
+// path is where a value sits, as a stack key and as a Go field path.
+type path struct{ key, field string }
+
+func (p path) child(key, field string) path {
+	return path{p.key + "." + key, p.field + "." + field}
 }
 
-// HealthCheck is how the load balancer decides an API server may serve:
-// HTTPS GET /readyz, which fails when the API server loses etcd.
-type HealthCheck struct {
-	IntervalSeconds    int `json:"intervalSeconds" doc:"Seconds between /readyz checks of each API server, 5 to 300."`
-	TimeoutSeconds     int `json:"timeoutSeconds" doc:"Seconds a check may take, 2 to 120 and less than the interval."`
-	HealthyThreshold   int `json:"healthyThreshold" doc:"Passed checks before an API server is put in rotation, 2 to 10."`
-	UnhealthyThreshold int `json:"unhealthyThreshold" doc:"Failed checks before an API server is taken out of rotation, 2 to 10. Interval x this is the detection time."`
+func (p path) index(i int) path {
+	return path{fmt.Sprintf("%s[%d]", p.key, i), fmt.Sprintf("%s[%d]", p.field, i)}
 }
 
-// Etcd is the external etcd cluster.
-type Etcd struct {
-	Members               int    `json:"members" doc:"etcd members, 3 or 5, spread round-robin over the zones."`
-	InstanceType          string `json:"instanceType" doc:"EC2 instance type of an etcd member."`
-	VolumeSizeGiB         int    `json:"volumeSizeGiB" doc:"Size of each member's gp3 data volume, 8 to 1024 GiB."`
-	BackupIntervalMinutes int    `json:"backupIntervalMinutes" doc:"Minutes between snapshots to S3, 5 to 1440."`
-	BackupRetentionDays   int    `json:"backupRetentionDays" doc:"Days a snapshot is kept in S3, 1 to 3650."`
+// Types the decoder treats specially.
+var (
+	stringInputType = reflect.TypeOf((*pulumi.StringInput)(nil)).Elem()
+	addonType       = reflect.TypeOf(components.Addon{})
+)
+
+// rawValue reads one top-level value: Pulumi passes strings bare and
+// everything else as JSON; a bool may also be any spelling
+// strconv.ParseBool takes, as Pulumi's GetBool reads it.
+func rawValue(text string, t reflect.Type) (any, error) {
+	if t.Kind() == reflect.String || t == stringInputType {
+		return text, nil
+	}
+	if t.Kind() == reflect.Bool || (t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Bool) {
+		if b, err := strconv.ParseBool(text); err == nil {
+			return b, nil
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader([]byte(text)))
+	dec.UseNumber()
+	var v any
+	err := dec.Decode(&v)
+	if err == nil && dec.More() {
+		err = fmt.Errorf("trailing data")
+	}
+	return v, err
 }
 
-// ControlPlane is the API server, scheduler and controller-manager nodes.
-type ControlPlane struct {
-	InstanceType   string         `json:"instanceType" doc:"EC2 instance type of a control-plane node."`
-	LeaderElection LeaderElection `json:"leaderElection"`
+// decode type-checks a JSON-shaped value against out's type and stores it,
+// so that every wrong type or unknown key is reported with its full path.
+func decode(at path, in any, out reflect.Value) components.FieldErrors {
+	wrongType := components.FieldErrors{{Field: at.field, Key: at.key, Value: describe(in), Allowed: kindName(out.Type())}}
+	if in == nil {
+		// null: the key is as good as unset.
+		out.Set(reflect.Zero(out.Type()))
+		return nil
+	}
+	switch {
+	case out.Type() == stringInputType:
+		s, ok := in.(string)
+		if !ok {
+			return wrongType
+		}
+		out.Set(reflect.ValueOf(pulumi.String(s)))
+		return nil
+	case out.Type() == addonType:
+		// An add-on may be just on or off.
+		if on, ok := asBool(in); ok {
+			out.Set(reflect.ValueOf(components.Addon{Disabled: !on}))
+			return nil
+		}
+	}
+	switch out.Kind() {
+	case reflect.String:
+		s, ok := in.(string)
+		if !ok {
+			return wrongType
+		}
+		out.SetString(s)
+	case reflect.Bool:
+		b, ok := asBool(in)
+		if !ok {
+			return wrongType
+		}
+		out.SetBool(b)
+	case reflect.Int:
+		n, ok := in.(json.Number)
+		if !ok {
+			return wrongType
+		}
+		i, err := n.Int64()
+		if err != nil || i != int64(int32(i)) {
+			return wrongType
+		}
+		out.SetInt(i)
+	case reflect.Pointer:
+		v := reflect.New(out.Type().Elem())
+		if errs := decode(at, in, v.Elem()); len(errs) > 0 {
+			return errs
+		}
+		out.Set(v)
+	case reflect.Interface:
+		// Addon values: any JSON value.
+		out.Set(reflect.ValueOf(in))
+	case reflect.Slice:
+		items, ok := in.([]any)
+		if !ok {
+			return wrongType
+		}
+		var errs components.FieldErrors
+		list := reflect.MakeSlice(out.Type(), len(items), len(items))
+		for i, item := range items {
+			errs = append(errs, decode(at.index(i), item, list.Index(i))...)
+		}
+		out.Set(list)
+		return errs
+	case reflect.Map:
+		entries, ok := in.(map[string]any)
+		if !ok {
+			return wrongType
+		}
+		var errs components.FieldErrors
+		m := reflect.MakeMapWithSize(out.Type(), len(entries))
+		for _, k := range slices.Sorted(maps.Keys(entries)) {
+			v := reflect.New(out.Type().Elem()).Elem()
+			errs = append(errs, decode(path{at.key + "." + k, at.field + "[" + k + "]"}, entries[k], v)...)
+			m.SetMapIndex(reflect.ValueOf(k), v)
+		}
+		out.Set(m)
+		return errs
+	case reflect.Struct:
+		fields, ok := in.(map[string]any)
+		if !ok {
+			return wrongType
+		}
+		var errs components.FieldErrors
+		for _, name := range slices.Sorted(maps.Keys(fields)) {
+			field, goName, found := fieldByKey(out, name)
+			if !found {
+				errs = append(errs, unknownKey(at.key+"."+name, at.field, out.Type()))
+				continue
+			}
+			errs = append(errs, decode(at.child(name, goName), fields[name], field)...)
+		}
+		return errs
+	default:
+		panic(fmt.Sprintf("config: no decoder for %s at %s", out.Type(), at.key))
+	}
+	return nil
 }
 
-// LeaderElection is the Lease timing of kube-scheduler and
-// kube-controller-manager: one replica of each acts, another takes over
-// within about leaseDurationSeconds when it dies.
-type LeaderElection struct {
-	LeaseDurationSeconds int `json:"leaseDurationSeconds" doc:"Seconds a Lease holder is trusted without renewing; takeover time after a node dies. More than renewDeadlineSeconds."`
-	RenewDeadlineSeconds int `json:"renewDeadlineSeconds" doc:"Seconds the holder keeps retrying to renew before it steps down. More than retryPeriodSeconds."`
-	RetryPeriodSeconds   int `json:"retryPeriodSeconds" doc:"Seconds between Lease acquire and renew attempts, 1 or more."`
+func asBool(in any) (bool, bool) {
+	switch v := in.(type) {
+	case bool:
+		return v, true
+	case string:
+		b, err := strconv.ParseBool(v)
+		return b, err == nil
+	}
+	return false, false
 }
 
-// Addons are what kubeha installs into the cluster, each through its
-// pinned upstream Helm chart, and how the cluster is monitored.
-type Addons struct {
-	Monitoring             string `json:"monitoring" doc:"prometheus (kube-prometheus-stack in the cluster, scraping API servers, schedulers, controller-managers and etcd, with kubeha's alert rules) or cloudwatch (CloudWatch agent and Container Insights). CloudWatch alarms on the API load balancer, every auto-scaling group and etcd backups are made in both modes."`
-	AlarmEmail             string `json:"alarmEmail" doc:"Optional e-mail address subscribed to the alarms' SNS topic."`
-	CNI                    bool   `json:"cni" doc:"Install Cilium (VXLAN overlay). Turn off only to install another CNI: nodes stay NotReady without one."`
-	CloudControllerManager bool   `json:"cloudControllerManager" doc:"Install the AWS cloud-controller-manager of the cluster's minor: zone labels, providerID, Service load balancers. Nodes stay tainted uninitialized without it."`
-	Storage                bool   `json:"storage" doc:"Install the EBS CSI driver, the snapshot controller and CRDs, the default StorageClass (gp3, encrypted, WaitForFirstConsumer, expandable) and a VolumeSnapshotClass."`
-	CoreDNS                bool   `json:"coreDNS" doc:"Install CoreDNS from its chart, one replica per zone with a PodDisruptionBudget, instead of kubeadm's."`
-	MetricsServer          bool   `json:"metricsServer" doc:"Install metrics-server (two replicas, on the control plane) for kubectl top and autoscaling."`
-	ClusterAutoscaler      bool   `json:"clusterAutoscaler" doc:"Install cluster-autoscaler, discovering the worker groups by tag and balancing each pool's zones."`
+// fieldByKey finds the struct field whose json tag is key, and its Go name.
+func fieldByKey(v reflect.Value, key string) (reflect.Value, string, bool) {
+	if key == "" {
+		return reflect.Value{}, "", false
+	}
+	for i := 0; i < v.NumField(); i++ {
+		if f := v.Type().Field(i); jsonKey(f) == key {
+			return v.Field(i), f.Name, true
+		}
+	}
+	return reflect.Value{}, "", false
 }
 
-// WorkerPool is a set of identical workers, one auto-scaling group per zone.
-type WorkerPool struct {
-	Name           string   `json:"name" doc:"Pool name: lowercase letters, digits and '-', unique in the stack."`
-	InstanceTypes  []string `json:"instanceTypes" doc:"EC2 instance types of the pool's workers, 1 to 10. The first is the launch template's; more than one, or spotPercent above 0, makes a mixed-instances group."`
-	OnDemandBase   int      `json:"onDemandBase" doc:"Workers in each zone's group that are always on-demand, before spotPercent applies."`
-	SpotPercent    int      `json:"spotPercent" doc:"Percent of the workers above onDemandBase that are spot, 0 to 100. 0 means all on-demand."`
-	MinPerZone     int      `json:"minPerZone" doc:"Minimum workers in each zone's group."`
-	DesiredPerZone int      `json:"desiredPerZone" doc:"Workers each zone's group starts with, between min and max."`
-	MaxPerZone     int      `json:"maxPerZone" doc:"Maximum workers in each zone's group, at most 100."`
-	Labels         []string `json:"labels" doc:"Node labels as key=value, set when a worker registers. The kubernetes.io and k8s.io namespaces are refused, except node.kubernetes.io and kubelet.kubernetes.io."`
-	Taints         []string `json:"taints" doc:"Node taints as key=value:Effect or key:Effect, Effect being NoSchedule, PreferNoSchedule or NoExecute."`
+func jsonKey(f reflect.StructField) string {
+	name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+	if name == "-" {
+		return ""
+	}
+	return name
 }
 
-// Default is the configuration a stack starts from before its file is
-// applied. Every default is the HA and secure choice.
-func Default() Stack {
-	return Stack{
-		KubernetesVersion:  "v1.36.3",
-		DeletionProtection: true,
-		Network: Network{
-			VpcCidr:     "10.0.0.0/16",
-			PodCidr:     "10.244.0.0/16",
-			ServiceCidr: "10.96.0.0/12",
-		},
-		Etcd: Etcd{
-			Members:               3,
-			InstanceType:          "m6i.large",
-			VolumeSizeGiB:         20,
-			BackupIntervalMinutes: 15,
-			BackupRetentionDays:   30,
-		},
-		API: API{
-			HealthCheck:                HealthCheck{IntervalSeconds: 5, TimeoutSeconds: 3, HealthyThreshold: 2, UnhealthyThreshold: 2},
-			DeregistrationDelaySeconds: 15,
-		},
-		ControlPlane: ControlPlane{
-			InstanceType: "m6i.large",
-			// Kubernetes' own defaults: a dead holder is replaced within ~15 s.
-			LeaderElection: LeaderElection{LeaseDurationSeconds: 15, RenewDeadlineSeconds: 10, RetryPeriodSeconds: 2},
-		},
-		Workers: []WorkerPool{DefaultWorkerPool()},
-		Addons: Addons{Monitoring: "prometheus", CNI: true, CloudControllerManager: true, Storage: true,
-			CoreDNS: true, MetricsServer: true, ClusterAutoscaler: true},
+func unknownKey(key, parent string, t reflect.Type) *components.FieldError {
+	var keys []string
+	for i := 0; i < t.NumField(); i++ {
+		if k := jsonKey(t.Field(i)); k != "" {
+			keys = append(keys, k)
+		}
+	}
+	return &components.FieldError{Field: parent, Key: key, Value: "unknown key", Allowed: "one of " + strings.Join(keys, ", ")}
+}
+
+// kindName says in words what a config value of type t must be.
+func kindName(t reflect.Type) string {
+	switch {
+	case t == stringInputType:
+		return "a string"
+	case t == addonType:
+		return "true, false or an object of disabled, version, values"
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int:
+		return "a whole number"
+	case reflect.Pointer:
+		return kindName(t.Elem())
+	case reflect.Slice:
+		return "a list of " + typeWord(t.Elem()) + "s"
+	case reflect.Map:
+		return "a map of " + typeWord(t.Elem()) + "s"
+	case reflect.Interface:
+		return "any value"
+	default:
+		return "an object"
 	}
 }
 
-// DefaultWorkerPool is what every pool in the workers list starts from.
-func DefaultWorkerPool() WorkerPool {
-	return WorkerPool{
-		Name:           "general",
-		InstanceTypes:  []string{"m6i.large"},
-		MinPerZone:     1,
-		DesiredPerZone: 1,
-		MaxPerZone:     5,
+// typeWord is kindName without its article: "list of strings".
+func typeWord(t reflect.Type) string {
+	return strings.TrimPrefix(strings.TrimPrefix(kindName(t), "a "), "an ")
+}
+
+// describe renders a decoded JSON value for an error message.
+func describe(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return "empty"
+	case string:
+		return quote(v)
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "an object"
+	default:
+		return fmt.Sprint(v)
 	}
+}
+
+func quote(s string) string {
+	if len(s) > 80 {
+		s = s[:80] + "..."
+	}
+	return strconv.Quote(s)
 }

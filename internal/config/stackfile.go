@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/kubeha/kubeha/components"
 )
 
 // ReadStackFile reads a Pulumi stack file (stacks/Pulumi.<stack>.yaml) into
@@ -36,18 +38,18 @@ func ParseStackYAML(data []byte) (map[string]string, error) {
 	raw := make(map[string]string, len(file.Config))
 	for k, v := range file.Config {
 		if !strings.Contains(k, ":") {
-			return nil, &FieldError{Key: k, Value: "a key with no namespace", Allowed: Namespace + ":" + k + " or another namespace:key"}
+			return nil, &components.FieldError{Key: k, Value: "a key with no namespace", Allowed: Namespace + ":" + k + " or another namespace:key"}
 		}
 		if s, ok := v.(string); ok {
 			raw[k] = s
 			continue
 		}
 		if m, ok := v.(map[string]any); ok && len(m) == 1 && m["secure"] != nil {
-			return nil, &FieldError{Key: k, Value: "an encrypted value", Allowed: "a plain value: no kubeha key is a secret, and plan reads no secrets"}
+			return nil, &components.FieldError{Key: k, Value: "an encrypted value", Allowed: "a plain value: no kubeha key is a secret, and plan reads no secrets"}
 		}
 		j, err := json.Marshal(v)
 		if err != nil {
-			return nil, &FieldError{Key: k, Value: fmt.Sprintf("%v", v), Allowed: "YAML with string keys"}
+			return nil, &components.FieldError{Key: k, Value: fmt.Sprintf("%v", v), Allowed: "YAML with string keys"}
 		}
 		raw[k] = string(j)
 	}

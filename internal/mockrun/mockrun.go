@@ -6,6 +6,7 @@ package mockrun
 import (
 	"encoding/base64"
 	"fmt"
+	"hash/fnv"
 	"sort"
 	"strconv"
 	"strings"
@@ -74,7 +75,7 @@ func (r *Recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.P
 func computed(typ, name string, inputs resource.PropertyMap) map[string]any {
 	switch typ {
 	case "aws:ec2/eip:Eip":
-		return map[string]any{"allocationId": "eipalloc-" + name, "publicIp": "192.0.2.1"}
+		return map[string]any{"allocationId": "eipalloc-" + name, "publicIp": EipAddress(name)}
 	case "aws:route53/zone:Zone":
 		return map[string]any{"zoneId": "Z" + strings.ToUpper(strings.ReplaceAll(name, "-", ""))}
 	case "aws:s3/bucketV2:BucketV2":
@@ -84,10 +85,9 @@ func computed(typ, name string, inputs resource.PropertyMap) map[string]any {
 	case "aws:lb/targetGroup:TargetGroup":
 		return map[string]any{"arnSuffix": "targetgroup/" + name + "/0123456789"}
 	case "aws:route53/record:Record":
-		return map[string]any{"fqdn": name + ".mock"}
+		return map[string]any{"fqdn": RecordFQDN(name)}
 	case "aws:autoscaling/group:Group":
-		// AWS names the group; the mock uses the logical name.
-		return map[string]any{"name": name}
+		return map[string]any{"name": GroupName(name)}
 	case "aws:ec2/launchTemplate:LaunchTemplate":
 		return map[string]any{"latestVersion": 1}
 	case "tls:index/privateKey:PrivateKey":
@@ -109,6 +109,24 @@ func computed(typ, name string, inputs resource.PropertyMap) map[string]any {
 	}
 	return nil
 }
+
+// Computed outputs differ from every input, as AWS's do, so a test can
+// tell a resource's real output from a name it passed in.
+
+// EipAddress is the mock public address of the Elastic IP name: distinct
+// per name, in TEST-NET-1.
+func EipAddress(name string) string {
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	return fmt.Sprintf("192.0.2.%d", 1+h.Sum32()%254)
+}
+
+// RecordFQDN is the mock FQDN AWS reports for the Route 53 record name.
+func RecordFQDN(name string) string { return name + ".fqdn.mock" }
+
+// GroupName is the mock name AWS gives the auto-scaling group name (a
+// generated suffix, as with a name prefix).
+func GroupName(name string) string { return name + "-20261203000000000000000001" }
 
 // mockCA is one real self-signed CA shared by every mocked run.
 var mockCA = sync.OnceValue(func() *pki.Pair {

@@ -4,12 +4,16 @@
 package plan
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+
+	"github.com/kubeha/kubeha/components"
 	"github.com/kubeha/kubeha/internal/config"
 	"github.com/kubeha/kubeha/internal/mockrun"
 	"github.com/kubeha/kubeha/internal/program"
@@ -21,9 +25,9 @@ const Regional = "regional"
 // Plan is what a stack would create.
 type Plan struct {
 	Stack     string
-	Config    config.Stack
+	Config    components.ClusterArgs
 	Resources []Resource
-	NotHA     []config.Finding
+	NotHA     []components.Finding
 }
 
 // Resource is one AWS resource the stack declares.
@@ -32,6 +36,9 @@ type Resource struct {
 	Zone      string // a zone, or Regional
 	Type      string
 	Name      string
+	// Parent is the URN of the component that declared it.
+	Parent string
+	Inputs resource.PropertyMap
 }
 
 // Evaluate runs the stack program for stackFile under mocks.
@@ -57,7 +64,8 @@ func Evaluate(stackName, stackFile string) (*Plan, error) {
 		if typ, name := rec.Component(r); typ != "" {
 			component = fmt.Sprintf("%s (%s)", strings.TrimPrefix(typ, "kubeha:index:"), name)
 		}
-		p.Resources = append(p.Resources, Resource{Component: component, Zone: zoneOf(r.Name, cfg.Zones), Type: r.Type, Name: r.Name})
+		p.Resources = append(p.Resources, Resource{Component: component, Zone: zoneOf(r.Name, cfg.Zones), Type: r.Type, Name: r.Name,
+			Parent: r.Parent, Inputs: r.Inputs})
 	}
 	sort.SliceStable(p.Resources, func(i, j int) bool {
 		a, b := p.Resources[i], p.Resources[j]
@@ -178,4 +186,72 @@ func (p *Plan) Write(w io.Writer) error {
 	}
 	_, err := fmt.Fprintf(w, "\nTotal: %d resources.\n", len(p.Resources))
 	return err
+}
+
+// WriteJSON prints the plan for tools: the stack, every resource with its
+// type, name, parent and inputs (secrets as "[secret]"), and the NOT HA
+// findings.
+func (p *Plan) WriteJSON(w io.Writer) error {
+	type jsonResource struct {
+		Type      string         `json:"type"`
+		Name      string         `json:"name"`
+		Parent    string         `json:"parent"`
+		Component string         `json:"component"`
+		Zone      string         `json:"zone"`
+		Inputs    map[string]any `json:"inputs"`
+	}
+	out := struct {
+		Stack     string               `json:"stack"`
+		Cluster   string               `json:"cluster"`
+		Region    string               `json:"region"`
+		Zones     []string             `json:"zones"`
+		Resources []jsonResource       `json:"resources"`
+		NotHA     []components.Finding `json:"notHA"`
+	}{Stack: p.Stack, Cluster: p.Config.ClusterName, Region: p.Config.Region, Zones: p.Config.Zones, NotHA: p.NotHA}
+	for _, r := range p.Resources {
+		out.Resources = append(out.Resources, jsonResource{Type: r.Type, Name: r.Name, Parent: r.Parent,
+			Component: r.Component, Zone: r.Zone, Inputs: plainObject(r.Inputs)})
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+// plain is a property value as JSON would hold it, with secrets hidden.
+func plain(v resource.PropertyValue) any {
+	switch {
+	case v.IsSecret() || (v.IsOutput() && v.OutputValue().Secret):
+		return "[secret]"
+	case v.IsComputed() || (v.IsOutput() && !v.OutputValue().Known):
+		return "[unknown]"
+	case v.IsOutput():
+		return plain(v.OutputValue().Element)
+	case v.IsBool():
+		return v.BoolValue()
+	case v.IsNumber():
+		return v.NumberValue()
+	case v.IsString():
+		return v.StringValue()
+	case v.IsArray():
+		list := []any{}
+		for _, e := range v.ArrayValue() {
+			list = append(list, plain(e))
+		}
+		return list
+	case v.IsObject():
+		return plainObject(v.ObjectValue())
+	case v.IsResourceReference():
+		return string(v.ResourceReferenceValue().URN)
+	case v.IsAsset() || v.IsArchive():
+		return "[asset]"
+	}
+	return nil
+}
+
+func plainObject(m resource.PropertyMap) map[string]any {
+	out := map[string]any{}
+	for k, v := range m {
+		out[string(k)] = plain(v)
+	}
+	return out
 }

@@ -3,12 +3,12 @@ package rehearsal
 import (
 	"time"
 
+	"github.com/kubeha/kubeha/components"
 	"github.com/kubeha/kubeha/internal/bootstrap"
-	"github.com/kubeha/kubeha/internal/config"
 )
 
 // stack is what the rehearsal takes from a stack's configuration. Only
-// fromConfig reads config.Stack, so that a change there is one change
+// fromConfig reads the stack's ClusterArgs, so that a change there is one change
 // here.
 type stack struct {
 	clusterName, region, kubernetesVersion, podCIDR, serviceCIDR string
@@ -26,8 +26,8 @@ type healthCheck struct {
 	healthy, unhealthy int
 }
 
-func fromConfig(cfg config.Stack) stack {
-	zones, le, h := cfg.Zones[:3], cfg.ControlPlane.LeaderElection, cfg.API.HealthCheck
+func fromConfig(cfg components.ClusterArgs) stack {
+	zones, le, h := cfg.Zones[:3], cfg.ControlPlane.LeaderElection, cfg.LoadBalancer.HealthCheck
 	return stack{
 		clusterName: cfg.ClusterName, region: cfg.Region, kubernetesVersion: cfg.KubernetesVersion,
 		podCIDR: cfg.Network.PodCidr, serviceCIDR: cfg.Network.ServiceCidr, zones: zones,

@@ -1,5 +1,6 @@
-// Package components holds kubeha's Pulumi ComponentResources, one file each.
-// Every child is parented to its component and named with the component's
+// Package components holds kubeha's Pulumi ComponentResources, one file
+// each, with the options each takes (the same types a stack file's keys
+// decode into), their defaults and their validation. Every child is parented to its component and named with the component's
 // name as prefix; a zonal child's name holds its zone as a "-<zone>" part.
 package components
 
@@ -22,4 +23,19 @@ func clusterTags(cluster, name string, user map[string]string, extra ...string) 
 		tags[extra[i]] = pulumi.String(extra[i+1])
 	}
 	return tags
+}
+
+// resolve renders one string from named inputs once all are known: a
+// pulumi.All whose values have names instead of positions.
+func resolve(inputs pulumi.StringMap, render func(map[string]string) (string, error)) pulumi.StringOutput {
+	return inputs.ToStringMapOutput().ApplyT(render).(pulumi.StringOutput)
+}
+
+// toOutputs widens a slice of inputs for pulumi.ToStringArrayOutput.
+func toOutputs(in []pulumi.StringInput) []pulumi.StringOutput {
+	out := make([]pulumi.StringOutput, len(in))
+	for i, v := range in {
+		out[i] = v.ToStringOutput()
+	}
+	return out
 }
