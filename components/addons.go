@@ -13,8 +13,8 @@ import (
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apiextensions"
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
-	helmv3 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/helm/v3"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
+	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/utilities"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/kubeha/kubeha/internal/addons"
@@ -119,7 +119,7 @@ type Addons struct {
 
 	Provider *kubernetes.Provider
 	// Releases by chart name; a disabled add-on has none.
-	Releases map[string]*helmv3.Release
+	Releases map[string]*HelmRelease
 	// AlarmTopic receives every alarm.
 	AlarmTopic *sns.Topic
 }
@@ -172,7 +172,7 @@ func NewAddons(ctx *pulumi.Context, name string, args *AddonsArgs, opts ...pulum
 	if err != nil {
 		return nil, err
 	}
-	a := &Addons{Releases: map[string]*helmv3.Release{}}
+	a := &Addons{Releases: map[string]*HelmRelease{}}
 	if err := ctx.RegisterComponentResource("kubeha:index:Addons", name, a, opts...); err != nil {
 		return nil, err
 	}
@@ -199,7 +199,7 @@ func NewAddons(ctx *pulumi.Context, name string, args *AddonsArgs, opts ...pulum
 
 	c := args.rendering()
 	c.EtcdMembers = etcdMemberNames(args.Etcd)
-	install := func(chart addons.Chart, addon Addon, values map[string]any, after ...pulumi.Resource) (*helmv3.Release, error) {
+	install := func(chart addons.Chart, addon Addon, values map[string]any, after ...pulumi.Resource) (*HelmRelease, error) {
 		return a.install(ctx, name, chart, addon, values, nil, append(slices.Clone(inCluster), pulumi.DependsOn(after)))
 	}
 
@@ -253,12 +253,12 @@ func NewAddons(ctx *pulumi.Context, name string, args *AddonsArgs, opts ...pulum
 	return a, ctx.RegisterResourceOutputs(a, pulumi.Map{"alarmTopicArn": a.AlarmTopic.Arn})
 }
 
-type installFunc func(chart addons.Chart, addon Addon, values map[string]any, after ...pulumi.Resource) (*helmv3.Release, error)
+type installFunc func(chart addons.Chart, addon Addon, values map[string]any, after ...pulumi.Resource) (*HelmRelease, error)
 
 // install releases chart with kubeha's values, addon's laid over them, and
 // outputs (values known only at deploy time); nothing if addon is off.
 func (a *Addons) install(ctx *pulumi.Context, name string, chart addons.Chart, addon Addon, values map[string]any,
-	outputs pulumi.Map, opts []pulumi.ResourceOption) (*helmv3.Release, error) {
+	outputs pulumi.Map, opts []pulumi.ResourceOption) (*HelmRelease, error) {
 	if addon.Disabled {
 		return nil, nil
 	}
@@ -271,21 +271,37 @@ func (a *Addons) install(ctx *pulumi.Context, name string, chart addons.Chart, a
 	if addon.Version != "" {
 		version = addon.Version
 	}
-	release, err := helmv3.NewRelease(ctx, name+"-"+chart.Name, &helmv3.ReleaseArgs{
-		Name:            pulumi.String(chart.Name),
-		Chart:           pulumi.String(chart.Name),
-		Version:         pulumi.String(version),
-		RepositoryOpts:  &helmv3.RepositoryOptsArgs{Repo: pulumi.String(chart.Repo)},
-		Namespace:       pulumi.String(chart.Namespace),
-		CreateNamespace: pulumi.Bool(true),
-		Values:          inputs,
+	release := &HelmRelease{}
+	err := ctx.RegisterResource(helmReleaseType, name+"-"+chart.Name, pulumi.Map{
+		"name":            pulumi.String(chart.Name),
+		"chart":           pulumi.String(chart.Name),
+		"version":         pulumi.String(version),
+		"repositoryOpts":  pulumi.Map{"repo": pulumi.String(chart.Repo)},
+		"namespace":       pulumi.String(chart.Namespace),
+		"createNamespace": pulumi.Bool(true),
+		"values":          inputs,
 		// A failed upgrade rolls back rather than leaving a half release.
-		Atomic:  pulumi.Bool(true),
-		Timeout: pulumi.Int(600),
-	}, opts...)
+		"atomic":  pulumi.Bool(true),
+		"timeout": pulumi.Int(600),
+		// What pulumi-kubernetes' own Go SDK sends for a Release.
+		"compat": pulumi.String("true"),
+	}, release, utilities.PkgResourceDefaultOpts(opts)...)
+	if err != nil {
+		return nil, err
+	}
 	a.Releases[chart.Name] = release
-	return release, err
+	return release, nil
 }
+
+// HelmRelease is pulumi-kubernetes' Helm release (kubernetes:helm.sh/v3:Release),
+// declared through the engine directly: its Go package also holds the
+// YAML-based Chart, which would compile every Kubernetes API group into
+// kubeha and everything that imports it.
+type HelmRelease struct {
+	pulumi.CustomResourceState
+}
+
+const helmReleaseType = "kubernetes:helm.sh/v3:Release"
 
 // storage installs the snapshot controller and CRDs, the EBS CSI driver,
 // the default StorageClass and VolumeSnapshotClass, and returns them.

@@ -44,10 +44,6 @@ const (
 	DefaultRetryPeriodSeconds       = 2
 )
 
-// leaderElectionJitter is client-go's JitterFactor: it refuses a renew
-// deadline not above retry period x 1.2, so the components would not start.
-const leaderElectionJitter = 1.2
-
 func (o ControlPlaneOptions) withDefaults() ControlPlaneOptions {
 	o.InstanceType = cmp.Or(o.InstanceType, DefaultControlPlaneInstanceType)
 	o.ImageID = cmp.Or(o.ImageID, DefaultImage)
@@ -65,7 +61,8 @@ func (o ControlPlaneOptions) check(c checker) {
 	switch {
 	case l.RetryPeriodSeconds < 1:
 		lc.add("RetryPeriodSeconds", fmt.Sprint(l.RetryPeriodSeconds), "1 or more")
-	case float64(l.RenewDeadlineSeconds) <= leaderElectionJitter*float64(l.RetryPeriodSeconds):
+	// client-go would refuse to start the scheduler and controller-manager.
+	case float64(l.RenewDeadlineSeconds) <= bootstrap.LeaderElectionJitter*float64(l.RetryPeriodSeconds):
 		lc.add("RenewDeadlineSeconds", fmt.Sprint(l.RenewDeadlineSeconds),
 			fmt.Sprintf("more than 1.2 x RetryPeriodSeconds (%d), which client-go requires", l.RetryPeriodSeconds))
 	case l.LeaseDurationSeconds <= l.RenewDeadlineSeconds:

@@ -37,6 +37,12 @@ type LeaderElection struct {
 	RetryPeriod   time.Duration
 }
 
+// LeaderElectionJitter is client-go's leaderelection.JitterFactor: a
+// candidate tries to acquire a Lease every RetryPeriod to RetryPeriod x
+// (1 + LeaderElectionJitter), and client-go refuses to start with a
+// RenewDeadline not above RetryPeriod x LeaderElectionJitter.
+const LeaderElectionJitter = 1.2
+
 // LeaderElectionSeconds is a LeaderElection from whole seconds, as a
 // stack's controlPlane.leaderElection gives it.
 func LeaderElectionSeconds(lease, renew, retry int) LeaderElection {

@@ -189,7 +189,7 @@ func TestControlPlaneLocal(t *testing.T) {
 		})
 	}
 	// Each candidate retries at least once more meanwhile.
-	time.Sleep(time.Duration(float64(le.RetryPeriod) * (1 + lab.LeaderElectionJitter)))
+	time.Sleep(time.Duration(float64(le.RetryPeriod) * (1 + bootstrap.LeaderElectionJitter)))
 	for name, holder := range holders {
 		lease, err := adminB.Lease(name)
 		must(t, err)

@@ -15,11 +15,6 @@ import (
 // machine that was compiling Go at the same time; a doubling of what is
 // measured fails.
 
-// LeaderElectionJitter is client-go's leaderelection.JitterFactor: a
-// candidate tries to acquire a Lease every RetryPeriod to
-// RetryPeriod x (1 + LeaderElectionJitter).
-const LeaderElectionJitter = 1.2
-
 // LeaseSlack covers reading the Lease through the API (polled every
 // PollInterval) and a busy candidate's late write.
 const LeaseSlack = 2 * time.Second
@@ -30,9 +25,17 @@ const LeaseSlack = 2 * time.Second
 // retries after the holder's last renewal, and takes the Lease at its
 // first retry after that.
 func LeaseTakeover(le bootstrap.LeaderElection) time.Duration {
-	retry := time.Duration(float64(le.RetryPeriod) * (1 + LeaderElectionJitter))
+	retry := time.Duration(float64(le.RetryPeriod) * (1 + bootstrap.LeaderElectionJitter))
 	return le.LeaseDuration + 2*retry + LeaseSlack
 }
+
+// EtcdClientFailover bounds how long kube-apiserver's etcd client may keep
+// sending requests to a member that vanished without closing its
+// connections (its zone cut off): gRPC keepalive pings only after 30 s
+// without traffic and waits 10 s for the answer (keepaliveTime and
+// keepaliveTimeout in k8s.io/apiserver's storagebackend/factory/etcd3.go,
+// not configurable). A killed member's connections close at once.
+const EtcdClientFailover = 40 * time.Second
 
 // EtcdctlSlack covers asking the members with etcdctl from another host
 // (a process per poll, polled every PollInterval).

@@ -38,9 +38,11 @@ const recoveryLimit = 3 * time.Minute
 type watch struct {
 	scheduler, controllerManager string // holders before the fault
 	etcdLeader                   int
-	// lostNodes and lostMembers are what the fault took away.
+	// lostNodes and lostMembers are what the fault took away; cut says
+	// they vanished without closing their connections.
 	lostNodes   map[string]bool
 	lostMembers map[int]bool
+	cut         bool
 }
 
 // settle waits until the cluster is whole, so that a drill starts from
@@ -63,9 +65,10 @@ func (c *cluster) settle() (watch, error) {
 
 // recoveryBound is what the configuration allows the cluster to serve
 // again after the fault w describes: the lost Leases moved, a lost etcd
-// leader replaced, lost nodes out of rotation. Until a node is out,
-// requests the load balancer sends it fail; while etcd has no leader,
-// writes wait.
+// leader replaced, lost nodes out of rotation, and the API servers' etcd
+// clients off a cut member. Until a node is out, requests the load
+// balancer sends it fail; while etcd has no leader, writes wait; requests
+// an API server sends a cut member wait until its keepalive gives up.
 func (w watch) recoveryBound(b bounds) time.Duration {
 	bound := time.Duration(0)
 	if w.lostNodes[w.scheduler] || w.lostNodes[w.controllerManager] {
@@ -76,6 +79,9 @@ func (w watch) recoveryBound(b bounds) time.Duration {
 	}
 	if len(w.lostNodes) > 0 {
 		bound = max(bound, b.removal)
+	}
+	if len(w.lostMembers) > 0 && w.cut {
+		bound = max(bound, lab.EtcdClientFailover)
 	}
 	return bound + recoverySlack
 }
@@ -305,7 +311,7 @@ func cutZone(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 	if err != nil {
 		return Drill{}, err
 	}
-	w.lostNodes[c.nodes[0].Name], w.lostMembers[0] = true, true
+	w.lostNodes[c.nodes[0].Name], w.lostMembers[0], w.cut = true, true, true
 	d, err := measure(ctx, c, p, w, func() error {
 		for _, h := range c.zoneA() {
 			if err := h.Disconnect(); err != nil {
