@@ -7,7 +7,7 @@ SHELL     := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
 # Tests that run real binaries and print measured numbers; run verbosely.
-REAL_TESTS := TestEtcdClusterLocal|TestEtcdUserDataPassesRealTools|TestControlPlaneLocal|TestControlPlaneUserDataPassesRealTools|TestWorkerUserDataPassesRealTools|TestStackKubeadmConfigsValidate|TestManifestsPassTheAPIServersSchemas
+REAL_TESTS := TestNodeContainersBoot|TestEtcdClusterLocal|TestEtcdUserDataPassesRealTools|TestControlPlaneLocal|TestControlPlaneUserDataPassesRealTools|TestWorkerUserDataPassesRealTools|TestStackKubeadmConfigsValidate|TestManifestsPassTheAPIServersSchemas
 
 .PHONY: plan rehearse test check tools unit real rehearsal fuzz docs bench
 
@@ -40,13 +40,15 @@ unit:
 	$(GO) test -count=1 -skip '^($(REAL_TESTS))$$' ./...
 	cd examples/consumer && $(GO) test -count=1 ./...
 
-# Tiers 2 and 3: rendered user-data through cloud-init schema, shellcheck
+# Tiers 2 and 3: nodes as Debian 12 system containers (the rootfs is built
+# once by hack/rootfs.sh into ~/.cache/kubeha/rootfs; needs root,
+# debootstrap, systemd-nspawn); rendered user-data through cloud-init schema, shellcheck
 # and kubeadm's own validation; kubeha's own manifests through a real
 # kube-apiserver's schemas (dry run); real etcd and a real control plane
 # (kube-apiserver, -scheduler, -controller-manager as kubeadm renders
 # them) in network namespaces (needs root). Verbose, so the measured numbers show in the log.
 real:
-	$(GO) test -count=1 -v -run '^($(REAL_TESTS))$$' ./internal/bootstrap ./internal/addons ./tests \
+	$(GO) test -count=1 -v -run '^($(REAL_TESTS))$$' ./internal/lab ./internal/bootstrap ./internal/addons ./tests \
 	  | grep -E '^(--- |ok|FAIL|PASS)|MEASURED|SKIPPED|refused|_test.go'
 
 # Tier 4: the rehearsal as a test (build tag rehearsal): no lost writes, and

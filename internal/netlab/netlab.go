@@ -217,53 +217,74 @@ func (h *Host) Command(env []string, name string, args ...string) *exec.Cmd {
 // does, with no route from the machine. It is an http.Transport's
 // DialContext.
 func (h *Host) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	type dialed struct {
-		conn net.Conn
-		err  error
+	var conn net.Conn
+	err := h.inNamespace(func() (err error) {
+		conn, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+		return err
+	})
+	if err != nil && conn != nil {
+		conn.Close()
+		return nil, err
 	}
-	done := make(chan dialed, 1)
-	go func() {
-		// The namespace belongs to this OS thread only. A socket keeps the
-		// namespace it was made in, so the thread goes back at once; if
-		// it cannot, it stays locked and ends with this goroutine rather
-		// than run other goroutines in the wrong namespace.
-		runtime.LockOSThread()
-		conn, err := h.dialInNamespace(ctx, network, addr)
-		if errors.Is(err, errNamespaceStuck) {
-			done <- dialed{nil, err}
-			return
-		}
-		runtime.UnlockOSThread()
-		done <- dialed{conn, err}
-	}()
-	d := <-done
-	return d.conn, d.err
+	return conn, err
+}
+
+// Listen opens a listener inside the host's network namespace: a server in
+// this process that the host reaches at addr as a service on its own link
+// (the instance metadata service, say), with no route from elsewhere.
+func (h *Host) Listen(network, addr string) (net.Listener, error) {
+	var l net.Listener
+	err := h.inNamespace(func() (err error) {
+		l, err = net.Listen(network, addr)
+		return err
+	})
+	if err != nil && l != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, err
 }
 
 var errNamespaceStuck = errors.New("netlab: cannot return to the machine's network namespace")
 
-func (h *Host) dialInNamespace(ctx context.Context, network, addr string) (net.Conn, error) {
+// inNamespace runs fn on an OS thread inside the host's network namespace.
+// A socket keeps the namespace it was made in, so the thread goes back at
+// once; if it cannot, it stays locked and ends with its goroutine rather
+// than run other goroutines in the wrong namespace.
+func (h *Host) inNamespace(fn func() error) error {
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		err := h.enterAndRun(fn)
+		if errors.Is(err, errNamespaceStuck) {
+			done <- err
+			return
+		}
+		runtime.UnlockOSThread()
+		done <- err
+	}()
+	return <-done
+}
+
+func (h *Host) enterAndRun(fn func() error) error {
 	machine, err := os.Open("/proc/thread-self/ns/net")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer machine.Close()
 	target, err := os.Open("/run/netns/" + h.ns)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer target.Close()
 	if err := setns(target); err != nil {
-		return nil, fmt.Errorf("netlab: entering %s: %w", h.ns, err)
+		return fmt.Errorf("netlab: entering %s: %w", h.ns, err)
 	}
-	conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	fnErr := fn()
 	if err := setns(machine); err != nil {
-		if conn != nil {
-			conn.Close()
-		}
-		return nil, fmt.Errorf("%w: %v", errNamespaceStuck, err)
+		return fmt.Errorf("%w: %v", errNamespaceStuck, err)
 	}
-	return conn, err
+	return fnErr
 }
 
 func setns(ns *os.File) error { return unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET) }
@@ -400,3 +421,7 @@ case $2 in
 esac
 `, store)
 }
+
+// NamespacePath is the host's network namespace, for a process that joins
+// it by path (systemd-nspawn --network-namespace-path).
+func (h *Host) NamespacePath() string { return "/run/netns/" + h.ns }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -115,4 +116,26 @@ func Need(t testing.TB, command string) string {
 		Unavailable(t, command+" is not installed")
 	}
 	return path
+}
+
+// Rootfs runs hack/rootfs.sh, which builds the Debian 12 root filesystem
+// the rehearsal boots as nodes (once per version of the script, into the
+// cache), and returns its folder. Needs root and debootstrap.
+func Rootfs(log io.Writer) (string, error) {
+	root, err := repoRoot()
+	if err != nil {
+		return "", err
+	}
+	script := filepath.Join(root, "hack", "rootfs.sh")
+	cmd := exec.Command(script)
+	cmd.Stderr = log
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("tools: %s: %w", script, err)
+	}
+	lines := strings.Fields(string(out))
+	if len(lines) == 0 {
+		return "", fmt.Errorf("tools: %s printed no folder", script)
+	}
+	return lines[len(lines)-1], nil
 }

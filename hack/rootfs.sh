@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Builds the Debian 12 root filesystem the rehearsal boots as nodes
+# (systemd-nspawn system containers), once, into
+# $KUBEHA_CACHE/rootfs/bookworm-<hash of this script> (default
+# ~/.cache/kubeha, outside the clone), and prints that folder. Needs root,
+# debootstrap and Debian's mirror.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+key=$(sha256sum hack/rootfs.sh | cut -c1-12)
+root="${KUBEHA_CACHE:-$HOME/.cache/kubeha}/rootfs"
+dir="$root/bookworm-$key"
+if [ -f "$dir/.complete" ]; then
+  echo "$dir"
+  exit 0
+fi
+
+# What an EC2 node of kubeha's image has before its user-data runs: systemd,
+# cloud-init, and the tools kubeha's scripts call.
+packages=(systemd systemd-sysv dbus udev cloud-init python3-cffi-backend awscli jq curl ca-certificates
+  iproute2 iptables kmod procps util-linux e2fsprogs gpg)
+mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+
+start=$(date +%s)
+rm -rf "$dir.tmp"
+mkdir -p "$root"
+echo "building the node rootfs in $dir" >&2
+debootstrap --variant=minbase bookworm "$dir.tmp" "$mirror" >&2
+# Nothing may start services inside the chroot while packages install.
+printf '#!/bin/sh\nexit 101\n' >"$dir.tmp/usr/sbin/policy-rc.d"
+chmod 0755 "$dir.tmp/usr/sbin/policy-rc.d"
+chroot "$dir.tmp" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >&2
+chroot "$dir.tmp" apt-get clean
+rm -f "$dir.tmp/usr/sbin/policy-rc.d"
+
+# NoCloud only (the seed kubeha writes), the rehearsal's own network, and a
+# locale the image has: without it the first boot ends in error.
+cat >"$dir.tmp/etc/cloud/cloud.cfg.d/90-kubeha-rehearsal.cfg" <<'EOF'
+datasource_list: [NoCloud, None]
+network: {config: disabled}
+locale: C.UTF-8
+EOF
+printf '127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n' >"$dir.tmp/etc/hosts"
+# Each boot is a first boot with its own machine id.
+: >"$dir.tmp/etc/machine-id"
+rm -f "$dir.tmp/var/lib/dbus/machine-id"
+touch "$dir.tmp/.complete"
+mv "$dir.tmp" "$dir"
+echo "node rootfs built in $(( $(date +%s) - start ))s" >&2
+echo "$dir"

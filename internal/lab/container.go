@@ -1,0 +1,207 @@
+package lab
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Container is a node booted as a Debian 12 system container
+// (systemd-nspawn, systemd as PID 1) in a netlab host's network namespace.
+// Its root is an overlay over the shared rootfs (hack/rootfs.sh), and
+// cloud-init runs its user-data from a NoCloud seed, as EC2's does from
+// the launch template: nothing is run inside by hand.
+type Container struct {
+	Name string
+	// Root is the container's file system as the machine sees it.
+	Root string
+	dir  string
+	cmd  *exec.Cmd
+	done chan struct{}
+	// cgroups are the node's own cgroups: the machine runs no systemd, so
+	// without them every node would share nspawn's "payload" cgroup.
+	cgroups []string
+}
+
+// cgroupHierarchies are where each node gets its own cgroup before nspawn
+// starts: the ones systemd inside uses.
+var cgroupHierarchies = []string{"/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified"}
+
+// BootContainer starts a node named name (its hostname, and unique among
+// running nodes) over rootfs, with its own files under dir, in the
+// network namespace at netns, with userData exactly as EC2 hands it to
+// cloud-init (after base64: gzip stays gzip).
+func BootContainer(rootfs, dir, name, netns string, userData []byte) (*Container, error) {
+	c := &Container{Name: name, Root: filepath.Join(dir, "merged"), dir: dir, done: make(chan struct{})}
+	for _, d := range []string{"upper", "work", "merged"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	overlay := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", rootfs, filepath.Join(dir, "upper"), filepath.Join(dir, "work"))
+	if err := syscall.Mount("overlay", c.Root, "overlay", 0, overlay); err != nil {
+		return nil, fmt.Errorf("lab: overlay for %s: %w", name, err)
+	}
+	if err := c.seed(userData); err != nil {
+		c.release()
+		return nil, err
+	}
+	var joins strings.Builder
+	for _, h := range cgroupHierarchies {
+		if _, err := os.Stat(h); err != nil {
+			continue
+		}
+		cg := filepath.Join(h, "kubeha-"+name)
+		if err := os.MkdirAll(cg, 0o755); err != nil {
+			c.release()
+			return nil, err
+		}
+		c.cgroups = append(c.cgroups, cg)
+		fmt.Fprintf(&joins, "echo $$ > %q/cgroup.procs && ", cg)
+	}
+	log, err := os.Create(filepath.Join(dir, "console.log"))
+	if err != nil {
+		c.release()
+		return nil, err
+	}
+	defer log.Close()
+	// The shell joins the node's cgroups, then becomes nspawn.
+	c.cmd = exec.Command("sh", "-c", joins.String()+`exec "$@"`, "sh", "systemd-nspawn",
+		"--boot", "--register=no", "--keep-unit", "--quiet", "--console=read-only",
+		"--network-namespace-path="+netns, "--directory="+c.Root, "--machine="+name, "--hostname="+name)
+	c.cmd.Stdout, c.cmd.Stderr = log, log
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := c.cmd.Start(); err != nil {
+		c.release()
+		return nil, err
+	}
+	go func() {
+		_ = c.cmd.Wait()
+		close(c.done)
+	}()
+	return c, nil
+}
+
+// seed writes the NoCloud seed: a unique instance-id (cloud-init runs its
+// first-boot modules once per instance) and the user-data as given.
+func (c *Container) seed(userData []byte) error {
+	dir := filepath.Join(c.Root, "var/lib/cloud/seed/nocloud")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	meta := fmt.Sprintf("instance-id: i-%s-%x\nlocal-hostname: %s\n", c.Name, time.Now().UnixNano(), c.Name)
+	if err := os.WriteFile(filepath.Join(dir, "meta-data"), []byte(meta), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "user-data"), userData, 0o600)
+}
+
+// CloudInitResult is what cloud-init reports when it has run every stage.
+type CloudInitResult struct {
+	Datasource string
+	Errors     []string
+}
+
+// WaitCloudInit waits until cloud-init has finished every stage and
+// returns its result, or fails if the container exits or limit passes.
+func (c *Container) WaitCloudInit(limit time.Duration) (CloudInitResult, error) {
+	// /run is the container's own tmpfs; cloud-init keeps a copy here.
+	path := filepath.Join(c.Root, "var/lib/cloud/data/result.json")
+	deadline := time.After(limit)
+	for {
+		if data, err := os.ReadFile(path); err == nil {
+			var result struct {
+				V1 struct {
+					Datasource *string  `json:"datasource"`
+					Errors     []string `json:"errors"`
+				} `json:"v1"`
+			}
+			if err := json.Unmarshal(data, &result); err != nil {
+				return CloudInitResult{}, fmt.Errorf("lab: %s: %s: %w", c.Name, path, err)
+			}
+			r := CloudInitResult{Errors: result.V1.Errors}
+			if result.V1.Datasource != nil {
+				r.Datasource = *result.V1.Datasource
+			}
+			return r, nil
+		}
+		select {
+		case <-c.done:
+			return CloudInitResult{}, fmt.Errorf("lab: %s exited before cloud-init finished:\n%s", c.Name, c.ConsoleTail(20))
+		case <-deadline:
+			return CloudInitResult{}, fmt.Errorf("lab: cloud-init on %s not done within %s:\n%s", c.Name, limit, c.ConsoleTail(20))
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// ConsoleTail is the last lines the container printed.
+func (c *Container) ConsoleTail(lines int) string {
+	data, _ := os.ReadFile(filepath.Join(c.dir, "console.log"))
+	all := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	return strings.Join(all[max(0, len(all)-lines):], "\n")
+}
+
+// Stop halts the node as a shutdown would (SIGTERM to nspawn), kills it if
+// it has not stopped within limit, and removes its mount and cgroups. Its
+// files under dir stay, for a look afterwards.
+func (c *Container) Stop(limit time.Duration) error {
+	var errs []error
+	if c.cmd != nil && c.cmd.Process != nil {
+		_ = c.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-c.done:
+		case <-time.After(limit):
+			_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
+			<-c.done
+			errs = append(errs, fmt.Errorf("lab: %s did not halt within %s; killed", c.Name, limit))
+		}
+	}
+	return errors.Join(append(errs, c.release())...)
+}
+
+// release unmounts the root and removes the cgroups, once nothing runs in
+// them.
+func (c *Container) release() error {
+	var errs []error
+	if err := syscall.Unmount(c.Root, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
+		errs = append(errs, fmt.Errorf("lab: unmounting %s: %w", c.Root, err))
+	}
+	for _, cg := range c.cgroups {
+		if err := removeCgroup(cg); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// removeCgroup removes a cgroup and the ones systemd made below it,
+// deepest first, waiting briefly for the last processes to leave.
+func removeCgroup(cg string) error {
+	var dirs []string
+	_ = filepath.WalkDir(cg, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			dirs = append(dirs, p)
+		}
+		return nil
+	})
+	for i := len(dirs) - 1; i >= 0; i-- {
+		var err error
+		for try := 0; try < 50; try++ {
+			if err = syscall.Rmdir(dirs[i]); err == nil || errors.Is(err, syscall.ENOENT) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil && !errors.Is(err, syscall.ENOENT) {
+			return fmt.Errorf("lab: removing cgroup %s: %w", dirs[i], err)
+		}
+	}
+	return nil
+}
