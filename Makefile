@@ -9,7 +9,7 @@ SHELL     := /bin/bash
 # Tests that run real binaries and print measured numbers; run verbosely.
 REAL_TESTS := TestNodeContainersBoot|TestEtcdClusterLocal|TestEtcdUserDataPassesRealTools|TestControlPlaneLocal|TestControlPlaneUserDataPassesRealTools|TestWorkerUserDataPassesRealTools|TestStackKubeadmConfigsValidate|TestManifestsPassTheAPIServersSchemas
 
-.PHONY: plan rehearse test check tools unit real rehearsal fuzz docs bench
+.PHONY: plan rehearse test deps check tools unit real rehearsal fuzz docs bench
 
 plan:
 	$(GO) run ./cmd/kubeha plan --stack $(STACK)
@@ -19,7 +19,12 @@ plan:
 rehearse: tools
 	$(GO) run ./cmd/kubeha rehearse --stack $(STACK)
 
-test: check tools unit real rehearsal fuzz
+test: deps check tools unit real rehearsal fuzz
+
+# The Debian packages the tiers below need, installed when run as root and
+# missing (hack/deps.sh); elsewhere it says what is missing.
+deps:
+	./hack/deps.sh
 
 # Formatting and vet: a diff here fails the build.
 check:

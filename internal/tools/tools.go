@@ -105,7 +105,7 @@ func Unavailable(t testing.TB, reason string) {
 	if os.Getenv("CI") != "" {
 		t.Fatalf("this test must run in CI, but %s", reason)
 	}
-	t.Skipf("\n\n*** SKIPPED: %s. CI runs this test (.ci/run installs what it needs). ***\n\n", reason)
+	t.Skipf("\n\n*** SKIPPED: %s. CI runs this test; as root on Debian, `make test` installs what it needs (hack/deps.sh). ***\n\n", reason)
 }
 
 // Need returns the path of a command from PATH, or stops the test.
