@@ -49,15 +49,19 @@ func (errs FieldErrors) Unwrap() []error {
 	return out
 }
 
-// StackNamespace is the Pulumi config namespace of every kubeha key.
-const StackNamespace = "kubeha"
+// StackNamespace is the Pulumi config namespace of every kubeha key;
+// RegionKey, the AWS provider's, is where a stack sets ClusterArgs.Region.
+const (
+	StackNamespace = "kubeha"
+	RegionKey      = "aws:region"
+)
 
 // StackKey is the stack key of a ClusterArgs field path such as
 // "Workers[1].MinPerZone": "kubeha:workers[1].minPerZone", read from the
 // json tags. Fields no stack key sets give "".
 func StackKey(field string) string {
 	if field == "Region" {
-		return "aws:region"
+		return RegionKey
 	}
 	t := reflect.TypeOf(ClusterArgs{})
 	var key strings.Builder

@@ -59,13 +59,8 @@ func etcdMemberRules(ctx *pulumi.Context, name string, members, clients, scraper
 // allowlist, the nodes' egress addresses), and out to the API servers
 // only, for traffic and health checks.
 func loadBalancerRules(ctx *pulumi.Context, name string, group, vpcCidr pulumi.StringInput, sources []pulumi.StringInput, opts []pulumi.ResourceOption) error {
-	for i, source := range sources {
-		if _, err := vpc.NewSecurityGroupIngressRule(ctx, fmt.Sprintf("%s-clients-%d", name, i), &vpc.SecurityGroupIngressRuleArgs{
-			SecurityGroupId: group, CidrIpv4: source, IpProtocol: pulumi.String("tcp"),
-			FromPort: pulumi.Int(APIPort), ToPort: pulumi.Int(APIPort), Description: pulumi.String("Kubernetes API clients"),
-		}, opts...); err != nil {
-			return err
-		}
+	if err := allowFromCidrs(ctx, name+"-clients", group, sources, APIPort, APIPort, "Kubernetes API clients", opts); err != nil {
+		return err
 	}
 	_, err := vpc.NewSecurityGroupEgressRule(ctx, name+"-to-api-servers", &vpc.SecurityGroupEgressRuleArgs{
 		SecurityGroupId: group, CidrIpv4: vpcCidr, IpProtocol: pulumi.String("tcp"),
@@ -118,13 +113,8 @@ func workerRules(ctx *pulumi.Context, name string, group, controlPlane, scraper,
 		return err
 	}
 	sources := append([]pulumi.StringInput{vpcCidr}, pulumi.ToStringArray(nodePortCidrs)...)
-	for i, source := range sources {
-		if _, err := vpc.NewSecurityGroupIngressRule(ctx, fmt.Sprintf("%s-nodeports-%d", name, i), &vpc.SecurityGroupIngressRuleArgs{
-			SecurityGroupId: group, CidrIpv4: source, IpProtocol: pulumi.String("tcp"),
-			FromPort: pulumi.Int(nodePortFirst), ToPort: pulumi.Int(nodePortLast), Description: pulumi.String("NodePorts"),
-		}, opts...); err != nil {
-			return err
-		}
+	if err := allowFromCidrs(ctx, name+"-nodeports", group, sources, nodePortFirst, nodePortLast, "NodePorts", opts); err != nil {
+		return err
 	}
 	return egressAnywhere(ctx, name, group, opts)
 }
@@ -147,6 +137,20 @@ func egressAnywhere(ctx *pulumi.Context, name string, group pulumi.StringInput, 
 		SecurityGroupId: group, IpProtocol: pulumi.String("-1"), CidrIpv4: pulumi.String("0.0.0.0/0"),
 	}, opts...)
 	return err
+}
+
+// allowFromCidrs admits TCP ports from to to from each source CIDR, one
+// rule each, named prefix-0, prefix-1, ...
+func allowFromCidrs(ctx *pulumi.Context, prefix string, group pulumi.StringInput, sources []pulumi.StringInput, from, to int, description string, opts []pulumi.ResourceOption) error {
+	for i, source := range sources {
+		if _, err := vpc.NewSecurityGroupIngressRule(ctx, fmt.Sprintf("%s-%d", prefix, i), &vpc.SecurityGroupIngressRuleArgs{
+			SecurityGroupId: group, CidrIpv4: source, IpProtocol: pulumi.String("tcp"),
+			FromPort: pulumi.Int(from), ToPort: pulumi.Int(to), Description: pulumi.String(description),
+		}, opts...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // groupRule admits a port (TCP unless Protocol says udp) from the

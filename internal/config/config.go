@@ -24,7 +24,7 @@ import (
 const Namespace = components.StackNamespace
 
 // RegionKey is the AWS provider's region key, which kubeha reads too.
-const RegionKey = "aws:region"
+const RegionKey = components.RegionKey
 
 // Parse turns a stack's raw configuration, keyed "namespace:key" with values
 // as Pulumi hands them to a program (plain strings, JSON for lists and
@@ -91,16 +91,12 @@ var (
 )
 
 // rawValue reads one top-level value: Pulumi passes strings bare and
-// everything else as JSON; a bool may also be any spelling
-// strconv.ParseBool takes, as Pulumi's GetBool reads it.
+// everything else as JSON. A bool stays text, which decode reads as
+// Pulumi's GetBool does.
 func rawValue(text string, t reflect.Type) (any, error) {
-	if t.Kind() == reflect.String || t == stringInputType {
+	isBool := t.Kind() == reflect.Bool || (t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Bool)
+	if t.Kind() == reflect.String || t == stringInputType || isBool {
 		return text, nil
-	}
-	if t.Kind() == reflect.Bool || (t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Bool) {
-		if b, err := strconv.ParseBool(text); err == nil {
-			return b, nil
-		}
 	}
 	dec := json.NewDecoder(bytes.NewReader([]byte(text)))
 	dec.UseNumber()

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kubeha/kubeha/internal/netlab"
 )
 
 // Container is a node booted as a Debian 12 system container
@@ -158,7 +160,7 @@ func (c *Container) Stop(limit time.Duration) error {
 		select {
 		case <-c.done:
 		case <-time.After(limit):
-			_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
+			netlab.Kill(c.cmd)
 			<-c.done
 			errs = append(errs, fmt.Errorf("lab: %s did not halt within %s; killed", c.Name, limit))
 		}

@@ -61,17 +61,25 @@ func repoRoot() (string, error) {
 // Build runs hack/tools.sh, which builds the pinned binaries that are not
 // built yet (9 to 15 minutes on 2 cores the first time).
 func Build(log io.Writer) error {
+	_, err := runHack("tools.sh", log)
+	return err
+}
+
+// runHack runs a script of hack/, its progress to log, and returns what it
+// printed on stdout.
+func runHack(name string, log io.Writer) (string, error) {
 	root, err := repoRoot()
 	if err != nil {
-		return err
+		return "", err
 	}
-	script := filepath.Join(root, "hack", "tools.sh")
+	script := filepath.Join(root, "hack", name)
 	cmd := exec.Command(script)
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("tools: %s: %w", script, err)
+	cmd.Stderr = log
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("tools: %s: %w", script, err)
 	}
-	return nil
+	return string(out), nil
 }
 
 // Path is the full path of a built tool, or an error saying how to build it.
@@ -122,20 +130,13 @@ func Need(t testing.TB, command string) string {
 // the rehearsal boots as nodes (once per version of the script, into the
 // cache), and returns its folder. Needs root and debootstrap.
 func Rootfs(log io.Writer) (string, error) {
-	root, err := repoRoot()
+	out, err := runHack("rootfs.sh", log)
 	if err != nil {
 		return "", err
 	}
-	script := filepath.Join(root, "hack", "rootfs.sh")
-	cmd := exec.Command(script)
-	cmd.Stderr = log
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("tools: %s: %w", script, err)
-	}
-	lines := strings.Fields(string(out))
+	lines := strings.Fields(out)
 	if len(lines) == 0 {
-		return "", fmt.Errorf("tools: %s printed no folder", script)
+		return "", fmt.Errorf("tools: hack/rootfs.sh printed no folder")
 	}
 	return lines[len(lines)-1], nil
 }
