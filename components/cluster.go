@@ -44,6 +44,8 @@ type ClusterArgs struct {
 	Addons  AddonsOptions `json:"addons"`
 	// NoAddons installs no add-on and makes no alarms, for callers who run their own; nodes stay NotReady until a CNI is installed.
 	NoAddons bool `json:"-"`
+	// Assets replace the binaries nodes install (bootstrap.PinnedAssets), e.g. with a mirror's copies; zero means kubeha's pins.
+	Assets NodeAssetSet `json:"-"`
 }
 
 // environmentTag carries ClusterArgs.Environment on every resource.
@@ -138,6 +140,11 @@ func (args ClusterArgs) Validate() error {
 	if !args.NoAddons {
 		args.Addons.check(c.at("Addons"))
 	}
+	if args.Assets != (NodeAssetSet{}) {
+		if err := args.Assets.Check(); err != nil {
+			c.add("Assets", err.Error(), "every asset with a key, a source and the SHA-256 nodes check")
+		}
+	}
 	for _, e := range *c.errs {
 		e.Key = StackKey(e.Field)
 	}
@@ -220,6 +227,7 @@ type Cluster struct {
 
 	Network      *Network
 	Key          *kms.Key // nil when ClusterArgs.KMSKeyArn was given
+	Assets       *NodeAssets
 	Etcd         *EtcdCluster
 	LoadBalancer *ApiLoadBalancer
 	ControlPlane *ControlPlane
@@ -289,7 +297,12 @@ func NewCluster(ctx *pulumi.Context, name string, given *ClusterArgs, opts ...pu
 		scraper = c.WorkerSecurityGroupID
 	}
 
-	zonal := ZonalWiring{ClusterName: args.ClusterName, Region: args.Region, Zones: args.Zones, SubnetIDs: private, VpcID: network.VpcID, KMSKeyArn: key}
+	if c.Assets, err = NewNodeAssets(ctx, name+"-assets", &NodeAssetsArgs{ClusterName: args.ClusterName, Assets: args.Assets,
+		Protect: protect, Tags: args.Tags}, child); err != nil {
+		return nil, err
+	}
+	zonal := ZonalWiring{ClusterName: args.ClusterName, Region: args.Region, Zones: args.Zones, SubnetIDs: private, VpcID: network.VpcID,
+		KMSKeyArn: key, Assets: c.Assets}
 	if c.Etcd, err = NewEtcdCluster(ctx, name+"-etcd", &EtcdClusterArgs{EtcdOptions: args.Etcd, ZonalWiring: zonal,
 		ScraperSecurityGroupID: scraper, Protect: protect, Tags: args.Tags}, child); err != nil {
 		return nil, err

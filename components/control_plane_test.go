@@ -14,14 +14,9 @@ import (
 	"github.com/kubeha/kubeha/internal/mockrun"
 )
 
-func controlPlaneArgs(net *Network, etcd *EtcdCluster, api *ApiLoadBalancer) *ControlPlaneArgs {
-	var subnets []pulumi.StringInput
-	for _, id := range net.PrivateSubnetIDs {
-		subnets = append(subnets, id)
-	}
+func controlPlaneArgs(wiring ZonalWiring, etcd *EtcdCluster, api *ApiLoadBalancer) *ControlPlaneArgs {
 	return &ControlPlaneArgs{
-		ZonalWiring: ZonalWiring{ClusterName: "c1", Region: "eu-west-1", Zones: testZones, SubnetIDs: subnets,
-			VpcID: net.VpcID, KMSKeyArn: pulumi.String("arn:aws:kms:eu-west-1:123456789012:key/k1")},
+		ZonalWiring:       wiring,
 		KubernetesVersion: "v1.36.3",
 		Etcd:              etcd, LoadBalancer: api, PodCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/12",
 		ControlPlaneOptions: ControlPlaneOptions{InstanceType: "m6i.large",
@@ -34,17 +29,17 @@ func controlPlaneArgs(net *Network, etcd *EtcdCluster, api *ApiLoadBalancer) *Co
 func runControlPlane(t *testing.T, edit func(*ControlPlaneArgs), inspect ...func(*pulumi.Context, *ControlPlane) error) (*mockrun.Recorder, error) {
 	t.Helper()
 	return mockrun.Run("kubeha", "test", nil, func(ctx *pulumi.Context) error {
-		net, subnets, etcd, err := declareEtcd(ctx, 3)
+		net, wiring, etcd, err := declareEtcd(ctx, 3)
 		if err != nil {
 			return err
 		}
 		lb := lbArgs()
-		lb.VpcID, lb.VpcCidr, lb.SubnetIDs = net.VpcID, net.VpcCidr, subnets
+		lb.VpcID, lb.VpcCidr, lb.SubnetIDs = net.VpcID, net.VpcCidr, wiring.SubnetIDs
 		api, err := NewApiLoadBalancer(ctx, "c1-api", lb)
 		if err != nil {
 			return err
 		}
-		args := controlPlaneArgs(net, etcd, api)
+		args := controlPlaneArgs(wiring, etcd, api)
 		if edit != nil {
 			edit(args)
 		}

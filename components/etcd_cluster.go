@@ -223,26 +223,11 @@ func (c *EtcdCluster) securityGroups(ctx *pulumi.Context, name string, args *Etc
 // backupBucket: versioned, KMS-encrypted, private, TLS-only, and snapshots
 // expire after the retention period.
 func (c *EtcdCluster) backupBucket(ctx *pulumi.Context, name string, args *EtcdClusterArgs, tags func(string, ...string) pulumi.StringMap, opts []pulumi.ResourceOption) (*s3.BucketV2, error) {
-	bucket, err := s3.NewBucketV2(ctx, name+"-backups", &s3.BucketV2Args{
-		BucketPrefix: pulumi.String(args.ClusterName + "-etcd-"),
-		ForceDestroy: pulumi.Bool(!args.Protect),
-		Tags:         tags(name + "-backups"),
-	}, append(opts, pulumi.Protect(args.Protect))...)
+	bucket, err := privateBucket(ctx, name+"-backups", args.ClusterName+"-etcd-", args.Protect, tags(name+"-backups"), opts)
 	if err != nil {
 		return nil, err
 	}
 	c.BackupBucket = bucket.Bucket
-	if _, err := s3.NewBucketPublicAccessBlock(ctx, name+"-backups", &s3.BucketPublicAccessBlockArgs{
-		Bucket: bucket.ID(), BlockPublicAcls: pulumi.Bool(true), BlockPublicPolicy: pulumi.Bool(true),
-		IgnorePublicAcls: pulumi.Bool(true), RestrictPublicBuckets: pulumi.Bool(true),
-	}, opts...); err != nil {
-		return nil, err
-	}
-	if _, err := s3.NewBucketOwnershipControls(ctx, name+"-backups", &s3.BucketOwnershipControlsArgs{
-		Bucket: bucket.ID(), Rule: &s3.BucketOwnershipControlsRuleArgs{ObjectOwnership: pulumi.String("BucketOwnerEnforced")},
-	}, opts...); err != nil {
-		return nil, err
-	}
 	if _, err := s3.NewBucketVersioningV2(ctx, name+"-backups", &s3.BucketVersioningV2Args{
 		Bucket: bucket.ID(), VersioningConfiguration: &s3.BucketVersioningV2VersioningConfigurationArgs{Status: pulumi.String("Enabled")},
 	}, opts...); err != nil {
@@ -274,16 +259,6 @@ func (c *EtcdCluster) backupBucket(ctx *pulumi.Context, name string, args *EtcdC
 	}, opts...); err != nil {
 		return nil, err
 	}
-	_, err = s3.NewBucketPolicy(ctx, name+"-backups", &s3.BucketPolicyArgs{
-		Bucket: bucket.ID(),
-		Policy: bucket.Arn.ApplyT(func(arn string) string {
-			return policyJSON(policyStatement{
-				Sid: "DenyInsecureTransport", Effect: "Deny", Principal: "*", Action: []string{"s3:*"},
-				Resource:  []string{arn, arn + "/*"},
-				Condition: map[string]map[string]any{"Bool": {"aws:SecureTransport": "false"}},
-			})
-		}).(pulumi.StringOutput),
-	}, opts...)
 	return bucket, err
 }
 
@@ -321,9 +296,11 @@ func (c *EtcdCluster) member(ctx *pulumi.Context, name string, m EtcdMember, sub
 		return err
 	}
 
-	policy := resolve(pulumi.StringMap{"volume": volume.Arn, "secret": secret.Arn, "key": args.KMSKeyArn, "bucket": bucket.Arn, "zone": zone.Arn}, func(arn map[string]string) (string, error) {
+	policy := resolve(pulumi.StringMap{"volume": volume.Arn, "secret": secret.Arn, "key": args.KMSKeyArn, "bucket": bucket.Arn, "zone": zone.Arn,
+		"assets": args.Assets.BucketArn}, func(arn map[string]string) (string, error) {
 		volumeArn, secretArn, keyArn, bucketArn, zoneArn := arn["volume"], arn["secret"], arn["key"], arn["bucket"], arn["zone"]
 		return policyJSON(
+			policyStatement{Sid: "InstallEtcd", Effect: "Allow", Action: []string{"s3:GetObject"}, Resource: arn["assets"] + "/" + args.Assets.Assets.Etcd.Key},
 			policyStatement{Sid: "AttachOwnVolume", Effect: "Allow", Action: []string{"ec2:AttachVolume"}, Resource: volumeArn},
 			policyStatement{Sid: "AttachToOwnInstance", Effect: "Allow", Action: []string{"ec2:AttachVolume"}, Resource: "arn:aws:ec2:*:*:instance/*",
 				Condition: map[string]map[string]any{"StringEquals": {"aws:ResourceTag/" + memberTag: m.Name, "aws:ResourceTag/" + clusterTagKey(args.ClusterName): "owned"}}},
@@ -351,11 +328,13 @@ func (c *EtcdCluster) member(ctx *pulumi.Context, name string, m EtcdMember, sub
 		return err
 	}
 
-	wired := pulumi.StringMap{"volume": volume.ID().ToStringOutput(), "zone": zone.ZoneId, "secret": secret.Arn, "bucket": bucket.Bucket, "key": args.KMSKeyArn}
+	wired := pulumi.StringMap{"volume": volume.ID().ToStringOutput(), "zone": zone.ZoneId, "secret": secret.Arn, "bucket": bucket.Bucket, "key": args.KMSKeyArn,
+		"assets": args.Assets.Bucket}
 	data := resolve(wired, func(v map[string]string) (string, error) {
 		node, err := rendered.Node(bootstrap.EtcdNodeParams{
 			Member: m, Region: args.Region, VolumeID: v["volume"], HostedZoneID: v["zone"],
 			SecretID: v["secret"], BackupBucket: v["bucket"], KMSKeyID: v["key"],
+			AssetBucket: v["assets"], Etcd: args.Assets.Assets.Etcd,
 		})
 		if err != nil {
 			return "", err

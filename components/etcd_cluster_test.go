@@ -10,26 +10,30 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/kubeha/kubeha/internal/bootstrap"
 	"github.com/kubeha/kubeha/internal/mockrun"
 )
 
-// declareEtcd declares a Network and an EtcdCluster on it, as the stack
-// does, and returns them with the private subnet IDs.
-func declareEtcd(ctx *pulumi.Context, members int) (*Network, []pulumi.StringInput, *EtcdCluster, error) {
+// declareEtcd declares a Network, the asset bucket and an EtcdCluster, as
+// the stack does, and returns them with the wiring zonal components share.
+func declareEtcd(ctx *pulumi.Context, members int) (*Network, ZonalWiring, *EtcdCluster, error) {
 	net, err := NewNetwork(ctx, "c1-network", perZoneArgs())
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, ZonalWiring{}, nil, err
 	}
-	var subnets []pulumi.StringInput
+	assets, err := NewNodeAssets(ctx, "c1-assets", &NodeAssetsArgs{ClusterName: "c1"})
+	if err != nil {
+		return nil, ZonalWiring{}, nil, err
+	}
+	wiring := ZonalWiring{ClusterName: "c1", Region: "eu-west-1", Zones: testZones, VpcID: net.VpcID,
+		KMSKeyArn: pulumi.String("arn:aws:kms:eu-west-1:123456789012:key/k1"), Assets: assets}
 	for _, id := range net.PrivateSubnetIDs {
-		subnets = append(subnets, id)
+		wiring.SubnetIDs = append(wiring.SubnetIDs, id)
 	}
-	etcd, err := NewEtcdCluster(ctx, "c1-etcd", &EtcdClusterArgs{
-		ZonalWiring: ZonalWiring{ClusterName: "c1", Region: "eu-west-1", Zones: testZones, SubnetIDs: subnets, VpcID: net.VpcID,
-			KMSKeyArn: pulumi.String("arn:aws:kms:eu-west-1:123456789012:key/k1")}, Protect: true,
+	etcd, err := NewEtcdCluster(ctx, "c1-etcd", &EtcdClusterArgs{ZonalWiring: wiring, Protect: true,
 		EtcdOptions: EtcdOptions{Members: members, InstanceType: "m6i.large", VolumeSizeGiB: 20, BackupIntervalMinutes: 15, BackupRetentionDays: 21},
 	})
-	return net, subnets, etcd, err
+	return net, wiring, etcd, err
 }
 
 // runEtcd evaluates declareEtcd under mocks.
@@ -199,8 +203,13 @@ func TestEtcdBackupBucket(t *testing.T) {
 	bucket := "c1-etcd-backups-id"
 	one := func(typ string) mockrun.Resource {
 		t.Helper()
-		found := rec.OfType(typ)
-		if len(found) != 1 || found[0].String("bucket") != bucket {
+		var found []mockrun.Resource
+		for _, r := range rec.OfType(typ) {
+			if r.String("bucket") == bucket {
+				found = append(found, r)
+			}
+		}
+		if len(found) != 1 {
 			t.Fatalf("want one %s on the backup bucket, got %d", typ, len(found))
 		}
 		return found[0]
@@ -268,9 +277,13 @@ func TestEtcdLaunchTemplates(t *testing.T) {
 	}
 	for _, lt := range templates {
 		checkNodeBaseline(t, lt)
-		data, err := base64.StdEncoding.DecodeString(lt.String("userData"))
+		raw, err := base64.StdEncoding.DecodeString(lt.String("userData"))
 		if err != nil {
 			t.Fatalf("%s: user-data is not base64: %v", lt.Name, err)
+		}
+		data, err := bootstrap.ReadUserData(raw)
+		if err != nil {
+			t.Fatalf("%s: %v", lt.Name, err)
 		}
 		letter := strings.TrimPrefix(lt.Name, "c1-etcd-")[:1]
 		for _, want := range []string{"#cloud-config", "MEMBER_NAME=etcd-" + letter, "VOLUME_ID=c1-etcd-" + strings.TrimPrefix(lt.Name, "c1-etcd-") + "-data-id"} {
@@ -302,7 +315,7 @@ func TestEtcdRejectsBadArgs(t *testing.T) {
 	} {
 		args := &EtcdClusterArgs{
 			ZonalWiring: ZonalWiring{ClusterName: "c1", Region: "eu-west-1", Zones: testZones, VpcID: pulumi.String("vpc-1"), KMSKeyArn: pulumi.String("k"),
-				SubnetIDs: []pulumi.StringInput{pulumi.String("s-a"), pulumi.String("s-b"), pulumi.String("s-c")}},
+				SubnetIDs: []pulumi.StringInput{pulumi.String("s-a"), pulumi.String("s-b"), pulumi.String("s-c")}, Assets: &NodeAssets{}},
 			EtcdOptions: EtcdOptions{InstanceType: "m6i.large", VolumeSizeGiB: 20, BackupIntervalMinutes: 15, BackupRetentionDays: 7},
 		}
 		c.mutate(args)

@@ -127,6 +127,8 @@ type ZonalWiring struct {
 	VpcID     pulumi.StringInput
 	// KMSKeyArn encrypts the nodes' secrets (and etcd's backups).
 	KMSKeyArn pulumi.StringInput
+	// Assets is the bucket nodes install their binaries from.
+	Assets *NodeAssets
 }
 
 func (w ZonalWiring) check(c checker) {
@@ -145,6 +147,9 @@ func (w ZonalWiring) check(c checker) {
 	}
 	if w.KMSKeyArn == nil {
 		c.add("KMSKeyArn", "nil", "the cluster's KMS key")
+	}
+	if w.Assets == nil {
+		c.add("Assets", "nil", "the cluster's NodeAssets")
 	}
 }
 

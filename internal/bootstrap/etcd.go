@@ -8,11 +8,9 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// The pinned etcd release nodes install, and its published SHA-256.
-const (
-	EtcdVersion = "v3.6.6"
-	etcdSHA256  = "887afaa4a99f22d802ccdfbe65730a5e79aa5c9ce2c8799c67e9d804c50ecedb"
-)
+// EtcdVersion is the etcd release members run (PinnedAssets has its
+// archive).
+const EtcdVersion = "v3.6.6"
 
 // Paths on an etcd member. The data volume is mounted at EtcdVolumeMount;
 // data lives one level down so that restores can move it aside on the
@@ -204,6 +202,9 @@ type EtcdNodeParams struct {
 	SecretID     string // Secrets Manager secret with ca.crt, server.*, peer.*
 	BackupBucket string
 	KMSKeyID     string
+	// AssetBucket holds Etcd, etcd's release archive.
+	AssetBucket string
+	Etcd        Asset
 }
 
 // Node renders one member's first boot.
@@ -247,9 +248,8 @@ func (c EtcdCluster) Node(p EtcdNodeParams) (Node, error) {
 		{"MEMBER_ADD_RETRY_SECONDS", fmt.Sprint(EtcdMemberAddRetry.Seconds())},
 		{"MEMBER_SERVICE", service.name},
 		{"BACKUP_TIMER", timer.name},
-		{"ETCD_VERSION", EtcdVersion},
-		{"ETCD_SHA256", etcdSHA256},
-		{"ETCD_DOWNLOAD_URL", fmt.Sprintf("https://github.com/etcd-io/etcd/releases/download/%[1]s/etcd-%[1]s-linux-amd64.tar.gz", EtcdVersion)},
+		{"ETCD_ARCHIVE_URL", p.Etcd.s3URL(p.AssetBucket)},
+		{"ETCD_ARCHIVE_SHA256", p.Etcd.SHA256},
 		{"BIN_DIR", BinDir},
 		{"PATH", nodePath},
 	}
@@ -264,7 +264,7 @@ func (c EtcdCluster) Node(p EtcdNodeParams) (Node, error) {
 	if err := node.withEnv(EtcdEnvPath, "etcd member settings", env, "etcd-bootstrap.sh"); err != nil {
 		return Node{}, err
 	}
-	if err := node.addScripts("etcd-common.sh", "imds.sh", "etcd-bootstrap.sh", "etcd-start.sh", "etcd-backup.sh", "etcd-restore.sh"); err != nil {
+	if err := node.addScripts("etcd-common.sh", "imds.sh", "assets.sh", "etcd-bootstrap.sh", "etcd-start.sh", "etcd-backup.sh", "etcd-restore.sh"); err != nil {
 		return Node{}, err
 	}
 	return node, nil

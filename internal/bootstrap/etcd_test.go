@@ -18,7 +18,8 @@ func etcdNode(t *testing.T, c EtcdCluster, i int) Node {
 	t.Helper()
 	n, err := c.Node(EtcdNodeParams{Member: c.Members[i], Region: "eu-west-1", VolumeID: "vol-0123456789abcdef0",
 		HostedZoneID: "Z0123456789ABCDEFGHIJ", SecretID: "arn:aws:secretsmanager:eu-west-1:123456789012:secret:kubeha-prod/etcd/etcd-a-AbCdEf",
-		BackupBucket: "kubeha-prod-etcd-backups-0123456789", KMSKeyID: "arn:aws:kms:eu-west-1:123456789012:key/01234567-89ab-cdef-0123-456789abcdef"})
+		BackupBucket: "kubeha-prod-etcd-backups-0123456789", KMSKeyID: "arn:aws:kms:eu-west-1:123456789012:key/01234567-89ab-cdef-0123-456789abcdef",
+		AssetBucket: "kubeha-prod-assets-0123456789", Etcd: PinnedAssets().Etcd})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +138,10 @@ func TestEtcdNodeUnits(t *testing.T) {
 		t.Errorf("backup timer does not run every 30 min: %+v", timer)
 	}
 	env := n.File(EtcdEnvPath).Content
-	for _, want := range []string{"VOLUME_ID=vol-0123456789abcdef0", "BACKUP_URL=s3://kubeha-prod-etcd-backups-0123456789/snapshots", "ETCD_SHA256=887afaa4a99f22d802ccdfbe65730a5e79aa5c9ce2c8799c67e9d804c50ecedb",
+	for _, want := range []string{"VOLUME_ID=vol-0123456789abcdef0", "BACKUP_URL=s3://kubeha-prod-etcd-backups-0123456789/snapshots",
+		// etcd comes from the asset bucket, checked against the release's published digest.
+		"ETCD_ARCHIVE_URL=s3://kubeha-prod-assets-0123456789/etcd/v3.6.6/etcd-v3.6.6-linux-amd64.tar.gz",
+		"ETCD_ARCHIVE_SHA256=887afaa4a99f22d802ccdfbe65730a5e79aa5c9ce2c8799c67e9d804c50ecedb",
 		// The alarm watches what the backup script sends.
 		"SNAPSHOT_METRIC_NAMESPACE=" + EtcdSnapshotMetricNamespace, "SNAPSHOT_METRIC=" + EtcdSnapshotMetric,
 		"SNAPSHOT_METRIC_DIMENSIONS=" + EtcdSnapshotMetricDimension + "=c1"} {

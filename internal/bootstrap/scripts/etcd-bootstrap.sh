@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# First boot of an etcd member (cloud-init runcmd): install the pinned etcd,
-# attach and mount this member's data volume, point its DNS name at this
-# instance, fetch its certificates, then start etcd and the backup timer.
+# First boot of an etcd member (cloud-init runcmd): install the pinned etcd
+# from the cluster's asset bucket, attach and mount this member's data
+# volume, point its DNS name at this instance, fetch its certificates, then
+# start etcd and the backup timer.
 # shellcheck source-path=SCRIPTDIR
 here=$(dirname "${BASH_SOURCE[0]}")
 . "$here/etcd-common.sh"
 . "$here/imds.sh"
+. "$here/assets.sh"
 
 install_etcd() {
   local tmp
   tmp=$(mktemp -d)
-  curl -fsSL --retry 5 -o "$tmp/etcd.tar.gz" "$ETCD_DOWNLOAD_URL"
-  echo "$ETCD_SHA256  $tmp/etcd.tar.gz" | sha256sum -c -
+  fetch_asset "$ETCD_ARCHIVE_URL" "$ETCD_ARCHIVE_SHA256" "$tmp/etcd.tar.gz"
   tar -xzf "$tmp/etcd.tar.gz" -C "$tmp" --strip-components=1
   install -m 0755 "$tmp/etcd" "$tmp/etcdctl" "$tmp/etcdutl" "$BIN_DIR/"
   rm -rf "$tmp"

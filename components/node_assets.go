@@ -1,0 +1,109 @@
+package components
+
+import (
+	"strings"
+
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/s3"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/kubeha/kubeha/internal/bootstrap"
+)
+
+// Asset is one pinned file nodes install; NodeAssetSet is all of them.
+type (
+	Asset        = bootstrap.Asset
+	NodeAssetSet = bootstrap.Assets
+)
+
+// NodeAssetsArgs say which files nodes install.
+type NodeAssetsArgs struct {
+	ClusterName string
+	// Assets replace kubeha's pins (bootstrap.PinnedAssets), e.g. with a
+	// mirror's copies; zero means the pins.
+	Assets NodeAssetSet
+	// Protect guards the bucket from `pulumi destroy`.
+	Protect bool
+	Tags    map[string]string
+}
+
+// NodeAssets is the cluster's asset bucket: every binary a node installs,
+// copied at deploy time from its pinned source, so that nodes boot from
+// the VPC's S3 endpoint alone and a release that moves or vanishes
+// upstream cannot break a launch.
+type NodeAssets struct {
+	pulumi.ResourceState
+
+	Assets    NodeAssetSet
+	Bucket    pulumi.StringOutput
+	BucketArn pulumi.StringOutput
+}
+
+// NewNodeAssets declares the bucket and one object per asset.
+func NewNodeAssets(ctx *pulumi.Context, name string, args *NodeAssetsArgs, opts ...pulumi.ResourceOption) (*NodeAssets, error) {
+	a := &NodeAssets{Assets: args.Assets}
+	if a.Assets == (NodeAssetSet{}) {
+		a.Assets = bootstrap.PinnedAssets()
+	}
+	if err := a.Assets.Check(); err != nil {
+		return nil, err
+	}
+	if err := ctx.RegisterComponentResource("kubeha:index:NodeAssets", name, a, opts...); err != nil {
+		return nil, err
+	}
+	child := []pulumi.ResourceOption{pulumi.Parent(a)}
+	bucket, err := privateBucket(ctx, name, args.ClusterName+"-assets-", args.Protect, clusterTags(args.ClusterName, name, args.Tags), child)
+	if err != nil {
+		return nil, err
+	}
+	a.Bucket, a.BucketArn = bucket.Bucket, bucket.Arn
+	for _, asset := range a.Assets.List() {
+		source := pulumi.NewFileAsset(asset.Source)
+		if strings.Contains(asset.Source, "://") {
+			source = pulumi.NewRemoteAsset(asset.Source)
+		}
+		if _, err := s3.NewBucketObjectv2(ctx, name+"-"+strings.ReplaceAll(asset.Key, "/", "-"), &s3.BucketObjectv2Args{
+			Bucket: bucket.ID(), Key: pulumi.String(asset.Key), Source: source,
+			// S3 keeps the digest nodes check, so a copy can be audited.
+			ChecksumAlgorithm: pulumi.String("SHA256"),
+			Tags:              clusterTags(args.ClusterName, name, args.Tags),
+		}, child...); err != nil {
+			return nil, err
+		}
+	}
+	return a, ctx.RegisterResourceOutputs(a, pulumi.Map{"bucket": a.Bucket})
+}
+
+// privateBucket is a bucket no ACL or policy can make public, owned by its
+// account, that refuses plain HTTP.
+func privateBucket(ctx *pulumi.Context, name, prefix string, protect bool, tags pulumi.StringMap, opts []pulumi.ResourceOption) (*s3.BucketV2, error) {
+	bucket, err := s3.NewBucketV2(ctx, name, &s3.BucketV2Args{
+		BucketPrefix: pulumi.String(prefix),
+		ForceDestroy: pulumi.Bool(!protect),
+		Tags:         tags,
+	}, append(opts, pulumi.Protect(protect))...)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s3.NewBucketPublicAccessBlock(ctx, name, &s3.BucketPublicAccessBlockArgs{
+		Bucket: bucket.ID(), BlockPublicAcls: pulumi.Bool(true), BlockPublicPolicy: pulumi.Bool(true),
+		IgnorePublicAcls: pulumi.Bool(true), RestrictPublicBuckets: pulumi.Bool(true),
+	}, opts...); err != nil {
+		return nil, err
+	}
+	if _, err := s3.NewBucketOwnershipControls(ctx, name, &s3.BucketOwnershipControlsArgs{
+		Bucket: bucket.ID(), Rule: &s3.BucketOwnershipControlsRuleArgs{ObjectOwnership: pulumi.String("BucketOwnerEnforced")},
+	}, opts...); err != nil {
+		return nil, err
+	}
+	_, err = s3.NewBucketPolicy(ctx, name, &s3.BucketPolicyArgs{
+		Bucket: bucket.ID(),
+		Policy: bucket.Arn.ApplyT(func(arn string) string {
+			return policyJSON(policyStatement{
+				Sid: "DenyInsecureTransport", Effect: "Deny", Principal: "*", Action: []string{"s3:*"},
+				Resource:  []string{arn, arn + "/*"},
+				Condition: map[string]map[string]any{"Bool": {"aws:SecureTransport": "false"}},
+			})
+		}).(pulumi.StringOutput),
+	}, opts...)
+	return bucket, err
+}

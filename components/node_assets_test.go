@@ -1,0 +1,93 @@
+package components
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/kubeha/kubeha/internal/bootstrap"
+)
+
+// Nodes install etcd from the cluster's asset bucket, which the deploy
+// fills from the pinned release, and each member's role may read that one
+// object and no other.
+func TestEtcdInstallsFromTheAssetBucket(t *testing.T) {
+	rec := runEtcd(t, 3)
+	pinned := bootstrap.PinnedAssets().Etcd
+	objects := rec.OfType("aws:s3/bucketObjectv2:BucketObjectv2")
+	if len(objects) != len(bootstrap.PinnedAssets().List()) {
+		t.Fatalf("%d bucket objects, want one per pinned asset (%d)", len(objects), len(bootstrap.PinnedAssets().List()))
+	}
+	obj := objects[0]
+	if obj.String("bucket") != "c1-assets-id" || obj.String("key") != pinned.Key || obj.String("checksumAlgorithm") != "SHA256" {
+		t.Errorf("asset object = bucket %q key %q checksum %q, want c1-assets-id, %q, SHA256", obj.String("bucket"), obj.String("key"), obj.String("checksumAlgorithm"), pinned.Key)
+	}
+	if src := obj.Get("source"); !src.IsAsset() || src.AssetValue().URI != pinned.Source {
+		t.Errorf("asset source = %v, want a remote asset of %s", src, pinned.Source)
+	}
+	if !strings.HasPrefix(pinned.Source, "https://github.com/etcd-io/etcd/releases/download/"+bootstrap.EtcdVersion+"/") {
+		t.Errorf("etcd's source %s is not its release", pinned.Source)
+	}
+
+	for _, lt := range rec.OfType("aws:ec2/launchTemplate:LaunchTemplate") {
+		raw, _ := base64.StdEncoding.DecodeString(lt.String("userData"))
+		data, err := bootstrap.ReadUserData(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"ETCD_ARCHIVE_URL=s3://c1-assets-0123456789/" + pinned.Key, "ETCD_ARCHIVE_SHA256=" + pinned.SHA256} {
+			if !strings.Contains(string(data), want) {
+				t.Errorf("%s user-data lacks %q", lt.Name, want)
+			}
+		}
+		for _, host := range []string{"github.com", "pkgs.k8s.io", "download.docker.com"} {
+			if strings.Contains(string(data), host) {
+				t.Errorf("%s user-data names %s: etcd nodes must install from the asset bucket", lt.Name, host)
+			}
+		}
+	}
+	checked := 0
+	for _, p := range rec.OfType("aws:iam/rolePolicy:RolePolicy") {
+		if !strings.Contains(p.Name, "etcd") {
+			continue
+		}
+		checked++
+		var doc struct{ Statement []policyStatement }
+		if err := json.Unmarshal([]byte(p.String("policy")), &doc); err != nil {
+			t.Fatal(err)
+		}
+		var reads []any
+		for _, s := range doc.Statement {
+			for _, a := range s.Action {
+				if a == "s3:GetObject" && strings.Contains(s.Resource.(string), "assets") {
+					reads = append(reads, s.Resource)
+				}
+			}
+		}
+		if len(reads) != 1 || reads[0] != "arn:aws:mock:::aws:s3/bucketV2:BucketV2/c1-assets/"+pinned.Key {
+			t.Errorf("%s reads %v from the asset bucket, want etcd's archive only", p.Name, reads)
+		}
+	}
+	if checked != 3 {
+		t.Errorf("checked %d etcd members' policies, want 3", checked)
+	}
+}
+
+// A set of assets with a missing digest is refused before anything is
+// declared.
+func TestNodeAssetsRefuseAnUncheckedAsset(t *testing.T) {
+	assets := bootstrap.PinnedAssets()
+	assets.Etcd.SHA256 = ""
+	args := minimalClusterArgs()
+	args.Assets = assets
+	rec, err := runCluster(args, nil)
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Field != "Assets" || !strings.Contains(fe.Value, "SHA-256") {
+		t.Errorf("err = %v, want a FieldError on Assets naming the missing SHA-256", err)
+	}
+	if n := len(rec.Resources()); n != 0 {
+		t.Errorf("%d resources declared for a refused cluster, want 0", n)
+	}
+}
