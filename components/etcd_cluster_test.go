@@ -1,6 +1,8 @@
 package components
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -200,7 +202,7 @@ func TestEtcdIAMScopedToOwnMember(t *testing.T) {
 
 func TestEtcdBackupBucket(t *testing.T) {
 	rec := runEtcd(t, 3)
-	bucket := "c1-etcd-backups-id"
+	bucket := "c1-etcd-backups-0123456789"
 	one := func(typ string) mockrun.Resource {
 		t.Helper()
 		var found []mockrun.Resource
@@ -350,5 +352,36 @@ func checkNodeBaseline(t *testing.T, lt mockrun.Resource) {
 	}
 	if lt.String("keyName") != "" {
 		t.Errorf("%s has an SSH key", lt.Name)
+	}
+}
+
+// What a member's secret holds works as etcd uses it: under mocks the
+// certificates are real, so the rehearsal can hand them to nodes.
+func TestEtcdMemberSecretWorks(t *testing.T) {
+	rec := runEtcd(t, 3)
+	v, err := rec.Named("aws:secretsmanager/secretVersion:SecretVersion", "c1-etcd-a-eu-west-1a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files map[string]string
+	if err := json.Unmarshal([]byte(v.String("secretString")), &files); err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM([]byte(files["ca.crt"])) {
+		t.Fatal("ca.crt is not a certificate")
+	}
+	for _, pair := range [][2]string{{"server.crt", "server.key"}, {"peer.crt", "peer.key"}} {
+		cert, err := tls.X509KeyPair([]byte(files[pair[0]]), []byte(files[pair[1]]))
+		if err != nil {
+			t.Fatalf("%s with %s: %v", pair[0], pair[1], err)
+		}
+		leaf, err := x509.ParseCertificate(cert.Certificate[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, DNSName: "etcd-a.c1.internal", KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+			t.Errorf("%s does not verify for etcd-a.c1.internal against ca.crt: %v", pair[0], err)
+		}
 	}
 }

@@ -21,8 +21,8 @@ func TestEtcdInstallsFromTheAssetBucket(t *testing.T) {
 		t.Fatalf("%d bucket objects, want one per pinned asset (%d)", len(objects), len(bootstrap.PinnedAssets().List()))
 	}
 	obj := objects[0]
-	if obj.String("bucket") != "c1-assets-id" || obj.String("key") != pinned.Key || obj.String("checksumAlgorithm") != "SHA256" {
-		t.Errorf("asset object = bucket %q key %q checksum %q, want c1-assets-id, %q, SHA256", obj.String("bucket"), obj.String("key"), obj.String("checksumAlgorithm"), pinned.Key)
+	if obj.String("bucket") != "c1-assets-0123456789" || obj.String("key") != pinned.Key || obj.String("checksumAlgorithm") != "SHA256" {
+		t.Errorf("asset object = bucket %q key %q checksum %q, want c1-assets-0123456789, %q, SHA256", obj.String("bucket"), obj.String("key"), obj.String("checksumAlgorithm"), pinned.Key)
 	}
 	if src := obj.Get("source"); !src.IsAsset() || src.AssetValue().URI != pinned.Source {
 		t.Errorf("asset source = %v, want a remote asset of %s", src, pinned.Source)

@@ -14,8 +14,6 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
-
-	"github.com/kubeha/kubeha/internal/pki"
 )
 
 // Resource is one declared resource as the engine would receive it.
@@ -27,6 +25,10 @@ type Resource struct {
 	Custom  bool   // false for ComponentResources
 	Protect bool
 	Inputs  resource.PropertyMap
+	// ID and Outputs are what the mock answered: the inputs plus what AWS
+	// would compute.
+	ID      string
+	Outputs resource.PropertyMap
 	// DependsOn are the URNs the resource explicitly depends on.
 	DependsOn []string
 }
@@ -35,6 +37,7 @@ type Resource struct {
 type Recorder struct {
 	mu        sync.Mutex
 	resources []Resource
+	tls       issuer
 }
 
 // Run evaluates program as stack of project with the given raw config.
@@ -58,17 +61,30 @@ func (r *Recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.P
 		res.DependsOn = req.GetDependencies()
 	}
 	res.URN = urn(res.Parent, res.Type, res.Name)
-	r.mu.Lock()
-	r.resources = append(r.resources, res)
-	r.mu.Unlock()
 
-	id := args.Name + "-id"
+	res.ID = args.Name + "-id"
 	state := args.Inputs.Copy()
-	for k, v := range computed(args.TypeToken, args.Name, args.Inputs) {
+	outputs := computed(args.TypeToken, args.Name, args.Inputs)
+	tlsOutputs, err := r.tls.outputs(args.TypeToken, args.Name, res)
+	if err != nil {
+		return "", nil, err
+	}
+	for k, v := range tlsOutputs {
+		outputs[k] = v
+	}
+	for k, v := range outputs {
 		state[resource.PropertyKey(k)] = resource.NewPropertyValue(v)
 	}
 	state["arn"] = resource.NewStringProperty(fmt.Sprintf("arn:aws:mock:::%s/%s", args.TypeToken, args.Name))
-	return id, state, nil
+	if args.TypeToken == "aws:s3/bucketV2:BucketV2" {
+		// A bucket's ID is its name.
+		res.ID = state["bucket"].StringValue()
+	}
+	res.Outputs = state
+	r.mu.Lock()
+	r.resources = append(r.resources, res)
+	r.mu.Unlock()
+	return res.ID, state, nil
 }
 
 // computed are the outputs AWS would fill in that kubeha uses.
@@ -90,24 +106,12 @@ func computed(typ, name string, inputs resource.PropertyMap) map[string]any {
 		return map[string]any{"name": GroupName(name)}
 	case "aws:ec2/launchTemplate:LaunchTemplate":
 		return map[string]any{"latestVersion": 1}
-	case "tls:index/privateKey:PrivateKey":
-		return map[string]any{
-			"privateKeyPem": "-----BEGIN PRIVATE KEY-----\nmock " + name + "\n-----END PRIVATE KEY-----\n",
-			"publicKeyPem":  "-----BEGIN PUBLIC KEY-----\nmock " + name + "\n-----END PUBLIC KEY-----\n",
-		}
-	case "tls:index/selfSignedCert:SelfSignedCert":
-		// A real certificate: nodes' rendering reads the CA's public key.
-		return map[string]any{"certPem": string(mockCA().CertPEM)}
-	case "tls:index/locallySignedCert:LocallySignedCert":
-		return map[string]any{"certPem": "-----BEGIN CERTIFICATE-----\nmock " + name + "\n-----END CERTIFICATE-----\n"}
 	case "random:index/randomString:RandomString":
 		return map[string]any{"result": strings.Repeat("x", int(inputs["length"].NumberValue()))}
 	case "random:index/randomBytes:RandomBytes":
 		return map[string]any{"base64": base64.StdEncoding.EncodeToString(make([]byte, int(inputs["length"].NumberValue())))}
-	case "tls:index/certRequest:CertRequest":
-		return map[string]any{"certRequestPem": "mock csr " + name}
 	}
-	return nil
+	return map[string]any{}
 }
 
 // Computed outputs differ from every input, as AWS's do, so a test can
@@ -127,15 +131,6 @@ func RecordFQDN(name string) string { return name + ".fqdn.mock" }
 // GroupName is the mock name AWS gives the auto-scaling group name (a
 // generated suffix, as with a name prefix).
 func GroupName(name string) string { return name + "-20261203000000000000000001" }
-
-// mockCA is one real self-signed CA shared by every mocked run.
-var mockCA = sync.OnceValue(func() *pki.Pair {
-	ca, err := pki.Issue(pki.KubernetesCA("mock"))
-	if err != nil {
-		panic(err)
-	}
-	return ca
-})
 
 // Call answers the data-source lookups kubeha makes.
 func (r *Recorder) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {

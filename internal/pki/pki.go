@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -138,6 +139,33 @@ func issue(spec Spec, ca *Pair) (*Pair, error) {
 	if err != nil {
 		return nil, err
 	}
+	parent, signer := (*x509.Certificate)(nil), key
+	if ca != nil {
+		parent, signer = ca.cert, ca.key
+	}
+	der, err := sign(spec, &key.PublicKey, parent, signer)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return &Pair{
+		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
+		cert:    cert,
+		key:     key,
+	}, nil
+}
+
+// sign issues spec for pub, signed by signer as parent, or self-signed
+// when parent is nil; it returns the certificate's DER.
+func sign(spec Spec, pub *ecdsa.PublicKey, parent *x509.Certificate, signer *ecdsa.PrivateKey) ([]byte, error) {
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
 		return nil, err
@@ -171,31 +199,64 @@ func issue(spec Spec, ca *Pair) (*Pair, error) {
 			tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
 		}
 	}
-	parent, signer := tmpl, key
 	if spec.IsCA {
 		tmpl.KeyUsage |= x509.KeyUsageCertSign | x509.KeyUsageCRLSign
 	}
-	if ca != nil {
-		parent, signer = ca.cert, ca.key
+	if parent == nil {
+		parent = tmpl
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, signer)
+	return x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
+}
+
+// NewKeyPEM is a fresh key, PEM-encoded as pulumi-tls's PrivateKey gives
+// an ECDSA key.
+func NewKeyPEM() (string, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", err
+	}
+	der, err := x509.MarshalECPrivateKey(key)
+	return string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})), err
+}
+
+// CertPEM issues spec for pub, signed with signerKeyPEM: self-signed when
+// parentPEM is "", else by the CA certificate parentPEM. It does what
+// pulumi-tls's SelfSignedCert and LocallySignedCert do, for mocked runs
+// whose certificates must work.
+func CertPEM(spec Spec, pub *ecdsa.PublicKey, parentPEM, signerKeyPEM string) (string, error) {
+	signer, err := parseKey(signerKeyPEM)
+	if err != nil {
+		return "", err
+	}
+	var parent *x509.Certificate
+	if parentPEM != "" {
+		block, _ := pem.Decode([]byte(parentPEM))
+		if block == nil {
+			return "", fmt.Errorf("pki: %s: the CA certificate is not PEM", spec.CommonName)
+		}
+		if parent, err = x509.ParseCertificate(block.Bytes); err != nil {
+			return "", err
+		}
+	}
+	der, err := sign(spec, pub, parent, signer)
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), err
+}
+
+// PublicKey is the public half of a key from NewKeyPEM.
+func PublicKey(keyPEM string) (*ecdsa.PublicKey, error) {
+	key, err := parseKey(keyPEM)
 	if err != nil {
 		return nil, err
 	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
+	return &key.PublicKey, nil
+}
+
+func parseKey(keyPEM string) (*ecdsa.PrivateKey, error) {
+	block, _ := pem.Decode([]byte(keyPEM))
+	if block == nil {
+		return nil, errors.New("pki: the key is not PEM")
 	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
-	return &Pair{
-		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
-		cert:    cert,
-		key:     key,
-	}, nil
+	return x509.ParseECPrivateKey(block.Bytes)
 }
 
 // KubernetesCA signs the cluster's serving and client certificates;
