@@ -7,7 +7,7 @@ SHELL     := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
 # Tests that run real binaries and print measured numbers; run verbosely.
-REAL_TESTS := TestNodeContainersBoot|TestEtcdClusterLocal|TestEtcdUserDataPassesRealTools|TestControlPlaneLocal|TestControlPlaneUserDataPassesRealTools|TestWorkerUserDataPassesRealTools|TestStackKubeadmConfigsValidate|TestManifestsPassTheAPIServersSchemas
+REAL_TESTS := TestNodeContainersBoot|TestEtcdNodesBootFromTheirUserData|TestAWSCLIAgainstTheDouble|TestEtcdClusterLocal|TestEtcdUserDataPassesRealTools|TestControlPlaneLocal|TestControlPlaneUserDataPassesRealTools|TestWorkerUserDataPassesRealTools|TestStackKubeadmConfigsValidate|TestManifestsPassTheAPIServersSchemas
 
 .PHONY: plan rehearse test deps check tools unit real rehearsal fuzz docs bench
 
@@ -53,7 +53,7 @@ unit:
 # (kube-apiserver, -scheduler, -controller-manager as kubeadm renders
 # them) in network namespaces (needs root). Verbose, so the measured numbers show in the log.
 real:
-	$(GO) test -count=1 -v -run '^($(REAL_TESTS))$$' ./internal/lab ./internal/bootstrap ./internal/addons ./tests \
+	$(GO) test -count=1 -v -run '^($(REAL_TESTS))$$' ./internal/lab ./internal/awsdouble ./internal/bootstrap ./internal/addons ./tests \
 	  | grep -E '^(--- |ok|FAIL|PASS)|MEASURED|SKIPPED|refused|_test.go'
 
 # Tier 4: the rehearsal as a test (build tag rehearsal): no lost writes, and

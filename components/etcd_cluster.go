@@ -266,7 +266,7 @@ func (c *EtcdCluster) backupBucket(ctx *pulumi.Context, name string, args *EtcdC
 // launch template and auto-scaling group of one.
 func (c *EtcdCluster) member(ctx *pulumi.Context, name string, m EtcdMember, subnet pulumi.StringInput, rendered bootstrap.EtcdCluster,
 	args *EtcdClusterArgs, ca tlsPair, zone *route53.Zone, bucket *s3.BucketV2, tags func(string, ...string) pulumi.StringMap, opts []pulumi.ResourceOption) error {
-	const memberTag = "kubeha.io/etcd-member"
+	const memberTag = bootstrap.EtcdMemberTag
 
 	// The data outlives every instance of the member, and `pulumi destroy`
 	// too unless deletion protection is off.

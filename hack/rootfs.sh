@@ -17,7 +17,7 @@ fi
 # What an EC2 node of kubeha's image has before its user-data runs: systemd,
 # cloud-init, and the tools kubeha's scripts call.
 packages=(systemd systemd-sysv dbus udev cloud-init python3-cffi-backend awscli jq curl ca-certificates
-  iproute2 iptables kmod procps util-linux e2fsprogs gpg)
+  iproute2 iptables kmod procps util-linux e2fsprogs gpg conntrack socat ethtool)
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
 start=$(date +%s)
@@ -31,6 +31,9 @@ chmod 0755 "$dir.tmp/usr/sbin/policy-rc.d"
 chroot "$dir.tmp" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >&2
 chroot "$dir.tmp" apt-get clean
 rm -f "$dir.tmp/usr/sbin/policy-rc.d"
+# The packages are in the image; no mirror is reachable from the lab, so
+# apt has none (cloud-init's package_update then has nothing to fetch).
+rm -f "$dir.tmp/etc/apt/sources.list"
 
 # NoCloud only (the seed kubeha writes), the rehearsal's own network, and a
 # locale the image has: without it the first boot ends in error.

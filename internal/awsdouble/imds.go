@@ -1,7 +1,8 @@
 // Package awsdouble stands in for the AWS services a kubeha node talks to,
 // on the wire, so that nodes booted from their exact user-data run the
-// real AWS CLI and curl against it. It starts with the instance metadata
-// service (IMDSv2) each node reaches at 169.254.169.254.
+// real AWS CLI and curl against it: EC2 volumes, Route 53 and the VPC's
+// DNS, Secrets Manager, CloudWatch and S3 (Cloud, DNSServer), and the
+// instance metadata service (IMDSv2) each node reaches at 169.254.169.254.
 package awsdouble
 
 import (

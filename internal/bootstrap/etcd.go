@@ -61,6 +61,10 @@ const (
 // exactly these.
 var EtcdMemberSecretFiles = []string{etcdCACert, etcdServerCert, etcdServerKey, etcdPeerCert, etcdPeerKey}
 
+// EtcdMemberTag names the member on its volume, instance and launch
+// template.
+const EtcdMemberTag = "kubeha.io/etcd-member"
+
 // EtcdMember is one member's identity, stable across instance replacement.
 type EtcdMember struct {
 	Name    string // etcd-a

@@ -35,11 +35,26 @@ type Container struct {
 // starts: the ones systemd inside uses.
 var cgroupHierarchies = []string{"/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified"}
 
-// BootContainer starts a node named name (its hostname, and unique among
-// running nodes) over rootfs, with its own files under dir, in the
-// network namespace at netns, with userData exactly as EC2 hands it to
-// cloud-init (after base64: gzip stays gzip).
-func BootContainer(rootfs, dir, name, netns string, userData []byte) (*Container, error) {
+// ContainerSpec is one node to boot.
+type ContainerSpec struct {
+	// Rootfs is the image, shared read-only by every node.
+	Rootfs string
+	// Dir holds the node's own files; Name is its hostname, unique among
+	// running nodes.
+	Dir, Name string
+	// Netns is the network namespace it runs in.
+	Netns string
+	// UserData is exactly what EC2 hands cloud-init (after base64: gzip
+	// stays gzip).
+	UserData []byte
+	// Files are written into the node's root before it boots, as part of
+	// its image: the lab's DNS resolver, a CA it trusts.
+	Files map[string][]byte
+}
+
+// BootContainer starts a node.
+func BootContainer(spec ContainerSpec) (*Container, error) {
+	rootfs, dir, name, netns := spec.Rootfs, spec.Dir, spec.Name, spec.Netns
 	c := &Container{Name: name, Root: filepath.Join(dir, "merged"), dir: dir, done: make(chan struct{})}
 	for _, d := range []string{"upper", "work", "merged"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
@@ -50,9 +65,15 @@ func BootContainer(rootfs, dir, name, netns string, userData []byte) (*Container
 	if err := syscall.Mount("overlay", c.Root, "overlay", 0, overlay); err != nil {
 		return nil, fmt.Errorf("lab: overlay for %s: %w", name, err)
 	}
-	if err := c.seed(userData); err != nil {
+	if err := c.seed(spec.UserData); err != nil {
 		c.release()
 		return nil, err
+	}
+	for path, content := range spec.Files {
+		if err := os.WriteFile(filepath.Join(c.Root, path), content, 0o644); err != nil {
+			c.release()
+			return nil, err
+		}
 	}
 	var joins strings.Builder
 	for _, h := range cgroupHierarchies {
@@ -75,7 +96,7 @@ func BootContainer(rootfs, dir, name, netns string, userData []byte) (*Container
 	defer log.Close()
 	// The shell joins the node's cgroups, then becomes nspawn.
 	c.cmd = exec.Command("sh", "-c", joins.String()+`exec "$@"`, "sh", "systemd-nspawn",
-		"--boot", "--register=no", "--keep-unit", "--quiet", "--console=read-only",
+		"--boot", "--register=no", "--keep-unit", "--quiet", "--console=read-only", "--resolv-conf=off",
 		"--network-namespace-path="+netns, "--directory="+c.Root, "--machine="+name, "--hostname="+name)
 	c.cmd.Stdout, c.cmd.Stderr = log, log
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -143,6 +164,34 @@ func (c *Container) WaitCloudInit(limit time.Duration) (CloudInitResult, error) 
 	}
 }
 
+// InitPID is the node's PID 1 as the machine sees it (nspawn's child), or
+// 0 if it is not running.
+func (c *Container) InitPID() int {
+	if c.cmd == nil || c.cmd.Process == nil {
+		return 0
+	}
+	pid := c.cmd.Process.Pid
+	children, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		return 0
+	}
+	var child int
+	fmt.Sscan(string(children), &child)
+	return child
+}
+
+// RanUserData is the user-data cloud-init kept for this instance: what it
+// was given, byte for byte.
+func (c *Container) RanUserData() ([]byte, error) {
+	// /var/lib/cloud/instance links to this path, absolutely, so it is
+	// read through the instance id rather than the link.
+	id, err := os.ReadFile(filepath.Join(c.Root, "var/lib/cloud/data/instance-id"))
+	if err != nil {
+		return nil, err
+	}
+	return os.ReadFile(filepath.Join(c.Root, "var/lib/cloud/instances", strings.TrimSpace(string(id)), "user-data.txt"))
+}
+
 // ConsoleTail is the last lines the container printed.
 func (c *Container) ConsoleTail(lines int) string {
 	data, _ := os.ReadFile(filepath.Join(c.dir, "console.log"))
@@ -166,6 +215,21 @@ func (c *Container) Stop(limit time.Duration) error {
 		}
 	}
 	return errors.Join(append(errs, c.release())...)
+}
+
+// Kill ends the node at once, as a host that lost power: SIGKILL to its
+// PID 1 ends every process in it, with no shutdown.
+func (c *Container) Kill() error {
+	if pid := c.InitPID(); pid != 0 {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	select {
+	case <-c.done:
+	case <-time.After(10 * time.Second):
+		netlab.Kill(c.cmd)
+		<-c.done
+	}
+	return c.release()
 }
 
 // release unmounts the root and removes the cgroups, once nothing runs in

@@ -25,20 +25,7 @@ import (
 // reads the node's own metadata from the IMDSv2 double at 169.254.169.254.
 // Stopping them leaves no process, mount or cgroup.
 func TestNodeContainersBoot(t *testing.T) {
-	if os.Geteuid() != 0 {
-		tools.Unavailable(t, "booting system containers needs root")
-	}
-	tools.Need(t, "systemd-nspawn")
-	tools.Need(t, "debootstrap")
-	if why := netlab.Available(); why != "" {
-		tools.Unavailable(t, why)
-	}
-	start := time.Now()
-	rootfs, err := tools.Rootfs(testLog{t})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("MEASURED: node rootfs ready in %.1fs (%s)", time.Since(start).Seconds(), rootfs)
+	rootfs := needNodes(t)
 
 	dir := t.TempDir()
 	l, err := netlab.New("khct", dir)
@@ -66,7 +53,8 @@ func TestNodeContainersBoot(t *testing.T) {
 			t.Fatal(err)
 		}
 		serveIMDS(t, h, awsdouble.Instance{ID: "i-0" + name, Zone: "eu-west-1a", Region: "eu-west-1", PrivateIP: ip, Hostname: name, Role: "kubeha-lab"})
-		if containers[i], err = BootContainer(rootfs, filepath.Join(dir, "containers", name), name, h.NamespacePath(), probeUserData(t, name)); err != nil {
+		spec := ContainerSpec{Rootfs: rootfs, Dir: filepath.Join(dir, "containers", name), Name: name, Netns: h.NamespacePath(), UserData: probeUserData(t, name)}
+		if containers[i], err = BootContainer(spec); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -116,6 +104,29 @@ func TestNodeContainersBoot(t *testing.T) {
 	if strings.Contains(string(mounts), filepath.Join(dir, "containers")) {
 		t.Error("a container's root is still mounted")
 	}
+}
+
+// needNodes stops the test unless nodes can boot here (root, nspawn,
+// debootstrap, network namespaces), and returns the node rootfs, built
+// first if need be.
+func needNodes(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		tools.Unavailable(t, "booting system containers needs root")
+	}
+	tools.Need(t, "systemd-nspawn")
+	tools.Need(t, "debootstrap")
+	tools.Need(t, "losetup")
+	if why := netlab.Available(); why != "" {
+		tools.Unavailable(t, why)
+	}
+	start := time.Now()
+	rootfs, err := tools.Rootfs(testLog{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("MEASURED: node rootfs ready in %.1fs (%s)", time.Since(start).Seconds(), rootfs)
+	return rootfs
 }
 
 // serveIMDS serves instance's metadata at 169.254.169.254:80 inside the

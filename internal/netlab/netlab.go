@@ -245,6 +245,20 @@ func (h *Host) Listen(network, addr string) (net.Listener, error) {
 	return l, err
 }
 
+// ListenPacket is Listen for datagrams (a DNS server, say).
+func (h *Host) ListenPacket(network, addr string) (net.PacketConn, error) {
+	var c net.PacketConn
+	err := h.inNamespace(func() (err error) {
+		c, err = net.ListenPacket(network, addr)
+		return err
+	})
+	if err != nil && c != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, err
+}
+
 var errNamespaceStuck = errors.New("netlab: cannot return to the machine's network namespace")
 
 // inNamespace runs fn on an OS thread inside the host's network namespace.

@@ -276,3 +276,21 @@ func FrontProxyCA(cluster string) Spec {
 func KubernetesAdmin() Spec {
 	return Spec{CommonName: "kubeha-admin", Organization: "kubeadm:cluster-admins", Usages: []Usage{ClientAuth}, ValidityHours: LeafValidityHours}
 }
+
+// ParsePair reads a certificate and its key, e.g. a CA a mocked program
+// issued, so that more can be signed with it.
+func ParsePair(certPEM, keyPEM string) (*Pair, error) {
+	block, _ := pem.Decode([]byte(certPEM))
+	if block == nil {
+		return nil, errors.New("pki: the certificate is not PEM")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	key, err := parseKey(keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	return &Pair{CertPEM: []byte(certPEM), KeyPEM: []byte(keyPEM), cert: cert, key: key}, nil
+}

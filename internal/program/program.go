@@ -15,11 +15,18 @@ import (
 // keyed "namespace:key" as Pulumi passes it. A config error is returned
 // before any resource is declared.
 func Stack(raw map[string]string) pulumi.RunFunc {
+	return StackWithAssets(raw, components.NodeAssetSet{})
+}
+
+// StackWithAssets is Stack with the nodes' binaries taken from assets
+// instead of kubeha's pins: the rehearsal's own builds.
+func StackWithAssets(raw map[string]string, assets components.NodeAssetSet) pulumi.RunFunc {
 	return func(ctx *pulumi.Context) error {
 		args, err := config.Parse(raw)
 		if err != nil {
 			return err
 		}
+		args.Assets = assets
 		var notHA []string
 		for _, f := range args.NotHA() {
 			notHA = append(notHA, f.String())

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kubeha/kubeha/internal/bootstrap"
 	"github.com/kubeha/kubeha/internal/lab"
+	"github.com/kubeha/kubeha/internal/mockrun"
 	"github.com/kubeha/kubeha/internal/netlab"
 	"github.com/kubeha/kubeha/internal/pki"
 )
@@ -30,6 +31,8 @@ const (
 	lbStats   = 8404
 	machineIP = "10.210.254.2"
 	hubIP     = "10.210.254.1"
+	// awsIP answers every AWS endpoint and the VPC's DNS.
+	awsIP = "10.210.200.2"
 	// joinToken is the rehearsal's bootstrap token.
 	joinToken = "kubeha.rehearsal0123456"
 )
@@ -43,7 +46,10 @@ type cluster struct {
 	stack    stack
 	net      *netlab.Lab
 	endpoint string // the API's name, which resolves to the load balancer
-	members  []*lab.Member
+	cloud    *lab.Cloud
+	// members are the etcd members' auto-scaling groups of one.
+	members  []*lab.NodeGroup
+	etcdBoot time.Duration
 	nodes    []*lab.Node
 	lb       *lab.Node
 	check    string // healthCheckReadyz or healthCheckTCP
@@ -88,7 +94,7 @@ func setUp(ctx context.Context, s stack, dir string, logf func(string, ...any)) 
 		return nil, err
 	}
 
-	if c.etcdCA, err = pki.Issue(pki.EtcdCA(s.clusterName)); err != nil {
+	if c.etcdCA, err = declaredCA(s.declared, s.clusterName+"-etcd-ca"); err != nil {
 		return nil, err
 	}
 	if c.k8sCA, err = pki.Issue(pki.KubernetesCA(s.clusterName)); err != nil {
@@ -110,20 +116,7 @@ func setUp(ctx context.Context, s stack, dir string, logf func(string, ...any)) 
 	for i, m := range s.etcd.Members {
 		hosts[m.DNSName] = zoneNet(i) + ".11"
 	}
-	for i, m := range s.etcd.Members {
-		member, err := lab.AddEtcdMember(nl, zoneNetwork(i), hosts[m.DNSName], hosts, s.etcd, bootstrap.EtcdNodeParams{Member: m, Region: s.region,
-			VolumeID: "vol-rehearsal", HostedZoneID: "ZREHEARSAL", SecretID: "etcd", BackupBucket: "rehearsal", KMSKeyID: "rehearsal"}, c.etcdCA, store)
-		if err != nil {
-			return nil, err
-		}
-		c.members = append(c.members, member)
-	}
-	for _, m := range c.members {
-		if err := m.Start(); err != nil {
-			return nil, err
-		}
-	}
-	if _, err := c.waitFor("etcd healthy", 90*time.Second, c.etcdHealthy); err != nil {
+	if err := c.bootEtcd(dir); err != nil {
 		return nil, err
 	}
 
@@ -167,6 +160,67 @@ func setUp(ctx context.Context, s stack, dir string, logf func(string, ...any)) 
 		return nil, err
 	}
 	return c, nil
+}
+
+// bootEtcd launches every etcd member at once, each an instance booted
+// from its launch template's user-data in its zone, against the AWS double
+// holding what the stack's program declared, and waits until all are
+// healthy.
+func (c *cluster) bootEtcd(dir string) error {
+	if err := c.net.AddNetwork("awsnet", "10.210.200.1"); err != nil {
+		return err
+	}
+	cloud, err := lab.StartCloud(c.net, "awsnet", awsIP, c.stack.region, dir+"/cloud")
+	if err != nil {
+		return err
+	}
+	c.cloud = cloud
+	cloud.Logf = c.logf
+	if err := cloud.Declare(c.stack.declared); err != nil {
+		return err
+	}
+	start := time.Now()
+	for i, m := range c.stack.etcd.Members {
+		host, err := c.net.AddHostOn(zoneNetwork(i), m.Name, zoneNet(i)+".11", nil, nil)
+		if err != nil {
+			return err
+		}
+		userData, err := lab.UserData(c.stack.declared, bootstrap.EtcdMemberTag, m.Name)
+		if err != nil {
+			return err
+		}
+		group := cloud.NewNodeGroup(c.stack.rootfs, m.Name, m.Zone, host, userData)
+		c.members = append(c.members, group)
+		if err := group.Start(); err != nil {
+			return err
+		}
+	}
+	if _, err := c.waitFor("etcd healthy", 3*time.Minute, c.etcdHealthy); err != nil {
+		for _, m := range c.members {
+			c.logf("%s console:\n%s", m.Name, m.Instance.ConsoleTail(30))
+		}
+		return err
+	}
+	c.etcdBoot = time.Since(start)
+	return nil
+}
+
+// declaredCA is the CA the program issued under name, key included, so
+// that the rehearsal signs its own clients with it.
+func declaredCA(resources []mockrun.Resource, name string) (*pki.Pair, error) {
+	var cert, key string
+	for _, r := range resources {
+		switch {
+		case r.Name == name && r.Type == "tls:index/selfSignedCert:SelfSignedCert":
+			cert = r.Outputs["certPem"].StringValue()
+		case r.Name == name && r.Type == "tls:index/privateKey:PrivateKey":
+			key = r.Outputs["privateKeyPem"].StringValue()
+		}
+	}
+	if cert == "" || key == "" {
+		return nil, fmt.Errorf("rehearsal: the program declares no CA %s", name)
+	}
+	return pki.ParsePair(cert, key)
 }
 
 func zoneNetwork(i int) string { return fmt.Sprintf("zone%d", i) }
@@ -261,6 +315,11 @@ func (c *cluster) makeClients() error {
 func (c *cluster) close() {
 	if c.net == nil {
 		return
+	}
+	if c.cloud != nil {
+		if err := c.cloud.Close(); err != nil {
+			c.logf("cleanup: %v", err)
+		}
 	}
 	if err := c.net.Close(); err != nil {
 		c.logf("cleanup: %v", err)

@@ -63,8 +63,11 @@ type Report struct {
 	Stack        string    `json:"stack"`
 	StartedAt    time.Time `json:"startedAt"`
 	SetUpSeconds float64   `json:"setUpSeconds"`
-	TotalSeconds float64   `json:"totalSeconds"`
-	Drills       []Drill   `json:"drills"`
+	// EtcdBootSeconds is from launching the etcd members' instances, all at
+	// once, to every member healthy.
+	EtcdBootSeconds float64 `json:"etcdBootSeconds"`
+	TotalSeconds    float64 `json:"totalSeconds"`
+	Drills          []Drill `json:"drills"`
 	// LostWrites counts acknowledged writes missing at the end.
 	LostWrites int `json:"lostWrites"`
 	Writes     int `json:"acknowledgedWrites"`
@@ -108,6 +111,12 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 	}
 	s := fromConfig(cfg)
+	if s.rootfs, err = tools.Rootfs(opts.Log); err != nil {
+		return nil, err
+	}
+	if s.declared, err = declare(raw); err != nil {
+		return nil, err
+	}
 	removeLeftovers(logf)
 	if err := os.MkdirAll(opts.WorkDir, 0o755); err != nil {
 		return nil, err
@@ -141,6 +150,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	defer c.close()
 	report.SetUpSeconds = time.Since(report.StartedAt).Seconds()
+	report.EtcdBootSeconds = c.etcdBoot.Seconds()
 	logf("cluster healthy after %.0fs", report.SetUpSeconds)
 	if opts.LatencyMs > 0 {
 		if err := c.addLatency(opts.LatencyMs); err != nil {
@@ -185,6 +195,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 // removeLeftovers deletes the namespaces of a rehearsal that was killed
 // before it could clean up, so that a new one starts clean.
 func removeLeftovers(logf func(string, ...any)) {
+	for _, what := range lab.RemoveLeftovers(labPrefix) {
+		logf("removing %s, left by an earlier run", what)
+	}
 	out, _ := exec.Command("ip", "netns", "list").Output()
 	for _, line := range strings.Split(string(out), "\n") {
 		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], labPrefix+"-") {

@@ -1,10 +1,15 @@
 package rehearsal
 
 import (
+	"path/filepath"
 	"time"
 
 	"github.com/kubeha/kubeha/components"
 	"github.com/kubeha/kubeha/internal/bootstrap"
+	"github.com/kubeha/kubeha/internal/lab"
+	"github.com/kubeha/kubeha/internal/mockrun"
+	"github.com/kubeha/kubeha/internal/program"
+	"github.com/kubeha/kubeha/internal/tools"
 )
 
 // stack is what the rehearsal takes from a stack's configuration. Only
@@ -18,6 +23,33 @@ type stack struct {
 	etcd           bootstrap.EtcdCluster
 	leaderElection bootstrap.LeaderElection
 	healthCheck    healthCheck
+	// rootfs is the nodes' image; declared is what the stack's program
+	// declares, with the rehearsal's own builds as the nodes' assets.
+	rootfs   string
+	declared []mockrun.Resource
+}
+
+// declare runs the stack's program under mocks, as `pulumi up` would run
+// it, with the nodes' assets built locally (hack/tools.sh) under the
+// pinned keys.
+func declare(raw map[string]string) ([]mockrun.Resource, error) {
+	toolsDir, err := tools.Dir()
+	if err != nil {
+		return nil, err
+	}
+	cache, err := tools.CacheDir()
+	if err != nil {
+		return nil, err
+	}
+	assets, err := lab.LocalAssets(toolsDir, filepath.Join(cache, "assets"))
+	if err != nil {
+		return nil, err
+	}
+	rec, err := mockrun.Run("kubeha", "rehearsal", raw, program.StackWithAssets(raw, assets))
+	if err != nil {
+		return nil, err
+	}
+	return rec.Resources(), nil
 }
 
 // healthCheck is the load balancer's check of each API server.

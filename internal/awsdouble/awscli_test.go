@@ -1,0 +1,232 @@
+package awsdouble
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kubeha/kubeha/internal/pki"
+	"github.com/kubeha/kubeha/internal/tools"
+)
+
+// nodeRoot is the Debian 12 image kubeha's rehearsal boots nodes from,
+// with the AWS CLI they run, as a private overlay (the image itself stays
+// untouched, as running nodes share it); built first if need be.
+func nodeRoot(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		tools.Unavailable(t, "running the node's AWS CLI needs chroot, so root")
+	}
+	tools.Need(t, "debootstrap")
+	rootfs, err := tools.Rootfs(io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, d := range []string{"upper", "work", "merged"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root := filepath.Join(dir, "merged")
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work", rootfs, dir, dir)
+	if err := syscall.Mount("overlay", root, "overlay", 0, opts); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(root, syscall.MNT_DETACH) })
+	return root
+}
+
+// The node scripts' exact AWS CLI calls, made by the node's own AWS CLI
+// (Debian 12's awscli) in a chroot, against the double over TLS.
+func TestAWSCLIAgainstTheDouble(t *testing.T) {
+	rootfs := nodeRoot(t)
+	cloud := NewCloud("eu-west-1")
+	cloud.AttachDelay = 100 * time.Millisecond
+	cloud.Logf = t.Logf
+	attached := make(chan string, 1)
+	cloud.OnAttach = func(volumeID, instanceID, device string) error {
+		attached <- volumeID + " " + instanceID + " " + device
+		return nil
+	}
+	ca, err := pki.Issue(pki.Spec{CommonName: "awsdouble-test-ca", IsCA: true, ValidityHours: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(cloud)
+	if srv.TLS, err = cloud.TLSConfig(ca, "127.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	srv.StartTLS()
+	defer srv.Close()
+
+	// The chroot shares this network namespace, so it reaches 127.0.0.1.
+	dir, err := os.MkdirTemp(filepath.Join(rootfs, "tmp"), "awsdouble-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	inRoot := "/tmp/" + filepath.Base(dir)
+	if err := os.WriteFile(filepath.Join(dir, "ca.pem"), ca.CertPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	aws := func(args ...string) (string, int) {
+		t.Helper()
+		cmd := exec.Command("chroot", append([]string{rootfs, "env", "-i", "PATH=/usr/bin:/bin", "HOME=" + inRoot,
+			"AWS_ACCESS_KEY_ID=AKIADOUBLE", "AWS_SECRET_ACCESS_KEY=secret", "AWS_CA_BUNDLE=" + inRoot + "/ca.pem",
+			"AWS_DEFAULT_REGION=eu-west-1", "AWS_EC2_METADATA_DISABLED=true", "AWS_PAGER=",
+			"aws", "--endpoint-url", srv.URL}, args...)...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		code := 0
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			code = exit.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if stderr.Len() > 0 {
+			t.Logf("aws %s: exit %d: %s", strings.Join(args, " "), code, stderr.String())
+		}
+		return strings.TrimSpace(string(out)), code
+	}
+
+	// etcd-bootstrap.sh attach_volume: poll who holds the volume, attach it.
+	cloud.AddVolume(Volume{ID: "vol-0a", Zone: "eu-west-1a", SizeGiB: 8})
+	cloud.AddInstance(Instance{ID: "i-0a1", Zone: "eu-west-1a", Region: "eu-west-1"})
+	holder := []string{"ec2", "describe-volumes", "--volume-ids", "vol-0a", "--query", "Volumes[0].Attachments[0].InstanceId", "--output", "text"}
+	if out, code := aws(holder...); code != 0 || out != "None" {
+		t.Errorf("describe-volumes of an available volume: exit %d, %q, want None", code, out)
+	}
+	out, code := aws("ec2", "attach-volume", "--volume-id", "vol-0a", "--instance-id", "i-0a1", "--device", "/dev/xvdf")
+	var attachment struct{ State, InstanceId, VolumeId, Device string }
+	if err := json.Unmarshal([]byte(out), &attachment); code != 0 || err != nil || attachment.State != "attaching" || attachment.Device != "/dev/xvdf" {
+		t.Errorf("attach-volume: exit %d, %q", code, out)
+	}
+	select {
+	case got := <-attached:
+		if got != "vol-0a i-0a1 /dev/xvdf" {
+			t.Errorf("OnAttach(%s)", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("OnAttach was never called")
+	}
+	waitFor(t, func() bool { v, _ := cloud.Volume("vol-0a"); return v.Attachment.State == Attached })
+	if out, code := aws(holder...); code != 0 || out != "i-0a1" {
+		t.Errorf("describe-volumes once attached: exit %d, %q, want i-0a1", code, out)
+	}
+	if _, code := aws("ec2", "attach-volume", "--volume-id", "vol-0a", "--instance-id", "i-0a1", "--device", "/dev/xvdf"); code != 254 {
+		t.Errorf("attaching an attached volume: exit %d, want 254 (VolumeInUse)", code)
+	}
+
+	// etcd-bootstrap.sh upsert_dns, in its own JSON style.
+	cloud.AddHostedZone("Z0KUBEHA", "c1.kubeha.internal")
+	out, code = aws("route53", "change-resource-record-sets", "--hosted-zone-id", "Z0KUBEHA", "--change-batch",
+		`{"Changes":[{"Action":"UPSERT","ResourceRecordSet":{"Name":"etcd-a.c1.kubeha.internal","Type":"A","TTL":30,"ResourceRecords":[{"Value":"10.61.1.2"}]}}]}`)
+	var changed struct{ ChangeInfo struct{ Id, Status string } }
+	if err := json.Unmarshal([]byte(out), &changed); code != 0 || err != nil || changed.ChangeInfo.Status != "PENDING" ||
+		!strings.HasPrefix(changed.ChangeInfo.Id, "/change/C") {
+		t.Fatalf("change-resource-record-sets: exit %d, %q", code, out)
+	}
+	if out, code := aws("route53", "get-change", "--id", changed.ChangeInfo.Id, "--query", "ChangeInfo.Status", "--output", "text"); code != 0 || out != "INSYNC" {
+		t.Errorf("get-change: exit %d, %q, want INSYNC", code, out)
+	}
+	if ips := cloud.Resolve("etcd-a.c1.kubeha.internal."); len(ips) != 1 || ips[0] != "10.61.1.2" {
+		t.Errorf("DNS after the change: %v", ips)
+	}
+
+	// fetch_certs: the secret, by ARN and by name, is printed as is.
+	arn := "arn:aws:secretsmanager:eu-west-1:123456789012:secret:c1-etcd-a-AbCdEf"
+	value := `{"ca.crt":"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"}`
+	cloud.AddSecret(arn, "c1-etcd-a", value)
+	for _, id := range []string{arn, "c1-etcd-a"} {
+		if out, code := aws("secretsmanager", "get-secret-value", "--secret-id", id, "--query", "SecretString", "--output", "text"); code != 0 || out != value {
+			t.Errorf("get-secret-value %s: exit %d, %q", id, code, out)
+		}
+	}
+	if _, code := aws("secretsmanager", "get-secret-value", "--secret-id", "nothing"); code != 254 {
+		t.Errorf("get-secret-value of no secret: exit %d, want 254", code)
+	}
+
+	// etcd-start.sh has_snapshots, then etcd-backup.sh: an empty prefix
+	// lists with exit 1; a snapshot bigger than one multipart chunk (8 MiB)
+	// goes up with SSE-KMS, lists, and comes back whole.
+	if err := cloud.AddBucket("c1-etcd-backups"); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := aws("s3", "ls", "s3://c1-etcd-backups/snapshots/"); code != 1 || out != "" {
+		t.Errorf("s3 ls of an empty prefix: exit %d, %q, want exit 1", code, out)
+	}
+	snapshot := make([]byte, 9<<20)
+	_, _ = rand.Read(snapshot)
+	if err := os.WriteFile(filepath.Join(dir, "snap.db"), snapshot, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := aws("s3", "cp", inRoot+"/snap.db", "s3://c1-etcd-backups/snapshots/c1-a.db", "--sse", "aws:kms",
+		"--sse-kms-key-id", "alias/c1-etcd", "--only-show-errors"); code != 0 {
+		t.Errorf("s3 cp up: exit %d, %q", code, out)
+	}
+	if got, err := cloud.Object("c1-etcd-backups", "snapshots/c1-a.db"); err != nil || !bytes.Equal(got, snapshot) {
+		t.Errorf("uploaded snapshot: %d bytes, %v; want %d bytes", len(got), err, len(snapshot))
+	}
+	if obj, err := cloud.s3store.HeadObject("c1-etcd-backups", "snapshots/c1-a.db"); err != nil ||
+		obj.Metadata["X-Amz-Server-Side-Encryption"] != "aws:kms" || obj.Metadata["X-Amz-Server-Side-Encryption-Aws-Kms-Key-Id"] != "alias/c1-etcd" {
+		t.Errorf("the snapshot was not put with SSE-KMS: %v %v", obj, err)
+	}
+	if out, code := aws("s3", "ls", "s3://c1-etcd-backups/snapshots/"); code != 0 || !strings.HasSuffix(out, " 9437184 c1-a.db") {
+		t.Errorf("s3 ls of the snapshots: exit %d, %q", code, out)
+	}
+	if out, code := aws("s3", "cp", "s3://c1-etcd-backups/snapshots/c1-a.db", inRoot+"/restored.db", "--only-show-errors"); code != 0 {
+		t.Errorf("s3 cp down: exit %d, %q", code, out)
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "restored.db")); err != nil || !bytes.Equal(got, snapshot) {
+		t.Errorf("downloaded snapshot: %d bytes, %v; want %d bytes", len(got), err, len(snapshot))
+	}
+
+	// The snapshot metric, as etcd-backup.sh sends it.
+	if out, code := aws("cloudwatch", "put-metric-data", "--namespace", "kubeha", "--metric-name", "EtcdSnapshotUploaded",
+		"--dimensions", "Cluster=c1", "--value", "1", "--unit", "Count"); code != 0 {
+		t.Errorf("put-metric-data: exit %d, %q", code, out)
+	}
+	if m := cloud.Metrics(); len(m) != 1 || m[0].Namespace != "kubeha" || m[0].Name != "EtcdSnapshotUploaded" ||
+		m[0].Dimensions["Cluster"] != "c1" || m[0].Value != 1 || m[0].Unit != "Count" {
+		t.Errorf("metrics: %+v", m)
+	}
+
+	// What the CLI sent, as the call log shows it: a snapshot of 9 MiB goes
+	// up in two parts and comes down in two ranged GETs.
+	var calls []string
+	for _, call := range cloud.Calls() {
+		calls = append(calls, fmt.Sprintf("%s %s %d", call.Service, call.Action, call.Status))
+	}
+	want := []string{"ec2 DescribeVolumes 200", "ec2 AttachVolume 200", "ec2 DescribeVolumes 200", "ec2 AttachVolume 400",
+		"route53 ChangeResourceRecordSets 200", "route53 GetChange 200",
+		"secretsmanager GetSecretValue 200", "secretsmanager GetSecretValue 200", "secretsmanager GetSecretValue 400",
+		"s3 ListObjectsV2 200", "s3 CreateMultipartUpload 200", "s3 UploadPart 200", "s3 UploadPart 200", "s3 CompleteMultipartUpload 200",
+		"s3 ListObjectsV2 200", "s3 HeadObject 200", "s3 GetObject 206", "s3 GetObject 206", "monitoring PutMetricData 200"}
+	if !slices.Equal(calls, want) {
+		t.Errorf("calls:\n%s\nwant:\n%s", strings.Join(calls, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+	}
+}

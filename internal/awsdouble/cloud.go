@@ -1,0 +1,292 @@
+package awsdouble
+
+import (
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"log"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
+
+	"github.com/kubeha/kubeha/internal/pki"
+)
+
+// The services the double serves, by the name SigV4 signs requests for.
+const (
+	EC2            = "ec2"
+	Route53        = "route53"
+	SecretsManager = "secretsmanager"
+	CloudWatch     = "monitoring"
+	S3             = "s3"
+)
+
+// Cloud is one rehearsal's AWS account: its volumes, instances, hosted
+// zones, secrets, metrics and buckets, and an http.Handler speaking the wire
+// protocol of each call kubeha's node scripts make with the AWS CLI.
+//
+// Nodes reach it by the real AWS host names, which the rehearsal's DNS
+// (DNSServer) points at it. Signatures are not verified: the double only
+// checks that a request is signed at all, so a node that could not fetch
+// credentials from IMDS fails as it would on AWS.
+type Cloud struct {
+	// Region is the account's region, as in the endpoints' host names; it
+	// is set by NewCloud.
+	Region string
+	// AttachDelay is how long EC2 takes to attach or detach a volume
+	// after answering "attaching" or "detaching".
+	AttachDelay time.Duration
+	// PropagationDelay is how long a Route 53 change stays PENDING; its
+	// records reach DNS only once it is INSYNC.
+	PropagationDelay time.Duration
+	// OnAttach makes the volume's block device appear in the instance, once
+	// AttachDelay is over, on a goroutine of its own. The attachment
+	// becomes "attached" only if it returns nil.
+	OnAttach func(volumeID, instanceID, device string) error
+	// OnDetach removes the volume's block device from the instance once it
+	// is detached, or its instance terminated.
+	OnDetach func(volumeID, instanceID string)
+	// Logf reports what callers of the API cannot see, such as a failed
+	// OnAttach. It defaults to log.Printf.
+	Logf func(format string, args ...any)
+
+	// mu guards everything below; hooks are called without it.
+	mu        sync.Mutex
+	instances map[string]Instance
+	volumes   map[string]*Volume
+	zones     map[string]*hostedZone
+	changes   []*change
+	secrets   []*secret
+	metrics   []Metric
+	faults    map[faultKey]*Fault
+	calls     []Call
+
+	apis    map[string]protocol
+	s3store *s3mem.Backend
+	s3      http.Handler
+}
+
+// NewCloud is an empty account in region, with EC2 taking a second to
+// attach or detach a volume and Route 53 changes in sync at once.
+func NewCloud(region string) *Cloud {
+	c := &Cloud{
+		Region:      region,
+		AttachDelay: time.Second,
+		instances:   map[string]Instance{},
+		volumes:     map[string]*Volume{},
+		zones:       map[string]*hostedZone{},
+		faults:      map[faultKey]*Fault{},
+		s3store:     s3mem.New(),
+	}
+	c.s3 = gofakes3.New(c.s3store, gofakes3.WithHostBucketBase(c.s3Hosts()...)).Server()
+	c.apis = c.protocols()
+	return c
+}
+
+// apiError is an error as a service reports it.
+type apiError struct {
+	Status        int
+	Code, Message string
+}
+
+// protocol is one service's wire protocol.
+type protocol struct {
+	// action names the call, for faults and the call log.
+	action func(r *http.Request) string
+	serve  func(w http.ResponseWriter, r *http.Request, action string)
+	fail   func(w http.ResponseWriter, r *http.Request, e apiError)
+	// throttled is the service's answer to too many requests.
+	throttled apiError
+}
+
+func (c *Cloud) protocols() map[string]protocol {
+	return map[string]protocol{
+		EC2:            {queryAction, c.serveEC2, writeEC2Error, apiError{http.StatusServiceUnavailable, "RequestLimitExceeded", "Request limit exceeded."}},
+		Route53:        {route53Action, c.serveRoute53, writeRoute53Error, apiError{http.StatusBadRequest, "Throttling", "Rate exceeded"}},
+		SecretsManager: {jsonAction, c.serveSecretsManager, writeJSONError, apiError{http.StatusBadRequest, "ThrottlingException", "Rate exceeded"}},
+		CloudWatch:     {queryAction, c.serveCloudWatch, writeCloudWatchError, apiError{http.StatusBadRequest, "Throttling", "Rate exceeded"}},
+		S3:             {c.s3Action, c.serveS3, writeS3Error, apiError{http.StatusServiceUnavailable, "SlowDown", "Please reduce your request rate."}},
+	}
+}
+
+// ServeHTTP answers one AWS API request: it finds the service, refuses an
+// unsigned request, applies any fault set for the call, serves it and logs
+// it.
+func (c *Cloud) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	service, signed := serviceOf(r)
+	p, ok := c.apis[service]
+	if !ok {
+		http.Error(w, "awsdouble: no AWS service here", http.StatusNotFound)
+		return
+	}
+	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	action := p.action(r)
+	defer func() { c.logCall(service, action, rec.status) }()
+
+	if !signed {
+		e := apiError{http.StatusForbidden, "MissingAuthenticationToken", "Request is missing Authentication Token"}
+		if service == S3 {
+			e = apiError{http.StatusForbidden, "AccessDenied", "Access Denied"}
+		}
+		p.fail(rec, r, e)
+		return
+	}
+	delay, throttle := c.takeFault(service, action)
+	sleep(r, delay)
+	if throttle {
+		p.fail(rec, r, p.throttled)
+		return
+	}
+	p.serve(rec, r, action)
+}
+
+// serviceOf is the service a request is for: the one its SigV4 credential
+// scope names (Credential=AKID/20261203/eu-west-1/ec2/aws4_request), so
+// that clients given --endpoint-url work too, or else the one its host
+// name names.
+func serviceOf(r *http.Request) (service string, signed bool) {
+	credential := r.URL.Query().Get("X-Amz-Credential") // a presigned URL
+	if auth := r.Header.Get("Authorization"); auth != "" {
+		_, credential, _ = strings.Cut(auth, "Credential=")
+		credential, _, _ = strings.Cut(credential, ",")
+	}
+	if scope := strings.Split(credential, "/"); len(scope) == 5 {
+		return scope[3], true
+	}
+	host := hostName(r)
+	switch {
+	case !strings.HasSuffix(host, ".amazonaws.com"):
+		return "", false
+	case strings.HasPrefix(host, "s3.") || strings.Contains(host, ".s3."):
+		return S3, false
+	default:
+		service, _, _ = strings.Cut(host, ".")
+		return service, false
+	}
+}
+
+// Fault makes a service misbehave for a drill.
+type Fault struct {
+	// Delay holds every matching call this long before it is answered.
+	Delay time.Duration
+	// Throttle fails the next Throttle matching calls with the service's
+	// throttling error, which the AWS CLI retries a few times.
+	Throttle int
+}
+
+type faultKey struct{ service, action string }
+
+// Fault sets the fault of a service's action (such as "ec2",
+// "AttachVolume"), or of all its actions when action is "*". A zero Fault
+// clears it.
+func (c *Cloud) Fault(service, action string, f Fault) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if f == (Fault{}) {
+		delete(c.faults, faultKey{service, action})
+		return
+	}
+	c.faults[faultKey{service, action}] = &f
+}
+
+// takeFault is the delay to apply to a call and whether to throttle it,
+// counting the throttled call.
+func (c *Cloud) takeFault(service, action string) (time.Duration, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f, ok := c.faults[faultKey{service, action}]
+	if !ok {
+		f, ok = c.faults[faultKey{service, "*"}]
+	}
+	if !ok {
+		return 0, false
+	}
+	if f.Throttle > 0 {
+		f.Throttle--
+		return f.Delay, true
+	}
+	return f.Delay, false
+}
+
+func sleep(r *http.Request, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	select {
+	case <-time.After(d):
+	case <-r.Context().Done():
+	}
+}
+
+// Call is one request the double answered.
+type Call struct {
+	Service, Action string
+	Time            time.Time
+	// Status is the HTTP status of the answer.
+	Status int
+}
+
+// Calls is every request answered so far, oldest first.
+func (c *Cloud) Calls() []Call {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Call(nil), c.calls...)
+}
+
+func (c *Cloud) logCall(service, action string, status int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.calls = append(c.calls, Call{Service: service, Action: action, Time: time.Now(), Status: status})
+}
+
+func (c *Cloud) logf(format string, args ...any) {
+	if c.Logf != nil {
+		c.Logf(format, args...)
+		return
+	}
+	log.Printf(format, args...)
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(status int) {
+	s.status = status
+	s.ResponseWriter.WriteHeader(status)
+}
+
+// TLSConfig is a server configuration for the double with a certificate
+// signed by ca for every AWS host name a node uses in the Cloud's region,
+// and for ips, at which tests reach it with --endpoint-url.
+func (c *Cloud) TLSConfig(ca *pki.Pair, ips ...string) (*tls.Config, error) {
+	pair, err := ca.Sign(pki.Spec{
+		CommonName: "amazonaws.com",
+		DNSNames: []string{"*.amazonaws.com", "route53.amazonaws.com", "*." + c.Region + ".amazonaws.com",
+			"*.s3." + c.Region + ".amazonaws.com", "*.s3.amazonaws.com"},
+		IPAddresses:   ips,
+		Usages:        []pki.Usage{pki.ServerAuth},
+		ValidityHours: pki.LeafValidityHours,
+	})
+	if err != nil {
+		return nil, err
+	}
+	cert, err := tls.X509KeyPair(pair.CertPEM, pair.KeyPEM)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// requestID is a fresh request ID in the UUID form AWS uses.
+func requestID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	h := hex.EncodeToString(b)
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}

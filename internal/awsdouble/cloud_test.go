@@ -1,0 +1,185 @@
+package awsdouble
+
+import (
+	"crypto/x509"
+	"encoding/xml"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kubeha/kubeha/internal/pki"
+)
+
+// signature is an Authorization header as the AWS CLI signs a request for
+// service; the double reads only its credential scope.
+func signature(service string) string {
+	return "AWS4-HMAC-SHA256 Credential=ASIADOUBLE/20261203/eu-west-1/" + service +
+		"/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=0123abcd"
+}
+
+// send serves one request, signed for service unless service is "", and
+// returns the answer's status and body.
+func send(t *testing.T, c *Cloud, service string, r *http.Request) (int, string) {
+	t.Helper()
+	if service != "" {
+		r.Header.Set("Authorization", signature(service))
+		r.Header.Set("X-Amz-Date", time.Now().UTC().Format("20060102T150405Z"))
+	}
+	w := httptest.NewRecorder()
+	c.ServeHTTP(w, r)
+	return w.Code, w.Body.String()
+}
+
+// query sends a Query protocol call (EC2, CloudWatch) as the AWS CLI does.
+func query(t *testing.T, c *Cloud, service string, form url.Values) (int, string) {
+	t.Helper()
+	host := service + ".eu-west-1.amazonaws.com"
+	r := httptest.NewRequest("POST", "https://"+host+"/", strings.NewReader(form.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
+	return send(t, c, service, r)
+}
+
+func decodeXML(t *testing.T, body string, v any) {
+	t.Helper()
+	if err := xml.Unmarshal([]byte(body), v); err != nil {
+		t.Fatalf("%v in %s", err, body)
+	}
+}
+
+// The service is the one the signature's scope names, so --endpoint-url
+// works, or else the one the host names.
+func TestRequestsGoToTheServiceTheyAreFor(t *testing.T) {
+	for _, tc := range []struct{ host, auth, want string }{
+		{"127.0.0.1:4443", signature("ec2"), EC2},
+		{"ec2.eu-west-1.amazonaws.com", signature("monitoring"), CloudWatch},
+		{"127.0.0.1", "", ""},
+		{"ec2.eu-west-1.amazonaws.com", "", EC2},
+		{"route53.amazonaws.com:443", "", Route53},
+		{"secretsmanager.eu-west-1.amazonaws.com", "", SecretsManager},
+		{"monitoring.eu-west-1.amazonaws.com", "", CloudWatch},
+		{"c1-backups.s3.eu-west-1.amazonaws.com", "", S3},
+		{"s3.eu-west-1.amazonaws.com", "", S3},
+		{"c1-backups.s3.amazonaws.com", "", S3},
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Host = tc.host
+		if tc.auth != "" {
+			r.Header.Set("Authorization", tc.auth)
+		}
+		if got, signed := serviceOf(r); got != tc.want || signed != (tc.auth != "") {
+			t.Errorf("%s %q: %q signed=%v, want %q", tc.host, tc.auth, got, signed, tc.want)
+		}
+	}
+}
+
+// A node that got no credentials from IMDS sends unsigned requests, which
+// each service refuses in its own way; the call log shows them.
+func TestUnsignedRequestsAreRefused(t *testing.T) {
+	c := NewCloud("eu-west-1")
+	c.AddVolume(Volume{ID: "vol-1", Zone: "eu-west-1a"})
+	r := httptest.NewRequest("POST", "https://ec2.eu-west-1.amazonaws.com/", strings.NewReader("Action=DescribeVolumes&Version=2016-11-15"))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
+	if code, body := send(t, c, "", r); code != http.StatusForbidden || !strings.Contains(body, "<Code>MissingAuthenticationToken</Code>") {
+		t.Errorf("unsigned EC2 call: %d %s", code, body)
+	}
+	r = httptest.NewRequest("GET", "https://c1-backups.s3.eu-west-1.amazonaws.com/snapshots/a.db", nil)
+	if code, body := send(t, c, "", r); code != http.StatusForbidden || !strings.Contains(body, "<Code>AccessDenied</Code>") {
+		t.Errorf("unsigned S3 call: %d %s", code, body)
+	}
+	r = httptest.NewRequest("GET", "https://127.0.0.1/", nil)
+	if code, _ := send(t, c, "", r); code != http.StatusNotFound {
+		t.Errorf("a request for no service: %d, want 404", code)
+	}
+	calls := c.Calls()
+	if len(calls) != 2 || calls[0] != (Call{EC2, "DescribeVolumes", calls[0].Time, 403}) || calls[1] != (Call{S3, "GetObject", calls[1].Time, 403}) {
+		t.Errorf("calls: %+v", calls)
+	}
+}
+
+// Throttling fails the next N calls of one action with the service's own
+// throttling error; a delay holds calls back; a zero Fault clears both.
+func TestFaults(t *testing.T) {
+	c := NewCloud("eu-west-1")
+	c.AddVolume(Volume{ID: "vol-1", Zone: "eu-west-1a"})
+	describe := url.Values{"Action": {"DescribeVolumes"}, "Version": {"2016-11-15"}}
+	c.Fault(EC2, "DescribeVolumes", Fault{Throttle: 2})
+	for i := 0; i < 2; i++ {
+		if code, body := query(t, c, EC2, describe); code != http.StatusServiceUnavailable || !strings.Contains(body, "<Code>RequestLimitExceeded</Code>") {
+			t.Errorf("throttled call %d: %d %s", i, code, body)
+		}
+	}
+	if code, body := query(t, c, EC2, describe); code != http.StatusOK {
+		t.Errorf("the call after the throttled ones: %d %s", code, body)
+	}
+	if code, _ := query(t, c, EC2, url.Values{"Action": {"DetachVolume"}, "Version": {"2016-11-15"}, "VolumeId": {"vol-1"}}); code == http.StatusServiceUnavailable {
+		t.Error("another action was throttled")
+	}
+
+	c.Fault(S3, "*", Fault{Throttle: 1})
+	if code, body := send(t, c, S3, httptest.NewRequest("GET", "https://b.s3.eu-west-1.amazonaws.com/k", nil)); code != http.StatusServiceUnavailable || !strings.Contains(body, "<Code>SlowDown</Code>") {
+		t.Errorf("throttled S3: %d %s", code, body)
+	}
+	c.Fault(Route53, "GetChange", Fault{Throttle: 1})
+	if code, body := send(t, c, Route53, httptest.NewRequest("GET", "https://route53.amazonaws.com/2013-04-01/change/C1", nil)); code != http.StatusBadRequest || !strings.Contains(body, "<Code>Throttling</Code>") {
+		t.Errorf("throttled Route 53: %d %s", code, body)
+	}
+	c.Fault(SecretsManager, "GetSecretValue", Fault{Throttle: 1})
+	if code, body := secretsCall(t, c, "GetSecretValue", `{"SecretId":"x"}`); code != http.StatusBadRequest || !strings.Contains(body, `"__type":"ThrottlingException"`) {
+		t.Errorf("throttled Secrets Manager: %d %s", code, body)
+	}
+
+	c.Fault(EC2, "DescribeVolumes", Fault{Delay: 80 * time.Millisecond})
+	start := time.Now()
+	if code, _ := query(t, c, EC2, describe); code != http.StatusOK || time.Since(start) < 80*time.Millisecond {
+		t.Errorf("delayed call: %d after %v", code, time.Since(start))
+	}
+	c.Fault(EC2, "DescribeVolumes", Fault{})
+	start = time.Now()
+	if query(t, c, EC2, describe); time.Since(start) > 50*time.Millisecond {
+		t.Errorf("a cleared fault still delays: %v", time.Since(start))
+	}
+
+	var statuses []int
+	for _, call := range c.Calls() {
+		if call.Service == EC2 && call.Action == "DescribeVolumes" {
+			statuses = append(statuses, call.Status)
+		}
+	}
+	if want := []int{503, 503, 200, 200, 200}; !slices.Equal(statuses, want) {
+		t.Errorf("logged DescribeVolumes statuses %v, want %v", statuses, want)
+	}
+}
+
+// The server certificate covers every AWS host name a node in the region
+// uses, and the test's IP, and nothing else.
+func TestTLSConfigCoversTheAWSEndpoints(t *testing.T) {
+	ca, err := pki.Issue(pki.Spec{CommonName: "test-ca", IsCA: true, ValidityHours: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := NewCloud("eu-west-1").TLSConfig(ca, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(cfg.Certificates[0].Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(ca.CertPEM)
+	for _, host := range []string{"ec2.eu-west-1.amazonaws.com", "route53.amazonaws.com", "secretsmanager.eu-west-1.amazonaws.com",
+		"c1-backups.s3.eu-west-1.amazonaws.com", "s3.eu-west-1.amazonaws.com", "c1-backups.s3.amazonaws.com", "127.0.0.1"} {
+		if _, err := cert.Verify(x509.VerifyOptions{DNSName: host, Roots: roots}); err != nil {
+			t.Errorf("%s: %v", host, err)
+		}
+	}
+	for _, host := range []string{"example.com", "ec2.us-east-1.amazonaws.com", "10.0.0.1"} {
+		if _, err := cert.Verify(x509.VerifyOptions{DNSName: host, Roots: roots}); err == nil {
+			t.Errorf("%s is covered", host)
+		}
+	}
+}

@@ -1,0 +1,106 @@
+package lab
+
+import (
+	"encoding/base64"
+	"fmt"
+	"os"
+
+	"github.com/kubeha/kubeha/internal/awsdouble"
+	"github.com/kubeha/kubeha/internal/mockrun"
+	"github.com/kubeha/kubeha/internal/netlab"
+)
+
+// Declare gives the double what a Pulumi program declared, as `pulumi up`
+// would have created it: EBS volumes, Route 53 zones, secrets with their
+// values, and buckets with their objects (from local files: the
+// rehearsal's own builds).
+func (c *Cloud) Declare(resources []mockrun.Resource) error {
+	secretValues := map[string]string{} // secret ID -> its version's value
+	for _, r := range resources {
+		if r.Type == "aws:secretsmanager/secretVersion:SecretVersion" {
+			secretValues[r.String("secretId")] = r.String("secretString")
+		}
+	}
+	for _, r := range resources {
+		switch r.Type {
+		case "aws:ebs/volume:Volume":
+			c.AddVolume(awsVolume(r))
+		case "aws:route53/zone:Zone":
+			c.AddHostedZone(r.Outputs["zoneId"].StringValue(), r.String("name"))
+		case "aws:secretsmanager/secret:Secret":
+			c.AddSecret(r.Outputs["arn"].StringValue(), r.ID, secretValues[r.ID])
+		case "aws:s3/bucketV2:BucketV2":
+			if err := c.AddBucket(r.ID); err != nil {
+				return err
+			}
+		}
+	}
+	for _, r := range resources {
+		if r.Type != "aws:s3/bucketObjectv2:BucketObjectv2" {
+			continue
+		}
+		source := r.Get("source")
+		if !source.IsAsset() || source.AssetValue().Path == "" {
+			return fmt.Errorf("lab: %s: the rehearsal serves local files only, not %v", r.Name, source)
+		}
+		data, err := os.ReadFile(source.AssetValue().Path)
+		if err != nil {
+			return err
+		}
+		if err := c.PutObject(r.String("bucket"), r.String("key"), data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func awsVolume(r mockrun.Resource) awsdouble.Volume {
+	return awsdouble.Volume{ID: r.ID, Zone: r.String("availabilityZone"), SizeGiB: int(r.Get("size").NumberValue())}
+}
+
+// UserData is the user-data of the launch template tagged tag=value, as
+// EC2 hands it to the instance: base64-decoded, nothing else.
+func UserData(resources []mockrun.Resource, tag, value string) ([]byte, error) {
+	for _, r := range resources {
+		if r.Type == "aws:ec2/launchTemplate:LaunchTemplate" && r.Tags()[tag] == value {
+			return base64.StdEncoding.DecodeString(r.String("userData"))
+		}
+	}
+	return nil, fmt.Errorf("lab: no launch template tagged %s=%s", tag, value)
+}
+
+// NodeGroup is an auto-scaling group of one, as kubeha gives each etcd
+// member and control-plane node: Start launches an instance from the
+// launch template's user-data; Kill terminates it.
+type NodeGroup struct {
+	Name, Zone string
+	Host       *netlab.Host
+	UserData   []byte
+	// Instance is the running instance, or nil.
+	Instance *Instance
+	cloud    *Cloud
+	rootfs   string
+}
+
+// NewNodeGroup is an empty group whose instances run on host.
+func (c *Cloud) NewNodeGroup(rootfs, name, zone string, host *netlab.Host, userData []byte) *NodeGroup {
+	return &NodeGroup{Name: name, Zone: zone, Host: host, UserData: userData, cloud: c, rootfs: rootfs}
+}
+
+// Start launches a new instance.
+func (g *NodeGroup) Start() error {
+	i, err := g.cloud.Launch(g.rootfs, g.Name, g.Zone, g.Host, g.UserData)
+	if err != nil {
+		return err
+	}
+	g.Instance = i
+	return nil
+}
+
+// Kill ends the instance at once, as a lost host, and terminates it.
+func (g *NodeGroup) Kill() {
+	if g.Instance != nil {
+		_ = g.cloud.Terminate(g.Instance, 0)
+		g.Instance = nil
+	}
+}
