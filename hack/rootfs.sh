@@ -6,7 +6,8 @@
 # debootstrap and Debian's mirror.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-key=$(sha256sum hack/rootfs.sh | cut -c1-12)
+# The image carries the module index of the machine's kernel (below).
+key=$( (cat hack/rootfs.sh; uname -r) | sha256sum | cut -c1-12)
 root="${KUBEHA_CACHE:-$HOME/.cache/kubeha}/rootfs"
 dir="$root/bookworm-$key"
 if [ -f "$dir/.complete" ]; then
@@ -43,6 +44,34 @@ network: {config: disabled}
 locale: C.UTF-8
 EOF
 printf '127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n' >"$dir.tmp/etc/hosts"
+
+# Nodes run on the machine's kernel, so the image's module index is the
+# kernel's: the modules kubeha's nodes load that this kernel has built in
+# (modprobe then succeeds for those, and fails for any it lacks).
+kernel=$(uname -r)
+mkdir -p "$dir.tmp/lib/modules/$kernel"
+builtin=()
+grep -qw overlay /proc/filesystems && builtin+=(kernel/fs/overlayfs/overlay.ko)
+[ -d /proc/sys/net/bridge ] && builtin+=(kernel/net/bridge/br_netfilter.ko)
+printf '%s\n' "${builtin[@]}" >"$dir.tmp/lib/modules/$kernel/modules.builtin"
+chroot "$dir.tmp" depmod "$kernel" 2>/dev/null
+
+# The nodes' PID 1: nspawn mounts the machine's cgroup v1 hierarchies and
+# /proc/sys read-only; kubelet and containerd write to both, as they do on
+# EC2, so this makes them writable and becomes systemd.
+cat >"$dir.tmp/usr/local/sbin/kubeha-lab-init" <<'INIT'
+#!/bin/sh
+mount -o remount,rw /sys/fs/cgroup 2>/dev/null
+for hierarchy in /sys/fs/cgroup/*/; do
+  mount -o remount,rw "$hierarchy" 2>/dev/null
+done
+mount -o remount,rw /proc/sys
+exec /sbin/init "$@"
+INIT
+chmod 0755 "$dir.tmp/usr/local/sbin/kubeha-lab-init"
+# kubelet refuses cgroup v1, which is all the machine's kernel offers here,
+# unless told otherwise; on EC2 the image has cgroup v2.
+printf 'KUBELET_EXTRA_ARGS=--fail-cgroupv1=false\n' >"$dir.tmp/etc/default/kubelet"
 # Each boot is a first boot with its own machine id.
 : >"$dir.tmp/etc/machine-id"
 rm -f "$dir.tmp/var/lib/dbus/machine-id"

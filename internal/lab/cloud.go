@@ -328,7 +328,8 @@ func RemoveLeftovers(prefix string) []string {
 			}
 		}
 	}
-	for _, h := range cgroupHierarchies {
+	parents, _ := cgroupParents()
+	for _, h := range parents {
 		dirs, _ := filepath.Glob(filepath.Join(h, "kubeha-*"))
 		for _, d := range dirs {
 			if removeCgroup(d) == nil {

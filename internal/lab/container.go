@@ -31,9 +31,66 @@ type Container struct {
 	cgroups []string
 }
 
-// cgroupHierarchies are where each node gets its own cgroup before nspawn
-// starts: the ones systemd inside uses.
-var cgroupHierarchies = []string{"/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified"}
+// cgroupParents are this process's own cgroup in each hierarchy.
+func cgroupParents() ([]string, error) {
+	self, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return nil, err
+	}
+	var parents []string
+	for _, line := range strings.Split(strings.TrimSpace(string(self)), "\n") {
+		// id:controllers:path, e.g. 4:memory:/sandbox or 0::/ (unified)
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		hierarchy := strings.TrimPrefix(parts[1], "name=")
+		if hierarchy == "" {
+			hierarchy = "unified"
+		}
+		parent := filepath.Join(cgroupRoot, hierarchy, parts[2])
+		if _, err := os.Stat(parent); err == nil {
+			parents = append(parents, parent)
+		}
+	}
+	return parents, nil
+}
+
+// labInit is the nodes' PID 1 in the image (hack/rootfs.sh): it makes the
+// cgroup hierarchies and /proc/sys writable, then execs systemd.
+const labInit = "/usr/local/sbin/kubeha-lab-init"
+
+// cgroupRoot is where the machine mounts its cgroup hierarchies.
+const cgroupRoot = "/sys/fs/cgroup"
+
+// nodeCgroups makes the node's own cgroup in every hierarchy this process
+// is in, below this process's own (the machine may itself be a sandbox
+// with a memory cgroup of its own), and returns them. The machine runs no
+// systemd, so without them every node would share nspawn's "payload"
+// cgroup, and kubelet could not account for each node apart.
+func nodeCgroups(name string) ([]string, error) {
+	parents, err := cgroupParents()
+	if err != nil {
+		return nil, err
+	}
+	var made []string
+	for _, parent := range parents {
+		cg := filepath.Join(parent, "kubeha-"+name)
+		if err := os.MkdirAll(cg, 0o755); err != nil {
+			return made, err
+		}
+		// A cpuset cgroup takes no process until it has CPUs and memory nodes.
+		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+			if v, err := os.ReadFile(filepath.Join(parent, f)); err == nil {
+				if err := os.WriteFile(filepath.Join(cg, f), v, 0o644); err != nil {
+					return made, err
+				}
+			}
+		}
+		made = append(made, cg)
+	}
+	return made, nil
+}
 
 // ContainerSpec is one node to boot.
 type ContainerSpec struct {
@@ -76,16 +133,13 @@ func BootContainer(spec ContainerSpec) (*Container, error) {
 		}
 	}
 	var joins strings.Builder
-	for _, h := range cgroupHierarchies {
-		if _, err := os.Stat(h); err != nil {
-			continue
-		}
-		cg := filepath.Join(h, "kubeha-"+name)
-		if err := os.MkdirAll(cg, 0o755); err != nil {
-			c.release()
-			return nil, err
-		}
-		c.cgroups = append(c.cgroups, cg)
+	cgroups, err := nodeCgroups(name)
+	c.cgroups = cgroups
+	if err != nil {
+		c.release()
+		return nil, err
+	}
+	for _, cg := range cgroups {
 		fmt.Fprintf(&joins, "echo $$ > %q/cgroup.procs && ", cg)
 	}
 	log, err := os.Create(filepath.Join(dir, "console.log"))
@@ -94,10 +148,14 @@ func BootContainer(spec ContainerSpec) (*Container, error) {
 		return nil, err
 	}
 	defer log.Close()
-	// The shell joins the node's cgroups, then becomes nspawn.
+	// The shell joins the node's cgroups, then becomes nspawn. What
+	// kubelet and containerd need, as in kind's nodes: every capability,
+	// the keyring and bpf system calls, /dev/kmsg, and (through the image's
+	// labInit, which then becomes systemd) writable cgroups and /proc/sys.
 	c.cmd = exec.Command("sh", "-c", joins.String()+`exec "$@"`, "sh", "systemd-nspawn",
-		"--boot", "--register=no", "--keep-unit", "--quiet", "--console=read-only", "--resolv-conf=off",
-		"--network-namespace-path="+netns, "--directory="+c.Root, "--machine="+name, "--hostname="+name)
+		"--register=no", "--keep-unit", "--quiet", "--console=read-only", "--resolv-conf=off",
+		"--kill-signal=SIGRTMIN+3", "--capability=all", "--system-call-filter=@keyring bpf", "--bind=/dev/kmsg",
+		"--network-namespace-path="+netns, "--directory="+c.Root, "--machine="+name, "--hostname="+name, labInit)
 	c.cmd.Stdout, c.cmd.Stderr = log, log
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := c.cmd.Start(); err != nil {
