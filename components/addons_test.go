@@ -78,7 +78,10 @@ func TestAddonsChartsPinnedAndGated(t *testing.T) {
 
 func TestCloudControllerManagerFollowsKubernetesMinor(t *testing.T) {
 	for _, version := range []string{"v1.36.0", "v1.36.3"} {
-		rec := mustRunCluster(t, func(a *ClusterArgs) { a.KubernetesVersion = version })
+		rec := mustRunCluster(t, func(a *ClusterArgs) {
+			a.KubernetesVersion, a.Assets = version, bootstrap.PinnedAssets()
+			a.Assets.KubernetesVersion = version
+		})
 		tag := value(releases(rec)["aws-cloud-controller-manager"], "image", "tag").StringValue()
 		minor, _ := addons.Minor(version)
 		if !strings.HasPrefix(tag, "v"+minor+".") {

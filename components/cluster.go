@@ -10,6 +10,8 @@ import (
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/kms"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/kubeha/kubeha/internal/bootstrap"
 )
 
 // ClusterArgs describes a whole cluster: every option of every component,
@@ -27,7 +29,7 @@ type ClusterArgs struct {
 	Environment string `json:"environment" required:"true"`
 	// Zones are 3 to 6 availability zones of the region, each holding one etcd member, one control-plane node and one auto-scaling group per worker pool.
 	Zones []string `json:"zones" required:"true"`
-	// KubernetesVersion is vMAJOR.MINOR.PATCH on a supported minor.
+	// KubernetesVersion is the release nodes run, vMAJOR.MINOR.PATCH: the one whose node binaries and images kubeha pins (v1.36.3), unless Assets brings another's.
 	KubernetesVersion string `json:"kubernetesVersion"`
 	// DeletionProtection keeps `pulumi destroy` from deleting the KMS key, the network, the etcd volumes and backups and the load balancer; nil means true. Required in prod.
 	DeletionProtection *bool `json:"deletionProtection"`
@@ -67,7 +69,7 @@ const (
 // DefaultKubernetesVersion is what a cluster runs unless told otherwise;
 // SupportedKubernetesMinors are the minors whose node packages, kubeadm
 // rendering and add-on images kubeha tests.
-const DefaultKubernetesVersion = "v1.36.3"
+const DefaultKubernetesVersion = bootstrap.PinnedKubernetesVersion
 
 var SupportedKubernetesMinors = []string{"1.36"}
 
@@ -140,10 +142,14 @@ func (args ClusterArgs) Validate() error {
 	if !args.NoAddons {
 		args.Addons.check(c.at("Addons"))
 	}
-	if args.Assets != (NodeAssetSet{}) {
-		if err := args.Assets.Check(); err != nil {
-			c.add("Assets", err.Error(), "every asset with a key, a source and the SHA-256 nodes check")
-		}
+	assets := args.Assets
+	if assets == (NodeAssetSet{}) {
+		assets = bootstrap.PinnedAssets()
+	} else if err := assets.Check(); err != nil {
+		c.add("Assets", err.Error(), "every asset with a key, a source and, if upstream publishes one, the SHA-256 nodes check")
+	}
+	if len(c.errsOn("KubernetesVersion")) == 0 && args.KubernetesVersion != assets.KubernetesVersion {
+		c.add("KubernetesVersion", args.KubernetesVersion, assets.KubernetesVersion+": the release whose node binaries and images are pinned (ClusterArgs.Assets brings another's)")
 	}
 	for _, e := range *c.errs {
 		e.Key = StackKey(e.Field)

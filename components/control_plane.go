@@ -124,6 +124,8 @@ type ControlPlane struct {
 	JoinSecretArn pulumi.StringOutput
 	// endpointHost is the endpoint's DNS name, which nodes join through.
 	endpointHost pulumi.StringOutput
+	// assets are what workers install from.
+	assets *NodeAssets
 }
 
 // validated is args with defaults filled in, or every problem found.
@@ -166,7 +168,7 @@ func NewControlPlane(ctx *pulumi.Context, name string, args *ControlPlaneArgs, o
 	if err != nil {
 		return nil, err
 	}
-	c.Endpoint, c.endpointHost = args.LoadBalancer.Endpoint, args.LoadBalancer.DNSName
+	c.Endpoint, c.endpointHost, c.assets = args.LoadBalancer.Endpoint, args.LoadBalancer.DNSName, args.Assets
 
 	var etcdEndpoints []string
 	for _, m := range args.Etcd.Members {
@@ -178,8 +180,11 @@ func NewControlPlane(ctx *pulumi.Context, name string, args *ControlPlaneArgs, o
 		LeaderElection: args.LeaderElection.durations(), InitZone: args.Zones[0],
 		SkipCoreDNS: args.SkipCoreDNS, ServeMetrics: args.ServeMetrics,
 	}
-	policy := resolve(pulumi.StringMap{"secret": secrets.Arn, "key": args.KMSKeyArn}, func(arn map[string]string) (string, error) {
-		return controlPlanePolicy(args.ClusterName, args.Region, arn["secret"], arn["key"]), nil
+	assets := args.Assets.Assets
+	install := args.Assets.readPolicy
+	policy := resolve(pulumi.StringMap{"secret": secrets.Arn, "key": args.KMSKeyArn, "assets": args.Assets.BucketArn}, func(arn map[string]string) (string, error) {
+		return controlPlanePolicy(args.ClusterName, args.Region, arn["secret"], arn["key"],
+			install(arn["assets"], append([]Asset{assets.Kubeadm, assets.Kubelet, assets.Containerd, assets.Runc}, assets.Images()...)...)), nil
 	})
 	profile, err := nodeIdentity(ctx, name, policy, tags(name), args.ManagedPolicyArns, child)
 	if err != nil {
@@ -187,11 +192,12 @@ func NewControlPlane(ctx *pulumi.Context, name string, args *ControlPlaneArgs, o
 	}
 	for i, zone := range args.Zones {
 		nodeName := fmt.Sprintf("%s-%s", name, zone)
-		wired := pulumi.StringMap{"endpoint": args.LoadBalancer.DNSName, "secret": secrets.Arn, "ca": c.CACertPEM}
+		wired := args.Assets.wire(pulumi.StringMap{"endpoint": args.LoadBalancer.DNSName, "secret": secrets.Arn, "ca": c.CACertPEM})
 		data := resolve(wired, func(v map[string]string) (string, error) {
 			r := rendered
 			r.Endpoint = v["endpoint"]
-			node, err := r.Node(bootstrap.ControlPlaneParams{Zone: zone, Region: args.Region, SecretID: v["secret"], CACertPEM: v["ca"]})
+			node, err := r.Node(bootstrap.ControlPlaneParams{Zone: zone, Region: args.Region, SecretID: v["secret"], CACertPEM: v["ca"],
+				Assets: args.Assets.resolved(v)})
 			if err != nil {
 				return "", err
 			}
@@ -311,7 +317,7 @@ func joinToken(ctx *pulumi.Context, name string, opts []pulumi.ResourceOption) (
 // controlPlanePolicy is what the AWS cloud-controller-manager needs, with
 // every change to an existing resource limited to resources tagged as
 // this cluster's, plus reading the node's own secret.
-func controlPlanePolicy(cluster, region, secretArn, keyArn string) string {
+func controlPlanePolicy(cluster, region, secretArn, keyArn string, install policyStatement) string {
 	owned := map[string]map[string]any{"StringEquals": {"aws:ResourceTag/" + clusterTagKey(cluster): "owned"}}
 	return policyJSON(
 		policyStatement{Sid: "Describe", Effect: "Allow", Resource: "*", Action: []string{
@@ -358,5 +364,6 @@ func controlPlanePolicy(cluster, region, secretArn, keyArn string) string {
 		policyStatement{Sid: "ReadOwnSecret", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue"}, Resource: secretArn},
 		policyStatement{Sid: "UseClusterKey", Effect: "Allow", Action: []string{"kms:Decrypt"}, Resource: keyArn,
 			Condition: map[string]map[string]any{"StringEquals": {"kms:ViaService": "secretsmanager." + region + ".amazonaws.com"}}},
+		install,
 	)
 }

@@ -231,7 +231,7 @@ func TestControlPlaneKubeconfigIsSecret(t *testing.T) {
 
 func TestControlPlanePolicyScopedByClusterTag(t *testing.T) {
 	var doc struct{ Statement []statement }
-	if err := json.Unmarshal([]byte(controlPlanePolicy("c1", "eu-west-1", "arn:secret", "arn:key")), &doc); err != nil {
+	if err := json.Unmarshal([]byte(controlPlanePolicy("c1", "eu-west-1", "arn:secret", "arn:key", (&NodeAssets{}).readPolicy("arn:assets", bootstrap.PinnedAssets().Kubelet))), &doc); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range doc.Statement {

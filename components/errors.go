@@ -103,6 +103,17 @@ func (c checker) at(field string) checker {
 	return checker{prefix: c.prefix + field + ".", errs: c.errs}
 }
 
+// errsOn are the errors found so far on field.
+func (c checker) errsOn(field string) []*FieldError {
+	var found []*FieldError
+	for _, e := range *c.errs {
+		if e.Field == c.prefix+field {
+			found = append(found, e)
+		}
+	}
+	return found
+}
+
 func (c checker) add(field, value, allowed string) {
 	*c.errs = append(*c.errs, &FieldError{Field: c.prefix + field, Value: value, Allowed: allowed})
 }

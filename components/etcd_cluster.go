@@ -300,7 +300,7 @@ func (c *EtcdCluster) member(ctx *pulumi.Context, name string, m EtcdMember, sub
 		"assets": args.Assets.BucketArn}, func(arn map[string]string) (string, error) {
 		volumeArn, secretArn, keyArn, bucketArn, zoneArn := arn["volume"], arn["secret"], arn["key"], arn["bucket"], arn["zone"]
 		return policyJSON(
-			policyStatement{Sid: "InstallEtcd", Effect: "Allow", Action: []string{"s3:GetObject"}, Resource: arn["assets"] + "/" + args.Assets.Assets.Etcd.Key},
+			args.Assets.readPolicy(arn["assets"], args.Assets.Assets.Etcd),
 			policyStatement{Sid: "AttachOwnVolume", Effect: "Allow", Action: []string{"ec2:AttachVolume"}, Resource: volumeArn},
 			policyStatement{Sid: "AttachToOwnInstance", Effect: "Allow", Action: []string{"ec2:AttachVolume"}, Resource: "arn:aws:ec2:*:*:instance/*",
 				Condition: map[string]map[string]any{"StringEquals": {"aws:ResourceTag/" + memberTag: m.Name, "aws:ResourceTag/" + clusterTagKey(args.ClusterName): "owned"}}},

@@ -1,6 +1,8 @@
 package components
 
 import (
+	"encoding/base64"
+	"encoding/hex"
 	"strings"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/s3"
@@ -36,11 +38,14 @@ type NodeAssets struct {
 	Assets    NodeAssetSet
 	Bucket    pulumi.StringOutput
 	BucketArn pulumi.StringOutput
+	// Recorded are the SHA-256s (hex) S3 recorded at copy, by key, for
+	// the assets pinned without one.
+	Recorded pulumi.StringMap
 }
 
 // NewNodeAssets declares the bucket and one object per asset.
 func NewNodeAssets(ctx *pulumi.Context, name string, args *NodeAssetsArgs, opts ...pulumi.ResourceOption) (*NodeAssets, error) {
-	a := &NodeAssets{Assets: args.Assets}
+	a := &NodeAssets{Assets: args.Assets, Recorded: pulumi.StringMap{}}
 	if a.Assets == (NodeAssetSet{}) {
 		a.Assets = bootstrap.PinnedAssets()
 	}
@@ -61,16 +66,51 @@ func NewNodeAssets(ctx *pulumi.Context, name string, args *NodeAssetsArgs, opts 
 		if strings.Contains(asset.Source, "://") {
 			source = pulumi.NewRemoteAsset(asset.Source)
 		}
-		if _, err := s3.NewBucketObjectv2(ctx, name+"-"+strings.ReplaceAll(asset.Key, "/", "-"), &s3.BucketObjectv2Args{
+		obj, err := s3.NewBucketObjectv2(ctx, name+"-"+strings.ReplaceAll(asset.Key, "/", "-"), &s3.BucketObjectv2Args{
 			Bucket: bucket.ID(), Key: pulumi.String(asset.Key), Source: source,
-			// S3 keeps the digest nodes check, so a copy can be audited.
+			// S3 records the copy's digest: nodes check it where upstream
+			// publishes none kubeha can read, and anyone can audit it.
 			ChecksumAlgorithm: pulumi.String("SHA256"),
 			Tags:              clusterTags(args.ClusterName, name, args.Tags),
-		}, child...); err != nil {
+		}, child...)
+		if err != nil {
 			return nil, err
+		}
+		if asset.SHA256 == "" {
+			a.Recorded[asset.Key] = obj.ChecksumSha256.ApplyT(func(b64 string) (string, error) {
+				sum, err := base64.StdEncoding.DecodeString(b64)
+				return hex.EncodeToString(sum), err
+			}).(pulumi.StringOutput)
 		}
 	}
 	return a, ctx.RegisterResourceOutputs(a, pulumi.Map{"bucket": a.Bucket})
+}
+
+// wire adds what a node's user-data needs from the bucket to wired, for
+// resolve; resolved reads it back.
+func (a *NodeAssets) wire(wired pulumi.StringMap) pulumi.StringMap {
+	wired["assets:bucket"] = a.Bucket
+	for key, sum := range a.Recorded {
+		wired["assets:sha256:"+key] = sum
+	}
+	return wired
+}
+
+func (a *NodeAssets) resolved(v map[string]string) bootstrap.ResolvedAssets {
+	r := bootstrap.ResolvedAssets{Assets: a.Assets, Bucket: v["assets:bucket"], Recorded: map[string]string{}}
+	for key := range a.Recorded {
+		r.Recorded[key] = v["assets:sha256:"+key]
+	}
+	return r
+}
+
+// readPolicy lets a node read the given assets and nothing else.
+func (a *NodeAssets) readPolicy(bucketArn string, assets ...Asset) policyStatement {
+	var keys []string
+	for _, asset := range assets {
+		keys = append(keys, bucketArn+"/"+asset.Key)
+	}
+	return policyStatement{Sid: "InstallAssets", Effect: "Allow", Action: []string{"s3:GetObject"}, Resource: keys}
 }
 
 // privateBucket is a bucket no ACL or policy can make public, owned by its

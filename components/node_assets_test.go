@@ -4,10 +4,13 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/kubeha/kubeha/internal/bootstrap"
+	"github.com/kubeha/kubeha/internal/mockrun"
 )
 
 // Nodes install etcd from the cluster's asset bucket, which the deploy
@@ -20,7 +23,16 @@ func TestEtcdInstallsFromTheAssetBucket(t *testing.T) {
 	if len(objects) != len(bootstrap.PinnedAssets().List()) {
 		t.Fatalf("%d bucket objects, want one per pinned asset (%d)", len(objects), len(bootstrap.PinnedAssets().List()))
 	}
-	obj := objects[0]
+	byKey := map[string]mockrun.Resource{}
+	for _, o := range objects {
+		byKey[o.String("key")] = o
+	}
+	for _, a := range bootstrap.PinnedAssets().List() {
+		if o, ok := byKey[a.Key]; !ok || o.Get("source").AssetValue().URI != a.Source {
+			t.Errorf("asset %s is not copied from %s", a.Key, a.Source)
+		}
+	}
+	obj := byKey[pinned.Key]
 	if obj.String("bucket") != "c1-assets-0123456789" || obj.String("key") != pinned.Key || obj.String("checksumAlgorithm") != "SHA256" {
 		t.Errorf("asset object = bucket %q key %q checksum %q, want c1-assets-0123456789, %q, SHA256", obj.String("bucket"), obj.String("key"), obj.String("checksumAlgorithm"), pinned.Key)
 	}
@@ -60,10 +72,8 @@ func TestEtcdInstallsFromTheAssetBucket(t *testing.T) {
 		}
 		var reads []any
 		for _, s := range doc.Statement {
-			for _, a := range s.Action {
-				if a == "s3:GetObject" && strings.Contains(s.Resource.(string), "assets") {
-					reads = append(reads, s.Resource)
-				}
+			if slices.Contains(s.Action, "s3:GetObject") && strings.Contains(fmt.Sprint(s.Resource), "assets") {
+				reads = append(reads, s.Resource.([]any)...)
 			}
 		}
 		if len(reads) != 1 || reads[0] != "arn:aws:mock:::aws:s3/bucketV2:BucketV2/c1-assets/"+pinned.Key {
@@ -79,13 +89,13 @@ func TestEtcdInstallsFromTheAssetBucket(t *testing.T) {
 // declared.
 func TestNodeAssetsRefuseAnUncheckedAsset(t *testing.T) {
 	assets := bootstrap.PinnedAssets()
-	assets.Etcd.SHA256 = ""
+	assets.Etcd.SHA256 = "not-a-digest"
 	args := minimalClusterArgs()
 	args.Assets = assets
 	rec, err := runCluster(args, nil)
 	var fe *FieldError
-	if !errors.As(err, &fe) || fe.Field != "Assets" || !strings.Contains(fe.Value, "SHA-256") {
-		t.Errorf("err = %v, want a FieldError on Assets naming the missing SHA-256", err)
+	if !errors.As(err, &fe) || fe.Field != "Assets" || !strings.Contains(fe.Value, "not-a-digest") {
+		t.Errorf("err = %v, want a FieldError on Assets naming the malformed digest", err)
 	}
 	if n := len(rec.Resources()); n != 0 {
 		t.Errorf("%d resources declared for a refused cluster, want 0", n)

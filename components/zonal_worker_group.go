@@ -169,8 +169,10 @@ func NewZonalWorkerGroup(ctx *pulumi.Context, name string, args *ZonalWorkerGrou
 
 	// A worker reads the join secret and nothing else; images come from
 	// ECR read-only.
-	policy := resolve(pulumi.StringMap{"secret": args.ControlPlane.JoinSecretArn, "key": args.KMSKeyArn}, func(arn map[string]string) (string, error) {
+	assets := args.ControlPlane.assets
+	policy := resolve(pulumi.StringMap{"secret": args.ControlPlane.JoinSecretArn, "key": args.KMSKeyArn, "assets": assets.BucketArn}, func(arn map[string]string) (string, error) {
 		return policyJSON(
+			assets.readPolicy(arn["assets"], assets.Assets.Kubeadm, assets.Assets.Kubelet, assets.Assets.Containerd, assets.Assets.Runc),
 			policyStatement{Sid: "ReadJoinSecret", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue"}, Resource: arn["secret"]},
 			policyStatement{Sid: "UseClusterKey", Effect: "Allow", Action: []string{"kms:Decrypt"}, Resource: arn["key"],
 				Condition: map[string]map[string]any{"StringEquals": {"kms:ViaService": "secretsmanager." + args.Region + ".amazonaws.com"}}},
@@ -182,9 +184,10 @@ func NewZonalWorkerGroup(ctx *pulumi.Context, name string, args *ZonalWorkerGrou
 	}
 	worker := bootstrap.Worker{KubernetesVersion: args.KubernetesVersion, Labels: args.labels(), Taints: args.taints()}
 	cp := args.ControlPlane
-	data := resolve(pulumi.StringMap{"endpoint": cp.endpointHost, "secret": cp.JoinSecretArn, "ca": cp.CACertPEM}, func(v map[string]string) (string, error) {
+	data := resolve(assets.wire(pulumi.StringMap{"endpoint": cp.endpointHost, "secret": cp.JoinSecretArn, "ca": cp.CACertPEM}), func(v map[string]string) (string, error) {
 		worker.Endpoint = v["endpoint"]
-		node, err := worker.Node(bootstrap.WorkerParams{Zone: args.Zone, Region: args.Region, SecretID: v["secret"], CACertPEM: v["ca"]})
+		node, err := worker.Node(bootstrap.WorkerParams{Zone: args.Zone, Region: args.Region, SecretID: v["secret"], CACertPEM: v["ca"],
+			Assets: assets.resolved(v)})
 		if err != nil {
 			return "", err
 		}

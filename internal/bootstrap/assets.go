@@ -3,57 +3,124 @@ package bootstrap
 import (
 	"fmt"
 	"regexp"
+	"strings"
 )
 
 // Asset is one pinned file that nodes install. The deploy copies it from
 // Source into the cluster's asset bucket under Key; nodes fetch it from
 // there (over the VPC's S3 endpoint, so no node reaches a third-party host
-// at boot) and refuse it unless its SHA-256 is SHA256.
+// at boot) and refuse it unless its SHA-256 is the one they were given.
 type Asset struct {
 	// Key is its key in the asset bucket: <name>/<version>/<file>.
 	Key string
 	// Source is where the deploy copies it from: the upstream release URL,
 	// or a local file (a mirror's copy, or the rehearsal's own build).
 	Source string
-	// SHA256 is the hex digest nodes check, as upstream publishes it.
+	// SHA256 is the hex digest nodes check, as upstream publishes it. ""
+	// means the digest S3 records when the deploy copies the file, for
+	// files whose upstream digest kubeha has no record of to read.
 	SHA256 string
 }
 
-// Assets are every file a node installs.
+// Assets are every file a node installs, for one Kubernetes version.
 type Assets struct {
+	KubernetesVersion string
 	// Etcd is etcd's release archive: etcd, etcdctl and etcdutl in a
 	// folder named etcd-<version>-linux-amd64.
 	Etcd Asset
+	// Kubeadm and Kubelet are the release binaries.
+	Kubeadm, Kubelet Asset
+	// The control plane's images as release archives (docker save), which
+	// nodes import into containerd before kubeadm runs.
+	APIServerImage, ControllerManagerImage, SchedulerImage Asset
+	// Containerd is its release archive (bin/ in it); Runc the binary.
+	Containerd, Runc Asset
+	// PauseImage is the pod sandbox image archive; empty on AWS, where
+	// containerd pulls it from registry.k8s.io, which publishes no archive.
+	PauseImage Asset
 }
 
 // List is every asset, for the deploy to copy.
-func (a Assets) List() []Asset { return []Asset{a.Etcd} }
+func (a Assets) List() []Asset {
+	all := []Asset{a.Etcd, a.Kubeadm, a.Kubelet, a.APIServerImage, a.ControllerManagerImage, a.SchedulerImage, a.Containerd, a.Runc}
+	if a.PauseImage != (Asset{}) {
+		all = append(all, a.PauseImage)
+	}
+	return all
+}
+
+// Images are the image archives control-plane nodes import.
+func (a Assets) Images() []Asset {
+	images := []Asset{a.APIServerImage, a.ControllerManagerImage, a.SchedulerImage}
+	if a.PauseImage != (Asset{}) {
+		images = append(images, a.PauseImage)
+	}
+	return images
+}
 
 var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 // Check reports the first asset without a key, a source or a well-formed
-// SHA-256.
+// SHA-256 (or none, for a digest recorded at copy).
 func (a Assets) Check() error {
+	if a.KubernetesVersion == "" {
+		return fmt.Errorf("bootstrap: assets name no Kubernetes version")
+	}
 	for _, asset := range a.List() {
-		if asset.Key == "" || asset.Source == "" || !sha256Hex.MatchString(asset.SHA256) {
-			return fmt.Errorf("bootstrap: asset %+v needs a key, a source and a SHA-256 of 64 hex digits", asset)
+		if asset.Key == "" || asset.Source == "" || (asset.SHA256 != "" && !sha256Hex.MatchString(asset.SHA256)) {
+			return fmt.Errorf("bootstrap: asset %+v needs a key, a source and, if given, a SHA-256 of 64 hex digits", asset)
 		}
 	}
 	return nil
 }
 
-// PinnedAssets are the upstream releases kubeha ships, with the digests
-// their release records publish.
+// Pinned releases. Digests are upstream's published SHA-256s, as recorded
+// by the release's own SHA256SUMS (etcd) and, for the others, by both
+// kubespray (roles/kubespray_defaults/vars/main/checksums.yml) and kops
+// (pkg/assets/assetdata), which copy them from upstream's .sha256 files.
+const (
+	ContainerdVersion = "2.3.4"
+	RuncVersion       = "v1.4.3"
+	// PauseImageRef is the sandbox image kubeadm v1.36 expects.
+	PauseImageRef = "registry.k8s.io/pause:3.10.2"
+)
+
+// PinnedAssets are the upstream releases kubeha ships, for
+// PinnedKubernetesVersion.
 func PinnedAssets() Assets {
+	k8s := func(file, sha string) Asset {
+		return Asset{Key: "kubernetes/" + PinnedKubernetesVersion + "/" + file, SHA256: sha,
+			Source: "https://dl.k8s.io/release/" + PinnedKubernetesVersion + "/bin/linux/amd64/" + file}
+	}
 	return Assets{
-		// https://github.com/etcd-io/etcd/releases/download/v3.6.6/SHA256SUMS
+		KubernetesVersion: PinnedKubernetesVersion,
 		Etcd: Asset{
 			Key:    EtcdArchiveKey(EtcdVersion),
 			Source: fmt.Sprintf("https://github.com/etcd-io/etcd/releases/download/%[1]s/etcd-%[1]s-linux-amd64.tar.gz", EtcdVersion),
 			SHA256: "887afaa4a99f22d802ccdfbe65730a5e79aa5c9ce2c8799c67e9d804c50ecedb",
 		},
+		Kubeadm: k8s("kubeadm", "bba1733c701bf70ec74ba1cc3fd5745404c1134a8a4b0a5f8560cc9832023421"),
+		Kubelet: k8s("kubelet", "46707a53209f826ad0f0d62371ac69cd00e78fd9a8176cf5f6f87f18f7f8b718"),
+		// The image archives' .sha256 files are published beside them but
+		// recorded nowhere kubeha can read: S3 records their digests.
+		APIServerImage:         k8s("kube-apiserver.tar", ""),
+		ControllerManagerImage: k8s("kube-controller-manager.tar", ""),
+		SchedulerImage:         k8s("kube-scheduler.tar", ""),
+		Containerd: Asset{
+			Key:    "containerd/" + ContainerdVersion + "/containerd-" + ContainerdVersion + "-linux-amd64.tar.gz",
+			Source: "https://github.com/containerd/containerd/releases/download/v" + ContainerdVersion + "/containerd-" + ContainerdVersion + "-linux-amd64.tar.gz",
+			SHA256: "9d68969855fbf676cdb8ed758e420fb048d61f984f61de3e53eddfebe484d168",
+		},
+		Runc: Asset{
+			Key:    "runc/" + RuncVersion + "/runc.amd64",
+			Source: "https://github.com/opencontainers/runc/releases/download/" + RuncVersion + "/runc.amd64",
+			SHA256: "f6ae8efc0fa40079e1475e97cbe9d1bd3f106a28d6af78a11d9f1bd565515e60",
+		},
 	}
 }
+
+// PinnedKubernetesVersion is the Kubernetes release PinnedAssets holds.
+const PinnedKubernetesVersion = "v1.36.3"
 
 // EtcdArchiveKey is where etcd's release archive of version lives in the
 // asset bucket; EtcdArchiveFolder is the folder inside it.
@@ -64,3 +131,44 @@ func EtcdArchiveFolder(version string) string { return "etcd-" + version + "-lin
 
 // s3URL is an asset's address for `aws s3 cp`.
 func (a Asset) s3URL(bucket string) string { return "s3://" + bucket + "/" + a.Key }
+
+// ResolvedAssets are the assets as a node gets them: in the bucket, with
+// the digest each is checked against (the pinned one, or the one S3
+// recorded at copy, by key).
+type ResolvedAssets struct {
+	Assets
+	Bucket string
+	// Recorded are the digests S3 recorded, by key, for assets pinned
+	// without one.
+	Recorded map[string]string
+}
+
+// sha256Of is the digest a node checks asset against.
+func (r ResolvedAssets) sha256Of(a Asset) (string, error) {
+	if a.SHA256 != "" {
+		return a.SHA256, nil
+	}
+	if d := r.Recorded[a.Key]; sha256Hex.MatchString(d) {
+		return d, nil
+	}
+	return "", fmt.Errorf("bootstrap: no digest for asset %s", a.Key)
+}
+
+// env is url and digest of asset, as NAME_URL and NAME_SHA256.
+func (r ResolvedAssets) env(name string, a Asset) ([]envVar, error) {
+	sum, err := r.sha256Of(a)
+	return []envVar{{name + "_URL", a.s3URL(r.Bucket)}, {name + "_SHA256", sum}}, err
+}
+
+// imagesEnv lists the image archives as url#sha256, comma-separated.
+func (r ResolvedAssets) imagesEnv() (envVar, error) {
+	var list []string
+	for _, a := range r.Images() {
+		sum, err := r.sha256Of(a)
+		if err != nil {
+			return envVar{}, err
+		}
+		list = append(list, a.s3URL(r.Bucket)+"#"+sum)
+	}
+	return envVar{"IMAGE_ARCHIVES", strings.Join(list, ",")}, nil
+}

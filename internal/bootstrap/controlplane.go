@@ -79,6 +79,7 @@ type ControlPlaneParams struct {
 	SecretID string // Secrets Manager secret with ControlPlaneSecretFiles
 	// CACertPEM is the cluster CA; joining nodes pin its public key.
 	CACertPEM string
+	Assets    ResolvedAssets
 }
 
 // Node renders one control-plane node's first boot.
@@ -108,10 +109,15 @@ func (c ControlPlane) Node(p ControlPlaneParams) (Node, error) {
 		files = append(files, File{Path: r.path, Content: content, Mode: r.mode})
 	}
 	sync, timer := tokenSyncUnits()
+	images, err := p.Assets.imagesEnv()
+	if err != nil {
+		return Node{}, err
+	}
 	return kubernetesNode(kubernetesNodeSpec{
 		Role: "control-plane", KubernetesVersion: c.KubernetesVersion, Endpoint: c.Endpoint,
-		Zone: p.Zone, Region: p.Region, SecretID: p.SecretID,
+		Zone: p.Zone, Region: p.Region, SecretID: p.SecretID, Assets: p.Assets,
 		Env: []envVar{
+			images,
 			{"CLUSTER_NAME", c.ClusterName},
 			{"INIT_ZONE", c.InitZone},
 			{"KUBEADM_INIT_CONFIG", KubeadmInitConfigPath},

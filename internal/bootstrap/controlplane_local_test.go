@@ -57,7 +57,7 @@ func TestControlPlaneLocal(t *testing.T) {
 	var nodes []*lab.Node
 	for i, name := range []string{"cp-a", "cp-b"} {
 		n, err := lab.AddControlPlaneNode(l.net, netlab.FlatNetwork, name, fmt.Sprintf("10.200.0.%d", 21+i), hosts, rendered,
-			bootstrap.ControlPlaneParams{Zone: zones[i], Region: "eu-west-1", SecretID: "control-plane", CACertPEM: string(k8sCA.CertPEM)}, store)
+			bootstrap.ControlPlaneParams{Zone: zones[i], Region: "eu-west-1", SecretID: "control-plane", CACertPEM: string(k8sCA.CertPEM), Assets: lab.UnusedAssets()}, store)
 		must(t, err)
 		nodes = append(nodes, n)
 	}

@@ -25,6 +25,16 @@ func testControlPlane() ControlPlane {
 	}
 }
 
+// testAssets are kubeha's pins in a bucket, with made-up digests for the
+// image archives, as S3 would record them.
+func testAssets() ResolvedAssets {
+	a := ResolvedAssets{Assets: PinnedAssets(), Bucket: "kubeha-prod-assets-0123456789", Recorded: map[string]string{}}
+	for i, image := range a.Images() {
+		a.Recorded[image.Key] = strings.Repeat(string(rune('a'+i)), 64)
+	}
+	return a
+}
+
 func controlPlaneNode(t *testing.T, c ControlPlane, zone string) (Node, *pki.Pair) {
 	t.Helper()
 	ca, err := pki.Issue(pki.KubernetesCA(c.ClusterName))
@@ -32,7 +42,7 @@ func controlPlaneNode(t *testing.T, c ControlPlane, zone string) (Node, *pki.Pai
 		t.Fatal(err)
 	}
 	n, err := c.Node(ControlPlaneParams{Zone: zone, Region: "eu-west-1", CACertPEM: string(ca.CertPEM),
-		SecretID: "arn:aws:secretsmanager:eu-west-1:123456789012:secret:kubeha-prod-control-plane-AbCdEf"})
+		SecretID: "arn:aws:secretsmanager:eu-west-1:123456789012:secret:kubeha-prod-control-plane-AbCdEf", Assets: testAssets()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,8 +127,17 @@ func TestControlPlaneNodeKeepsSecretsOut(t *testing.T) {
 			t.Errorf("node.env lacks %s", want)
 		}
 	}
-	if !strings.Contains(env, "KUBERNETES_PACKAGE_VERSION=1.36.3-1.1\n") {
-		t.Error("node.env does not pin the packages to 1.36.3")
+	// Binaries from the asset bucket, checked against upstream's digests or,
+	// for the image archives, S3's.
+	pinned := PinnedAssets()
+	for _, want := range []string{
+		"KUBELET_URL=s3://kubeha-prod-assets-0123456789/kubernetes/v1.36.3/kubelet", "KUBELET_SHA256=" + pinned.Kubelet.SHA256,
+		"KUBEADM_SHA256=" + pinned.Kubeadm.SHA256, "CONTAINERD_ARCHIVE_SHA256=" + pinned.Containerd.SHA256, "RUNC_SHA256=" + pinned.Runc.SHA256,
+		"IMAGE_ARCHIVES='s3://kubeha-prod-assets-0123456789/kubernetes/v1.36.3/kube-apiserver.tar#" + strings.Repeat("a", 64) + ",",
+	} {
+		if !strings.Contains(env, want) {
+			t.Errorf("node.env lacks %s", want)
+		}
 	}
 	if !strings.Contains(env, "TOKEN_DESCRIPTION='"+BootstrapTokenDescription+"'\n") {
 		t.Errorf("node.env does not quote the token description:\n%s", env)
@@ -171,7 +190,7 @@ func TestWorkerNodeJoinsThroughTheEndpoint(t *testing.T) {
 	}
 	w := Worker{KubernetesVersion: "v1.36.3", Endpoint: "c1-api.elb.example", Labels: map[string]string{"kubeha.io/pool": "spot", "a": "b"},
 		Taints: []Taint{{Key: "kubeha.io/spot", Value: "true", Effect: "NoSchedule"}}}
-	n, err := w.Node(WorkerParams{Zone: "eu-west-1c", Region: "eu-west-1", SecretID: "join", CACertPEM: string(ca.CertPEM)})
+	n, err := w.Node(WorkerParams{Zone: "eu-west-1c", Region: "eu-west-1", SecretID: "join", CACertPEM: string(ca.CertPEM), Assets: testAssets()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +216,7 @@ func TestWorkerUserDataPassesRealTools(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := Worker{KubernetesVersion: "v1.36.3", Endpoint: "c1-api.elb.example"}.Node(WorkerParams{Zone: "eu-west-1a", Region: "eu-west-1", SecretID: "join", CACertPEM: string(ca.CertPEM)})
+	n, err := Worker{KubernetesVersion: "v1.36.3", Endpoint: "c1-api.elb.example"}.Node(WorkerParams{Zone: "eu-west-1a", Region: "eu-west-1", SecretID: "join", CACertPEM: string(ca.CertPEM), Assets: testAssets()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,7 @@ func testNodes(t *testing.T) map[string]Node {
 	cp, _ := controlPlaneNode(t, testControlPlane(), "eu-west-1b")
 	worker, err := Worker{KubernetesVersion: "v1.36.3", Endpoint: "c1-api.elb.example"}.Node(
 		WorkerParams{Zone: "eu-west-1a", Region: "eu-west-1", CACertPEM: string(ca.CertPEM),
-			SecretID: "arn:aws:secretsmanager:eu-west-1:123456789012:secret:kubeha-prod-join-AbCdEf"})
+			SecretID: "arn:aws:secretsmanager:eu-west-1:123456789012:secret:kubeha-prod-join-AbCdEf", Assets: testAssets()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,10 +5,6 @@ import (
 	"strings"
 )
 
-// ContainerdSeries is the containerd release line nodes install from
-// Docker's apt repository; Kubernetes 1.36 needs containerd 2.
-const ContainerdSeries = "2.1"
-
 // NodeEnvPath holds a Kubernetes node's settings, read by its scripts.
 const NodeEnvPath = "/etc/kubeha/node.env"
 
@@ -34,6 +30,80 @@ const (
 	secretEncryptionKey  = "encryption-key"
 )
 
+// containerd's configuration: the CRI plugin with systemd managing
+// cgroups, as kubelet does (kubeadm's default driver), the sandbox image
+// kubeadm expects, and drop-ins read last, for an image's own settings.
+const containerdConfigPath = "/etc/containerd/config.toml"
+
+func containerdConfig() string {
+	return `# containerd for kubelet, rendered by kubeha.
+version = 3
+imports = ["/etc/containerd/conf.d/*.toml"]
+
+[plugins."io.containerd.cri.v1.images".pinned_images]
+  sandbox = "` + PauseImageRef + `"
+
+[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
+  SystemdCgroup = true
+  BinaryName = "` + runcPath + `"
+`
+}
+
+// runcPath is where nodes install runc.
+const runcPath = "/usr/local/sbin/runc"
+
+// The units a package would install: containerd's own, and kubelet's with
+// kubeadm's drop-in, as the Kubernetes release ships them.
+var (
+	containerdUnit = unit{"containerd.service", `[Unit]
+Description=containerd container runtime
+Documentation=https://containerd.io
+After=network.target local-fs.target
+
+[Service]
+ExecStartPre=-/sbin/modprobe overlay
+ExecStart=` + BinDir + `/containerd
+Type=notify
+Delegate=yes
+KillMode=process
+Restart=always
+RestartSec=5
+LimitNPROC=infinity
+LimitCORE=infinity
+TasksMax=infinity
+OOMScoreAdjust=-999
+
+[Install]
+WantedBy=multi-user.target
+`}
+	kubeletUnit = unit{"kubelet.service", `[Unit]
+Description=kubelet: The Kubernetes Node Agent
+Documentation=https://kubernetes.io/docs/
+Wants=network-online.target
+After=network-online.target containerd.service
+
+[Service]
+ExecStart=` + BinDir + `/kubelet
+Restart=always
+StartLimitInterval=0
+RestartSec=10
+
+[Install]
+WantedBy=multi-user.target
+`}
+	kubeletKubeadmDropIn = unit{"kubelet.service.d/10-kubeadm.conf", `# kubeadm's kubelet settings, as the Kubernetes release ships them.
+[Service]
+Environment="KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf"
+Environment="KUBELET_CONFIG_ARGS=--config=/var/lib/kubelet/config.yaml"
+# kubeadm init and join write this at runtime.
+EnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env
+# The image's own kubelet settings, as the last arguments.
+EnvironmentFile=-/etc/default/kubelet
+ExecStart=
+ExecStart=` + BinDir + `/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS
+`}
+)
+
 // kernelModules are what containerd and kube-proxy need loaded.
 var kernelModules = []string{"overlay", "br_netfilter"}
 
@@ -46,6 +116,7 @@ type kubernetesNodeSpec struct {
 	Zone              string
 	Region            string
 	SecretID          string
+	Assets            ResolvedAssets
 	Env               []envVar // besides the shared ones
 	Files             []File
 	Scripts           []string // besides the shared ones
@@ -53,12 +124,13 @@ type kubernetesNodeSpec struct {
 
 // kubernetesNode renders a node: its settings, its files, the shared
 // scripts and its own, and the packages they use. Every Kubernetes node
-// installs containerd, kubelet, kubeadm and kubectl at the pinned versions
-// (kubernetes-node.sh) with the kernel settings they need.
+// installs containerd, runc, kubelet and kubeadm from the cluster's asset
+// bucket (kubernetes-node.sh), with the kernel settings they need.
 func kubernetesNode(s kubernetesNodeSpec) (Node, error) {
-	version := strings.TrimPrefix(s.KubernetesVersion, "v")
-	minor := strings.Join(strings.SplitN(version, ".", 3)[:2], ".")
-	env := append([]envVar{
+	if s.Assets.KubernetesVersion != s.KubernetesVersion {
+		return Node{}, fmt.Errorf("bootstrap: the assets are for Kubernetes %s, the node runs %s", s.Assets.KubernetesVersion, s.KubernetesVersion)
+	}
+	env := []envVar{
 		{"ROLE", s.Role},
 		{"ZONE", s.Zone},
 		{"API_ENDPOINT", s.Endpoint},
@@ -75,24 +147,35 @@ func kubernetesNode(s kubernetesNodeSpec) (Node, error) {
 		{"TEMPLATE_DIR", kubeadmTemplateDir},
 		{"CONFIG_DIR", ControlPlaneConfigDir},
 		{"KUBEADM_JOIN_CONFIG", KubeadmJoinConfigPath},
-		{"KUBERNETES_MINOR", minor},
-		// pkgs.k8s.io names its Debian revisions -1.1.
-		{"KUBERNETES_PACKAGE_VERSION", version + "-1.1"},
-		{"CONTAINERD_SERIES", ContainerdSeries},
 		{"KERNEL_MODULES_FILE", kernelModulesFile},
+		{"BIN_DIR", BinDir},
+		{"RUNC_PATH", runcPath},
 		{"PATH", nodePath},
-	}, s.Env...)
+	}
+	for _, a := range []struct {
+		name  string
+		asset Asset
+	}{{"KUBEADM", s.Assets.Kubeadm}, {"KUBELET", s.Assets.Kubelet}, {"CONTAINERD_ARCHIVE", s.Assets.Containerd}, {"RUNC", s.Assets.Runc}} {
+		vars, err := s.Assets.env(a.name, a.asset)
+		if err != nil {
+			return Node{}, err
+		}
+		env = append(env, vars...)
+	}
+	env = append(env, s.Env...)
 	node := Node{
-		Packages: []string{"awscli", "jq", "curl", "gpg", "apt-transport-https"},
+		Packages: []string{"awscli", "jq", "curl", "conntrack", "socat", "ethtool"},
 		Files: append(s.Files,
 			File{Path: kernelModulesFile, Content: strings.Join(kernelModules, "\n") + "\n", Mode: "0644"},
 			File{Path: "/etc/sysctl.d/90-kubernetes.conf", Content: "net.ipv4.ip_forward = 1\nnet.bridge.bridge-nf-call-iptables = 1\nnet.bridge.bridge-nf-call-ip6tables = 1\n", Mode: "0644"},
+			File{Path: containerdConfigPath, Content: containerdConfig(), Mode: "0644"},
+			containerdUnit.file(), kubeletUnit.file(), kubeletKubeadmDropIn.file(),
 		),
 	}
 	if err := node.withEnv(NodeEnvPath, s.Role+" node settings", env, s.Role+"-bootstrap.sh"); err != nil {
 		return Node{}, err
 	}
-	if err := node.addScripts(append([]string{"node-common.sh", "kubernetes-node.sh", "imds.sh", "node-configure.sh"}, s.Scripts...)...); err != nil {
+	if err := node.addScripts(append([]string{"node-common.sh", "kubernetes-node.sh", "imds.sh", "assets.sh", "node-configure.sh"}, s.Scripts...)...); err != nil {
 		return Node{}, err
 	}
 	return node, nil

@@ -23,6 +23,7 @@ type WorkerParams struct {
 	SecretID string // the join secret: pki/ca.crt and bootstrap-token
 	// CACertPEM is the cluster CA; discovery pins its public key.
 	CACertPEM string
+	Assets    ResolvedAssets
 }
 
 // KubeadmJoin renders the worker's JoinConfiguration: its labels go to the
@@ -52,7 +53,7 @@ func (w Worker) Node(p WorkerParams) (Node, error) {
 	}
 	return kubernetesNode(kubernetesNodeSpec{
 		Role: "worker", KubernetesVersion: w.KubernetesVersion, Endpoint: w.Endpoint,
-		Zone: p.Zone, Region: p.Region, SecretID: p.SecretID,
+		Zone: p.Zone, Region: p.Region, SecretID: p.SecretID, Assets: p.Assets,
 		Files:   []File{{Path: kubeadmTemplateDir + "/" + kubeadmJoinFile, Content: join, Mode: "0600"}},
 		Scripts: []string{"worker-bootstrap.sh"},
 	})

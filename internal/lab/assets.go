@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/kubeha/kubeha/internal/bootstrap"
@@ -87,4 +88,15 @@ func fileSHA256(path string) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// UnusedAssets stand for a node's assets where nothing installs them: the
+// nodes the lab runs as plain processes, whose binaries come from the
+// tools folder. The digests of the image archives are placeholders.
+func UnusedAssets() bootstrap.ResolvedAssets {
+	r := bootstrap.ResolvedAssets{Assets: bootstrap.PinnedAssets(), Bucket: "unused", Recorded: map[string]string{}}
+	for _, image := range r.Images() {
+		r.Recorded[image.Key] = strings.Repeat("0", 64)
+	}
+	return r
 }

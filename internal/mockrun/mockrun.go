@@ -4,9 +4,11 @@
 package mockrun
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
 	"hash/fnv"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -102,6 +104,15 @@ func computed(typ, name string, inputs resource.PropertyMap) map[string]any {
 		return map[string]any{"arnSuffix": "targetgroup/" + name + "/0123456789"}
 	case "aws:route53/record:Record":
 		return map[string]any{"fqdn": RecordFQDN(name)}
+	case "aws:s3/bucketObjectv2:BucketObjectv2":
+		// The digest S3 records on upload: of the file for a local source;
+		// for a remote one (which a mock cannot fetch), of its address.
+		content := []byte(inputs["source"].AssetValue().URI)
+		if path := inputs["source"].AssetValue().Path; path != "" {
+			content, _ = os.ReadFile(path)
+		}
+		sum := sha256.Sum256(content)
+		return map[string]any{"checksumSha256": base64.StdEncoding.EncodeToString(sum[:])}
 	case "aws:autoscaling/group:Group":
 		return map[string]any{"name": GroupName(name)}
 	case "aws:ec2/launchTemplate:LaunchTemplate":

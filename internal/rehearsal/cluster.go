@@ -139,7 +139,7 @@ func setUp(ctx context.Context, s stack, dir string, logf func(string, ...any)) 
 	}
 	for i, zone := range s.zones {
 		n, err := lab.AddControlPlaneNode(nl, zoneNetwork(i), nodeName(i), zoneNet(i)+".21", hosts, rendered,
-			bootstrap.ControlPlaneParams{Zone: zone, Region: s.region, SecretID: "control-plane", CACertPEM: string(c.k8sCA.CertPEM)}, store)
+			bootstrap.ControlPlaneParams{Zone: zone, Region: s.region, SecretID: "control-plane", CACertPEM: string(c.k8sCA.CertPEM), Assets: lab.UnusedAssets()}, store)
 		if err != nil {
 			return nil, err
 		}

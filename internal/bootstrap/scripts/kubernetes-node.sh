@@ -1,35 +1,40 @@
-# Sourced by kubeha's Kubernetes node scripts: installs containerd,
-# kubelet, kubeadm and kubectl at the versions the node's settings pin.
+# Sourced by kubeha's Kubernetes node scripts: installs containerd, runc,
+# kubelet and kubeadm from the cluster's asset bucket, each checked against
+# its pinned digest, and, where the node's settings list image archives
+# (control-plane nodes), imports them, so that kubeadm pulls nothing.
 # shellcheck shell=bash
 # shellcheck source-path=SCRIPTDIR
 . "$(dirname "${BASH_SOURCE[0]}")/imds.sh"
-
-add_apt_repository() {
-  local name=$1 key_url=$2 line=$3
-  curl -fsSL --retry 5 "$key_url" | gpg --dearmor --yes -o "/etc/apt/keyrings/$name.gpg"
-  echo "deb [signed-by=/etc/apt/keyrings/$name.gpg] $line" >"/etc/apt/sources.list.d/$name.list"
-}
+. "$(dirname "${BASH_SOURCE[0]}")/assets.sh"
 
 install_kubernetes() {
-  local codename
-  codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
+  local tmp entry ref archives=()
   while read -r module; do modprobe "$module"; done <"$KERNEL_MODULES_FILE"
   sysctl --system >/dev/null
-  install -d -m 0755 /etc/apt/keyrings
-  add_apt_repository kubernetes "https://pkgs.k8s.io/core:/stable:/v$KUBERNETES_MINOR/deb/Release.key" \
-    "https://pkgs.k8s.io/core:/stable:/v$KUBERNETES_MINOR/deb/ /"
-  add_apt_repository docker https://download.docker.com/linux/debian/gpg \
-    "https://download.docker.com/linux/debian $codename stable"
-  apt-get update -qq
-  apt-get install -y -qq "containerd.io=$CONTAINERD_SERIES.*" "kubelet=$KUBERNETES_PACKAGE_VERSION" \
-    "kubeadm=$KUBERNETES_PACKAGE_VERSION" "kubectl=$KUBERNETES_PACKAGE_VERSION"
-  apt-mark hold containerd.io kubelet kubeadm kubectl >/dev/null
-  # containerd.io ships with its CRI plugin off; kubelet needs it, with
-  # systemd managing cgroups as kubelet does.
-  containerd config default >/etc/containerd/config.toml
-  sed -i 's/SystemdCgroup = false/SystemdCgroup = true/' /etc/containerd/config.toml
-  systemctl restart containerd
+  tmp=$(mktemp -d)
+  fetch_asset "$CONTAINERD_ARCHIVE_URL" "$CONTAINERD_ARCHIVE_SHA256" "$tmp/containerd.tar.gz"
+  tar -xzf "$tmp/containerd.tar.gz" -C "$tmp"
+  install -m 0755 "$tmp"/bin/* "$BIN_DIR/"
+  fetch_asset "$RUNC_URL" "$RUNC_SHA256" "$tmp/runc"
+  install -m 0755 "$tmp/runc" "$RUNC_PATH"
+  fetch_asset "$KUBEADM_URL" "$KUBEADM_SHA256" "$tmp/kubeadm"
+  fetch_asset "$KUBELET_URL" "$KUBELET_SHA256" "$tmp/kubelet"
+  install -m 0755 "$tmp/kubeadm" "$tmp/kubelet" "$BIN_DIR/"
+  systemctl daemon-reload
+  systemctl enable --now containerd
+  IFS=, read -r -a archives <<<"${IMAGE_ARCHIVES:-}"
+  for entry in "${archives[@]}"; do
+    fetch_asset "${entry%#*}" "${entry##*#}" "$tmp/image.tar"
+    ctr --namespace k8s.io images import "$tmp/image.tar" >/dev/null
+    rm -f "$tmp/image.tar"
+  done
+  # The release's archives name each image for its architecture
+  # (kube-apiserver-amd64); kubeadm asks for it without.
+  for ref in $(ctr --namespace k8s.io images list --quiet | grep -e '-amd64:' || true); do
+    ctr --namespace k8s.io images tag --force "$ref" "${ref/-amd64:/:}" >/dev/null
+  done
   systemctl enable kubelet
+  rm -rf "$tmp"
 }
 
 # The AWS cloud-controller-manager finds a node's instance by its private
