@@ -7,7 +7,7 @@ SHELL     := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
 # Tests that run real binaries and print measured numbers; run verbosely.
-REAL_TESTS := TestNodeContainersBoot|TestEtcdNodesBootFromTheirUserData|TestAWSCLIAgainstTheDouble|TestEtcdClusterLocal|TestEtcdUserDataPassesRealTools|TestControlPlaneLocal|TestControlPlaneUserDataPassesRealTools|TestWorkerUserDataPassesRealTools|TestStackKubeadmConfigsValidate|TestManifestsPassTheAPIServersSchemas
+REAL_TESTS := TestNodeContainersBoot|TestEtcdNodesBootFromTheirUserData|TestAWSCLIAgainstTheDouble|TestImagesImportIntoContainerd|TestEtcdClusterLocal|TestEtcdUserDataPassesRealTools|TestControlPlaneLocal|TestControlPlaneUserDataPassesRealTools|TestWorkerUserDataPassesRealTools|TestStackKubeadmConfigsValidate|TestManifestsPassTheAPIServersSchemas
 
 .PHONY: plan rehearse test deps check tools unit real rehearsal fuzz docs bench
 
@@ -33,7 +33,8 @@ check:
 	$(GO) vet ./...
 	cd examples/consumer && $(GO) vet ./...
 
-# Pinned etcd and Kubernetes binaries, built from Go modules into
+# Pinned etcd, Kubernetes (kubeadm, kubelet, the control plane), containerd,
+# runc and kubeha's pause, built from Go modules into
 # ~/.cache/kubeha/tools (outside the clone; $KUBEHA_CACHE overrides).
 tools:
 	./hack/tools.sh

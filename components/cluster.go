@@ -46,6 +46,8 @@ type ClusterArgs struct {
 	Addons  AddonsOptions `json:"addons"`
 	// NoAddons installs no add-on and makes no alarms, for callers who run their own; nodes stay NotReady until a CNI is installed.
 	NoAddons bool `json:"-"`
+	// IgnorePreflightErrors are kubeadm preflight checks every node may fail, e.g. SystemVerification on a kernel with cgroup v1 only; none by default.
+	IgnorePreflightErrors []string `json:"-"`
 	// Assets replace the binaries nodes install (bootstrap.PinnedAssets), e.g. with a mirror's copies; zero means kubeha's pins.
 	Assets NodeAssetSet `json:"-"`
 }
@@ -327,6 +329,7 @@ func NewCluster(ctx *pulumi.Context, name string, given *ClusterArgs, opts ...pu
 		PodCIDR: args.Network.PodCidr, ServiceCIDR: args.Network.ServiceCidr,
 		WorkerSecurityGroupID: c.WorkerSecurityGroupID, ScraperSecurityGroupID: scraper, Tags: args.Tags,
 		SkipCoreDNS: !args.NoAddons && !args.Addons.CoreDNS.Disabled, ServeMetrics: prometheus, ManagedPolicyArns: cloudWatch,
+		IgnorePreflightErrors: args.IgnorePreflightErrors,
 	}, child, pulumi.DependsOn([]pulumi.Resource{c.Etcd}))
 	if err != nil {
 		return nil, err

@@ -101,6 +101,9 @@ type ControlPlaneArgs struct {
 	ServeMetrics bool
 	// ManagedPolicyArns are AWS-managed policies added to the nodes' role.
 	ManagedPolicyArns []string
+	// IgnorePreflightErrors are kubeadm preflight checks every node may fail
+	// (kubeadm's --ignore-preflight-errors); none by default.
+	IgnorePreflightErrors []string
 }
 
 // ControlPlane is one control-plane node per zone, each an auto-scaling
@@ -124,8 +127,10 @@ type ControlPlane struct {
 	JoinSecretArn pulumi.StringOutput
 	// endpointHost is the endpoint's DNS name, which nodes join through.
 	endpointHost pulumi.StringOutput
-	// assets are what workers install from.
-	assets *NodeAssets
+	// assets are what workers install from; ignorePreflightErrors what
+	// their kubeadm may fail.
+	assets                *NodeAssets
+	ignorePreflightErrors []string
 }
 
 // validated is args with defaults filled in, or every problem found.
@@ -169,6 +174,7 @@ func NewControlPlane(ctx *pulumi.Context, name string, args *ControlPlaneArgs, o
 		return nil, err
 	}
 	c.Endpoint, c.endpointHost, c.assets = args.LoadBalancer.Endpoint, args.LoadBalancer.DNSName, args.Assets
+	c.ignorePreflightErrors = args.IgnorePreflightErrors
 
 	var etcdEndpoints []string
 	for _, m := range args.Etcd.Members {
@@ -178,7 +184,7 @@ func NewControlPlane(ctx *pulumi.Context, name string, args *ControlPlaneArgs, o
 		ClusterName: args.ClusterName, KubernetesVersion: args.KubernetesVersion,
 		PodCIDR: args.PodCIDR, ServiceCIDR: args.ServiceCIDR, EtcdEndpoints: etcdEndpoints,
 		LeaderElection: args.LeaderElection.durations(), InitZone: args.Zones[0],
-		SkipCoreDNS: args.SkipCoreDNS, ServeMetrics: args.ServeMetrics,
+		SkipCoreDNS: args.SkipCoreDNS, ServeMetrics: args.ServeMetrics, IgnorePreflightErrors: args.IgnorePreflightErrors,
 	}
 	assets := args.Assets.Assets
 	install := args.Assets.readPolicy

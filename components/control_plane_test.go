@@ -1,8 +1,11 @@
 package components
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"strings"
 	"testing"
@@ -290,5 +293,30 @@ func TestControlPlaneRejectsBadArgs(t *testing.T) {
 	// Just above client-go's limit starts.
 	if _, err := runControlPlane(t, le(8, 7, 5)); err != nil {
 		t.Errorf("lease 8, renew 7 > 1.2 x 5, retry 5: %v", err)
+	}
+}
+
+// Under mocks the control plane's shared secret holds keys that work, as
+// the rehearsal's nodes use them: kube-apiserver refuses a service-account
+// public key it cannot parse.
+func TestControlPlaneSecretKeysWork(t *testing.T) {
+	rec := mustRunControlPlane(t)
+	v, err := rec.Named("aws:secretsmanager/secretVersion:SecretVersion", "c1-control-plane")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files map[string]string
+	if err := json.Unmarshal([]byte(v.String("secretString")), &files); err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode([]byte(files["pki/sa.pub"]))
+	if block == nil {
+		t.Fatalf("pki/sa.pub is not PEM: %q", files["pki/sa.pub"])
+	}
+	if _, err := x509.ParsePKIXPublicKey(block.Bytes); err != nil {
+		t.Errorf("pki/sa.pub: %v", err)
+	}
+	if _, err := tls.X509KeyPair([]byte(files["pki/ca.crt"]), []byte(files["pki/ca.key"])); err != nil {
+		t.Errorf("pki/ca.crt with pki/ca.key: %v", err)
 	}
 }

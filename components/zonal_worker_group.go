@@ -182,7 +182,8 @@ func NewZonalWorkerGroup(ctx *pulumi.Context, name string, args *ZonalWorkerGrou
 	if err != nil {
 		return nil, err
 	}
-	worker := bootstrap.Worker{KubernetesVersion: args.KubernetesVersion, Labels: args.labels(), Taints: args.taints()}
+	worker := bootstrap.Worker{KubernetesVersion: args.KubernetesVersion, Labels: args.labels(), Taints: args.taints(),
+		IgnorePreflightErrors: args.ControlPlane.ignorePreflightErrors}
 	cp := args.ControlPlane
 	data := resolve(assets.wire(pulumi.StringMap{"endpoint": cp.endpointHost, "secret": cp.JoinSecretArn, "ca": cp.CACertPEM}), func(v map[string]string) (string, error) {
 		worker.Endpoint = v["endpoint"]

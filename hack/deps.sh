@@ -4,14 +4,21 @@
 # every tier, as CI does. Anywhere else it only says what is missing; the
 # tests that need it skip loudly, and fail in CI.
 set -euo pipefail
-# command:package pairs.
+# command:package pairs; a path instead of a command is a file the package
+# installs (a library's header: runc builds against libseccomp with cgo).
 needs=(make:make git:git curl:curl ip:iproute2 shellcheck:shellcheck cloud-init:cloud-init jq:jq
   openssl:openssl haproxy:haproxy nsenter:util-linux debootstrap:debootstrap systemd-nspawn:systemd-container
-  update-ca-certificates:ca-certificates)
+  update-ca-certificates:ca-certificates gcc:gcc pkg-config:pkg-config /usr/include/seccomp.h:libseccomp-dev)
 missing=()
 for pair in "${needs[@]}"; do
-  command -v "${pair%%:*}" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "${pair%%:*}" >/dev/null 2>&1 ||
-    missing+=("${pair#*:}")
+  case ${pair%%:*} in
+  /*) [ -e "${pair%%:*}" ] && continue ;;
+  *)
+    command -v "${pair%%:*}" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "${pair%%:*}" >/dev/null 2>&1 &&
+      continue
+    ;;
+  esac
+  missing+=("${pair#*:}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then

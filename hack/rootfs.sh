@@ -61,9 +61,10 @@ chroot "$dir.tmp" depmod "$kernel" 2>/dev/null
 # EC2, so this makes them writable and becomes systemd.
 cat >"$dir.tmp/usr/local/sbin/kubeha-lab-init" <<'INIT'
 #!/bin/sh
+# nspawn bind-mounts each hierarchy read-only: a bind remount lifts it.
 mount -o remount,rw /sys/fs/cgroup 2>/dev/null
 for hierarchy in /sys/fs/cgroup/*/; do
-  mount -o remount,rw "$hierarchy" 2>/dev/null
+  mount -o remount,bind,rw "$hierarchy" 2>/dev/null
 done
 mount -o remount,rw /proc/sys
 exec /sbin/init "$@"
@@ -72,6 +73,15 @@ chmod 0755 "$dir.tmp/usr/local/sbin/kubeha-lab-init"
 # kubelet refuses cgroup v1, which is all the machine's kernel offers here,
 # unless told otherwise; on EC2 the image has cgroup v2.
 printf 'KUBELET_EXTRA_ARGS=--fail-cgroupv1=false\n' >"$dir.tmp/etc/default/kubelet"
+# The machine gives containers no CAP_SYS_RESOURCE, which lowering an OOM
+# score needs: containerd keeps its own and its containers' at 0 here.
+mkdir -p "$dir.tmp/etc/systemd/system/containerd.service.d" "$dir.tmp/etc/containerd/conf.d"
+printf '[Service]\nOOMScoreAdjust=0\n' >"$dir.tmp/etc/systemd/system/containerd.service.d/10-lab.conf"
+cat >"$dir.tmp/etc/containerd/conf.d/10-lab.toml" <<'TOML'
+version = 3
+[plugins."io.containerd.cri.v1.runtime"]
+  restrict_oom_score_adj = true
+TOML
 # Each boot is a first boot with its own machine id.
 : >"$dir.tmp/etc/machine-id"
 rm -f "$dir.tmp/var/lib/dbus/machine-id"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the pinned binaries kubeha's tests run, from Go modules, into
+# Builds the pinned binaries kubeha's tests and rehearsal nodes run (etcd,
+# Kubernetes, containerd, runc, pause), from Go modules, into
 # $KUBEHA_CACHE/tools/<name>-<version>/ (default ~/.cache/kubeha, outside
 # the clone, so a fresh clone on the same machine reuses them), once per
 # version, and links them into $KUBEHA_CACHE/tools/bin. Prints that folder.
@@ -8,15 +9,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root="${KUBEHA_CACHE:-$HOME/.cache/kubeha}/tools"
 
-# build NAME VERSION TOOLMODULE PACKAGE [GO BUILD FLAG...]
+# [VAR=VALUE...] build NAME VERSION TOOLMODULE PACKAGE [GO BUILD FLAG...]
+# VERSION keys the build folder: it carries a suffix where the build's flags
+# differ from an earlier build of that version (-static: no cgo), so that
+# changed flags rebuild. Assignments before it (CGO_ENABLED=0) reach go build.
 build() {
   local name=$1 version=$2 module=$3 package=$4; shift 4
-  local dir="$root/$name-$version"
+  local dir="$root/$name-$version" start=$SECONDS
   if [ ! -x "$dir/$name" ]; then
     echo "building $name $version" >&2
     mkdir -p "$dir"
     (cd "hack/tools/$module" && go build -trimpath "$@" -o "$dir/$name.tmp" "$package")
     mv "$dir/$name.tmp" "$dir/$name"
+    echo "built $name $version in $((SECONDS - start))s" >&2
   fi
   mkdir -p "$root/bin"
   ln -sfn "$dir/$name" "$root/bin/$name"
@@ -35,9 +40,35 @@ kube_ldflags=
 for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   kube_ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
 done
-for name in kubeadm kube-apiserver kube-controller-manager kube-scheduler; do
-  build "$name" "$KUBERNETES_VERSION" kubernetes "k8s.io/kubernetes/cmd/$name" -ldflags="$kube_ldflags"
+# Static (no cgo), stripped and with grpcnotrace, as Kubernetes' release
+# builds are: the control plane runs in kubeha's node images, which have no
+# libc (internal/lab/images.go). The kubelet is built the same way, so that
+# all five share one build cache.
+for name in kubeadm kube-apiserver kube-controller-manager kube-scheduler kubelet; do
+  CGO_ENABLED=0 build "$name" "$KUBERNETES_VERSION-static" kubernetes "k8s.io/kubernetes/cmd/$name" \
+    -tags grpcnotrace -ldflags="-s -w$kube_ldflags"
 done
+
+# What a node runs under the kubelet: containerd, its runc shim and ctr
+# (which imports the node's images), static, without the snapshotters a node
+# does not use; runc with cgo, for seccomp (libseccomp, which Debian has).
+CONTAINERD_VERSION=v2.3.4
+for name in containerd containerd-shim-runc-v2 ctr; do
+  CGO_ENABLED=0 build "$name" "$CONTAINERD_VERSION" containerd "github.com/containerd/containerd/v2/cmd/$name" \
+    -tags "no_btrfs no_devmapper no_zfs no_aufs urfave_cli_no_docs" \
+    -ldflags="-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION"
+done
+RUNC_VERSION=v1.4.3
+if [ -x "$root/runc-$RUNC_VERSION/runc" ] || pkg-config --exists libseccomp 2>/dev/null; then
+  CGO_ENABLED=1 build runc "$RUNC_VERSION" runc github.com/opencontainers/runc \
+    -tags "seccomp urfave_cli_no_docs" -ldflags="-s -w"
+else
+  echo "hack/tools.sh: not building runc: it needs libseccomp-dev and pkg-config (hack/deps.sh installs them)" >&2
+fi
+
+# kubeha's own pause (hack/tools/pause), keyed by its source.
+pause_key=$(sha256sum hack/tools/pause/main.go | cut -c1-12)
+CGO_ENABLED=0 build pause "$pause_key" pause . -ldflags="-s -w"
 
 # CRDs of the custom resources kubeha applies itself, for the schema check
 # against the real kube-apiserver: copied from the upstream Go modules.

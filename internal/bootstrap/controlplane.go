@@ -70,6 +70,8 @@ type ControlPlane struct {
 	// ports (10259, 10257) to all addresses, for Prometheus; they still
 	// authenticate and authorize every request.
 	ServeMetrics bool
+	// IgnorePreflightErrors are kubeadm preflight checks the node may fail.
+	IgnorePreflightErrors []string
 }
 
 // ControlPlaneParams are the per-node values AWS assigns at deploy time.

@@ -73,9 +73,10 @@ type hostPathMount struct {
 }
 
 type nodeRegistration struct {
-	CRISocket        string  `yaml:"criSocket"`
-	KubeletExtraArgs []arg   `yaml:"kubeletExtraArgs"`
-	Taints           []Taint `yaml:"taints,omitempty"`
+	CRISocket             string   `yaml:"criSocket"`
+	KubeletExtraArgs      []arg    `yaml:"kubeletExtraArgs"`
+	Taints                []Taint  `yaml:"taints,omitempty"`
+	IgnorePreflightErrors []string `yaml:"ignorePreflightErrors,omitempty"`
 }
 
 // Taint is a node taint.
@@ -87,7 +88,7 @@ type Taint struct {
 
 func (c ControlPlane) nodeRegistration() nodeRegistration {
 	// The AWS cloud-controller-manager sets the node's zone and providerID.
-	return nodeRegistration{CRISocket: criSocket, KubeletExtraArgs: []arg{{"cloud-provider", "external"}}}
+	return nodeRegistration{CRISocket: criSocket, KubeletExtraArgs: []arg{{"cloud-provider", "external"}}, IgnorePreflightErrors: c.IgnorePreflightErrors}
 }
 
 func seconds(d time.Duration) string { return fmt.Sprintf("%ds", int(d.Seconds())) }

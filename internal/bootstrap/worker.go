@@ -14,6 +14,8 @@ type Worker struct {
 	Endpoint string
 	Labels   map[string]string
 	Taints   []Taint
+	// IgnorePreflightErrors are kubeadm preflight checks the node may fail.
+	IgnorePreflightErrors []string
 }
 
 // WorkerParams are the per-group values AWS assigns at deploy time.
@@ -38,7 +40,7 @@ func (w Worker) KubeadmJoin(caCertHash string) (string, error) {
 		}
 		args = append(args, arg{"node-labels", strings.Join(labels, ",")})
 	}
-	return kubeadmJoin(w.Endpoint, caCertHash, nodeRegistration{CRISocket: criSocket, KubeletExtraArgs: args, Taints: w.Taints}, false)
+	return kubeadmJoin(w.Endpoint, caCertHash, nodeRegistration{CRISocket: criSocket, KubeletExtraArgs: args, Taints: w.Taints, IgnorePreflightErrors: w.IgnorePreflightErrors}, false)
 }
 
 // Node renders a worker's first boot.

@@ -17,21 +17,52 @@ import (
 
 // LocalAssets are the nodes' pinned assets as the rehearsal serves them:
 // the same keys, holding what hack/tools.sh built from the same pinned
-// versions (in toolsDir), packed as upstream packs them, into dir; each
-// with its own SHA-256, which nodes check as they check upstream's.
+// sources (in toolsDir), packed as upstream packs them, into dir. Each
+// carries its own SHA-256, which nodes check as they check upstream's;
+// the image archives, which kubeha pins without one, keep none, so that
+// nodes check them against the digest S3 recorded, as on AWS. A pause
+// image is added: on AWS containerd pulls it, and here no registry is.
 func LocalAssets(toolsDir, dir string) (bootstrap.Assets, error) {
-	assets := bootstrap.PinnedAssets()
-	folder := bootstrap.EtcdArchiveFolder(bootstrap.EtcdVersion)
-	archive := filepath.Join(dir, folder+".tar.gz")
-	if err := packArchive(archive, folder, toolsDir, "etcd", "etcdctl", "etcdutl"); err != nil {
-		return assets, err
+	a := bootstrap.PinnedAssets()
+	local := func(asset *bootstrap.Asset, path string) error {
+		asset.Source = path
+		if asset.SHA256 == "" {
+			return nil
+		}
+		sum, err := fileSHA256(path)
+		asset.SHA256 = sum
+		return err
 	}
-	sum, err := fileSHA256(archive)
+	etcd := filepath.Join(dir, bootstrap.EtcdArchiveFolder(bootstrap.EtcdVersion)+".tar.gz")
+	if err := packArchive(etcd, bootstrap.EtcdArchiveFolder(bootstrap.EtcdVersion), toolsDir, "etcd", "etcdctl", "etcdutl"); err != nil {
+		return a, err
+	}
+	containerd := filepath.Join(dir, "containerd-"+bootstrap.ContainerdVersion+"-linux-amd64.tar.gz")
+	if err := packArchive(containerd, "bin", toolsDir, "containerd", "containerd-shim-runc-v2", "ctr"); err != nil {
+		return a, err
+	}
+	images, err := BuildImages(toolsDir, filepath.Join(dir, "images"), a.KubernetesVersion)
 	if err != nil {
-		return assets, err
+		return a, err
 	}
-	assets.Etcd.Source, assets.Etcd.SHA256 = archive, sum
-	return assets, nil
+	_, pauseTag, _ := strings.Cut(bootstrap.PauseImageRef, ":")
+	a.PauseImage = bootstrap.Asset{Key: "pause/" + pauseTag + "/pause.tar", SHA256: "-"}
+	for _, f := range []struct {
+		asset *bootstrap.Asset
+		path  string
+	}{
+		{&a.Etcd, etcd}, {&a.Containerd, containerd},
+		{&a.Kubeadm, filepath.Join(toolsDir, "kubeadm")}, {&a.Kubelet, filepath.Join(toolsDir, "kubelet")}, {&a.Runc, filepath.Join(toolsDir, "runc")},
+		{&a.APIServerImage, images[ControlPlaneImage("kube-apiserver", a.KubernetesVersion)]},
+		{&a.ControllerManagerImage, images[ControlPlaneImage("kube-controller-manager", a.KubernetesVersion)]},
+		{&a.SchedulerImage, images[ControlPlaneImage("kube-scheduler", a.KubernetesVersion)]},
+		{&a.PauseImage, images[PauseImage()]},
+	} {
+		if err := local(f.asset, f.path); err != nil {
+			return a, err
+		}
+	}
+	return a, a.Check()
 }
 
 // packArchive writes a .tar.gz of the binaries under folder/, with fixed

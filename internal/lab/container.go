@@ -113,7 +113,7 @@ type ContainerSpec struct {
 func BootContainer(spec ContainerSpec) (*Container, error) {
 	rootfs, dir, name, netns := spec.Rootfs, spec.Dir, spec.Name, spec.Netns
 	c := &Container{Name: name, Root: filepath.Join(dir, "merged"), dir: dir, done: make(chan struct{})}
-	for _, d := range []string{"upper", "work", "merged"} {
+	for _, d := range []string{"upper", "work", "merged", "containerd"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return nil, err
 		}
@@ -155,6 +155,9 @@ func BootContainer(spec ContainerSpec) (*Container, error) {
 	c.cmd = exec.Command("sh", "-c", joins.String()+`exec "$@"`, "sh", "systemd-nspawn",
 		"--register=no", "--keep-unit", "--quiet", "--console=read-only", "--resolv-conf=off",
 		"--kill-signal=SIGRTMIN+3", "--capability=all", "--system-call-filter=@keyring bpf", "--bind=/dev/kmsg",
+		// containerd's snapshots on the machine's own file system, as on an
+		// instance's root volume: overlayfs cannot stack on the node's root.
+		"--bind="+filepath.Join(dir, "containerd")+":/var/lib/containerd",
 		"--network-namespace-path="+netns, "--directory="+c.Root, "--machine="+name, "--hostname="+name, labInit)
 	c.cmd.Stdout, c.cmd.Stderr = log, log
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

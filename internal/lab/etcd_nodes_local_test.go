@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubeha/kubeha/components"
 	"github.com/kubeha/kubeha/internal/bootstrap"
 	"github.com/kubeha/kubeha/internal/config"
 	"github.com/kubeha/kubeha/internal/mockrun"
@@ -44,7 +45,7 @@ func TestEtcdNodesBootFromTheirUserData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := mockrun.Run("kubeha", "dev", raw, program.StackWithAssets(raw, assets))
+	rec, err := mockrun.Run("kubeha", "dev", raw, program.StackWith(raw, func(args *components.ClusterArgs) { args.Assets = assets }))
 	if err != nil {
 		t.Fatal(err)
 	}

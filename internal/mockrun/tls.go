@@ -29,7 +29,11 @@ func (is *issuer) outputs(typ, name string, res Resource) (map[string]any, error
 	switch typ {
 	case "tls:index/privateKey:PrivateKey":
 		key, err := pki.NewKeyPEM()
-		return map[string]any{"privateKeyPem": key, "publicKeyPem": "-----BEGIN PUBLIC KEY-----\nmock " + name + "\n-----END PUBLIC KEY-----\n"}, err
+		if err != nil {
+			return nil, err
+		}
+		pub, err := pki.PublicKeyPEM(key)
+		return map[string]any{"privateKeyPem": key, "publicKeyPem": pub}, err
 	case "tls:index/selfSignedCert:SelfSignedCert":
 		key := res.String("privateKeyPem")
 		pub, err := pki.PublicKey(key)

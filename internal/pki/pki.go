@@ -294,3 +294,14 @@ func ParsePair(certPEM, keyPEM string) (*Pair, error) {
 	}
 	return &Pair{CertPEM: []byte(certPEM), KeyPEM: []byte(keyPEM), cert: cert, key: key}, nil
 }
+
+// PublicKeyPEM is the public half of a key from NewKeyPEM, PEM-encoded
+// (PKIX) as pulumi-tls's PrivateKey gives it.
+func PublicKeyPEM(keyPEM string) (string, error) {
+	pub, err := PublicKey(keyPEM)
+	if err != nil {
+		return "", err
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})), err
+}

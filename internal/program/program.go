@@ -14,19 +14,19 @@ import (
 // Stack returns the program for a stack whose raw configuration is raw,
 // keyed "namespace:key" as Pulumi passes it. A config error is returned
 // before any resource is declared.
-func Stack(raw map[string]string) pulumi.RunFunc {
-	return StackWithAssets(raw, components.NodeAssetSet{})
-}
+func Stack(raw map[string]string) pulumi.RunFunc { return StackWith(raw, nil) }
 
-// StackWithAssets is Stack with the nodes' binaries taken from assets
-// instead of kubeha's pins: the rehearsal's own builds.
-func StackWithAssets(raw map[string]string, assets components.NodeAssetSet) pulumi.RunFunc {
+// StackWith is Stack with the Go-only arguments edit sets: the rehearsal's
+// own builds as the nodes' assets, say.
+func StackWith(raw map[string]string, edit func(*components.ClusterArgs)) pulumi.RunFunc {
 	return func(ctx *pulumi.Context) error {
 		args, err := config.Parse(raw)
 		if err != nil {
 			return err
 		}
-		args.Assets = assets
+		if edit != nil {
+			edit(&args)
+		}
 		var notHA []string
 		for _, f := range args.NotHA() {
 			notHA = append(notHA, f.String())

@@ -10,8 +10,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"net/http"
-	"strings"
+	"regexp"
 	"time"
 
 	"github.com/kubeha/kubeha/internal/bootstrap"
@@ -33,8 +34,6 @@ const (
 	hubIP     = "10.210.254.1"
 	// awsIP answers every AWS endpoint and the VPC's DNS.
 	awsIP = "10.210.200.2"
-	// joinToken is the rehearsal's bootstrap token.
-	joinToken = "kubeha.rehearsal0123456"
 )
 
 func zoneNet(i int) string { return fmt.Sprintf("10.210.%d", i+1) }
@@ -47,14 +46,17 @@ type cluster struct {
 	net      *netlab.Lab
 	endpoint string // the API's name, which resolves to the load balancer
 	cloud    *lab.Cloud
-	// members are the etcd members' auto-scaling groups of one.
-	members  []*lab.NodeGroup
-	etcdBoot time.Duration
-	nodes    []*lab.Node
-	lb       *lab.Node
-	check    string // healthCheckReadyz or healthCheckTCP
-	k8sCA    *pki.Pair
-	etcdCA   *pki.Pair
+	// members and nodes are the etcd members' and control-plane nodes'
+	// auto-scaling groups of one.
+	members []*lab.NodeGroup
+	nodes   []*lab.NodeGroup
+	// boot is from launching every node to the cluster whole; etcdBoot to
+	// every member healthy.
+	boot, etcdBoot time.Duration
+	lb             *lab.Node
+	check          string // healthCheckReadyz or healthCheckTCP
+	k8sCA          *pki.Pair
+	etcdCA         *pki.Pair
 	// lbAdmin is cluster-admin through the load balancer, as kubectl with
 	// the stack's kubeconfig; nodeAPIs ask each node directly, anonymously,
 	// as the load balancer's check does.
@@ -68,14 +70,16 @@ type cluster struct {
 	logf        func(format string, args ...any)
 }
 
-// setUp builds the topology and starts etcd, the control plane and
-// haproxy, all from the stack's rendered configuration.
+// setUp builds the topology, the load balancer and the AWS double, then
+// launches every etcd member and control-plane node at once, each an
+// instance booted from its launch template's user-data, and waits until
+// the cluster is whole.
 func setUp(ctx context.Context, s stack, dir string, logf func(string, ...any)) (_ *cluster, err error) {
 	nl, err := netlab.New(labPrefix, dir)
 	if err != nil {
 		return nil, err
 	}
-	c := &cluster{ctx: ctx, stack: s, net: nl, endpoint: "api." + s.clusterName + ".rehearsal", check: healthCheckReadyz, logf: logf}
+	c := &cluster{ctx: ctx, stack: s, net: nl, check: healthCheckReadyz, logf: logf}
 	// Nothing half-made stays behind.
 	defer func() {
 		if err != nil {
@@ -87,42 +91,33 @@ func setUp(ctx context.Context, s stack, dir string, logf func(string, ...any)) 
 			return nil, err
 		}
 	}
-	if err := nl.AddNetwork("lbnet", "10.210.100.1"); err != nil {
-		return nil, err
+	for network, gateway := range map[string]string{"lbnet": "10.210.100.1", "awsnet": "10.210.200.1"} {
+		if err := nl.AddNetwork(network, gateway); err != nil {
+			return nil, err
+		}
 	}
 	if err := nl.ConnectMachine(machineIP, hubIP, labCIDR); err != nil {
 		return nil, err
 	}
-
+	// The rehearsal's own clients use the program's CAs and endpoint.
 	if c.etcdCA, err = declaredCA(s.declared, s.clusterName+"-etcd-ca"); err != nil {
 		return nil, err
 	}
-	if c.k8sCA, err = pki.Issue(pki.KubernetesCA(s.clusterName)); err != nil {
+	if c.k8sCA, err = declaredCA(s.declared, s.clusterName+"-control-plane-ca"); err != nil {
+		return nil, err
+	}
+	firstNode, err := lab.UserData(s.declared, "Name", controlPlaneGroup(s, 0))
+	if err != nil {
+		return nil, err
+	}
+	if c.endpoint, err = apiEndpoint(firstNode); err != nil {
 		return nil, err
 	}
 	if err := c.makeClients(); err != nil {
 		return nil, err
 	}
-	store := dir + "/store"
-	secret, err := lab.ControlPlaneSecret(s.clusterName, c.k8sCA, c.etcdCA, joinToken)
-	if err != nil {
-		return nil, err
-	}
-	if err := lab.WriteSecret(store, "control-plane", secret); err != nil {
-		return nil, err
-	}
 
-	hosts := map[string]string{c.endpoint: lbIP}
-	for i, m := range s.etcd.Members {
-		hosts[m.DNSName] = zoneNet(i) + ".11"
-	}
-	if err := c.bootEtcd(dir); err != nil {
-		return nil, err
-	}
-
-	// haproxy before the control plane: later nodes discover the cluster
-	// through the endpoint, as on AWS.
-	lbHost, err := nl.AddHostOn("lbnet", "lb", lbIP, lbBinds, hosts)
+	lbHost, err := nl.AddHostOn("lbnet", "lb", lbIP, lbBinds, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -132,77 +127,95 @@ func setUp(ctx context.Context, s stack, dir string, logf func(string, ...any)) 
 	if err := c.startHAProxy(); err != nil {
 		return nil, err
 	}
-	rendered := bootstrap.ControlPlane{
-		ClusterName: s.clusterName, KubernetesVersion: s.kubernetesVersion, Endpoint: c.endpoint,
-		PodCIDR: s.podCIDR, ServiceCIDR: s.serviceCIDR, EtcdEndpoints: strings.Split(s.etcd.ClientEndpoints(), ","),
-		LeaderElection: s.leaderElection, InitZone: s.zones[0],
-	}
-	for i, zone := range s.zones {
-		n, err := lab.AddControlPlaneNode(nl, zoneNetwork(i), nodeName(i), zoneNet(i)+".21", hosts, rendered,
-			bootstrap.ControlPlaneParams{Zone: zone, Region: s.region, SecretID: "control-plane", CACertPEM: string(c.k8sCA.CertPEM), Assets: lab.UnusedAssets()}, store)
-		if err != nil {
-			return nil, err
-		}
-		c.nodes = append(c.nodes, n)
-	}
-	if err := c.initFirstNode(); err != nil {
+	if c.cloud, err = lab.StartCloud(nl, "awsnet", awsIP, s.region, dir+"/cloud"); err != nil {
 		return nil, err
 	}
-	for _, n := range c.nodes[1:] {
-		if err := n.KubeadmJoinPrepare(); err != nil {
-			return nil, err
-		}
-		if err := startComponents(n); err != nil {
-			return nil, err
-		}
+	c.cloud.Logf = c.logf
+	if err := c.cloud.Declare(s.declared); err != nil {
+		return nil, err
 	}
-	if _, err := c.waitFor("every node in rotation", 180*time.Second, c.fullyHealthy); err != nil {
+	// The endpoint's name is the load balancer's, in the VPC's DNS.
+	c.cloud.DNS.AddHost(c.endpoint, net.ParseIP(lbIP))
+	if err := c.launchAll(); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-// bootEtcd launches every etcd member at once, each an instance booted
-// from its launch template's user-data in its zone, against the AWS double
-// holding what the stack's program declared, and waits until all are
-// healthy.
-func (c *cluster) bootEtcd(dir string) error {
-	if err := c.net.AddNetwork("awsnet", "10.210.200.1"); err != nil {
-		return err
-	}
-	cloud, err := lab.StartCloud(c.net, "awsnet", awsIP, c.stack.region, dir+"/cloud")
-	if err != nil {
-		return err
-	}
-	c.cloud = cloud
-	cloud.Logf = c.logf
-	if err := cloud.Declare(c.stack.declared); err != nil {
-		return err
-	}
+// launchAll starts every etcd member's and control-plane node's group at
+// once, from nothing, and measures until the cluster is whole.
+func (c *cluster) launchAll() error {
+	s := c.stack
 	start := time.Now()
-	for i, m := range c.stack.etcd.Members {
-		host, err := c.net.AddHostOn(zoneNetwork(i), m.Name, zoneNet(i)+".11", nil, nil)
+	for i, m := range s.etcd.Members {
+		group, err := c.group(zoneNetwork(i), m.Name, m.Zone, zoneNet(i)+".11", bootstrap.EtcdMemberTag, m.Name)
 		if err != nil {
 			return err
 		}
-		userData, err := lab.UserData(c.stack.declared, bootstrap.EtcdMemberTag, m.Name)
-		if err != nil {
-			return err
-		}
-		group := cloud.NewNodeGroup(c.stack.rootfs, m.Name, m.Zone, host, userData)
 		c.members = append(c.members, group)
-		if err := group.Start(); err != nil {
+	}
+	for i, zone := range s.zones {
+		group, err := c.group(zoneNetwork(i), nodeName(i), zone, zoneNet(i)+".21", "Name", controlPlaneGroup(s, i))
+		if err != nil {
 			return err
 		}
+		c.nodes = append(c.nodes, group)
 	}
-	if _, err := c.waitFor("etcd healthy", 3*time.Minute, c.etcdHealthy); err != nil {
-		for _, m := range c.members {
-			c.logf("%s console:\n%s", m.Name, m.Instance.ConsoleTail(30))
-		}
+	took, err := c.waitFor("etcd healthy", 4*time.Minute, c.etcdHealthy)
+	if err != nil {
+		c.logConsoles()
 		return err
 	}
-	c.etcdBoot = time.Since(start)
+	c.etcdBoot = took
+	c.logf("etcd healthy %.0fs after launch", took.Seconds())
+	if _, err := c.waitFor("the cluster whole", 8*time.Minute, c.fullyHealthy); err != nil {
+		c.logConsoles()
+		return err
+	}
+	c.boot = time.Since(start)
 	return nil
+}
+
+// group makes a node's host and its auto-scaling group of one, whose
+// launch template is tagged tag=value, and launches its instance.
+func (c *cluster) group(network, name, zone, ip, tag, value string) (*lab.NodeGroup, error) {
+	host, err := c.net.AddHostOn(network, name, ip, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	userData, err := lab.UserData(c.stack.declared, tag, value)
+	if err != nil {
+		return nil, err
+	}
+	group := c.cloud.NewNodeGroup(c.stack.rootfs, name, zone, host, userData)
+	return group, group.Start()
+}
+
+// logConsoles shows what each node printed last, when set-up fails.
+func (c *cluster) logConsoles() {
+	for _, g := range append(append([]*lab.NodeGroup{}, c.members...), c.nodes...) {
+		if g.Instance != nil {
+			c.logf("%s console:\n%s", g.Name, g.Instance.ConsoleTail(40))
+		}
+	}
+}
+
+// controlPlaneGroup is the Name of zone i's control-plane launch template.
+func controlPlaneGroup(s stack, i int) string {
+	return fmt.Sprintf("%s-control-plane-%s", s.clusterName, s.zones[i])
+}
+
+// apiEndpoint is the API's name in a control-plane node's user-data.
+func apiEndpoint(userData []byte) (string, error) {
+	doc, err := bootstrap.ReadUserData(userData)
+	if err != nil {
+		return "", err
+	}
+	m := regexp.MustCompile(`(?m)^\s*API_ENDPOINT=(\S+)$`).FindSubmatch(doc)
+	if m == nil {
+		return "", fmt.Errorf("rehearsal: no API_ENDPOINT in the control-plane user-data")
+	}
+	return string(m[1]), nil
 }
 
 // declaredCA is the CA the program issued under name, key included, so
@@ -225,54 +238,6 @@ func declaredCA(resources []mockrun.Resource, name string) (*pki.Pair, error) {
 
 func zoneNetwork(i int) string { return fmt.Sprintf("zone%d", i) }
 func nodeName(i int) string    { return fmt.Sprintf("cp-%c", 'a'+i) }
-
-// initFirstNode does what `kubeadm init` does on the first node before and
-// after its API server answers.
-func (c *cluster) initFirstNode() error {
-	a := c.nodes[0]
-	if err := a.KubeadmInit(lab.KubeadmInitBeforeAPI); err != nil {
-		return err
-	}
-	if err := a.StartStaticPod("kube-apiserver"); err != nil {
-		return err
-	}
-	lbAnonymous, err := lab.NewAPI(lbIP, c.endpoint, c.k8sCA, nil, nil, 2*time.Second)
-	if err != nil {
-		return err
-	}
-	if _, err := c.waitFor("cp-a "+bootstrap.HealthCheckPath+" through the load balancer", 120*time.Second, lbAnonymous.Ready); err != nil {
-		return err
-	}
-	if err := a.KubeadmInit(lab.KubeadmInitAfterAPI); err != nil {
-		return err
-	}
-	for _, comp := range lab.ControlPlaneComponents[1:] {
-		if err := a.StartStaticPod(comp); err != nil {
-			return err
-		}
-	}
-	// kube-controller-manager signs cluster-info with the token; joining
-	// nodes trust nothing unsigned.
-	tokenID, _, _ := strings.Cut(joinToken, ".")
-	_, err = c.waitFor("cluster-info signed", 120*time.Second, func() error {
-		code, body, err := c.lbAdmin.Do("GET", "/api/v1/namespaces/kube-public/configmaps/cluster-info", nil)
-		if err != nil || code != 200 || !strings.Contains(body, "jws-kubeconfig-"+tokenID) {
-			return fmt.Errorf("HTTP %d, err %v", code, err)
-		}
-		return nil
-	})
-	return err
-}
-
-// startComponents starts a node's control-plane components, in order.
-func startComponents(n *lab.Node) error {
-	for _, comp := range lab.ControlPlaneComponents {
-		if err := n.StartStaticPod(comp); err != nil {
-			return err
-		}
-	}
-	return nil
-}
 
 // makeClients makes the clients the rehearsal measures with, from the
 // machine, which the lab routes to every network.

@@ -242,7 +242,7 @@ func heal(c *cluster, p *probe, d *Drill) error {
 	return nil
 }
 
-func (c *cluster) nodeNamed(name string) *lab.Node {
+func (c *cluster) nodeNamed(name string) *lab.NodeGroup {
 	for _, n := range c.nodes {
 		if n.Name == name {
 			return n
@@ -262,8 +262,8 @@ func killLeaseHolder(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 	}
 	w.lostNodes[victim.Name] = true
 	d, err := measure(ctx, c, p, w, func() error {
-		victim.Stop(lab.ControlPlaneComponents...)
-		return victim.Host.Disconnect()
+		victim.Kill()
+		return nil
 	})
 	if w.controllerManager != w.scheduler {
 		d.note(fmt.Sprintf("the controller-manager Lease was on %s, not %s", w.controllerManager, victim.Name))
@@ -271,10 +271,8 @@ func killLeaseHolder(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 	if err != nil {
 		return d, err
 	}
-	if err := victim.Host.Reconnect(); err != nil {
-		return d, err
-	}
-	if err := startComponents(victim); err != nil {
+	// Its group launches a replacement, which joins the cluster.
+	if err := victim.Start(); err != nil {
 		return d, err
 	}
 	return d, heal(c, p, &d)

@@ -59,7 +59,7 @@ func repoRoot() (string, error) {
 }
 
 // Build runs hack/tools.sh, which builds the pinned binaries that are not
-// built yet (9 to 15 minutes on 2 cores the first time).
+// built yet (about 10 to 15 minutes on 2 cores the first time).
 func Build(log io.Writer) error {
 	_, err := runHack("tools.sh", log)
 	return err

@@ -1,0 +1,269 @@
+package lab
+
+import (
+	"archive/tar"
+	"bytes"
+	"crypto/sha256"
+	"debug/elf"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/kubeha/kubeha/internal/bootstrap"
+)
+
+// The container images a rehearsal control-plane node needs and no registry
+// serves it: kubeadm's static pods (kube-apiserver, -controller-manager,
+// -scheduler) and the pods' pause container, built from the binaries of
+// hack/tools.sh. Each is a docker-save tarball (manifest.json, the config,
+// one uncompressed layer), as Kubernetes' own server tarball ships its
+// images, which `ctr -n k8s.io images import` loads.
+const (
+	// ImageRegistry is the registry kubeadm names its images in by default.
+	ImageRegistry = "registry.k8s.io"
+	// imagePath is the PATH of every image: kubeadm's static pods give the
+	// command by name (`command: [kube-apiserver, ...]`).
+	imagePath = "PATH=/usr/local/bin:/usr/bin:/bin"
+)
+
+// ControlPlaneImageNames are the control-plane binaries kubeadm runs as
+// static pods, each from an image of the same name.
+var ControlPlaneImageNames = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"}
+
+// PauseImage is the pause image reference the kubelet and containerd use.
+func PauseImage() string { return bootstrap.PauseImageRef }
+
+// ControlPlaneImage is the reference kubeadm gives the named component's
+// image at that Kubernetes version.
+func ControlPlaneImage(component, kubernetesVersion string) string {
+	return ImageRegistry + "/" + component + ":" + kubernetesVersion
+}
+
+// imageEpoch is every time the images carry, so that the same binaries give
+// byte-identical tarballs.
+var imageEpoch = time.Unix(0, 0).UTC()
+
+// imageSpec is one image: its reference, the binary it holds and where, and
+// its entrypoint and user.
+type imageSpec struct {
+	ref, binary, target, user string
+}
+
+// BuildImages writes one docker-save tarball per image into dir, from the
+// static binaries in binDir (hack/tools.sh's bin folder), and returns each
+// image reference with its tarball's path. A tarball newer than its binary
+// is kept as it is.
+func BuildImages(binDir, dir, kubernetesVersion string) (map[string]string, error) {
+	if !strings.HasPrefix(kubernetesVersion, "v") || strings.ContainsAny(kubernetesVersion, "/: ") {
+		return nil, fmt.Errorf("lab: Kubernetes version %q is not a tag like v1.36.3", kubernetesVersion)
+	}
+	specs := []imageSpec{}
+	for _, component := range ControlPlaneImageNames {
+		specs = append(specs, imageSpec{
+			ref:    ControlPlaneImage(component, kubernetesVersion),
+			binary: component,
+			target: "/usr/local/bin/" + component,
+		})
+	}
+	// As Kubernetes' pause image: /pause, as nobody.
+	specs = append(specs, imageSpec{ref: PauseImage(), binary: "pause", target: "/pause", user: "65535:65535"})
+
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	images := map[string]string{}
+	for _, spec := range specs {
+		// kube-apiserver-v1.36.3.tar: the tag is in the name, so a tarball
+		// is never kept for another version.
+		out := filepath.Join(dir, spec.binary+"-"+spec.ref[strings.LastIndex(spec.ref, ":")+1:]+".tar")
+		binary := filepath.Join(binDir, spec.binary)
+		fresh, err := newerThan(out, binary)
+		if err != nil {
+			return nil, err
+		}
+		if !fresh {
+			if err := writeImage(out, binary, spec); err != nil {
+				return nil, fmt.Errorf("lab: image %s: %w", spec.ref, err)
+			}
+		}
+		images[spec.ref] = out
+	}
+	return images, nil
+}
+
+// newerThan says whether file exists and is newer than source, which must
+// exist.
+func newerThan(file, source string) (bool, error) {
+	src, err := os.Stat(source)
+	if err != nil {
+		return false, fmt.Errorf("lab: %w (hack/tools.sh builds it)", err)
+	}
+	info, err := os.Stat(file)
+	if os.IsNotExist(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return info.ModTime().After(src.ModTime()), nil
+}
+
+// imageConfig is the image configuration (the fields of Docker's and OCI's
+// that these images set), in a fixed order.
+type imageConfig struct {
+	Architecture string          `json:"architecture"`
+	OS           string          `json:"os"`
+	Created      time.Time       `json:"created"`
+	Config       containerConfig `json:"config"`
+	RootFS       struct {
+		Type    string   `json:"type"`
+		DiffIDs []string `json:"diff_ids"`
+	} `json:"rootfs"`
+	History []imageHistory `json:"history"`
+}
+
+type containerConfig struct {
+	User       string   `json:"User,omitempty"`
+	Env        []string `json:"Env"`
+	Entrypoint []string `json:"Entrypoint"`
+	WorkingDir string   `json:"WorkingDir"`
+}
+
+type imageHistory struct {
+	Created   time.Time `json:"created"`
+	CreatedBy string    `json:"created_by"`
+}
+
+// imageManifest is one entry of a docker-save manifest.json.
+type imageManifest struct {
+	Config   string
+	RepoTags []string
+	Layers   []string
+}
+
+// writeImage writes the image of one binary as a docker-save tarball at out.
+func writeImage(out, binary string, spec imageSpec) error {
+	if err := requireStatic(binary); err != nil {
+		return err
+	}
+	layer, err := binaryLayer(binary, spec.target)
+	if err != nil {
+		return err
+	}
+	layerID := imageDigestHex(layer)
+	var cfg imageConfig
+	cfg.Architecture, cfg.OS, cfg.Created = runtime.GOARCH, "linux", imageEpoch
+	cfg.Config = containerConfig{User: spec.user, Env: []string{imagePath}, Entrypoint: []string{spec.target}, WorkingDir: "/"}
+	cfg.RootFS.Type, cfg.RootFS.DiffIDs = "layers", []string{"sha256:" + layerID}
+	cfg.History = []imageHistory{{Created: imageEpoch, CreatedBy: "kubeha: " + spec.target}}
+	config, err := json.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	configFile := imageDigestHex(config) + ".json"
+	layerFile := layerID + "/layer.tar"
+	manifest, err := json.Marshal([]imageManifest{{Config: configFile, RepoTags: []string{spec.ref}, Layers: []string{layerFile}}})
+	if err != nil {
+		return err
+	}
+
+	f, err := os.CreateTemp(filepath.Dir(out), filepath.Base(out)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	tw := tar.NewWriter(f)
+	if err := tw.WriteHeader(tarHeader(layerID+"/", tar.TypeDir, 0o755, 0)); err != nil {
+		return err
+	}
+	for _, entry := range []struct {
+		name string
+		data []byte
+	}{{layerFile, layer}, {configFile, config}, {"manifest.json", manifest}} {
+		if err := tw.WriteHeader(tarHeader(entry.name, tar.TypeReg, 0o644, len(entry.data))); err != nil {
+			return err
+		}
+		if _, err := tw.Write(entry.data); err != nil {
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), out)
+}
+
+// tarHeader is a header owned by root at imageEpoch, the same every time.
+func tarHeader(name string, typ byte, mode int64, size int) *tar.Header {
+	return &tar.Header{Name: name, Typeflag: typ, Mode: mode, Size: int64(size),
+		ModTime: imageEpoch, Uname: "root", Gname: "root", Format: tar.FormatUSTAR}
+}
+
+// binaryLayer is an uncompressed layer holding the binary at target
+// (absolute), mode 0755, under its parent folders, and an empty /tmp.
+func binaryLayer(binary, target string) ([]byte, error) {
+	data, err := os.ReadFile(binary)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	buf.Grow(len(data) + 8<<10)
+	tw := tar.NewWriter(&buf)
+	rel := strings.TrimPrefix(path.Clean(target), "/")
+	var dirs []string
+	for d := path.Dir(rel); d != "."; d = path.Dir(d) {
+		dirs = append([]string{d + "/"}, dirs...)
+	}
+	for _, d := range dirs {
+		if err := tw.WriteHeader(tarHeader(d, tar.TypeDir, 0o755, 0)); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.WriteHeader(tarHeader("tmp/", tar.TypeDir, 0o1777, 0)); err != nil {
+		return nil, err
+	}
+	if err := tw.WriteHeader(tarHeader(rel, tar.TypeReg, 0o755, len(data))); err != nil {
+		return nil, err
+	}
+	if _, err := tw.Write(data); err != nil {
+		return nil, err
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func imageDigestHex(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
+// requireStatic refuses a dynamically linked binary: the images have no
+// libc, and such a binary would fail there with a bare "no such file".
+func requireStatic(binary string) error {
+	f, err := elf.Open(binary)
+	if err != nil {
+		return fmt.Errorf("%s: %w", binary, err)
+	}
+	defer f.Close()
+	for _, prog := range f.Progs {
+		if prog.Type == elf.PT_INTERP {
+			return fmt.Errorf("%s is dynamically linked, and the image has no libc: build it with CGO_ENABLED=0 (hack/tools.sh)", binary)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,38 @@
+package tests
+
+import (
+	"os"
+	"regexp"
+	"testing"
+
+	"github.com/kubeha/kubeha/internal/bootstrap"
+)
+
+// The rehearsal serves, under each pinned asset's key, a local build of
+// that same release: hack/tools.sh must build exactly the versions nodes
+// are pinned to, or the rehearsal would prove another release.
+func TestToolsBuildThePinnedReleases(t *testing.T) {
+	script, err := os.ReadFile("../hack/tools.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for variable, pinned := range map[string]string{
+		"ETCD_VERSION":       bootstrap.EtcdVersion,
+		"KUBERNETES_VERSION": bootstrap.PinnedKubernetesVersion,
+		"CONTAINERD_VERSION": "v" + bootstrap.ContainerdVersion,
+		"RUNC_VERSION":       bootstrap.RuncVersion,
+	} {
+		m := regexp.MustCompile(`(?m)^` + variable + `=(\S+)$`).FindSubmatch(script)
+		if m == nil || string(m[1]) != pinned {
+			t.Errorf("hack/tools.sh sets %s=%s, want the pinned %s", variable, m, pinned)
+		}
+	}
+	// Each pinned asset's key names its release.
+	a := bootstrap.PinnedAssets()
+	for key, version := range map[string]string{a.Etcd.Key: bootstrap.EtcdVersion, a.Kubelet.Key: a.KubernetesVersion,
+		a.Containerd.Key: bootstrap.ContainerdVersion, a.Runc.Key: bootstrap.RuncVersion} {
+		if !regexp.MustCompile(`/` + regexp.QuoteMeta(version) + `/`).MatchString(key) {
+			t.Errorf("asset key %s does not name release %s", key, version)
+		}
+	}
+}
