@@ -44,7 +44,7 @@ done
 # builds are: the control plane runs in kubeha's node images, which have no
 # libc (internal/lab/images.go). The kubelet is built the same way, so that
 # all five share one build cache.
-for name in kubeadm kube-apiserver kube-controller-manager kube-scheduler kubelet; do
+for name in kubeadm kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet; do
   CGO_ENABLED=0 build "$name" "$KUBERNETES_VERSION-static" kubernetes "k8s.io/kubernetes/cmd/$name" \
     -tags grpcnotrace -ldflags="-s -w$kube_ldflags"
 done

@@ -3,6 +3,7 @@ package awsdouble
 import (
 	"encoding/binary"
 	"io"
+	"maps"
 	"net"
 	"strings"
 	"sync"
@@ -27,11 +28,13 @@ type DNSServer struct {
 
 	mu    sync.Mutex
 	hosts map[string]net.IP
+	// unknown counts the queries for names that do not exist, by name.
+	unknown map[string]int
 }
 
 // NewDNSServer serves cloud's zones and points AWS endpoints at aws.
 func NewDNSServer(cloud *Cloud, aws net.IP) *DNSServer {
-	return &DNSServer{Cloud: cloud, AWS: aws, hosts: map[string]net.IP{}}
+	return &DNSServer{Cloud: cloud, AWS: aws, hosts: map[string]net.IP{}, unknown: map[string]int{}}
 }
 
 // AddHost makes name resolve to ip, replacing any earlier address.
@@ -86,6 +89,14 @@ func (d *DNSServer) ServeTCP(l net.Listener) error {
 	}
 }
 
+// Unknown are the names asked for that did not exist (a Route 53 record
+// not yet in sync, say, or a host only the internet has), with how often.
+func (d *DNSServer) Unknown() map[string]int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return maps.Clone(d.unknown)
+}
+
 // lookup is name's IPv4 addresses and their TTL, and whether name exists.
 func (d *DNSServer) lookup(name string) ([]net.IP, uint32, bool) {
 	name = normalName(name)
@@ -127,6 +138,9 @@ func (d *DNSServer) answer(query []byte) []byte {
 	switch {
 	case !ok:
 		resp.RCode = dnsmessage.RCodeNameError
+		d.mu.Lock()
+		d.unknown[normalName(q.Name.String())]++
+		d.mu.Unlock()
 	case q.Type == dnsmessage.TypeA && q.Class == dnsmessage.ClassINET:
 		for _, ip := range ips {
 			a := dnsmessage.AResource{}

@@ -143,4 +143,10 @@ func TestDNSServer(t *testing.T) {
 	if _, err := resolver.LookupHost(ctx, "nothing.example.org."); err == nil || !errors.As(err, &dnsErr) || !dnsErr.IsNotFound {
 		t.Errorf("LookupHost of an unknown name: %v, want not found", err)
 	}
+	// Every name that did not exist is counted, so a lab can tell which
+	// hosts its nodes looked for beyond the doubles.
+	unknown := d.Unknown()
+	if unknown["example.org"] != 1 || unknown["nothing.example.org"] == 0 || unknown["etcd-a.c1.kubeha.internal"] != 2 || unknown["secretsmanager.eu-west-1.amazonaws.com"] != 0 {
+		t.Errorf("unknown names counted %v", unknown)
+	}
 }

@@ -31,8 +31,9 @@ type Assets struct {
 	// Kubeadm and Kubelet are the release binaries.
 	Kubeadm, Kubelet Asset
 	// The control plane's images as release archives (docker save), which
-	// nodes import into containerd before kubeadm runs.
-	APIServerImage, ControllerManagerImage, SchedulerImage Asset
+	// nodes import into containerd before kubeadm runs; kube-proxy's, which
+	// kubeadm's addon runs on every node.
+	APIServerImage, ControllerManagerImage, SchedulerImage, KubeProxyImage Asset
 	// Containerd is its release archive (bin/ in it); Runc the binary.
 	Containerd, Runc Asset
 	// PauseImage is the pod sandbox image archive; empty on AWS, where
@@ -42,7 +43,7 @@ type Assets struct {
 
 // List is every asset, for the deploy to copy.
 func (a Assets) List() []Asset {
-	all := []Asset{a.Etcd, a.Kubeadm, a.Kubelet, a.APIServerImage, a.ControllerManagerImage, a.SchedulerImage, a.Containerd, a.Runc}
+	all := []Asset{a.Etcd, a.Kubeadm, a.Kubelet, a.APIServerImage, a.ControllerManagerImage, a.SchedulerImage, a.KubeProxyImage, a.Containerd, a.Runc}
 	if a.PauseImage != (Asset{}) {
 		all = append(all, a.PauseImage)
 	}
@@ -51,7 +52,7 @@ func (a Assets) List() []Asset {
 
 // Images are the image archives control-plane nodes import.
 func (a Assets) Images() []Asset {
-	images := []Asset{a.APIServerImage, a.ControllerManagerImage, a.SchedulerImage}
+	images := []Asset{a.APIServerImage, a.ControllerManagerImage, a.SchedulerImage, a.KubeProxyImage}
 	if a.PauseImage != (Asset{}) {
 		images = append(images, a.PauseImage)
 	}
@@ -106,6 +107,7 @@ func PinnedAssets() Assets {
 		APIServerImage:         k8s("kube-apiserver.tar", ""),
 		ControllerManagerImage: k8s("kube-controller-manager.tar", ""),
 		SchedulerImage:         k8s("kube-scheduler.tar", ""),
+		KubeProxyImage:         k8s("kube-proxy.tar", ""),
 		Containerd: Asset{
 			Key:    "containerd/" + ContainerdVersion + "/containerd-" + ContainerdVersion + "-linux-amd64.tar.gz",
 			Source: "https://github.com/containerd/containerd/releases/download/v" + ContainerdVersion + "/containerd-" + ContainerdVersion + "-linux-amd64.tar.gz",

@@ -56,6 +56,7 @@ func LocalAssets(toolsDir, dir string) (bootstrap.Assets, error) {
 		{&a.APIServerImage, images[ControlPlaneImage("kube-apiserver", a.KubernetesVersion)]},
 		{&a.ControllerManagerImage, images[ControlPlaneImage("kube-controller-manager", a.KubernetesVersion)]},
 		{&a.SchedulerImage, images[ControlPlaneImage("kube-scheduler", a.KubernetesVersion)]},
+		{&a.KubeProxyImage, images[ControlPlaneImage("kube-proxy", a.KubernetesVersion)]},
 		{&a.PauseImage, images[PauseImage()]},
 	} {
 		if err := local(f.asset, f.path); err != nil {

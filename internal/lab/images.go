@@ -34,7 +34,7 @@ const (
 
 // ControlPlaneImageNames are the control-plane binaries kubeadm runs as
 // static pods, each from an image of the same name.
-var ControlPlaneImageNames = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"}
+var ControlPlaneImageNames = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy"}
 
 // PauseImage is the pause image reference the kubelet and containerd use.
 func PauseImage() string { return bootstrap.PauseImageRef }

@@ -45,6 +45,8 @@ var (
 	// order a node starts them.
 	ControlPlaneComponents = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"}
 	Binaries               = slices.Concat(EtcdBinaries, []string{"kubeadm"}, ControlPlaneComponents)
+	// NodeBinaries are what the rehearsal's node assets are made of.
+	NodeBinaries = slices.Concat(Binaries, []string{"kubelet", "kube-proxy", "containerd", "containerd-shim-runc-v2", "ctr", "runc", "pause"})
 )
 
 // InstallBinaries links the named pinned binaries into a host's

@@ -11,7 +11,12 @@ import (
 // recovery is when the first of those started.
 const (
 	probeTimeout = 3 * time.Second
-	servingSpan  = 3 * time.Second
+	// probeInterval between probe requests, each a write and a read; the
+	// probe has room for every request of two timeouts' time, so a stalled
+	// API never stops it sending.
+	probeInterval = 100 * time.Millisecond
+	probeSlots    = int(2*probeTimeout/probeInterval) + 4
+	servingSpan   = 3 * time.Second
 )
 
 // Slacks for what the configuration does not cover: lbSlack for haproxy's

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/kubeha/kubeha/internal/bootstrap"
@@ -198,6 +199,25 @@ func (c *cluster) logConsoles() {
 			c.logf("%s console:\n%s", g.Name, g.Instance.ConsoleTail(40))
 		}
 	}
+}
+
+// outsideNames are the unknown names nodes asked the VPC's DNS for, less
+// the lab's own: etcd members' records before they are in sync, and the
+// nodes' hostnames, which kubeadm checks resolve (on EC2 the VPC's
+// resolver answers them).
+func (c *cluster) outsideNames() map[string]int {
+	outside := c.cloud.DNS.Unknown()
+	for name := range outside {
+		if strings.HasSuffix(name, "."+bootstrap.EtcdDomain(c.stack.clusterName)) || c.nodeNamed(name) != nil {
+			delete(outside, name)
+		}
+		for _, m := range c.members {
+			if m.Name == name {
+				delete(outside, name)
+			}
+		}
+	}
+	return outside
 }
 
 // controlPlaneGroup is the Name of zone i's control-plane launch template.

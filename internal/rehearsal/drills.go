@@ -218,12 +218,14 @@ func (p *probe) servingSince(since time.Time) time.Time {
 // record fills d's traffic numbers from the probe's results between from
 // and to.
 func (p *probe) record(d *Drill, from, to time.Time) {
-	var gap time.Duration
-	d.Requests, d.Failures, gap = p.window(from, to)
-	d.LongestGapSeconds = gap.Seconds()
+	w := p.window(from, to)
+	d.Requests, d.Failures, d.LongestGapSeconds = w.requests, w.failures, w.longestGap.Seconds()
 	if d.Requests > 0 {
 		d.ErrorRate = float64(d.Failures) / float64(d.Requests)
 	}
+	d.ErrorWindowSeconds = w.lastFailure.Seconds()
+	d.LatencySeconds = map[string]float64{"p50": w.latency[0].Seconds(), "p90": w.latency[1].Seconds(), "p99": w.latency[2].Seconds()}
+	d.ProbeSkippedTicks = w.skipped
 }
 
 // heal waits until the cluster is whole again and checks no write was lost.

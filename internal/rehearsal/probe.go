@@ -19,6 +19,8 @@ type probe struct {
 	mu      sync.Mutex
 	results []result
 	acked   []string
+	// skipped counts ticks with no free slot.
+	skipped int
 	stop    chan struct{}
 	done    chan struct{}
 	once    sync.Once
@@ -45,9 +47,9 @@ func (c *cluster) startProbe() *probe {
 // others.
 func (p *probe) loop() {
 	defer close(p.done)
-	tick := time.NewTicker(100 * time.Millisecond)
+	tick := time.NewTicker(probeInterval)
 	defer tick.Stop()
-	slots := make(chan struct{}, 16)
+	slots := make(chan struct{}, probeSlots)
 	var running sync.WaitGroup
 	defer running.Wait()
 	for seq := 0; ; seq++ {
@@ -59,7 +61,12 @@ func (p *probe) loop() {
 		select {
 		case slots <- struct{}{}:
 		default:
-			continue // all slots busy: the API is stalled; waiting is the measurement
+			// Every slot holds a request that has not timed out, which
+			// probeSlots leaves room for: counted, so it cannot pass unseen.
+			p.mu.Lock()
+			p.skipped++
+			p.mu.Unlock()
+			continue
 		}
 		running.Add(1)
 		go func() {
@@ -98,23 +105,48 @@ func (p *probe) close() {
 
 // window summarizes the probe's results between from and to: requests,
 // failures, and the longest time without a success.
-func (p *probe) window(from, to time.Time) (requests, failures int, longestGap time.Duration) {
+func (p *probe) window(from, to time.Time) windowStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	w := windowStats{}
 	last := from
+	var latencies []time.Duration
 	for _, r := range p.results {
 		if r.started.Before(from) || r.at.After(to) {
 			continue
 		}
-		requests++
+		w.requests++
 		if !r.ok {
-			failures++
+			w.failures++
+			w.lastFailure = max(w.lastFailure, r.at.Sub(from))
 			continue
 		}
-		longestGap = max(longestGap, r.at.Sub(last))
+		latencies = append(latencies, r.at.Sub(r.started))
+		w.longestGap = max(w.longestGap, r.at.Sub(last))
 		last = r.at
 	}
-	return requests, failures, max(longestGap, to.Sub(last))
+	w.longestGap = max(w.longestGap, to.Sub(last))
+	slices.Sort(latencies)
+	for i, q := range []float64{0.5, 0.9, 0.99} {
+		if len(latencies) > 0 {
+			w.latency[i] = latencies[min(len(latencies)-1, int(q*float64(len(latencies))))]
+		}
+	}
+	w.skipped = p.skipped
+	return w
+}
+
+// windowStats are what the probe saw between two times.
+type windowStats struct {
+	requests, failures int
+	longestGap         time.Duration
+	// lastFailure is from the window's start to the end of its last
+	// failed request: how long the fault showed.
+	lastFailure time.Duration
+	// latency of the successful requests: p50, p90, p99.
+	latency [3]time.Duration
+	// skipped is the probe's count of ticks without a free slot, so far.
+	skipped int
 }
 
 // lostWrites lists acknowledged writes the cluster no longer has: every

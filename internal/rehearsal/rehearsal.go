@@ -40,7 +40,15 @@ type Drill struct {
 	Failures    int     `json:"failures"`
 	ErrorRate   float64 `json:"errorRate"`
 	// LongestGapSeconds is the longest time without a successful request.
-	LongestGapSeconds          float64  `json:"longestGapSeconds"`
+	LongestGapSeconds float64 `json:"longestGapSeconds"`
+	// ErrorWindowSeconds is from the fault to the end of the last failed
+	// request through the load balancer; 0 if none failed.
+	ErrorWindowSeconds float64 `json:"errorWindowSeconds"`
+	// LatencySeconds are the successful requests' p50, p90 and p99.
+	LatencySeconds map[string]float64 `json:"latencySeconds"`
+	// ProbeSkippedTicks counts, since the probe started, the ticks on which
+	// every probe slot was still busy; 0 means every request was sent.
+	ProbeSkippedTicks          int      `json:"probeSkippedTicks"`
 	SchedulerLeaseSeconds      *float64 `json:"schedulerLeaseSeconds"`
 	ControllerManagerLeaseSecs *float64 `json:"controllerManagerLeaseSeconds"`
 	EtcdLeaderSeconds          *float64 `json:"etcdLeaderSeconds"`
@@ -71,6 +79,10 @@ type Report struct {
 	EtcdBootSeconds float64 `json:"etcdBootSeconds"`
 	TotalSeconds    float64 `json:"totalSeconds"`
 	Drills          []Drill `json:"drills"`
+	// OutsideNames are the names nodes looked up that neither the doubles
+	// nor the lab's own zones and hosts answer: hosts on the internet,
+	// which the lab does not reach. It must be empty.
+	OutsideNames map[string]int `json:"outsideNames"`
 	// LostWrites counts acknowledged writes missing at the end.
 	LostWrites int `json:"lostWrites"`
 	Writes     int `json:"acknowledgedWrites"`
@@ -104,14 +116,17 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", opts.StackFile, err)
 	}
-	if err := tools.Missing(lab.Binaries...); err != nil {
-		logf("building the pinned etcd and Kubernetes binaries first (%v)", err)
+	if err := tools.Missing(lab.NodeBinaries...); err != nil {
+		logf("building the pinned node binaries first (%v)", err)
 		if err := tools.Build(opts.Log); err != nil {
 			return nil, err
 		}
-		if err := tools.Missing(lab.Binaries...); err != nil {
+		if err := tools.Missing(lab.NodeBinaries...); err != nil {
 			return nil, err
 		}
+	}
+	if len(cfg.Zones) != 3 || cfg.Etcd.Members != 3 {
+		return nil, fmt.Errorf("%s: the rehearsal drills 3 zones with 3 etcd members; the stack has %d zones and %d members", opts.StackFile, len(cfg.Zones), cfg.Etcd.Members)
 	}
 	s := fromConfig(cfg)
 	if s.rootfs, err = tools.Rootfs(opts.Log); err != nil {
@@ -183,6 +198,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			result.LongestGapSeconds, result.Failures, result.Requests, recovery(result.RecoverySeconds))
 	}
 	p.close()
+	report.OutsideNames = c.outsideNames()
 	lost, err := p.lostWrites()
 	if err != nil {
 		return report, err
@@ -229,10 +245,11 @@ func (c *cluster) addLatency(ms int) error {
 // WriteTable prints the report for a person.
 func (r *Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "drill\thealth check\tlongest API gap\terrors\tscheduler lease\tcontroller-manager lease\tetcd leader\tout of rotation\trecovery\t(bound)\tlost writes")
+	fmt.Fprintln(tw, "drill\thealth check\tlongest API gap\terrors\terror window\tp50/p99\tscheduler lease\tcontroller-manager lease\tetcd leader\tout of rotation\trecovery\t(bound)\tlost writes")
 	for _, d := range r.Drills {
-		fmt.Fprintf(tw, "%s\t%s\t%.1fs\t%d/%d (%.1f%%)\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", d.Name, d.HealthCheck, d.LongestGapSeconds,
-			d.Failures, d.Requests, 100*d.ErrorRate, secs(d.SchedulerLeaseSeconds), secs(d.ControllerManagerLeaseSecs),
+		fmt.Fprintf(tw, "%s\t%s\t%.1fs\t%d/%d (%.1f%%)\t%.1fs\t%.2fs/%.2fs\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", d.Name, d.HealthCheck, d.LongestGapSeconds,
+			d.Failures, d.Requests, 100*d.ErrorRate, d.ErrorWindowSeconds, d.LatencySeconds["p50"], d.LatencySeconds["p99"],
+			secs(d.SchedulerLeaseSeconds), secs(d.ControllerManagerLeaseSecs),
 			secs(d.EtcdLeaderSeconds), secs(d.RemovalSeconds), recovery(d.RecoverySeconds), secs(d.RecoveryBoundSeconds), d.LostWrites)
 	}
 	if err := tw.Flush(); err != nil {
@@ -243,7 +260,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 			fmt.Fprintf(w, "%s: %s\n", d.Name, d.Notes)
 		}
 	}
-	_, err := fmt.Fprintf(w, "\n%d acknowledged writes, %d lost. Set-up %.0fs, total %.0fs.\n", r.Writes, r.LostWrites, r.SetUpSeconds, r.TotalSeconds)
+	_, err := fmt.Fprintf(w, "\n%d acknowledged writes, %d lost. Every node booted from nothing and the cluster whole in %.0fs (etcd in %.0fs); total %.0fs.\n",
+		r.Writes, r.LostWrites, r.BootSeconds, r.EtcdBootSeconds, r.TotalSeconds)
 	return err
 }
 

@@ -25,7 +25,7 @@ func TestRehearsal(t *testing.T) {
 	if why := Available(); why != "" {
 		tools.Unavailable(t, "the rehearsal "+why)
 	}
-	if err := tools.Missing(lab.Binaries...); err != nil {
+	if err := tools.Missing(lab.NodeBinaries...); err != nil {
 		tools.Unavailable(t, err.Error())
 	}
 	const stackFile = "../../stacks/Pulumi.dev.yaml"
@@ -42,6 +42,15 @@ func TestRehearsal(t *testing.T) {
 	}
 	if report.LostWrites != 0 || report.Writes == 0 {
 		t.Errorf("%d of %d acknowledged writes lost", report.LostWrites, report.Writes)
+	}
+	// Nodes reached nothing but the doubles and the lab: every name they
+	// looked up is answered by the VPC's DNS, the double's endpoints or
+	// the lab's own zones and hosts.
+	if len(report.OutsideNames) != 0 {
+		t.Errorf("nodes looked up hosts outside the lab: %v", report.OutsideNames)
+	}
+	if report.BootSeconds <= 0 {
+		t.Errorf("no boot-from-nothing time in the report")
 	}
 	raw, err := config.ReadStackFile(stackFile)
 	if err != nil {
@@ -68,6 +77,11 @@ func TestRehearsal(t *testing.T) {
 		lab.Within(t, what, time.Duration(*took*float64(time.Second)), bound)
 	}
 	for _, d := range report.Drills {
+		// The probe kept sending through every drill: a stalled API shows
+		// as failed requests, never as a probe that stopped asking.
+		if d.ProbeSkippedTicks != 0 {
+			t.Errorf("drill %s: the probe skipped %d ticks, all its slots busy", d.Name, d.ProbeSkippedTicks)
+		}
 		if d.Name == "d-tcp" {
 			continue
 		}

@@ -17,9 +17,9 @@ import (
 // here.
 type stack struct {
 	clusterName, region, kubernetesVersion, podCIDR, serviceCIDR string
-	// zones are the first three: the rehearsal drills a 3-zone cluster.
+	// zones are the stack's three: the rehearsal drills a 3-zone cluster.
 	zones []string
-	// etcd has one member per zone, whatever etcd.members says.
+	// etcd has one member per zone.
 	etcd           bootstrap.EtcdCluster
 	leaderElection bootstrap.LeaderElection
 	healthCheck    healthCheck
@@ -48,10 +48,8 @@ func declare(raw map[string]string) ([]mockrun.Resource, error) {
 	rec, err := mockrun.Run("kubeha", "rehearsal", raw, program.StackWith(raw, func(args *components.ClusterArgs) {
 		args.Assets = assets
 		// The machine's kernel has cgroup v1 only, which kubeadm's system
-		// check refuses (kubelet is told to accept it by the image); the
-		// images kubeadm would pull beyond the control plane's (kube-proxy)
-		// are pulled by kubelet later, from a registry the lab lacks.
-		args.IgnorePreflightErrors = []string{"SystemVerification", "ImagePull"}
+		// check refuses (kubelet is told to accept it by the image).
+		args.IgnorePreflightErrors = []string{"SystemVerification"}
 	}))
 	if err != nil {
 		return nil, err

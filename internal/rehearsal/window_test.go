@@ -1,0 +1,38 @@
+package rehearsal
+
+import (
+	"testing"
+	"time"
+)
+
+// What a drill reports from the probe: the error window ends with the last
+// failed request, the gap counts only successes, and the latencies are the
+// successful requests' own.
+func TestProbeWindow(t *testing.T) {
+	t0 := time.Now()
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	p := &probe{results: []result{
+		{started: at(0.0), at: at(0.1), ok: true},
+		{started: at(0.2), at: at(3.2), ok: false}, // timed out
+		{started: at(0.3), at: at(0.4), ok: false},
+		{started: at(4.0), at: at(4.5), ok: true},
+		{started: at(5.0), at: at(5.2), ok: true},
+		{started: at(9.0), at: at(12), ok: true}, // after the window
+	}, skipped: 2}
+	w := p.window(at(0), at(6))
+	if w.requests != 5 || w.failures != 2 {
+		t.Errorf("%d requests, %d failures; want 5 and 2", w.requests, w.failures)
+	}
+	if w.lastFailure != 3200*time.Millisecond {
+		t.Errorf("error window %s, want 3.2s: the end of the last failed request", w.lastFailure)
+	}
+	if w.longestGap != 4400*time.Millisecond {
+		t.Errorf("longest gap %s, want 4.4s between successes", w.longestGap)
+	}
+	if w.latency[0] != 200*time.Millisecond || w.latency[2] != 500*time.Millisecond {
+		t.Errorf("latency p50 %s p99 %s, want 0.2s and 0.5s", w.latency[0], w.latency[2])
+	}
+	if w.skipped != 2 {
+		t.Errorf("skipped %d, want 2", w.skipped)
+	}
+}
