@@ -101,3 +101,14 @@ func TestNodeAssetsRefuseAnUncheckedAsset(t *testing.T) {
 		t.Errorf("%d resources declared for a refused cluster, want 0", n)
 	}
 }
+
+// The default image is resolved when the program runs: a new Debian image
+// is a change `pulumi preview` shows, not a surprise at the next launch.
+func TestImageResolvedAtDeploy(t *testing.T) {
+	rec := runEtcd(t, 3)
+	for _, lt := range rec.OfType("aws:ec2/launchTemplate:LaunchTemplate") {
+		if id := lt.String("imageId"); !strings.HasPrefix(id, "ami-0") {
+			t.Errorf("%s launches image %q, want the AMI ID %s holds now", lt.Name, id, DefaultImage)
+		}
+	}
+}

@@ -9,18 +9,21 @@ import (
 	"maps"
 	"regexp"
 	"slices"
+	"strings"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/autoscaling"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ec2"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ssm"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/kubeha/kubeha/internal/bootstrap"
 )
 
-// DefaultImage is the node image: the latest Debian 12, resolved by EC2 at
-// each launch. Its cloud-init (22.4) is the version kubeha validates
-// user-data with.
+// DefaultImage is the node image: the latest Debian 12, resolved when the
+// program runs, so that a new image shows in `pulumi preview` as a change
+// to the launch templates rather than silently at the next launch. Its
+// cloud-init (22.4) is the version kubeha validates user-data with.
 const DefaultImage = "resolve:ssm:/aws/service/debian/release/12/latest/amd64"
 
 // nodeTemplate is what differs between kubeha's launch templates.
@@ -38,12 +41,22 @@ type nodeTemplate struct {
 	PodsUseNodeRole bool
 }
 
+// imageID is image, or, for a resolve:ssm: parameter, the AMI ID the
+// parameter holds now.
+func imageID(ctx *pulumi.Context, image string) pulumi.StringInput {
+	param, ok := strings.CutPrefix(image, "resolve:ssm:")
+	if !ok {
+		return pulumi.String(image)
+	}
+	return ssm.LookupParameterOutput(ctx, ssm.LookupParameterOutputArgs{Name: pulumi.String(param)}).Value()
+}
+
 // launchTemplate applies kubeha's node baseline: IMDSv2 only with a hop
 // limit of 1 (pods cannot reach the node's credentials) unless
 // PodsUseNodeRole, an encrypted gp3 root volume, no SSH key.
 func launchTemplate(ctx *pulumi.Context, name string, t nodeTemplate, opts []pulumi.ResourceOption) (*ec2.LaunchTemplate, error) {
 	return ec2.NewLaunchTemplate(ctx, name, &ec2.LaunchTemplateArgs{
-		ImageId:              pulumi.String(t.ImageID),
+		ImageId:              imageID(ctx, t.ImageID),
 		InstanceType:         pulumi.String(t.InstanceType),
 		UserData:             t.UserData,
 		VpcSecurityGroupIds:  t.SecurityGroups,

@@ -146,6 +146,14 @@ func GroupName(name string) string { return name + "-20261203000000000000000001"
 // Call answers the data-source lookups kubeha makes.
 func (r *Recorder) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
 	switch args.Token {
+	case "aws:ssm/getParameter:getParameter":
+		// An image ID, as the parameter would hold; distinct per name.
+		h := fnv.New64a()
+		h.Write([]byte(args.Args["name"].StringValue()))
+		out := args.Args.Copy()
+		out["value"] = resource.NewStringProperty(fmt.Sprintf("ami-0%016x", h.Sum64()))
+		out["type"] = resource.NewStringProperty("String")
+		return out, nil
 	case "aws:ec2/getVpc:getVpc":
 		out := args.Args.Copy()
 		out["cidrBlock"] = resource.NewStringProperty("10.99.0.0/16")

@@ -6,6 +6,7 @@
 package rehearsal
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -174,6 +175,16 @@ func (c *cluster) launchAll() error {
 		return err
 	}
 	c.boot = time.Since(start)
+	// What each node ran is its launch template's user-data, byte for byte.
+	for _, g := range append(append([]*lab.NodeGroup{}, c.members...), c.nodes...) {
+		ran, err := g.Instance.RanUserData()
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(ran, g.UserData) {
+			return fmt.Errorf("rehearsal: %s ran %d bytes of user-data, not its launch template's %d", g.Name, len(ran), len(g.UserData))
+		}
+	}
 	return nil
 }
 
