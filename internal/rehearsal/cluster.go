@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -214,12 +215,16 @@ func (c *cluster) logConsoles() {
 
 // outsideNames are the unknown names nodes asked the VPC's DNS for, less
 // the lab's own: etcd members' records before they are in sync, and the
-// nodes' hostnames, which kubeadm checks resolve (on EC2 the VPC's
-// resolver answers them).
+// nodes' hostnames and addresses, which kubeadm and etcd look up (on EC2
+// the VPC's resolver answers both).
 func (c *cluster) outsideNames() map[string]int {
 	outside := c.cloud.DNS.Unknown()
+	_, lab, _ := net.ParseCIDR(labCIDR)
 	for name := range outside {
 		if strings.HasSuffix(name, "."+bootstrap.EtcdDomain(c.stack.clusterName)) || c.nodeNamed(name) != nil {
+			delete(outside, name)
+		}
+		if ip := reverseName(name); ip != nil && lab.Contains(ip) {
 			delete(outside, name)
 		}
 		for _, m := range c.members {
@@ -229,6 +234,18 @@ func (c *cluster) outsideNames() map[string]int {
 		}
 	}
 	return outside
+}
+
+// reverseName is the address of a reverse lookup's name
+// (11.1.210.10.in-addr.arpa is 10.210.1.11), or nil.
+func reverseName(name string) net.IP {
+	rest, ok := strings.CutSuffix(name, ".in-addr.arpa")
+	octets := strings.Split(rest, ".")
+	if !ok || len(octets) != 4 {
+		return nil
+	}
+	slices.Reverse(octets)
+	return net.ParseIP(strings.Join(octets, "."))
 }
 
 // controlPlaneGroup is the Name of zone i's control-plane launch template.

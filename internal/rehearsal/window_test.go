@@ -36,3 +36,14 @@ func TestProbeWindow(t *testing.T) {
 		t.Errorf("skipped %d, want 2", w.skipped)
 	}
 }
+
+func TestReverseName(t *testing.T) {
+	if ip := reverseName("11.1.210.10.in-addr.arpa"); ip.String() != "10.210.1.11" {
+		t.Errorf("reverseName = %v, want 10.210.1.11", ip)
+	}
+	for _, name := range []string{"deb.debian.org", "1.10.in-addr.arpa", "x.1.210.10.in-addr.arpa"} {
+		if ip := reverseName(name); ip != nil {
+			t.Errorf("reverseName(%s) = %v, want none", name, ip)
+		}
+	}
+}
