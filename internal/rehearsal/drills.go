@@ -3,10 +3,12 @@ package rehearsal
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/kubeha/kubeha/internal/awsdouble"
 	"github.com/kubeha/kubeha/internal/bootstrap"
 	"github.com/kubeha/kubeha/internal/lab"
 	"github.com/kubeha/kubeha/internal/netlab"
@@ -297,10 +299,30 @@ func killEtcdLeader(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 	if err != nil {
 		return d, err
 	}
+	// The replacement boots against a harder AWS: EC2 throttles its first
+	// calls, Route 53 answers slowly, and the volume is still attached to
+	// the lost instance until EC2 finishes detaching it.
+	since := time.Now()
+	c.cloud.Fault(awsdouble.EC2, "*", awsdouble.Fault{Throttle: 3})
+	c.cloud.Fault(awsdouble.Route53, "ChangeResourceRecordSets", awsdouble.Fault{Delay: 3 * time.Second})
+	defer c.cloud.Fault(awsdouble.Route53, "ChangeResourceRecordSets", awsdouble.Fault{})
 	if err := victim.Start(); err != nil {
 		return d, err
 	}
-	return d, heal(c, p, &d)
+	if err := heal(c, p, &d); err != nil {
+		return d, err
+	}
+	throttled := 0
+	for _, call := range c.cloud.Calls() {
+		if call.Service == awsdouble.EC2 && call.Status == http.StatusServiceUnavailable && call.Time.After(since) {
+			throttled++
+		}
+	}
+	d.note(fmt.Sprintf("%s's replacement rejoined through %d throttled EC2 calls and a 3 s Route 53", victim.Name, throttled))
+	if throttled != 3 {
+		return d, fmt.Errorf("the replacement met %d throttled EC2 calls, want 3", throttled)
+	}
+	return d, nil
 }
 
 // zoneA is the first zone's etcd member and control-plane node.
