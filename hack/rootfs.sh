@@ -14,6 +14,15 @@ if [ -f "$dir/.complete" ]; then
   echo "$dir"
   exit 0
 fi
+# Tests in several packages may ask at once: one builds, the others wait
+# for it and take its image.
+mkdir -p "$root"
+exec 9>"$root/.lock"
+flock 9
+if [ -f "$dir/.complete" ]; then
+  echo "$dir"
+  exit 0
+fi
 
 # What an EC2 node of kubeha's image has before its user-data runs: systemd,
 # cloud-init, and the tools kubeha's scripts call.
