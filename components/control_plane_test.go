@@ -150,6 +150,9 @@ func TestControlPlaneUserData(t *testing.T) {
 			"https://etcd-a.c1.internal:2379", "ZONE=" + zone, "INIT_ZONE=eu-west-1a",
 			"leader-elect-lease-duration\n", "value: 20s", "leaseDuration: 20s", "renewDeadline: 12s", "retryPeriod: 3s",
 			"topologyKey: topology.kubernetes.io/zone", "SECRET_ID=arn:aws:mock:::aws:secretsmanager/secret:Secret/c1-control-plane",
+			// Every image kubeadm checks for is imported before it runs,
+			// the sandbox image included: no registry at boot.
+			"/" + bootstrap.PinnedAssets().PauseImage.Key + "#", "/" + bootstrap.PinnedAssets().APIServerImage.Key + "#",
 		} {
 			if !strings.Contains(data, want) {
 				t.Errorf("%s user-data lacks %q", lt.Name, want)

@@ -4,12 +4,15 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"fmt"
+	"os"
 	"strings"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/s3"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/kubeha/kubeha/internal/bootstrap"
+	"github.com/kubeha/kubeha/internal/cache"
 )
 
 // Asset is one pinned file nodes install; NodeAssetSet is all of them.
@@ -63,9 +66,9 @@ func NewNodeAssets(ctx *pulumi.Context, name string, args *NodeAssetsArgs, opts 
 	}
 	a.Bucket, a.BucketArn = bucket.Bucket, bucket.Arn
 	for _, asset := range a.Assets.List() {
-		source := pulumi.NewFileAsset(asset.Source)
-		if strings.Contains(asset.Source, "://") {
-			source = pulumi.NewRemoteAsset(asset.Source)
+		source, err := assetSource(ctx, asset)
+		if err != nil {
+			return nil, err
 		}
 		obj, err := s3.NewBucketObjectv2(ctx, name+"-"+strings.ReplaceAll(asset.Key, "/", "-"), &s3.BucketObjectv2Args{
 			Bucket: bucket.ID(), Key: pulumi.String(asset.Key), Source: source,
@@ -91,6 +94,27 @@ func NewNodeAssets(ctx *pulumi.Context, name string, args *NodeAssetsArgs, opts 
 		}
 	}
 	return a, ctx.RegisterResourceOutputs(a, pulumi.Map{"bucket": a.Bucket})
+}
+
+// assetSource is what the deploy uploads for asset: the upstream URL, a
+// local file, or the copy `kubeha assets fetch` made of an image. A copy
+// not made yet is a warning here (an offline plan needs none) and an
+// error in `pulumi up`, when the file is read.
+func assetSource(ctx *pulumi.Context, asset Asset) (pulumi.Asset, error) {
+	if ref, ok := asset.ImageRef(); ok {
+		path, err := cache.ImageArchive(ref)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := os.Stat(path); err != nil {
+			_ = ctx.Log.Warn(fmt.Sprintf("%s is not fetched yet (%s): run `kubeha assets fetch` before `pulumi up`, which uploads it for the nodes", ref, path), nil)
+		}
+		return pulumi.NewFileAsset(path), nil
+	}
+	if strings.Contains(asset.Source, "://") {
+		return pulumi.NewRemoteAsset(asset.Source), nil
+	}
+	return pulumi.NewFileAsset(asset.Source), nil
 }
 
 // wire adds what a node's user-data needs from the bucket to wired, for

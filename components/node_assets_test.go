@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/kubeha/kubeha/internal/bootstrap"
+	"github.com/kubeha/kubeha/internal/cache"
 	"github.com/kubeha/kubeha/internal/mockrun"
 )
 
@@ -28,7 +29,18 @@ func TestEtcdInstallsFromTheAssetBucket(t *testing.T) {
 		byKey[o.String("key")] = o
 	}
 	for _, a := range bootstrap.PinnedAssets().List() {
-		if o, ok := byKey[a.Key]; !ok || o.Get("source").AssetValue().URI != a.Source {
+		o, ok := byKey[a.Key]
+		if !ok {
+			t.Errorf("asset %s is not copied", a.Key)
+			continue
+		}
+		if ref, isImage := a.ImageRef(); isImage {
+			// An image is uploaded from the copy `kubeha assets fetch` made.
+			want, _ := cache.ImageArchive(ref)
+			if got := o.Get("source").AssetValue().Path; got != want {
+				t.Errorf("image %s is uploaded from %q, want the fetched copy %s", ref, got, want)
+			}
+		} else if o.Get("source").AssetValue().URI != a.Source {
 			t.Errorf("asset %s is not copied from %s", a.Key, a.Source)
 		}
 	}

@@ -3,6 +3,7 @@
 //	kubeha plan --stack dev      evaluate a stack offline and print what it would create
 //	kubeha plan --stack dev --json  the same, as JSON: every resource with its inputs
 //	kubeha rehearse --stack dev  run the stack's cluster locally and drill zone failure (root)
+//	kubeha assets fetch          copy the images nodes import from their registry, for pulumi up
 //	kubeha config-reference      print the config reference table the README embeds
 //	kubeha docs README.md        rewrite that table inside the README
 package main
@@ -19,6 +20,8 @@ import (
 	"syscall"
 
 	"github.com/kubeha/kubeha/components"
+	"github.com/kubeha/kubeha/internal/assetfetch"
+	"github.com/kubeha/kubeha/internal/bootstrap"
 	"github.com/kubeha/kubeha/internal/config"
 	"github.com/kubeha/kubeha/internal/plan"
 	"github.com/kubeha/kubeha/internal/rehearsal"
@@ -36,6 +39,9 @@ const usage = `usage:
   kubeha rehearse --stack NAME [--stacks DIR] [--report FILE] [--latency-ms N]
                                             run the stack's rendered cluster in network namespaces
                                             and drill failures (Linux, root)
+  kubeha assets fetch                       copy the pinned images no release archive holds (the pod
+                                            sandbox image) from their registry into ~/.cache/kubeha,
+                                            whence pulumi up uploads them to the asset bucket
   kubeha config-reference                   print the config reference (Markdown)
   kubeha docs FILE                          rewrite the config reference inside FILE
 `
@@ -81,6 +87,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "rehearse":
 		return rehearse(args[1:], stdout, stderr)
+	case "assets":
+		if len(args) != 2 || args[1] != "fetch" {
+			fmt.Fprint(stderr, usage)
+			return 2
+		}
+		if err := assetfetch.FetchAll(bootstrap.PinnedAssets(), stdout); err != nil {
+			fmt.Fprintf(stderr, "kubeha assets fetch: %v\n", err)
+			return 1
+		}
+		return 0
 	case "config-reference":
 		ref, err := config.Reference()
 		if err != nil {

@@ -14,7 +14,10 @@ type Asset struct {
 	// Key is its key in the asset bucket: <name>/<version>/<file>.
 	Key string
 	// Source is where the deploy copies it from: the upstream release URL,
-	// or a local file (a mirror's copy, or the rehearsal's own build).
+	// a local file (a mirror's copy, or the rehearsal's own build), or
+	// ImageSource and an image reference, for an image no release archive
+	// holds: `kubeha assets fetch` copies it from its registry into the
+	// local cache, and the deploy uploads that copy.
 	Source string
 	// SHA256 is the hex digest nodes check, as upstream publishes it. ""
 	// means the digest S3 records when the deploy copies the file, for
@@ -36,27 +39,20 @@ type Assets struct {
 	APIServerImage, ControllerManagerImage, SchedulerImage, KubeProxyImage Asset
 	// Containerd is its release archive (bin/ in it); Runc the binary.
 	Containerd, Runc Asset
-	// PauseImage is the pod sandbox image archive; empty on AWS, where
-	// containerd pulls it from registry.k8s.io, which publishes no archive.
+	// PauseImage is the pod sandbox image archive, which kubeadm checks
+	// for before anything runs. registry.k8s.io publishes it in no
+	// archive, so its source is the registry (ImageSource).
 	PauseImage Asset
 }
 
 // List is every asset, for the deploy to copy.
 func (a Assets) List() []Asset {
-	all := []Asset{a.Etcd, a.Kubeadm, a.Kubelet, a.APIServerImage, a.ControllerManagerImage, a.SchedulerImage, a.KubeProxyImage, a.Containerd, a.Runc}
-	if a.PauseImage != (Asset{}) {
-		all = append(all, a.PauseImage)
-	}
-	return all
+	return append([]Asset{a.Etcd, a.Kubeadm, a.Kubelet, a.Containerd, a.Runc}, a.Images()...)
 }
 
 // Images are the image archives control-plane nodes import.
 func (a Assets) Images() []Asset {
-	images := []Asset{a.APIServerImage, a.ControllerManagerImage, a.SchedulerImage, a.KubeProxyImage}
-	if a.PauseImage != (Asset{}) {
-		images = append(images, a.PauseImage)
-	}
-	return images
+	return []Asset{a.APIServerImage, a.ControllerManagerImage, a.SchedulerImage, a.KubeProxyImage, a.PauseImage}
 }
 
 var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
@@ -82,9 +78,16 @@ func (a Assets) Check() error {
 const (
 	ContainerdVersion = "2.3.4"
 	RuncVersion       = "v1.4.3"
-	// PauseImageRef is the sandbox image kubeadm v1.36 expects.
+	// PauseImageRef is the sandbox image kubeadm v1.36 expects (its
+	// constants.PauseVersion; a test asks the pinned kubeadm).
 	PauseImageRef = "registry.k8s.io/pause:3.10.2"
+	// ImageSource marks an asset's Source as an image reference.
+	ImageSource = "docker://"
 )
+
+// ImageRef is the image reference an asset is copied from, if its source
+// is a registry.
+func (a Asset) ImageRef() (string, bool) { return strings.CutPrefix(a.Source, ImageSource) }
 
 // PinnedAssets are the upstream releases kubeha ships, for
 // PinnedKubernetesVersion.
@@ -113,6 +116,7 @@ func PinnedAssets() Assets {
 			Source: "https://github.com/containerd/containerd/releases/download/v" + ContainerdVersion + "/containerd-" + ContainerdVersion + "-linux-amd64.tar.gz",
 			SHA256: "9d68969855fbf676cdb8ed758e420fb048d61f984f61de3e53eddfebe484d168",
 		},
+		PauseImage: Asset{Key: "pause/" + strings.TrimPrefix(PauseImageRef, "registry.k8s.io/pause:") + "/pause.tar", Source: ImageSource + PauseImageRef},
 		Runc: Asset{
 			Key:    "runc/" + RuncVersion + "/runc.amd64",
 			Source: "https://github.com/opencontainers/runc/releases/download/" + RuncVersion + "/runc.amd64",

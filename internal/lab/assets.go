@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/kubeha/kubeha/internal/bootstrap"
@@ -20,8 +19,8 @@ import (
 // sources (in toolsDir), packed as upstream packs them, into dir. Each
 // carries its own SHA-256, which nodes check as they check upstream's;
 // the image archives, which kubeha pins without one, keep none, so that
-// nodes check them against the digest S3 recorded, as on AWS. A pause
-// image is added: on AWS containerd pulls it, and here no registry is.
+// nodes check them against the digest S3 recorded, as on AWS; the pause
+// image among them is kubeha's build, not a copy from the registry.
 func LocalAssets(toolsDir, dir string) (bootstrap.Assets, error) {
 	a := bootstrap.PinnedAssets()
 	local := func(asset *bootstrap.Asset, path string) error {
@@ -45,8 +44,6 @@ func LocalAssets(toolsDir, dir string) (bootstrap.Assets, error) {
 	if err != nil {
 		return a, err
 	}
-	_, pauseTag, _ := strings.Cut(bootstrap.PauseImageRef, ":")
-	a.PauseImage = bootstrap.Asset{Key: "pause/" + pauseTag + "/pause.tar", SHA256: "-"}
 	for _, f := range []struct {
 		asset *bootstrap.Asset
 		path  string
@@ -120,15 +117,4 @@ func fileSHA256(path string) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// UnusedAssets stand for a node's assets where nothing installs them: the
-// nodes the lab runs as plain processes, whose binaries come from the
-// tools folder. The digests of the image archives are placeholders.
-func UnusedAssets() bootstrap.ResolvedAssets {
-	r := bootstrap.ResolvedAssets{Assets: bootstrap.PinnedAssets(), Bucket: "unused", Recorded: map[string]string{}}
-	for _, image := range r.Images() {
-		r.Recorded[image.Key] = strings.Repeat("0", 64)
-	}
-	return r
 }

@@ -58,42 +58,11 @@ func EtcdNewLeader(c bootstrap.EtcdCluster) time.Duration {
 	return 3*electionTimeout(c) + EtcdctlSlack
 }
 
-// EtcdFormation bounds how long members started together take to form a
-// healthy cluster: starting, then a first election after one to two
-// ElectionMs.
-func EtcdFormation(c bootstrap.EtcdCluster) time.Duration {
-	return EtcdStartSlack + 2*electionTimeout(c) + EtcdctlSlack
-}
-
 // EtcdRestart bounds how long a member restarted on its data takes to be
 // healthy and caught up: starting, then hearing from the leader within an
 // election timeout.
 func EtcdRestart(c bootstrap.EtcdCluster) time.Duration {
 	return EtcdStartSlack + electionTimeout(c) + EtcdctlSlack
-}
-
-// etcdHealthInterval is etcd's HealthInterval: a member refuses to add a
-// voting member until it has been connected to all the others for this
-// long (etcdserver.mayAddMember).
-const etcdHealthInterval = 5 * time.Second
-
-// etcdRequestTimeout is etcd's ReqTimeout (etcdserver ServerConfig): 5 s
-// plus two election timeouts.
-func etcdRequestTimeout(c bootstrap.EtcdCluster) time.Duration {
-	return 5*time.Second + 2*electionTimeout(c)
-}
-
-// EtcdReplacement bounds how long a member whose data is lost takes to be
-// back with all the data: etcd-start.sh removes its old entry and asks to
-// be added every bootstrap.EtcdMemberAddRetry, which etcd grants at most
-// etcdHealthInterval after its members last (re)connected; then it starts
-// as a new member and syncs from the leader's snapshot. A new member
-// serves clients only once it has published itself through raft, and
-// that first proposal can be lost while the snapshot is applied ("failed
-// to publish local member to cluster through raft", seen in 5 of 16
-// runs): it is retried after one etcd request timeout.
-func EtcdReplacement(c bootstrap.EtcdCluster) time.Duration {
-	return etcdHealthInterval + bootstrap.EtcdMemberAddRetry + etcdRequestTimeout(c) + EtcdRestart(c)
 }
 
 // Within logs a measured time with its bound and fails t if it is over.

@@ -245,6 +245,24 @@ func (c *Cloud) attach(volumeID, instanceID, device string) error {
 	return unix.Mknod(node, unix.S_IFBLK|0o660, int(st.Rdev))
 }
 
+// WipeVolume makes a detached volume blank, as the new volume that
+// replaces a lost one is: no file system, no data.
+func (c *Cloud) WipeVolume(volumeID string) error {
+	if v, ok := c.Volume(volumeID); !ok || v.Attachment != nil {
+		return fmt.Errorf("lab: volume %s is missing or still attached", volumeID)
+	}
+	c.mu.Lock()
+	loop := c.loops[volumeID]
+	c.mu.Unlock()
+	if loop == "" {
+		return nil // never attached: blank already
+	}
+	if out, err := exec.Command("wipefs", "--all", loop).CombinedOutput(); err != nil {
+		return fmt.Errorf("lab: wipefs %s: %v: %s", loop, err, out)
+	}
+	return nil
+}
+
 // detach removes the device node from the instance, if it still runs.
 func (c *Cloud) detach(volumeID, instanceID string) {
 	c.mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -239,6 +240,22 @@ func (c *Container) InitPID() int {
 	var child int
 	fmt.Sscan(string(children), &child)
 	return child
+}
+
+// Exec runs a command inside the running node, in all its namespaces, as
+// an operator on it would (e.g. `systemctl start` of what a timer starts),
+// and returns its output; the error says where and what.
+func (c *Container) Exec(args ...string) (string, error) {
+	pid := c.InitPID()
+	if pid == 0 {
+		return "", fmt.Errorf("lab: %s is not running", c.Name)
+	}
+	nsenter := append([]string{"--target", strconv.Itoa(pid), "--mount", "--uts", "--ipc", "--net", "--pid", "--"}, args...)
+	out, err := exec.Command("nsenter", nsenter...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("lab: %s: %s: %v\n%s", c.Name, strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
 }
 
 // RanUserData is the user-data cloud-init kept for this instance: what it

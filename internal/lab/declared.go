@@ -2,8 +2,10 @@ package lab
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/kubeha/kubeha/internal/awsdouble"
 	"github.com/kubeha/kubeha/internal/mockrun"
@@ -103,4 +105,30 @@ func (g *NodeGroup) Kill() {
 		_ = g.cloud.Terminate(g.Instance, 0)
 		g.Instance = nil
 	}
+}
+
+// DeclaredSecret is the value, as files by name, of the Secrets Manager
+// secret the program stored under a name ending in suffix.
+func DeclaredSecret(resources []mockrun.Resource, suffix string) (map[string]string, error) {
+	for _, r := range resources {
+		if r.Type == "aws:secretsmanager/secretVersion:SecretVersion" && strings.HasSuffix(r.Name, suffix) {
+			var files map[string]string
+			if err := json.Unmarshal([]byte(r.String("secretString")), &files); err != nil {
+				return nil, fmt.Errorf("lab: secret %s: %w", r.Name, err)
+			}
+			return files, nil
+		}
+	}
+	return nil, fmt.Errorf("lab: the program stores no secret named *%s", suffix)
+}
+
+// DeclaredBucket is the name of the bucket the program declared under a
+// name ending in suffix.
+func DeclaredBucket(resources []mockrun.Resource, suffix string) (string, error) {
+	for _, r := range resources {
+		if r.Type == "aws:s3/bucketV2:BucketV2" && strings.HasSuffix(r.Name, suffix) {
+			return r.ID, nil
+		}
+	}
+	return "", fmt.Errorf("lab: the program declares no bucket named *%s", suffix)
 }

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"github.com/kubeha/kubeha/components"
+	"github.com/kubeha/kubeha/internal/addons"
 	"github.com/kubeha/kubeha/internal/bootstrap"
 	"github.com/kubeha/kubeha/internal/config"
 	"github.com/kubeha/kubeha/internal/mockrun"
@@ -59,7 +62,14 @@ func TestEtcdNodesBootFromTheirUserData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Error(err)
+		}
+		if left := l.Namespaces(); len(left) > 0 {
+			t.Errorf("namespaces left behind: %v", left)
+		}
+	})
 	if err := l.AddNetwork("awsnet", "10.62.200.1"); err != nil {
 		t.Fatal(err)
 	}
@@ -157,6 +167,249 @@ func TestEtcdNodesBootFromTheirUserData(t *testing.T) {
 			t.Errorf("the double served %d %s, want one per member at least (served: %v)", served[want], want, served)
 		}
 	}
+
+	// etcd's ports answer only clients with a certificate from the etcd CA.
+	for _, m := range members {
+		ip := cloud.Resolve(m.DNSName)[0]
+		for _, port := range []int{bootstrap.EtcdClientPort, bootstrap.EtcdTLSMetricsPort} {
+			if err := refusesClientWithoutCert(client, ip, m.DNSName, port); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	kv := etcdKV{client: client, cloud: cloud}
+	for k := range 100 {
+		if err := kv.put(members[k%3], key(k), value(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bucket, snapshot := checkBackup(t, rec, cloud, groups, client, members, cfg.ClusterName)
+	// A write after the snapshot, which a restore must not bring back.
+	if err := kv.put(members[0], key(100), value(100)); err != nil {
+		t.Fatal(err)
+	}
+
+	// Runbook "replace a member whose volume is lost": its instance goes,
+	// a blank volume takes the old one's place, and the group's new
+	// instance re-registers the member and gets every key from its peers.
+	lost := groups[1]
+	lost.Kill()
+	volume, err := volumeOf(rec, lost.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cloud.WipeVolume(volume); err != nil {
+		t.Fatal(err)
+	}
+	replaced := time.Now()
+	if err := lost.Start(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = WaitFor(t.Context(), lost.Name+" back on a blank volume with every key", 4*time.Minute, func() error {
+		return kv.expectKeys(members[1], 101)
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, lost.Instance.ConsoleTail(40))
+	}
+	t.Logf("MEASURED: %s replaced on a blank volume, serving all 101 keys %.1fs after its new instance launched", lost.Name, time.Since(replaced).Seconds())
+
+	// Runbook "restore from a snapshot", step by step on every member.
+	for _, g := range groups {
+		if _, err := g.Instance.Exec("systemctl", "stop", "etcd"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, g := range groups {
+		if _, err := g.Instance.Exec(bootstrap.EtcdRestoreCommand, "s3://"+bucket+"/"+snapshot, "kubeha-restore-1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	restored := time.Now()
+	for _, g := range groups {
+		if _, err := g.Instance.Exec("systemctl", "start", "--no-block", "etcd"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = WaitFor(t.Context(), "the restored cluster with the snapshot's 100 keys", 2*time.Minute, func() error {
+		for _, m := range members {
+			if err := memberHealthy(client, cloud.Resolve(m.DNSName), m.DNSName); err != nil {
+				return err
+			}
+		}
+		return kv.expectKeys(members[2], 100)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("MEASURED: restored from %s: 3 members healthy with exactly the snapshot's 100 keys %.1fs after etcd started", snapshot, time.Since(restored).Seconds())
+}
+
+func key(k int) string   { return fmt.Sprintf("/kubeha-test/%05d", k) }
+func value(k int) string { return fmt.Sprintf("value-%d", k) }
+
+// volumeOf is the etcd data volume the program declared for a member.
+func volumeOf(rec *mockrun.Recorder, member string) (string, error) {
+	for _, r := range rec.OfType("aws:ebs/volume:Volume") {
+		if r.Tags()[bootstrap.EtcdMemberTag] == member {
+			return r.ID, nil
+		}
+	}
+	return "", fmt.Errorf("no volume tagged %s=%s", bootstrap.EtcdMemberTag, member)
+}
+
+// etcdKV reads and writes keys through a member's JSON gateway on its
+// client port, as any client with a certificate from the etcd CA.
+type etcdKV struct {
+	client *http.Client
+	cloud  *Cloud
+}
+
+func (kv etcdKV) call(m bootstrap.EtcdMember, path string, request, answer any) error {
+	ips := kv.cloud.Resolve(m.DNSName)
+	if len(ips) == 0 {
+		return fmt.Errorf("%s does not resolve", m.DNSName)
+	}
+	body, err := ask(kv.client, ips[0], m.DNSName, bootstrap.EtcdClientPort, path, request)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal([]byte(body), answer)
+}
+
+func (kv etcdKV) put(m bootstrap.EtcdMember, key, value string) error {
+	var answer struct{ Header map[string]any }
+	if err := kv.call(m, "/v3/kv/put", map[string][]byte{"key": []byte(key), "value": []byte(value)}, &answer); err != nil {
+		return fmt.Errorf("put %s on %s: %w", key, m.Name, err)
+	}
+	return nil
+}
+
+// expectKeys checks that member m's own copy (a serializable read) holds
+// exactly the first n test keys.
+func (kv etcdKV) expectKeys(m bootstrap.EtcdMember, n int) error {
+	const prefix = "/kubeha-test/"
+	var answer struct {
+		Kvs []struct{ Key, Value []byte }
+	}
+	request := map[string]any{"key": []byte(prefix), "range_end": []byte("/kubeha-test0"), "serializable": true}
+	if err := kv.call(m, "/v3/kv/range", request, &answer); err != nil {
+		return err
+	}
+	got := map[string]string{}
+	for _, pair := range answer.Kvs {
+		got[string(pair.Key)] = string(pair.Value)
+	}
+	for k := range n {
+		if got[key(k)] != value(k) {
+			return fmt.Errorf("%s: %s = %q, want %q (%d keys)", m.Name, key(k), got[key(k)], value(k), len(got))
+		}
+	}
+	if len(got) != n {
+		return fmt.Errorf("%s holds %d test keys, want exactly %d", m.Name, len(got), n)
+	}
+	return nil
+}
+
+// checkBackup starts the snapshot timer's service on every member, as the
+// timer does: exactly one snapshot, the leader's, lands in the backup
+// bucket as a snapshot etcdutl reads, it is counted for the snapshot-age
+// alarm, and every member serves the metrics kubeha's alerts use.
+func checkBackup(t *testing.T, rec *mockrun.Recorder, cloud *Cloud, groups []*NodeGroup, client *http.Client, members []bootstrap.EtcdMember, clusterName string) (bucket, snapshot string) {
+	t.Helper()
+	for _, g := range groups {
+		if _, err := g.Instance.Exec("systemctl", "start", "kubeha-etcd-backup.service"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bucket, err := DeclaredBucket(rec.Resources(), "-backups")
+	if err != nil {
+		t.Fatal(err)
+	}
+	snapshots, err := cloud.List(bucket, "")
+	if err != nil || len(snapshots) != 1 {
+		t.Fatalf("the backup bucket %s holds %v (%v); want exactly one snapshot, from the leader", bucket, snapshots, err)
+	}
+	data, err := cloud.Object(bucket, snapshots[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "snapshot.db")
+	if err := os.WriteFile(file, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	etcdutl, _ := tools.Path("etcdutl")
+	if out, err := exec.Command(etcdutl, "snapshot", "status", file, "-w", "json").CombinedOutput(); err != nil {
+		t.Errorf("%s is no etcd snapshot: %v %s", snapshots[0], err, out)
+	}
+	counted := 0
+	for _, m := range cloud.Metrics() {
+		if m.Namespace == bootstrap.EtcdSnapshotMetricNamespace && m.Name == bootstrap.EtcdSnapshotMetric &&
+			m.Dimensions[bootstrap.EtcdSnapshotMetricDimension] == clusterName && m.Value == 1 {
+			counted++
+		}
+	}
+	if counted != 1 {
+		t.Errorf("%d %s data points for %s in CloudWatch, want 1 per snapshot", counted, bootstrap.EtcdSnapshotMetric, clusterName)
+	}
+	served := `grpc_server_handled_total{grpc_code="OK",grpc_method="Snapshot",grpc_service="etcdserverpb.Maintenance",grpc_type="server_stream"} 1`
+	for _, m := range members {
+		metrics, err := ask(client, cloud.Resolve(m.DNSName)[0], m.DNSName, bootstrap.EtcdTLSMetricsPort, "/metrics", nil)
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		for _, name := range addons.AlertedEtcdMetrics {
+			if !strings.Contains(metrics, "\n"+name+"{") && !strings.Contains(metrics, "\n"+name+" ") {
+				t.Errorf("%s serves no %s, which an alert uses", m.Name, name)
+			}
+		}
+		leader := strings.Contains(metrics, "\netcd_server_is_leader 1\n")
+		if took := strings.Contains(metrics, served); took != leader || took != strings.HasSuffix(snapshots[0], "-"+m.Name+".db") {
+			t.Errorf("%s: leader %v, served the snapshot %v, named in %s: want all three or none", m.Name, leader, took, snapshots[0])
+		}
+	}
+	return bucket, snapshots[0]
+}
+
+// refusesClientWithoutCert checks that a TLS client with no certificate
+// gets nothing from a member's port.
+func refusesClientWithoutCert(withCert *http.Client, ip, name string, port int) error {
+	transport := withCert.Transport.(*http.Transport).Clone()
+	transport.TLSClientConfig.Certificates = nil
+	anonymous := &http.Client{Timeout: withCert.Timeout, Transport: transport}
+	if body, err := ask(anonymous, ip, name, port, "/health", nil); err == nil {
+		return fmt.Errorf("%s:%d answered a client without a certificate: %s", name, port, body)
+	}
+	if _, err := ask(withCert, ip, name, port, "/health", nil); err != nil {
+		return fmt.Errorf("with the client certificate: %v", err)
+	}
+	return nil
+}
+
+// ask asks a member's port, by its DNS name, at ip: a GET, or a POST of
+// request as JSON.
+func ask(client *http.Client, ip, name string, port int, path string, request any) (string, error) {
+	transport := client.Transport.(*http.Transport).Clone()
+	transport.TLSClientConfig.ServerName = name
+	c := &http.Client{Timeout: client.Timeout, Transport: transport}
+	url := fmt.Sprintf("https://%s:%d%s", ip, port, path)
+	var resp *http.Response
+	var err error
+	if request == nil {
+		resp, err = c.Get(url)
+	} else {
+		data, _ := json.Marshal(request)
+		resp, err = c.Post(url, "application/json", bytes.NewReader(data))
+	}
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("%s:%d%s: HTTP %d %s", name, port, path, resp.StatusCode, body)
+	}
+	return string(body), err
 }
 
 // etcdHealthClient is the health-check identity the program stored for
@@ -164,13 +417,9 @@ func TestEtcdNodesBootFromTheirUserData(t *testing.T) {
 // rehearsal use it.
 func etcdHealthClient(t *testing.T, rec *mockrun.Recorder) *http.Client {
 	t.Helper()
-	var files map[string]string
-	for _, r := range rec.OfType("aws:secretsmanager/secretVersion:SecretVersion") {
-		if strings.HasSuffix(r.Name, "-etcd-client") {
-			if err := json.Unmarshal([]byte(r.String("secretString")), &files); err != nil {
-				t.Fatal(err)
-			}
-		}
+	files, err := DeclaredSecret(rec.Resources(), "-etcd-client")
+	if err != nil {
+		t.Fatal(err)
 	}
 	cert, err := tls.X509KeyPair([]byte(files["healthcheck.crt"]), []byte(files["healthcheck.key"]))
 	if err != nil {
@@ -186,17 +435,9 @@ func memberHealthy(client *http.Client, ips []string, name string) error {
 	if len(ips) == 0 {
 		return fmt.Errorf("%s does not resolve yet", name)
 	}
-	transport := client.Transport.(*http.Transport).Clone()
-	transport.TLSClientConfig.ServerName = name
-	c := &http.Client{Timeout: client.Timeout, Transport: transport}
-	resp, err := c.Get(fmt.Sprintf("https://%s:%d/health", ips[0], bootstrap.EtcdTLSMetricsPort))
-	if err != nil {
-		return err
+	body, err := ask(client, ips[0], name, bootstrap.EtcdTLSMetricsPort, "/health", nil)
+	if err == nil && !strings.Contains(body, `"health":"true"`) {
+		err = fmt.Errorf("%s: %s", name, body)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 || !strings.Contains(string(body), `"health":"true"`) {
-		return fmt.Errorf("%s: %d %s", name, resp.StatusCode, body)
-	}
-	return nil
+	return err
 }

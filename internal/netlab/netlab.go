@@ -409,33 +409,6 @@ func (l *Lab) run(name string, args ...string) error {
 	return nil
 }
 
-// AWSShim is an `aws` command for lab hosts: S3 is the folder store,
-// a secret is the file store/secrets/<id>.json, and CloudWatch metrics are
-// appended to store/metrics.log. Anything else fails loudly. Everything
-// else the node scripts do runs for real.
-func AWSShim(store string) string {
-	return fmt.Sprintf(`#!/bin/sh
-set -eu
-store=%q
-path() { echo "$store/${1#s3://}"; }
-if [ "$1 $2" = "secretsmanager get-secret-value" ] && [ "$3" = --secret-id ]; then
-  exec cat "$store/secrets/$4.json"
-fi
-if [ "$1 $2" = "cloudwatch put-metric-data" ]; then
-  shift 2; echo "$*" >>"$store/metrics.log"; exit 0
-fi
-[ "$1" = s3 ] || { echo "aws shim: only s3, secrets and metrics are faked, not: $*" >&2; exit 255; }
-case $2 in
-  ls) dir=$(path "$3"); [ -d "$dir" ] && [ -n "$(ls -A "$dir")" ] || exit 1; ls -1 "$dir" ;;
-  cp) src=$3; dst=$4
-      case $src in s3://*) src=$(path "$src") ;; esac
-      case $dst in s3://*) dst=$(path "$dst"); mkdir -p "$(dirname "$dst")" ;; esac
-      cp "$src" "$dst" ;;
-  *) exit 255 ;;
-esac
-`, store)
-}
-
 // NamespacePath is the host's network namespace, for a process that joins
 // it by path (systemd-nspawn --network-namespace-path).
 func (h *Host) NamespacePath() string { return "/run/netns/" + h.ns }

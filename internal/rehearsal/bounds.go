@@ -55,3 +55,18 @@ func (s stack) bounds() bounds {
 		admission: time.Duration(h.healthy)*h.interval + h.timeout + lbSlack,
 	}
 }
+
+// grpcReconnect bounds how long a gRPC client that could not connect for
+// all of an outage (kube-apiserver's etcd client, which keeps gRPC's
+// default connection backoff: 1 s, times 1.6 after each failure, ±20 %
+// jitter, at most 120 s) waits for its next try once the network is back:
+// the longest delay it can have reached, counting the failed tries with
+// the shortest jitter, which fits the most of them into the outage.
+func grpcReconnect(outage time.Duration) time.Duration {
+	delay, waited := float64(time.Second), 0.0
+	for waited+0.8*delay < float64(outage) && delay < float64(120*time.Second) {
+		waited += 0.8 * delay
+		delay *= 1.6
+	}
+	return min(time.Duration(1.2*delay), 144*time.Second)
+}

@@ -68,6 +68,8 @@ type cluster struct {
 	nodeAPIs []*lab.API
 	// nodeAdmins are cluster-admin on each node, asked directly.
 	nodeAdmins []*lab.API
+	// zoneCutAt is when drill c cut zone a, which drill e brings back.
+	zoneCutAt time.Time
 	// etcdMetrics read each member's TLS metrics port, as Prometheus does.
 	etcdMetrics []*http.Client
 	logf        func(format string, args ...any)

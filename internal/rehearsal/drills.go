@@ -335,6 +335,7 @@ func cutZone(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 	}
 	w.lostNodes[c.nodes[0].Name], w.lostMembers[0], w.cut = true, true, true
 	d, err := measure(ctx, c, p, w, func() error {
+		c.zoneCutAt = time.Now()
 		for _, h := range c.zoneA() {
 			if err := h.Disconnect(); err != nil {
 				return err
@@ -354,11 +355,12 @@ func cutZone(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 
 func restoreZone(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 	b := c.stack.bounds()
-	// etcd-a catches up as a restarted member does, and cp-a's API server
-	// is ready again once it reaches etcd; then the load balancer needs
-	// its healthy checks in a row.
-	d := Drill{RecoveryBoundSeconds: seconds(lab.EtcdRestart(c.stack.etcd) + b.admission + recoverySlack)}
 	start := time.Now()
+	// etcd-a catches up as a restarted member does, and cp-a's API server
+	// is ready again once its etcd client tries again, after the
+	// connection backoff the whole cut built up; then the load balancer
+	// needs its healthy checks in a row.
+	d := Drill{RecoveryBoundSeconds: seconds(lab.EtcdRestart(c.stack.etcd) + grpcReconnect(start.Sub(c.zoneCutAt)) + b.admission + recoverySlack)}
 	for _, h := range c.zoneA() {
 		if err := h.Reconnect(); err != nil {
 			return d, err

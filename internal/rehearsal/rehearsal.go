@@ -170,6 +170,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	report.SetUpSeconds = time.Since(report.StartedAt).Seconds()
 	report.BootSeconds, report.EtcdBootSeconds = c.boot.Seconds(), c.etcdBoot.Seconds()
 	logf("cluster healthy after %.0fs", report.SetUpSeconds)
+	if err := c.checkBaseline(); err != nil {
+		return report, fmt.Errorf("security baseline: %w", err)
+	}
+	logf("security baseline held: anonymous requests refused, Secrets encrypted in etcd and audited without payload, join token never expires")
 	if opts.LatencyMs > 0 {
 		if err := c.addLatency(opts.LatencyMs); err != nil {
 			return nil, err

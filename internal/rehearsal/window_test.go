@@ -47,3 +47,22 @@ func TestReverseName(t *testing.T) {
 		}
 	}
 }
+
+// The reconnect bound follows gRPC's backoff: after a 19 s outage the
+// sixth delay (1.6^5 s, up to 20 % longer) can be pending; a short
+// outage leaves the first; the cap holds.
+func TestGRPCReconnect(t *testing.T) {
+	for _, c := range []struct {
+		outage time.Duration
+		want   time.Duration
+	}{
+		{500 * time.Millisecond, 1200 * time.Millisecond},
+		{19 * time.Second, time.Duration(1.2 * 10.48576 * float64(time.Second))},
+		{time.Hour, 144 * time.Second},
+	} {
+		got := grpcReconnect(c.outage)
+		if d := got - c.want; d < -time.Millisecond || d > time.Millisecond {
+			t.Errorf("grpcReconnect(%s) = %s, want %s", c.outage, got, c.want)
+		}
+	}
+}

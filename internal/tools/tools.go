@@ -12,21 +12,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kubeha/kubeha/internal/cache"
 )
 
-// CacheDir is where kubeha keeps what it builds once per machine: pinned
-// tools, and later node images. It is outside the clone, so that a fresh
-// clone (as CI makes) reuses it: $KUBEHA_CACHE, else ~/.cache/kubeha.
-func CacheDir() (string, error) {
-	if dir := os.Getenv("KUBEHA_CACHE"); dir != "" {
-		return dir, nil
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return "", fmt.Errorf("tools: no home folder and KUBEHA_CACHE is unset: %w", err)
-	}
-	return filepath.Join(home, ".cache", "kubeha"), nil
-}
+// CacheDir is where kubeha keeps what it builds once per machine
+// (cache.Dir): pinned tools, the nodes' root filesystem, local assets.
+func CacheDir() (string, error) { return cache.Dir() }
 
 // Dir is the folder holding the built tools.
 func Dir() (string, error) {

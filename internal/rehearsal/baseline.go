@@ -1,0 +1,144 @@
+package rehearsal
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/kubeha/kubeha/internal/bootstrap"
+	"github.com/kubeha/kubeha/internal/lab"
+	"github.com/kubeha/kubeha/internal/pki"
+)
+
+// checkBaseline holds the booted cluster to the security baseline
+// (design.md) as its nodes set it up, each check one that a mistake in the
+// rendered configuration would fail: anonymous requests reach health
+// endpoints only; Secrets are encrypted in etcd and audited without their
+// payload; the leader-elected components use their node's own API server;
+// the join token from the cluster secret is in the cluster and
+// never expires, and the timer that keeps it so runs on every node.
+func (c *cluster) checkBaseline() error {
+	anonymous := c.nodeAPIs[0]
+	for _, path := range []string{"/api", "/api/v1/namespaces/kube-public/configmaps"} {
+		if code, body, err := anonymous.Do("GET", path, nil); err != nil || code != http.StatusUnauthorized {
+			return fmt.Errorf("anonymous GET %s = HTTP %d %s (%v), want 401", path, code, body, err)
+		}
+	}
+	if code, body, err := c.lbAdmin.Do("GET", "/api/v1/namespaces/kube-system", nil); err != nil || code != http.StatusOK {
+		return fmt.Errorf("the admin kubeconfig's identity (O=kubeadm:cluster-admins) got HTTP %d %s (%v), want 200", code, body, err)
+	}
+
+	const name, payload = "kubeha-baseline", "hunter2-kubeha"
+	secret := map[string]any{"apiVersion": "v1", "kind": "Secret", "metadata": map[string]string{"name": name},
+		"stringData": map[string]string{"password": payload}}
+	if code, body, err := c.lbAdmin.Do("POST", "/api/v1/namespaces/default/secrets", secret); err != nil || code != http.StatusCreated {
+		return fmt.Errorf("creating a Secret: HTTP %d %s (%v)", code, body, err)
+	}
+	stored, err := c.etcdValue("/registry/secrets/default/" + name)
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(stored, "k8s:enc:secretbox:v1:key1:") || strings.Contains(stored, payload) {
+		return fmt.Errorf("the Secret in etcd starts %q: not secretbox-encrypted", stored[:min(len(stored), 40)])
+	}
+	audited := 0
+	for _, n := range c.nodes {
+		log, err := os.ReadFile(filepath.Join(n.Instance.Root, bootstrap.AuditLogPath))
+		if err != nil {
+			return fmt.Errorf("%s's audit log: %w", n.Name, err)
+		}
+		if bytes.Contains(log, []byte(payload)) {
+			return fmt.Errorf("%s's audit log holds a Secret's payload", n.Name)
+		}
+		if bytes.Contains(log, []byte(`"name":"`+name+`"`)) {
+			audited++
+		}
+	}
+	if audited == 0 {
+		return fmt.Errorf("no node's audit log records the Secret's creation")
+	}
+
+	// The leader-elected components hold their Leases for the stack's
+	// term, and talk to their own node's API server, so that a node cut
+	// off from the others cannot hold a Lease through them.
+	for _, component := range lab.LeaderElected {
+		lease, err := c.lbAdmin.Lease(component)
+		if want := int(c.stack.leaderElection.LeaseDuration.Seconds()); err != nil || lease.DurationSeconds != want {
+			return fmt.Errorf("%s Lease: %ds (%v), want the stack's %ds", component, lease.DurationSeconds, err, want)
+		}
+	}
+	for i, n := range c.nodes {
+		for _, conf := range []string{"scheduler.conf", "controller-manager.conf"} {
+			data, err := os.ReadFile(filepath.Join(n.Instance.Root, filepath.Dir(bootstrap.AdminKubeconfigPath), conf))
+			if err != nil {
+				return err
+			}
+			if want := fmt.Sprintf("server: https://%s.21:%d\n", zoneNet(i), bootstrap.APIServerPort); !strings.Contains(string(data), want) {
+				return fmt.Errorf("%s's %s does not use its own API server (%s)", n.Name, conf, strings.TrimSpace(want))
+			}
+		}
+	}
+
+	join, err := lab.DeclaredSecret(c.stack.declared, "-control-plane-join")
+	if err != nil {
+		return err
+	}
+	id, tokenSecret, _ := strings.Cut(join["bootstrap-token"], ".")
+	for _, n := range c.nodes {
+		if _, err := n.Instance.Exec("systemctl", "start", "kubeha-token-sync.service"); err != nil {
+			return err
+		}
+	}
+	code, body, err := c.lbAdmin.Do("GET", "/api/v1/namespaces/kube-system/secrets/bootstrap-token-"+id, nil)
+	if err != nil || code != http.StatusOK {
+		return fmt.Errorf("the join token %s is not in the cluster: HTTP %d %s (%v)", id, code, body, err)
+	}
+	var token struct{ Data map[string]string }
+	if err := json.Unmarshal([]byte(body), &token); err != nil {
+		return err
+	}
+	if _, expires := token.Data["expiration"]; expires || token.Data["token-secret"] != base64.StdEncoding.EncodeToString([]byte(tokenSecret)) {
+		return fmt.Errorf("bootstrap-token-%s is not the cluster secret's, never expiring: %v", id, token.Data)
+	}
+	return nil
+}
+
+// etcdValue reads a key from etcd as the API servers do, with their
+// client certificate, through the first member's JSON gateway.
+func (c *cluster) etcdValue(key string) (string, error) {
+	user, err := c.etcdCA.Sign(pki.EtcdAPIServerClient())
+	if err != nil {
+		return "", err
+	}
+	cert, err := tls.X509KeyPair(user.CertPEM, user.KeyPEM)
+	if err != nil {
+		return "", err
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(c.etcdCA.CertPEM)
+	member := c.stack.etcd.Members[0]
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		Certificates: []tls.Certificate{cert}, RootCAs: roots, ServerName: member.DNSName}}}
+	request, _ := json.Marshal(map[string]string{"key": base64.StdEncoding.EncodeToString([]byte(key))})
+	resp, err := client.Post(fmt.Sprintf("https://%s:%d/v3/kv/range", c.members[0].Host.IP, bootstrap.EtcdClientPort), "application/json", bytes.NewReader(request))
+	if err != nil {
+		return "", err
+	}
+	var answer struct{ Kvs []struct{ Value []byte } }
+	if err := json.Unmarshal([]byte(readAll(resp)), &answer); err != nil {
+		return "", fmt.Errorf("etcd's answer for %s: %w", key, err)
+	}
+	if len(answer.Kvs) != 1 {
+		return "", errors.New("etcd holds no " + key)
+	}
+	return string(answer.Kvs[0].Value), nil
+}
