@@ -18,19 +18,23 @@ type Chart struct {
 	Version string
 	// Namespace the release goes into.
 	Namespace string
+	// Digest is the chart archive's SHA-256 as the repository's index
+	// publishes it (a copy of each index is in testdata/chart-index).
+	Digest string
 }
 
 // The pinned charts: this block is the one place their versions live.
+// Each is checked against its repository's index by TestChartPinsArePublished.
 var (
-	Cilium                  = Chart{"cilium", "https://helm.cilium.io", "1.20.2", "kube-system"}
-	CloudControllerManager  = Chart{"aws-cloud-controller-manager", "https://kubernetes.github.io/cloud-provider-aws", "0.0.10", "kube-system"}
-	EBSCSIDriver            = Chart{"aws-ebs-csi-driver", "https://kubernetes-sigs.github.io/aws-ebs-csi-driver", "2.53.0", "kube-system"}
-	SnapshotController      = Chart{"snapshot-controller", "https://piraeus.io/helm-charts", "5.0.4", "kube-system"}
-	CoreDNS                 = Chart{"coredns", "https://coredns.github.io/helm", "1.48.2", "kube-system"}
-	MetricsServer           = Chart{"metrics-server", "https://kubernetes-sigs.github.io/metrics-server", "3.14.0", "kube-system"}
-	ClusterAutoscaler       = Chart{"cluster-autoscaler", "https://kubernetes.github.io/autoscaler", "9.59.0", "kube-system"}
-	KubePrometheusStack     = Chart{"kube-prometheus-stack", "https://prometheus-community.github.io/helm-charts", "81.4.5", "monitoring"}
-	CloudWatchObservability = Chart{"amazon-cloudwatch-observability", "https://aws-observability.github.io/helm-charts", "6.2.0", "amazon-cloudwatch"}
+	Cilium                  = Chart{"cilium", "https://helm.cilium.io", "1.20.0", "kube-system", "c5f013912360d1a334f44ef25f36da59ba3414cdb48f466ee12d0c4fdff27883"}
+	CloudControllerManager  = Chart{"aws-cloud-controller-manager", "https://kubernetes.github.io/cloud-provider-aws", "0.0.10", "kube-system", "3a006837a5fb38458739b7928ea57140513150b7ce737cf4eb04bdd7961b9001"}
+	EBSCSIDriver            = Chart{"aws-ebs-csi-driver", "https://kubernetes-sigs.github.io/aws-ebs-csi-driver", "2.53.0", "kube-system", "40e897f088027a97540f3670d39fe2418f2734df400a78aa2c604209dad82ebe"}
+	SnapshotController      = Chart{"snapshot-controller", "https://piraeus.io/helm-charts", "5.0.4", "kube-system", "b310dcd54691fe0bc785eecc16d510af3d5e83f310a86885372d16fad3d95101"}
+	CoreDNS                 = Chart{"coredns", "https://coredns.github.io/helm", "1.46.2", "kube-system", "4c12217e06b5bf8cddf6250df55852832fbd5e0e4c89520fd10a96d0c4867b2b"}
+	MetricsServer           = Chart{"metrics-server", "https://kubernetes-sigs.github.io/metrics-server", "3.13.1", "kube-system", "084e6edb680cf4e2acc30bd496568c53fdf663cbacf6e17876b25785c35b7a13"}
+	ClusterAutoscaler       = Chart{"cluster-autoscaler", "https://kubernetes.github.io/autoscaler", "9.59.0", "kube-system", "90276dafe65cf5d4328ef8313baf6cfb9d130683e0c9f3c28a03b4d8a9ed8f6e"}
+	KubePrometheusStack     = Chart{"kube-prometheus-stack", "https://prometheus-community.github.io/helm-charts", "81.4.3", "monitoring", "0543d9257d025157b2626342384d7d17bcf5fbfcd7837aec2a176944cd2d4cb4"}
+	CloudWatchObservability = Chart{"amazon-cloudwatch-observability", "https://aws-observability.github.io/helm-charts", "6.2.0", "amazon-cloudwatch", "d36ffec44804252b56503bcb458dac196f1d827506e93e238f0fdaca20377173"}
 )
 
 // Charts lists every pinned chart.
@@ -40,7 +44,9 @@ var Charts = []Chart{Cilium, CloudControllerManager, EBSCSIDriver, SnapshotContr
 // Images whose tag must follow the cluster's Kubernetes minor, by minor.
 // The charts' defaults lag behind, so kubeha sets the tag itself.
 var (
-	cloudControllerManagerImage = map[string]string{"1.36": "v1.36.0"}
+	// v1.36.0's image was never built; v1.36.1 is the 1.36 release
+	// promoted to registry.k8s.io (testdata/image-records.yaml).
+	cloudControllerManagerImage = map[string]string{"1.36": "v1.36.1"}
 	clusterAutoscalerImage      = map[string]string{"1.36": "v1.36.1"}
 )
 
@@ -173,12 +179,15 @@ func CloudControllerManagerValues(c Cluster) (map[string]any, error) {
 func EBSCSIDriverValues(c Cluster) map[string]any {
 	return map[string]any{
 		"controller": map[string]any{
-			"replicaCount":    2,
-			"region":          c.Region,
-			"nodeSelector":    onControlPlane,
-			"tolerations":     controlPlaneTolerations,
+			"replicaCount": 2,
+			"region":       c.Region,
+			"nodeSelector": onControlPlane,
+			"tolerations":  controlPlaneTolerations,
+			// Tags every volume kubernetes.io/cluster/<name>: owned, which
+			// the node role's volume policy requires. The same key set
+			// through extraVolumeTags stops the driver at start: the
+			// kubernetes.io prefix is reserved there.
 			"k8sTagClusterId": c.Name,
-			"extraVolumeTags": map[string]any{"kubernetes.io/cluster/" + c.Name: "owned"},
 			"topologySpreadConstraints": spreadOverZones(map[string]any{
 				"app": "ebs-csi-controller",
 			}),
