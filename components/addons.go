@@ -34,8 +34,10 @@ type AddonsOptions struct {
 	CNI Addon `json:"cni"`
 	// CloudControllerManager is the AWS cloud-controller-manager of the cluster's minor: zone labels, providerID, Service load balancers. Nodes stay tainted uninitialized without it.
 	CloudControllerManager Addon `json:"cloudControllerManager"`
-	// Storage is the EBS CSI driver, the snapshot controller and CRDs, the default StorageClass (gp3, encrypted, WaitForFirstConsumer, expandable) and a VolumeSnapshotClass.
+	// Storage is the EBS CSI driver and the default StorageClass (gp3, encrypted, WaitForFirstConsumer, expandable).
 	Storage Addon `json:"storage"`
+	// Snapshots is the snapshot controller and its CRDs, and the VolumeSnapshotClass ebs; installed only with Storage.
+	Snapshots Addon `json:"snapshots"`
 	// CoreDNS is CoreDNS from its chart, one replica per zone with a PodDisruptionBudget, instead of kubeadm's.
 	CoreDNS Addon `json:"coreDNS"`
 	// MetricsServer is metrics-server (two replicas, on the control plane) for kubectl top and autoscaling.
@@ -303,24 +305,32 @@ type HelmRelease struct {
 
 const helmReleaseType = "kubernetes:helm.sh/v3:Release"
 
-// storage installs the snapshot controller and CRDs, the EBS CSI driver,
-// the default StorageClass and VolumeSnapshotClass, and returns them.
+// storage installs the EBS CSI driver and the default StorageClass, and,
+// unless Snapshots is off, the snapshot controller and CRDs first and the
+// VolumeSnapshotClass; it returns what later add-ons wait for. Each chart
+// takes its own switch's version and values.
 func (a *Addons) storage(ctx *pulumi.Context, name string, args *AddonsArgs, c addons.Cluster, install installFunc,
 	inCluster []pulumi.ResourceOption, after []pulumi.Resource) ([]pulumi.Resource, error) {
 	if args.Storage.Disabled {
 		return nil, nil
 	}
-	snapshots, err := install(addons.SnapshotController, args.Storage, addons.SnapshotControllerValues(), after...)
-	if err != nil {
-		return nil, err
+	withSnapshots := !args.Snapshots.Disabled
+	driverAfter := after
+	var snapshots *HelmRelease
+	if withSnapshots {
+		var err error
+		if snapshots, err = install(addons.SnapshotController, args.Snapshots, addons.SnapshotControllerValues(), after...); err != nil {
+			return nil, err
+		}
+		driverAfter = append(slices.Clone(after), snapshots)
 	}
-	driver, err := install(addons.EBSCSIDriver, args.Storage, addons.EBSCSIDriverValues(c), append(after, snapshots)...)
+	driver, err := install(addons.EBSCSIDriver, args.Storage, addons.EBSCSIDriverValues(c, withSnapshots), driverAfter...)
 	if err != nil {
 		return nil, err
 	}
 	class, err := applyManifest(ctx, name, addons.StorageClass(), inCluster)
-	if err != nil {
-		return nil, err
+	if err != nil || !withSnapshots {
+		return []pulumi.Resource{driver, class}, err
 	}
 	// The class's kind is a CRD the snapshot controller's chart installs.
 	_, err = applyManifest(ctx, name, addons.VolumeSnapshotClass(), append(slices.Clone(inCluster), pulumi.DependsOn([]pulumi.Resource{snapshots})))

@@ -275,3 +275,41 @@ func TestAddonsSwitchesAndOverrides(t *testing.T) {
 		t.Errorf("NoAddons still declares %d releases and alarms", n)
 	}
 }
+
+// Storage and Snapshots each change their own chart: a version for the EBS
+// CSI driver is not the snapshot controller's, and without snapshots the
+// driver runs no snapshotter and no VolumeSnapshotClass is applied.
+func TestStorageAndSnapshotsAreSeparateSwitches(t *testing.T) {
+	rec := mustRunCluster(t, func(a *ClusterArgs) { a.Addons.Storage = Addon{Version: "2.52.0"} })
+	got := releases(rec)
+	if v := got["aws-ebs-csi-driver"].String("version"); v != "2.52.0" {
+		t.Errorf("EBS CSI driver %s, want the Storage version 2.52.0", v)
+	}
+	if v := got["snapshot-controller"].String("version"); v != addons.SnapshotController.Version {
+		t.Errorf("snapshot controller %s: Storage's version reached it; want its pin %s", v, addons.SnapshotController.Version)
+	}
+	if !value(got["aws-ebs-csi-driver"], "sidecars", "snapshotter", "forceEnable").BoolValue() {
+		t.Error("with snapshots, the driver runs no snapshotter")
+	}
+	if n := len(rec.OfType("kubernetes:snapshot.storage.k8s.io/v1:VolumeSnapshotClass")); n != 1 {
+		t.Errorf("%d VolumeSnapshotClasses with snapshots on, want 1", n)
+	}
+
+	rec = mustRunCluster(t, func(a *ClusterArgs) { a.Addons.Snapshots.Disabled = true })
+	got = releases(rec)
+	if _, ok := got["snapshot-controller"]; ok {
+		t.Error("the snapshot controller is installed though Snapshots is off")
+	}
+	if _, ok := got["aws-ebs-csi-driver"]; !ok {
+		t.Fatal("Snapshots off took the EBS CSI driver with it")
+	}
+	if sidecars := value(got["aws-ebs-csi-driver"], "sidecars"); !sidecars.IsNull() {
+		t.Errorf("without snapshot CRDs the driver still gets %v", sidecars)
+	}
+	if n := len(rec.OfType("kubernetes:snapshot.storage.k8s.io/v1:VolumeSnapshotClass")); n != 0 {
+		t.Errorf("%d VolumeSnapshotClasses without the snapshot CRDs", n)
+	}
+	if n := len(rec.OfType("kubernetes:storage.k8s.io/v1:StorageClass")); n != 1 {
+		t.Errorf("%d StorageClasses with Storage on, want 1", n)
+	}
+}

@@ -175,9 +175,9 @@ func CloudControllerManagerValues(c Cluster) (map[string]any, error) {
 
 // EBSCSIDriverValues: the controller on control-plane nodes, whose role may
 // create and attach volumes tagged as this cluster's; the node plugin on
-// every node.
-func EBSCSIDriverValues(c Cluster) map[string]any {
-	return map[string]any{
+// every node; the snapshotter sidecar when snapshots are installed.
+func EBSCSIDriverValues(c Cluster, snapshots bool) map[string]any {
+	values := map[string]any{
 		"controller": map[string]any{
 			"replicaCount": 2,
 			"region":       c.Region,
@@ -192,9 +192,14 @@ func EBSCSIDriverValues(c Cluster) map[string]any {
 				"app": "ebs-csi-controller",
 			}),
 		},
-		"node":     map[string]any{"tolerateAllTaints": true},
-		"sidecars": map[string]any{"snapshotter": map[string]any{"forceEnable": true}},
+		"node": map[string]any{"tolerateAllTaints": true},
 	}
+	if snapshots {
+		// The snapshotter sidecar needs the snapshot CRDs, which the
+		// snapshot controller's chart installs first.
+		values["sidecars"] = map[string]any{"snapshotter": map[string]any{"forceEnable": true}}
+	}
+	return values
 }
 
 // SnapshotControllerValues: the VolumeSnapshot CRDs and their controller.

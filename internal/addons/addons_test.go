@@ -35,7 +35,7 @@ func TestGoldenValues(t *testing.T) {
 	rendered := map[string]any{
 		Cilium.Name:                  CiliumValues(c),
 		CloudControllerManager.Name:  must(CloudControllerManagerValues(c)),
-		EBSCSIDriver.Name:            EBSCSIDriverValues(c),
+		EBSCSIDriver.Name:            EBSCSIDriverValues(c, true),
 		SnapshotController.Name:      SnapshotControllerValues(),
 		CoreDNS.Name:                 must(CoreDNSValues(c)),
 		MetricsServer.Name:           MetricsServerValues(),
