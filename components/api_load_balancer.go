@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ec2transitgateway"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/lb"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/route53"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -25,6 +26,8 @@ type APIOptions struct {
 	HealthCheck  HealthCheck `json:"healthCheck"`
 	// DeregistrationDelaySeconds is how long a removed API server keeps its open connections, 0 to 3600; nil means the default.
 	DeregistrationDelaySeconds *int `json:"deregistrationDelaySeconds"`
+	// NoAccessEndpoint leaves out the EC2 Instance Connect Endpoint through which a private API is reached (aws ec2-instance-connect open-tunnel), e.g. in a VPC that already has one.
+	NoAccessEndpoint bool `json:"noAccessEndpoint"`
 	// DNSName is an optional DNS name for the API: an alias record to the load balancer in HostedZoneID.
 	DNSName string `json:"dnsName"`
 	// HostedZoneID is the Route 53 hosted zone that holds DNSName.
@@ -131,6 +134,9 @@ type ApiLoadBalancer struct {
 	// ArnSuffix and TargetGroupArnSuffix name the NLB in CloudWatch.
 	ArnSuffix            pulumi.StringOutput
 	TargetGroupArnSuffix pulumi.StringOutput
+	// AccessEndpointID is the EC2 Instance Connect Endpoint that reaches a
+	// private API from outside the VPC; "" for a public API.
+	AccessEndpointID pulumi.StringOutput
 }
 
 // validated is args with defaults filled in, or every problem found.
@@ -187,6 +193,20 @@ func NewApiLoadBalancer(ctx *pulumi.Context, name string, args *ApiLoadBalancerA
 	if err != nil {
 		return nil, err
 	}
+	a.AccessEndpointID = pulumi.String("").ToStringOutput()
+	if !args.Public && !args.NoAccessEndpoint {
+		// The one way in to a private API: a tunnel to a control-plane
+		// node's port 6443, by IAM, with no bastion or agent. It wears the
+		// load balancer's group, which the API servers already admit.
+		access, err := ec2transitgateway.NewInstanceConnectEndpoint(ctx, name+"-access", &ec2transitgateway.InstanceConnectEndpointArgs{
+			SubnetId: args.SubnetIDs[0], SecurityGroupIds: pulumi.StringArray{sg.ID()}, PreserveClientIp: pulumi.Bool(false),
+			Tags: tags(name + "-access"),
+		}, child...)
+		if err != nil {
+			return nil, err
+		}
+		a.AccessEndpointID = access.ID().ToStringOutput()
+	}
 	h := args.HealthCheck
 	tg, err := lb.NewTargetGroup(ctx, name, &lb.TargetGroupArgs{
 		VpcId:      args.VpcID,
@@ -239,5 +259,6 @@ func NewApiLoadBalancer(ctx *pulumi.Context, name string, args *ApiLoadBalancerA
 	a.ArnSuffix, a.TargetGroupArnSuffix = nlb.ArnSuffix, tg.ArnSuffix
 	return a, ctx.RegisterResourceOutputs(a, pulumi.Map{
 		"dnsName": a.DNSName, "endpoint": a.Endpoint, "targetGroupArn": a.TargetGroupArn, "securityGroupId": a.SecurityGroupID,
+		"accessEndpointId": a.AccessEndpointID,
 	})
 }

@@ -16,7 +16,7 @@ func lbArgs() *ApiLoadBalancerArgs {
 		SubnetIDs:       []pulumi.StringInput{pulumi.String("s-a"), pulumi.String("s-b"), pulumi.String("s-c")},
 		NodeEgressCidrs: []pulumi.StringInput{pulumi.String("192.0.2.7/32")},
 		APIOptions: APIOptions{
-			AllowedCidrs: []string{"203.0.113.0/24"}, Public: true,
+			AllowedCidrs: []string{"100.64.10.0/24"}, Public: true,
 			HealthCheck:                HealthCheck{IntervalSeconds: 10, TimeoutSeconds: 6, HealthyThreshold: 3, UnhealthyThreshold: 2},
 			DeregistrationDelaySeconds: pulumi.IntRef(15),
 		},
@@ -103,7 +103,7 @@ func TestApiLoadBalancerSecurityGroup(t *testing.T) {
 		sources = append(sources, r.String("cidrIpv4"))
 	}
 	slices.Sort(sources)
-	if want := []string{"10.30.0.0/16", "192.0.2.7/32", "203.0.113.0/24"}; !slices.Equal(sources, want) {
+	if want := []string{"10.30.0.0/16", "100.64.10.0/24", "192.0.2.7/32"}; !slices.Equal(sources, want) {
 		t.Errorf("6443 open to %v, want exactly the VPC, the NAT address and the allowlist %v", sources, want)
 	}
 	internal := lbArgs()
@@ -139,5 +139,32 @@ func TestApiLoadBalancerRejectsBadArgs(t *testing.T) {
 		if !errors.As(err, &fe) || fe.Field != c.field || len(rec.Resources()) != 0 {
 			t.Errorf("%s: got %v, want a FieldError naming %s and nothing declared", name, err, c.field)
 		}
+	}
+}
+
+// A private API gets one way in from outside the VPC: an EC2 Instance
+// Connect Endpoint in the first zone's subnet, in the load balancer's
+// security group (which the API servers admit), sources not preserved.
+// A public API, or NoAccessEndpoint, gets none.
+func TestPrivateAPIHasAnAccessEndpoint(t *testing.T) {
+	private := lbArgs()
+	private.Public, private.AllowedCidrs, private.NodeEgressCidrs = false, nil, nil
+	rec := runLB(t, private)
+	endpoints := rec.OfType("aws:ec2transitgateway/instanceConnectEndpoint:InstanceConnectEndpoint")
+	if len(endpoints) != 1 {
+		t.Fatalf("%d Instance Connect Endpoints for a private API, want 1", len(endpoints))
+	}
+	e := endpoints[0]
+	groups := e.Strings("securityGroupIds")
+	lbGroups := rec.OfType("aws:ec2/securityGroup:SecurityGroup")
+	if e.String("subnetId") != "s-a" || len(groups) != 1 || len(lbGroups) != 1 || groups[0] != lbGroups[0].ID || e.Get("preserveClientIp").BoolValue() {
+		t.Errorf("endpoint in %q with groups %v, preserveClientIp %v; want s-a, the load balancer's group, false", e.String("subnetId"), groups, e.Get("preserveClientIp"))
+	}
+	if n := len(runLB(t, lbArgs()).OfType("aws:ec2transitgateway/instanceConnectEndpoint:InstanceConnectEndpoint")); n != 0 {
+		t.Errorf("%d Instance Connect Endpoints for a public API, want 0", n)
+	}
+	private.NoAccessEndpoint = true
+	if n := len(runLB(t, private).OfType("aws:ec2transitgateway/instanceConnectEndpoint:InstanceConnectEndpoint")); n != 0 {
+		t.Errorf("%d Instance Connect Endpoints with NoAccessEndpoint, want 0", n)
 	}
 }

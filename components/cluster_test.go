@@ -217,7 +217,7 @@ func TestPublicAPIAdmitsNodeEgress(t *testing.T) {
 		return out
 	}
 	args := minimalClusterArgs()
-	args.LoadBalancer.Public, args.LoadBalancer.AllowedCidrs = true, []string{"198.51.100.0/24"}
+	args.LoadBalancer.Public, args.LoadBalancer.AllowedCidrs = true, []string{"100.64.20.0/24"}
 	rec, err := runCluster(args, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -230,8 +230,8 @@ func TestPublicAPIAdmitsNodeEgress(t *testing.T) {
 			nat++
 		}
 	}
-	if nat != 3 || !slices.Contains(got, "198.51.100.0/24") || len(got) != 5 {
-		t.Errorf("public API admits %v, want the VPC, 198.51.100.0/24 and the 3 NAT addresses", got)
+	if nat != 3 || !slices.Contains(got, "100.64.20.0/24") || len(got) != 5 {
+		t.Errorf("public API admits %v, want the VPC, 100.64.20.0/24 and the 3 NAT addresses", got)
 	}
 
 	args.Network.Existing = &ExistingNetwork{VpcID: pulumi.String("vpc-0123456789abcdef0"), PrivateSubnetIDs: ownSubnets, PublicSubnetIDs: ownSubnets}
@@ -240,11 +240,11 @@ func TestPublicAPIAdmitsNodeEgress(t *testing.T) {
 	if !errors.As(err, &fe) || fe.Field != "Network.Existing.NodeEgressCidrs" || len(rec.Resources()) != 0 {
 		t.Fatalf("public API in an existing VPC without egress addresses: %v (%d resources), want a refusal naming Network.Existing.NodeEgressCidrs", err, len(rec.Resources()))
 	}
-	args.Network.Existing.NodeEgressCidrs = []string{"203.0.113.7/32", "203.0.113.8/32"}
+	args.Network.Existing.NodeEgressCidrs = []string{"100.64.30.7/32", "100.64.30.8/32"}
 	if rec, err = runCluster(args, nil); err != nil {
 		t.Fatal(err)
 	}
-	if got := clients(rec); !slices.Contains(got, "203.0.113.7/32") || !slices.Contains(got, "203.0.113.8/32") || len(got) != 4 {
+	if got := clients(rec); !slices.Contains(got, "100.64.30.7/32") || !slices.Contains(got, "100.64.30.8/32") || len(got) != 4 {
 		t.Errorf("public API in an existing VPC admits %v, want its VPC, the allowlist and both egress CIDRs", got)
 	}
 }

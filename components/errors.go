@@ -161,13 +161,28 @@ func (c checker) cidr(field, value string) (netip.Prefix, bool) {
 	return p, true
 }
 
-// allowlist checks CIDRs that open a port beyond the VPC; in production
-// the whole internet is refused.
+// documentationRanges are RFC 5737's: examples, which no client comes
+// from, so an allowlist holding one is a placeholder left in.
+var documentationRanges = []netip.Prefix{
+	netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("203.0.113.0/24"),
+}
+
+// allowlist checks CIDRs that open a port beyond the VPC: no
+// documentation range, and in production not the whole internet.
 func (c checker) allowlist(field string, cidrs []string, production bool) {
 	for i, s := range cidrs {
 		f := fmt.Sprintf("%s[%d]", field, i)
-		if p, ok := c.cidr(f, s); ok && p.Bits() == 0 && production {
+		p, ok := c.cidr(f, s)
+		if !ok {
+			continue
+		}
+		if p.Bits() == 0 && production {
 			c.add(f, quote(s), "a range narrower than the whole internet in prod")
+		}
+		for _, doc := range documentationRanges {
+			if p.Overlaps(doc) && p.Bits() > 0 {
+				c.add(f, quote(s), "the addresses your clients really come from; "+doc.String()+" is a documentation range (RFC 5737) that no client has")
+			}
 		}
 	}
 }

@@ -142,7 +142,7 @@ func TestZonalWorkerGroupRejectsBadArgs(t *testing.T) {
 // TestPrometheusScrapeRules).
 func TestWorkerSecurityGroup(t *testing.T) {
 	rec, err := runCluster(withArgs(func(a *ClusterArgs) {
-		a.Network.NodePortCidrs = []string{"198.51.100.0/24"}
+		a.Network.NodePortCidrs = []string{"100.64.20.0/24"}
 		a.Network.VpcCidr = "10.30.0.0/16"
 		a.Addons.Monitoring = MonitoringCloudWatch
 	}), nil)
@@ -155,7 +155,7 @@ func TestWorkerSecurityGroup(t *testing.T) {
 		{workers, "tcp", 10250, 10250, cp}:    1,
 		{workers, "udp", 8472, 8472, workers}: 1, {workers, "udp", 8472, 8472, cp}: 1,
 		{workers, "tcp", 4240, 4240, workers}: 1, {workers, "tcp", 4240, 4240, cp}: 1,
-		{workers, "tcp", 30000, 32767, "10.30.0.0/16"}: 1, {workers, "tcp", 30000, 32767, "198.51.100.0/24"}: 1,
+		{workers, "tcp", 30000, 32767, "10.30.0.0/16"}: 1, {workers, "tcp", 30000, 32767, "100.64.20.0/24"}: 1,
 		{cp, "tcp", 6443, 6443, workers}: 1, {cp, "udp", 8472, 8472, workers}: 1, {cp, "tcp", 4240, 4240, workers}: 1,
 	}
 	expectRules(t, got, want)

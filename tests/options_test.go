@@ -59,10 +59,10 @@ func TestStackAndGoRefuseAlike(t *testing.T) {
 				a.LoadBalancer.Public, a.LoadBalancer.AllowedCidrs = true, []string{"0.0.0.0/0"}
 			},
 			"LoadBalancer.AllowedCidrs[0]", "kubeha:api.allowedCidrs[0]"},
-		{"public API in an existing VPC, egress unknown", map[string]string{"kubeha:network": existingVPC, "kubeha:api": `{"public":true,"allowedCidrs":["198.51.100.0/24"]}`},
+		{"public API in an existing VPC, egress unknown", map[string]string{"kubeha:network": existingVPC, "kubeha:api": `{"public":true,"allowedCidrs":["100.64.20.0/24"]}`},
 			func(a *components.ClusterArgs) {
 				a.Network.Existing = existing(true)
-				a.LoadBalancer.Public, a.LoadBalancer.AllowedCidrs = true, []string{"198.51.100.0/24"}
+				a.LoadBalancer.Public, a.LoadBalancer.AllowedCidrs = true, []string{"100.64.20.0/24"}
 			}, "Network.Existing.NodeEgressCidrs", "kubeha:network.existing.nodeEgressCidrs"},
 		{"prod without deletion protection", map[string]string{"kubeha:deletionProtection": "False"},
 			func(a *components.ClusterArgs) { a.DeletionProtection = pulumi.BoolRef(false) }, "DeletionProtection", "kubeha:deletionProtection"},

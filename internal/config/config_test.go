@@ -22,7 +22,7 @@ func validRaw() map[string]string {
 		"kubeha:zones":             `["eu-west-1a","eu-west-1b","eu-west-1c"]`,
 		"kubeha:kubernetesVersion": "v1.36.3",
 		"kubeha:network":           `{"vpcCidr":"10.10.0.0/16"}`,
-		"kubeha:api":               `{"public":true,"allowedCidrs":["203.0.113.0/24"]}`,
+		"kubeha:api":               `{"public":true,"allowedCidrs":["100.64.10.0/24"]}`,
 		"kubeha:etcd":              `{"members":5,"backupRetentionDays":14}`,
 		"kubeha:workers":           `[{"name":"general","maxPerZone":10},{"name":"batch","instanceTypes":["c6i.xlarge","c7i.xlarge"],"spotPercent":100,"minPerZone":0,"desiredPerZone":0,"labels":["kubeha.io/capacity=spot","node.kubernetes.io/lifecycle=spot"],"taints":["kubeha.io/spot=true:NoSchedule","dedicated:NoExecute"]}]`,
 		"aws:profile":              "ignored-by-kubeha",
@@ -94,6 +94,8 @@ func TestParseRejects(t *testing.T) {
 		{"NodePorts open to the internet in prod", map[string]string{"kubeha:network": `{"nodePortCidrs":["0.0.0.0/0"]}`}, "kubeha:network.nodePortCidrs[0]", "narrower than the whole internet in prod"},
 		{"malformed NodePort CIDR", map[string]string{"kubeha:network": `{"nodePortCidrs":["10.0.0.0/40"]}`}, "kubeha:network.nodePortCidrs[0]", "IPv4 CIDR"},
 		{"malformed allowlist CIDR", map[string]string{"kubeha:api": `{"public":true,"allowedCidrs":["203.0.113.0/33"]}`}, "kubeha:api.allowedCidrs[0]", "IPv4 CIDR"},
+		{"documentation range left in the allowlist", map[string]string{"kubeha:api": `{"public":true,"allowedCidrs":["100.64.10.0/24","203.0.113.0/24"]}`}, "kubeha:api.allowedCidrs[1]", "documentation range"},
+		{"documentation range in NodePort sources", map[string]string{"kubeha:network": `{"nodePortCidrs":["198.51.100.128/25"]}`}, "kubeha:network.nodePortCidrs[0]", "198.51.100.0/24 is a documentation range"},
 		{"unknown environment", map[string]string{"kubeha:environment": "production"}, "kubeha:environment", "dev, staging, prod"},
 		{"bad cluster name", map[string]string{"kubeha:clusterName": "Kube_HA"}, "kubeha:clusterName", "a-z, 0-9"},
 		{"region missing", map[string]string{"aws:region": ""}, "aws:region", "an AWS region"},
@@ -245,7 +247,7 @@ func TestBoolSpellings(t *testing.T) {
 		raw := validRaw()
 		raw["kubeha:environment"] = "dev"
 		raw["kubeha:deletionProtection"] = c.protection
-		raw["kubeha:api"] = `{"public":` + c.public + `,"allowedCidrs":["203.0.113.0/24"]}`
+		raw["kubeha:api"] = `{"public":` + c.public + `,"allowedCidrs":["100.64.10.0/24"]}`
 		s, err := Parse(raw)
 		if err != nil {
 			t.Fatalf("deletionProtection %q, public %s: %v", c.protection, c.public, err)

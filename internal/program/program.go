@@ -51,6 +51,7 @@ func StackWith(raw map[string]string, edit func(*components.ClusterArgs)) pulumi
 		}
 		ctx.Export("workerGroups", workerGroups)
 		ctx.Export("apiEndpoint", cluster.Endpoint)
+		ctx.Export("apiAccessEndpointId", cluster.LoadBalancer.AccessEndpointID)
 		ctx.Export("kubeconfig", cluster.Kubeconfig)
 		ctx.Export("etcdEndpoints", cluster.Etcd.ClientEndpoints)
 		ctx.Export("etcdBackupBucket", cluster.Etcd.BackupBucket)
