@@ -11,9 +11,6 @@ import (
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/cloudwatch"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/sns"
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
-	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apiextensions"
-	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
-	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/utilities"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
@@ -347,20 +344,19 @@ func (a *Addons) monitoring(ctx *pulumi.Context, name string, args *AddonsArgs, 
 		return err
 	}
 	chart := addons.KubePrometheusStack
-	namespace, err := corev1.NewNamespace(ctx, name+"-"+chart.Namespace, &corev1.NamespaceArgs{
-		Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String(chart.Namespace)},
-	}, inCluster...)
+	namespace, err := declareObject(ctx, name+"-"+chart.Namespace, "v1", "Namespace",
+		pulumi.Map{"metadata": pulumi.Map{"name": pulumi.String(chart.Namespace)}}, inCluster)
 	if err != nil {
 		return err
 	}
-	// Prometheus' identity on the etcd members' TLS metrics port.
-	etcdClient, err := corev1.NewSecret(ctx, name+"-"+addons.EtcdClientSecret, &corev1.SecretArgs{
-		Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String(addons.EtcdClientSecret), Namespace: namespace.Metadata.Name()},
-		StringData: pulumi.StringMap{
-			"ca.crt": args.Etcd.CACertPEM, "client.crt": args.Etcd.MetricsClientCertPEM,
-			"client.key": pulumi.ToSecret(args.Etcd.MetricsClientKeyPEM).(pulumi.StringOutput),
-		},
-	}, inCluster...)
+	// Prometheus' identity on the etcd members' TLS metrics port; its data
+	// stays secret in Pulumi's state, as pulumi-kubernetes' Secret keeps it.
+	etcdClient, err := declareObject(ctx, name+"-"+addons.EtcdClientSecret, "v1", "Secret", pulumi.Map{
+		"metadata": pulumi.Map{"name": pulumi.String(addons.EtcdClientSecret), "namespace": pulumi.String(chart.Namespace)},
+		"stringData": pulumi.ToSecret(pulumi.StringMap{
+			"ca.crt": args.Etcd.CACertPEM, "client.crt": args.Etcd.MetricsClientCertPEM, "client.key": args.Etcd.MetricsClientKeyPEM,
+		}),
+	}, append(slices.Clone(inCluster), pulumi.DependsOn([]pulumi.Resource{namespace}), pulumi.AdditionalSecretOutputs([]string{"data", "stringData"})))
 	if err != nil {
 		return err
 	}
@@ -458,28 +454,34 @@ func merge(base, over map[string]any) map[string]any {
 
 // applyManifest applies one rendered object as it is.
 func applyManifest(ctx *pulumi.Context, name string, obj map[string]any, opts []pulumi.ResourceOption) (pulumi.Resource, error) {
-	meta := obj["metadata"].(map[string]any)
-	metadata := &metav1.ObjectMetaArgs{Name: pulumi.String(meta["name"].(string))}
-	if ns, ok := meta["namespace"].(string); ok {
-		metadata.Namespace = pulumi.String(ns)
-	}
-	if annotations, ok := meta["annotations"].(map[string]any); ok {
-		strings := pulumi.StringMap{}
-		for k, v := range annotations {
-			strings[k] = pulumi.String(v.(string))
-		}
-		metadata.Annotations = strings
-	}
-	fields := kubernetes.UntypedArgs{}
+	inputs := pulumi.Map{}
 	for k, v := range obj {
-		if k != "apiVersion" && k != "kind" && k != "metadata" {
-			fields[k] = pulumi.Any(v)
-		}
+		inputs[k] = pulumi.Any(v)
 	}
-	return apiextensions.NewCustomResource(ctx, fmt.Sprintf("%s-%s-%s", name, strings.ToLower(obj["kind"].(string)), meta["name"]), &apiextensions.CustomResourceArgs{
-		ApiVersion: pulumi.String(obj["apiVersion"].(string)), Kind: pulumi.String(obj["kind"].(string)),
-		Metadata: metadata, OtherFields: fields,
-	}, opts...)
+	meta := obj["metadata"].(map[string]any)
+	return declareObject(ctx, fmt.Sprintf("%s-%s-%s", name, strings.ToLower(obj["kind"].(string)), meta["name"]),
+		obj["apiVersion"].(string), obj["kind"].(string), inputs, opts)
+}
+
+// KubernetesObject is one object pulumi-kubernetes applies
+// (kubernetes:<group/version>:<Kind>), declared through the engine
+// directly, as HelmRelease is: the typed Go packages of core/v1, meta/v1
+// and apiextensions cost about 50 s of a cold build on 2 cores.
+type KubernetesObject struct {
+	pulumi.CustomResourceState
+}
+
+// declareObject declares a Kubernetes object from its fields (apiVersion,
+// kind and metadata among them, as inputs holds them).
+func declareObject(ctx *pulumi.Context, name, apiVersion, kind string, inputs pulumi.Map, opts []pulumi.ResourceOption) (*KubernetesObject, error) {
+	group := apiVersion
+	if !strings.Contains(group, "/") {
+		group = "core/" + group // the core group's types are kubernetes:core/v1:<Kind>
+	}
+	inputs["apiVersion"], inputs["kind"] = pulumi.String(apiVersion), pulumi.String(kind)
+	obj := &KubernetesObject{}
+	err := ctx.RegisterResource("kubernetes:"+group+":"+kind, name, inputs, obj, utilities.PkgResourceDefaultOpts(opts)...)
+	return obj, err
 }
 
 // etcdMemberNames are the members' DNS names.

@@ -313,3 +313,31 @@ func TestStorageAndSnapshotsAreSeparateSwitches(t *testing.T) {
 		t.Errorf("%d StorageClasses with Storage on, want 1", n)
 	}
 }
+
+// Prometheus' namespace and its etcd client Secret are declared as
+// pulumi-kubernetes' own types, and the Secret's data stays secret.
+func TestPrometheusNamespaceAndEtcdClientSecret(t *testing.T) {
+	rec := mustRunCluster(t, nil)
+	namespaces := rec.OfType("kubernetes:core/v1:Namespace")
+	if len(namespaces) != 1 || namespaces[0].Get("metadata", "name").StringValue() != addons.KubePrometheusStack.Namespace ||
+		namespaces[0].String("apiVersion") != "v1" || namespaces[0].String("kind") != "Namespace" {
+		t.Fatalf("namespaces %v, want the one kube-prometheus-stack goes into", namespaces)
+	}
+	secrets := rec.OfType("kubernetes:core/v1:Secret")
+	if len(secrets) != 1 {
+		t.Fatalf("%d Secrets, want Prometheus' etcd client", len(secrets))
+	}
+	s := secrets[0]
+	if s.Get("metadata", "name").StringValue() != addons.EtcdClientSecret || s.Get("metadata", "namespace").StringValue() != addons.KubePrometheusStack.Namespace {
+		t.Errorf("the Secret is %v, want %s in %s", s.Get("metadata"), addons.EtcdClientSecret, addons.KubePrometheusStack.Namespace)
+	}
+	data := s.Inputs["stringData"]
+	if !data.ContainsSecrets() {
+		t.Error("the etcd client's key is not secret in the Secret's inputs")
+	}
+	for _, key := range []string{"ca.crt", "client.crt", "client.key"} {
+		if v := s.Get("stringData", key); !strings.Contains(v.StringValue(), "-----BEGIN") {
+			t.Errorf("stringData[%s] = %.40q, want a PEM", key, v.StringValue())
+		}
+	}
+}
