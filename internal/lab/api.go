@@ -2,13 +2,11 @@ package lab
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -16,10 +14,6 @@ import (
 	"github.com/kubeha/kubeha/internal/bootstrap"
 	"github.com/kubeha/kubeha/internal/pki"
 )
-
-// Dialer connects to an address, e.g. netlab.Host.DialContext to reach the
-// lab from inside one of its hosts; nil dials from the machine.
-type Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
 
 // API is a client of the Kubernetes API at one address (an API server or
 // the load balancer), as kubectl would be: it verifies the serving
@@ -33,7 +27,7 @@ type API struct {
 }
 
 // NewAPI is a client of https://ip:bootstrap.APIServerPort.
-func NewAPI(ip, endpoint string, ca, user *pki.Pair, dial Dialer, timeout time.Duration) (*API, error) {
+func NewAPI(ip, endpoint string, ca, user *pki.Pair, timeout time.Duration) (*API, error) {
 	roots := x509.NewCertPool()
 	if !roots.AppendCertsFromPEM(ca.CertPEM) {
 		return nil, fmt.Errorf("lab: the cluster CA is not PEM")
@@ -48,7 +42,7 @@ func NewAPI(ip, endpoint string, ca, user *pki.Pair, dial Dialer, timeout time.D
 	}
 	return &API{
 		base:   fmt.Sprintf("https://%s:%d", ip, bootstrap.APIServerPort),
-		client: &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: cfg, DialContext: dial, DisableKeepAlives: true}},
+		client: &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}},
 	}, nil
 }
 

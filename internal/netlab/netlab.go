@@ -34,9 +34,6 @@ func Available() string {
 	return ""
 }
 
-// FlatNetwork is the bridge every lab has, which AddHost puts hosts on.
-const FlatNetwork = "br0"
-
 // Lab is a set of hosts on one bridge. Close removes everything it made.
 type Lab struct {
 	prefix string
@@ -74,14 +71,6 @@ func New(prefix, dir string) (*Lab, error) {
 	}
 	l := &Lab{prefix: prefix, dir: dir, hub: prefix + "-hub", running: map[*exec.Cmd]chan struct{}{}}
 	if err := l.run("ip", "netns", "add", l.hub); err != nil {
-		return nil, err
-	}
-	if err := l.inHub("link", "add", FlatNetwork, "type", "bridge"); err != nil {
-		l.Close()
-		return nil, err
-	}
-	if err := l.inHub("link", "set", FlatNetwork, "up"); err != nil {
-		l.Close()
 		return nil, err
 	}
 	return l, nil
@@ -133,14 +122,9 @@ func (h *Host) InHost(args ...string) error {
 	return h.lab.run("ip", append([]string{"netns", "exec", h.ns}, args...)...)
 }
 
-// AddHost adds a host with address ip/24 on the bridge. binds lists the
-// absolute folders it gets its own copy of. hosts is written as its
-// /etc/hosts, so that names resolve as DNS would on AWS.
-func (l *Lab) AddHost(name, ip string, binds []string, hosts map[string]string) (*Host, error) {
-	return l.AddHostOn(FlatNetwork, name, ip, binds, hosts)
-}
-
-// AddHostOn adds a host on the given network (bridge) of the hub.
+// AddHostOn adds a host with address ip/24 on the given network (bridge)
+// of the hub. binds lists the absolute folders it gets its own copy of.
+// hosts is written as its /etc/hosts.
 func (l *Lab) AddHostOn(network, name, ip string, binds []string, hosts map[string]string) (*Host, error) {
 	h := &Host{Name: name, IP: ip, Root: filepath.Join(l.dir, name), ns: l.prefix + "-" + name, lab: l, binds: binds}
 	l.mu.Lock()

@@ -26,7 +26,10 @@ func TestDialContextDialsFromTheHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer lab.Close()
-	h, err := lab.AddHost("h", "10.201.0.11", nil, nil)
+	if err := lab.AddNetwork("flat", "10.201.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	h, err := lab.AddHostOn("flat", "h", "10.201.0.11", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

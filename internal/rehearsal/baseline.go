@@ -2,8 +2,6 @@ package rehearsal
 
 import (
 	"bytes"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -12,11 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/kubeha/kubeha/internal/bootstrap"
 	"github.com/kubeha/kubeha/internal/lab"
-	"github.com/kubeha/kubeha/internal/pki"
 )
 
 // checkBaseline holds the booted cluster to the security baseline
@@ -112,24 +108,13 @@ func (c *cluster) checkBaseline() error {
 	return nil
 }
 
-// etcdValue reads a key from etcd as the API servers do, with their
-// client certificate, through the first member's JSON gateway.
+// etcdValue reads a key from etcd through the first member's JSON
+// gateway, with the rehearsal's own etcd client certificate (etcd
+// authorises any certificate its CA signed).
 func (c *cluster) etcdValue(key string) (string, error) {
-	user, err := c.etcdCA.Sign(pki.EtcdAPIServerClient())
-	if err != nil {
-		return "", err
-	}
-	cert, err := tls.X509KeyPair(user.CertPEM, user.KeyPEM)
-	if err != nil {
-		return "", err
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(c.etcdCA.CertPEM)
-	member := c.stack.etcd.Members[0]
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
-		Certificates: []tls.Certificate{cert}, RootCAs: roots, ServerName: member.DNSName}}}
 	request, _ := json.Marshal(map[string]string{"key": base64.StdEncoding.EncodeToString([]byte(key))})
-	resp, err := client.Post(fmt.Sprintf("https://%s:%d/v3/kv/range", c.members[0].Host.IP, bootstrap.EtcdClientPort), "application/json", bytes.NewReader(request))
+	url := fmt.Sprintf("https://%s:%d/v3/kv/range", c.members[0].Host.IP, bootstrap.EtcdClientPort)
+	resp, err := c.etcdMetrics[0].Post(url, "application/json", bytes.NewReader(request))
 	if err != nil {
 		return "", err
 	}

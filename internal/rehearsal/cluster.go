@@ -70,7 +70,9 @@ type cluster struct {
 	nodeAdmins []*lab.API
 	// zoneCutAt is when drill c cut zone a, which drill e brings back.
 	zoneCutAt time.Time
-	// etcdMetrics read each member's TLS metrics port, as Prometheus does.
+	// etcdMetrics are etcd clients, one per member (its name for TLS):
+	// they read each TLS metrics port, as Prometheus does, and the baseline
+	// reads a key through the client port.
 	etcdMetrics []*http.Client
 	logf        func(format string, args ...any)
 }
@@ -296,15 +298,15 @@ func (c *cluster) makeClients() error {
 	if c.admin, err = c.k8sCA.Sign(pki.KubernetesAdmin()); err != nil {
 		return err
 	}
-	if c.lbAdmin, err = lab.NewAPI(lbIP, c.endpoint, c.k8sCA, c.admin, nil, probeTimeout); err != nil {
+	if c.lbAdmin, err = lab.NewAPI(lbIP, c.endpoint, c.k8sCA, c.admin, probeTimeout); err != nil {
 		return err
 	}
 	for i := range c.stack.zones {
-		anonymous, err := lab.NewAPI(zoneNet(i)+".21", c.endpoint, c.k8sCA, nil, nil, 2*time.Second)
+		anonymous, err := lab.NewAPI(zoneNet(i)+".21", c.endpoint, c.k8sCA, nil, 2*time.Second)
 		if err != nil {
 			return err
 		}
-		admin, err := lab.NewAPI(zoneNet(i)+".21", c.endpoint, c.k8sCA, c.admin, nil, 2*time.Second)
+		admin, err := lab.NewAPI(zoneNet(i)+".21", c.endpoint, c.k8sCA, c.admin, 2*time.Second)
 		if err != nil {
 			return err
 		}

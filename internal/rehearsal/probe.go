@@ -158,7 +158,7 @@ func (p *probe) lostWrites() ([]string, error) {
 	// A list of thousands of objects, right after a fault, may be slow or
 	// land on a node still settling: a longer timeout, a few tries.
 	c := p.c
-	api, err := lab.NewAPI(lbIP, c.endpoint, c.k8sCA, c.admin, nil, 30*time.Second)
+	api, err := lab.NewAPI(lbIP, c.endpoint, c.k8sCA, c.admin, 30*time.Second)
 	if err != nil {
 		return nil, err
 	}
