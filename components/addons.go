@@ -2,6 +2,7 @@ package components
 
 import (
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"regexp"
@@ -9,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/cloudwatch"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/s3"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/sns"
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/utilities"
@@ -23,6 +25,8 @@ import (
 // stack's kubeha:addons keys. In a stack file an add-on is true, false,
 // or an object of Addon's keys.
 type AddonsOptions struct {
+	// Applier is cluster (the control-plane nodes apply the add-on set from the cluster's asset bucket with Helm, one node at a time under a Lease, so `pulumi up` never reaches the API) or pulumi (Pulumi's Kubernetes provider applies each release through the API, showing every object in previews; the machine running `pulumi up` must reach the API).
+	Applier string `json:"applier"`
 	// Monitoring is prometheus (kube-prometheus-stack in the cluster, scraping API servers, schedulers, controller-managers and etcd, with kubeha's alert rules) or cloudwatch (CloudWatch agent and Container Insights). CloudWatch alarms on the API load balancer, every auto-scaling group and etcd backups are made in both modes.
 	Monitoring string `json:"monitoring"`
 	// AlarmEmail is an optional e-mail address subscribed to the alarms' SNS topic.
@@ -49,32 +53,84 @@ type AddonsOptions struct {
 type Addon struct {
 	// Disabled leaves the add-on out.
 	Disabled bool `json:"disabled"`
-	// Version replaces the pinned chart version.
+	// Version replaces the pinned chart version; a version kubeha does not pin needs Chart.
 	Version string `json:"version"`
 	// Values are merged over kubeha's: maps key by key, anything else replaced.
 	Values map[string]any `json:"values"`
+	// Chart is the chart archive's URL (or a local file) the deploy copies into the asset bucket: the one the chart repository's index.yaml lists for Version, or a mirror's copy.
+	Chart string `json:"chart"`
+	// Digest is the archive's SHA-256 as the index lists it; nodes refuse an archive that differs. Empty, the digest S3 records at copy.
+	Digest string `json:"digest"`
 }
 
-// Monitoring modes.
+// Add-on appliers and monitoring modes.
 const (
-	MonitoringPrometheus = "prometheus"
-	MonitoringCloudWatch = "cloudwatch"
+	ApplierCluster       = "cluster"
+	ApplierPulumi        = "pulumi"
+	DefaultApplier       = ApplierCluster
+	MonitoringPrometheus = addons.MonitoringPrometheus
+	MonitoringCloudWatch = addons.MonitoringCloudWatch
 	DefaultMonitoring    = MonitoringPrometheus
 )
 
 func (o AddonsOptions) withDefaults() AddonsOptions {
+	o.Applier = cmp.Or(o.Applier, DefaultApplier)
 	o.Monitoring = cmp.Or(o.Monitoring, DefaultMonitoring)
 	return o
 }
 
-var emailPattern = regexp.MustCompile(`^[^@\s]+@[^@\s]+\.[^@\s]+$`)
+var (
+	emailPattern  = regexp.MustCompile(`^[^@\s]+@[^@\s]+\.[^@\s]+$`)
+	sha256Pattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
+)
 
 func (o AddonsOptions) check(c checker) {
+	c.oneOf("Applier", o.Applier, ApplierCluster, ApplierPulumi)
 	c.oneOf("Monitoring", o.Monitoring, MonitoringPrometheus, MonitoringCloudWatch)
 	if o.AlarmEmail != "" && !emailPattern.MatchString(o.AlarmEmail) {
 		c.add("AlarmEmail", quote(o.AlarmEmail), "an e-mail address such as ops@example.com")
 	}
+	for _, a := range o.charts() {
+		if a.addon.Version != "" && a.addon.Version != a.chart.Version && a.addon.Chart == "" {
+			c.add(a.field+".Version", quote(a.addon.Version), fmt.Sprintf("%s (kubeha's pin), or this version with its archive's URL in the chart key and its SHA-256 in digest, as %s/index.yaml lists them", a.chart.Version, a.chart.Repo))
+		}
+		if a.addon.Digest != "" && !sha256Pattern.MatchString(a.addon.Digest) {
+			c.add(a.field+".Digest", quote(a.addon.Digest), "the archive's SHA-256, 64 lowercase hex digits, as the chart repository's index lists it")
+		}
+	}
 }
+
+// charts are the add-ons with their option's name and pinned chart.
+func (o AddonsOptions) charts() []struct {
+	field string
+	addon Addon
+	chart addons.Chart
+} {
+	monitoring := addons.KubePrometheusStack
+	if o.Monitoring == MonitoringCloudWatch {
+		monitoring = addons.CloudWatchObservability
+	}
+	type entry = struct {
+		field string
+		addon Addon
+		chart addons.Chart
+	}
+	return []entry{{"CNI", o.CNI, addons.Cilium}, {"CloudControllerManager", o.CloudControllerManager, addons.CloudControllerManager},
+		{"Storage", o.Storage, addons.EBSCSIDriver}, {"Snapshots", o.Snapshots, addons.SnapshotController}, {"CoreDNS", o.CoreDNS, addons.CoreDNS},
+		{"MetricsServer", o.MetricsServer, addons.MetricsServer}, {"ClusterAutoscaler", o.ClusterAutoscaler, addons.ClusterAutoscaler},
+		{"MonitoringChart", o.MonitoringChart, monitoring}}
+}
+
+// choices are the options as internal/addons renders them.
+func (o AddonsOptions) choices() addons.Choices {
+	choice := func(a Addon) addons.Choice { return addons.Choice(a) }
+	return addons.Choices{Monitoring: o.Monitoring, CNI: choice(o.CNI), CloudControllerManager: choice(o.CloudControllerManager),
+		Storage: choice(o.Storage), Snapshots: choice(o.Snapshots), CoreDNS: choice(o.CoreDNS), MetricsServer: choice(o.MetricsServer),
+		ClusterAutoscaler: choice(o.ClusterAutoscaler), MonitoringChart: choice(o.MonitoringChart)}
+}
+
+// inCluster says whether the control plane applies the add-ons.
+func (o AddonsOptions) inCluster() bool { return o.Applier == ApplierCluster }
 
 // prometheus says whether Prometheus runs in the cluster.
 func (o AddonsOptions) prometheus() bool {
@@ -100,10 +156,12 @@ type AddonsArgs struct {
 	PodCIDR           string
 	ServiceCIDR       string
 	// ControlPlane gives the kubeconfig and the readiness gate; Etcd the
-	// members Prometheus scrapes; LoadBalancer the alarms' target group.
+	// members Prometheus scrapes; LoadBalancer the alarms' target group;
+	// Assets the bucket the chart archives and the add-on set go to.
 	ControlPlane *ControlPlane
 	Etcd         *EtcdCluster
 	LoadBalancer *ApiLoadBalancer
+	Assets       *NodeAssets
 	// Groups are the auto-scaling groups whose in-service count is alarmed,
 	// by a name for the alarm.
 	Groups                map[string]pulumi.StringInput
@@ -111,13 +169,18 @@ type AddonsArgs struct {
 	Tags                  map[string]string
 }
 
-// Addons is every add-on release, the manifests kubeha applies itself,
-// and the infrastructure alarms.
+// Addons is the add-on set, applied by the control plane (the default)
+// or through Pulumi's Kubernetes provider, and the infrastructure alarms.
 type Addons struct {
 	pulumi.ResourceState
 
+	// SetRevision is the revision of the add-on set this deploy rendered;
+	// the applier reports it in the asset bucket's addons/applied.json
+	// once the cluster runs it.
+	SetRevision pulumi.StringOutput
+	// Provider and Releases (by chart name) are the provider path's;
+	// nil and empty with the in-cluster applier.
 	Provider *kubernetes.Provider
-	// Releases by chart name; a disabled add-on has none.
 	Releases map[string]*HelmRelease
 	// AlarmTopic receives every alarm.
 	AlarmTopic *sns.Topic
@@ -133,8 +196,8 @@ func (args *AddonsArgs) validated() (*AddonsArgs, error) {
 	if a.Region == "" {
 		c.add("Region", "not set", "an AWS region such as eu-west-1")
 	}
-	if a.ControlPlane == nil || a.Etcd == nil || a.LoadBalancer == nil {
-		c.add("ControlPlane", "nil", "the cluster's ControlPlane, Etcd and LoadBalancer")
+	if a.ControlPlane == nil || a.Etcd == nil || a.LoadBalancer == nil || a.Assets == nil {
+		c.add("ControlPlane", "nil", "the cluster's ControlPlane, Etcd, LoadBalancer and Assets")
 	}
 	if a.BackupIntervalMinutes < 1 {
 		c.add("BackupIntervalMinutes", fmt.Sprint(a.BackupIntervalMinutes), "the etcd backup interval, 1 or more")
@@ -157,15 +220,21 @@ func (args *AddonsArgs) validated() (*AddonsArgs, error) {
 
 // rendering is what internal/addons needs; outputs are filled in later.
 func (args *AddonsArgs) rendering() addons.Cluster {
-	return addons.Cluster{
+	c := addons.Cluster{
 		Name: args.ClusterName, Region: args.Region, KubernetesVersion: args.KubernetesVersion,
 		PodCIDR: args.PodCIDR, ServiceCIDR: args.ServiceCIDR, EtcdMetricsPort: bootstrap.EtcdTLSMetricsPort,
 		BackupIntervalMinutes: args.BackupIntervalMinutes,
 	}
+	if args.Etcd != nil {
+		c.EtcdMembers = etcdMemberNames(args.Etcd)
+	}
+	return c
 }
 
-// NewAddons installs the add-ons through a Kubernetes provider made from
-// the control plane's kubeconfig, once the control plane is serving.
+// NewAddons renders the add-on set and has it applied: by the control
+// plane from the asset bucket (ApplierCluster), or through a Kubernetes
+// provider made from the control plane's kubeconfig once the control
+// plane is serving (ApplierPulumi).
 func NewAddons(ctx *pulumi.Context, name string, args *AddonsArgs, opts ...pulumi.ResourceOption) (*Addons, error) {
 	args, err := args.validated()
 	if err != nil {
@@ -179,117 +248,150 @@ func NewAddons(ctx *pulumi.Context, name string, args *AddonsArgs, opts ...pulum
 	if err := a.alarms(ctx, name, args, child); err != nil {
 		return nil, err
 	}
+	steps, err := addons.Steps(args.rendering(), args.choices())
+	if err != nil {
+		return nil, err
+	}
+	if args.inCluster() {
+		err = a.publish(ctx, name, args, steps, child)
+	} else {
+		err = a.applyThroughAPI(ctx, name, args, steps, child)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return a, ctx.RegisterResourceOutputs(a, pulumi.Map{"alarmTopicArn": a.AlarmTopic.Arn, "setRevision": a.SetRevision})
+}
 
+// publish copies every chart archive into the asset bucket and writes the
+// add-on set beside them, for the control plane's applier. The set holds
+// Prometheus' etcd client key, so it stays secret in Pulumi's state.
+func (a *Addons) publish(ctx *pulumi.Context, name string, args *AddonsArgs, steps []addons.Step, opts []pulumi.ResourceOption) error {
+	wired := pulumi.StringMap{
+		"endpoint": args.ControlPlane.endpointHost, "etcd-ca": args.Etcd.CACertPEM,
+		"etcd-client-cert": args.Etcd.MetricsClientCertPEM, "etcd-client-key": args.Etcd.MetricsClientKeyPEM,
+	}
+	for _, step := range steps {
+		if step.Release == nil {
+			continue
+		}
+		recorded, err := args.Assets.put(ctx, name, step.Release.Archive, args.ClusterName, args.Tags, opts)
+		if err != nil {
+			return err
+		}
+		if recorded != nil {
+			wired["sha256:"+step.Name] = recorded
+		}
+	}
+	set := resolve(wired, func(v map[string]string) (string, error) {
+		c := args.rendering()
+		c.APIHost, c.EtcdCACert, c.EtcdClientCert, c.EtcdClientKey = v["endpoint"], v["etcd-ca"], v["etcd-client-cert"], v["etcd-client-key"]
+		steps, err := addons.Steps(c, args.choices())
+		if err != nil {
+			return "", err
+		}
+		for _, step := range steps {
+			if sum, ok := v["sha256:"+step.Name]; ok {
+				step.Release.Archive.SHA256 = sum
+			}
+		}
+		data, err := json.MarshalIndent(addons.NewSet(steps), "", "  ")
+		return string(data), err
+	})
+	a.SetRevision = set.ApplyT(func(data string) (string, error) {
+		var s addons.Set
+		err := json.Unmarshal([]byte(data), &s)
+		return s.Revision, err
+	}).(pulumi.StringOutput)
+	_, err := s3.NewBucketObjectv2(ctx, name+"-set", &s3.BucketObjectv2Args{
+		Bucket: args.Assets.bucketID, Key: pulumi.String(bootstrap.AddonSetKey), Content: pulumi.ToSecret(set).(pulumi.StringOutput),
+		ContentType: pulumi.String("application/json"), Tags: clusterTags(args.ClusterName, name+"-set", args.Tags),
+	}, opts...)
+	return err
+}
+
+// applyThroughAPI declares every step as a resource of Pulumi's Kubernetes
+// provider, each after the steps it needs and after every control-plane
+// node serves.
+func (a *Addons) applyThroughAPI(ctx *pulumi.Context, name string, args *AddonsArgs, steps []addons.Step, opts []pulumi.ResourceOption) error {
 	provider, err := kubernetes.NewProvider(ctx, name+"-kubernetes", &kubernetes.ProviderArgs{
 		Kubeconfig: args.ControlPlane.Kubeconfig,
 		// Apply changes in place rather than replacing, as kubectl would.
 		EnableServerSideApply: pulumi.Bool(true),
-	}, child...)
+	}, opts...)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	a.Provider = provider
-	// The readiness gate: every control-plane group has a serving node.
 	gate := make([]pulumi.Resource, len(args.ControlPlane.Groups))
 	for i, g := range args.ControlPlane.Groups {
 		gate[i] = g
 	}
-	inCluster := append(slices.Clone(child), pulumi.Provider(provider), pulumi.DependsOn(gate))
-
-	c := args.rendering()
-	c.EtcdMembers = etcdMemberNames(args.Etcd)
-	install := func(chart addons.Chart, addon Addon, values map[string]any, after ...pulumi.Resource) (*HelmRelease, error) {
-		return a.install(ctx, name, chart, addon, values, nil, append(slices.Clone(inCluster), pulumi.DependsOn(after)))
+	// Values known only at deploy time, by step.
+	outputs := map[string]pulumi.Map{
+		addons.Cilium.Name: {"k8sServiceHost": args.ControlPlane.endpointHost},
+		"secret-" + addons.EtcdClientSecret: {"stringData": pulumi.ToSecret(pulumi.StringMap{
+			"ca.crt": args.Etcd.CACertPEM, "client.crt": args.Etcd.MetricsClientCertPEM, "client.key": args.Etcd.MetricsClientKeyPEM,
+		})},
 	}
-
-	values, err := addons.CloudControllerManagerValues(c)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := install(addons.CloudControllerManager, args.CloudControllerManager, values); err != nil {
-		return nil, err
-	}
-	// Cilium reaches the API through the load balancer, whose name is an
-	// output. Every other pod but host-network ones needs the CNI first.
-	cni, err := a.install(ctx, name, addons.Cilium, args.CNI, addons.CiliumValues(c),
-		pulumi.Map{"k8sServiceHost": args.ControlPlane.endpointHost}, inCluster)
-	if err != nil {
-		return nil, err
-	}
-	var after []pulumi.Resource
-	if cni != nil {
-		after = append(after, cni)
-	}
-
-	if values, err = addons.CoreDNSValues(c); err != nil {
-		return nil, err
-	}
-	if _, err := install(addons.CoreDNS, args.CoreDNS, values, after...); err != nil {
-		return nil, err
-	}
-	if !args.CoreDNS.Disabled {
-		if _, err := applyManifest(ctx, name, addons.CoreDNSDisruptionBudget(), inCluster); err != nil {
-			return nil, err
+	declared := map[string]pulumi.Resource{}
+	for _, step := range steps {
+		after := slices.Clone(gate)
+		for _, need := range step.Needs {
+			after = append(after, declared[need])
 		}
+		stepOpts := append(slices.Clone(opts), pulumi.Provider(provider), pulumi.DependsOn(after))
+		if step.Release != nil {
+			release, err := declareRelease(ctx, name, *step.Release, outputs[step.Name], stepOpts)
+			if err != nil {
+				return err
+			}
+			a.Releases[step.Release.Name], declared[step.Name] = release, release
+			continue
+		}
+		inputs := pulumi.Map{}
+		for k, v := range step.Object {
+			inputs[k] = pulumi.Any(v)
+		}
+		maps.Copy(inputs, outputs[step.Name])
+		if step.Object["kind"] == "Secret" {
+			// Its data stays secret in Pulumi's state.
+			stepOpts = append(stepOpts, pulumi.AdditionalSecretOutputs([]string{"data", "stringData"}))
+		}
+		obj, err := declareObject(ctx, name+"-"+step.Name, step.Object["apiVersion"].(string), step.Object["kind"].(string), inputs, stepOpts)
+		if err != nil {
+			return err
+		}
+		declared[step.Name] = obj
 	}
-	if _, err := install(addons.MetricsServer, args.MetricsServer, addons.MetricsServerValues(), after...); err != nil {
-		return nil, err
-	}
-	if values, err = addons.ClusterAutoscalerValues(c); err != nil {
-		return nil, err
-	}
-	if _, err := install(addons.ClusterAutoscaler, args.ClusterAutoscaler, values, after...); err != nil {
-		return nil, err
-	}
-	storage, err := a.storage(ctx, name, args, c, install, inCluster, after)
-	if err != nil {
-		return nil, err
-	}
-	// Prometheus' volumes need the EBS driver and the default class.
-	if err := a.monitoring(ctx, name, args, c, install, inCluster, append(after, storage...)); err != nil {
-		return nil, err
-	}
-	return a, ctx.RegisterResourceOutputs(a, pulumi.Map{"alarmTopicArn": a.AlarmTopic.Arn})
+	a.SetRevision = pulumi.String(addons.NewSet(steps).Revision).ToStringOutput()
+	return nil
 }
 
-type installFunc func(chart addons.Chart, addon Addon, values map[string]any, after ...pulumi.Resource) (*HelmRelease, error)
-
-// install releases chart with kubeha's values, addon's laid over them, and
-// outputs (values known only at deploy time); nothing if addon is off.
-func (a *Addons) install(ctx *pulumi.Context, name string, chart addons.Chart, addon Addon, values map[string]any,
-	outputs pulumi.Map, opts []pulumi.ResourceOption) (*HelmRelease, error) {
-	if addon.Disabled {
-		return nil, nil
+// declareRelease declares a Helm release of the chart's repository, with
+// its values and outputs (values known only at deploy time) laid over them.
+func declareRelease(ctx *pulumi.Context, name string, r addons.Release, outputs pulumi.Map, opts []pulumi.ResourceOption) (*HelmRelease, error) {
+	values := pulumi.Map{}
+	for k, v := range r.Values {
+		values[k] = pulumi.Any(v)
 	}
-	inputs := pulumi.Map{}
-	for k, v := range merge(values, addon.Values) {
-		inputs[k] = pulumi.Any(v)
-	}
-	maps.Copy(inputs, outputs)
-	version := chart.Version
-	if addon.Version != "" {
-		version = addon.Version
-	}
+	maps.Copy(values, outputs)
 	release := &HelmRelease{}
-	err := ctx.RegisterResource(helmReleaseType, name+"-"+chart.Name, pulumi.Map{
-		"name":            pulumi.String(chart.Name),
-		"chart":           pulumi.String(chart.Name),
-		"version":         pulumi.String(version),
-		"repositoryOpts":  pulumi.Map{"repo": pulumi.String(chart.Repo)},
-		"namespace":       pulumi.String(chart.Namespace),
+	err := ctx.RegisterResource(helmReleaseType, name+"-"+r.Name, pulumi.Map{
+		"name":            pulumi.String(r.Name),
+		"chart":           pulumi.String(r.Name),
+		"version":         pulumi.String(r.Version),
+		"repositoryOpts":  pulumi.Map{"repo": pulumi.String(r.Repo)},
+		"namespace":       pulumi.String(r.Namespace),
 		"createNamespace": pulumi.Bool(true),
-		"values":          inputs,
+		"values":          values,
 		// A failed upgrade rolls back rather than leaving a half release.
 		"atomic":  pulumi.Bool(true),
 		"timeout": pulumi.Int(600),
 		// What pulumi-kubernetes' own Go SDK sends for a Release.
 		"compat": pulumi.String("true"),
 	}, release, utilities.PkgResourceDefaultOpts(opts)...)
-	if err != nil {
-		return nil, err
-	}
-	a.Releases[chart.Name] = release
-	return release, nil
+	return release, err
 }
 
 // HelmRelease is pulumi-kubernetes' Helm release (kubernetes:helm.sh/v3:Release),
@@ -301,72 +403,6 @@ type HelmRelease struct {
 }
 
 const helmReleaseType = "kubernetes:helm.sh/v3:Release"
-
-// storage installs the EBS CSI driver and the default StorageClass, and,
-// unless Snapshots is off, the snapshot controller and CRDs first and the
-// VolumeSnapshotClass; it returns what later add-ons wait for. Each chart
-// takes its own switch's version and values.
-func (a *Addons) storage(ctx *pulumi.Context, name string, args *AddonsArgs, c addons.Cluster, install installFunc,
-	inCluster []pulumi.ResourceOption, after []pulumi.Resource) ([]pulumi.Resource, error) {
-	if args.Storage.Disabled {
-		return nil, nil
-	}
-	withSnapshots := !args.Snapshots.Disabled
-	driverAfter := after
-	var snapshots *HelmRelease
-	if withSnapshots {
-		var err error
-		if snapshots, err = install(addons.SnapshotController, args.Snapshots, addons.SnapshotControllerValues(), after...); err != nil {
-			return nil, err
-		}
-		driverAfter = append(slices.Clone(after), snapshots)
-	}
-	driver, err := install(addons.EBSCSIDriver, args.Storage, addons.EBSCSIDriverValues(c, withSnapshots), driverAfter...)
-	if err != nil {
-		return nil, err
-	}
-	class, err := applyManifest(ctx, name, addons.StorageClass(), inCluster)
-	if err != nil || !withSnapshots {
-		return []pulumi.Resource{driver, class}, err
-	}
-	// The class's kind is a CRD the snapshot controller's chart installs.
-	_, err = applyManifest(ctx, name, addons.VolumeSnapshotClass(), append(slices.Clone(inCluster), pulumi.DependsOn([]pulumi.Resource{snapshots})))
-	return []pulumi.Resource{driver, class}, err
-}
-
-func (a *Addons) monitoring(ctx *pulumi.Context, name string, args *AddonsArgs, c addons.Cluster, install installFunc,
-	inCluster []pulumi.ResourceOption, after []pulumi.Resource) error {
-	if args.MonitoringChart.Disabled {
-		return nil
-	}
-	if args.Monitoring == MonitoringCloudWatch {
-		_, err := install(addons.CloudWatchObservability, args.MonitoringChart, addons.CloudWatchValues(c), after...)
-		return err
-	}
-	chart := addons.KubePrometheusStack
-	namespace, err := declareObject(ctx, name+"-"+chart.Namespace, "v1", "Namespace",
-		pulumi.Map{"metadata": pulumi.Map{"name": pulumi.String(chart.Namespace)}}, inCluster)
-	if err != nil {
-		return err
-	}
-	// Prometheus' identity on the etcd members' TLS metrics port; its data
-	// stays secret in Pulumi's state, as pulumi-kubernetes' Secret keeps it.
-	etcdClient, err := declareObject(ctx, name+"-"+addons.EtcdClientSecret, "v1", "Secret", pulumi.Map{
-		"metadata": pulumi.Map{"name": pulumi.String(addons.EtcdClientSecret), "namespace": pulumi.String(chart.Namespace)},
-		"stringData": pulumi.ToSecret(pulumi.StringMap{
-			"ca.crt": args.Etcd.CACertPEM, "client.crt": args.Etcd.MetricsClientCertPEM, "client.key": args.Etcd.MetricsClientKeyPEM,
-		}),
-	}, append(slices.Clone(inCluster), pulumi.DependsOn([]pulumi.Resource{namespace}), pulumi.AdditionalSecretOutputs([]string{"data", "stringData"})))
-	if err != nil {
-		return err
-	}
-	stack, err := install(chart, args.MonitoringChart, addons.KubePrometheusStackValues(c, !args.Storage.Disabled), append(after, namespace, etcdClient)...)
-	if err != nil {
-		return err
-	}
-	_, err = applyManifest(ctx, name, addons.EtcdAlertRules(c), append(slices.Clone(inCluster), pulumi.DependsOn([]pulumi.Resource{stack})))
-	return err
-}
 
 // alarms: in every monitoring mode, CloudWatch watches what must hold for
 // the cluster to survive a zone loss, from outside the cluster.
@@ -424,6 +460,18 @@ func (a *Addons) alarms(ctx *pulumi.Context, name string, args *AddonsArgs, opts
 			return err
 		}
 	}
+	if args.inCluster() {
+		// addons-apply.sh counts each failed run; it retries every minute,
+		// so 15 minutes of failures is a set that does not apply.
+		if err := alarm(name+"-addon-set-failing", "The control plane has failed to apply the add-on set for 15 minutes (journalctl -u kubeha-addons on a control-plane node).", &cloudwatch.MetricAlarmArgs{
+			Namespace: pulumi.String(bootstrap.EtcdSnapshotMetricNamespace), MetricName: pulumi.String(bootstrap.AddonsFailedMetric),
+			Dimensions: pulumi.StringMap{"Cluster": pulumi.String(args.ClusterName)}, Statistic: pulumi.String("Sum"),
+			Period: pulumi.Int(300), EvaluationPeriods: pulumi.Int(3), Threshold: pulumi.Float64(1),
+			ComparisonOperator: pulumi.String("GreaterThanOrEqualToThreshold"), TreatMissingData: pulumi.String("notBreaching"),
+		}); err != nil {
+			return err
+		}
+	}
 	// etcd-backup.sh counts each upload; two intervals without one alarm.
 	return alarm(name+"-etcd-snapshot-age", fmt.Sprintf("No etcd snapshot reached S3 in %d minutes.", 2*args.BackupIntervalMinutes), &cloudwatch.MetricAlarmArgs{
 		Namespace: pulumi.String(bootstrap.EtcdSnapshotMetricNamespace), MetricName: pulumi.String(bootstrap.EtcdSnapshotMetric),
@@ -431,36 +479,6 @@ func (a *Addons) alarms(ctx *pulumi.Context, name string, args *AddonsArgs, opts
 		Period: pulumi.Int(60 * args.BackupIntervalMinutes), EvaluationPeriods: pulumi.Int(2), Threshold: pulumi.Float64(1),
 		ComparisonOperator: pulumi.String("LessThanThreshold"), TreatMissingData: pulumi.String("breaching"),
 	})
-}
-
-// merge returns base with over laid on it: maps merge key by key,
-// anything else in over replaces.
-func merge(base, over map[string]any) map[string]any {
-	out := maps.Clone(base)
-	if out == nil {
-		out = map[string]any{}
-	}
-	for k, v := range over {
-		if sub, ok := v.(map[string]any); ok {
-			if baseSub, ok := out[k].(map[string]any); ok {
-				out[k] = merge(baseSub, sub)
-				continue
-			}
-		}
-		out[k] = v
-	}
-	return out
-}
-
-// applyManifest applies one rendered object as it is.
-func applyManifest(ctx *pulumi.Context, name string, obj map[string]any, opts []pulumi.ResourceOption) (pulumi.Resource, error) {
-	inputs := pulumi.Map{}
-	for k, v := range obj {
-		inputs[k] = pulumi.Any(v)
-	}
-	meta := obj["metadata"].(map[string]any)
-	return declareObject(ctx, fmt.Sprintf("%s-%s-%s", name, strings.ToLower(obj["kind"].(string)), meta["name"]),
-		obj["apiVersion"].(string), obj["kind"].(string), inputs, opts)
 }
 
 // KubernetesObject is one object pulumi-kubernetes applies

@@ -1,7 +1,11 @@
 package components
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -26,13 +30,66 @@ func mustRunCluster(t *testing.T, edit func(*ClusterArgs)) *mockrun.Recorder {
 	return rec
 }
 
-// releases maps chart name to its recorded Helm release.
+// addonSet is the add-on set the program wrote for the control plane's
+// applier, or false on the provider path.
+func addonSet(rec *mockrun.Recorder) (addons.Set, bool) {
+	var set addons.Set
+	for _, r := range rec.OfType("aws:s3/bucketObjectv2:BucketObjectv2") {
+		if r.String("key") != bootstrap.AddonSetKey {
+			continue
+		}
+		content := r.Inputs["content"]
+		if content.IsSecret() {
+			content = content.SecretValue().Element
+		}
+		if err := json.Unmarshal([]byte(content.StringValue()), &set); err != nil {
+			panic(fmt.Sprintf("the add-on set is not JSON: %v", err))
+		}
+		return set, true
+	}
+	return set, false
+}
+
+// releases maps chart name to its release: in the add-on set when the
+// control plane applies it, as a resource with a Helm release's inputs
+// (chart, version, repositoryOpts.repo, namespace, values); on the
+// provider path, the recorded Helm release itself.
 func releases(rec *mockrun.Recorder) map[string]mockrun.Resource {
 	out := map[string]mockrun.Resource{}
+	if set, ok := addonSet(rec); ok {
+		for _, step := range set.Steps {
+			if r := step.Release; r != nil {
+				out[r.Name] = mockrun.Resource{Type: "addon set release", Name: r.Name, Inputs: resource.NewPropertyMapFromMap(map[string]any{
+					"chart": r.Name, "version": r.Version, "namespace": r.Namespace,
+					"repositoryOpts": map[string]any{"repo": r.Repo}, "values": r.Values,
+				})}
+			}
+		}
+		return out
+	}
 	for _, r := range rec.OfType("kubernetes:helm.sh/v3:Release") {
 		out[r.String("chart")] = r
 	}
 	return out
+}
+
+// objects are the objects of kind kubeha applies itself, from the add-on
+// set or the provider path's resources, as their fields.
+func objects(rec *mockrun.Recorder, apiVersion, kind string) []mockrun.Resource {
+	var out []mockrun.Resource
+	if set, ok := addonSet(rec); ok {
+		for _, step := range set.Steps {
+			if step.Object != nil && step.Object["apiVersion"] == apiVersion && step.Object["kind"] == kind {
+				out = append(out, mockrun.Resource{Type: "addon set object", Name: step.Name, Inputs: resource.NewPropertyMapFromMap(step.Object)})
+			}
+		}
+		return out
+	}
+	group := apiVersion
+	if !strings.Contains(group, "/") {
+		group = "core/" + group
+	}
+	return rec.OfType("kubernetes:" + group + ":" + kind)
 }
 
 // value reads a release's value at a path of keys.
@@ -41,7 +98,13 @@ func value(r mockrun.Resource, path ...string) resource.PropertyValue {
 }
 
 func TestAddonsChartsPinnedAndGated(t *testing.T) {
-	rec := mustRunCluster(t, nil)
+	for _, applier := range []string{ApplierCluster, ApplierPulumi} {
+		t.Run(applier, func(t *testing.T) { testChartsPinnedAndGated(t, applier) })
+	}
+}
+
+func testChartsPinnedAndGated(t *testing.T, applier string) {
+	rec := mustRunCluster(t, func(a *ClusterArgs) { a.Addons.Applier = applier })
 	got := releases(rec)
 	for _, chart := range addons.Charts {
 		if chart == addons.CloudWatchObservability {
@@ -56,8 +119,12 @@ func TestAddonsChartsPinnedAndGated(t *testing.T) {
 			t.Errorf("%s: version %s from %s into %s, want the pin %s from %s into %s", chart.Name, r.String("version"),
 				r.Get("repositoryOpts", "repo").StringValue(), r.String("namespace"), chart.Version, chart.Repo, chart.Namespace)
 		}
-		// Nothing is installed before every control-plane node serves.
+		// Through the API, nothing is installed before every
+		// control-plane node serves.
 		for _, zone := range testZones {
+			if applier != ApplierPulumi {
+				break
+			}
 			if !slices.ContainsFunc(r.DependsOn, func(urn string) bool {
 				return strings.HasSuffix(urn, "aws:autoscaling/group:Group::c1-control-plane-"+zone)
 			}) {
@@ -100,7 +167,7 @@ func TestCloudControllerManagerFollowsKubernetesMinor(t *testing.T) {
 
 func TestDefaultStorageClass(t *testing.T) {
 	rec := mustRunCluster(t, nil)
-	classes := rec.OfType("kubernetes:storage.k8s.io/v1:StorageClass")
+	classes := objects(rec, "storage.k8s.io/v1", "StorageClass")
 	if len(classes) != 1 {
 		t.Fatalf("%d StorageClasses, want 1", len(classes))
 	}
@@ -115,7 +182,7 @@ func TestDefaultStorageClass(t *testing.T) {
 	if sc.Get("metadata", "annotations", "storageclass.kubernetes.io/is-default-class").StringValue() != "true" {
 		t.Error("the StorageClass is not the default")
 	}
-	if n := len(rec.OfType("kubernetes:snapshot.storage.k8s.io/v1:VolumeSnapshotClass")); n != 1 {
+	if n := len(objects(rec, "snapshot.storage.k8s.io/v1", "VolumeSnapshotClass")); n != 1 {
 		t.Errorf("%d VolumeSnapshotClasses, want 1", n)
 	}
 }
@@ -164,7 +231,7 @@ func TestMonitoringModes(t *testing.T) {
 			got := releases(rec)
 			_, prometheus := got["kube-prometheus-stack"]
 			_, cloudwatch := got["amazon-cloudwatch-observability"]
-			rules := len(rec.OfType("kubernetes:monitoring.coreos.com/v1:PrometheusRule"))
+			rules := len(objects(rec, "monitoring.coreos.com/v1", "PrometheusRule"))
 			agentRoles := 0
 			for _, a := range rec.OfType("aws:iam/rolePolicyAttachment:RolePolicyAttachment") {
 				if a.String("policyArn") == CloudWatchAgentPolicy {
@@ -242,7 +309,8 @@ func TestAddonsSwitchesAndOverrides(t *testing.T) {
 		a.Addons.ClusterAutoscaler.Disabled = true
 		a.Addons.MonitoringChart.Disabled = true
 		a.Addons.Storage.Disabled = true
-		a.Addons.MetricsServer = Addon{Version: "3.13.0", Values: map[string]any{"replicas": 3, "podDisruptionBudget": map[string]any{"minAvailable": 2}}}
+		a.Addons.MetricsServer = Addon{Version: "3.13.0", Values: map[string]any{"replicas": 3, "podDisruptionBudget": map[string]any{"minAvailable": 2}},
+			Chart: "https://github.com/kubernetes-sigs/metrics-server/releases/download/metrics-server-helm-chart-3.13.0/metrics-server-3.13.0.tgz"}
 	})
 	got := releases(rec)
 	if _, ok := got["coredns"]; ok {
@@ -253,11 +321,11 @@ func TestAddonsSwitchesAndOverrides(t *testing.T) {
 			t.Errorf("%s is installed though switched off", chart)
 		}
 	}
-	if n := len(rec.OfType("kubernetes:storage.k8s.io/v1:StorageClass")) + len(rec.OfType("kubernetes:monitoring.coreos.com/v1:PrometheusRule")); n != 0 {
+	if n := len(objects(rec, "storage.k8s.io/v1", "StorageClass")) + len(objects(rec, "monitoring.coreos.com/v1", "PrometheusRule")); n != 0 {
 		t.Errorf("%d StorageClasses and PrometheusRules without storage and monitoring", n)
 	}
-	if n := len(rec.OfType("aws:cloudwatch/metricAlarm:MetricAlarm")); n != 3+9+1 {
-		t.Errorf("%d alarms with monitoring off, want them all still (3 zones, 9 groups, snapshots)", n)
+	if n := len(rec.OfType("aws:cloudwatch/metricAlarm:MetricAlarm")); n != 3+9+1+1 {
+		t.Errorf("%d alarms with monitoring off, want them all still (3 zones, 9 groups, snapshots, the add-on set)", n)
 	}
 	ms := got["metrics-server"]
 	if ms.String("version") != "3.13.0" || value(ms, "replicas").NumberValue() != 3 ||
@@ -271,8 +339,8 @@ func TestAddonsSwitchesAndOverrides(t *testing.T) {
 		}
 	}
 	none := mustRunCluster(t, func(a *ClusterArgs) { a.NoAddons = true })
-	if n := len(none.OfType("kubernetes:helm.sh/v3:Release")) + len(none.OfType("aws:cloudwatch/metricAlarm:MetricAlarm")); n != 0 {
-		t.Errorf("NoAddons still declares %d releases and alarms", n)
+	if _, ok := addonSet(none); ok || len(none.OfType("aws:cloudwatch/metricAlarm:MetricAlarm")) != 0 {
+		t.Error("NoAddons still writes an add-on set or makes alarms")
 	}
 }
 
@@ -280,10 +348,13 @@ func TestAddonsSwitchesAndOverrides(t *testing.T) {
 // CSI driver is not the snapshot controller's, and without snapshots the
 // driver runs no snapshotter and no VolumeSnapshotClass is applied.
 func TestStorageAndSnapshotsAreSeparateSwitches(t *testing.T) {
-	rec := mustRunCluster(t, func(a *ClusterArgs) { a.Addons.Storage = Addon{Version: "2.52.0"} })
+	rec := mustRunCluster(t, func(a *ClusterArgs) {
+		a.Addons.Storage = Addon{Version: "2.54.1", Chart: "https://github.com/kubernetes-sigs/aws-ebs-csi-driver/releases/download/helm-chart-aws-ebs-csi-driver-2.54.1/aws-ebs-csi-driver-2.54.1.tgz",
+			Digest: "3aaa96e529b39041f44f5e7214597d055d8667b046d70c9f171e8c1d59da3851"}
+	})
 	got := releases(rec)
-	if v := got["aws-ebs-csi-driver"].String("version"); v != "2.52.0" {
-		t.Errorf("EBS CSI driver %s, want the Storage version 2.52.0", v)
+	if v := got["aws-ebs-csi-driver"].String("version"); v != "2.54.1" {
+		t.Errorf("EBS CSI driver %s, want the Storage version 2.54.1", v)
 	}
 	if v := got["snapshot-controller"].String("version"); v != addons.SnapshotController.Version {
 		t.Errorf("snapshot controller %s: Storage's version reached it; want its pin %s", v, addons.SnapshotController.Version)
@@ -291,7 +362,7 @@ func TestStorageAndSnapshotsAreSeparateSwitches(t *testing.T) {
 	if !value(got["aws-ebs-csi-driver"], "sidecars", "snapshotter", "forceEnable").BoolValue() {
 		t.Error("with snapshots, the driver runs no snapshotter")
 	}
-	if n := len(rec.OfType("kubernetes:snapshot.storage.k8s.io/v1:VolumeSnapshotClass")); n != 1 {
+	if n := len(objects(rec, "snapshot.storage.k8s.io/v1", "VolumeSnapshotClass")); n != 1 {
 		t.Errorf("%d VolumeSnapshotClasses with snapshots on, want 1", n)
 	}
 
@@ -306,10 +377,10 @@ func TestStorageAndSnapshotsAreSeparateSwitches(t *testing.T) {
 	if sidecars := value(got["aws-ebs-csi-driver"], "sidecars"); !sidecars.IsNull() {
 		t.Errorf("without snapshot CRDs the driver still gets %v", sidecars)
 	}
-	if n := len(rec.OfType("kubernetes:snapshot.storage.k8s.io/v1:VolumeSnapshotClass")); n != 0 {
+	if n := len(objects(rec, "snapshot.storage.k8s.io/v1", "VolumeSnapshotClass")); n != 0 {
 		t.Errorf("%d VolumeSnapshotClasses without the snapshot CRDs", n)
 	}
-	if n := len(rec.OfType("kubernetes:storage.k8s.io/v1:StorageClass")); n != 1 {
+	if n := len(objects(rec, "storage.k8s.io/v1", "StorageClass")); n != 1 {
 		t.Errorf("%d StorageClasses with Storage on, want 1", n)
 	}
 }
@@ -317,7 +388,7 @@ func TestStorageAndSnapshotsAreSeparateSwitches(t *testing.T) {
 // Prometheus' namespace and its etcd client Secret are declared as
 // pulumi-kubernetes' own types, and the Secret's data stays secret.
 func TestPrometheusNamespaceAndEtcdClientSecret(t *testing.T) {
-	rec := mustRunCluster(t, nil)
+	rec := mustRunCluster(t, func(a *ClusterArgs) { a.Addons.Applier = ApplierPulumi })
 	namespaces := rec.OfType("kubernetes:core/v1:Namespace")
 	if len(namespaces) != 1 || namespaces[0].Get("metadata", "name").StringValue() != addons.KubePrometheusStack.Namespace ||
 		namespaces[0].String("apiVersion") != "v1" || namespaces[0].String("kind") != "Namespace" {
@@ -338,6 +409,158 @@ func TestPrometheusNamespaceAndEtcdClientSecret(t *testing.T) {
 	for _, key := range []string{"ca.crt", "client.crt", "client.key"} {
 		if v := s.Get("stringData", key); !strings.Contains(v.StringValue(), "-----BEGIN") {
 			t.Errorf("stringData[%s] = %.40q, want a PEM", key, v.StringValue())
+		}
+	}
+}
+
+// By default the control plane applies the add-ons: the program copies
+// each chart archive into the asset bucket and writes the add-on set
+// beside them, and declares nothing that reaches the API.
+func TestControlPlaneAppliesTheAddonSet(t *testing.T) {
+	rec := mustRunCluster(t, nil)
+	set, ok := addonSet(rec)
+	if !ok {
+		t.Fatal("no add-on set in the asset bucket")
+	}
+	if n := len(rec.OfType("pulumi:providers:kubernetes")) + len(rec.OfType("kubernetes:helm.sh/v3:Release")); n != 0 {
+		t.Errorf("%d Kubernetes providers and releases: `pulumi up` must not reach the API", n)
+	}
+	for _, r := range rec.OfType("aws:s3/bucketObjectv2:BucketObjectv2") {
+		if r.String("key") == bootstrap.AddonSetKey && !r.Inputs["content"].ContainsSecrets() {
+			t.Error("the add-on set holds Prometheus' etcd client key, but is not secret in Pulumi's state")
+		}
+	}
+	// Nodes become Ready with the first two steps alone.
+	if len(set.Steps) < 2 || set.Steps[0].Name != addons.CloudControllerManager.Name || set.Steps[1].Name != addons.Cilium.Name ||
+		len(set.Steps[0].Needs)+len(set.Steps[1].Needs) != 0 {
+		t.Errorf("the set starts with %v, want the cloud-controller-manager and the CNI, needing nothing", set.Steps[:2])
+	}
+	if set.Revision != addons.NewSet(set.Steps).Revision {
+		t.Error("the set's revision is not the digest of its steps")
+	}
+	archives := map[string]mockrun.Resource{}
+	for _, r := range rec.OfType("aws:s3/bucketObjectv2:BucketObjectv2") {
+		archives[r.String("key")] = r
+	}
+	for _, step := range set.Steps {
+		r := step.Release
+		if r == nil {
+			continue
+		}
+		if step.Name != addons.CloudControllerManager.Name && step.Name != addons.Cilium.Name && !slices.Contains(step.Needs, addons.Cilium.Name) {
+			t.Errorf("%s does not wait for the CNI: needs %v", step.Name, step.Needs)
+		}
+		pin := slices.IndexFunc(addons.Charts, func(c addons.Chart) bool { return c.Name == r.Name })
+		chart := addons.Charts[pin]
+		if r.Archive.Key != addons.ChartArchiveKey(chart.Name, chart.Version) || r.Archive.SHA256 != chart.Digest {
+			t.Errorf("%s: archive %s (sha256 %s), want the pin's, checked against the index's digest %s", r.Name, r.Archive.Key, r.Archive.SHA256, chart.Digest)
+		}
+		copied, ok := archives[r.Archive.Key]
+		if !ok || copied.Get("source").AssetValue().URI != chart.URL {
+			t.Errorf("%s: the deploy copies %v into the bucket, want %s", r.Name, copied.Get("source"), chart.URL)
+		}
+	}
+	if secret := objects(rec, "v1", "Secret"); len(secret) != 1 || !strings.Contains(secret[0].Get("stringData", "client.key").StringValue(), "-----BEGIN") {
+		t.Errorf("the set's etcd client Secret is %v, want the metrics client's key", secret)
+	}
+
+	// Every control-plane node runs the applier, and may read the set and
+	// the charts, report, and count its runs.
+	for _, lt := range rec.OfType("aws:ec2/launchTemplate:LaunchTemplate") {
+		if !strings.HasPrefix(lt.Name, "c1-control-plane-") {
+			continue
+		}
+		data := decodeUserData(t, lt)
+		for _, want := range []string{"kubeha-addons.timer", "addons-apply.sh", "ADDON_SET_URL=s3://c1-assets-0123456789/" + bootstrap.AddonSetKey, "HELM_ARCHIVE_SHA256=", "KUBECTL_SHA256="} {
+			if !strings.Contains(data, want) {
+				t.Errorf("%s: the user-data lacks %q", lt.Name, want)
+			}
+		}
+	}
+	policy := controlPlanePolicyOf(t, rec)
+	for _, want := range []string{bootstrap.AddonSetKey, addons.ChartArchivePrefix + "*", bootstrap.AddonStatusKey, "cloudwatch:PutMetricData"} {
+		if !strings.Contains(policy, want) {
+			t.Errorf("the control plane's policy lacks %q", want)
+		}
+	}
+	if _, err := rec.Named("aws:cloudwatch/metricAlarm:MetricAlarm", "c1-addons-addon-set-failing"); err != nil {
+		t.Error("no alarm for an add-on set that fails to apply")
+	}
+
+	// Through the API instead: no set, no applier, no access to either.
+	rec = mustRunCluster(t, func(a *ClusterArgs) { a.Addons.Applier = ApplierPulumi })
+	if _, ok := addonSet(rec); ok {
+		t.Error("the provider path still writes an add-on set")
+	}
+	if strings.Contains(controlPlanePolicyOf(t, rec), bootstrap.AddonSetKey) {
+		t.Error("without the applier, control-plane nodes may still read the add-on set")
+	}
+}
+
+func controlPlanePolicyOf(t *testing.T, rec *mockrun.Recorder) string {
+	t.Helper()
+	for _, p := range rec.OfType("aws:iam/rolePolicy:RolePolicy") {
+		if strings.Contains(p.Name, "control-plane") {
+			return p.String("policy")
+		}
+	}
+	t.Fatal("no control-plane policy")
+	return ""
+}
+
+// Both appliers render one definition: the same releases, versions and
+// values, and the same objects.
+func TestBothAppliersApplyTheSameSet(t *testing.T) {
+	inCluster := mustRunCluster(t, nil)
+	throughAPI := mustRunCluster(t, func(a *ClusterArgs) { a.Addons.Applier = ApplierPulumi })
+	want, got := releases(inCluster), releases(throughAPI)
+	if len(want) != len(got) {
+		t.Errorf("%d releases in the set, %d through the API", len(want), len(got))
+	}
+	for name, r := range want {
+		api, ok := got[name]
+		if !ok {
+			t.Errorf("%s is in the set, not applied through the API", name)
+			continue
+		}
+		for _, key := range []string{"version", "namespace"} {
+			if r.String(key) != api.String(key) {
+				t.Errorf("%s: %s %s in the set, %s through the API", name, key, r.String(key), api.String(key))
+			}
+		}
+		if !r.Inputs["values"].DeepEquals(api.Inputs["values"]) {
+			t.Errorf("%s: values differ:\nset: %v\napi: %v", name, r.Inputs["values"], api.Inputs["values"])
+		}
+	}
+	for _, kind := range [][2]string{{"storage.k8s.io/v1", "StorageClass"}, {"snapshot.storage.k8s.io/v1", "VolumeSnapshotClass"},
+		{"policy/v1", "PodDisruptionBudget"}, {"monitoring.coreos.com/v1", "PrometheusRule"}, {"v1", "Namespace"}, {"v1", "Secret"}} {
+		set, api := objects(inCluster, kind[0], kind[1]), objects(throughAPI, kind[0], kind[1])
+		if len(set) != 1 || len(api) != 1 || !set[0].Inputs["metadata"].DeepEquals(api[0].Inputs["metadata"]) {
+			t.Errorf("%s: %d in the set, %d through the API, want one and the same", kind[1], len(set), len(api))
+		}
+	}
+}
+
+// A chart version kubeha does not pin needs its archive's URL; without a
+// digest, nodes check the one S3 records.
+func TestAddonVersionNeedsItsArchive(t *testing.T) {
+	args := minimalClusterArgs()
+	args.Addons.CoreDNS.Version = "1.46.1"
+	rec, err := runCluster(args, nil)
+	var fe *FieldError
+	if !errors.As(err, &fe) || !strings.Contains(err.Error(), "CoreDNS.Version") || !strings.Contains(err.Error(), "coredns.github.io/helm/index.yaml") || len(rec.Resources()) != 0 {
+		t.Fatalf("a version without its archive: %v, %d resources; want a FieldError naming CoreDNS.Version and the index, nothing declared", err, len(rec.Resources()))
+	}
+	rec = mustRunCluster(t, func(a *ClusterArgs) {
+		a.Addons.CoreDNS = Addon{Version: "1.46.1", Chart: "https://github.com/coredns/helm/releases/download/coredns-1.46.1/coredns-1.46.1.tgz"}
+	})
+	set, _ := addonSet(rec)
+	for _, step := range set.Steps {
+		if step.Name == addons.CoreDNS.Name {
+			sum := sha256.Sum256([]byte("https://github.com/coredns/helm/releases/download/coredns-1.46.1/coredns-1.46.1.tgz"))
+			if step.Release.Version != "1.46.1" || step.Release.Archive.SHA256 != hex.EncodeToString(sum[:]) {
+				t.Errorf("coredns %s checked against %s, want 1.46.1 against the digest S3 recorded (the mock's)", step.Release.Version, step.Release.Archive.SHA256)
+			}
 		}
 	}
 }

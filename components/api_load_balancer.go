@@ -137,6 +137,9 @@ type ApiLoadBalancer struct {
 	// AccessEndpointID is the EC2 Instance Connect Endpoint that reaches a
 	// private API from outside the VPC; "" for a public API.
 	AccessEndpointID pulumi.StringOutput
+	// accessEndpoint says whether there is one: control-plane nodes then
+	// forward bootstrap.APITunnelPort to their API server.
+	accessEndpoint bool
 }
 
 // validated is args with defaults filled in, or every problem found.
@@ -195,9 +198,12 @@ func NewApiLoadBalancer(ctx *pulumi.Context, name string, args *ApiLoadBalancerA
 	}
 	a.AccessEndpointID = pulumi.String("").ToStringOutput()
 	if !args.Public && !args.NoAccessEndpoint {
-		// The one way in to a private API: a tunnel to a control-plane
-		// node's port 6443, by IAM, with no bastion or agent. It wears the
-		// load balancer's group, which the API servers already admit.
+		// The one way in to a private API: a tunnel, by IAM, with no
+		// bastion or agent, to a control-plane node's port 22 (the only
+		// port besides 3389 these tunnels reach), which the node forwards
+		// to its API server. It wears the load balancer's group, which
+		// the nodes admit.
+		a.accessEndpoint = true
 		access, err := ec2transitgateway.NewInstanceConnectEndpoint(ctx, name+"-access", &ec2transitgateway.InstanceConnectEndpointArgs{
 			SubnetId: args.SubnetIDs[0], SecurityGroupIds: pulumi.StringArray{sg.ID()}, PreserveClientIp: pulumi.Bool(false),
 			Tags: tags(name + "-access"),

@@ -3,10 +3,12 @@ package components
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/kubeha/kubeha/internal/bootstrap"
 	"github.com/kubeha/kubeha/internal/mockrun"
 )
 
@@ -166,5 +168,39 @@ func TestPrivateAPIHasAnAccessEndpoint(t *testing.T) {
 	private.NoAccessEndpoint = true
 	if n := len(runLB(t, private).OfType("aws:ec2transitgateway/instanceConnectEndpoint:InstanceConnectEndpoint")); n != 0 {
 		t.Errorf("%d Instance Connect Endpoints with NoAccessEndpoint, want 0", n)
+	}
+}
+
+// With the endpoint, control-plane nodes forward port 22 (the endpoint's
+// tunnels reach 22 and 3389 only) to their API server, admitted from the
+// endpoint's group alone; a public API has neither.
+func TestAccessEndpointReachesTheAPIOnPort22(t *testing.T) {
+	for _, public := range []bool{false, true} {
+		rec := mustRunCluster(t, func(a *ClusterArgs) {
+			if public {
+				a.LoadBalancer.Public, a.LoadBalancer.AllowedCidrs = true, []string{"10.99.0.0/16"}
+			}
+		})
+		var tunnelRules []mockrun.Resource
+		for _, r := range rec.OfType("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule") {
+			if r.Get("fromPort").NumberValue() == bootstrap.APITunnelPort {
+				tunnelRules = append(tunnelRules, r)
+			}
+		}
+		lt, err := rec.Named("aws:ec2/launchTemplate:LaunchTemplate", "c1-control-plane-eu-west-1a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		forwards := strings.Contains(decodeUserData(t, lt), "ListenStream=22")
+		lbGroup, err := rec.Named("aws:ec2/securityGroup:SecurityGroup", "c1-api")
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case public && (len(tunnelRules) != 0 || forwards):
+			t.Errorf("a public API: %d rules on port 22, forwarding %v; want none", len(tunnelRules), forwards)
+		case !public && (len(tunnelRules) != 1 || !forwards || tunnelRules[0].String("referencedSecurityGroupId") != lbGroup.ID):
+			t.Errorf("a private API: rules on port 22 %v, forwarding %v; want one, from the endpoint's (the load balancer's) group", tunnelRules, forwards)
+		}
 	}
 }

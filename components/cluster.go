@@ -329,7 +329,7 @@ func NewCluster(ctx *pulumi.Context, name string, given *ClusterArgs, opts ...pu
 		PodCIDR: args.Network.PodCidr, ServiceCIDR: args.Network.ServiceCidr,
 		WorkerSecurityGroupID: c.WorkerSecurityGroupID, ScraperSecurityGroupID: scraper, Tags: args.Tags,
 		SkipCoreDNS: !args.NoAddons && !args.Addons.CoreDNS.Disabled, ServeMetrics: prometheus, ManagedPolicyArns: cloudWatch,
-		IgnorePreflightErrors: args.IgnorePreflightErrors,
+		IgnorePreflightErrors: args.IgnorePreflightErrors, ApplyAddons: !args.NoAddons && args.Addons.inCluster(),
 	}, child, pulumi.DependsOn([]pulumi.Resource{c.Etcd}))
 	if err != nil {
 		return nil, err
@@ -355,7 +355,7 @@ func NewCluster(ctx *pulumi.Context, name string, given *ClusterArgs, opts ...pu
 		c.Addons, err = NewAddons(ctx, name+"-addons", &AddonsArgs{AddonsOptions: args.Addons,
 			ClusterName: args.ClusterName, Region: args.Region, KubernetesVersion: args.KubernetesVersion, Zones: args.Zones,
 			PodCIDR: args.Network.PodCidr, ServiceCIDR: args.Network.ServiceCidr, ControlPlane: c.ControlPlane, Etcd: c.Etcd,
-			LoadBalancer: c.LoadBalancer, Groups: c.groups(), BackupIntervalMinutes: args.Etcd.BackupIntervalMinutes, Tags: args.Tags}, child)
+			LoadBalancer: c.LoadBalancer, Assets: c.Assets, Groups: c.groups(), BackupIntervalMinutes: args.Etcd.BackupIntervalMinutes, Tags: args.Tags}, child)
 		if err != nil {
 			return nil, err
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/pulumi/pulumi-random/sdk/v4/go/random"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/kubeha/kubeha/internal/addons"
 	"github.com/kubeha/kubeha/internal/bootstrap"
 	"github.com/kubeha/kubeha/internal/pki"
 )
@@ -104,6 +105,9 @@ type ControlPlaneArgs struct {
 	// IgnorePreflightErrors are kubeadm preflight checks every node may fail
 	// (kubeadm's --ignore-preflight-errors); none by default.
 	IgnorePreflightErrors []string
+	// ApplyAddons runs the add-on applier on every node: it applies the
+	// add-on set the Addons component writes to the asset bucket.
+	ApplyAddons bool
 }
 
 // ControlPlane is one control-plane node per zone, each an auto-scaling
@@ -185,12 +189,14 @@ func NewControlPlane(ctx *pulumi.Context, name string, args *ControlPlaneArgs, o
 		PodCIDR: args.PodCIDR, ServiceCIDR: args.ServiceCIDR, EtcdEndpoints: etcdEndpoints,
 		LeaderElection: args.LeaderElection.durations(), InitZone: args.Zones[0],
 		SkipCoreDNS: args.SkipCoreDNS, ServeMetrics: args.ServeMetrics, IgnorePreflightErrors: args.IgnorePreflightErrors,
+		ApplyAddons: args.ApplyAddons, APITunnel: args.LoadBalancer.accessEndpoint,
 	}
 	assets := args.Assets.Assets
 	install := args.Assets.readPolicy
 	policy := resolve(pulumi.StringMap{"secret": secrets.Arn, "key": args.KMSKeyArn, "assets": args.Assets.BucketArn}, func(arn map[string]string) (string, error) {
 		return controlPlanePolicy(args.ClusterName, args.Region, arn["secret"], arn["key"],
-			install(arn["assets"], append([]Asset{assets.Kubeadm, assets.Kubelet, assets.Containerd, assets.Runc}, assets.Images()...)...)), nil
+			install(arn["assets"], append([]Asset{assets.Kubeadm, assets.Kubelet, assets.Kubectl, assets.Helm, assets.Containerd, assets.Runc}, assets.Images()...)...),
+			applierStatements(args.ApplyAddons, args.ClusterName, arn["assets"])...), nil
 	})
 	profile, err := nodeIdentity(ctx, name, policy, tags(name), args.ManagedPolicyArns, child)
 	if err != nil {
@@ -243,7 +249,8 @@ func (c *ControlPlane) securityGroup(ctx *pulumi.Context, name string, args *Con
 		return err
 	}
 	c.SecurityGroupID = sg.ID().ToStringOutput()
-	return controlPlaneRules(ctx, name, sg.ID(), args.LoadBalancer.SecurityGroupID, args.WorkerSecurityGroupID, args.ScraperSecurityGroupID, opts)
+	return controlPlaneRules(ctx, name, sg.ID(), args.LoadBalancer.SecurityGroupID, args.LoadBalancer.accessEndpoint,
+		args.WorkerSecurityGroupID, args.ScraperSecurityGroupID, opts)
 }
 
 // sharedSecrets makes what every control-plane node shares (the CAs, the
@@ -323,9 +330,9 @@ func joinToken(ctx *pulumi.Context, name string, opts []pulumi.ResourceOption) (
 // controlPlanePolicy is what the AWS cloud-controller-manager needs, with
 // every change to an existing resource limited to resources tagged as
 // this cluster's, plus reading the node's own secret.
-func controlPlanePolicy(cluster, region, secretArn, keyArn string, install policyStatement) string {
+func controlPlanePolicy(cluster, region, secretArn, keyArn string, install policyStatement, applier ...policyStatement) string {
 	owned := map[string]map[string]any{"StringEquals": {"aws:ResourceTag/" + clusterTagKey(cluster): "owned"}}
-	return policyJSON(
+	return policyJSON(append([]policyStatement{
 		policyStatement{Sid: "Describe", Effect: "Allow", Resource: "*", Action: []string{
 			"autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeTags",
 			"ec2:DescribeAvailabilityZones", "ec2:DescribeInstances", "ec2:DescribeInstanceTopology", "ec2:DescribeRegions",
@@ -371,5 +378,20 @@ func controlPlanePolicy(cluster, region, secretArn, keyArn string, install polic
 		policyStatement{Sid: "UseClusterKey", Effect: "Allow", Action: []string{"kms:Decrypt"}, Resource: keyArn,
 			Condition: map[string]map[string]any{"StringEquals": {"kms:ViaService": "secretsmanager." + region + ".amazonaws.com"}}},
 		install,
-	)
+	}, applier...)...)
+}
+
+// applierStatements let the add-on applier read the add-on set and the
+// chart archives, report what it applied, and count its runs.
+func applierStatements(apply bool, cluster, assetsArn string) []policyStatement {
+	if !apply {
+		return nil
+	}
+	return []policyStatement{
+		{Sid: "ReadAddonSet", Effect: "Allow", Action: []string{"s3:GetObject"},
+			Resource: []string{assetsArn + "/" + bootstrap.AddonSetKey, assetsArn + "/" + addons.ChartArchivePrefix + "*"}},
+		{Sid: "ReportAddonSet", Effect: "Allow", Action: []string{"s3:PutObject"}, Resource: assetsArn + "/" + bootstrap.AddonStatusKey},
+		{Sid: "CountAddonRuns", Effect: "Allow", Action: []string{"cloudwatch:PutMetricData"}, Resource: "*",
+			Condition: map[string]map[string]any{"StringEquals": {"cloudwatch:namespace": bootstrap.EtcdSnapshotMetricNamespace}}},
+	}
 }

@@ -45,6 +45,7 @@ type NodeAssets struct {
 	// Recorded are the SHA-256s (hex) S3 recorded at copy, by key, for
 	// the assets pinned without one.
 	Recorded pulumi.StringMap
+	bucketID pulumi.IDOutput
 }
 
 // NewNodeAssets declares the bucket and one object per asset.
@@ -64,36 +65,48 @@ func NewNodeAssets(ctx *pulumi.Context, name string, args *NodeAssetsArgs, opts 
 	if err != nil {
 		return nil, err
 	}
-	a.Bucket, a.BucketArn = bucket.Bucket, bucket.Arn
+	a.Bucket, a.BucketArn, a.bucketID = bucket.Bucket, bucket.Arn, bucket.ID()
 	for _, asset := range a.Assets.List() {
-		source, err := assetSource(ctx, asset)
+		recorded, err := a.put(ctx, name, asset, args.ClusterName, args.Tags, child)
 		if err != nil {
 			return nil, err
 		}
-		obj, err := s3.NewBucketObjectv2(ctx, name+"-"+strings.ReplaceAll(asset.Key, "/", "-"), &s3.BucketObjectv2Args{
-			Bucket: bucket.ID(), Key: pulumi.String(asset.Key), Source: source,
-			// S3 records the copy's digest: nodes check it where upstream
-			// publishes none kubeha can read, and anyone can audit it.
-			ChecksumAlgorithm: pulumi.String("SHA256"),
-			Tags:              clusterTags(args.ClusterName, name, args.Tags),
-		}, child...)
-		if err != nil {
-			return nil, err
-		}
-		if asset.SHA256 == "" {
-			a.Recorded[asset.Key] = obj.ChecksumSha256.ApplyT(func(b64 string) (string, error) {
-				if b64 == "" {
-					// Only a caller's mocks leave it empty (S3 always records
-					// it): zeros, which no file matches, so a node would
-					// refuse the file rather than trust it.
-					return strings.Repeat("0", sha256.Size*2), nil
-				}
-				sum, err := base64.StdEncoding.DecodeString(b64)
-				return hex.EncodeToString(sum), err
-			}).(pulumi.StringOutput)
+		if recorded != nil {
+			a.Recorded[asset.Key] = recorded
 		}
 	}
 	return a, ctx.RegisterResourceOutputs(a, pulumi.Map{"bucket": a.Bucket})
+}
+
+// put copies asset into the bucket, as an object named after name and
+// its key. For an asset pinned without a digest, it returns the SHA-256
+// (hex) S3 records, which nodes check instead.
+func (a *NodeAssets) put(ctx *pulumi.Context, name string, asset Asset, cluster string, tags map[string]string,
+	opts []pulumi.ResourceOption) (pulumi.StringInput, error) {
+	source, err := assetSource(ctx, asset)
+	if err != nil {
+		return nil, err
+	}
+	obj, err := s3.NewBucketObjectv2(ctx, name+"-"+strings.ReplaceAll(asset.Key, "/", "-"), &s3.BucketObjectv2Args{
+		Bucket: a.bucketID, Key: pulumi.String(asset.Key), Source: source,
+		// S3 records the copy's digest: nodes check it where upstream
+		// publishes none kubeha can read, and anyone can audit it.
+		ChecksumAlgorithm: pulumi.String("SHA256"),
+		Tags:              clusterTags(cluster, name, tags),
+	}, opts...)
+	if err != nil || asset.SHA256 != "" {
+		return nil, err
+	}
+	return obj.ChecksumSha256.ApplyT(func(b64 string) (string, error) {
+		if b64 == "" {
+			// Only a caller's mocks leave it empty (S3 always records
+			// it): zeros, which no file matches, so a node would
+			// refuse the file rather than trust it.
+			return strings.Repeat("0", sha256.Size*2), nil
+		}
+		sum, err := base64.StdEncoding.DecodeString(b64)
+		return hex.EncodeToString(sum), err
+	}).(pulumi.StringOutput), nil
 }
 
 // assetSource is what the deploy uploads for asset: the upstream URL, a

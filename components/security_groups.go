@@ -74,11 +74,15 @@ func loadBalancerRules(ctx *pulumi.Context, name string, group, vpcCidr pulumi.S
 // the kubernetes Service, not the load balancer); the kubelet from the
 // control plane; the CNI's ports from workers; scrapes from the scraper.
 // workers and scraper may be nil (a control plane on its own).
-func controlPlaneRules(ctx *pulumi.Context, name string, group, loadBalancer, workers, scraper pulumi.StringInput, opts []pulumi.ResourceOption) error {
+func controlPlaneRules(ctx *pulumi.Context, name string, group, loadBalancer pulumi.StringInput, tunnel bool, workers, scraper pulumi.StringInput, opts []pulumi.ResourceOption) error {
 	rules := []groupRule{
 		{Name: "api-from-load-balancer", Port: bootstrap.APIServerPort, From: loadBalancer},
 		{Name: "api-from-control-plane", Port: bootstrap.APIServerPort, From: group},
 		{Name: "kubelet-from-control-plane", Port: kubeletPort, From: group},
+	}
+	if tunnel {
+		// The Instance Connect Endpoint wears the load balancer's group.
+		rules = append(rules, groupRule{Name: "api-tunnel-from-access-endpoint", Port: bootstrap.APITunnelPort, From: loadBalancer})
 	}
 	if workers != nil {
 		rules = append(rules,

@@ -44,7 +44,7 @@ done
 # builds are: the control plane runs in kubeha's node images, which have no
 # libc (internal/lab/images.go). The kubelet is built the same way, so that
 # all five share one build cache.
-for name in kubeadm kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet; do
+for name in kubeadm kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet kubectl; do
   CGO_ENABLED=0 build "$name" "$KUBERNETES_VERSION-static" kubernetes "k8s.io/kubernetes/cmd/$name" \
     -tags grpcnotrace -ldflags="-s -w$kube_ldflags"
 done
@@ -65,6 +65,12 @@ if [ -x "$root/runc-$RUNC_VERSION/runc" ] || pkg-config --exists libseccomp 2>/d
 else
   echo "hack/tools.sh: not building runc: it needs libseccomp-dev and pkg-config (hack/deps.sh installs them)" >&2
 fi
+
+# Helm, which the add-on applier on control-plane nodes runs; it reads its
+# version from -X, as Helm's release builds set it.
+HELM_VERSION=v4.2.0
+CGO_ENABLED=0 build helm "$HELM_VERSION" helm helm.sh/helm/v4/cmd/helm \
+  -ldflags="-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION"
 
 # kubeha's own pause (hack/tools/pause), keyed by its source.
 pause_key=$(sha256sum hack/tools/pause/main.go | cut -c1-12)

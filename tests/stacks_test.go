@@ -4,11 +4,14 @@
 package tests
 
 import (
+	"encoding/json"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/kubeha/kubeha/components"
+	"github.com/kubeha/kubeha/internal/addons"
+	"github.com/kubeha/kubeha/internal/bootstrap"
 	"github.com/kubeha/kubeha/internal/config"
 	"github.com/kubeha/kubeha/internal/mockrun"
 	"github.com/kubeha/kubeha/internal/program"
@@ -133,9 +136,21 @@ func TestEveryStackEvaluates(t *testing.T) {
 				t.Errorf("%s: auto-scaling groups by component %v, want %d worker groups besides etcd and control plane", name, groups, want)
 			}
 			// The add-ons follow the stack's switches and monitoring choice.
+			// The control plane applies them: they are in the add-on set.
 			charts := map[string]bool{}
-			for _, r := range rec.OfType("kubernetes:helm.sh/v3:Release") {
-				charts[r.String("chart")] = true
+			for _, r := range rec.OfType("aws:s3/bucketObjectv2:BucketObjectv2") {
+				if r.String("key") != bootstrap.AddonSetKey {
+					continue
+				}
+				var set addons.Set
+				if err := json.Unmarshal([]byte(r.Inputs["content"].SecretValue().Element.StringValue()), &set); err != nil {
+					t.Fatalf("%s: the add-on set: %v", name, err)
+				}
+				for _, step := range set.Steps {
+					if step.Release != nil {
+						charts[step.Release.Name] = true
+					}
+				}
 			}
 			monitoringChart := map[string]string{"prometheus": "kube-prometheus-stack", "cloudwatch": "amazon-cloudwatch-observability"}[cfg.Addons.Monitoring]
 			if !charts[monitoringChart] || len(charts) != 8 {

@@ -18,23 +18,33 @@ type Chart struct {
 	Version string
 	// Namespace the release goes into.
 	Namespace string
-	// Digest is the chart archive's SHA-256 as the repository's index
-	// publishes it (a copy of each index is in testdata/chart-index).
-	Digest string
+	// Digest is the chart archive's SHA-256 and URL where the archive is,
+	// as the repository's index publishes them (a copy of each index is
+	// in testdata/chart-index).
+	Digest, URL string
 }
 
 // The pinned charts: this block is the one place their versions live.
 // Each is checked against its repository's index by TestChartPinsArePublished.
 var (
-	Cilium                  = Chart{"cilium", "https://helm.cilium.io", "1.20.0", "kube-system", "c5f013912360d1a334f44ef25f36da59ba3414cdb48f466ee12d0c4fdff27883"}
-	CloudControllerManager  = Chart{"aws-cloud-controller-manager", "https://kubernetes.github.io/cloud-provider-aws", "0.0.10", "kube-system", "3a006837a5fb38458739b7928ea57140513150b7ce737cf4eb04bdd7961b9001"}
-	EBSCSIDriver            = Chart{"aws-ebs-csi-driver", "https://kubernetes-sigs.github.io/aws-ebs-csi-driver", "2.53.0", "kube-system", "40e897f088027a97540f3670d39fe2418f2734df400a78aa2c604209dad82ebe"}
-	SnapshotController      = Chart{"snapshot-controller", "https://piraeus.io/helm-charts", "5.0.4", "kube-system", "b310dcd54691fe0bc785eecc16d510af3d5e83f310a86885372d16fad3d95101"}
-	CoreDNS                 = Chart{"coredns", "https://coredns.github.io/helm", "1.46.2", "kube-system", "4c12217e06b5bf8cddf6250df55852832fbd5e0e4c89520fd10a96d0c4867b2b"}
-	MetricsServer           = Chart{"metrics-server", "https://kubernetes-sigs.github.io/metrics-server", "3.13.1", "kube-system", "084e6edb680cf4e2acc30bd496568c53fdf663cbacf6e17876b25785c35b7a13"}
-	ClusterAutoscaler       = Chart{"cluster-autoscaler", "https://kubernetes.github.io/autoscaler", "9.59.0", "kube-system", "90276dafe65cf5d4328ef8313baf6cfb9d130683e0c9f3c28a03b4d8a9ed8f6e"}
-	KubePrometheusStack     = Chart{"kube-prometheus-stack", "https://prometheus-community.github.io/helm-charts", "81.4.3", "monitoring", "0543d9257d025157b2626342384d7d17bcf5fbfcd7837aec2a176944cd2d4cb4"}
-	CloudWatchObservability = Chart{"amazon-cloudwatch-observability", "https://aws-observability.github.io/helm-charts", "6.2.0", "amazon-cloudwatch", "d36ffec44804252b56503bcb458dac196f1d827506e93e238f0fdaca20377173"}
+	Cilium = Chart{"cilium", "https://helm.cilium.io", "1.20.0", "kube-system", "c5f013912360d1a334f44ef25f36da59ba3414cdb48f466ee12d0c4fdff27883",
+		"https://helm.cilium.io/cilium-1.20.0.tgz"}
+	CloudControllerManager = Chart{"aws-cloud-controller-manager", "https://kubernetes.github.io/cloud-provider-aws", "0.0.10", "kube-system", "3a006837a5fb38458739b7928ea57140513150b7ce737cf4eb04bdd7961b9001",
+		"https://github.com/kubernetes/cloud-provider-aws/releases/download/helm-chart-aws-cloud-controller-manager-0.0.10/aws-cloud-controller-manager-0.0.10.tgz"}
+	EBSCSIDriver = Chart{"aws-ebs-csi-driver", "https://kubernetes-sigs.github.io/aws-ebs-csi-driver", "2.53.0", "kube-system", "40e897f088027a97540f3670d39fe2418f2734df400a78aa2c604209dad82ebe",
+		"https://github.com/kubernetes-sigs/aws-ebs-csi-driver/releases/download/helm-chart-aws-ebs-csi-driver-2.53.0/aws-ebs-csi-driver-2.53.0.tgz"}
+	SnapshotController = Chart{"snapshot-controller", "https://piraeus.io/helm-charts", "5.0.4", "kube-system", "b310dcd54691fe0bc785eecc16d510af3d5e83f310a86885372d16fad3d95101",
+		"https://github.com/piraeusdatastore/helm-charts/releases/download/snapshot-controller-5.0.4/snapshot-controller-5.0.4.tgz"}
+	CoreDNS = Chart{"coredns", "https://coredns.github.io/helm", "1.46.2", "kube-system", "4c12217e06b5bf8cddf6250df55852832fbd5e0e4c89520fd10a96d0c4867b2b",
+		"https://github.com/coredns/helm/releases/download/coredns-1.46.2/coredns-1.46.2.tgz"}
+	MetricsServer = Chart{"metrics-server", "https://kubernetes-sigs.github.io/metrics-server", "3.13.1", "kube-system", "084e6edb680cf4e2acc30bd496568c53fdf663cbacf6e17876b25785c35b7a13",
+		"https://github.com/kubernetes-sigs/metrics-server/releases/download/metrics-server-helm-chart-3.13.1/metrics-server-3.13.1.tgz"}
+	ClusterAutoscaler = Chart{"cluster-autoscaler", "https://kubernetes.github.io/autoscaler", "9.59.0", "kube-system", "90276dafe65cf5d4328ef8313baf6cfb9d130683e0c9f3c28a03b4d8a9ed8f6e",
+		"https://github.com/kubernetes/autoscaler/releases/download/cluster-autoscaler-chart-9.59.0/cluster-autoscaler-9.59.0.tgz"}
+	KubePrometheusStack = Chart{"kube-prometheus-stack", "https://prometheus-community.github.io/helm-charts", "81.4.3", "monitoring", "0543d9257d025157b2626342384d7d17bcf5fbfcd7837aec2a176944cd2d4cb4",
+		"https://github.com/prometheus-community/helm-charts/releases/download/kube-prometheus-stack-81.4.3/kube-prometheus-stack-81.4.3.tgz"}
+	CloudWatchObservability = Chart{"amazon-cloudwatch-observability", "https://aws-observability.github.io/helm-charts", "6.2.0", "amazon-cloudwatch", "d36ffec44804252b56503bcb458dac196f1d827506e93e238f0fdaca20377173",
+		"https://github.com/aws-observability/helm-charts/releases/download/amazon-cloudwatch-observability-6.2.0/amazon-cloudwatch-observability-6.2.0.tgz"}
 )
 
 // Charts lists every pinned chart.
@@ -65,6 +75,8 @@ type Cluster struct {
 	EtcdMetricsPort int
 	// BackupIntervalMinutes is how often etcd is snapshotted to S3.
 	BackupIntervalMinutes int
+	// Prometheus' identity on the etcd members' metrics port (PEM).
+	EtcdCACert, EtcdClientCert, EtcdClientKey string
 }
 
 // APIPort is the API server's port behind the load balancer.

@@ -52,8 +52,12 @@ func TestChartPinsArePublished(t *testing.T) {
 			if e.Digest != chart.Digest {
 				t.Errorf("%s %s: pinned digest %s, the index publishes %s", chart.Name, chart.Version, chart.Digest, e.Digest)
 			}
-			if len(e.URLs) == 0 || !strings.HasSuffix(e.URLs[0], chart.Name+"-"+chart.Version+".tgz") {
-				t.Errorf("%s %s: the index's archive is %v", chart.Name, chart.Version, e.URLs)
+			// The deploy copies the archive from the index's first URL,
+			// which may be relative to the repository.
+			if len(e.URLs) == 0 {
+				t.Errorf("%s %s: the index lists no archive", chart.Name, chart.Version)
+			} else if url := resolveChartURL(chart.Repo, e.URLs[0]); url != chart.URL {
+				t.Errorf("%s %s: pinned archive %s, the index publishes %s", chart.Name, chart.Version, chart.URL, url)
 			}
 		}
 		if !found {
@@ -64,6 +68,14 @@ func TestChartPinsArePublished(t *testing.T) {
 			t.Errorf("%s %s is not in its repository's index (%s); published: %v", chart.Name, chart.Version, header, versions)
 		}
 	}
+}
+
+// resolveChartURL is an index's archive URL, absolute.
+func resolveChartURL(repo, url string) string {
+	if strings.Contains(url, "://") {
+		return url
+	}
+	return strings.TrimSuffix(repo, "/") + "/" + url
 }
 
 // Every image tag kubeha sets has a record that it was published.

@@ -39,6 +39,10 @@ type Assets struct {
 	APIServerImage, ControllerManagerImage, SchedulerImage, KubeProxyImage Asset
 	// Containerd is its release archive (bin/ in it); Runc the binary.
 	Containerd, Runc Asset
+	// Kubectl is the release binary; Helm its release archive (helm in
+	// linux-amd64/): control-plane nodes install both for the add-on
+	// applier.
+	Kubectl, Helm Asset
 	// PauseImage is the pod sandbox image archive, which kubeadm checks
 	// for before anything runs. registry.k8s.io publishes it in no
 	// archive, so its source is the registry (ImageSource).
@@ -47,7 +51,7 @@ type Assets struct {
 
 // List is every asset, for the deploy to copy.
 func (a Assets) List() []Asset {
-	return append([]Asset{a.Etcd, a.Kubeadm, a.Kubelet, a.Containerd, a.Runc}, a.Images()...)
+	return append([]Asset{a.Etcd, a.Kubeadm, a.Kubelet, a.Kubectl, a.Helm, a.Containerd, a.Runc}, a.Images()...)
 }
 
 // Images are the image archives control-plane nodes import.
@@ -81,6 +85,7 @@ const (
 	// PauseImageRef is the sandbox image kubeadm v1.36 expects (its
 	// constants.PauseVersion; a test asks the pinned kubeadm).
 	PauseImageRef = "registry.k8s.io/pause:3.10.2"
+	HelmVersion   = "v4.2.0"
 	// ImageSource marks an asset's Source as an image reference.
 	ImageSource = "docker://"
 )
@@ -105,6 +110,15 @@ func PinnedAssets() Assets {
 		},
 		Kubeadm: k8s("kubeadm", "bba1733c701bf70ec74ba1cc3fd5745404c1134a8a4b0a5f8560cc9832023421"),
 		Kubelet: k8s("kubelet", "46707a53209f826ad0f0d62371ac69cd00e78fd9a8176cf5f6f87f18f7f8b718"),
+		Kubectl: k8s("kubectl", "ebbd080e7c2e275093b55915722043257eb24004363e20acb3c4d71919f88336"),
+		// Helm's digest as periareon/rules_helm records it
+		// (helm/private/versions.bzl at 0c0b9a0661cc), which matches
+		// kubespray's record for every version both hold.
+		Helm: Asset{
+			Key:    "helm/" + HelmVersion + "/helm-" + HelmVersion + "-linux-amd64.tar.gz",
+			Source: "https://get.helm.sh/helm-" + HelmVersion + "-linux-amd64.tar.gz",
+			SHA256: "97dbeb971be4ac4b27e3839976d9564c0fb35c6f3b1da89dd1e292d236af4096",
+		},
 		// The image archives' .sha256 files are published beside them but
 		// recorded nowhere kubeha can read: S3 records their digests.
 		APIServerImage:         k8s("kube-apiserver.tar", ""),

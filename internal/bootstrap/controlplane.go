@@ -6,6 +6,7 @@ package bootstrap
 // node setup (kubernetes.go).
 
 import (
+	"fmt"
 	"strings"
 	"time"
 )
@@ -72,6 +73,14 @@ type ControlPlane struct {
 	ServeMetrics bool
 	// IgnorePreflightErrors are kubeadm preflight checks the node may fail.
 	IgnorePreflightErrors []string
+	// APITunnel forwards APITunnelPort to the local API server, in place of
+	// SSH: the one port through which an EC2 Instance Connect Endpoint
+	// reaches a private API (its tunnels reach ports 22 and 3389 only).
+	APITunnel bool
+	// ApplyAddons runs the add-on applier (addons-apply.sh) on a timer:
+	// the add-on set at AddonSetKey in the asset bucket, applied by one
+	// node at a time.
+	ApplyAddons bool
 }
 
 // ControlPlaneParams are the per-node values AWS assigns at deploy time.
@@ -115,21 +124,135 @@ func (c ControlPlane) Node(p ControlPlaneParams) (Node, error) {
 	if err != nil {
 		return Node{}, err
 	}
+	env := []envVar{
+		images,
+		{"CLUSTER_NAME", c.ClusterName},
+		{"INIT_ZONE", c.InitZone},
+		{"KUBEADM_INIT_CONFIG", KubeadmInitConfigPath},
+		{"ADMIN_KUBECONFIG", AdminKubeconfigPath},
+		{"TOKEN_DESCRIPTION", BootstrapTokenDescription},
+	}
+	for _, a := range []struct {
+		name  string
+		asset Asset
+	}{{"KUBECTL", p.Assets.Kubectl}, {"HELM_ARCHIVE", p.Assets.Helm}} {
+		vars, err := p.Assets.env(a.name, a.asset)
+		if err != nil {
+			return Node{}, err
+		}
+		env = append(env, vars...)
+	}
+	files = append(files, sync.file(), timer.file())
+	scripts := []string{"control-plane-bootstrap.sh", "control-plane-token-sync.sh"}
+	// The timers the first boot starts once the node serves.
+	timers := timer.name
+	if c.ApplyAddons {
+		apply, applyTimer := addonsUnits()
+		timers += "," + applyTimer.name
+		env = append(env,
+			envVar{"ASSET_BUCKET", p.Assets.Bucket},
+			envVar{"ADDON_SET_URL", "s3://" + p.Assets.Bucket + "/" + AddonSetKey},
+			envVar{"ADDON_STATUS_URL", "s3://" + p.Assets.Bucket + "/" + AddonStatusKey},
+			envVar{"APPLIER_NAME", AddonsApplierName},
+			envVar{"LEASE_SECONDS", fmt.Sprint(addonsLeaseSeconds)},
+			envVar{"HELM_TIMEOUT", fmt.Sprint(addonsHelmTimeoutSeconds)},
+			envVar{"METRIC_NAMESPACE", EtcdSnapshotMetricNamespace},
+			envVar{"METRIC_DIMENSIONS", EtcdSnapshotMetricDimension + "=" + c.ClusterName},
+			envVar{"APPLIED_METRIC", AddonsAppliedMetric},
+			envVar{"FAILED_METRIC", AddonsFailedMetric},
+		)
+		files = append(files, apply.file(), applyTimer.file())
+		scripts = append(scripts, "addons-apply.sh")
+	}
+	if c.APITunnel {
+		socket, proxy := apiTunnelUnits()
+		files = append(files, socket.file(), proxy.file())
+		env = append(env, envVar{"API_TUNNEL_SOCKET", socket.name})
+	}
+	env = append(env, envVar{"TIMERS", timers})
 	return kubernetesNode(kubernetesNodeSpec{
 		Role: "control-plane", KubernetesVersion: c.KubernetesVersion, Endpoint: c.Endpoint,
 		Zone: p.Zone, Region: p.Region, SecretID: p.SecretID, Assets: p.Assets,
-		Env: []envVar{
-			images,
-			{"CLUSTER_NAME", c.ClusterName},
-			{"INIT_ZONE", c.InitZone},
-			{"KUBEADM_INIT_CONFIG", KubeadmInitConfigPath},
-			{"ADMIN_KUBECONFIG", AdminKubeconfigPath},
-			{"TOKEN_DESCRIPTION", BootstrapTokenDescription},
-			{"TOKEN_SYNC_TIMER", timer.name},
-		},
-		Files:   append(files, sync.file(), timer.file()),
-		Scripts: []string{"control-plane-bootstrap.sh", "control-plane-token-sync.sh"},
+		Env: env, Files: files, Scripts: scripts,
 	})
+}
+
+// APITunnelPort is where a control-plane node forwards to its API server,
+// for EC2 Instance Connect Endpoint tunnels; SSH does not run there.
+const APITunnelPort = 22
+
+// apiTunnelUnits listen on APITunnelPort and pass each connection to the
+// local API server as it is: TLS stays end to end, and the API server
+// authenticates the client as through the load balancer.
+func apiTunnelUnits() (socket, proxy unit) {
+	socket = unit{"kubeha-api-tunnel.socket", fmt.Sprintf(`[Unit]
+Description=The API server on port %d, for EC2 Instance Connect Endpoint tunnels (kubeha)
+
+[Socket]
+ListenStream=%d
+
+[Install]
+WantedBy=sockets.target
+`, APITunnelPort, APITunnelPort)}
+	proxy = unit{"kubeha-api-tunnel.service", fmt.Sprintf(`[Unit]
+Description=Forward EC2 Instance Connect Endpoint tunnels to the API server (kubeha)
+Requires=kubeha-api-tunnel.socket
+After=kubeha-api-tunnel.socket
+
+[Service]
+ExecStart=/usr/lib/systemd/systemd-socket-proxyd 127.0.0.1:%d
+DynamicUser=yes
+PrivateTmp=yes
+`, APIServerPort)}
+	return socket, proxy
+}
+
+// The add-on applier's inputs and reports: the set's key in the asset
+// bucket (the program writes it), the status key (the applier writes it),
+// the Lease it holds while it applies, and its CloudWatch metrics in
+// EtcdSnapshotMetricNamespace with a Cluster dimension.
+const (
+	AddonSetKey         = "addons/set.json"
+	AddonStatusKey      = "addons/applied.json"
+	AddonsApplierName   = "kubeha-addons"
+	AddonsAppliedMetric = "AddonSetApplied"
+	AddonsFailedMetric  = "AddonSetFailed"
+	// A run renews the Lease before each step; one step (a Helm install
+	// with --atomic) takes at most addonsHelmTimeoutSeconds, well inside
+	// the Lease.
+	addonsLeaseSeconds       = 900
+	addonsHelmTimeoutSeconds = 600
+	// AddonsIntervalSeconds is how often each node's timer runs the
+	// applier: a changed set reaches the cluster within about this.
+	AddonsIntervalSeconds = 60
+)
+
+// addonsUnits run addons-apply.sh every AddonsIntervalSeconds.
+func addonsUnits() (service, timer unit) {
+	service = unit{"kubeha-addons.service", strings.Join([]string{
+		"[Unit]",
+		"Description=Apply the cluster's add-on set (kubeha)",
+		"After=kubelet.service",
+		"",
+		"[Service]",
+		"Type=oneshot",
+		"EnvironmentFile=" + NodeEnvPath,
+		// Helm keeps its cache and config under HOME.
+		"Environment=HOME=/var/lib/kubeha",
+		"ExecStart=" + ScriptDir + "/addons-apply.sh",
+		""}, "\n")}
+	timer = unit{"kubeha-addons.timer", fmt.Sprintf(`[Unit]
+Description=Apply the cluster's add-on set (kubeha)
+
+[Timer]
+OnActiveSec=5
+OnUnitInactiveSec=%ds
+RandomizedDelaySec=5
+
+[Install]
+WantedBy=timers.target
+`, AddonsIntervalSeconds)}
+	return service, timer
 }
 
 // tokenSyncUnits run control-plane-token-sync.sh every 10 minutes.

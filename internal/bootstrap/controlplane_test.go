@@ -22,6 +22,8 @@ func testControlPlane() ControlPlane {
 		EtcdEndpoints:  []string{"https://etcd-a.kubeha-prod.internal:2379", "https://etcd-b.kubeha-prod.internal:2379", "https://etcd-c.kubeha-prod.internal:2379"},
 		LeaderElection: LeaderElection{LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second},
 		InitZone:       "eu-west-1a",
+		// As every shipped stack: the add-on applier and the API tunnel.
+		ApplyAddons: true, APITunnel: true,
 	}
 }
 
@@ -239,5 +241,32 @@ func TestKubeadmInitFollowsAddons(t *testing.T) {
 		if skips != addons || binds != map[bool]int{false: 0, true: 2}[addons] {
 			t.Errorf("addons %v: skips CoreDNS %v, %d components bound to 0.0.0.0:\n%s", addons, skips, binds, init)
 		}
+	}
+}
+
+// The add-on applier and the API tunnel are on a node only when asked for,
+// and started by its first boot once it serves.
+func TestControlPlaneApplierAndTunnelAreOptIn(t *testing.T) {
+	on, _ := controlPlaneNode(t, testControlPlane(), "eu-west-1a")
+	off := testControlPlane()
+	off.ApplyAddons, off.APITunnel = false, false
+	plain, _ := controlPlaneNode(t, off, "eu-west-1a")
+	env := func(n Node) string { return strings.Join(n.Env, "\n") }
+	for _, want := range []string{"TIMERS=kubeha-token-sync.timer,kubeha-addons.timer", "ADDON_SET_URL=s3://kubeha-prod-assets-0123456789/" + AddonSetKey,
+		"APPLIER_NAME=" + AddonsApplierName, "API_TUNNEL_SOCKET=kubeha-api-tunnel.socket", "HELM_ARCHIVE_SHA256=" + PinnedAssets().Helm.SHA256} {
+		if !strings.Contains(env(on), want) {
+			t.Errorf("with the applier and tunnel, the node's settings lack %q", want)
+		}
+	}
+	for _, path := range []string{ScriptDir + "/addons-apply.sh", "/etc/systemd/system/kubeha-addons.timer", "/etc/systemd/system/kubeha-api-tunnel.socket"} {
+		if on.File(path) == nil {
+			t.Errorf("with the applier and tunnel, no %s", path)
+		}
+		if plain.File(path) != nil {
+			t.Errorf("without them, still %s", path)
+		}
+	}
+	if !slices.Contains(plain.Env, "TIMERS=kubeha-token-sync.timer") || strings.Contains(env(plain), "ADDON_SET_URL") || strings.Contains(env(plain), "API_TUNNEL_SOCKET") {
+		t.Errorf("without the applier and tunnel, the settings still start them:\n%s", env(plain))
 	}
 }

@@ -284,7 +284,9 @@ func TestZeroIsNotUnset(t *testing.T) {
 // Add-ons are switched with a bool or configured with an object.
 func TestAddonForms(t *testing.T) {
 	raw := validRaw()
-	raw["kubeha:addons"] = `{"cni":false,"coreDNS":"true","metricsServer":{"version":"3.13.0","values":{"replicas":3}}}`
+	raw["kubeha:addons"] = `{"cni":false,"coreDNS":"true","metricsServer":{"version":"3.13.0","values":{"replicas":3},` +
+		`"chart":"https://github.com/kubernetes-sigs/metrics-server/releases/download/metrics-server-helm-chart-3.13.0/metrics-server-3.13.0.tgz",` +
+		`"digest":"fb929902e3b7565663cdd1734f31d63735c932be1541a7228b5aeef6d2348a1f"}}`
 	s, err := Parse(raw)
 	if err != nil {
 		t.Fatal(err)

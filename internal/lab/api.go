@@ -26,7 +26,8 @@ type API struct {
 	client *http.Client
 }
 
-// NewAPI is a client of https://ip:bootstrap.APIServerPort.
+// NewAPI is a client of https://ip:bootstrap.APIServerPort, or of
+// https://ip when ip holds a port.
 func NewAPI(ip, endpoint string, ca, user *pki.Pair, timeout time.Duration) (*API, error) {
 	roots := x509.NewCertPool()
 	if !roots.AppendCertsFromPEM(ca.CertPEM) {
@@ -40,8 +41,12 @@ func NewAPI(ip, endpoint string, ca, user *pki.Pair, timeout time.Duration) (*AP
 		}
 		cfg.Certificates = []tls.Certificate{cert}
 	}
+	addr := ip
+	if !strings.Contains(ip, ":") {
+		addr = fmt.Sprintf("%s:%d", ip, bootstrap.APIServerPort)
+	}
 	return &API{
-		base:   fmt.Sprintf("https://%s:%d", ip, bootstrap.APIServerPort),
+		base:   "https://" + addr,
 		client: &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}},
 	}, nil
 }

@@ -40,6 +40,10 @@ func LocalAssets(toolsDir, dir string) (bootstrap.Assets, error) {
 	if err := packArchive(containerd, "bin", toolsDir, "containerd", "containerd-shim-runc-v2", "ctr"); err != nil {
 		return a, err
 	}
+	helm := filepath.Join(dir, "helm-"+bootstrap.HelmVersion+"-linux-amd64.tar.gz")
+	if err := packArchive(helm, "linux-amd64", toolsDir, "helm"); err != nil {
+		return a, err
+	}
 	images, err := BuildImages(toolsDir, filepath.Join(dir, "images"), a.KubernetesVersion)
 	if err != nil {
 		return a, err
@@ -48,7 +52,7 @@ func LocalAssets(toolsDir, dir string) (bootstrap.Assets, error) {
 		asset *bootstrap.Asset
 		path  string
 	}{
-		{&a.Etcd, etcd}, {&a.Containerd, containerd},
+		{&a.Etcd, etcd}, {&a.Containerd, containerd}, {&a.Helm, helm}, {&a.Kubectl, filepath.Join(toolsDir, "kubectl")},
 		{&a.Kubeadm, filepath.Join(toolsDir, "kubeadm")}, {&a.Kubelet, filepath.Join(toolsDir, "kubelet")}, {&a.Runc, filepath.Join(toolsDir, "runc")},
 		{&a.APIServerImage, images[ControlPlaneImage("kube-apiserver", a.KubernetesVersion)]},
 		{&a.ControllerManagerImage, images[ControlPlaneImage("kube-controller-manager", a.KubernetesVersion)]},

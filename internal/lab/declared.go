@@ -37,17 +37,29 @@ func (c *Cloud) Declare(resources []mockrun.Resource) error {
 			}
 		}
 	}
+	return c.PutObjects(resources, "")
+}
+
+// PutObjects uploads the objects the program declared whose key starts
+// with prefix, as `pulumi up` does: from local files (the rehearsal's own
+// builds) or inline content.
+func (c *Cloud) PutObjects(resources []mockrun.Resource, prefix string) error {
 	for _, r := range resources {
-		if r.Type != "aws:s3/bucketObjectv2:BucketObjectv2" {
+		if r.Type != "aws:s3/bucketObjectv2:BucketObjectv2" || !strings.HasPrefix(r.String("key"), prefix) {
 			continue
 		}
-		source := r.Get("source")
-		if !source.IsAsset() || source.AssetValue().Path == "" {
-			return fmt.Errorf("lab: %s: the rehearsal serves local files only, not %v", r.Name, source)
-		}
-		data, err := os.ReadFile(source.AssetValue().Path)
-		if err != nil {
-			return err
+		var data []byte
+		switch source := r.Get("source"); {
+		case !source.IsNull():
+			if !source.IsAsset() || source.AssetValue().Path == "" {
+				return fmt.Errorf("lab: %s: the rehearsal serves local files only, not %v", r.Name, source)
+			}
+			var err error
+			if data, err = os.ReadFile(source.AssetValue().Path); err != nil {
+				return err
+			}
+		default:
+			data = []byte(r.String("content"))
 		}
 		if err := c.PutObject(r.String("bucket"), r.String("key"), data); err != nil {
 			return err

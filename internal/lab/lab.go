@@ -22,7 +22,7 @@ var (
 	// order a node starts them.
 	ControlPlaneComponents = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"}
 	// NodeBinaries are what the rehearsal's node assets are made of.
-	NodeBinaries = slices.Concat(EtcdBinaries, []string{"kubeadm"}, ControlPlaneComponents, []string{"kubelet", "kube-proxy", "containerd", "containerd-shim-runc-v2", "ctr", "runc", "pause"})
+	NodeBinaries = slices.Concat(EtcdBinaries, []string{"kubeadm"}, ControlPlaneComponents, []string{"kubelet", "kube-proxy", "containerd", "containerd-shim-runc-v2", "ctr", "runc", "pause", "kubectl", "helm"})
 )
 
 // PollInterval is how often WaitFor asks: fine enough for the seconds

@@ -107,9 +107,19 @@ func computed(typ, name string, inputs resource.PropertyMap) map[string]any {
 	case "aws:s3/bucketObjectv2:BucketObjectv2":
 		// The digest S3 records on upload: of the file for a local source;
 		// for a remote one (which a mock cannot fetch), of its address.
-		content := []byte(inputs["source"].AssetValue().URI)
-		if path := inputs["source"].AssetValue().Path; path != "" {
-			content, _ = os.ReadFile(path)
+		// Inline content: of the content.
+		var content []byte
+		switch source := inputs["source"]; {
+		case !source.IsAsset():
+			text := inputs["content"]
+			if text.IsSecret() {
+				text = text.SecretValue().Element
+			}
+			content = []byte(text.StringValue())
+		case source.AssetValue().Path != "":
+			content, _ = os.ReadFile(source.AssetValue().Path)
+		default:
+			content = []byte(source.AssetValue().URI)
 		}
 		sum := sha256.Sum256(content)
 		return map[string]any{"checksumSha256": base64.StdEncoding.EncodeToString(sum[:])}

@@ -56,6 +56,11 @@ func StackWith(raw map[string]string, edit func(*components.ClusterArgs)) pulumi
 		ctx.Export("etcdEndpoints", cluster.Etcd.ClientEndpoints)
 		ctx.Export("etcdBackupBucket", cluster.Etcd.BackupBucket)
 		ctx.Export("alarmTopicArn", cluster.Addons.AlarmTopic.Arn)
+		// Where the chart archives, the add-on set and the applier's report
+		// (addons/applied.json, whose revision matches addonSetRevision
+		// once the cluster runs this deploy's add-ons) are.
+		ctx.Export("assetBucket", cluster.Assets.Bucket)
+		ctx.Export("addonSetRevision", cluster.Addons.SetRevision)
 		ctx.Export("notHA", pulumi.ToStringArray(notHA))
 		return nil
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/kubeha/kubeha/internal/bootstrap"
 	"github.com/kubeha/kubeha/internal/lab"
@@ -31,6 +32,17 @@ func (c *cluster) checkBaseline() error {
 	}
 	if code, body, err := c.lbAdmin.Do("GET", "/api/v1/namespaces/kube-system", nil); err != nil || code != http.StatusOK {
 		return fmt.Errorf("the admin kubeconfig's identity (O=kubeadm:cluster-admins) got HTTP %d %s (%v), want 200", code, body, err)
+	}
+	// The private API's way in: each node's port 22 is its API server, as
+	// an EC2 Instance Connect Endpoint tunnel reaches it.
+	for i := range c.nodes {
+		tunnel, err := lab.NewAPI(fmt.Sprintf("%s.21:%d", zoneNet(i), bootstrap.APITunnelPort), c.endpoint, c.k8sCA, c.admin, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		if code, body, err := tunnel.Do("GET", "/api/v1/namespaces/kube-system", nil); err != nil || code != http.StatusOK {
+			return fmt.Errorf("through %s's port %d (the Instance Connect Endpoint's way in): HTTP %d %s (%v), want 200", nodeName(i), bootstrap.APITunnelPort, code, body, err)
+		}
 	}
 
 	const name, payload = "kubeha-baseline", "hunter2-kubeha"

@@ -56,6 +56,7 @@ type cluster struct {
 	// boot is from launching every node to the cluster whole; etcdBoot to
 	// every member healthy.
 	boot, etcdBoot time.Duration
+	wholeAt        time.Time
 	lb             *lab.Node
 	check          string // healthCheckReadyz or healthCheckTCP
 	k8sCA          *pki.Pair
@@ -179,7 +180,7 @@ func (c *cluster) launchAll() error {
 		c.logConsoles()
 		return err
 	}
-	c.boot = time.Since(start)
+	c.boot, c.wholeAt = time.Since(start), time.Now()
 	// What each node ran is its launch template's user-data, byte for byte.
 	for _, g := range append(append([]*lab.NodeGroup{}, c.members...), c.nodes...) {
 		ran, err := g.Instance.RanUserData()

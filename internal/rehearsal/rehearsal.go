@@ -79,6 +79,9 @@ type Report struct {
 	EtcdBootSeconds float64 `json:"etcdBootSeconds"`
 	TotalSeconds    float64 `json:"totalSeconds"`
 	Drills          []Drill `json:"drills"`
+	// Addons is the add-on drill's: the control plane applying the
+	// stack's add-on set.
+	Addons AddonsReport `json:"addons"`
 	// OutsideNames are the names nodes looked up that neither the doubles
 	// nor the lab's own zones and hosts answer: hosts on the internet,
 	// which the lab does not reach. It must be empty.
@@ -132,6 +135,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if s.rootfs, err = tools.Rootfs(opts.Log); err != nil {
 		return nil, err
 	}
+	s.raw = raw
 	if s.declared, err = declare(raw); err != nil {
 		return nil, err
 	}
@@ -174,6 +178,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return report, fmt.Errorf("security baseline: %w", err)
 	}
 	logf("security baseline held: anonymous requests refused, Secrets encrypted in etcd and audited without payload, join token never expires")
+	if report.Addons, err = c.drillAddons(); err != nil {
+		return report, fmt.Errorf("add-on set: %w", err)
+	}
 	if opts.LatencyMs > 0 {
 		if err := c.addLatency(opts.LatencyMs); err != nil {
 			return nil, err
@@ -264,7 +271,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 			fmt.Fprintf(w, "%s: %s\n", d.Name, d.Notes)
 		}
 	}
-	_, err := fmt.Fprintf(w, "\n%d acknowledged writes, %d lost. Every node booted from nothing and the cluster whole in %.0fs (etcd in %.0fs); total %.0fs.\n",
+	a := r.Addons
+	fmt.Fprintf(w, "\nadd-ons: the control plane applied the %d-step set %.0fs after the cluster was whole; a chart version changed in the stack ran %.0fs after upload; "+
+		"a deleted release was back in %.0fs; %d runs held the lease, %d found it held, %d overlapped.\n",
+		a.Steps, a.AppliedSeconds, a.BumpSeconds, a.ReinstallSeconds, a.Runs, a.Refused, a.Overlapping)
+	_, err := fmt.Fprintf(w, "%d acknowledged writes, %d lost. Every node booted from nothing and the cluster whole in %.0fs (etcd in %.0fs); total %.0fs.\n",
 		r.Writes, r.LostWrites, r.BootSeconds, r.EtcdBootSeconds, r.TotalSeconds)
 	return err
 }

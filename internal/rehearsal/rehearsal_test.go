@@ -52,6 +52,13 @@ func TestRehearsal(t *testing.T) {
 	if report.BootSeconds <= 0 {
 		t.Errorf("no boot-from-nothing time in the report")
 	}
+	// The control plane applied the stack's add-on set with real Helm,
+	// took a changed version, reinstalled a deleted release, and never ran
+	// two appliers at once (drillAddons fails the run otherwise; these
+	// check that it measured).
+	if a := report.Addons; a.Steps == 0 || a.AppliedSeconds <= 0 || a.BumpSeconds <= 0 || a.ReinstallSeconds <= 0 || a.Runs < 3 || a.Refused == 0 || a.Overlapping != 0 {
+		t.Errorf("add-on drill: %+v", a)
+	}
 	raw, err := config.ReadStackFile(stackFile)
 	if err != nil {
 		t.Fatal(err)

@@ -1,10 +1,12 @@
 package rehearsal
 
 import (
+	"cmp"
 	"path/filepath"
 	"time"
 
 	"github.com/kubeha/kubeha/components"
+	"github.com/kubeha/kubeha/internal/addons"
 	"github.com/kubeha/kubeha/internal/bootstrap"
 	"github.com/kubeha/kubeha/internal/lab"
 	"github.com/kubeha/kubeha/internal/mockrun"
@@ -27,11 +29,14 @@ type stack struct {
 	// declares, with the rehearsal's own builds as the nodes' assets.
 	rootfs   string
 	declared []mockrun.Resource
+	// raw is the stack's configuration, which the add-on drill changes.
+	raw map[string]string
 }
 
 // declare runs the stack's program under mocks, as `pulumi up` would run
 // it, with the nodes' assets built locally (hack/tools.sh) under the
-// pinned keys.
+// pinned keys, and every chart archive a stand-in of the same name and
+// version (lab.StandInChart): the rehearsal reaches no chart repository.
 func declare(raw map[string]string) ([]mockrun.Resource, error) {
 	toolsDir, err := tools.Dir()
 	if err != nil {
@@ -45,16 +50,49 @@ func declare(raw map[string]string) ([]mockrun.Resource, error) {
 	if err != nil {
 		return nil, err
 	}
+	var standInErr error
 	rec, err := mockrun.Run("kubeha", "rehearsal", raw, program.StackWith(raw, func(args *components.ClusterArgs) {
 		args.Assets = assets
 		// The machine's kernel has cgroup v1 only, which kubeadm's system
 		// check refuses (kubelet is told to accept it by the image).
 		args.IgnorePreflightErrors = []string{"SystemVerification"}
+		standInErr = standInCharts(&args.Addons, filepath.Join(cache, "assets", "charts"), filepath.Join(cache, "tools", "crds"))
 	}))
+	if err == nil {
+		err = standInErr
+	}
 	if err != nil {
 		return nil, err
 	}
 	return rec.Resources(), nil
+}
+
+// standInCharts points every add-on at a stand-in archive of its chart, at
+// the version the stack asks for, holding the CRDs (from crdDir) that the
+// upstream chart installs and kubeha's own objects are of.
+func standInCharts(o *components.AddonsOptions, dir, crdDir string) error {
+	monitoring := addons.KubePrometheusStack
+	if o.Monitoring == components.MonitoringCloudWatch {
+		monitoring = addons.CloudWatchObservability
+	}
+	crds := map[string][]string{
+		addons.SnapshotController.Name:  {filepath.Join(crdDir, "snapshot.storage.k8s.io_volumesnapshotclasses.yaml")},
+		addons.KubePrometheusStack.Name: {filepath.Join(crdDir, "monitoring.coreos.com_prometheusrules.yaml")},
+	}
+	for _, a := range []struct {
+		addon *components.Addon
+		chart addons.Chart
+	}{{&o.CNI, addons.Cilium}, {&o.CloudControllerManager, addons.CloudControllerManager}, {&o.Storage, addons.EBSCSIDriver},
+		{&o.Snapshots, addons.SnapshotController}, {&o.CoreDNS, addons.CoreDNS}, {&o.MetricsServer, addons.MetricsServer},
+		{&o.ClusterAutoscaler, addons.ClusterAutoscaler}, {&o.MonitoringChart, monitoring}} {
+		version := cmp.Or(a.addon.Version, a.chart.Version)
+		path, err := lab.StandInChart(dir, a.chart.Name, version, crds[a.chart.Name]...)
+		if err != nil {
+			return err
+		}
+		a.addon.Chart, a.addon.Digest = path, ""
+	}
+	return nil
 }
 
 // healthCheck is the load balancer's check of each API server.

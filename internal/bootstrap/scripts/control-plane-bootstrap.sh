@@ -10,6 +10,12 @@ here=$(dirname "${BASH_SOURCE[0]}")
 . "$here/node-common.sh"
 . "$here/kubernetes-node.sh"
 
+# A private API's one way in from outside the VPC: an EC2 Instance Connect
+# Endpoint tunnel to port 22, which this node forwards to its API server.
+if [ -n "${API_TUNNEL_SOCKET:-}" ]; then
+  systemctl disable --now ssh.socket ssh.service >/dev/null 2>&1 || true
+  systemctl enable --now "$API_TUNNEL_SOCKET"
+fi
 install_kubernetes
 set_node_name
 while true; do
@@ -31,5 +37,7 @@ while true; do
   kubeadm reset -f >/dev/null 2>&1 || true
   sleep 15
 done
+install_control_plane_tools
 systemctl daemon-reload
-systemctl enable --now "$TOKEN_SYNC_TIMER"
+# shellcheck disable=SC2086 # TIMERS is a comma-separated list of units
+systemctl enable --now ${TIMERS//,/ }

@@ -37,6 +37,18 @@ install_kubernetes() {
   rm -rf "$tmp"
 }
 
+# kubectl, for the operator and the add-on applier, and Helm, which the
+# applier installs charts with.
+install_control_plane_tools() {
+  local tmp
+  tmp=$(mktemp -d)
+  fetch_asset "$KUBECTL_URL" "$KUBECTL_SHA256" "$tmp/kubectl"
+  fetch_asset "$HELM_ARCHIVE_URL" "$HELM_ARCHIVE_SHA256" "$tmp/helm.tar.gz"
+  tar -xzf "$tmp/helm.tar.gz" -C "$tmp" linux-amd64/helm
+  install -m 0755 "$tmp/kubectl" "$tmp/linux-amd64/helm" "$BIN_DIR/"
+  rm -rf "$tmp"
+}
+
 # The AWS cloud-controller-manager finds a node's instance by its private
 # DNS name, so the node is named after it.
 set_node_name() {

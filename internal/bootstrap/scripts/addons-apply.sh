@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Applies the cluster's add-on set (ADDON_SET_URL, which every `pulumi up`
+# renders) in its order: each chart release with Helm from its archive in
+# the asset bucket, checked against its digest, and each object with
+# kubectl. Every control-plane node runs this on a timer; only the holder
+# of the kube-system Lease APPLIER_NAME applies, so two never run at once.
+# APPLIER_NAME also marks what it applies: Helm release descriptions and
+# the server-side apply field manager.
+# A release whose last install carries its step's revision is left alone;
+# a changed or deleted one is installed again. A run that applies the whole
+# set records its revision at ADDON_STATUS_URL and counts APPLIED_METRIC;
+# a failed run counts FAILED_METRIC, and the next run tries again.
+# shellcheck source-path=SCRIPTDIR
+. "$(dirname "${BASH_SOURCE[0]}")/node-common.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/assets.sh"
+
+export KUBECONFIG=$ADMIN_KUBECONFIG
+holder=$(hostname)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+now() { date -u +%Y-%m-%dT%H:%M:%S.%6NZ; }
+
+# take_lease creates the Lease, or takes it when it is free, expired or
+# already ours. kubectl replace sends the resourceVersion it read, so of
+# two nodes that read the same Lease only one write succeeds.
+take_lease() {
+  local lease current renewed duration
+  if kubectl -n kube-system create -f - >/dev/null 2>&1 <<EOF; then
+apiVersion: coordination.k8s.io/v1
+kind: Lease
+metadata: {name: $APPLIER_NAME, namespace: kube-system}
+spec: {holderIdentity: $holder, leaseDurationSeconds: $LEASE_SECONDS, acquireTime: "$(now)", renewTime: "$(now)"}
+EOF
+    return 0
+  fi
+  if ! lease=$(kubectl -n kube-system get lease "$APPLIER_NAME" -o json); then
+    log "add-on set: cannot read the lease"
+    return 1
+  fi
+  current=$(jq -r '.spec.holderIdentity // ""' <<<"$lease")
+  renewed=$(jq -r '.spec.renewTime // ""' <<<"$lease")
+  duration=$(jq -r '.spec.leaseDurationSeconds // 0' <<<"$lease")
+  if [ -n "$current" ] && [ "$current" != "$holder" ] && [ -n "$renewed" ] &&
+    (($(date -d "$renewed" +%s) + duration > $(date +%s))); then
+    log "add-on set: $current holds the lease"
+    return 1
+  fi
+  write_lease "$lease" "$holder" >/dev/null
+}
+
+# write_lease LEASE HOLDER replaces the Lease read as LEASE (only if
+# nobody changed it since) with HOLDER and a new renewTime.
+write_lease() {
+  local acquired
+  acquired=$(jq -r --arg h "$2" 'if .spec.holderIdentity == $h then .spec.acquireTime else "" end' <<<"$1")
+  jq --arg h "$2" --arg t "$(now)" --arg a "${acquired:-$(now)}" --argjson d "$LEASE_SECONDS" \
+    '.spec.holderIdentity = $h | .spec.renewTime = $t | .spec.acquireTime = $a | .spec.leaseDurationSeconds = $d' <<<"$1" |
+    kubectl replace -f -
+}
+
+# renew_lease keeps the Lease ours before each step, and fails if another
+# node took it (only after it expired).
+renew_lease() {
+  local lease
+  lease=$(kubectl -n kube-system get lease "$APPLIER_NAME" -o json)
+  [ "$(jq -r '.spec.holderIdentity' <<<"$lease")" = "$holder" ] && write_lease "$lease" "$holder" >/dev/null
+}
+
+release_lease() {
+  local lease
+  lease=$(kubectl -n kube-system get lease "$APPLIER_NAME" -o json) &&
+    [ "$(jq -r '.spec.holderIdentity' <<<"$lease")" = "$holder" ] &&
+    write_lease "$lease" "" >/dev/null
+}
+
+# apply_release STEP installs or upgrades the step's release unless its
+# last install is this revision and deployed.
+apply_release() {
+  local name namespace revision key sha256 status
+  # Runs as an if condition, where set -e does not stop at a failure: each
+  # command that must succeed says so.
+  name=$(jq -r .release.name <<<"$1")
+  namespace=$(jq -r .release.namespace <<<"$1")
+  revision=$(jq -r .revision <<<"$1")
+  status=$(helm history "$name" --namespace "$namespace" --max 1 --output json 2>/dev/null |
+    jq -r '.[-1] | .status + " " + .description' || true)
+  if [ "$status" = "deployed $APPLIER_NAME $revision" ]; then
+    return 0
+  fi
+  key=$(jq -r .release.archive.Key <<<"$1")
+  sha256=$(jq -r .release.archive.SHA256 <<<"$1")
+  fetch_asset "s3://$ASSET_BUCKET/$key" "$sha256" "$work/$name.tgz" || return 1
+  jq .release.values <<<"$1" >"$work/$name.values.json"
+  log "add-on set: applying $name $(jq -r .release.version <<<"$1")"
+  # A release that does not become ready rolls back (a first install is
+  # removed), and the next run tries again.
+  helm upgrade --install "$name" "$work/$name.tgz" --namespace "$namespace" --create-namespace \
+    --values "$work/$name.values.json" --rollback-on-failure --wait=watcher --timeout "${HELM_TIMEOUT}s" --history-max 10 \
+    --description "$APPLIER_NAME $revision" >/dev/null
+}
+
+apply_object() {
+  jq .object <<<"$1" | kubectl apply --server-side --force-conflicts --field-manager "$APPLIER_NAME" -f - >/dev/null
+}
+
+count() {
+  aws cloudwatch put-metric-data --namespace "$METRIC_NAMESPACE" --metric-name "$1" \
+    --dimensions "$METRIC_DIMENSIONS" --value 1 --unit Count || log "add-on set: could not count $1"
+}
+
+take_lease || exit 0
+aws s3 cp --only-show-errors "$ADDON_SET_URL" "$work/set.json"
+revision=$(jq -r .revision "$work/set.json")
+steps=$(jq '.steps | length' "$work/set.json")
+log "add-on set $revision: $steps steps, lease held"
+for ((i = 0; i < steps; i++)); do
+  step=$(jq -c ".steps[$i]" "$work/set.json")
+  name=$(jq -r .name <<<"$step")
+  if ! renew_lease; then
+    log "add-on set: lost the lease before $name"
+    count "$FAILED_METRIC"
+    exit 1
+  fi
+  if jq -e .release <<<"$step" >/dev/null; then
+    applied=apply_release
+  else
+    applied=apply_object
+  fi
+  if ! "$applied" "$step"; then
+    log "add-on set $revision: $name failed; the next run tries again"
+    count "$FAILED_METRIC"
+    release_lease || true
+    exit 1
+  fi
+done
+jq -n --arg r "$revision" --arg t "$(now)" --arg n "$holder" '{revision: $r, appliedAt: $t, node: $n}' >"$work/status.json"
+aws s3 cp --only-show-errors --content-type application/json "$work/status.json" "$ADDON_STATUS_URL"
+count "$APPLIED_METRIC"
+# Logged while still holding the lease: the rehearsal checks that no two
+# nodes' runs overlap from these lines.
+log "add-on set $revision applied"
+release_lease || true
