@@ -271,14 +271,18 @@ func (a *Addons) publish(ctx *pulumi.Context, name string, args *AddonsArgs, ste
 		"endpoint": args.ControlPlane.endpointHost, "etcd-ca": args.Etcd.CACertPEM,
 		"etcd-client-cert": args.Etcd.MetricsClientCertPEM, "etcd-client-key": args.Etcd.MetricsClientKeyPEM,
 	}
+	// The set goes up after its archives: an applier never reads a set
+	// whose charts are not there yet.
+	var archives []pulumi.Resource
 	for _, step := range steps {
 		if step.Release == nil {
 			continue
 		}
-		recorded, err := args.Assets.put(ctx, name, step.Release.Archive, args.ClusterName, args.Tags, opts)
+		recorded, obj, err := args.Assets.put(ctx, name, step.Release.Archive, args.ClusterName, args.Tags, opts)
 		if err != nil {
 			return err
 		}
+		archives = append(archives, obj)
 		if recorded != nil {
 			wired["sha256:"+step.Name] = recorded
 		}
@@ -298,15 +302,16 @@ func (a *Addons) publish(ctx *pulumi.Context, name string, args *AddonsArgs, ste
 		data, err := json.MarshalIndent(addons.NewSet(steps), "", "  ")
 		return string(data), err
 	})
-	a.SetRevision = set.ApplyT(func(data string) (string, error) {
+	// A digest, not secret, though the set it is of is.
+	a.SetRevision = pulumi.Unsecret(set.ApplyT(func(data string) (string, error) {
 		var s addons.Set
 		err := json.Unmarshal([]byte(data), &s)
 		return s.Revision, err
-	}).(pulumi.StringOutput)
+	})).(pulumi.StringOutput)
 	_, err := s3.NewBucketObjectv2(ctx, name+"-set", &s3.BucketObjectv2Args{
 		Bucket: args.Assets.bucketID, Key: pulumi.String(bootstrap.AddonSetKey), Content: pulumi.ToSecret(set).(pulumi.StringOutput),
 		ContentType: pulumi.String("application/json"), Tags: clusterTags(args.ClusterName, name+"-set", args.Tags),
-	}, opts...)
+	}, append(slices.Clone(opts), pulumi.DependsOn(archives))...)
 	return err
 }
 
@@ -358,6 +363,11 @@ func (a *Addons) applyThroughAPI(ctx *pulumi.Context, name string, args *AddonsA
 			// Its data stays secret in Pulumi's state.
 			stepOpts = append(stepOpts, pulumi.AdditionalSecretOutputs([]string{"data", "stringData"}))
 		}
+		if old, ok := formerObjectNames[step.Name]; ok {
+			// Renaming would delete and recreate it (the namespace with
+			// everything in it).
+			stepOpts = append(stepOpts, pulumi.Aliases([]pulumi.Alias{{Name: pulumi.String(name + "-" + old)}}))
+		}
 		obj, err := declareObject(ctx, name+"-"+step.Name, step.Object["apiVersion"].(string), step.Object["kind"].(string), inputs, stepOpts)
 		if err != nil {
 			return err
@@ -368,20 +378,30 @@ func (a *Addons) applyThroughAPI(ctx *pulumi.Context, name string, args *AddonsA
 	return nil
 }
 
-// declareRelease declares a Helm release of the chart's repository, with
-// its values and outputs (values known only at deploy time) laid over them.
+// formerObjectNames are the resource names (after the component's) that
+// objects had before the add-on set named every step alike.
+var formerObjectNames = map[string]string{
+	"namespace-" + addons.KubePrometheusStack.Namespace: addons.KubePrometheusStack.Namespace,
+	"secret-" + addons.EtcdClientSecret:                 addons.EtcdClientSecret,
+}
+
+// declareRelease declares a Helm release of the chart's repository (or of
+// the archive the stack names), with its values and outputs (values known
+// only at deploy time) laid over them. Helm checks no digest here.
 func declareRelease(ctx *pulumi.Context, name string, r addons.Release, outputs pulumi.Map, opts []pulumi.ResourceOption) (*HelmRelease, error) {
 	values := pulumi.Map{}
 	for k, v := range r.Values {
 		values[k] = pulumi.Any(v)
 	}
 	maps.Copy(values, outputs)
+	chart := pulumi.Map{"chart": pulumi.String(r.Name), "repositoryOpts": pulumi.Map{"repo": pulumi.String(r.Repo)}}
+	if pinned := slices.IndexFunc(addons.Charts, func(c addons.Chart) bool { return c.URL == r.Archive.Source }); pinned < 0 {
+		chart = pulumi.Map{"chart": pulumi.String(r.Archive.Source)}
+	}
 	release := &HelmRelease{}
-	err := ctx.RegisterResource(helmReleaseType, name+"-"+r.Name, pulumi.Map{
+	inputs := pulumi.Map{
 		"name":            pulumi.String(r.Name),
-		"chart":           pulumi.String(r.Name),
 		"version":         pulumi.String(r.Version),
-		"repositoryOpts":  pulumi.Map{"repo": pulumi.String(r.Repo)},
 		"namespace":       pulumi.String(r.Namespace),
 		"createNamespace": pulumi.Bool(true),
 		"values":          values,
@@ -390,7 +410,9 @@ func declareRelease(ctx *pulumi.Context, name string, r addons.Release, outputs 
 		"timeout": pulumi.Int(600),
 		// What pulumi-kubernetes' own Go SDK sends for a Release.
 		"compat": pulumi.String("true"),
-	}, release, utilities.PkgResourceDefaultOpts(opts)...)
+	}
+	maps.Copy(inputs, chart)
+	err := ctx.RegisterResource(helmReleaseType, name+"-"+r.Name, inputs, release, utilities.PkgResourceDefaultOpts(opts)...)
 	return release, err
 }
 
@@ -461,13 +483,15 @@ func (a *Addons) alarms(ctx *pulumi.Context, name string, args *AddonsArgs, opts
 		}
 	}
 	if args.inCluster() {
-		// addons-apply.sh counts each failed run; it retries every minute,
-		// so 15 minutes of failures is a set that does not apply.
-		if err := alarm(name+"-addon-set-failing", "The control plane has failed to apply the add-on set for 15 minutes (journalctl -u kubeha-addons on a control-plane node).", &cloudwatch.MetricAlarmArgs{
-			Namespace: pulumi.String(bootstrap.EtcdSnapshotMetricNamespace), MetricName: pulumi.String(bootstrap.AddonsFailedMetric),
+		// Some node's applier runs every minute and counts each run that
+		// applies the whole set, changed or not: none for 30 minutes is a
+		// set that does not apply (a release that never becomes ready, a
+		// missing archive, no node running the applier).
+		if err := alarm(name+"-addon-set-not-applied", "No control-plane node has applied the whole add-on set for 30 minutes (journalctl -u kubeha-addons on a control-plane node).", &cloudwatch.MetricAlarmArgs{
+			Namespace: pulumi.String(bootstrap.EtcdSnapshotMetricNamespace), MetricName: pulumi.String(bootstrap.AddonsAppliedMetric),
 			Dimensions: pulumi.StringMap{"Cluster": pulumi.String(args.ClusterName)}, Statistic: pulumi.String("Sum"),
-			Period: pulumi.Int(300), EvaluationPeriods: pulumi.Int(3), Threshold: pulumi.Float64(1),
-			ComparisonOperator: pulumi.String("GreaterThanOrEqualToThreshold"), TreatMissingData: pulumi.String("notBreaching"),
+			Period: pulumi.Int(300), EvaluationPeriods: pulumi.Int(6), Threshold: pulumi.Float64(1),
+			ComparisonOperator: pulumi.String("LessThanThreshold"), TreatMissingData: pulumi.String("breaching"),
 		}); err != nil {
 			return err
 		}

@@ -483,8 +483,9 @@ func TestControlPlaneAppliesTheAddonSet(t *testing.T) {
 			t.Errorf("the control plane's policy lacks %q", want)
 		}
 	}
-	if _, err := rec.Named("aws:cloudwatch/metricAlarm:MetricAlarm", "c1-addons-addon-set-failing"); err != nil {
-		t.Error("no alarm for an add-on set that fails to apply")
+	if alarm, err := rec.Named("aws:cloudwatch/metricAlarm:MetricAlarm", "c1-addons-addon-set-not-applied"); err != nil ||
+		alarm.String("metricName") != bootstrap.AddonsAppliedMetric || alarm.String("treatMissingData") != "breaching" {
+		t.Errorf("no alarm on the applied runs' count, breaching when none come: %v", err)
 	}
 
 	// Through the API instead: no set, no applier, no access to either.

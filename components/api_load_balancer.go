@@ -8,6 +8,7 @@ import (
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ec2transitgateway"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/lb"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/route53"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/vpc"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/kubeha/kubeha/internal/bootstrap"
@@ -204,6 +205,12 @@ func NewApiLoadBalancer(ctx *pulumi.Context, name string, args *ApiLoadBalancerA
 		// to its API server. It wears the load balancer's group, which
 		// the nodes admit.
 		a.accessEndpoint = true
+		if _, err := vpc.NewSecurityGroupEgressRule(ctx, name+"-tunnel-to-nodes", &vpc.SecurityGroupEgressRuleArgs{
+			SecurityGroupId: sg.ID(), CidrIpv4: args.VpcCidr, IpProtocol: pulumi.String("tcp"),
+			FromPort: pulumi.Int(bootstrap.APITunnelPort), ToPort: pulumi.Int(bootstrap.APITunnelPort),
+		}, child...); err != nil {
+			return nil, err
+		}
 		access, err := ec2transitgateway.NewInstanceConnectEndpoint(ctx, name+"-access", &ec2transitgateway.InstanceConnectEndpointArgs{
 			SubnetId: args.SubnetIDs[0], SecurityGroupIds: pulumi.StringArray{sg.ID()}, PreserveClientIp: pulumi.Bool(false),
 			Tags: tags(name + "-access"),

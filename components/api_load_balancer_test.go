@@ -183,7 +183,7 @@ func TestAccessEndpointReachesTheAPIOnPort22(t *testing.T) {
 		})
 		var tunnelRules []mockrun.Resource
 		for _, r := range rec.OfType("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule") {
-			if r.Get("fromPort").NumberValue() == bootstrap.APITunnelPort {
+			if port := r.Get("fromPort"); port.IsNumber() && port.NumberValue() == bootstrap.APITunnelPort {
 				tunnelRules = append(tunnelRules, r)
 			}
 		}
@@ -195,6 +195,15 @@ func TestAccessEndpointReachesTheAPIOnPort22(t *testing.T) {
 		lbGroup, err := rec.Named("aws:ec2/securityGroup:SecurityGroup", "c1-api")
 		if err != nil {
 			t.Fatal(err)
+		}
+		egress := 0
+		for _, r := range rec.OfType("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule") {
+			if port := r.Get("fromPort"); port.IsNumber() && port.NumberValue() == bootstrap.APITunnelPort && r.String("securityGroupId") == lbGroup.ID {
+				egress++
+			}
+		}
+		if want := map[bool]int{false: 1, true: 0}[public]; egress != want {
+			t.Errorf("public %v: %d egress rules to port 22 from the endpoint's group, want %d", public, egress, want)
 		}
 		switch {
 		case public && (len(tunnelRules) != 0 || forwards):

@@ -67,7 +67,7 @@ func NewNodeAssets(ctx *pulumi.Context, name string, args *NodeAssetsArgs, opts 
 	}
 	a.Bucket, a.BucketArn, a.bucketID = bucket.Bucket, bucket.Arn, bucket.ID()
 	for _, asset := range a.Assets.List() {
-		recorded, err := a.put(ctx, name, asset, args.ClusterName, args.Tags, child)
+		recorded, _, err := a.put(ctx, name, asset, args.ClusterName, args.Tags, child)
 		if err != nil {
 			return nil, err
 		}
@@ -79,13 +79,13 @@ func NewNodeAssets(ctx *pulumi.Context, name string, args *NodeAssetsArgs, opts 
 }
 
 // put copies asset into the bucket, as an object named after name and
-// its key. For an asset pinned without a digest, it returns the SHA-256
-// (hex) S3 records, which nodes check instead.
+// its key, and returns it. For an asset pinned without a digest, it also
+// returns the SHA-256 (hex) S3 records, which nodes check instead.
 func (a *NodeAssets) put(ctx *pulumi.Context, name string, asset Asset, cluster string, tags map[string]string,
-	opts []pulumi.ResourceOption) (pulumi.StringInput, error) {
+	opts []pulumi.ResourceOption) (pulumi.StringInput, pulumi.Resource, error) {
 	source, err := assetSource(ctx, asset)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	obj, err := s3.NewBucketObjectv2(ctx, name+"-"+strings.ReplaceAll(asset.Key, "/", "-"), &s3.BucketObjectv2Args{
 		Bucket: a.bucketID, Key: pulumi.String(asset.Key), Source: source,
@@ -95,7 +95,7 @@ func (a *NodeAssets) put(ctx *pulumi.Context, name string, asset Asset, cluster 
 		Tags:              clusterTags(cluster, name, tags),
 	}, opts...)
 	if err != nil || asset.SHA256 != "" {
-		return nil, err
+		return nil, obj, err
 	}
 	return obj.ChecksumSha256.ApplyT(func(b64 string) (string, error) {
 		if b64 == "" {
@@ -106,7 +106,7 @@ func (a *NodeAssets) put(ctx *pulumi.Context, name string, asset Asset, cluster 
 		}
 		sum, err := base64.StdEncoding.DecodeString(b64)
 		return hex.EncodeToString(sum), err
-	}).(pulumi.StringOutput), nil
+	}).(pulumi.StringOutput), obj, nil
 }
 
 // assetSource is what the deploy uploads for asset: the upstream URL, a

@@ -155,6 +155,7 @@ func (c ControlPlane) Node(p ControlPlaneParams) (Node, error) {
 			envVar{"ADDON_STATUS_URL", "s3://" + p.Assets.Bucket + "/" + AddonStatusKey},
 			envVar{"APPLIER_NAME", AddonsApplierName},
 			envVar{"LEASE_SECONDS", fmt.Sprint(addonsLeaseSeconds)},
+			envVar{"LEASE_RENEW_SECONDS", fmt.Sprint(addonsLeaseRenewSeconds)},
 			envVar{"HELM_TIMEOUT", fmt.Sprint(addonsHelmTimeoutSeconds)},
 			envVar{"METRIC_NAMESPACE", EtcdSnapshotMetricNamespace},
 			envVar{"METRIC_DIMENSIONS", EtcdSnapshotMetricDimension + "=" + c.ClusterName},
@@ -217,10 +218,12 @@ const (
 	AddonsApplierName   = "kubeha-addons"
 	AddonsAppliedMetric = "AddonSetApplied"
 	AddonsFailedMetric  = "AddonSetFailed"
-	// A run renews the Lease before each step; one step (a Helm install
-	// with --atomic) takes at most addonsHelmTimeoutSeconds, well inside
-	// the Lease.
-	addonsLeaseSeconds       = 900
+	// A run renews the Lease every addonsLeaseRenewSeconds while it lasts,
+	// however long Helm takes (each of its waits up to
+	// addonsHelmTimeoutSeconds); a node lost mid-run holds it for at most
+	// addonsLeaseSeconds.
+	addonsLeaseSeconds       = 240
+	addonsLeaseRenewSeconds  = 40
 	addonsHelmTimeoutSeconds = 600
 	// AddonsIntervalSeconds is how often each node's timer runs the
 	// applier: a changed set reaches the cluster within about this.

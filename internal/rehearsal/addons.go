@@ -31,6 +31,9 @@ type AddonsReport struct {
 	// BumpSeconds is from a new set (a chart version changed in the stack,
 	// uploaded as `pulumi up` does) to the cluster running it.
 	BumpSeconds float64 `json:"versionBumpSeconds"`
+	// Uninstalled are the releases switched off in the stack with the
+	// bump, gone once the new set applied.
+	Uninstalled []string `json:"uninstalled"`
 	// ReinstallSeconds is from a release deleted by hand to it running
 	// again.
 	ReinstallSeconds float64 `json:"reinstallSeconds"`
@@ -102,6 +105,11 @@ func (c *cluster) drillAddons() (AddonsReport, error) {
 	}
 	r.BumpSeconds = time.Since(start).Seconds()
 	c.logf("CoreDNS's chart version changed in the stack: running in the cluster %.0fs after the upload", r.BumpSeconds)
+	switchedOff := addons.ClusterAutoscaler
+	if code, _, err := c.lbAdmin.Do(http.MethodGet, "/api/v1/namespaces/"+switchedOff.Namespace+"/configmaps/"+switchedOff.Name+"-applied", nil); err != nil || code != http.StatusNotFound {
+		return r, fmt.Errorf("rehearsal: %s, switched off in the stack, still runs once the new set applied: HTTP %d (%v)", switchedOff.Name, code, err)
+	}
+	r.Uninstalled = append(r.Uninstalled, switchedOff.Name)
 
 	// A release deleted by hand comes back.
 	node := c.nodes[0].Instance
@@ -190,8 +198,9 @@ func (c *cluster) runs(set addons.Set, name string) error {
 	return nil
 }
 
-// bumpVersion is raw with chart's add-on at a new version, as an operator
-// would set it in the stack file (the rehearsal stands in its archive).
+// bumpVersion is raw with chart's add-on at a new version and
+// cluster-autoscaler switched off, as an operator would set them in the
+// stack file (the rehearsal stands in the new archive).
 func bumpVersion(raw map[string]string, chart addons.Chart) (map[string]string, error) {
 	keys := map[string]string{addons.CoreDNS.Name: "coreDNS"}
 	key, ok := keys[chart.Name]
@@ -216,6 +225,8 @@ func bumpVersion(raw map[string]string, chart addons.Chart) (map[string]string, 
 		return nil, err
 	}
 	options[key] = map[string]any{"version": version, "chart": archive}
+	// And an add-on switched off, which the applier uninstalls.
+	options["clusterAutoscaler"] = false
 	text, err := json.Marshal(options)
 	out := maps.Clone(raw)
 	out["kubeha:addons"] = string(text)

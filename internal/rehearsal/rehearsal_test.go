@@ -56,7 +56,7 @@ func TestRehearsal(t *testing.T) {
 	// took a changed version, reinstalled a deleted release, and never ran
 	// two appliers at once (drillAddons fails the run otherwise; these
 	// check that it measured).
-	if a := report.Addons; a.Steps == 0 || a.AppliedSeconds <= 0 || a.BumpSeconds <= 0 || a.ReinstallSeconds <= 0 || a.Runs < 3 || a.Refused == 0 || a.Overlapping != 0 {
+	if a := report.Addons; a.Steps == 0 || a.AppliedSeconds <= 0 || a.BumpSeconds <= 0 || a.ReinstallSeconds <= 0 || a.Runs < 3 || a.Refused == 0 || a.Overlapping != 0 || len(a.Uninstalled) != 1 {
 		t.Errorf("add-on drill: %+v", a)
 	}
 	raw, err := config.ReadStackFile(stackFile)

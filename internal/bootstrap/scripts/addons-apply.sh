@@ -18,6 +18,7 @@ export KUBECONFIG=$ADMIN_KUBECONFIG
 holder=$(hostname)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+name=
 
 now() { date -u +%Y-%m-%dT%H:%M:%S.%6NZ; }
 
@@ -59,8 +60,7 @@ write_lease() {
     kubectl replace -f -
 }
 
-# renew_lease keeps the Lease ours before each step, and fails if another
-# node took it (only after it expired).
+# renew_lease keeps the Lease ours, and fails if another node took it.
 renew_lease() {
   local lease
   lease=$(kubectl -n kube-system get lease "$APPLIER_NAME" -o json)
@@ -88,6 +88,19 @@ apply_release() {
   if [ "$status" = "deployed $APPLIER_NAME $revision" ]; then
     return 0
   fi
+  # A run stopped inside Helm (a node replaced, a lost lease) leaves the
+  # release pending, which Helm refuses to change again: under the lease
+  # no other Helm runs, so undo it.
+  case $status in
+    pending-install*)
+      log "add-on set: $name was left pending-install; removing it"
+      helm uninstall "$name" --namespace "$namespace" --no-hooks >/dev/null || return 1
+      ;;
+    pending-*)
+      log "add-on set: $name was left ${status%% *}; rolling back"
+      helm rollback "$name" --namespace "$namespace" --no-hooks >/dev/null || return 1
+      ;;
+  esac
   key=$(jq -r .release.archive.Key <<<"$1")
   sha256=$(jq -r .release.archive.SHA256 <<<"$1")
   fetch_asset "s3://$ASSET_BUCKET/$key" "$sha256" "$work/$name.tgz" || return 1
@@ -109,7 +122,52 @@ count() {
     --dimensions "$METRIC_DIMENSIONS" --value 1 --unit Count || log "add-on set: could not count $1"
 }
 
+# keep_lease renews the Lease every LEASE_RENEW_SECONDS while the run
+# lasts; if a renewal finds it taken (only possible once it expired), it
+# stops the whole run, Helm included, rather than apply beside another.
+keep_lease() {
+  while sleep "$LEASE_RENEW_SECONDS"; do
+    if ! renew_lease; then
+      log "add-on set: lost the lease; stopping this run"
+      kill -TERM 0
+    fi
+  done
+}
+
+# finish runs on every exit once the lease is held: a run that did not
+# apply the whole set counts a failure; the lease goes back either way.
+finish() {
+  local status=$?
+  { kill "$keeper" && wait "$keeper"; } 2>/dev/null || true
+  if [ "$applied_all" != yes ]; then
+    log "add-on set: this run failed at ${name:-its start}; the next run tries again"
+    count "$FAILED_METRIC"
+  fi
+  release_lease || true
+  rm -rf "$work"
+  exit "$status"
+}
+
+# prune uninstalls the releases this applier installed that the set no
+# longer holds (an add-on switched off). Objects it applied stay.
+prune() {
+  local release namespace last
+  while read -r release namespace; do
+    jq -e --arg n "$release" --arg ns "$namespace" \
+      'any(.steps[].release // empty; .name == $n and .namespace == $ns)' "$work/set.json" >/dev/null && continue
+    last=$(helm history "$release" --namespace "$namespace" --max 1 --output json | jq -r '.[-1].description')
+    if [[ $last == "$APPLIER_NAME "* ]]; then
+      log "add-on set: $release is no longer in the set; uninstalling it"
+      helm uninstall "$release" --namespace "$namespace" --wait --timeout "${HELM_TIMEOUT}s" >/dev/null
+    fi
+  done < <(helm list --all-namespaces --all --output json | jq -r '.[] | .name + " " + .namespace')
+}
+
 take_lease || exit 0
+applied_all=no
+keep_lease &
+keeper=$!
+trap finish EXIT
 aws s3 cp --only-show-errors "$ADDON_SET_URL" "$work/set.json"
 revision=$(jq -r .revision "$work/set.json")
 steps=$(jq '.steps | length' "$work/set.json")
@@ -117,27 +175,18 @@ log "add-on set $revision: $steps steps, lease held"
 for ((i = 0; i < steps; i++)); do
   step=$(jq -c ".steps[$i]" "$work/set.json")
   name=$(jq -r .name <<<"$step")
-  if ! renew_lease; then
-    log "add-on set: lost the lease before $name"
-    count "$FAILED_METRIC"
-    exit 1
-  fi
   if jq -e .release <<<"$step" >/dev/null; then
-    applied=apply_release
+    apply_release "$step" || exit 1
   else
-    applied=apply_object
-  fi
-  if ! "$applied" "$step"; then
-    log "add-on set $revision: $name failed; the next run tries again"
-    count "$FAILED_METRIC"
-    release_lease || true
-    exit 1
+    apply_object "$step" || exit 1
   fi
 done
+name=prune
+prune
 jq -n --arg r "$revision" --arg t "$(now)" --arg n "$holder" '{revision: $r, appliedAt: $t, node: $n}' >"$work/status.json"
 aws s3 cp --only-show-errors --content-type application/json "$work/status.json" "$ADDON_STATUS_URL"
 count "$APPLIED_METRIC"
+applied_all=yes
 # Logged while still holding the lease: the rehearsal checks that no two
 # nodes' runs overlap from these lines.
 log "add-on set $revision applied"
-release_lease || true

@@ -13,8 +13,11 @@ here=$(dirname "${BASH_SOURCE[0]}")
 # A private API's one way in from outside the VPC: an EC2 Instance Connect
 # Endpoint tunnel to port 22, which this node forwards to its API server.
 if [ -n "${API_TUNNEL_SOCKET:-}" ]; then
-  systemctl disable --now ssh.socket ssh.service >/dev/null 2>&1 || true
-  systemctl enable --now "$API_TUNNEL_SOCKET"
+  for unit in ssh.socket ssh.service sshd.service; do
+    systemctl disable --now "$unit" >/dev/null 2>&1 || true
+  done
+  systemctl enable --now "$API_TUNNEL_SOCKET" ||
+    log "warning: port 22 is taken: this node cannot be reached through the Instance Connect Endpoint"
 fi
 install_kubernetes
 set_node_name
