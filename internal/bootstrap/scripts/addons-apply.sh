@@ -151,8 +151,11 @@ finish() {
 # prune uninstalls the releases this applier installed that the set no
 # longer holds (an add-on switched off). Objects it applied stay.
 prune() {
-  local release namespace last
+  local release namespace last installed
+  # Helm v4 lists releases in every status by default.
+  installed=$(helm list --all-namespaces --output json | jq -r '.[] | .name + " " + .namespace')
   while read -r release namespace; do
+    [ -n "$release" ] || continue
     jq -e --arg n "$release" --arg ns "$namespace" \
       'any(.steps[].release // empty; .name == $n and .namespace == $ns)' "$work/set.json" >/dev/null && continue
     last=$(helm history "$release" --namespace "$namespace" --max 1 --output json | jq -r '.[-1].description')
@@ -160,7 +163,7 @@ prune() {
       log "add-on set: $release is no longer in the set; uninstalling it"
       helm uninstall "$release" --namespace "$namespace" --wait --timeout "${HELM_TIMEOUT}s" >/dev/null
     fi
-  done < <(helm list --all-namespaces --all --output json | jq -r '.[] | .name + " " + .namespace')
+  done <<<"$installed"
 }
 
 take_lease || exit 0
