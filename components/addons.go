@@ -482,27 +482,39 @@ func (a *Addons) alarms(ctx *pulumi.Context, name string, args *AddonsArgs, opts
 			return err
 		}
 	}
+	// countAlarm watches a count kubeha's nodes send (in the kubeha
+	// namespace, per cluster): summed over each period, compared with 1.
+	countAlarm := func(alarmName, description, metric string, periodSeconds, periods int, below bool) error {
+		op, missing := "GreaterThanOrEqualToThreshold", "notBreaching"
+		if below {
+			op, missing = "LessThanThreshold", "breaching"
+		}
+		return alarm(alarmName, description, &cloudwatch.MetricAlarmArgs{
+			Namespace: pulumi.String(bootstrap.EtcdSnapshotMetricNamespace), MetricName: pulumi.String(metric),
+			Dimensions: pulumi.StringMap{"Cluster": pulumi.String(args.ClusterName)}, Statistic: pulumi.String("Sum"),
+			Period: pulumi.Int(periodSeconds), EvaluationPeriods: pulumi.Int(periods), Threshold: pulumi.Float64(1),
+			ComparisonOperator: pulumi.String(op), TreatMissingData: pulumi.String(missing),
+		})
+	}
 	if args.inCluster() {
 		// Some node's applier runs every minute and counts each run that
 		// applies the whole set, changed or not: none for 30 minutes is a
 		// set that does not apply (a release that never becomes ready, a
 		// missing archive, no node running the applier).
-		if err := alarm(name+"-addon-set-not-applied", "No control-plane node has applied the whole add-on set for 30 minutes (journalctl -u kubeha-addons on a control-plane node).", &cloudwatch.MetricAlarmArgs{
-			Namespace: pulumi.String(bootstrap.EtcdSnapshotMetricNamespace), MetricName: pulumi.String(bootstrap.AddonsAppliedMetric),
-			Dimensions: pulumi.StringMap{"Cluster": pulumi.String(args.ClusterName)}, Statistic: pulumi.String("Sum"),
-			Period: pulumi.Int(300), EvaluationPeriods: pulumi.Int(6), Threshold: pulumi.Float64(1),
-			ComparisonOperator: pulumi.String("LessThanThreshold"), TreatMissingData: pulumi.String("breaching"),
-		}); err != nil {
+		if err := countAlarm(name+"-addon-set-not-applied", "No control-plane node has applied the whole add-on set for 30 minutes (journalctl -u kubeha-addons on a control-plane node).",
+			bootstrap.AddonsAppliedMetric, 300, 6, true); err != nil {
 			return err
 		}
 	}
+	// A node that could not bootstrap by its deadline counts itself and
+	// gives itself up; its group replaces it, and someone should know why.
+	if err := countAlarm(name+"-node-bootstrap-failed", "A node gave up its first boot (journalctl -u kubeha-bootstrap on it, or its console output if it was replaced).",
+		bootstrap.BootstrapFailedMetric, 300, 1, false); err != nil {
+		return err
+	}
 	// etcd-backup.sh counts each upload; two intervals without one alarm.
-	return alarm(name+"-etcd-snapshot-age", fmt.Sprintf("No etcd snapshot reached S3 in %d minutes.", 2*args.BackupIntervalMinutes), &cloudwatch.MetricAlarmArgs{
-		Namespace: pulumi.String(bootstrap.EtcdSnapshotMetricNamespace), MetricName: pulumi.String(bootstrap.EtcdSnapshotMetric),
-		Dimensions: pulumi.StringMap{"Cluster": pulumi.String(args.ClusterName)}, Statistic: pulumi.String("Sum"),
-		Period: pulumi.Int(60 * args.BackupIntervalMinutes), EvaluationPeriods: pulumi.Int(2), Threshold: pulumi.Float64(1),
-		ComparisonOperator: pulumi.String("LessThanThreshold"), TreatMissingData: pulumi.String("breaching"),
-	})
+	return countAlarm(name+"-etcd-snapshot-age", fmt.Sprintf("No etcd snapshot reached S3 in %d minutes.", 2*args.BackupIntervalMinutes),
+		bootstrap.EtcdSnapshotMetric, 60*args.BackupIntervalMinutes, 2, true)
 }
 
 // KubernetesObject is one object pulumi-kubernetes applies

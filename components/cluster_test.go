@@ -9,6 +9,7 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/kubeha/kubeha/internal/bootstrap"
 	"github.com/kubeha/kubeha/internal/mockrun"
 )
 
@@ -363,5 +364,74 @@ func TestTagsReachEveryResource(t *testing.T) {
 	}
 	if tagged < 80 {
 		t.Errorf("only %d tagged resources checked", tagged)
+	}
+}
+
+// TestEveryNodeReportsItsOwnLaunch: every group holds a new instance out of
+// service until its first boot completes the launch hook, and abandons it
+// (the group replaces it) if none does; every node's role may complete
+// only its own cluster's hooks; the etcd members' names exist before any
+// member does; a node that gives up raises an alarm.
+func TestEveryNodeReportsItsOwnLaunch(t *testing.T) {
+	rec, err := runCluster(minimalClusterArgs(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups := rec.OfType("aws:autoscaling/group:Group")
+	if len(groups) != 9 {
+		t.Fatalf("%d groups, want 9 (etcd, control plane, workers)", len(groups))
+	}
+	for _, g := range groups {
+		hooks := g.Get("initialLifecycleHooks").ArrayValue()
+		if len(hooks) != 1 {
+			t.Errorf("%s has %d launch hooks, want 1", g.Name, len(hooks))
+			continue
+		}
+		h := hooks[0].ObjectValue()
+		if h["name"].StringValue() != bootstrap.LaunchHook || h["lifecycleTransition"].StringValue() != "autoscaling:EC2_INSTANCE_LAUNCHING" ||
+			h["defaultResult"].StringValue() != "ABANDON" || h["heartbeatTimeout"].NumberValue() != bootstrap.LaunchHookTimeout.Seconds() {
+			t.Errorf("%s: launch hook %v", g.Name, h)
+		}
+		if g.String("waitForCapacityTimeout") != "30m" {
+			t.Errorf("%s: pulumi up waits %q for its instances, want the hook's 30m", g.Name, g.String("waitForCapacityTimeout"))
+		}
+	}
+	roles, bootstrapPolicies := 0, 0
+	for _, r := range rec.OfType("aws:iam/role:Role") {
+		if strings.Contains(r.String("assumeRolePolicy"), "ec2.amazonaws.com") {
+			roles++
+		}
+	}
+	for _, p := range rec.OfType("aws:iam/rolePolicy:RolePolicy") {
+		if !strings.HasSuffix(p.Name, "-bootstrap") {
+			continue
+		}
+		bootstrapPolicies++
+		policy := p.String("policy")
+		for _, want := range []string{`"autoscaling:CompleteLifecycleAction","autoscaling:SetInstanceHealth"`,
+			`"autoscaling:ResourceTag/kubernetes.io/cluster/c1":"owned"`, `"cloudwatch:namespace":"kubeha"`} {
+			if !strings.Contains(policy, want) {
+				t.Errorf("%s lacks %s:\n%s", p.Name, want, policy)
+			}
+		}
+	}
+	if roles == 0 || bootstrapPolicies != roles {
+		t.Errorf("%d node roles, %d with the bootstrap policy", roles, bootstrapPolicies)
+	}
+	var names []string
+	for _, r := range rec.OfType("aws:route53/record:Record") {
+		if strings.HasPrefix(r.String("name"), "etcd-") {
+			names = append(names, r.String("name"))
+			if recs := r.Strings("records"); len(recs) != 1 || recs[0] != "203.0.113.123" || !r.Get("allowOverwrite").BoolValue() {
+				t.Errorf("%s: records %v, want the placeholder, overwritable", r.Name, recs)
+			}
+		}
+	}
+	if slices.Sort(names); !slices.Equal(names, []string{"etcd-a.c1.internal", "etcd-b.c1.internal", "etcd-c.c1.internal"}) {
+		t.Errorf("etcd member records %v", names)
+	}
+	if a, err := rec.Named("aws:cloudwatch/metricAlarm:MetricAlarm", "c1-addons-node-bootstrap-failed"); err != nil ||
+		a.String("metricName") != bootstrap.BootstrapFailedMetric || a.String("treatMissingData") != "notBreaching" {
+		t.Errorf("no alarm on failed bootstraps: %v", err)
 	}
 }

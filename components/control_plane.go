@@ -198,7 +198,7 @@ func NewControlPlane(ctx *pulumi.Context, name string, args *ControlPlaneArgs, o
 			install(arn["assets"], append([]Asset{assets.Kubeadm, assets.Kubelet, assets.Kubectl, assets.Helm, assets.Containerd, assets.Runc}, assets.Images()...)...),
 			applierStatements(args.ApplyAddons, args.ClusterName, arn["assets"])...), nil
 	})
-	profile, err := nodeIdentity(ctx, name, policy, tags(name), args.ManagedPolicyArns, child)
+	profile, err := nodeIdentity(ctx, name, args.ClusterName, policy, tags(name), args.ManagedPolicyArns, child)
 	if err != nil {
 		return nil, err
 	}
@@ -391,7 +391,5 @@ func applierStatements(apply bool, cluster, assetsArn string) []policyStatement 
 		{Sid: "ReadAddonSet", Effect: "Allow", Action: []string{"s3:GetObject"},
 			Resource: []string{assetsArn + "/" + bootstrap.AddonSetKey, assetsArn + "/" + addons.ChartArchivePrefix + "*"}},
 		{Sid: "ReportAddonSet", Effect: "Allow", Action: []string{"s3:PutObject"}, Resource: assetsArn + "/" + bootstrap.AddonStatusKey},
-		{Sid: "CountAddonRuns", Effect: "Allow", Action: []string{"cloudwatch:PutMetricData"}, Resource: "*",
-			Condition: map[string]map[string]any{"StringEquals": {"cloudwatch:namespace": bootstrap.EtcdSnapshotMetricNamespace}}},
 	}
 }

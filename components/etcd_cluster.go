@@ -264,6 +264,9 @@ func (c *EtcdCluster) backupBucket(ctx *pulumi.Context, name string, args *EtcdC
 
 // member declares one member: its volume, certificates and secret, IAM,
 // launch template and auto-scaling group of one.
+// etcdPlaceholderAddress is a member's DNS record until the member boots.
+const etcdPlaceholderAddress = "203.0.113.123"
+
 func (c *EtcdCluster) member(ctx *pulumi.Context, name string, m EtcdMember, subnet pulumi.StringInput, rendered bootstrap.EtcdCluster,
 	args *EtcdClusterArgs, ca tlsPair, zone *route53.Zone, bucket *s3.BucketV2, tags func(string, ...string) pulumi.StringMap, opts []pulumi.ResourceOption) error {
 	const memberTag = bootstrap.EtcdMemberTag
@@ -283,6 +286,17 @@ func (c *EtcdCluster) member(ctx *pulumi.Context, name string, m EtcdMember, sub
 
 	server, err := issueCert(ctx, name+"-server", pki.EtcdServer(m.DNSName), ca, opts)
 	if err != nil {
+		return err
+	}
+	// The member's name exists before any instance does, so that no peer
+	// caches "no such name" (Route 53's negative answers last the zone's
+	// SOA minimum); each instance points it at itself at boot, and Pulumi
+	// leaves the value alone. The placeholder is kops' documentation
+	// address, reachable by nothing.
+	if _, err := route53.NewRecord(ctx, name+"-dns", &route53.RecordArgs{
+		ZoneId: zone.ZoneId, Name: pulumi.String(m.DNSName), Type: pulumi.String("A"), Ttl: pulumi.Int(bootstrap.EtcdRecordTTL),
+		Records: pulumi.StringArray{pulumi.String(etcdPlaceholderAddress)}, AllowOverwrite: pulumi.Bool(true),
+	}, append(opts, pulumi.IgnoreChanges([]string{"records", "ttl"}))...); err != nil {
 		return err
 	}
 	peer, err := issueCert(ctx, name+"-peer", pki.EtcdPeer(m.DNSName), ca, opts)
@@ -310,20 +324,20 @@ func (c *EtcdCluster) member(ctx *pulumi.Context, name string, m EtcdMember, sub
 				Condition: map[string]map[string]any{"StringEquals": {"kms:ViaService": []string{
 					"secretsmanager." + args.Region + ".amazonaws.com", "s3." + args.Region + ".amazonaws.com"}}}},
 			policyStatement{Sid: "Snapshots", Effect: "Allow", Action: []string{"s3:PutObject", "s3:GetObject"}, Resource: bucketArn + "/snapshots/*"},
+			// The marker that the cluster formed, outside the snapshots'
+			// expiry: written once, read by a member that lost its data.
+			policyStatement{Sid: "ClusterMarker", Effect: "Allow", Action: []string{"s3:PutObject", "s3:GetObject"}, Resource: bucketArn + "/" + bootstrap.EtcdClusterMarkerKey},
 			policyStatement{Sid: "ListSnapshots", Effect: "Allow", Action: []string{"s3:ListBucket"}, Resource: bucketArn,
-				Condition: map[string]map[string]any{"StringLike": {"s3:prefix": []string{"snapshots/", "snapshots/*"}}}},
+				Condition: map[string]map[string]any{"StringLike": {"s3:prefix": []string{"snapshots/", "snapshots/*", bootstrap.EtcdClusterMarkerKey}}}},
 			policyStatement{Sid: "UpsertOwnRecord", Effect: "Allow", Action: []string{"route53:ChangeResourceRecordSets"}, Resource: zoneArn,
 				Condition: map[string]map[string]any{"ForAllValues:StringEquals": {
 					"route53:ChangeResourceRecordSetsNormalizedRecordNames": []string{m.DNSName},
 					"route53:ChangeResourceRecordSetsRecordTypes":           []string{"A"},
 					"route53:ChangeResourceRecordSetsActions":               []string{"UPSERT"},
 				}}},
-			// The snapshot-age alarm counts uploads in kubeha's namespace.
-			policyStatement{Sid: "CountSnapshots", Effect: "Allow", Action: []string{"cloudwatch:PutMetricData"}, Resource: "*",
-				Condition: map[string]map[string]any{"StringEquals": {"cloudwatch:namespace": bootstrap.EtcdSnapshotMetricNamespace}}},
 		), nil
 	})
-	profile, err := nodeIdentity(ctx, name, policy, tags(name), nil, opts)
+	profile, err := nodeIdentity(ctx, name, args.ClusterName, policy, tags(name), nil, opts)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 
+	"github.com/kubeha/kubeha/internal/bootstrap"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
@@ -32,8 +33,9 @@ func policyJSON(statements ...policyStatement) string {
 }
 
 // nodeIdentity is an instance's IAM role and profile: Session Manager for
-// access (no SSH), plus the node's own inline policy.
-func nodeIdentity(ctx *pulumi.Context, name string, policy pulumi.StringInput, tags pulumi.StringMap, managed []string, opts []pulumi.ResourceOption) (*iam.InstanceProfile, error) {
+// access (no SSH), what every node's first boot needs (bootstrapPolicy),
+// plus the node's own inline policy.
+func nodeIdentity(ctx *pulumi.Context, name, cluster string, policy pulumi.StringInput, tags pulumi.StringMap, managed []string, opts []pulumi.ResourceOption) (*iam.InstanceProfile, error) {
 	role, err := iam.NewRole(ctx, name, &iam.RoleArgs{
 		AssumeRolePolicy: pulumi.String(policyJSON(policyStatement{
 			Effect: "Allow", Principal: map[string]string{"Service": "ec2.amazonaws.com"}, Action: []string{"sts:AssumeRole"}, Resource: nil,
@@ -56,7 +58,23 @@ func nodeIdentity(ctx *pulumi.Context, name string, policy pulumi.StringInput, t
 	if _, err := iam.NewRolePolicy(ctx, name, &iam.RolePolicyArgs{Role: role.Name, Policy: policy}, opts...); err != nil {
 		return nil, err
 	}
+	if _, err := iam.NewRolePolicy(ctx, name+"-bootstrap", &iam.RolePolicyArgs{Role: role.Name, Policy: pulumi.String(bootstrapPolicy(cluster))}, opts...); err != nil {
+		return nil, err
+	}
 	return iam.NewInstanceProfile(ctx, name, &iam.InstanceProfileArgs{Role: role.Name, Tags: tags}, opts...)
+}
+
+// bootstrapPolicy lets a node find its auto-scaling group, complete its
+// own launch hook or mark itself unhealthy (only in the cluster's groups),
+// and send kubeha's metrics: a failed bootstrap, snapshots, add-on runs.
+func bootstrapPolicy(cluster string) string {
+	return policyJSON(
+		policyStatement{Sid: "FindOwnGroup", Effect: "Allow", Action: []string{"autoscaling:DescribeAutoScalingInstances"}, Resource: "*"},
+		policyStatement{Sid: "ReportOwnLaunch", Effect: "Allow", Action: []string{"autoscaling:CompleteLifecycleAction", "autoscaling:SetInstanceHealth"}, Resource: "*",
+			Condition: map[string]map[string]any{"StringEquals": {"autoscaling:ResourceTag/" + clusterTagKey(cluster): "owned"}}},
+		policyStatement{Sid: "CountKubehaMetrics", Effect: "Allow", Action: []string{"cloudwatch:PutMetricData"}, Resource: "*",
+			Condition: map[string]map[string]any{"StringEquals": {"cloudwatch:namespace": bootstrap.EtcdSnapshotMetricNamespace}}},
+	)
 }
 
 // AWS-managed policies nodes use.

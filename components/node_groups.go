@@ -84,6 +84,24 @@ func launchTemplate(ctx *pulumi.Context, name string, t nodeTemplate, opts []pul
 	}, opts...)
 }
 
+// launchHook holds each new instance out of service until its first boot
+// finds it healthy for its role (bootstrap-steps.sh: an etcd voter, a
+// ready API server, a Ready Node); a node that never reports is abandoned
+// after LaunchHookTimeout, and its group replaces it.
+func launchHook() autoscaling.GroupInitialLifecycleHookArray {
+	return autoscaling.GroupInitialLifecycleHookArray{autoscaling.GroupInitialLifecycleHookArgs{
+		Name:                pulumi.String(bootstrap.LaunchHook),
+		LifecycleTransition: pulumi.String("autoscaling:EC2_INSTANCE_LAUNCHING"),
+		HeartbeatTimeout:    pulumi.Int(int(bootstrap.LaunchHookTimeout.Seconds())),
+		DefaultResult:       pulumi.String("ABANDON"),
+	}}
+}
+
+// launchWait is how long `pulumi up` waits for a new group's instances to
+// be in service: a first boot may take its whole deadline, and later zones
+// wait for the first to create the cluster.
+var launchWait = pulumi.String(fmt.Sprintf("%.0fm", bootstrap.LaunchHookTimeout.Minutes()))
+
 // singleNodeGroup is an auto-scaling group of exactly one instance in one
 // subnet: AWS replaces the instance if it dies, in the same zone. It uses
 // EC2 health checks, so an unhealthy service never recycles the node.
@@ -106,13 +124,12 @@ func singleNodeGroup(ctx *pulumi.Context, name string, subnet pulumi.StringInput
 		LaunchTemplate:         &autoscaling.GroupLaunchTemplateArgs{Id: template.ID(), Version: pulumi.Sprintf("%d", template.LatestVersion)},
 		Tags:                   asgTags,
 		EnabledMetrics:         groupMetrics,
+		InitialLifecycleHooks:  launchHook(),
+		WaitForCapacityTimeout: launchWait,
 	}
 	if targetGroupArn != nil {
 		args.TargetGroupArns = pulumi.StringArray{targetGroupArn}
 		args.WaitForElbCapacity = pulumi.Int(1)
-		// Installing packages and kubeadm take minutes; later zones wait
-		// for the first to create the cluster.
-		args.WaitForCapacityTimeout = pulumi.String("30m")
 	}
 	return autoscaling.NewGroup(ctx, name, args, opts...)
 }

@@ -178,11 +178,11 @@ func NewZonalWorkerGroup(ctx *pulumi.Context, name string, args *ZonalWorkerGrou
 				Condition: map[string]map[string]any{"StringEquals": {"kms:ViaService": "secretsmanager." + args.Region + ".amazonaws.com"}}},
 		), nil
 	})
-	profile, err := nodeIdentity(ctx, name, policy, tags, append([]string{ecrPolicy}, args.ManagedPolicyArns...), child)
+	profile, err := nodeIdentity(ctx, name, args.ClusterName, policy, tags, append([]string{ecrPolicy}, args.ManagedPolicyArns...), child)
 	if err != nil {
 		return nil, err
 	}
-	worker := bootstrap.Worker{KubernetesVersion: args.KubernetesVersion, Labels: args.labels(), Taints: args.taints(),
+	worker := bootstrap.Worker{ClusterName: args.ClusterName, KubernetesVersion: args.KubernetesVersion, Labels: args.labels(), Taints: args.taints(),
 		IgnorePreflightErrors: args.ControlPlane.ignorePreflightErrors}
 	cp := args.ControlPlane
 	data := resolve(assets.wire(pulumi.StringMap{"endpoint": cp.endpointHost, "secret": cp.JoinSecretArn, "ca": cp.CACertPEM}), func(v map[string]string) (string, error) {
@@ -210,6 +210,9 @@ func NewZonalWorkerGroup(ctx *pulumi.Context, name string, args *ZonalWorkerGrou
 		HealthCheckType:    pulumi.String("EC2"),
 		EnabledMetrics:     groupMetrics,
 		Tags:               autoscalerTags(args, name),
+		// A worker is in service once its Node is Ready.
+		InitialLifecycleHooks:  launchHook(),
+		WaitForCapacityTimeout: launchWait,
 		// A new launch template version rolls the workers, a few at a time.
 		InstanceRefresh: &autoscaling.GroupInstanceRefreshArgs{
 			Strategy: pulumi.String("Rolling"),

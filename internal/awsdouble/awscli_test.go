@@ -206,6 +206,42 @@ func TestAWSCLIAgainstTheDouble(t *testing.T) {
 		t.Errorf("metrics: %+v", m)
 	}
 
+	// The launch hook, as bootstrap-steps.sh finds and completes it, and
+	// the health mark it sets when it gives up.
+	cloud.JoinGroup("i-0a1", "c1-etcd-a", "kubeha-launch")
+	where := []string{"autoscaling", "describe-auto-scaling-instances", "--instance-ids", "i-0a1",
+		"--query", "AutoScalingInstances[0].[AutoScalingGroupName,LifecycleState]", "--output", "text"}
+	if out, code := aws(where...); code != 0 || out != "c1-etcd-a\tPending:Wait" {
+		t.Errorf("describe-auto-scaling-instances: exit %d, %q", code, out)
+	}
+	complete := []string{"autoscaling", "complete-lifecycle-action", "--lifecycle-hook-name", "kubeha-launch",
+		"--auto-scaling-group-name", "c1-etcd-a", "--instance-id", "i-0a1", "--lifecycle-action-result", "CONTINUE"}
+	if out, code := aws(complete...); code != 0 {
+		t.Errorf("complete-lifecycle-action: exit %d, %q", code, out)
+	}
+	if g, _ := cloud.GroupInstance("i-0a1"); g.State != InService {
+		t.Errorf("after CONTINUE: %+v, want InService", g)
+	}
+	if _, code := aws(complete...); code != 254 {
+		t.Errorf("completing a completed hook: exit %d, want 254", code)
+	}
+	if out, code := aws("autoscaling", "set-instance-health", "--instance-id", "i-0a1", "--health-status", "Unhealthy"); code != 0 {
+		t.Errorf("set-instance-health: exit %d, %q", code, out)
+	}
+	if g, _ := cloud.GroupInstance("i-0a1"); g.Healthy {
+		t.Errorf("after set-instance-health Unhealthy: %+v", g)
+	}
+	if out, code := aws("autoscaling", "describe-auto-scaling-instances", "--instance-ids", "i-none",
+		"--query", "AutoScalingInstances[0].[AutoScalingGroupName,LifecycleState]", "--output", "text"); code != 0 || out != "None" {
+		t.Errorf("describe-auto-scaling-instances of an instance in no group: exit %d, %q, want None", code, out)
+	}
+	// A refusing fault fails the call at once, with no retry by the CLI.
+	cloud.Fault(EC2, "AttachVolume", Fault{Refuse: "UnauthorizedOperation"})
+	if _, code := aws("ec2", "attach-volume", "--volume-id", "vol-0a", "--instance-id", "i-0a1", "--device", "/dev/xvdf"); code != 254 {
+		t.Errorf("attach-volume under a refusing fault: exit %d, want 254", code)
+	}
+	cloud.Fault(EC2, "AttachVolume", Fault{})
+
 	// What the CLI sent, as the call log shows it: a snapshot of 9 MiB goes
 	// up in two parts and comes down in two ranged GETs.
 	var calls []string
@@ -216,7 +252,9 @@ func TestAWSCLIAgainstTheDouble(t *testing.T) {
 		"route53 ChangeResourceRecordSets 200", "route53 GetChange 200",
 		"secretsmanager GetSecretValue 200", "secretsmanager GetSecretValue 200", "secretsmanager GetSecretValue 400",
 		"s3 ListObjectsV2 200", "s3 CreateMultipartUpload 200", "s3 UploadPart 200", "s3 UploadPart 200", "s3 CompleteMultipartUpload 200",
-		"s3 ListObjectsV2 200", "s3 HeadObject 200", "s3 GetObject 206", "s3 GetObject 206", "monitoring PutMetricData 200"}
+		"s3 ListObjectsV2 200", "s3 HeadObject 200", "s3 GetObject 206", "s3 GetObject 206", "monitoring PutMetricData 200",
+		"autoscaling DescribeAutoScalingInstances 200", "autoscaling CompleteLifecycleAction 200", "autoscaling CompleteLifecycleAction 400",
+		"autoscaling SetInstanceHealth 200", "autoscaling DescribeAutoScalingInstances 200", "ec2 AttachVolume 400"}
 	if !slices.Equal(calls, want) {
 		t.Errorf("calls:\n%s\nwant:\n%s", strings.Join(calls, "\n"), strings.Join(want, "\n"))
 	}

@@ -23,6 +23,7 @@ const (
 	SecretsManager = "secretsmanager"
 	CloudWatch     = "monitoring"
 	S3             = "s3"
+	AutoScaling    = "autoscaling"
 )
 
 // Cloud is one rehearsal's AWS account: its volumes, instances, hosted
@@ -57,13 +58,15 @@ type Cloud struct {
 	// mu guards everything below; hooks are called without it.
 	mu        sync.Mutex
 	instances map[string]Instance
-	volumes   map[string]*Volume
-	zones     map[string]*hostedZone
-	changes   []*change
-	secrets   []*secret
-	metrics   []Metric
-	faults    map[faultKey]*Fault
-	calls     []Call
+	// groupInstances are the instances in auto-scaling groups, by ID.
+	groupInstances map[string]*GroupInstance
+	volumes        map[string]*Volume
+	zones          map[string]*hostedZone
+	changes        []*change
+	secrets        []*secret
+	metrics        []Metric
+	faults         map[faultKey]*Fault
+	calls          []Call
 
 	apis    map[string]protocol
 	s3store *s3mem.Backend
@@ -74,13 +77,14 @@ type Cloud struct {
 // attach or detach a volume and Route 53 changes in sync at once.
 func NewCloud(region string) *Cloud {
 	c := &Cloud{
-		Region:      region,
-		AttachDelay: time.Second,
-		instances:   map[string]Instance{},
-		volumes:     map[string]*Volume{},
-		zones:       map[string]*hostedZone{},
-		faults:      map[faultKey]*Fault{},
-		s3store:     s3mem.New(),
+		Region:         region,
+		AttachDelay:    time.Second,
+		instances:      map[string]Instance{},
+		groupInstances: map[string]*GroupInstance{},
+		volumes:        map[string]*Volume{},
+		zones:          map[string]*hostedZone{},
+		faults:         map[faultKey]*Fault{},
+		s3store:        s3mem.New(),
 	}
 	c.s3 = gofakes3.New(c.s3store, gofakes3.WithHostBucketBase(c.s3Hosts()...)).Server()
 	c.apis = c.protocols()
@@ -109,6 +113,7 @@ func (c *Cloud) protocols() map[string]protocol {
 		Route53:        {route53Action, c.serveRoute53, writeRoute53Error, apiError{http.StatusBadRequest, "Throttling", "Rate exceeded"}},
 		SecretsManager: {jsonAction, c.serveSecretsManager, writeJSONError, apiError{http.StatusBadRequest, "ThrottlingException", "Rate exceeded"}},
 		CloudWatch:     {queryAction, c.serveCloudWatch, writeCloudWatchError, apiError{http.StatusBadRequest, "Throttling", "Rate exceeded"}},
+		AutoScaling:    {queryAction, c.serveAutoScaling, writeAutoScalingError, apiError{http.StatusBadRequest, "Throttling", "Rate exceeded"}},
 		S3:             {c.s3Action, c.serveS3, writeS3Error, apiError{http.StatusServiceUnavailable, "SlowDown", "Please reduce your request rate."}},
 	}
 }
@@ -135,10 +140,14 @@ func (c *Cloud) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.fail(rec, r, e)
 		return
 	}
-	delay, throttle := c.takeFault(service, action)
+	delay, throttle, refuse := c.takeFault(service, action)
 	sleep(r, delay)
-	if throttle {
+	switch {
+	case throttle:
 		p.fail(rec, r, p.throttled)
+		return
+	case refuse != "":
+		p.fail(rec, r, apiError{http.StatusBadRequest, refuse, "Refused by the rehearsal's fault."})
 		return
 	}
 	p.serve(rec, r, action)
@@ -176,6 +185,9 @@ type Fault struct {
 	// Throttle fails the next Throttle matching calls with the service's
 	// throttling error, which the AWS CLI retries a few times.
 	Throttle int
+	// Refuse fails every matching call with this error code (HTTP 400),
+	// which the AWS CLI does not retry, until the fault is cleared.
+	Refuse string
 }
 
 type faultKey struct{ service, action string }
@@ -193,9 +205,9 @@ func (c *Cloud) Fault(service, action string, f Fault) {
 	c.faults[faultKey{service, action}] = &f
 }
 
-// takeFault is the delay to apply to a call and whether to throttle it,
-// counting the throttled call.
-func (c *Cloud) takeFault(service, action string) (time.Duration, bool) {
+// takeFault is the delay to apply to a call, whether to throttle it
+// (counting the throttled call) and the error to refuse it with.
+func (c *Cloud) takeFault(service, action string) (time.Duration, bool, string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	f, ok := c.faults[faultKey{service, action}]
@@ -203,13 +215,13 @@ func (c *Cloud) takeFault(service, action string) (time.Duration, bool) {
 		f, ok = c.faults[faultKey{service, "*"}]
 	}
 	if !ok {
-		return 0, false
+		return 0, false, ""
 	}
 	if f.Throttle > 0 {
 		f.Throttle--
-		return f.Delay, true
+		return f.Delay, true, ""
 	}
-	return f.Delay, false
+	return f.Delay, false, f.Refuse
 }
 
 func sleep(r *http.Request, d time.Duration) {

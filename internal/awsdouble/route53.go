@@ -50,6 +50,17 @@ func (c *Cloud) AddHostedZone(id, name string) {
 	c.zones[id] = &hostedZone{id: id, name: normalName(name), records: map[string]record{}, served: map[string]record{}}
 }
 
+// AddRecord sets an A record in zone id at once, served too, as a record
+// `pulumi up` created before anything looks it up.
+func (c *Cloud) AddRecord(id, name string, ttl uint32, ips ...string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if z, ok := c.zones[strings.TrimPrefix(id, "/hostedzone/")]; ok {
+		r := record{ttl: ttl, ips: ips}
+		z.records[normalName(name)], z.served[normalName(name)] = r, r
+	}
+}
+
 // Resolve is the addresses DNS answers for name: those of the changes in
 // sync.
 func (c *Cloud) Resolve(name string) []string {

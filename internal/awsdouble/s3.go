@@ -44,6 +44,12 @@ func (c *Cloud) Object(bucket, key string) ([]byte, error) {
 	return io.ReadAll(obj.Contents)
 }
 
+// DeleteObject removes key from bucket, as expiry or an operator would.
+func (c *Cloud) DeleteObject(bucket, key string) error {
+	_, err := c.s3store.DeleteObject(bucket, key)
+	return err
+}
+
 // List is the keys in bucket that start with prefix, in order.
 func (c *Cloud) List(bucket, prefix string) ([]string, error) {
 	objects, err := c.s3store.ListBucket(bucket, &gofakes3.Prefix{Prefix: prefix, HasPrefix: true}, gofakes3.ListBucketPage{})

@@ -131,6 +131,14 @@ func (c ControlPlane) Node(p ControlPlaneParams) (Node, error) {
 		{"KUBEADM_INIT_CONFIG", KubeadmInitConfigPath},
 		{"ADMIN_KUBECONFIG", AdminKubeconfigPath},
 		{"TOKEN_DESCRIPTION", BootstrapTokenDescription},
+		{"LOCAL_READY_URL", fmt.Sprintf("https://127.0.0.1:%d%s", APIServerPort, HealthCheckPath)},
+		// Whether the cluster exists is read from etcd, with the API
+		// server's client certificate.
+		{"ETCD_ENDPOINTS", strings.Join(c.EtcdEndpoints, ",")},
+		{"ETCD_CA_FILE", etcdClientFiles.ca},
+		{"ETCD_CERT_FILE", etcdClientFiles.cert},
+		{"ETCD_KEY_FILE", etcdClientFiles.key},
+		{"KUBEADM_CONFIG_ETCD_KEY", kubeadmConfigEtcdKey},
 	}
 	for _, a := range []struct {
 		name  string
@@ -172,7 +180,7 @@ func (c ControlPlane) Node(p ControlPlaneParams) (Node, error) {
 	}
 	env = append(env, envVar{"TIMERS", timers})
 	return kubernetesNode(kubernetesNodeSpec{
-		Role: "control-plane", KubernetesVersion: c.KubernetesVersion, Endpoint: c.Endpoint,
+		Role: "control-plane", ClusterName: c.ClusterName, KubernetesVersion: c.KubernetesVersion, Endpoint: c.Endpoint,
 		Zone: p.Zone, Region: p.Region, SecretID: p.SecretID, Assets: p.Assets,
 		Env: env, Files: files, Scripts: scripts,
 	})

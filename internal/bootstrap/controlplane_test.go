@@ -123,8 +123,14 @@ func TestControlPlaneNodeKeepsSecretsOut(t *testing.T) {
 	if enc == nil || !strings.Contains(enc.Content, "secret: "+encryptionKeyPlaceholder) || !strings.Contains(enc.Content, "secretbox") {
 		t.Errorf("encryption template = %v, want secretbox with the key placeholder", enc)
 	}
+	checkBootstrapUnit(t, n, NodeEnvPath, "control-plane-bootstrap.sh", "kubeha-prod")
 	env := n.File(NodeEnvPath).Content
-	for _, want := range []string{"ZONE=eu-west-1b", "INIT_ZONE=eu-west-1a", "API_ENDPOINT=kubeha-prod-api-0123456789.elb.eu-west-1.amazonaws.com"} {
+	for _, want := range []string{"ZONE=eu-west-1b", "INIT_ZONE=eu-west-1a", "API_ENDPOINT=kubeha-prod-api-0123456789.elb.eu-west-1.amazonaws.com",
+		// Init or join is read from etcd, with the API server's etcd client
+		// certificate, at the key kube-apiserver stores kubeadm's record.
+		"ETCD_ENDPOINTS=https://etcd-a.kubeha-prod.internal:2379,https://etcd-b.kubeha-prod.internal:2379,https://etcd-c.kubeha-prod.internal:2379",
+		"ETCD_CERT_FILE=/etc/kubernetes/pki/apiserver-etcd-client.crt", "KUBEADM_CONFIG_ETCD_KEY=/registry/configmaps/kube-system/kubeadm-config",
+		"LOCAL_READY_URL=https://127.0.0.1:6443/readyz"} {
 		if !strings.Contains(env, want) {
 			t.Errorf("node.env lacks %s", want)
 		}
@@ -190,7 +196,7 @@ func TestWorkerNodeJoinsThroughTheEndpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := Worker{KubernetesVersion: "v1.36.3", Endpoint: "c1-api.elb.example", Labels: map[string]string{"kubeha.io/pool": "spot", "a": "b"},
+	w := Worker{ClusterName: "c1", KubernetesVersion: "v1.36.3", Endpoint: "c1-api.elb.example", Labels: map[string]string{"kubeha.io/pool": "spot", "a": "b"},
 		Taints: []Taint{{Key: "kubeha.io/spot", Value: "true", Effect: "NoSchedule"}}}
 	n, err := w.Node(WorkerParams{Zone: "eu-west-1c", Region: "eu-west-1", SecretID: "join", CACertPEM: string(ca.CertPEM), Assets: testAssets()})
 	if err != nil {
@@ -206,9 +212,7 @@ func TestWorkerNodeJoinsThroughTheEndpoint(t *testing.T) {
 	if strings.Contains(join, "controlPlane") {
 		t.Errorf("a worker's join config asks to join the control plane:\n%s", join)
 	}
-	if len(n.Commands) != 1 || !slices.Equal(n.Commands[0], []string{"/bin/sh", "-c", envExec(NodeEnvPath, ScriptDir+"/worker-bootstrap.sh")}) {
-		t.Errorf("worker commands = %v, want worker-bootstrap.sh with node.env loaded", n.Commands)
-	}
+	checkBootstrapUnit(t, n, NodeEnvPath, "worker-bootstrap.sh", "c1")
 }
 
 // TestWorkerUserDataPassesRealTools: cloud-init's schema, shellcheck and

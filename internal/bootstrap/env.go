@@ -16,6 +16,7 @@ package bootstrap
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // envVar is one line of an env file.
@@ -51,17 +52,74 @@ func envExec(envPath, script string) string {
 	return "set -a && . " + envPath + " && set +a && exec " + script
 }
 
-// withEnv renders a node's env file at path and the commands that start
-// its first-boot script with it.
-func (n *Node) withEnv(path, header string, vars []envVar, firstBoot string) error {
+// Every node's first boot runs as BootstrapUnit, rerun until it succeeds
+// or the node is replaced (bootstrap-steps.sh).
+const (
+	BootstrapUnit     = "kubeha-bootstrap.service"
+	bootstrapStateDir = "/var/lib/kubeha/bootstrap"
+	// BootstrapDoneFile exists once the node bootstrapped: the unit does
+	// not run again, even after a reboot.
+	BootstrapDoneFile = bootstrapStateDir + "/done"
+	// BootstrapDeadline is how long a node may take to become healthy for
+	// its role before it gives itself up to be replaced. Package installs,
+	// image imports and kubeadm take 2 to 6 minutes; later zones wait for
+	// the first.
+	BootstrapDeadline = 20 * time.Minute
+	// LaunchHook holds each new instance out of service until its first
+	// boot completes it; AWS abandons it (the instance is replaced) after
+	// LaunchHookTimeout, a backstop for a node that cannot even report.
+	LaunchHook        = "kubeha-node-healthy"
+	LaunchHookTimeout = BootstrapDeadline + 10*time.Minute
+	// BootstrapFailedMetric, in EtcdSnapshotMetricNamespace with the
+	// cluster's name as dimension, counts nodes that gave up.
+	BootstrapFailedMetric = "NodeBootstrapFailed"
+	// bootstrapRetry is how soon systemd reruns a failed first boot, and
+	// the longest a step waits between tries: short, as a node waiting for
+	// the first zone's to create the cluster should join soon after.
+	bootstrapRetry = 30 * time.Second
+)
+
+// withEnv renders a node's env file at path, the unit that runs its
+// first-boot script with it, and the command that starts the unit.
+func (n *Node) withEnv(path, header, cluster string, vars []envVar, firstBoot string) error {
+	vars = append(vars,
+		envVar{"BOOTSTRAP_STATE_DIR", bootstrapStateDir},
+		envVar{"BOOTSTRAP_DEADLINE_SECONDS", fmt.Sprint(BootstrapDeadline.Seconds())},
+		envVar{"BOOTSTRAP_BACKOFF_SECONDS", fmt.Sprint(bootstrapRetry.Seconds())},
+		envVar{"LAUNCH_HOOK", LaunchHook},
+		envVar{"BOOTSTRAP_METRIC_NAMESPACE", EtcdSnapshotMetricNamespace},
+		envVar{"BOOTSTRAP_FAILED_METRIC", BootstrapFailedMetric},
+		envVar{"BOOTSTRAP_METRIC_DIMENSIONS", EtcdSnapshotMetricDimension + "=" + cluster},
+	)
 	content, env, err := envFile(header, vars)
 	if err != nil {
 		return err
 	}
 	n.EnvFile, n.Env = path, env
-	n.Files = append(n.Files, File{Path: path, Content: content, Mode: "0644"})
-	n.Commands = append(n.Commands, []string{"/bin/sh", "-c", envExec(path, ScriptDir+"/"+firstBoot)})
-	return nil
+	service := unit{BootstrapUnit, strings.Join([]string{
+		"[Unit]",
+		"Description=First boot of this node, rerun until it succeeds (kubeha)",
+		"Wants=network-online.target",
+		"After=network-online.target",
+		"ConditionPathExists=!" + BootstrapDoneFile,
+		// Rerun forever: past its deadline the script gives the node up.
+		"StartLimitIntervalSec=0",
+		"",
+		"[Service]",
+		"Type=oneshot",
+		"EnvironmentFile=" + path,
+		"ExecStart=" + ScriptDir + "/" + firstBoot,
+		"Restart=on-failure",
+		fmt.Sprintf("RestartSec=%.0f", bootstrapRetry.Seconds()),
+		"TimeoutStartSec=infinity",
+		"StandardOutput=journal+console",
+		"",
+		"[Install]",
+		"WantedBy=multi-user.target",
+		""}, "\n")}
+	n.Files = append(n.Files, File{Path: path, Content: content, Mode: "0644"}, service.file())
+	n.Commands = append(n.Commands, []string{"systemctl", "enable", "--now", "--no-block", BootstrapUnit})
+	return n.addScripts("bootstrap-steps.sh")
 }
 
 // unit is a systemd unit file kubeha renders.

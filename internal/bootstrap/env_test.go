@@ -193,3 +193,34 @@ func TestEnvFileRefusesWhatShellAndSystemdReadDifferently(t *testing.T) {
 		}
 	}
 }
+
+// checkBootstrapUnit: cloud-init only starts the node's first boot, as a
+// unit that runs script with the node's env file, reruns it on failure
+// and never runs it again once done; the env file says how the script
+// reports and gives up.
+func checkBootstrapUnit(t *testing.T, n Node, envPath, script, cluster string) {
+	t.Helper()
+	if len(n.Commands) != 1 || !slices.Equal(n.Commands[0], []string{"systemctl", "enable", "--now", "--no-block", BootstrapUnit}) {
+		t.Errorf("commands = %v, want %s started", n.Commands, BootstrapUnit)
+	}
+	u := n.File("/etc/systemd/system/" + BootstrapUnit)
+	if u == nil {
+		t.Fatalf("no %s", BootstrapUnit)
+	}
+	for _, want := range []string{"EnvironmentFile=" + envPath, "ExecStart=" + ScriptDir + "/" + script, "Type=oneshot",
+		"Restart=on-failure", "RestartSec=30", "StartLimitIntervalSec=0", "ConditionPathExists=!" + BootstrapDoneFile, "WantedBy=multi-user.target"} {
+		if !strings.Contains(u.Content, want+"\n") {
+			t.Errorf("%s lacks %q:\n%s", BootstrapUnit, want, u.Content)
+		}
+	}
+	env := n.File(envPath).Content
+	for _, want := range []string{"BOOTSTRAP_DEADLINE_SECONDS=1200", "LAUNCH_HOOK=" + LaunchHook,
+		"BOOTSTRAP_FAILED_METRIC=" + BootstrapFailedMetric, "BOOTSTRAP_METRIC_DIMENSIONS=Cluster=" + cluster} {
+		if !strings.Contains(env, want+"\n") {
+			t.Errorf("%s lacks %q", envPath, want)
+		}
+	}
+	if n.File(ScriptDir+"/bootstrap-steps.sh") == nil {
+		t.Errorf("bootstrap-steps.sh is not on the node")
+	}
+}

@@ -25,9 +25,12 @@ const (
 	// initial-cluster-state etcd-start.sh chose.
 	EtcdRuntimeConfigPath = "/run/kubeha/etcd.yaml"
 	EtcdEnvPath           = "/etc/kubeha/etcd.env"
-	EtcdClientPort        = 2379
-	EtcdPeerPort          = 2380
-	etcdMetricsPort       = 2381
+	// EtcdRecordTTL is the TTL of each member's DNS record, in seconds:
+	// short, so peers follow a replaced member quickly.
+	EtcdRecordTTL   = 20
+	EtcdClientPort  = 2379
+	EtcdPeerPort    = 2380
+	etcdMetricsPort = 2381
 	// EtcdSnapshotMetric, in EtcdSnapshotMetricNamespace with an
 	// EtcdSnapshotMetricDimension dimension (the cluster's name), is sent
 	// by etcd-backup.sh after each upload to S3.
@@ -38,6 +41,13 @@ const (
 	// TLS with a client certificate, and nothing else: no data API.
 	EtcdTLSMetricsPort = 2382
 	etcdBackupPrefix   = "snapshots"
+	// EtcdClusterMarkerKey, in the backup bucket, says the cluster formed:
+	// written once every member is healthy, never expired.
+	EtcdClusterMarkerKey = "cluster/created"
+	// etcdRestoreBumpRevision is how far a restore moves revisions past the
+	// snapshot's: more than a cluster writes between two snapshots, as
+	// Kubernetes' restore procedure advises.
+	etcdRestoreBumpRevision = 1000000000
 	// EtcdRestoreCommand runs etcd-restore.sh with the member's settings
 	// (README: etcd restore).
 	EtcdRestoreCommand = "/usr/local/sbin/kubeha-etcd-restore"
@@ -218,10 +228,12 @@ func (c EtcdCluster) Node(p EtcdNodeParams) (Node, error) {
 		return Node{}, err
 	}
 	service, backup, timer := c.units()
+	promote, promoteTimer := promoteUnits()
 	env := []envVar{
 		{"CLUSTER_NAME", c.ClusterName},
 		{"MEMBER_NAME", p.Member.Name},
 		{"MEMBER_DNS", p.Member.DNSName},
+		{"MEMBER_DNS_TTL", fmt.Sprint(EtcdRecordTTL)},
 		{"MEMBER_CLIENT_URL", p.Member.ClientURL()},
 		{"MEMBER_PEER_URL", p.Member.PeerURL()},
 		// The member itself, over loopback: its server certificate holds
@@ -234,6 +246,8 @@ func (c EtcdCluster) Node(p EtcdNodeParams) (Node, error) {
 		{"HOSTED_ZONE_ID", p.HostedZoneID},
 		{"SECRET_ID", p.SecretID},
 		{"BACKUP_URL", c.BackupURL(p.BackupBucket)},
+		{"CLUSTER_MARKER_URL", "s3://" + p.BackupBucket + "/" + EtcdClusterMarkerKey},
+		{"RESTORE_BUMP_REVISION", fmt.Sprint(etcdRestoreBumpRevision)},
 		{"KMS_KEY_ID", p.KMSKeyID},
 		{"SNAPSHOT_METRIC_NAMESPACE", EtcdSnapshotMetricNamespace},
 		{"SNAPSHOT_METRIC", EtcdSnapshotMetric},
@@ -252,6 +266,7 @@ func (c EtcdCluster) Node(p EtcdNodeParams) (Node, error) {
 		{"MEMBER_ADD_RETRY_SECONDS", fmt.Sprint(EtcdMemberAddRetry.Seconds())},
 		{"MEMBER_SERVICE", service.name},
 		{"BACKUP_TIMER", timer.name},
+		{"PROMOTE_TIMER", promoteTimer.name},
 		{"ETCD_ARCHIVE_URL", p.Etcd.s3URL(p.AssetBucket)},
 		{"ETCD_ARCHIVE_SHA256", p.Etcd.SHA256},
 		{"BIN_DIR", BinDir},
@@ -261,17 +276,43 @@ func (c EtcdCluster) Node(p EtcdNodeParams) (Node, error) {
 		Packages: []string{"awscli", "jq", "curl"},
 		Files: []File{
 			{Path: EtcdConfigPath, Content: config, Mode: "0644"},
-			service.file(), backup.file(), timer.file(),
+			service.file(), backup.file(), timer.file(), promote.file(), promoteTimer.file(),
 			{Path: EtcdRestoreCommand, Content: "#!/bin/sh\n# shellcheck source=/dev/null\n" + envExec(EtcdEnvPath, ScriptDir+"/etcd-restore.sh") + ` "$@"` + "\n", Mode: "0755"},
 		},
 	}
-	if err := node.withEnv(EtcdEnvPath, "etcd member settings", env, "etcd-bootstrap.sh"); err != nil {
+	if err := node.withEnv(EtcdEnvPath, "etcd member settings", c.ClusterName, env, "etcd-bootstrap.sh"); err != nil {
 		return Node{}, err
 	}
-	if err := node.addScripts("etcd-common.sh", "imds.sh", "assets.sh", "etcd-bootstrap.sh", "etcd-start.sh", "etcd-backup.sh", "etcd-restore.sh"); err != nil {
+	if err := node.addScripts("etcd-common.sh", "imds.sh", "assets.sh", "etcd-bootstrap.sh", "etcd-start.sh", "etcd-backup.sh", "etcd-restore.sh", "etcd-promote.sh"); err != nil {
 		return Node{}, err
 	}
 	return node, nil
+}
+
+// promoteUnits run etcd-promote.sh every 20 s: a learner becomes a voter
+// within about that of catching up.
+func promoteUnits() (service, timer unit) {
+	service = unit{"kubeha-etcd-promote.service", strings.Join([]string{
+		"[Unit]",
+		"Description=Promote this etcd learner once caught up; mark the cluster formed (kubeha)",
+		"After=etcd.service",
+		"",
+		"[Service]",
+		"Type=oneshot",
+		"EnvironmentFile=" + EtcdEnvPath,
+		"ExecStart=" + ScriptDir + "/etcd-promote.sh",
+		""}, "\n")}
+	timer = unit{"kubeha-etcd-promote.timer", `[Unit]
+Description=Promote this etcd learner once caught up (kubeha)
+
+[Timer]
+OnActiveSec=20
+OnUnitInactiveSec=20
+
+[Install]
+WantedBy=timers.target
+`}
+	return service, timer
 }
 
 // BackupURL is where snapshots go.

@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
@@ -153,9 +152,7 @@ func TestEtcdNodeUnits(t *testing.T) {
 	if backup == nil || !strings.Contains(backup.Content, `--namespace "$SNAPSHOT_METRIC_NAMESPACE" --metric-name "$SNAPSHOT_METRIC"`) {
 		t.Errorf("etcd-backup.sh does not send the metric etcd.env names")
 	}
-	if len(n.Commands) != 1 || !slices.Equal(n.Commands[0], []string{"/bin/sh", "-c", envExec(EtcdEnvPath, ScriptDir+"/etcd-bootstrap.sh")}) {
-		t.Errorf("commands = %v, want etcd-bootstrap.sh with etcd.env loaded", n.Commands)
-	}
+	checkBootstrapUnit(t, n, EtcdEnvPath, "etcd-bootstrap.sh", "c1")
 	restore := n.File(EtcdRestoreCommand)
 	if restore == nil || !strings.Contains(restore.Content, envExec(EtcdEnvPath, ScriptDir+"/etcd-restore.sh")+` "$@"`) {
 		t.Errorf("%s = %+v, want etcd-restore.sh with etcd.env loaded", EtcdRestoreCommand, restore)

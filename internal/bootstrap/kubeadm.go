@@ -22,6 +22,17 @@ const (
 	kubeadmJoinFile = "kubeadm-join.yaml"
 )
 
+// etcdClientFiles are the API server's etcd client certificate, its key
+// and etcd's CA, from the control-plane node's secret.
+var etcdClientFiles = struct{ ca, cert, key string }{
+	KubernetesPKIDir + "/etcd/ca.crt", KubernetesPKIDir + "/apiserver-etcd-client.crt", KubernetesPKIDir + "/apiserver-etcd-client.key",
+}
+
+// kubeadmConfigEtcdKey is where the API server stores the ConfigMap
+// kube-system/kubeadm-config, which `kubeadm init` uploads: the durable
+// record that the cluster was created.
+const kubeadmConfigEtcdKey = "/registry/configmaps/kube-system/kubeadm-config"
+
 // Rendered kubeadm configurations, after node-configure.sh.
 const (
 	KubeadmInitConfigPath = ControlPlaneConfigDir + "/" + kubeadmInitFile
@@ -167,7 +178,7 @@ func (c ControlPlane) KubeadmInit() (string, error) {
 	cluster.Networking.PodSubnet, cluster.Networking.ServiceSubnet = c.PodCIDR, c.ServiceCIDR
 	ext := &cluster.Etcd.External
 	ext.Endpoints = c.EtcdEndpoints
-	ext.CAFile, ext.CertFile, ext.KeyFile = KubernetesPKIDir+"/etcd/ca.crt", KubernetesPKIDir+"/apiserver-etcd-client.crt", KubernetesPKIDir+"/apiserver-etcd-client.key"
+	ext.CAFile, ext.CertFile, ext.KeyFile = etcdClientFiles.ca, etcdClientFiles.cert, etcdClientFiles.key
 	cluster.APIServer = apiServer{
 		CertSANs: []string{c.Endpoint},
 		component: component{

@@ -111,6 +111,7 @@ var kernelModules = []string{"overlay", "br_netfilter"}
 // nodes' first boot.
 type kubernetesNodeSpec struct {
 	Role              string // control-plane or worker; <role>-bootstrap.sh runs first
+	ClusterName       string
 	KubernetesVersion string
 	Endpoint          string
 	Zone              string
@@ -134,6 +135,7 @@ func kubernetesNode(s kubernetesNodeSpec) (Node, error) {
 		{"ROLE", s.Role},
 		{"ZONE", s.Zone},
 		{"API_ENDPOINT", s.Endpoint},
+		{"API_PORT", fmt.Sprint(APIServerPort)},
 		{"API_READY_URL", fmt.Sprintf("https://%s:%d%s", s.Endpoint, APIServerPort, HealthCheckPath)},
 		{"AWS_DEFAULT_REGION", s.Region},
 		{"SECRET_ID", s.SecretID},
@@ -172,7 +174,7 @@ func kubernetesNode(s kubernetesNodeSpec) (Node, error) {
 			containerdUnit.file(), kubeletUnit.file(), kubeletKubeadmDropIn.file(),
 		),
 	}
-	if err := node.withEnv(NodeEnvPath, s.Role+" node settings", env, s.Role+"-bootstrap.sh"); err != nil {
+	if err := node.withEnv(NodeEnvPath, s.Role+" node settings", s.ClusterName, env, s.Role+"-bootstrap.sh"); err != nil {
 		return Node{}, err
 	}
 	if err := node.addScripts(append([]string{"node-common.sh", "kubernetes-node.sh", "imds.sh", "assets.sh", "node-configure.sh"}, s.Scripts...)...); err != nil {

@@ -6,8 +6,13 @@ import (
 	"strings"
 )
 
+// kubeletClientCert is the kubelet's current client certificate and key,
+// in one file, once its bootstrap certificate was signed.
+const kubeletClientCert = "/var/lib/kubelet/pki/kubelet-client-current.pem"
+
 // Worker is what every worker of one pool in one zone shares.
 type Worker struct {
+	ClusterName       string
 	KubernetesVersion string
 	// Endpoint is the load balancer's DNS name: workers never talk to a
 	// single control-plane node.
@@ -54,8 +59,9 @@ func (w Worker) Node(p WorkerParams) (Node, error) {
 		return Node{}, err
 	}
 	return kubernetesNode(kubernetesNodeSpec{
-		Role: "worker", KubernetesVersion: w.KubernetesVersion, Endpoint: w.Endpoint,
+		Role: "worker", ClusterName: w.ClusterName, KubernetesVersion: w.KubernetesVersion, Endpoint: w.Endpoint,
 		Zone: p.Zone, Region: p.Region, SecretID: p.SecretID, Assets: p.Assets,
+		Env:     []envVar{{"KUBELET_CLIENT_CERT", kubeletClientCert}},
 		Files:   []File{{Path: kubeadmTemplateDir + "/" + kubeadmJoinFile, Content: join, Mode: "0600"}},
 		Scripts: []string{"worker-bootstrap.sh"},
 	})

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kubeha/kubeha/internal/awsdouble"
+	"github.com/kubeha/kubeha/internal/bootstrap"
 	"github.com/kubeha/kubeha/internal/netlab"
 	"github.com/kubeha/kubeha/internal/pki"
 )
@@ -117,6 +118,12 @@ func (c *Cloud) imageFiles(rootfs string) (map[string][]byte, error) {
 // namespace), from rootfs, running userData, as an auto-scaling group
 // launches one from its launch template.
 func (c *Cloud) Launch(rootfs, name, zone string, host *netlab.Host, userData []byte) (*Instance, error) {
+	return c.launch(rootfs, name, zone, host, userData, "")
+}
+
+// launch is Launch into an auto-scaling group, if group is not empty,
+// whose launch hook holds the instance until its first boot completes it.
+func (c *Cloud) launch(rootfs, name, zone string, host *netlab.Host, userData []byte, group string) (*Instance, error) {
 	id := make([]byte, 9)
 	_, _ = rand.Read(id)
 	i := &Instance{Host: host, Instance: awsdouble.Instance{ID: "i-" + hex.EncodeToString(id)[:17], Zone: zone, Region: c.Region,
@@ -129,6 +136,9 @@ func (c *Cloud) Launch(rootfs, name, zone string, host *netlab.Host, userData []
 		return nil, err
 	}
 	c.AddInstance(i.Instance)
+	if group != "" {
+		c.JoinGroup(i.ID, group, bootstrap.LaunchHook)
+	}
 	// Each instance has its own root disk: a fresh folder per launch.
 	dir := filepath.Join(c.dir, "instances", name+"-"+i.ID)
 	if i.Container, err = BootContainer(ContainerSpec{Rootfs: rootfs, Dir: dir, Name: name, Netns: host.NamespacePath(),

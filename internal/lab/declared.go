@@ -37,6 +37,12 @@ func (c *Cloud) Declare(resources []mockrun.Resource) error {
 			}
 		}
 	}
+	// Records go into their zones, declared above.
+	for _, r := range resources {
+		if r.Type == "aws:route53/record:Record" && r.String("type") == "A" && len(r.Strings("records")) > 0 {
+			c.AddRecord(r.String("zoneId"), r.String("name"), uint32(r.Get("ttl").NumberValue()), r.Strings("records")...)
+		}
+	}
 	return c.PutObjects(resources, "")
 }
 
@@ -101,14 +107,24 @@ func (c *Cloud) NewNodeGroup(rootfs, name, zone string, host *netlab.Host, userD
 	return &NodeGroup{Name: name, Zone: zone, Host: host, UserData: userData, cloud: c, rootfs: rootfs}
 }
 
-// Start launches a new instance.
+// Start launches a new instance, held out of service by the group's launch
+// hook until its first boot completes it.
 func (g *NodeGroup) Start() error {
-	i, err := g.cloud.Launch(g.rootfs, g.Name, g.Zone, g.Host, g.UserData)
+	i, err := g.cloud.launch(g.rootfs, g.Name, g.Zone, g.Host, g.UserData, g.Name)
 	if err != nil {
 		return err
 	}
 	g.Instance = i
 	return nil
+}
+
+// InService is whether the running instance's launch hook was completed.
+func (g *NodeGroup) InService() bool {
+	if g.Instance == nil {
+		return false
+	}
+	gi, ok := g.cloud.GroupInstance(g.Instance.ID)
+	return ok && gi.State == awsdouble.InService
 }
 
 // Kill ends the instance at once, as a lost host, and terminates it.

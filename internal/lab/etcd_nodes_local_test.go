@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/kubeha/kubeha/components"
 	"github.com/kubeha/kubeha/internal/addons"
+	"github.com/kubeha/kubeha/internal/awsdouble"
 	"github.com/kubeha/kubeha/internal/bootstrap"
 	"github.com/kubeha/kubeha/internal/config"
 	"github.com/kubeha/kubeha/internal/mockrun"
@@ -48,7 +51,12 @@ func TestEtcdNodesBootFromTheirUserData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := mockrun.Run("kubeha", "dev", raw, program.StackWith(raw, func(args *components.ClusterArgs) { args.Assets = assets }))
+	rec, err := mockrun.Run("kubeha", "dev", raw, program.StackWith(raw, func(args *components.ClusterArgs) {
+		args.Assets = assets
+		// No add-on set: its chart archives come from their repositories,
+		// and only etcd boots here (the rehearsal stands in for the charts).
+		args.Addons.Applier = components.ApplierPulumi
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +145,7 @@ func TestEtcdNodesBootFromTheirUserData(t *testing.T) {
 	t.Logf("MEASURED: 3 etcd members booted from their launch templates, cloud-init done on all in %.1fs", time.Since(start).Seconds())
 
 	client := etcdHealthClient(t, rec)
-	took, err := WaitFor(t.Context(), "3 healthy etcd members", 2*time.Minute, func() error {
+	took, err := WaitFor(t.Context(), "3 healthy etcd members", 4*time.Minute, func() error {
 		for _, m := range members {
 			if err := memberHealthy(client, cloud.Resolve(m.DNSName), m.DNSName); err != nil {
 				return err
@@ -152,6 +160,19 @@ func TestEtcdNodesBootFromTheirUserData(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("MEASURED: etcd whole %.1fs after the instances launched (%.1fs after cloud-init)", time.Since(start).Seconds(), took.Seconds())
+	// Each first boot, a unit of its own, completes its launch hook once
+	// its member is a healthy voter, and never runs again.
+	if _, err := WaitFor(t.Context(), "every member in service", time.Minute, func() error {
+		for _, g := range groups {
+			if err := bootstrapped(g, "launch hook of "+g.Instance.ID+" in "+g.Name+": CONTINUE"); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("MEASURED: every member in service (launch hook completed) %.1fs after the instances launched", time.Since(start).Seconds())
 
 	for _, m := range members {
 		if ips := cloud.Resolve(m.DNSName); len(ips) != 1 {
@@ -189,9 +210,28 @@ func TestEtcdNodesBootFromTheirUserData(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Once every member is healthy, the cluster marks itself formed, in
+	// the backup bucket where snapshot expiry never reaches.
+	if _, err := WaitFor(t.Context(), "the cluster's marker", time.Minute, func() error {
+		_, err := cloud.Object(bucket, bootstrap.EtcdClusterMarkerKey)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// Snapshots expire; a member that loses its volume then must still
+	// join the cluster that exists, never form a new one under its name.
+	snapshotData, err := cloud.Object(bucket, snapshot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cloud.DeleteObject(bucket, snapshot); err != nil {
+		t.Fatal(err)
+	}
+
 	// Runbook "replace a member whose volume is lost": its instance goes,
 	// a blank volume takes the old one's place, and the group's new
-	// instance re-registers the member and gets every key from its peers.
+	// instance re-registers the member as a learner, gets every key from
+	// its peers, and is promoted to a voter.
 	lost := groups[1]
 	lost.Kill()
 	volume, err := volumeOf(rec, lost.Name)
@@ -201,19 +241,61 @@ func TestEtcdNodesBootFromTheirUserData(t *testing.T) {
 	if err := cloud.WipeVolume(volume); err != nil {
 		t.Fatal(err)
 	}
+	// EC2 refuses the new instance's volume attach for a while: its first
+	// boot retries the step until EC2 allows it, and stays out of service
+	// meanwhile.
+	cloud.Fault(awsdouble.EC2, "AttachVolume", awsdouble.Fault{Refuse: "UnauthorizedOperation"})
 	replaced := time.Now()
 	if err := lost.Start(); err != nil {
 		t.Fatal(err)
 	}
+	time.Sleep(attachRefusedFor)
+	if lost.InService() {
+		t.Errorf("%s is in service while its volume cannot attach", lost.Name)
+	}
+	cloud.Fault(awsdouble.EC2, "AttachVolume", awsdouble.Fault{})
 	_, err = WaitFor(t.Context(), lost.Name+" back on a blank volume with every key", 4*time.Minute, func() error {
 		return kv.expectKeys(members[1], 101)
 	})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, lost.Instance.ConsoleTail(40))
 	}
-	t.Logf("MEASURED: %s replaced on a blank volume, serving all 101 keys %.1fs after its new instance launched", lost.Name, time.Since(replaced).Seconds())
+	t.Logf("MEASURED: %s replaced on a blank volume (no snapshot left in S3), serving all 101 keys %.1fs after its new instance launched", lost.Name, time.Since(replaced).Seconds())
+	if _, err := WaitFor(t.Context(), lost.Name+" promoted from learner", 2*time.Minute, func() error {
+		type member struct {
+			Name      string
+			IsLearner bool
+		}
+		var list struct{ Members []member }
+		if err := kv.call(members[0], "/v3/cluster/member/list", map[string]any{}, &list); err != nil {
+			return err
+		}
+		if len(list.Members) != 3 || slices.ContainsFunc(list.Members, func(m member) bool { return m.IsLearner }) {
+			return fmt.Errorf("members %+v, want 3 voters", list.Members)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if log, err := lost.Instance.Exec("journalctl", "--no-pager", "-o", "cat", "-u", "kubeha-etcd-promote.service"); err != nil || !strings.Contains(log, "promoted from learner to voter") {
+		t.Errorf("%s was not added as a learner and promoted: %v\n%s", lost.Name, err, log)
+	}
+	t.Logf("MEASURED: %s a voter again %.1fs after its new instance launched", lost.Name, time.Since(replaced).Seconds())
+	if _, err := WaitFor(t.Context(), lost.Name+" in service", time.Minute, func() error {
+		return bootstrapped(lost, "step volume failed")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var before struct{ Header struct{ Revision string } }
+	if err := kv.call(members[0], "/v3/kv/range", map[string]any{"key": []byte(key(0))}, &before); err != nil {
+		t.Fatal(err)
+	}
 
-	// Runbook "restore from a snapshot", step by step on every member.
+	// Runbook "restore from a snapshot", step by step on every member, from
+	// the snapshot the test kept.
+	if err := cloud.PutObject(bucket, snapshot, snapshotData); err != nil {
+		t.Fatal(err)
+	}
 	for _, g := range groups {
 		if _, err := g.Instance.Exec("systemctl", "stop", "etcd"); err != nil {
 			t.Fatal(err)
@@ -242,6 +324,34 @@ func TestEtcdNodesBootFromTheirUserData(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("MEASURED: restored from %s: 3 members healthy with exactly the snapshot's 100 keys %.1fs after etcd started", snapshot, time.Since(restored).Seconds())
+	// Revisions moved on past any a watcher saw before the restore.
+	var after struct{ Header struct{ Revision string } }
+	if err := kv.call(members[0], "/v3/kv/range", map[string]any{"key": []byte(key(0))}, &after); err != nil {
+		t.Fatal(err)
+	}
+	was, _ := strconv.ParseInt(before.Header.Revision, 10, 64)
+	now, _ := strconv.ParseInt(after.Header.Revision, 10, 64)
+	// The snapshot is older than the last revision seen (a write came
+	// after it), so only the bump keeps revisions moving forward.
+	if was == 0 || now <= was || now < 1_000_000_000 {
+		t.Errorf("revision %d before the restore, %d after: want it bumped past a billion", was, now)
+	}
+}
+
+// attachRefusedFor is how long EC2 refuses the replacement's volume.
+const attachRefusedFor = 45 * time.Second
+
+// bootstrapped is nil once the group's instance is in service and its
+// first boot logged that it is done, having logged want on the way.
+func bootstrapped(g *NodeGroup, want string) error {
+	if !g.InService() {
+		return fmt.Errorf("%s is not in service", g.Name)
+	}
+	log, err := g.Instance.Exec("journalctl", "--no-pager", "-o", "cat", "-u", bootstrap.BootstrapUnit)
+	if err != nil || !strings.Contains(log, want) || !strings.Contains(log, "bootstrap done in") {
+		return fmt.Errorf("%s: kubeha-bootstrap did not log %q and done (%v):\n%s", g.Name, want, err, log)
+	}
+	return nil
 }
 
 func key(k int) string   { return fmt.Sprintf("/kubeha-test/%05d", k) }
@@ -325,7 +435,7 @@ func checkBackup(t *testing.T, rec *mockrun.Recorder, cloud *Cloud, groups []*No
 	if err != nil {
 		t.Fatal(err)
 	}
-	snapshots, err := cloud.List(bucket, "")
+	snapshots, err := cloud.List(bucket, "snapshots/")
 	if err != nil || len(snapshots) != 1 {
 		t.Fatalf("the backup bucket %s holds %v (%v); want exactly one snapshot, from the leader", bucket, snapshots, err)
 	}

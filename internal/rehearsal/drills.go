@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,11 +26,13 @@ type drill struct {
 // (c), so that every drill starts from a whole cluster.
 var drills = []drill{
 	{"a", "kill the control-plane node holding the scheduler and controller-manager Leases", killLeaseHolder},
-	{"b", "kill the etcd leader", killEtcdLeader},
+	{"b", "kill the etcd leader; its replacement boots while EC2 throttles, Route 53 is slow and EC2 refuses its volume for 2 minutes", killEtcdLeader},
 	{"c", "cut zone a: etcd-a and cp-a lose their network at once", cutZone},
 	{"e", "bring zone a back: its members rejoin and its node re-enters rotation", restoreZone},
 	{"d", "partition cp-b from etcd only, its port 6443 still open; load balancer checks HTTPS /readyz", partitionFromEtcd(healthCheckReadyz)},
 	{"d-tcp", "the same partition; load balancer checks that TCP connects (kops, Typhoon)", partitionFromEtcd(healthCheckTCP)},
+	{"f", "replace cp-a, whose first boot created the cluster: the new instance finds the cluster in etcd and joins", replaceFirstNode},
+	{"g", "an etcd follower loses its instance and data volume while S3 holds no snapshot: it rejoins as a learner, is promoted, quorum held", loseEtcdVolume},
 }
 
 // recoveryLimit is how long a drill waits for the cluster before giving
@@ -276,7 +279,7 @@ func killLeaseHolder(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 		return d, err
 	}
 	// Its group launches a replacement, which joins the cluster.
-	if err := victim.Start(); err != nil {
+	if err := c.replaceInstance(&d, victim); err != nil {
 		return d, err
 	}
 	return d, heal(c, p, &d)
@@ -300,14 +303,24 @@ func killEtcdLeader(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 		return d, err
 	}
 	// The replacement boots against a harder AWS: EC2 throttles its first
-	// calls, Route 53 answers slowly, and the volume is still attached to
-	// the lost instance until EC2 finishes detaching it.
+	// calls, Route 53 answers slowly, the volume is still attached to the
+	// lost instance until EC2 finishes detaching it, and then EC2 refuses
+	// the attach for a while. Its first boot retries until it can, out of
+	// service meanwhile.
 	since := time.Now()
 	c.cloud.Fault(awsdouble.EC2, "*", awsdouble.Fault{Throttle: 3})
 	c.cloud.Fault(awsdouble.Route53, "ChangeResourceRecordSets", awsdouble.Fault{Delay: 3 * time.Second})
 	defer c.cloud.Fault(awsdouble.Route53, "ChangeResourceRecordSets", awsdouble.Fault{})
-	if err := victim.Start(); err != nil {
+	allowed := c.refuseAttach()
+	if err := c.replaceInstance(&d, victim); err != nil {
 		return d, err
+	}
+	<-allowed
+	if log := bootstrapLog(victim); !strings.Contains(log, "step volume failed") {
+		return d, fmt.Errorf("%s's first boot never met the refused attach:\n%s", victim.Name, log)
+	}
+	if *d.ReplacementInServiceSeconds < attachRefusal.Seconds() {
+		return d, fmt.Errorf("%s was in service %.0fs after launch, while its volume was refused for %s", victim.Name, *d.ReplacementInServiceSeconds, attachRefusal)
 	}
 	if err := heal(c, p, &d); err != nil {
 		return d, err
@@ -318,7 +331,8 @@ func killEtcdLeader(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 			throttled++
 		}
 	}
-	d.note(fmt.Sprintf("%s's replacement rejoined through %d throttled EC2 calls and a 3 s Route 53", victim.Name, throttled))
+	d.note(fmt.Sprintf("%s's replacement rejoined through %d throttled EC2 calls, a 3 s Route 53 and %s of refused attaches, in service %.0fs after launch",
+		victim.Name, throttled, attachRefusal, *d.ReplacementInServiceSeconds))
 	if throttled != 3 {
 		return d, fmt.Errorf("the replacement met %d throttled EC2 calls, want 3", throttled)
 	}

@@ -63,7 +63,14 @@ type Drill struct {
 	// recovery, if it promises one.
 	RecoveryBoundSeconds *float64 `json:"recoveryBoundSeconds"`
 	LostWrites           int      `json:"lostWrites"`
-	Notes                string   `json:"notes,omitempty"`
+	// ReplacementInServiceSeconds is from the replacement instance's
+	// launch until its first boot completed the launch hook: healthy for
+	// its role (an etcd voter, a ready API server).
+	ReplacementInServiceSeconds *float64 `json:"replacementInServiceSeconds,omitempty"`
+	// QuorumLostSamples counts the samples, every poll interval while an
+	// etcd member was replaced, in which the others had no leader.
+	QuorumLostSamples *int   `json:"quorumLostSamples,omitempty"`
+	Notes             string `json:"notes,omitempty"`
 }
 
 // Report is the whole rehearsal.

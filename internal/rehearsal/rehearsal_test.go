@@ -105,6 +105,18 @@ func TestRehearsal(t *testing.T) {
 	within("drill a scheduler Lease moved", a.SchedulerLeaseSeconds, b.leaseTakeover)
 	within("drill a controller-manager Lease moved", a.ControllerManagerLeaseSecs, b.leaseTakeover)
 	within("drill b new etcd leader", byName["b"].EtcdLeaderSeconds, b.etcdLeader)
+	// Each kind of node replaced from its user-data is back in service:
+	// a control-plane node (a), an etcd member with its volume after a
+	// refused attach (b), the node that created the cluster (f), and a
+	// member on a blank volume, quorum held (g).
+	for _, name := range []string{"a", "b", "f", "g"} {
+		if byName[name].ReplacementInServiceSeconds == nil {
+			t.Errorf("drill %s: no replacement in service", name)
+		}
+	}
+	if lost := byName["g"].QuorumLostSamples; lost == nil || *lost != 0 {
+		t.Errorf("drill g: quorum lost in %v samples, want none", lost)
+	}
 	readyz, tcp := byName["d"], byName["d-tcp"]
 	if tcp.RecoverySeconds != nil || tcp.RemovalSeconds != nil || tcp.RecoveryBoundSeconds != nil {
 		t.Errorf("drill d-tcp: recovery %s (bound %s), want none: a TCP check never takes out a node cut from etcd",

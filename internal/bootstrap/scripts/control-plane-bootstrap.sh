@@ -1,46 +1,86 @@
 #!/usr/bin/env bash
-# First boot of a control-plane node (cloud-init runcmd). Every node runs
-# the same steps, so a node replaced months later comes back the same way:
-#  - the API answers through the load balancer: join it;
-#  - it does not, and this is the first zone's node: create the cluster
-#    (on existing etcd data, kubeadm init picks the cluster up again);
-#  - otherwise wait for the first zone's node, and retry.
+# First boot of a control-plane node (kubeha-bootstrap.service, rerun until
+# it succeeds). Every node runs the same steps, so a node replaced months
+# later comes back the same way. Whether the cluster exists is read from
+# etcd, the one durable record of it, never from whether the load balancer
+# answers (it does not during an etcd blip):
+#  - etcd holds kube-system/kubeadm-config: join through the load balancer;
+#  - it does not, and this is the first zone's node: create the cluster;
+#  - otherwise wait for the first zone's node.
+# Once its API server is ready, the node lets its group put it in service.
 # shellcheck source-path=SCRIPTDIR
 here=$(dirname "${BASH_SOURCE[0]}")
 . "$here/node-common.sh"
 . "$here/kubernetes-node.sh"
+. "$here/bootstrap-steps.sh"
 
 # A private API's one way in from outside the VPC: an EC2 Instance Connect
 # Endpoint tunnel to port 22, which this node forwards to its API server.
-if [ -n "${API_TUNNEL_SOCKET:-}" ]; then
+api_tunnel() {
+  local unit
   for unit in ssh.socket ssh.service sshd.service; do
     systemctl disable --now "$unit" >/dev/null 2>&1 || true
   done
   systemctl enable --now "$API_TUNNEL_SOCKET" ||
     log "warning: port 22 is taken: this node cannot be reached through the Instance Connect Endpoint"
-fi
-install_kubernetes
-set_node_name
-while true; do
+}
+
+# Prints whether etcd holds kubeadm's record of the cluster (yes or no),
+# asked with the API server's own etcd client certificate through etcd's
+# JSON gateway; fails when no member answers.
+cluster_recorded() {
+  local key endpoint answer endpoints
+  key=$(printf '%s' "$KUBEADM_CONFIG_ETCD_KEY" | base64 -w0)
+  IFS=, read -r -a endpoints <<<"$ETCD_ENDPOINTS"
+  for endpoint in "${endpoints[@]}"; do
+    if answer=$(curl -fsS --max-time 5 --cacert "$ETCD_CA_FILE" --cert "$ETCD_CERT_FILE" --key "$ETCD_KEY_FILE" \
+      -X POST "$endpoint/v3/kv/range" -d "{\"key\":\"$key\",\"count_only\":true}"); then
+      if [ "$(jq -r '.count // "0"' <<<"$answer")" = 0 ]; then echo no; else echo yes; fi
+      return 0
+    fi
+  done
+  log "no etcd member answers at $ETCD_ENDPOINTS"
+  return 1
+}
+
+# One try at creating or joining the cluster; kubeadm reset on failure
+# (it also empties the PKI folder: the next try fetches it again).
+create_or_join() {
+  local recorded
   fetch_secrets
   "$here/node-configure.sh"
-  if api_ready; then
-    log "the API answers at $API_ENDPOINT: joining"
-    kubeadm join --config "$KUBEADM_JOIN_CONFIG" && break
+  recorded=$(cluster_recorded)
+  if [ "$recorded" = yes ]; then
+    log "etcd holds the cluster: joining through $API_ENDPOINT"
+    kubeadm join --config "$KUBEADM_JOIN_CONFIG" && return 0
   elif [ "$ZONE" = "$INIT_ZONE" ]; then
-    log "no API at $API_ENDPOINT: creating the cluster"
-    kubeadm init --config "$KUBEADM_INIT_CONFIG" && break
+    log "etcd holds no cluster: creating it"
+    kubeadm init --config "$KUBEADM_INIT_CONFIG" && return 0
   else
     log "waiting for the $INIT_ZONE node to create the cluster"
-    sleep 15
-    continue
+    return 1
   fi
-  # kubeadm reset also empties the PKI folder: the loop fetches again.
-  log "kubeadm failed; resetting and retrying"
+  log "kubeadm failed; resetting"
   kubeadm reset -f >/dev/null 2>&1 || true
-  sleep 15
-done
-install_control_plane_tools
-systemctl daemon-reload
-# shellcheck disable=SC2086 # TIMERS is a comma-separated list of units
-systemctl enable --now ${TIMERS//,/ }
+  return 1
+}
+
+start_timers() {
+  systemctl daemon-reload
+  # shellcheck disable=SC2086 # TIMERS is a comma-separated list of units
+  systemctl enable --now ${TIMERS//,/ }
+}
+
+api_server_ready() {
+  curl -fsk --max-time 5 "$LOCAL_READY_URL" >/dev/null
+}
+
+if [ -n "${API_TUNNEL_SOCKET:-}" ]; then
+  step api-tunnel api_tunnel
+fi
+step kubernetes install_kubernetes
+step node-name set_node_name
+step kubeadm create_or_join
+step tools install_control_plane_tools
+step timers start_timers
+ready_for_service api_server_ready

@@ -4,6 +4,8 @@
 # etcdctl authenticates with the member's certificate through them.
 # shellcheck shell=bash
 set -euo pipefail
+# A failure inside $(...) fails the command substitution's caller too.
+shopt -s inherit_errexit
 : "${MEMBER_NAME:?no member settings in the environment: run this through systemd or kubeha-etcd-restore}"
 
 log() {
@@ -18,4 +20,43 @@ other_endpoints() {
     [ "$url" = "$MEMBER_CLIENT_URL" ] || others+=("$url")
   done
   (IFS=,; echo "${others[*]}")
+}
+
+# Whether the cluster ever formed: its marker, written once it did and
+# never expired, or a snapshot (a cluster made before kubeha wrote
+# markers). `aws s3 ls` exits 1 when nothing matches; any other failure
+# stops here rather than guess.
+cluster_exists() {
+  local url listing rc
+  for url in "$CLUSTER_MARKER_URL" "$BACKUP_URL/"; do
+    rc=0
+    listing=$(aws s3 ls "$url") || rc=$?
+    if [ "$rc" -gt 1 ]; then
+      log "cannot list $url (exit $rc); retrying later"
+      exit 1
+    fi
+    if [ "$url" = "$CLUSTER_MARKER_URL" ] && [ -n "$listing" ]; then
+      return 0
+    fi
+    if grep -q '\.db$' <<<"$listing"; then
+      return 0
+    fi
+  done
+  return 1
+}
+
+# mark_cluster_created writes the marker once every member is healthy:
+# from then on a member that lost its data rejoins, and never forms a new
+# cluster under its old name.
+mark_cluster_created() {
+  local listing rc=0
+  listing=$(aws s3 ls "$CLUSTER_MARKER_URL") || rc=$?
+  if [ "$rc" -eq 0 ] && [ -n "$listing" ]; then
+    return 0
+  fi
+  etcdctl --endpoints "$CLIENT_ENDPOINTS" endpoint health >/dev/null 2>&1 || return 1
+  jq -n --arg c "$CLUSTER_NAME" --arg m "$MEMBER_NAME" --arg t "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+    '{cluster: $c, formedAt: $t, writtenBy: $m}' |
+    aws s3 cp --only-show-errors --sse aws:kms --sse-kms-key-id "$KMS_KEY_ID" - "$CLUSTER_MARKER_URL"
+  log "the cluster formed: marker written to $CLUSTER_MARKER_URL"
 }

@@ -22,9 +22,13 @@ case $snapshot in
   *) cp "$snapshot" "$work/snapshot.db" ;;
 esac
 etcdutl snapshot status "$work/snapshot.db" -w table >&2
+# Revisions must never go backwards under the API servers' watch caches:
+# Kubernetes' procedure bumps them past anything served since the snapshot
+# and marks the old ones compacted, so watchers relist.
 etcdutl snapshot restore "$work/snapshot.db" --data-dir "$work/data" \
   --name "$MEMBER_NAME" --initial-cluster "$INITIAL_CLUSTER" \
-  --initial-cluster-token "$token" --initial-advertise-peer-urls "$MEMBER_PEER_URL"
+  --initial-cluster-token "$token" --initial-advertise-peer-urls "$MEMBER_PEER_URL" \
+  --bump-revision "$RESTORE_BUMP_REVISION" --mark-compacted
 
 if [ -d "$DATA_DIR" ]; then
   aside="$DATA_DIR.before-restore-$(date -u +%Y%m%dT%H%M%SZ)"

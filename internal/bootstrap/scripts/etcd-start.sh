@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # ExecStart of etcd.service: decide how this member starts, then run etcd.
 #  - data on the volume: it restarts as the member it was;
-#  - no data, but the cluster has snapshots (so it existed): this member's
-#    volume was lost. With a healthy majority it re-registers itself and
-#    joins as a new member; without one it refuses (see the restore runbook);
-#  - no data and no snapshots: the cluster is being created.
+#  - no data, but the cluster exists (its marker, or a snapshot): this
+#    member's volume was lost. With a healthy majority it re-registers
+#    itself and joins as a learner, which the promote timer makes a voter
+#    once it caught up; without a majority it refuses (restore runbook);
+#  - no data and no marker: the cluster is being created.
 # shellcheck source-path=SCRIPTDIR
 . "$(dirname "${BASH_SOURCE[0]}")/etcd-common.sh"
 
@@ -19,10 +20,11 @@ rejoin() {
   if [ -n "$id" ]; then
     etcdctl --endpoints "$others" member remove "$id"
   fi
-  # etcd refuses a new voter until the member asked has been connected to
-  # all the others for 5 s: retry for a minute.
+  # A learner takes no part in quorum until it caught up, so adding it
+  # never puts the cluster at risk. etcd may refuse while a member asked
+  # is still connecting to the others: retry for a minute.
   for _ in $(seq $((60 / MEMBER_ADD_RETRY_SECONDS))); do
-    if etcdctl --endpoints "$others" member add "$MEMBER_NAME" --peer-urls "$MEMBER_PEER_URL"; then
+    if etcdctl --endpoints "$others" member add "$MEMBER_NAME" --peer-urls "$MEMBER_PEER_URL" --learner; then
       return
     fi
     sleep "$MEMBER_ADD_RETRY_SECONDS"
@@ -31,22 +33,10 @@ rejoin() {
   exit 1
 }
 
-# Whether the cluster has ever taken a snapshot. `aws s3 ls` exits 1 for an
-# empty prefix; any other failure stops here rather than guess.
-has_snapshots() {
-  local listing rc=0
-  listing=$(aws s3 ls "$BACKUP_URL/") || rc=$?
-  if [ "$rc" -gt 1 ]; then
-    log "cannot list $BACKUP_URL (exit $rc); retrying later"
-    exit 1
-  fi
-  grep -q '\.db$' <<<"$listing"
-}
-
 state=new
 if [ -d "$DATA_DIR/member" ]; then
   state=existing
-elif has_snapshots; then
+elif cluster_exists; then
   log "no data but the cluster exists: rejoining as a replacement member"
   rejoin
   state=existing

@@ -4,6 +4,8 @@
 # the token-sync timer).
 # shellcheck shell=bash
 set -euo pipefail
+# A failure inside $(...) fails the command substitution's caller too.
+shopt -s inherit_errexit
 : "${ROLE:?no node settings in the environment: run this through cloud-init or systemd}"
 
 log() {

@@ -1,25 +1,37 @@
 #!/usr/bin/env bash
-# First boot of a worker (cloud-init runcmd): install the pinned Kubernetes
-# packages, read the join token and CA from the join secret, and join
-# through the load balancer, retrying until the control plane answers.
-# The token never expires (control-plane-token-sync.sh keeps it equal to
-# the secret's), so a worker launched months later joins the same way.
+# First boot of a worker (kubeha-bootstrap.service, rerun until it
+# succeeds): install the pinned Kubernetes packages, read the join token
+# and CA from the join secret, join through the load balancer, and once
+# the Node is Ready, let the group put the instance in service. The token
+# never expires (control-plane-token-sync.sh keeps it equal to the
+# secret's), so a worker launched months later joins the same way.
 # shellcheck source-path=SCRIPTDIR
 here=$(dirname "${BASH_SOURCE[0]}")
 . "$here/node-common.sh"
 . "$here/kubernetes-node.sh"
+. "$here/bootstrap-steps.sh"
 
-install_kubernetes
-set_node_name
-until api_ready; do
-  log "waiting for the API at $API_ENDPOINT"
-  sleep 15
-done
-while true; do
+# One try at joining; kubeadm reset on failure.
+join() {
+  api_ready || { log "waiting for the API at $API_ENDPOINT"; return 1; }
   fetch_secrets
   "$here/node-configure.sh"
-  kubeadm join --config "$KUBEADM_JOIN_CONFIG" && break
-  log "kubeadm join failed; resetting and retrying"
+  kubeadm join --config "$KUBEADM_JOIN_CONFIG" && return 0
+  log "kubeadm join failed; resetting"
   kubeadm reset -f >/dev/null 2>&1 || true
-  sleep 15
-done
+  return 1
+}
+
+# The Node's Ready condition, read with the kubelet's own credentials.
+node_ready() {
+  local status
+  status=$(curl -fsS --max-time 5 --cacert "$KUBERNETES_PKI_DIR/ca.crt" --cert "$KUBELET_CLIENT_CERT" --key "$KUBELET_CLIENT_CERT" \
+    "https://$API_ENDPOINT:$API_PORT/api/v1/nodes/$(hostname)" |
+    jq -r '.status.conditions[] | select(.type == "Ready") | .status')
+  [ "$status" = True ]
+}
+
+step kubernetes install_kubernetes
+step node-name set_node_name
+step kubeadm join
+ready_for_service node_ready

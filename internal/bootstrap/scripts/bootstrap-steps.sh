@@ -1,0 +1,90 @@
+# Sourced by every first-boot script, which kubeha-bootstrap.service runs
+# and reruns until it succeeds:
+#  - step retries each step with backoff and remembers it done, so a rerun
+#    redoes only what had not finished;
+#  - ready_for_service ends the instance's Auto Scaling launch hook once
+#    the node is healthy for its role: only then is it InService;
+#  - past the deadline, a failure counts a metric and gives the instance
+#    back (the hook abandoned, or marked Unhealthy), so that its group
+#    replaces it.
+# Each script defines log first.
+# shellcheck shell=bash
+
+install -d -m 0700 "$BOOTSTRAP_STATE_DIR"
+[ -e "$BOOTSTRAP_STATE_DIR/started" ] || date +%s >"$BOOTSTRAP_STATE_DIR/started"
+
+past_deadline() {
+  [ $(($(date +%s) - $(cat "$BOOTSTRAP_STATE_DIR/started"))) -ge "$BOOTSTRAP_DEADLINE_SECONDS" ]
+}
+
+# step NAME COMMAND...: runs COMMAND, with errexit, in a subshell, until it
+# succeeds, waiting twice as long each time up to BOOTSTRAP_BACKOFF_SECONDS,
+# until the bootstrap deadline.
+step() {
+  local name=$1 delay=5 rc
+  shift
+  [ ! -e "$BOOTSTRAP_STATE_DIR/$name.done" ] || return 0
+  while true; do
+    set +e
+    (set -e && "$@")
+    rc=$?
+    set -e
+    if [ "$rc" -eq 0 ]; then
+      touch "$BOOTSTRAP_STATE_DIR/$name.done"
+      return 0
+    fi
+    if past_deadline; then
+      log "step $name failed (exit $rc) and the bootstrap deadline has passed"
+      return 1
+    fi
+    log "step $name failed (exit $rc); retrying in ${delay}s"
+    sleep "$delay"
+    delay=$((delay * 2 < BOOTSTRAP_BACKOFF_SECONDS ? delay * 2 : BOOTSTRAP_BACKOFF_SECONDS))
+  done
+}
+
+# launch_hook RESULT completes this instance's launch hook with RESULT
+# (CONTINUE or ABANDON) if it waits on one; an instance outside any group,
+# or already in service, has none.
+launch_hook() {
+  local instance where group state
+  instance=$(imds instance-id)
+  where=$(aws autoscaling describe-auto-scaling-instances --instance-ids "$instance" \
+    --query 'AutoScalingInstances[0].[AutoScalingGroupName,LifecycleState]' --output text)
+  read -r group state <<<"$where"
+  if [ "$state" != "Pending:Wait" ]; then
+    log "no launch hook waits on $instance (${where})"
+    return 0
+  fi
+  aws autoscaling complete-lifecycle-action --lifecycle-hook-name "$LAUNCH_HOOK" \
+    --auto-scaling-group-name "$group" --instance-id "$instance" --lifecycle-action-result "$1"
+  log "launch hook of $instance in $group: $1"
+}
+
+# ready_for_service waits until CHECK... succeeds, then lets the group put
+# this instance in service.
+ready_for_service() {
+  step healthy "$@"
+  step in-service launch_hook CONTINUE
+  touch "$BOOTSTRAP_STATE_DIR/done"
+  log "bootstrap done in $(($(date +%s) - $(cat "$BOOTSTRAP_STATE_DIR/started")))s"
+}
+
+# On a failed run: systemd reruns the unit until the deadline; after it,
+# the node counts itself failed and asks to be replaced (the hook
+# abandoned if it still waits, otherwise marked Unhealthy).
+bootstrap_exit() {
+  local rc=$? instance
+  [ "$rc" -ne 0 ] || return 0
+  if ! past_deadline; then
+    log "bootstrap failed (exit $rc); systemd runs it again"
+    return 0
+  fi
+  log "bootstrap failed past its deadline of ${BOOTSTRAP_DEADLINE_SECONDS}s: asking to be replaced"
+  aws cloudwatch put-metric-data --namespace "$BOOTSTRAP_METRIC_NAMESPACE" --metric-name "$BOOTSTRAP_FAILED_METRIC" \
+    --dimensions "$BOOTSTRAP_METRIC_DIMENSIONS" --value 1 --unit Count || true
+  instance=$(imds instance-id) || return 0
+  launch_hook ABANDON || true
+  aws autoscaling set-instance-health --instance-id "$instance" --health-status Unhealthy || true
+}
+trap bootstrap_exit EXIT

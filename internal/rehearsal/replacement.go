@@ -1,0 +1,227 @@
+package rehearsal
+
+// Drills of what AWS does to nodes: an instance replaced by its group, a
+// lost data volume, a first boot that AWS refuses for a while. Each
+// replacement boots from the same user-data as the instance it replaces.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/kubeha/kubeha/internal/awsdouble"
+	"github.com/kubeha/kubeha/internal/bootstrap"
+	"github.com/kubeha/kubeha/internal/lab"
+)
+
+// attachRefusal is how long EC2 refuses a replacement etcd member's volume
+// attach in drill b.
+const attachRefusal = 2 * time.Minute
+
+// launchLimit is how long a replacement may take to be in service.
+const launchLimit = 5 * time.Minute
+
+// replaceInstance launches g's new instance and waits until its first
+// boot completed the launch hook, recording how long that took.
+func (c *cluster) replaceInstance(d *Drill, g *lab.NodeGroup) error {
+	start := time.Now()
+	if err := g.Start(); err != nil {
+		return err
+	}
+	took, err := c.waitFor(g.Name+"'s replacement in service", launchLimit, func() error {
+		if !g.InService() {
+			return fmt.Errorf("%s's launch hook is not completed", g.Name)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("%w\n%s", err, bootstrapLog(g))
+	}
+	d.ReplacementInServiceSeconds = seconds(took)
+	c.logf("%s's replacement in service %.0fs after it launched", g.Name, time.Since(start).Seconds())
+	return nil
+}
+
+// bootstrapLog is what the instance's first boot logged.
+func bootstrapLog(g *lab.NodeGroup) string {
+	out, err := g.Instance.Exec("journalctl", "--no-pager", "--output", "cat", "--unit", bootstrap.BootstrapUnit)
+	if err != nil {
+		return err.Error()
+	}
+	return out
+}
+
+// replaceFirstNode replaces cp-a, whose first boot created the cluster.
+// Its new instance runs the same user-data, so it must read from etcd that
+// the cluster exists and join it: a `kubeadm init` would overwrite the
+// cluster's kubeadm configuration under a live control plane.
+func replaceFirstNode(ctx context.Context, c *cluster, p *probe) (Drill, error) {
+	w, err := c.settle()
+	if err != nil {
+		return Drill{}, err
+	}
+	victim := c.nodes[0]
+	w.lostNodes[victim.Name] = true
+	d, err := measure(ctx, c, p, w, func() error {
+		victim.Kill()
+		return nil
+	})
+	if err != nil {
+		return d, err
+	}
+	if err := c.replaceInstance(&d, victim); err != nil {
+		return d, err
+	}
+	log := bootstrapLog(victim)
+	if !strings.Contains(log, "etcd holds the cluster: joining") || strings.Contains(log, "kubeadm init") || strings.Contains(log, "creating it") {
+		return d, fmt.Errorf("%s's replacement did not join the cluster it found in etcd:\n%s", victim.Name, log)
+	}
+	d.note(victim.Name + "'s replacement found kubeadm-config in etcd and joined")
+	return d, heal(c, p, &d)
+}
+
+// loseEtcdVolume takes a follower's instance and its data volume with it
+// while S3 holds no snapshot (expired, or backups stopped): only the
+// cluster's marker says the cluster exists. The replacement must join it
+// as a learner, be promoted once caught up, and the other two members
+// must keep quorum throughout.
+func loseEtcdVolume(ctx context.Context, c *cluster, p *probe) (Drill, error) {
+	w, err := c.settle()
+	if err != nil {
+		return Drill{}, err
+	}
+	victimIndex := (w.etcdLeader + 1) % len(c.members)
+	victim := c.members[victimIndex]
+	w.lostMembers[victimIndex] = true
+	bucket, err := lab.DeclaredBucket(c.stack.declared, "-backups")
+	if err != nil {
+		return Drill{}, err
+	}
+	if _, err := c.cloud.Object(bucket, bootstrap.EtcdClusterMarkerKey); err != nil {
+		return Drill{}, fmt.Errorf("the cluster's marker is not in S3: %w", err)
+	}
+	snapshots, err := c.cloud.List(bucket, "snapshots/")
+	if err != nil {
+		return Drill{}, err
+	}
+	for _, key := range snapshots {
+		if err := c.cloud.DeleteObject(bucket, key); err != nil {
+			return Drill{}, err
+		}
+	}
+	volume, err := c.volumeOf(victim.Name)
+	if err != nil {
+		return Drill{}, err
+	}
+	// Quorum: a leader among the two members left, sampled throughout.
+	samples, lost := 0, 0
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(lab.PollInterval):
+			}
+			samples++
+			if c.etcdLeaderAmong(w.lostMembers) < 0 {
+				lost++
+			}
+		}
+	}()
+	d, err := measure(ctx, c, p, w, func() error {
+		victim.Kill()
+		return c.cloud.WipeVolume(volume)
+	})
+	if err == nil {
+		err = c.replaceInstance(&d, victim)
+	}
+	close(stop)
+	<-sampled
+	if err != nil {
+		return d, err
+	}
+	d.QuorumLostSamples = &lost
+	log := bootstrapLog(victim)
+	if !strings.Contains(log, "launch hook of "+victim.Instance.ID) {
+		return d, fmt.Errorf("%s's replacement did not complete its launch hook:\n%s", victim.Name, log)
+	}
+	voters, err := c.etcdVoters()
+	if err != nil || len(voters) != len(c.members) {
+		return d, fmt.Errorf("after the replacement, voters %v (%v), want all %d members", voters, err, len(c.members))
+	}
+	promote, _ := victim.Instance.Exec("journalctl", "--no-pager", "--output", "cat", "--unit", "kubeha-etcd-promote.service")
+	start, _ := victim.Instance.Exec("journalctl", "--no-pager", "--output", "cat", "--unit", "etcd.service")
+	if !strings.Contains(promote, "promoted from learner to voter") || !strings.Contains(start, "rejoining as a replacement member") {
+		return d, fmt.Errorf("%s did not rejoin as a learner and get promoted:\n%s\n%s", victim.Name, start, promote)
+	}
+	d.note(fmt.Sprintf("%s rejoined on a blank volume with %d snapshots deleted, as a learner, promoted; quorum lost in %d of %d samples",
+		victim.Name, len(snapshots), lost, samples))
+	if lost > 0 {
+		return d, fmt.Errorf("quorum lost in %d of %d samples while %s was replaced", lost, samples, victim.Name)
+	}
+	return d, heal(c, p, &d)
+}
+
+// volumeOf is the etcd data volume the program declared for a member.
+func (c *cluster) volumeOf(member string) (string, error) {
+	for _, r := range c.stack.declared {
+		if r.Type == "aws:ebs/volume:Volume" && r.Tags()[bootstrap.EtcdMemberTag] == member {
+			return r.ID, nil
+		}
+	}
+	return "", fmt.Errorf("no volume tagged %s=%s", bootstrap.EtcdMemberTag, member)
+}
+
+// etcdVoters are the names of the members that vote, as the first member
+// answering lists them.
+func (c *cluster) etcdVoters() ([]string, error) {
+	var lastErr error
+	for i, m := range c.members {
+		url := fmt.Sprintf("https://%s:%d/v3/cluster/member/list", m.Host.IP, bootstrap.EtcdClientPort)
+		resp, err := c.etcdMetrics[i].Post(url, "application/json", bytes.NewReader([]byte("{}")))
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		var list struct {
+			Members []struct {
+				Name      string
+				IsLearner bool
+			}
+		}
+		if err := json.Unmarshal([]byte(readAll(resp)), &list); err != nil {
+			lastErr = err
+			continue
+		}
+		var voters []string
+		for _, member := range list.Members {
+			if !member.IsLearner {
+				voters = append(voters, member.Name)
+			}
+		}
+		return voters, nil
+	}
+	return nil, lastErr
+}
+
+// refuseAttach makes EC2 refuse every volume attach for attachRefusal
+// from now, then allows them again.
+func (c *cluster) refuseAttach() (allowed <-chan struct{}) {
+	c.cloud.Fault(awsdouble.EC2, "AttachVolume", awsdouble.Fault{Refuse: "UnauthorizedOperation"})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case <-time.After(attachRefusal):
+		case <-c.ctx.Done():
+		}
+		c.cloud.Fault(awsdouble.EC2, "AttachVolume", awsdouble.Fault{})
+	}()
+	return done
+}
