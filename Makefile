@@ -65,8 +65,8 @@ real:
 # Leases moved, a new etcd leader, a failed node out of rotation); /readyz
 # beating TCP, which never takes out a node cut from etcd.
 rehearsal:
-	$(GO) test -count=1 -tags rehearsal -timeout 30m -v -run '^TestRehearsal$$' ./internal/rehearsal \
-	  | grep -E '^(--- |ok|FAIL|PASS)|SKIPPED|_test.go|^\s+(drill|[a-e]|d-tcp)[[:space:]:]|acknowledged writes|^\s+add-ons:'
+	$(GO) test -count=1 -tags rehearsal -timeout 40m -v -run '^TestRehearsal$$' ./internal/rehearsal \
+	  | grep -E '^(--- |ok|FAIL|PASS)|SKIPPED|_test.go|^\s+(drill|[a-h]|d-tcp)[[:space:]:]|acknowledged writes|^\s+add-ons:'
 
 # A short coverage-guided run of each config fuzzer; `make fuzz FUZZTIME=10m` for longer.
 fuzz:

@@ -55,11 +55,12 @@ func envExec(envPath, script string) string {
 // Every node's first boot runs as BootstrapUnit, rerun until it succeeds
 // or the node is replaced (bootstrap-steps.sh).
 const (
-	BootstrapUnit     = "kubeha-bootstrap.service"
-	bootstrapStateDir = "/var/lib/kubeha/bootstrap"
+	BootstrapUnit = "kubeha-bootstrap.service"
+	// BootstrapStateDir holds a file <step>.done for each step done.
+	BootstrapStateDir = "/var/lib/kubeha/bootstrap"
 	// BootstrapDoneFile exists once the node bootstrapped: the unit does
 	// not run again, even after a reboot.
-	BootstrapDoneFile = bootstrapStateDir + "/done"
+	BootstrapDoneFile = BootstrapStateDir + "/done"
 	// BootstrapDeadline is how long a node may take to become healthy for
 	// its role before it gives itself up to be replaced. Package installs,
 	// image imports and kubeadm take 2 to 6 minutes; later zones wait for
@@ -83,7 +84,7 @@ const (
 // first-boot script with it, and the command that starts the unit.
 func (n *Node) withEnv(path, header, cluster string, vars []envVar, firstBoot string) error {
 	vars = append(vars,
-		envVar{"BOOTSTRAP_STATE_DIR", bootstrapStateDir},
+		envVar{"BOOTSTRAP_STATE_DIR", BootstrapStateDir},
 		envVar{"BOOTSTRAP_DEADLINE_SECONDS", fmt.Sprint(BootstrapDeadline.Seconds())},
 		envVar{"BOOTSTRAP_BACKOFF_SECONDS", fmt.Sprint(bootstrapRetry.Seconds())},
 		envVar{"LAUNCH_HOOK", LaunchHook},

@@ -33,6 +33,7 @@ var drills = []drill{
 	{"d-tcp", "the same partition; load balancer checks that TCP connects (kops, Typhoon)", partitionFromEtcd(healthCheckTCP)},
 	{"f", "replace cp-a, whose first boot created the cluster: the new instance finds the cluster in etcd and joins", replaceFirstNode},
 	{"g", "an etcd follower loses its instance and data volume while S3 holds no snapshot: it rejoins as a learner, is promoted, quorum held", loseEtcdVolume},
+	{"h", "every etcd member's data lost: the README's restore runbook, scripted, brings the cluster back from the S3 snapshot into fresh members", restoreFromSnapshot},
 }
 
 // recoveryLimit is how long a drill waits for the cluster before giving

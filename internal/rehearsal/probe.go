@@ -18,12 +18,20 @@ type probe struct {
 	c       *cluster
 	mu      sync.Mutex
 	results []result
-	acked   []string
+	acked   []ackedWrite
+	// rewound counts writes acknowledged after a restore's snapshot,
+	// which the restore took back.
+	rewound int
 	// skipped counts ticks with no free slot.
 	skipped int
 	stop    chan struct{}
 	done    chan struct{}
 	once    sync.Once
+}
+
+type ackedWrite struct {
+	name string
+	at   time.Time
 }
 
 type result struct {
@@ -92,7 +100,7 @@ func (p *probe) writeAndRead(name string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if wrote {
-		p.acked = append(p.acked, name)
+		p.acked = append(p.acked, ackedWrite{name, time.Now()})
 	}
 	p.results = append(p.results, result{started: started, at: time.Now(), ok: wrote && read})
 }
@@ -186,12 +194,28 @@ func (p *probe) lostWrites() ([]string, error) {
 		have[item.Metadata.Name] = true
 	}
 	var lost []string
-	for _, name := range acked {
-		if !have[name] {
-			lost = append(lost, name)
+	for _, w := range acked {
+		if !have[w.name] {
+			lost = append(lost, w.name)
 		}
 	}
 	return lost, nil
+}
+
+// rewind forgets the writes acknowledged after since, as restoring a
+// snapshot taken then does, and says how many.
+func (p *probe) rewind(since time.Time) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	kept := p.acked[:0]
+	for _, w := range p.acked {
+		if w.at.Before(since) {
+			kept = append(kept, w)
+		}
+	}
+	n := len(p.acked) - len(kept)
+	p.acked, p.rewound = kept, p.rewound+n
+	return n
 }
 
 // readAll is a response's body, closed.

@@ -69,8 +69,11 @@ type Drill struct {
 	ReplacementInServiceSeconds *float64 `json:"replacementInServiceSeconds,omitempty"`
 	// QuorumLostSamples counts the samples, every poll interval while an
 	// etcd member was replaced, in which the others had no leader.
-	QuorumLostSamples *int   `json:"quorumLostSamples,omitempty"`
-	Notes             string `json:"notes,omitempty"`
+	QuorumLostSamples *int `json:"quorumLostSamples,omitempty"`
+	// RewoundWrites counts writes acknowledged after a restore's snapshot,
+	// which the restore took back as it must; lostWrites excludes them.
+	RewoundWrites int    `json:"rewoundWrites,omitempty"`
+	Notes         string `json:"notes,omitempty"`
 }
 
 // Report is the whole rehearsal.
@@ -263,12 +266,13 @@ func (c *cluster) addLatency(ms int) error {
 // WriteTable prints the report for a person.
 func (r *Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "drill\thealth check\tlongest API gap\terrors\terror window\tp50/p99\tscheduler lease\tcontroller-manager lease\tetcd leader\tout of rotation\trecovery\t(bound)\tlost writes")
+	fmt.Fprintln(tw, "drill\thealth check\tlongest API gap\terrors\terror window\tp50/p99\tscheduler lease\tcontroller-manager lease\tetcd leader\tout of rotation\trecovery\t(bound)\treplacement in service\tlost writes")
 	for _, d := range r.Drills {
-		fmt.Fprintf(tw, "%s\t%s\t%.1fs\t%d/%d (%.1f%%)\t%.1fs\t%.2fs/%.2fs\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", d.Name, d.HealthCheck, d.LongestGapSeconds,
+		fmt.Fprintf(tw, "%s\t%s\t%.1fs\t%d/%d (%.1f%%)\t%.1fs\t%.2fs/%.2fs\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", d.Name, d.HealthCheck, d.LongestGapSeconds,
 			d.Failures, d.Requests, 100*d.ErrorRate, d.ErrorWindowSeconds, d.LatencySeconds["p50"], d.LatencySeconds["p99"],
 			secs(d.SchedulerLeaseSeconds), secs(d.ControllerManagerLeaseSecs),
-			secs(d.EtcdLeaderSeconds), secs(d.RemovalSeconds), recovery(d.RecoverySeconds), secs(d.RecoveryBoundSeconds), d.LostWrites)
+			secs(d.EtcdLeaderSeconds), secs(d.RemovalSeconds), recovery(d.RecoverySeconds), secs(d.RecoveryBoundSeconds),
+			secs(d.ReplacementInServiceSeconds), d.LostWrites)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

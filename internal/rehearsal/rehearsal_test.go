@@ -117,6 +117,11 @@ func TestRehearsal(t *testing.T) {
 	if lost := byName["g"].QuorumLostSamples; lost == nil || *lost != 0 {
 		t.Errorf("drill g: quorum lost in %v samples, want none", lost)
 	}
+	// The restore kept every write acknowledged before its snapshot (the
+	// lost-writes check above), and took back some made after it.
+	if h := byName["h"]; h.RecoverySeconds == nil || h.RewoundWrites == 0 {
+		t.Errorf("drill h: recovery %s, %d writes rewound; want a restore that took back the writes after its snapshot", secs(h.RecoverySeconds), h.RewoundWrites)
+	}
 	readyz, tcp := byName["d"], byName["d-tcp"]
 	if tcp.RecoverySeconds != nil || tcp.RemovalSeconds != nil || tcp.RecoveryBoundSeconds != nil {
 		t.Errorf("drill d-tcp: recovery %s (bound %s), want none: a TCP check never takes out a node cut from etcd",

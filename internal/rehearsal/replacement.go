@@ -76,7 +76,9 @@ func replaceFirstNode(ctx context.Context, c *cluster, p *probe) (Drill, error) 
 		return d, err
 	}
 	log := bootstrapLog(victim)
-	if !strings.Contains(log, "etcd holds the cluster: joining") || strings.Contains(log, "kubeadm init") || strings.Contains(log, "creating it") {
+	// control-plane-bootstrap.sh's own lines (kubeadm join prints "kubeadm
+	// init" in its advice).
+	if !strings.Contains(log, "etcd holds the cluster: joining") || strings.Contains(log, "etcd holds no cluster: creating it") {
 		return d, fmt.Errorf("%s's replacement did not join the cluster it found in etcd:\n%s", victim.Name, log)
 	}
 	d.note(victim.Name + "'s replacement found kubeadm-config in etcd and joined")
@@ -147,10 +149,6 @@ func loseEtcdVolume(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 		return d, err
 	}
 	d.QuorumLostSamples = &lost
-	log := bootstrapLog(victim)
-	if !strings.Contains(log, "launch hook of "+victim.Instance.ID) {
-		return d, fmt.Errorf("%s's replacement did not complete its launch hook:\n%s", victim.Name, log)
-	}
 	voters, err := c.etcdVoters()
 	if err != nil || len(voters) != len(c.members) {
 		return d, fmt.Errorf("after the replacement, voters %v (%v), want all %d members", voters, err, len(c.members))
