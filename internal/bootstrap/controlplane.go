@@ -132,6 +132,8 @@ func (c ControlPlane) Node(p ControlPlaneParams) (Node, error) {
 		{"ADMIN_KUBECONFIG", AdminKubeconfigPath},
 		{"TOKEN_DESCRIPTION", BootstrapTokenDescription},
 		{"LOCAL_READY_URL", fmt.Sprintf("https://127.0.0.1:%d%s", APIServerPort, HealthCheckPath)},
+		// Points the endpoint at this node while it runs kubeadm init.
+		{"INIT_HOSTS_ENTRY", "127.0.0.1 " + c.Endpoint + " #kubeha-kubeadm-init"},
 		// Whether the cluster exists is read from etcd, with the API
 		// server's client certificate.
 		{"ETCD_ENDPOINTS", strings.Join(c.EtcdEndpoints, ",")},

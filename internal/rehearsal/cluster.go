@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kubeha/kubeha/internal/bootstrap"
@@ -33,6 +34,7 @@ const (
 	labCIDR   = "10.210.0.0/16"
 	lbIP      = "10.210.100.10"
 	lbStats   = 8404
+	lbAdmin   = 9999 // haproxy's runtime API
 	machineIP = "10.210.254.2"
 	hubIP     = "10.210.254.1"
 	// awsIP answers every AWS endpoint and the VPC's DNS.
@@ -59,8 +61,13 @@ type cluster struct {
 	wholeAt        time.Time
 	lb             *lab.Node
 	check          string // healthCheckReadyz or healthCheckTCP
-	k8sCA          *pki.Pair
-	etcdCA         *pki.Pair
+	// registered is, by node, whether the load balancer holds it as a
+	// target (registerTargets); lbMu guards it and haproxy's restarts.
+	registered    map[string]bool
+	lbMu          sync.Mutex
+	stopRegistrar chan struct{}
+	k8sCA         *pki.Pair
+	etcdCA        *pki.Pair
 	// lbAdmin is cluster-admin through the load balancer, as kubectl with
 	// the stack's kubeconfig; nodeAPIs ask each node directly, anonymously,
 	// as the load balancer's check does.
@@ -87,7 +94,7 @@ func setUp(ctx context.Context, s stack, dir string, logf func(string, ...any)) 
 	if err != nil {
 		return nil, err
 	}
-	c := &cluster{ctx: ctx, stack: s, net: nl, check: healthCheckReadyz, logf: logf}
+	c := &cluster{ctx: ctx, stack: s, net: nl, check: healthCheckReadyz, logf: logf, registered: map[string]bool{}, stopRegistrar: make(chan struct{})}
 	// Nothing half-made stays behind.
 	defer func() {
 		if err != nil {
@@ -135,6 +142,7 @@ func setUp(ctx context.Context, s stack, dir string, logf func(string, ...any)) 
 	if err := c.startHAProxy(); err != nil {
 		return nil, err
 	}
+	go c.registerTargets(c.stopRegistrar)
 	if c.cloud, err = lab.StartCloud(nl, "awsnet", awsIP, s.region, dir+"/cloud"); err != nil {
 		return nil, err
 	}
@@ -334,6 +342,7 @@ func (c *cluster) close() {
 	if c.net == nil {
 		return
 	}
+	close(c.stopRegistrar)
 	if c.cloud != nil {
 		if err := c.cloud.Close(); err != nil {
 			c.logf("cleanup: %v", err)

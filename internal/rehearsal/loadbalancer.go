@@ -3,6 +3,8 @@ package rehearsal
 import (
 	"encoding/csv"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kubeha/kubeha/internal/bootstrap"
+	"github.com/kubeha/kubeha/internal/lab"
 )
 
 // Load balancer health checks the rehearsal compares.
@@ -37,11 +40,16 @@ func (c *cluster) haproxyConfig() string {
 	}
 	var servers strings.Builder
 	for i := range c.stack.zones {
-		fmt.Fprintf(&servers, "  server %s %s.21:%d %s\n", nodeName(i), zoneNet(i), bootstrap.APIServerPort, check)
+		fmt.Fprintf(&servers, "  server %s %s.21:%d %s", nodeName(i), zoneNet(i), bootstrap.APIServerPort, check)
+		if !c.registered[nodeName(i)] {
+			servers.WriteString(" disabled")
+		}
+		servers.WriteString("\n")
 	}
 	return fmt.Sprintf(`global
   maxconn 4096
   log stdout format iso local0
+  stats socket ipv4@%s:%d level admin
 defaults
   mode tcp
   timeout connect %s
@@ -59,14 +67,17 @@ backend apiservers
   bind %s:%d
   stats enable
   stats uri /stats
-`, haproxyTime(h.timeout), lbIP, bootstrap.APIServerPort, haproxyTime(h.timeout), httpCheck, servers.String(), lbIP, lbStats)
+`, lbIP, lbAdmin, haproxyTime(h.timeout), lbIP, bootstrap.APIServerPort, haproxyTime(h.timeout), httpCheck, servers.String(), lbIP, lbStats)
 }
 
 // haproxyTime is a duration as haproxy reads it.
 func haproxyTime(d time.Duration) string { return fmt.Sprintf("%dms", d.Milliseconds()) }
 
-// startHAProxy (re)starts haproxy with the current health check.
+// startHAProxy (re)starts haproxy with the current health check and the
+// targets registered now.
 func (c *cluster) startHAProxy() error {
+	c.lbMu.Lock()
+	defer c.lbMu.Unlock()
 	c.lb.Stop("haproxy")
 	path := filepath.Join(lbBinds[0], "haproxy.cfg")
 	if err := os.WriteFile(filepath.Join(c.lb.Host.Root, path), []byte(c.haproxyConfig()), 0o644); err != nil {
@@ -76,6 +87,61 @@ func (c *cluster) startHAProxy() error {
 }
 
 var quick = &http.Client{Timeout: 2 * time.Second}
+
+// registerTargets keeps the load balancer's targets as an auto-scaling
+// group keeps its target group's: an instance is registered once its
+// launch hook is completed (in service), and a new instance, out of
+// service until then, takes its predecessor's place. A lost instance
+// stays registered, as on AWS, until its group replaces it: its failing
+// health checks take it out of rotation meanwhile.
+func (c *cluster) registerTargets(stop <-chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		case <-time.After(lab.PollInterval):
+		}
+		c.lbMu.Lock()
+		for _, g := range c.nodes {
+			if g.Instance == nil {
+				continue
+			}
+			want := g.InService()
+			if c.registered[g.Name] == want {
+				continue
+			}
+			state := "maint"
+			if want {
+				state = "ready"
+			}
+			if err := haproxyCommand("set server apiservers/" + g.Name + " state " + state); err != nil {
+				c.logf("load balancer: %s %s: %v", state, g.Name, err)
+				continue
+			}
+			c.registered[g.Name] = want
+		}
+		c.lbMu.Unlock()
+	}
+}
+
+// haproxyCommand sends one command to haproxy's runtime API; haproxy
+// answers nothing but a blank line when it succeeds.
+func haproxyCommand(command string) error {
+	conn, err := net.DialTimeout("tcp", fmt.Sprintf("%s:%d", lbIP, lbAdmin), 2*time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := conn.Write([]byte(command + "\n")); err != nil {
+		return err
+	}
+	answer, _ := io.ReadAll(conn)
+	if text := strings.TrimSpace(string(answer)); text != "" {
+		return fmt.Errorf("haproxy: %s", text)
+	}
+	return nil
+}
 
 // backendUp says, by node name, whether haproxy sends it traffic.
 func (c *cluster) backendUp() (map[string]bool, error) {

@@ -21,7 +21,7 @@ past_deadline() {
 # succeeds, waiting twice as long each time up to BOOTSTRAP_BACKOFF_SECONDS,
 # until the bootstrap deadline.
 step() {
-  local name=$1 delay=5 rc
+  local name=$1 delay=$((BOOTSTRAP_BACKOFF_SECONDS < 5 ? BOOTSTRAP_BACKOFF_SECONDS : 5)) rc
   shift
   [ ! -e "$BOOTSTRAP_STATE_DIR/$name.done" ] || return 0
   while true; do
@@ -47,15 +47,22 @@ step() {
 # (CONTINUE or ABANDON) if it waits on one; an instance outside any group,
 # or already in service, has none.
 launch_hook() {
-  local instance where group state
+  local instance where group
   instance=$(imds instance-id)
   where=$(aws autoscaling describe-auto-scaling-instances --instance-ids "$instance" \
     --query 'AutoScalingInstances[0].[AutoScalingGroupName,LifecycleState]' --output text)
-  read -r group state <<<"$where"
-  if [ "$state" != "Pending:Wait" ]; then
-    log "no launch hook waits on $instance (${where})"
-    return 0
-  fi
+  read -r group _ <<<"$where"
+  case $where in
+    None | *InService)
+      log "no launch hook waits on $instance ($where)"
+      return 0
+      ;;
+    *Pending:Wait) ;;
+    *)
+      log "$instance is not waiting on its launch hook yet ($where)"
+      return 1
+      ;;
+  esac
   aws autoscaling complete-lifecycle-action --lifecycle-hook-name "$LAUNCH_HOOK" \
     --auto-scaling-group-name "$group" --instance-id "$instance" --lifecycle-action-result "$1"
   log "launch hook of $instance in $group: $1"
@@ -80,11 +87,16 @@ bootstrap_exit() {
     log "bootstrap failed (exit $rc); systemd runs it again"
     return 0
   fi
+  if [ -e "$BOOTSTRAP_STATE_DIR/gave-up" ]; then
+    log "bootstrap failed past its deadline; given up already, waiting to be replaced"
+    return 0
+  fi
   log "bootstrap failed past its deadline of ${BOOTSTRAP_DEADLINE_SECONDS}s: asking to be replaced"
   aws cloudwatch put-metric-data --namespace "$BOOTSTRAP_METRIC_NAMESPACE" --metric-name "$BOOTSTRAP_FAILED_METRIC" \
     --dimensions "$BOOTSTRAP_METRIC_DIMENSIONS" --value 1 --unit Count || true
   instance=$(imds instance-id) || return 0
   launch_hook ABANDON || true
   aws autoscaling set-instance-health --instance-id "$instance" --health-status Unhealthy || true
+  touch "$BOOTSTRAP_STATE_DIR/gave-up"
 }
 trap bootstrap_exit EXIT

@@ -43,19 +43,40 @@ cluster_recorded() {
   return 1
 }
 
+# kubeadm init reaches the API through the endpoint (admin.conf), but the
+# load balancer takes a new instance as a target only once it is in
+# service, after its first boot: while this node creates the cluster, the
+# endpoint's name is this node's own API server (its certificate holds
+# the name).
+init_here() {
+  local rc=0 hosts
+  echo "$INIT_HOSTS_ENTRY" >>/etc/hosts
+  kubeadm init --config "$KUBEADM_INIT_CONFIG" || rc=$?
+  hosts=$(grep -vxF "$INIT_HOSTS_ENTRY" /etc/hosts || true)
+  printf '%s\n' "$hosts" >/etc/hosts
+  return "$rc"
+}
+
 # One try at creating or joining the cluster; kubeadm reset on failure
-# (it also empties the PKI folder: the next try fetches it again).
+# (it also empties the PKI folder: the next try fetches it again). A node
+# whose own init failed part way (kubeadm-config uploaded, no API server
+# left) runs init again rather than join a cluster nobody serves.
 create_or_join() {
   local recorded
   fetch_secrets
   "$here/node-configure.sh"
   recorded=$(cluster_recorded)
-  if [ "$recorded" = yes ]; then
+  if [ "$recorded" = yes ] && [ ! -e "$BOOTSTRAP_STATE_DIR/init-attempted" ]; then
     log "etcd holds the cluster: joining through $API_ENDPOINT"
     kubeadm join --config "$KUBEADM_JOIN_CONFIG" && return 0
   elif [ "$ZONE" = "$INIT_ZONE" ]; then
-    log "etcd holds no cluster: creating it"
-    kubeadm init --config "$KUBEADM_INIT_CONFIG" && return 0
+    if [ "$recorded" = yes ]; then
+      log "this node's own init stopped part way: running it again"
+    else
+      log "etcd holds no cluster: creating it"
+    fi
+    touch "$BOOTSTRAP_STATE_DIR/init-attempted"
+    init_here && return 0
   else
     log "waiting for the $INIT_ZONE node to create the cluster"
     return 1

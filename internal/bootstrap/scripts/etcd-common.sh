@@ -45,7 +45,8 @@ cluster_exists() {
   return 1
 }
 
-# mark_cluster_created writes the marker once every member is healthy:
+# mark_cluster_created writes the marker once every member is healthy
+# (callers test it, so errexit is off inside: each failure returns):
 # from then on a member that lost its data rejoins, and never forms a new
 # cluster under its old name.
 mark_cluster_created() {
@@ -57,6 +58,6 @@ mark_cluster_created() {
   etcdctl --endpoints "$CLIENT_ENDPOINTS" endpoint health >/dev/null 2>&1 || return 1
   jq -n --arg c "$CLUSTER_NAME" --arg m "$MEMBER_NAME" --arg t "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
     '{cluster: $c, formedAt: $t, writtenBy: $m}' |
-    aws s3 cp --only-show-errors --sse aws:kms --sse-kms-key-id "$KMS_KEY_ID" - "$CLUSTER_MARKER_URL"
+    aws s3 cp --only-show-errors --sse aws:kms --sse-kms-key-id "$KMS_KEY_ID" - "$CLUSTER_MARKER_URL" || return 1
   log "the cluster formed: marker written to $CLUSTER_MARKER_URL"
 }
