@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/kms"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -33,6 +34,8 @@ type ClusterArgs struct {
 	KubernetesVersion string `json:"kubernetesVersion"`
 	// DeletionProtection keeps `pulumi destroy` from deleting the KMS key, the network, the etcd volumes and backups and the load balancer; nil means true. Required in prod.
 	DeletionProtection *bool `json:"deletionProtection"`
+	// BootstrapTimeoutMinutes is how long a new node may take to become healthy for its role (an etcd voter, a ready API server, a Ready Node) before it gives itself up and its group replaces it: 5 to 60, default 20. AWS abandons the launch 10 minutes later if the node never reports.
+	BootstrapTimeoutMinutes int `json:"bootstrapTimeoutMinutes"`
 	// Tags are added to every resource, and through the launch templates and auto-scaling groups to every instance and volume; at most 40, none in the aws:, kubernetes.io/ or kubeha.io/ namespaces.
 	Tags map[string]string `json:"tags"`
 	// KMSKeyArn is a key of the caller's for secrets and backups; without it Cluster makes one.
@@ -75,10 +78,15 @@ const DefaultKubernetesVersion = bootstrap.PinnedKubernetesVersion
 
 var SupportedKubernetesMinors = []string{"1.36"}
 
+// DefaultBootstrapTimeoutMinutes is bootstrap.BootstrapDeadline, the time
+// a node has to become healthy for its role.
+const DefaultBootstrapTimeoutMinutes = int(bootstrap.BootstrapDeadline / time.Minute)
+
 // WithDefaults is args with every unset option at its default: what
 // NewCluster builds, and what the config reference shows.
 func (args ClusterArgs) WithDefaults() ClusterArgs {
 	args.KubernetesVersion = cmp.Or(args.KubernetesVersion, DefaultKubernetesVersion)
+	args.BootstrapTimeoutMinutes = cmp.Or(args.BootstrapTimeoutMinutes, DefaultBootstrapTimeoutMinutes)
 	if args.DeletionProtection == nil {
 		args.DeletionProtection = pulumi.BoolRef(true)
 	}
@@ -114,6 +122,7 @@ func (args ClusterArgs) Validate() error {
 	c.oneOf("Environment", args.Environment, EnvironmentDev, EnvironmentStaging, EnvironmentProd)
 	c.zones(args.Zones, args.Region)
 	c.kubernetesVersion("KubernetesVersion", args.KubernetesVersion)
+	c.between("BootstrapTimeoutMinutes", args.BootstrapTimeoutMinutes, 5, 60)
 	if production && !*args.DeletionProtection {
 		c.add("DeletionProtection", "false", "true in prod")
 	}
@@ -310,7 +319,7 @@ func NewCluster(ctx *pulumi.Context, name string, given *ClusterArgs, opts ...pu
 		return nil, err
 	}
 	zonal := ZonalWiring{ClusterName: args.ClusterName, Region: args.Region, Zones: args.Zones, SubnetIDs: private, VpcID: network.VpcID,
-		KMSKeyArn: key, Assets: c.Assets}
+		KMSKeyArn: key, Assets: c.Assets, BootstrapTimeoutMinutes: args.BootstrapTimeoutMinutes}
 	if c.Etcd, err = NewEtcdCluster(ctx, name+"-etcd", &EtcdClusterArgs{EtcdOptions: args.Etcd, ZonalWiring: zonal,
 		ScraperSecurityGroupID: scraper, Protect: protect, Tags: args.Tags}, child); err != nil {
 		return nil, err
@@ -343,7 +352,8 @@ func NewCluster(ctx *pulumi.Context, name string, given *ClusterArgs, opts ...pu
 		for i, zone := range args.Zones {
 			group, err := NewZonalWorkerGroup(ctx, name+"-"+pool.Name+"-"+zone, &ZonalWorkerGroupArgs{WorkerPool: pool,
 				ClusterName: args.ClusterName, Region: args.Region, KubernetesVersion: args.KubernetesVersion, Zone: zone,
-				SubnetID: private[i], ControlPlane: c.ControlPlane, SecurityGroupIDs: []pulumi.StringInput{c.WorkerSecurityGroupID},
+				BootstrapTimeoutMinutes: args.BootstrapTimeoutMinutes,
+				SubnetID:                private[i], ControlPlane: c.ControlPlane, SecurityGroupIDs: []pulumi.StringInput{c.WorkerSecurityGroupID},
 				KMSKeyArn: key, ManagedPolicyArns: cloudWatch, Tags: args.Tags}, child)
 			if err != nil {
 				return nil, err

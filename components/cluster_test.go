@@ -389,11 +389,29 @@ func TestEveryNodeReportsItsOwnLaunch(t *testing.T) {
 		}
 		h := hooks[0].ObjectValue()
 		if h["name"].StringValue() != bootstrap.LaunchHook || h["lifecycleTransition"].StringValue() != "autoscaling:EC2_INSTANCE_LAUNCHING" ||
-			h["defaultResult"].StringValue() != "ABANDON" || h["heartbeatTimeout"].NumberValue() != bootstrap.LaunchHookTimeout.Seconds() {
+			h["defaultResult"].StringValue() != "ABANDON" || h["heartbeatTimeout"].NumberValue() != 1800 {
 			t.Errorf("%s: launch hook %v", g.Name, h)
 		}
 		if g.String("waitForCapacityTimeout") != "30m" {
 			t.Errorf("%s: pulumi up waits %q for its instances, want the hook's 30m", g.Name, g.String("waitForCapacityTimeout"))
+		}
+	}
+	// A stack's bootstrapTimeoutMinutes reaches every node's deadline and
+	// every group's hook, 10 minutes longer.
+	args := minimalClusterArgs()
+	args.BootstrapTimeoutMinutes = 5
+	short, err := runCluster(args, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range short.OfType("aws:autoscaling/group:Group") {
+		if h := g.Get("initialLifecycleHooks").ArrayValue()[0].ObjectValue(); h["heartbeatTimeout"].NumberValue() != 900 || g.String("waitForCapacityTimeout") != "15m" {
+			t.Errorf("%s with a 5-minute bootstrap timeout: hook %v, wait %q; want 900 s and 15m", g.Name, h["heartbeatTimeout"], g.String("waitForCapacityTimeout"))
+		}
+	}
+	for _, lt := range short.OfType("aws:ec2/launchTemplate:LaunchTemplate") {
+		if data := decodeUserData(t, lt); !strings.Contains(data, "BOOTSTRAP_DEADLINE_SECONDS=300\n") {
+			t.Errorf("%s: the user-data does not give the node 300 s", lt.Name)
 		}
 	}
 	roles, bootstrapPolicies := 0, 0

@@ -185,7 +185,7 @@ func NewControlPlane(ctx *pulumi.Context, name string, args *ControlPlaneArgs, o
 		etcdEndpoints = append(etcdEndpoints, m.ClientURL())
 	}
 	rendered := bootstrap.ControlPlane{
-		ClusterName: args.ClusterName, KubernetesVersion: args.KubernetesVersion,
+		ClusterName: args.ClusterName, BootstrapDeadline: bootstrapDeadline(args.BootstrapTimeoutMinutes), KubernetesVersion: args.KubernetesVersion,
 		PodCIDR: args.PodCIDR, ServiceCIDR: args.ServiceCIDR, EtcdEndpoints: etcdEndpoints,
 		LeaderElection: args.LeaderElection.durations(), InitZone: args.Zones[0],
 		SkipCoreDNS: args.SkipCoreDNS, ServeMetrics: args.ServeMetrics, IgnorePreflightErrors: args.IgnorePreflightErrors,
@@ -226,7 +226,8 @@ func NewControlPlane(ctx *pulumi.Context, name string, args *ControlPlaneArgs, o
 		if err != nil {
 			return nil, err
 		}
-		group, err := singleNodeGroup(ctx, nodeName, args.SubnetIDs[i], template, tags(nodeName, controlPlaneTag, "true"), args.LoadBalancer.TargetGroupArn, child)
+		group, err := singleNodeGroup(ctx, nodeName, args.SubnetIDs[i], template, tags(nodeName, controlPlaneTag, "true"), args.LoadBalancer.TargetGroupArn,
+			rendered.BootstrapDeadline, child)
 		if err != nil {
 			return nil, err
 		}

@@ -131,6 +131,7 @@ func NewEtcdCluster(ctx *pulumi.Context, name string, args *EtcdClusterArgs, opt
 		return nil, err
 	}
 	rendered := bootstrap.NewEtcdCluster(args.ClusterName, args.Zones, args.Members, args.VolumeSizeGiB, args.BackupIntervalMinutes)
+	rendered.BootstrapDeadline = bootstrapDeadline(args.BootstrapTimeoutMinutes)
 	c := &EtcdCluster{Members: rendered.Members}
 	if err := ctx.RegisterComponentResource("kubeha:index:EtcdCluster", name, c, opts...); err != nil {
 		return nil, err
@@ -362,7 +363,7 @@ func (c *EtcdCluster) member(ctx *pulumi.Context, name string, m EtcdMember, sub
 	if err != nil {
 		return err
 	}
-	group, err := singleNodeGroup(ctx, name, subnet, template, tags(name, memberTag, m.Name), nil, opts)
+	group, err := singleNodeGroup(ctx, name, subnet, template, tags(name, memberTag, m.Name), nil, rendered.BootstrapDeadline, opts)
 	c.Groups = append(c.Groups, group)
 	return err
 }

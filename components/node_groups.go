@@ -4,12 +4,14 @@ package components
 // baseline, groups of one node, user-data and the wiring checks.
 
 import (
+	"cmp"
 	"encoding/base64"
 	"fmt"
 	"maps"
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/autoscaling"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ec2"
@@ -84,23 +86,33 @@ func launchTemplate(ctx *pulumi.Context, name string, t nodeTemplate, opts []pul
 	}, opts...)
 }
 
+// bootstrapDeadline is a node's time to become healthy for its role.
+func bootstrapDeadline(minutes int) time.Duration {
+	return time.Duration(cmp.Or(minutes, DefaultBootstrapTimeoutMinutes)) * time.Minute
+}
+
+// checkBootstrapTimeout allows zero (the default) or 5 to 60 minutes.
+func checkBootstrapTimeout(c checker, minutes int) {
+	if minutes != 0 {
+		c.between("BootstrapTimeoutMinutes", minutes, 5, 60)
+	}
+}
+
 // launchHook holds each new instance out of service until its first boot
 // finds it healthy for its role (bootstrap-steps.sh: an etcd voter, a
 // ready API server, a Ready Node); a node that never reports is abandoned
-// after LaunchHookTimeout, and its group replaces it.
-func launchHook() autoscaling.GroupInitialLifecycleHookArray {
+// after bootstrap.LaunchHookTimeout, and its group replaces it. `pulumi
+// up` waits as long for a new group's instances: later zones wait for the
+// first to create the cluster.
+func launchHook(deadline time.Duration) (autoscaling.GroupInitialLifecycleHookArray, pulumi.String) {
+	timeout := bootstrap.LaunchHookTimeout(deadline)
 	return autoscaling.GroupInitialLifecycleHookArray{autoscaling.GroupInitialLifecycleHookArgs{
 		Name:                pulumi.String(bootstrap.LaunchHook),
 		LifecycleTransition: pulumi.String("autoscaling:EC2_INSTANCE_LAUNCHING"),
-		HeartbeatTimeout:    pulumi.Int(int(bootstrap.LaunchHookTimeout.Seconds())),
+		HeartbeatTimeout:    pulumi.Int(int(timeout.Seconds())),
 		DefaultResult:       pulumi.String("ABANDON"),
-	}}
+	}}, pulumi.String(fmt.Sprintf("%.0fm", timeout.Minutes()))
 }
-
-// launchWait is how long `pulumi up` waits for a new group's instances to
-// be in service: a first boot may take its whole deadline, and later zones
-// wait for the first to create the cluster.
-var launchWait = pulumi.String(fmt.Sprintf("%.0fm", bootstrap.LaunchHookTimeout.Minutes()))
 
 // singleNodeGroup is an auto-scaling group of exactly one instance in one
 // subnet: AWS replaces the instance if it dies, in the same zone. It uses
@@ -109,7 +121,8 @@ var launchWait = pulumi.String(fmt.Sprintf("%.0fm", bootstrap.LaunchHookTimeout.
 // waits until it passes the target group's health check: the readiness
 // gate for whatever depends on the group.
 func singleNodeGroup(ctx *pulumi.Context, name string, subnet pulumi.StringInput, template *ec2.LaunchTemplate, tags pulumi.StringMap,
-	targetGroupArn pulumi.StringInput, opts []pulumi.ResourceOption) (*autoscaling.Group, error) {
+	targetGroupArn pulumi.StringInput, deadline time.Duration, opts []pulumi.ResourceOption) (*autoscaling.Group, error) {
+	hooks, wait := launchHook(deadline)
 	var asgTags autoscaling.GroupTagArray
 	for _, k := range slices.Sorted(maps.Keys(tags)) {
 		asgTags = append(asgTags, autoscaling.GroupTagArgs{Key: pulumi.String(k), Value: tags[k], PropagateAtLaunch: pulumi.Bool(true)})
@@ -124,8 +137,8 @@ func singleNodeGroup(ctx *pulumi.Context, name string, subnet pulumi.StringInput
 		LaunchTemplate:         &autoscaling.GroupLaunchTemplateArgs{Id: template.ID(), Version: pulumi.Sprintf("%d", template.LatestVersion)},
 		Tags:                   asgTags,
 		EnabledMetrics:         groupMetrics,
-		InitialLifecycleHooks:  launchHook(),
-		WaitForCapacityTimeout: launchWait,
+		InitialLifecycleHooks:  hooks,
+		WaitForCapacityTimeout: wait,
 	}
 	if targetGroupArn != nil {
 		args.TargetGroupArns = pulumi.StringArray{targetGroupArn}
@@ -159,6 +172,8 @@ type ZonalWiring struct {
 	KMSKeyArn pulumi.StringInput
 	// Assets is the bucket nodes install their binaries from.
 	Assets *NodeAssets
+	// BootstrapTimeoutMinutes: see ClusterArgs; zero means its default.
+	BootstrapTimeoutMinutes int
 }
 
 func (w ZonalWiring) check(c checker) {
@@ -178,6 +193,7 @@ func (w ZonalWiring) check(c checker) {
 	if w.KMSKeyArn == nil {
 		c.add("KMSKeyArn", "nil", "the cluster's KMS key")
 	}
+	checkBootstrapTimeout(c, w.BootstrapTimeoutMinutes)
 	if w.Assets == nil {
 		c.add("Assets", "nil", "the cluster's NodeAssets")
 	}

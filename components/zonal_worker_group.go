@@ -115,6 +115,8 @@ type ZonalWorkerGroupArgs struct {
 	Region            string
 	KubernetesVersion string
 	Zone              string
+	// BootstrapTimeoutMinutes: see ClusterArgs; zero means its default.
+	BootstrapTimeoutMinutes int
 	// SubnetID is the zone's private subnet.
 	SubnetID pulumi.StringInput
 	// ControlPlane gives the endpoint, the CA and the join secret.
@@ -145,6 +147,7 @@ func (args *ZonalWorkerGroupArgs) validated() (*ZonalWorkerGroupArgs, error) {
 	a.WorkerPool.check(c)
 	c.clusterName("ClusterName", a.ClusterName)
 	c.kubernetesVersion("KubernetesVersion", a.KubernetesVersion)
+	checkBootstrapTimeout(c, a.BootstrapTimeoutMinutes)
 	if a.Region == "" || a.Zone == "" {
 		c.add("Zone", fmt.Sprintf("%q", a.Zone), "a zone, and its Region")
 	}
@@ -182,7 +185,7 @@ func NewZonalWorkerGroup(ctx *pulumi.Context, name string, args *ZonalWorkerGrou
 	if err != nil {
 		return nil, err
 	}
-	worker := bootstrap.Worker{ClusterName: args.ClusterName, KubernetesVersion: args.KubernetesVersion, Labels: args.labels(), Taints: args.taints(),
+	worker := bootstrap.Worker{ClusterName: args.ClusterName, BootstrapDeadline: bootstrapDeadline(args.BootstrapTimeoutMinutes), KubernetesVersion: args.KubernetesVersion, Labels: args.labels(), Taints: args.taints(),
 		IgnorePreflightErrors: args.ControlPlane.ignorePreflightErrors}
 	cp := args.ControlPlane
 	data := resolve(assets.wire(pulumi.StringMap{"endpoint": cp.endpointHost, "secret": cp.JoinSecretArn, "ca": cp.CACertPEM}), func(v map[string]string) (string, error) {
@@ -202,6 +205,7 @@ func NewZonalWorkerGroup(ctx *pulumi.Context, name string, args *ZonalWorkerGrou
 		return nil, err
 	}
 
+	hooks, wait := launchHook(worker.BootstrapDeadline)
 	group := &autoscaling.GroupArgs{
 		MinSize:            pulumi.Int(*args.MinPerZone),
 		MaxSize:            pulumi.Int(args.MaxPerZone),
@@ -211,8 +215,8 @@ func NewZonalWorkerGroup(ctx *pulumi.Context, name string, args *ZonalWorkerGrou
 		EnabledMetrics:     groupMetrics,
 		Tags:               autoscalerTags(args, name),
 		// A worker is in service once its Node is Ready.
-		InitialLifecycleHooks:  launchHook(),
-		WaitForCapacityTimeout: launchWait,
+		InitialLifecycleHooks:  hooks,
+		WaitForCapacityTimeout: wait,
 		// A new launch template version rolls the workers, a few at a time.
 		InstanceRefresh: &autoscaling.GroupInstanceRefreshArgs{
 			Strategy: pulumi.String("Rolling"),

@@ -55,7 +55,9 @@ func LeaderElectionSeconds(lease, renew, retry int) LeaderElection {
 // the same files; the one in InitZone runs `kubeadm init` if it finds no
 // cluster behind the endpoint, the others wait for one and join it.
 type ControlPlane struct {
-	ClusterName       string
+	ClusterName string
+	// BootstrapDeadline: see EtcdCluster.BootstrapDeadline.
+	BootstrapDeadline time.Duration
 	KubernetesVersion string // v1.36.3
 	// Endpoint is the load balancer's DNS name (no scheme, no port).
 	Endpoint       string
@@ -182,7 +184,7 @@ func (c ControlPlane) Node(p ControlPlaneParams) (Node, error) {
 	}
 	env = append(env, envVar{"TIMERS", timers})
 	return kubernetesNode(kubernetesNodeSpec{
-		Role: "control-plane", ClusterName: c.ClusterName, KubernetesVersion: c.KubernetesVersion, Endpoint: c.Endpoint,
+		Role: "control-plane", ClusterName: c.ClusterName, BootstrapDeadline: c.BootstrapDeadline, KubernetesVersion: c.KubernetesVersion, Endpoint: c.Endpoint,
 		Zone: p.Zone, Region: p.Region, SecretID: p.SecretID, Assets: p.Assets,
 		Env: env, Files: files, Scripts: scripts,
 	})

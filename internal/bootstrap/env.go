@@ -14,6 +14,7 @@ package bootstrap
 // not written in shell either.
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 	"time"
@@ -61,16 +62,15 @@ const (
 	// BootstrapDoneFile exists once the node bootstrapped: the unit does
 	// not run again, even after a reboot.
 	BootstrapDoneFile = BootstrapStateDir + "/done"
-	// BootstrapDeadline is how long a node may take to become healthy for
-	// its role before it gives itself up to be replaced. Package installs,
-	// image imports and kubeadm take 2 to 6 minutes; later zones wait for
-	// the first.
+	// BootstrapDeadline is how long a node may take, unless told otherwise,
+	// to become healthy for its role before it gives itself up to be
+	// replaced. Package installs, image imports and kubeadm take 2 to 6
+	// minutes; later zones wait for the first.
 	BootstrapDeadline = 20 * time.Minute
 	// LaunchHook holds each new instance out of service until its first
 	// boot completes it; AWS abandons it (the instance is replaced) after
 	// LaunchHookTimeout, a backstop for a node that cannot even report.
-	LaunchHook        = "kubeha-node-healthy"
-	LaunchHookTimeout = BootstrapDeadline + 10*time.Minute
+	LaunchHook = "kubeha-node-healthy"
 	// BootstrapFailedMetric, in EtcdSnapshotMetricNamespace with the
 	// cluster's name as dimension, counts nodes that gave up.
 	BootstrapFailedMetric = "NodeBootstrapFailed"
@@ -80,12 +80,19 @@ const (
 	bootstrapRetry = 30 * time.Second
 )
 
+// LaunchHookTimeout is how long AWS waits for a node with that bootstrap
+// deadline (zero: BootstrapDeadline) before it abandons the launch.
+func LaunchHookTimeout(deadline time.Duration) time.Duration {
+	return cmp.Or(deadline, BootstrapDeadline) + 10*time.Minute
+}
+
 // withEnv renders a node's env file at path, the unit that runs its
-// first-boot script with it, and the command that starts the unit.
-func (n *Node) withEnv(path, header, cluster string, vars []envVar, firstBoot string) error {
+// first-boot script with it, and the command that starts the unit. The
+// node gives itself up after deadline (zero: BootstrapDeadline).
+func (n *Node) withEnv(path, header, cluster string, deadline time.Duration, vars []envVar, firstBoot string) error {
 	vars = append(vars,
 		envVar{"BOOTSTRAP_STATE_DIR", BootstrapStateDir},
-		envVar{"BOOTSTRAP_DEADLINE_SECONDS", fmt.Sprint(BootstrapDeadline.Seconds())},
+		envVar{"BOOTSTRAP_DEADLINE_SECONDS", fmt.Sprint(cmp.Or(deadline, BootstrapDeadline).Seconds())},
 		envVar{"BOOTSTRAP_BACKOFF_SECONDS", fmt.Sprint(bootstrapRetry.Seconds())},
 		envVar{"LAUNCH_HOOK", LaunchHook},
 		envVar{"BOOTSTRAP_METRIC_NAMESPACE", EtcdSnapshotMetricNamespace},

@@ -101,6 +101,9 @@ type EtcdCluster struct {
 	QuotaBytes int64
 	// BackupIntervalMinutes between leader-only snapshots.
 	BackupIntervalMinutes int
+	// BootstrapDeadline is how long a member's first boot may take before
+	// it gives the instance up; zero means the package's BootstrapDeadline.
+	BootstrapDeadline time.Duration
 }
 
 // EtcdDomain is the private DNS zone members register in.
@@ -280,7 +283,7 @@ func (c EtcdCluster) Node(p EtcdNodeParams) (Node, error) {
 			{Path: EtcdRestoreCommand, Content: "#!/bin/sh\n# shellcheck source=/dev/null\n" + envExec(EtcdEnvPath, ScriptDir+"/etcd-restore.sh") + ` "$@"` + "\n", Mode: "0755"},
 		},
 	}
-	if err := node.withEnv(EtcdEnvPath, "etcd member settings", c.ClusterName, env, "etcd-bootstrap.sh"); err != nil {
+	if err := node.withEnv(EtcdEnvPath, "etcd member settings", c.ClusterName, c.BootstrapDeadline, env, "etcd-bootstrap.sh"); err != nil {
 		return Node{}, err
 	}
 	if err := node.addScripts("etcd-common.sh", "imds.sh", "assets.sh", "etcd-bootstrap.sh", "etcd-start.sh", "etcd-backup.sh", "etcd-restore.sh", "etcd-promote.sh"); err != nil {

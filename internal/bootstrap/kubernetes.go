@@ -3,6 +3,7 @@ package bootstrap
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // NodeEnvPath holds a Kubernetes node's settings, read by its scripts.
@@ -112,6 +113,7 @@ var kernelModules = []string{"overlay", "br_netfilter"}
 type kubernetesNodeSpec struct {
 	Role              string // control-plane or worker; <role>-bootstrap.sh runs first
 	ClusterName       string
+	BootstrapDeadline time.Duration
 	KubernetesVersion string
 	Endpoint          string
 	Zone              string
@@ -174,7 +176,7 @@ func kubernetesNode(s kubernetesNodeSpec) (Node, error) {
 			containerdUnit.file(), kubeletUnit.file(), kubeletKubeadmDropIn.file(),
 		),
 	}
-	if err := node.withEnv(NodeEnvPath, s.Role+" node settings", s.ClusterName, env, s.Role+"-bootstrap.sh"); err != nil {
+	if err := node.withEnv(NodeEnvPath, s.Role+" node settings", s.ClusterName, s.BootstrapDeadline, env, s.Role+"-bootstrap.sh"); err != nil {
 		return Node{}, err
 	}
 	if err := node.addScripts(append([]string{"node-common.sh", "kubernetes-node.sh", "imds.sh", "assets.sh", "node-configure.sh"}, s.Scripts...)...); err != nil {

@@ -4,6 +4,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 )
 
 // kubeletClientCert is the kubelet's current client certificate and key,
@@ -12,7 +13,9 @@ const kubeletClientCert = "/var/lib/kubelet/pki/kubelet-client-current.pem"
 
 // Worker is what every worker of one pool in one zone shares.
 type Worker struct {
-	ClusterName       string
+	ClusterName string
+	// BootstrapDeadline: see EtcdCluster.BootstrapDeadline.
+	BootstrapDeadline time.Duration
 	KubernetesVersion string
 	// Endpoint is the load balancer's DNS name: workers never talk to a
 	// single control-plane node.
@@ -59,7 +62,7 @@ func (w Worker) Node(p WorkerParams) (Node, error) {
 		return Node{}, err
 	}
 	return kubernetesNode(kubernetesNodeSpec{
-		Role: "worker", ClusterName: w.ClusterName, KubernetesVersion: w.KubernetesVersion, Endpoint: w.Endpoint,
+		Role: "worker", ClusterName: w.ClusterName, BootstrapDeadline: w.BootstrapDeadline, KubernetesVersion: w.KubernetesVersion, Endpoint: w.Endpoint,
 		Zone: p.Zone, Region: p.Region, SecretID: p.SecretID, Assets: p.Assets,
 		Env:     []envVar{{"KUBELET_CLIENT_CERT", kubeletClientCert}},
 		Files:   []File{{Path: kubeadmTemplateDir + "/" + kubeadmJoinFile, Content: join, Mode: "0600"}},

@@ -57,6 +57,7 @@ func TestParseRejects(t *testing.T) {
 		wantMsg string
 	}{
 		{"two zones", map[string]string{"kubeha:zones": `["eu-west-1a","eu-west-1b"]`}, "kubeha:zones", "3 to 6 distinct zones"},
+		{"bootstrap timeout too short", map[string]string{"kubeha:bootstrapTimeoutMinutes": "4"}, "kubeha:bootstrapTimeoutMinutes", "5 to 60"},
 		{"duplicate zone", map[string]string{"kubeha:zones": `["eu-west-1a","eu-west-1b","eu-west-1a"]`}, "kubeha:zones[2]", "already Zones[0]"},
 		{"zone outside region", map[string]string{"kubeha:zones": `["eu-west-1a","eu-west-1b","us-east-1c"]`}, "kubeha:zones[2]", "a zone of eu-west-1"},
 		{"zones missing", map[string]string{"kubeha:zones": ""}, "kubeha:zones", "3 to 6"},
