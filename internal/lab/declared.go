@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/kubeha/kubeha/internal/awsdouble"
+	"github.com/kubeha/kubeha/internal/bootstrap"
 	"github.com/kubeha/kubeha/internal/mockrun"
 	"github.com/kubeha/kubeha/internal/netlab"
 )
@@ -126,6 +127,18 @@ func (g *NodeGroup) InService() bool {
 	gi, ok := g.cloud.GroupInstance(g.Instance.ID)
 	return ok && gi.State == awsdouble.InService
 }
+
+// UnitLog is what a systemd unit of the running instance logged.
+func (g *NodeGroup) UnitLog(unit string) string {
+	out, err := g.Instance.Exec("journalctl", "--no-pager", "--output", "cat", "--unit", unit)
+	if err != nil {
+		return err.Error()
+	}
+	return out
+}
+
+// BootstrapLog is what the running instance's first boot logged.
+func (g *NodeGroup) BootstrapLog() string { return g.UnitLog(bootstrap.BootstrapUnit) }
 
 // Kill ends the instance at once, as a lost host, and terminates it.
 func (g *NodeGroup) Kill() {

@@ -220,9 +220,8 @@ func bootstrapped(g *NodeGroup, want string) error {
 	if !g.InService() {
 		return fmt.Errorf("%s is not in service", g.Name)
 	}
-	log, err := g.Instance.Exec("journalctl", "--no-pager", "-o", "cat", "-u", bootstrap.BootstrapUnit)
-	if err != nil || !strings.Contains(log, want) || !strings.Contains(log, "bootstrap done in") {
-		return fmt.Errorf("%s: kubeha-bootstrap did not log %q and done (%v):\n%s", g.Name, want, err, log)
+	if log := g.BootstrapLog(); !strings.Contains(log, want) || !strings.Contains(log, "bootstrap done in") {
+		return fmt.Errorf("%s: kubeha-bootstrap did not log %q and done:\n%s", g.Name, want, log)
 	}
 	return nil
 }

@@ -25,8 +25,9 @@ import (
 type AddonsReport struct {
 	Revision string `json:"revision"`
 	Steps    int    `json:"steps"`
-	// AppliedSeconds is from the cluster whole to the applier reporting
-	// the set applied.
+	// AppliedSeconds is from every node's launch to the applier reporting
+	// the set applied: the first node applies it as soon as it serves,
+	// which can be before the last node is in rotation.
 	AppliedSeconds float64 `json:"appliedSeconds"`
 	// BumpSeconds is from a new set (a chart version changed in the stack,
 	// uploaded as `pulumi up` does) to the cluster running it.
@@ -77,8 +78,8 @@ func (c *cluster) drillAddons() (AddonsReport, error) {
 	if err != nil {
 		return r, err
 	}
-	r.AppliedSeconds = status.AppliedAt.Sub(c.wholeAt).Seconds()
-	c.logf("add-on set %.12s (%d steps) applied by %s, %.0fs after the cluster was whole", set.Revision, len(set.Steps), status.Node, r.AppliedSeconds)
+	r.AppliedSeconds = status.AppliedAt.Sub(c.wholeAt.Add(-c.boot)).Seconds()
+	c.logf("add-on set %.12s (%d steps) applied by %s, %.0fs after the nodes launched", set.Revision, len(set.Steps), status.Node, r.AppliedSeconds)
 
 	// A chart version changed in the stack: the program renders a new set,
 	// which `pulumi up` uploads with the new archive.

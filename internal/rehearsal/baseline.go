@@ -124,18 +124,32 @@ func (c *cluster) checkBaseline() error {
 // gateway, with the rehearsal's own etcd client certificate (etcd
 // authorises any certificate its CA signed).
 func (c *cluster) etcdValue(key string) (string, error) {
-	request, _ := json.Marshal(map[string]string{"key": base64.StdEncoding.EncodeToString([]byte(key))})
-	url := fmt.Sprintf("https://%s:%d/v3/kv/range", c.members[0].Host.IP, bootstrap.EtcdClientPort)
-	resp, err := c.etcdMetrics[0].Post(url, "application/json", bytes.NewReader(request))
-	if err != nil {
-		return "", err
-	}
 	var answer struct{ Kvs []struct{ Value []byte } }
-	if err := json.Unmarshal([]byte(readAll(resp)), &answer); err != nil {
+	if err := c.etcdGateway("/v3/kv/range", map[string]any{"key": []byte(key)}, &answer); err != nil {
 		return "", fmt.Errorf("etcd's answer for %s: %w", key, err)
 	}
 	if len(answer.Kvs) != 1 {
 		return "", errors.New("etcd holds no " + key)
 	}
 	return string(answer.Kvs[0].Value), nil
+}
+
+// etcdGateway asks etcd's JSON gateway on the client port (request as
+// JSON, []byte fields base64 as the gateway wants them), of the first
+// member that answers.
+func (c *cluster) etcdGateway(path string, request, answer any) error {
+	body, err := json.Marshal(request)
+	if err != nil {
+		return err
+	}
+	for i, m := range c.members {
+		url := fmt.Sprintf("https://%s:%d%s", m.Host.IP, bootstrap.EtcdClientPort, path)
+		resp, postErr := c.etcdMetrics[i].Post(url, "application/json", bytes.NewReader(body))
+		if postErr != nil {
+			err = postErr
+			continue
+		}
+		return json.Unmarshal([]byte(readAll(resp)), answer)
+	}
+	return err
 }

@@ -317,7 +317,7 @@ func killEtcdLeader(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 		return d, err
 	}
 	<-allowed
-	if log := bootstrapLog(victim); !strings.Contains(log, "step volume failed") {
+	if log := victim.BootstrapLog(); !strings.Contains(log, "step volume failed") {
 		return d, fmt.Errorf("%s's first boot never met the refused attach:\n%s", victim.Name, log)
 	}
 	if *d.ReplacementInServiceSeconds < attachRefusal.Seconds() {

@@ -19,9 +19,6 @@ type probe struct {
 	mu      sync.Mutex
 	results []result
 	acked   []ackedWrite
-	// rewound counts writes acknowledged after a restore's snapshot,
-	// which the restore took back.
-	rewound int
 	// skipped counts ticks with no free slot.
 	skipped int
 	stop    chan struct{}
@@ -214,7 +211,7 @@ func (p *probe) rewind(since time.Time) int {
 		}
 	}
 	n := len(p.acked) - len(kept)
-	p.acked, p.rewound = kept, p.rewound+n
+	p.acked = kept
 	return n
 }
 

@@ -283,7 +283,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 	}
 	a := r.Addons
-	fmt.Fprintf(w, "\nadd-ons: the control plane applied the %d-step set %.0fs after the cluster was whole; a chart version changed in the stack ran %.0fs after upload "+
+	fmt.Fprintf(w, "\nadd-ons: the control plane applied the %d-step set %.0fs after the nodes launched; a chart version changed in the stack ran %.0fs after upload "+
 		"(%v switched off with it: uninstalled); a deleted release was back in %.0fs; %d runs held the lease, %d found it held, %d overlapped.\n",
 		a.Steps, a.AppliedSeconds, a.BumpSeconds, a.Uninstalled, a.ReinstallSeconds, a.Runs, a.Refused, a.Overlapping)
 	_, err := fmt.Fprintf(w, "%d acknowledged writes, %d lost. Every node booted from nothing and the cluster whole in %.0fs (etcd in %.0fs); total %.0fs.\n",

@@ -5,9 +5,7 @@ package rehearsal
 // replacement boots from the same user-data as the instance it replaces.
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -38,20 +36,11 @@ func (c *cluster) replaceInstance(d *Drill, g *lab.NodeGroup) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("%w\n%s", err, bootstrapLog(g))
+		return fmt.Errorf("%w\n%s", err, g.BootstrapLog())
 	}
 	d.ReplacementInServiceSeconds = seconds(took)
 	c.logf("%s's replacement in service %.0fs after it launched", g.Name, time.Since(start).Seconds())
 	return nil
-}
-
-// bootstrapLog is what the instance's first boot logged.
-func bootstrapLog(g *lab.NodeGroup) string {
-	out, err := g.Instance.Exec("journalctl", "--no-pager", "--output", "cat", "--unit", bootstrap.BootstrapUnit)
-	if err != nil {
-		return err.Error()
-	}
-	return out
 }
 
 // replaceFirstNode replaces cp-a, whose first boot created the cluster.
@@ -75,7 +64,7 @@ func replaceFirstNode(ctx context.Context, c *cluster, p *probe) (Drill, error) 
 	if err := c.replaceInstance(&d, victim); err != nil {
 		return d, err
 	}
-	log := bootstrapLog(victim)
+	log := victim.BootstrapLog()
 	// control-plane-bootstrap.sh's own lines (kubeadm join prints "kubeadm
 	// init" in its advice).
 	if !strings.Contains(log, "etcd holds the cluster: joining") || strings.Contains(log, "etcd holds no cluster: creating it") {
@@ -153,8 +142,7 @@ func loseEtcdVolume(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 	if err != nil || len(voters) != len(c.members) {
 		return d, fmt.Errorf("after the replacement, voters %v (%v), want all %d members", voters, err, len(c.members))
 	}
-	promote, _ := victim.Instance.Exec("journalctl", "--no-pager", "--output", "cat", "--unit", "kubeha-etcd-promote.service")
-	start, _ := victim.Instance.Exec("journalctl", "--no-pager", "--output", "cat", "--unit", "etcd.service")
+	promote, start := victim.UnitLog("kubeha-etcd-promote.service"), victim.UnitLog("etcd.service")
 	if !strings.Contains(promote, "promoted from learner to voter") || !strings.Contains(start, "rejoining as a replacement member") {
 		return d, fmt.Errorf("%s did not rejoin as a learner and get promoted:\n%s\n%s", victim.Name, start, promote)
 	}
@@ -176,36 +164,24 @@ func (c *cluster) volumeOf(member string) (string, error) {
 	return "", fmt.Errorf("no volume tagged %s=%s", bootstrap.EtcdMemberTag, member)
 }
 
-// etcdVoters are the names of the members that vote, as the first member
-// answering lists them.
+// etcdVoters are the names of the members that vote.
 func (c *cluster) etcdVoters() ([]string, error) {
-	var lastErr error
-	for i, m := range c.members {
-		url := fmt.Sprintf("https://%s:%d/v3/cluster/member/list", m.Host.IP, bootstrap.EtcdClientPort)
-		resp, err := c.etcdMetrics[i].Post(url, "application/json", bytes.NewReader([]byte("{}")))
-		if err != nil {
-			lastErr = err
-			continue
+	var list struct {
+		Members []struct {
+			Name      string
+			IsLearner bool
 		}
-		var list struct {
-			Members []struct {
-				Name      string
-				IsLearner bool
-			}
-		}
-		if err := json.Unmarshal([]byte(readAll(resp)), &list); err != nil {
-			lastErr = err
-			continue
-		}
-		var voters []string
-		for _, member := range list.Members {
-			if !member.IsLearner {
-				voters = append(voters, member.Name)
-			}
-		}
-		return voters, nil
 	}
-	return nil, lastErr
+	if err := c.etcdGateway("/v3/cluster/member/list", map[string]any{}, &list); err != nil {
+		return nil, err
+	}
+	var voters []string
+	for _, member := range list.Members {
+		if !member.IsLearner {
+			voters = append(voters, member.Name)
+		}
+	}
+	return voters, nil
 }
 
 // refuseAttach makes EC2 refuse every volume attach for attachRefusal

@@ -71,7 +71,7 @@ func restoreFromSnapshot(_ context.Context, c *cluster, p *probe) (Drill, error)
 	start := time.Now()
 	// Runbook step 2: stop the control plane on every node.
 	for _, n := range c.nodes {
-		if _, err := n.Instance.Exec("sh", "-c", "cd /etc/kubernetes && mv "+prefixed("manifests/", staticPods)+" ."); err != nil {
+		if _, err := n.Instance.Exec("sh", "-c", "cd /etc/kubernetes/manifests && mv "+staticPods+" .."); err != nil {
 			return d, err
 		}
 	}
@@ -141,7 +141,7 @@ func restoreFromSnapshot(_ context.Context, c *cluster, p *probe) (Drill, error)
 	}
 	for _, m := range c.members {
 		if !m.InService() {
-			return d, fmt.Errorf("%s's fresh instance is not in service after the restore:\n%s", m.Name, bootstrapLog(m))
+			return d, fmt.Errorf("%s's fresh instance is not in service after the restore:\n%s", m.Name, m.BootstrapLog())
 		}
 	}
 	// Watches: a client's last revision is older than anything served
@@ -177,13 +177,4 @@ func (c *cluster) probeRevision() (int64, error) {
 		return 0, err
 	}
 	return strconv.ParseInt(list.Metadata.ResourceVersion, 10, 64)
-}
-
-// prefixed puts prefix before each space-separated word of list.
-func prefixed(prefix, list string) string {
-	words := strings.Fields(list)
-	for i := range words {
-		words[i] = prefix + words[i]
-	}
-	return strings.Join(words, " ")
 }

@@ -22,27 +22,26 @@ other_endpoints() {
   (IFS=,; echo "${others[*]}")
 }
 
+# s3_listing URL prints what `aws s3 ls` lists there: nothing when nothing
+# matches (its exit 1); any other failure fails, rather than guess.
+s3_listing() {
+  local rc=0
+  aws s3 ls "$1" || rc=$?
+  if [ "$rc" -gt 1 ]; then
+    log "cannot list $1 (exit $rc); retrying later"
+    return 1
+  fi
+}
+
 # Whether the cluster ever formed: its marker, written once it did and
 # never expired, or a snapshot (a cluster made before kubeha wrote
-# markers). `aws s3 ls` exits 1 when nothing matches; any other failure
-# stops here rather than guess.
+# markers). Callers test it, so a failed listing exits.
 cluster_exists() {
-  local url listing rc
-  for url in "$CLUSTER_MARKER_URL" "$BACKUP_URL/"; do
-    rc=0
-    listing=$(aws s3 ls "$url") || rc=$?
-    if [ "$rc" -gt 1 ]; then
-      log "cannot list $url (exit $rc); retrying later"
-      exit 1
-    fi
-    if [ "$url" = "$CLUSTER_MARKER_URL" ] && [ -n "$listing" ]; then
-      return 0
-    fi
-    if grep -q '\.db$' <<<"$listing"; then
-      return 0
-    fi
-  done
-  return 1
+  local listing
+  listing=$(s3_listing "$CLUSTER_MARKER_URL") || exit 1
+  [ -z "$listing" ] || return 0
+  listing=$(s3_listing "$BACKUP_URL/") || exit 1
+  grep -q '\.db$' <<<"$listing"
 }
 
 # mark_cluster_created writes the marker once every member is healthy
@@ -50,11 +49,9 @@ cluster_exists() {
 # from then on a member that lost its data rejoins, and never forms a new
 # cluster under its old name.
 mark_cluster_created() {
-  local listing rc=0
-  listing=$(aws s3 ls "$CLUSTER_MARKER_URL") || rc=$?
-  if [ "$rc" -eq 0 ] && [ -n "$listing" ]; then
-    return 0
-  fi
+  local listing
+  listing=$(s3_listing "$CLUSTER_MARKER_URL") || return 1
+  [ -z "$listing" ] || return 0
   etcdctl --endpoints "$CLIENT_ENDPOINTS" endpoint health >/dev/null 2>&1 || return 1
   jq -n --arg c "$CLUSTER_NAME" --arg m "$MEMBER_NAME" --arg t "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
     '{cluster: $c, formedAt: $t, writtenBy: $m}' |
