@@ -512,6 +512,12 @@ func (a *Addons) alarms(ctx *pulumi.Context, name string, args *AddonsArgs, opts
 		bootstrap.BootstrapFailedMetric, 300, 1, false); err != nil {
 		return err
 	}
+	// A failed sync leaves a rotated token unknown to the API: every new
+	// node would then fail to join.
+	if err := countAlarm(name+"-join-token-sync-failed", "A control-plane node could not make the cluster's join tokens the cluster secret's (journalctl -u kubeha-token-sync on it).",
+		bootstrap.TokenSyncFailedMetric, 900, 1, false); err != nil {
+		return err
+	}
 	// etcd-backup.sh counts each upload; two intervals without one alarm.
 	return countAlarm(name+"-etcd-snapshot-age", fmt.Sprintf("No etcd snapshot reached S3 in %d minutes.", 2*args.BackupIntervalMinutes),
 		bootstrap.EtcdSnapshotMetric, 60*args.BackupIntervalMinutes, 2, true)

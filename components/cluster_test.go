@@ -452,4 +452,8 @@ func TestEveryNodeReportsItsOwnLaunch(t *testing.T) {
 		a.String("metricName") != bootstrap.BootstrapFailedMetric || a.String("treatMissingData") != "notBreaching" {
 		t.Errorf("no alarm on failed bootstraps: %v", err)
 	}
+	if a, err := rec.Named("aws:cloudwatch/metricAlarm:MetricAlarm", "c1-addons-join-token-sync-failed"); err != nil ||
+		a.String("metricName") != bootstrap.TokenSyncFailedMetric || a.String("treatMissingData") != "notBreaching" {
+		t.Errorf("no alarm on failed join token syncs: %v", err)
+	}
 }

@@ -22,6 +22,8 @@ type ControlPlaneOptions struct {
 	LeaderElection LeaderElection `json:"leaderElection"`
 	// ImageID is the nodes' image: an AMI ID or a resolve:ssm: parameter.
 	ImageID string `json:"imageId"`
+	// JoinTokenGeneration is the join token's generation: raise it and run `pulumi up` to rotate the token (a new ID and secret); within 10 minutes the control-plane nodes delete every other token. 1 or more, default 1.
+	JoinTokenGeneration int `json:"joinTokenGeneration"`
 }
 
 // LeaderElection is the Lease timing of kube-scheduler and
@@ -48,6 +50,7 @@ const (
 func (o ControlPlaneOptions) withDefaults() ControlPlaneOptions {
 	o.InstanceType = cmp.Or(o.InstanceType, DefaultControlPlaneInstanceType)
 	o.ImageID = cmp.Or(o.ImageID, DefaultImage)
+	o.JoinTokenGeneration = cmp.Or(o.JoinTokenGeneration, 1)
 	le := &o.LeaderElection
 	le.LeaseDurationSeconds = cmp.Or(le.LeaseDurationSeconds, DefaultLeaseDurationSeconds)
 	le.RenewDeadlineSeconds = cmp.Or(le.RenewDeadlineSeconds, DefaultRenewDeadlineSeconds)
@@ -58,6 +61,9 @@ func (o ControlPlaneOptions) withDefaults() ControlPlaneOptions {
 func (o ControlPlaneOptions) check(c checker) {
 	c.instanceType("InstanceType", o.InstanceType)
 	c.imageID("ImageID", o.ImageID)
+	if o.JoinTokenGeneration < 1 {
+		c.add("JoinTokenGeneration", fmt.Sprint(o.JoinTokenGeneration), "1 or more")
+	}
 	l, lc := o.LeaderElection, c.at("LeaderElection")
 	switch {
 	case l.RetryPeriodSeconds < 1:
@@ -271,7 +277,7 @@ func (c *ControlPlane) sharedSecrets(ctx *pulumi.Context, name string, args *Con
 	if err != nil {
 		return nil, err
 	}
-	token, err := joinToken(ctx, name, opts)
+	token, err := joinToken(ctx, name, args.JoinTokenGeneration, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -309,12 +315,14 @@ func (c *ControlPlane) sharedSecrets(ctx *pulumi.Context, name string, args *Con
 	return secret, nil
 }
 
-// joinToken is a kubeadm bootstrap token, [a-z0-9]{6}.[a-z0-9]{16}.
-// Replacing it (`pulumi up --replace` on its two parts) rotates it.
-func joinToken(ctx *pulumi.Context, name string, opts []pulumi.ResourceOption) (pulumi.StringOutput, error) {
+// joinToken is a kubeadm bootstrap token, [a-z0-9]{6}.[a-z0-9]{16}. A
+// new generation replaces both parts: kubeadm refuses a new secret under
+// an ID it already holds.
+func joinToken(ctx *pulumi.Context, name string, generation int, opts []pulumi.ResourceOption) (pulumi.StringOutput, error) {
 	part := func(suffix string, length int) (*random.RandomString, error) {
 		return random.NewRandomString(ctx, name+"-join-token-"+suffix, &random.RandomStringArgs{
 			Length: pulumi.Int(length), Upper: pulumi.Bool(false), Special: pulumi.Bool(false),
+			Keepers: pulumi.StringMap{"generation": pulumi.String(fmt.Sprint(generation))},
 		}, opts...)
 	}
 	id, err := part("id", 6)

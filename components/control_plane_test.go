@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -158,12 +159,15 @@ func TestControlPlaneUserData(t *testing.T) {
 				t.Errorf("%s user-data lacks %q", lt.Name, want)
 			}
 		}
-		// Secrets stay in Secrets Manager: the mocked token is x's, the
-		// mocked encryption key zeros.
-		for _, secret := range []string{"xxxxxx.xxxxxxxxxxxxxxxx", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "PRIVATE KEY"} {
+		// Secrets stay in Secrets Manager: the mocked encryption key is
+		// zeros.
+		for _, secret := range []string{"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "PRIVATE KEY"} {
 			if strings.Contains(data, secret) {
 				t.Errorf("%s user-data carries a secret (%s)", lt.Name, secret)
 			}
+		}
+		if tokens := mockrun.JoinTokens(data, bootstrap.BootstrapTokenPlaceholder); len(tokens) > 0 {
+			t.Errorf("%s user-data carries a join token %v", lt.Name, tokens)
 		}
 	}
 }
@@ -202,7 +206,7 @@ func TestControlPlaneSecrets(t *testing.T) {
 	if len(files) != len(bootstrap.ControlPlaneSecretFiles) {
 		t.Errorf("the control-plane secret has %d entries, want exactly %d", len(files), len(bootstrap.ControlPlaneSecretFiles))
 	}
-	if files["bootstrap-token"] != "xxxxxx.xxxxxxxxxxxxxxxx" {
+	if !mockrun.JoinTokenPattern.MatchString(files["bootstrap-token"]) {
 		t.Errorf("bootstrap token %q is not id.secret", files["bootstrap-token"])
 	}
 	join, err := rec.Named("aws:secretsmanager/secretVersion:SecretVersion", "c1-control-plane-join")
@@ -216,6 +220,54 @@ func TestControlPlaneSecrets(t *testing.T) {
 		if r.Bool("upper") || r.Bool("special") {
 			t.Errorf("%s may hold characters a kubeadm token may not", r.Name)
 		}
+	}
+}
+
+// Raising joinTokenGeneration draws a new ID and a new secret: kubeadm
+// refuses a new secret under an ID it holds, so a rotation that kept the
+// ID would leave the API with the old token and every new node unable to
+// join.
+func TestJoinTokenRotationReplacesTheWholeToken(t *testing.T) {
+	token := func(generation int) string {
+		t.Helper()
+		rec, err := runControlPlane(t, func(a *ControlPlaneArgs) { a.JoinTokenGeneration = generation })
+		if err != nil {
+			t.Fatal(err)
+		}
+		tokens := map[string]string{}
+		for _, name := range []string{"c1-control-plane", "c1-control-plane-join"} {
+			version, err := rec.Named("aws:secretsmanager/secretVersion:SecretVersion", name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var files map[string]string
+			if err := json.Unmarshal([]byte(version.String("secretString")), &files); err != nil {
+				t.Fatal(err)
+			}
+			tokens[name] = files["bootstrap-token"]
+		}
+		if tokens["c1-control-plane"] != tokens["c1-control-plane-join"] {
+			t.Fatalf("generation %d: the control plane's token %q is not the workers' %q", generation, tokens["c1-control-plane"], tokens["c1-control-plane-join"])
+		}
+		for _, r := range rec.OfType("random:index/randomString:RandomString") {
+			if got := r.Get("keepers", "generation").StringValue(); got != fmt.Sprint(generation) {
+				t.Errorf("generation %d: %s is kept by generation %q", generation, r.Name, got)
+			}
+		}
+		return tokens["c1-control-plane"]
+	}
+	first, rotated := token(1), token(2)
+	if first == rotated || !mockrun.JoinTokenPattern.MatchString(rotated) {
+		t.Fatalf("generation 2's token %q, generation 1's %q: want a new token", rotated, first)
+	}
+	if strings.Split(first, ".")[0] == strings.Split(rotated, ".")[0] || strings.Split(first, ".")[1] == strings.Split(rotated, ".")[1] {
+		t.Errorf("rotation kept part of the token: %q then %q", first, rotated)
+	}
+	if token(1) != first {
+		t.Error("the same generation drew another token: every `pulumi up` would rotate it")
+	}
+	if _, err := runControlPlane(t, func(a *ControlPlaneArgs) { a.JoinTokenGeneration = -1 }); err == nil || !strings.Contains(err.Error(), "JoinTokenGeneration") {
+		t.Errorf("generation -1: %v, want an error naming JoinTokenGeneration", err)
 	}
 }
 

@@ -64,11 +64,18 @@ func nodeIdentity(ctx *pulumi.Context, name, cluster string, policy pulumi.Strin
 	return iam.NewInstanceProfile(ctx, name, &iam.InstanceProfileArgs{Role: role.Name, Tags: tags}, opts...)
 }
 
-// bootstrapPolicy lets a node find its auto-scaling group, complete its
-// own launch hook or mark itself unhealthy (only in the cluster's groups),
-// and send kubeha's metrics: a failed bootstrap, snapshots, add-on runs.
+// bootstrapPolicy is what every node's role holds: finding its
+// auto-scaling group, completing its own launch hook or marking itself
+// unhealthy (only in the cluster's groups), sending kubeha's metrics (a
+// failed bootstrap, snapshots, add-on runs); and, denied whatever else the
+// role allows, taking an etcd member's data volume away. The control
+// plane's role may change the cluster's volumes (the EBS CSI driver's
+// rights), so a pod that reached it could otherwise detach or delete one.
 func bootstrapPolicy(cluster string) string {
 	return policyJSON(
+		policyStatement{Sid: "ProtectEtcdVolumes", Effect: "Deny", Resource: "arn:aws:ec2:*:*:volume/*",
+			Action:    []string{"ec2:DetachVolume", "ec2:DeleteVolume", "ec2:ModifyVolume", "ec2:CreateTags", "ec2:DeleteTags"},
+			Condition: map[string]map[string]any{"Null": {"aws:ResourceTag/" + bootstrap.EtcdMemberTag: "false"}}},
 		policyStatement{Sid: "FindOwnGroup", Effect: "Allow", Action: []string{"autoscaling:DescribeAutoScalingInstances"}, Resource: "*"},
 		policyStatement{Sid: "ReportOwnLaunch", Effect: "Allow", Action: []string{"autoscaling:CompleteLifecycleAction", "autoscaling:SetInstanceHealth"}, Resource: "*",
 			Condition: map[string]map[string]any{"StringEquals": {"autoscaling:ResourceTag/" + clusterTagKey(cluster): "owned"}}},

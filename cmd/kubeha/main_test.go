@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/kubeha/kubeha/internal/mockrun"
 )
 
 func runCLI(args ...string) (code int, stdout, stderr string) {
@@ -99,8 +101,8 @@ func TestPlanJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &plan); err != nil {
 		t.Fatalf("plan --json is not JSON: %v\n%.300s", err, out)
 	}
-	if plan.Stack != "dev" || len(plan.Resources) != 218 {
-		t.Errorf("stack %q with %d resources, want dev's 218", plan.Stack, len(plan.Resources))
+	if plan.Stack != "dev" || len(plan.Resources) != 219 {
+		t.Errorf("stack %q with %d resources, want dev's 219", plan.Stack, len(plan.Resources))
 	}
 	targetGroups, secrets, versions := 0, 0, 0
 	for _, r := range plan.Resources {
@@ -124,7 +126,7 @@ func TestPlanJSON(t *testing.T) {
 	if targetGroups != 1 || versions != 6 || secrets != versions {
 		t.Errorf("%d target groups, %d of %d secret versions shown as [secret]; want 1, and all 6", targetGroups, secrets, versions)
 	}
-	if strings.Contains(out, "PRIVATE KEY") || strings.Contains(out, "xxxxxx.xxxxxxxxxxxxxxxx") {
+	if strings.Contains(out, "PRIVATE KEY") || mockrun.JoinTokenPattern.MatchString(out) {
 		t.Error("plan --json shows a key or the join token")
 	}
 }

@@ -140,7 +140,7 @@ func (c *Cloud) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.fail(rec, r, e)
 		return
 	}
-	delay, throttle, refuse := c.takeFault(service, action)
+	delay, throttle, refuse := c.takeFault(service, action, callerInstance(r))
 	sleep(r, delay)
 	switch {
 	case throttle:
@@ -158,12 +158,7 @@ func (c *Cloud) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // that clients given --endpoint-url work too, or else the one its host
 // name names.
 func serviceOf(r *http.Request) (service string, signed bool) {
-	credential := r.URL.Query().Get("X-Amz-Credential") // a presigned URL
-	if auth := r.Header.Get("Authorization"); auth != "" {
-		_, credential, _ = strings.Cut(auth, "Credential=")
-		credential, _, _ = strings.Cut(credential, ",")
-	}
-	if scope := strings.Split(credential, "/"); len(scope) == 5 {
+	if scope := credentialOf(r); len(scope) == 5 {
 		return scope[3], true
 	}
 	host := hostName(r)
@@ -178,6 +173,39 @@ func serviceOf(r *http.Request) (service string, signed bool) {
 	}
 }
 
+// credentialOf is a signed request's credential, split at its slashes:
+// access key ID, date, region, service, "aws4_request".
+func credentialOf(r *http.Request) []string {
+	credential := r.URL.Query().Get("X-Amz-Credential") // a presigned URL
+	if auth := r.Header.Get("Authorization"); auth != "" {
+		_, credential, _ = strings.Cut(auth, "Credential=")
+		credential, _, _ = strings.Cut(credential, ",")
+	}
+	return strings.Split(credential, "/")
+}
+
+// accessKeyPrefix starts the access key ID of an instance's role
+// credentials, which carry the instance's ID (accessKeyID).
+const accessKeyPrefix = "ASIADOUBLE"
+
+// accessKeyID is the access key ID the metadata service gives instance id.
+func accessKeyID(id string) string {
+	return accessKeyPrefix + strings.ToUpper(hex.EncodeToString([]byte(id)))
+}
+
+// callerInstance is the instance whose role credentials signed r, or "".
+func callerInstance(r *http.Request) string {
+	key, ok := strings.CutPrefix(credentialOf(r)[0], accessKeyPrefix)
+	if !ok {
+		return ""
+	}
+	id, err := hex.DecodeString(strings.ToLower(key))
+	if err != nil {
+		return ""
+	}
+	return string(id)
+}
+
 // Fault makes a service misbehave for a drill.
 type Fault struct {
 	// Delay holds every matching call this long before it is answered.
@@ -190,31 +218,46 @@ type Fault struct {
 	Refuse string
 }
 
-type faultKey struct{ service, action string }
+// faultKey is what a fault applies to: a service's action, or all its
+// actions ("*"), called by anyone or by the instances of one
+// auto-scaling group.
+type faultKey struct{ service, action, group string }
 
 // Fault sets the fault of a service's action (such as "ec2",
 // "AttachVolume"), or of all its actions when action is "*". A zero Fault
 // clears it.
-func (c *Cloud) Fault(service, action string, f Fault) {
+func (c *Cloud) Fault(service, action string, f Fault) { c.FaultGroup("", service, action, f) }
+
+// FaultGroup is Fault for the calls the instances of an auto-scaling
+// group sign with their role's credentials only, as when the group's
+// role lacks a permission; group "" is every caller.
+func (c *Cloud) FaultGroup(group, service, action string, f Fault) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if f == (Fault{}) {
-		delete(c.faults, faultKey{service, action})
+		delete(c.faults, faultKey{service, action, group})
 		return
 	}
-	c.faults[faultKey{service, action}] = &f
+	c.faults[faultKey{service, action, group}] = &f
 }
 
-// takeFault is the delay to apply to a call, whether to throttle it
-// (counting the throttled call) and the error to refuse it with.
-func (c *Cloud) takeFault(service, action string) (time.Duration, bool, string) {
+// takeFault is the delay to apply to a call by instance (or ""), whether
+// to throttle it (counting the throttled call) and the error to refuse it
+// with. A fault for the instance's group comes before one for everyone.
+func (c *Cloud) takeFault(service, action, instance string) (time.Duration, bool, string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	f, ok := c.faults[faultKey{service, action}]
-	if !ok {
-		f, ok = c.faults[faultKey{service, "*"}]
+	var groups []string
+	if g, ok := c.groupInstances[instance]; ok {
+		groups = append(groups, g.Group)
 	}
-	if !ok {
+	var f *Fault
+	for _, key := range faultKeys(service, action, append(groups, "")) {
+		if f = c.faults[key]; f != nil {
+			break
+		}
+	}
+	if f == nil {
 		return 0, false, ""
 	}
 	if f.Throttle > 0 {
@@ -222,6 +265,15 @@ func (c *Cloud) takeFault(service, action string) (time.Duration, bool, string) 
 		return f.Delay, true, ""
 	}
 	return f.Delay, false, f.Refuse
+}
+
+// faultKeys are the keys a call's fault may be under, most specific first.
+func faultKeys(service, action string, groups []string) []faultKey {
+	var keys []faultKey
+	for _, g := range groups {
+		keys = append(keys, faultKey{service, action, g}, faultKey{service, "*", g})
+	}
+	return keys
 }
 
 func sleep(r *http.Request, d time.Duration) {

@@ -154,6 +154,49 @@ func TestFaults(t *testing.T) {
 	}
 }
 
+// A group's fault refuses only what its instances sign with the
+// credentials the metadata service gave them; other callers, and the same
+// call from another group's instance, are served.
+func TestGroupFaults(t *testing.T) {
+	c := NewCloud("eu-west-1")
+	if err := c.AddBucket("assets"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.PutObject("assets", "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	c.JoinGroup("i-0refused", "cp-spare", "")
+	c.JoinGroup("i-0served", "cp-c", "")
+	c.FaultGroup("cp-spare", S3, "*", Fault{Refuse: "AccessDenied"})
+	get := func(accessKey string) int {
+		r := httptest.NewRequest("GET", "https://assets.s3.eu-west-1.amazonaws.com/k", nil)
+		r.Header.Set("Authorization", strings.Replace(signature(S3), "ASIADOUBLE/", accessKey+"/", 1))
+		w := httptest.NewRecorder()
+		c.ServeHTTP(w, r)
+		return w.Code
+	}
+	for _, tc := range []struct {
+		caller    string
+		accessKey string
+		want      int
+	}{
+		{"the spare group's instance", accessKeyID("i-0refused"), http.StatusBadRequest},
+		{"another group's instance", accessKeyID("i-0served"), http.StatusOK},
+		{"a caller outside any group", "AKIAOTHER", http.StatusOK},
+	} {
+		if got := get(tc.accessKey); got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.caller, got, tc.want)
+		}
+	}
+	if got := callerInstance(httptest.NewRequest("GET", "https://x.s3.amazonaws.com/?X-Amz-Credential="+accessKeyID("i-0abc")+"/20261203/eu-west-1/s3/aws4_request", nil)); got != "i-0abc" {
+		t.Errorf("a presigned URL's instance: %q", got)
+	}
+	c.FaultGroup("cp-spare", S3, "*", Fault{})
+	if got := get(accessKeyID("i-0refused")); got != http.StatusOK {
+		t.Errorf("a cleared group fault still refuses: %d", got)
+	}
+}
+
 // The server certificate covers every AWS host name a node in the region
 // uses, and the test's IP, and nothing else.
 func TestTLSConfigCoversTheAWSEndpoints(t *testing.T) {

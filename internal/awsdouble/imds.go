@@ -91,7 +91,7 @@ func (m *IMDS) validToken(token string) bool {
 func (m *IMDS) metadata() map[string]string {
 	i := m.Instance
 	creds, _ := json.Marshal(map[string]string{
-		"Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": "ASIADOUBLE" + strings.ToUpper(hex.EncodeToString([]byte(i.ID))),
+		"Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": accessKeyID(i.ID),
 		"SecretAccessKey": "double-" + i.ID, "Token": "double-session-" + i.ID,
 		"LastUpdated": time.Now().UTC().Format(time.RFC3339), "Expiration": time.Now().Add(6 * time.Hour).UTC().Format(time.RFC3339),
 	})

@@ -133,6 +133,7 @@ func (c ControlPlane) Node(p ControlPlaneParams) (Node, error) {
 		{"KUBEADM_INIT_CONFIG", KubeadmInitConfigPath},
 		{"ADMIN_KUBECONFIG", AdminKubeconfigPath},
 		{"TOKEN_DESCRIPTION", BootstrapTokenDescription},
+		{"TOKEN_SYNC_FAILED_METRIC", TokenSyncFailedMetric},
 		{"LOCAL_READY_URL", fmt.Sprintf("https://127.0.0.1:%d%s", APIServerPort, HealthCheckPath)},
 		// Points the endpoint at this node while it runs kubeadm init.
 		{"INIT_HOSTS_ENTRY", "127.0.0.1 " + c.Endpoint + " #kubeha-kubeadm-init"},
@@ -270,9 +271,13 @@ WantedBy=timers.target
 	return service, timer
 }
 
+// TokenSyncUnit runs control-plane-token-sync.sh; its timer every 10
+// minutes.
+const TokenSyncUnit = "kubeha-token-sync.service"
+
 // tokenSyncUnits run control-plane-token-sync.sh every 10 minutes.
 func tokenSyncUnits() (service, timer unit) {
-	service = unit{"kubeha-token-sync.service", strings.Join([]string{
+	service = unit{TokenSyncUnit, strings.Join([]string{
 		"[Unit]",
 		"Description=Keep the kubeadm join token equal to the cluster secret's (kubeha)",
 		"After=kubelet.service",

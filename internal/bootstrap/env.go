@@ -74,6 +74,9 @@ const (
 	// BootstrapFailedMetric, in EtcdSnapshotMetricNamespace with the
 	// cluster's name as dimension, counts nodes that gave up.
 	BootstrapFailedMetric = "NodeBootstrapFailed"
+	// TokenSyncFailedMetric, in the same namespace, counts failed runs of
+	// a control-plane node's join token sync.
+	TokenSyncFailedMetric = "JoinTokenSyncFailed"
 	// bootstrapRetry is how soon systemd reruns a failed first boot, and
 	// the longest a step waits between tries: short, as a node waiting for
 	// the first zone's to create the cluster should join soon after.

@@ -38,13 +38,7 @@ esac
 	cmd.Env = []string{"PATH=" + dir + ":/usr/bin:/bin", "WHERE=" + where, "BOOTSTRAP_STATE_DIR=" + state,
 		"BOOTSTRAP_DEADLINE_SECONDS=" + deadline, "BOOTSTRAP_BACKOFF_SECONDS=1", "LAUNCH_HOOK=" + LaunchHook,
 		"BOOTSTRAP_METRIC_NAMESPACE=kubeha", "BOOTSTRAP_FAILED_METRIC=" + BootstrapFailedMetric, "BOOTSTRAP_METRIC_DIMENSIONS=Cluster=c1"}
-	out, err := cmd.CombinedOutput()
-	code := 0
-	if exit, ok := err.(*exec.ExitError); ok {
-		code = exit.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
+	code, out := runScript(t, cmd)
 	data, _ := os.ReadFile(calls)
 	var made []string
 	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
@@ -52,7 +46,19 @@ esac
 			made = append(made, strings.Join(strings.Fields(line)[:2], " "))
 		}
 	}
-	return code, made, string(out)
+	return code, made, out
+}
+
+// runScript runs cmd and returns its exit code and combined output.
+func runScript(t *testing.T, cmd *exec.Cmd) (int, string) {
+	t.Helper()
+	out, err := cmd.CombinedOutput()
+	if exit, ok := err.(*exec.ExitError); ok {
+		return exit.ExitCode(), string(out)
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return 0, string(out)
 }
 
 // TestLaunchHookOnlyWhereOneWaits: the hook is completed only when the

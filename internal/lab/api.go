@@ -24,6 +24,15 @@ import (
 type API struct {
 	base   string
 	client *http.Client
+	// bearer, if set, is a token every request carries.
+	bearer string
+}
+
+// WithToken is the same client, authenticating with a bearer token.
+func (a *API) WithToken(token string) *API {
+	b := *a
+	b.bearer = token
+	return &b
 }
 
 // NewAPI is a client of https://ip:bootstrap.APIServerPort, or of
@@ -66,6 +75,9 @@ func (a *API) Do(method, path string, body any) (int, string, error) {
 		return 0, "", err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if a.bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+a.bearer)
+	}
 	resp, err := a.client.Do(req)
 	if err != nil {
 		return 0, "", err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/kubeha/kubeha/internal/awsdouble"
 	"github.com/kubeha/kubeha/internal/bootstrap"
@@ -128,6 +129,16 @@ func (g *NodeGroup) InService() bool {
 	return ok && gi.State == awsdouble.InService
 }
 
+// Replace does what the group does with an instance that gave up:
+// terminates it and launches a new one from the same launch template.
+func (g *NodeGroup) Replace() error {
+	if g.Instance != nil {
+		_ = g.cloud.Terminate(g.Instance, 30*time.Second)
+		g.Instance = nil
+	}
+	return g.Start()
+}
+
 // UnitLog is what a systemd unit of the running instance logged.
 func (g *NodeGroup) UnitLog(unit string) string {
 	out, err := g.Instance.Exec("journalctl", "--no-pager", "--output", "cat", "--unit", unit)
@@ -161,6 +172,34 @@ func DeclaredSecret(resources []mockrun.Resource, suffix string) (map[string]str
 		}
 	}
 	return nil, fmt.Errorf("lab: the program stores no secret named *%s", suffix)
+}
+
+// SetSecretEntry sets one entry of the secret the program declared under
+// a name ending in suffix, keeping the others, as `pulumi up` does when
+// only that entry's input changed.
+func (c *Cloud) SetSecretEntry(resources []mockrun.Resource, suffix, entry, value string) error {
+	for _, r := range resources {
+		if r.Type != "aws:secretsmanager/secret:Secret" || !strings.HasSuffix(r.Name, suffix) {
+			continue
+		}
+		arn := r.Outputs["arn"].StringValue()
+		current, ok := c.Secret(arn)
+		if !ok {
+			return fmt.Errorf("lab: no secret %s", arn)
+		}
+		files := map[string]string{}
+		if err := json.Unmarshal([]byte(current), &files); err != nil {
+			return fmt.Errorf("lab: secret %s: %w", r.Name, err)
+		}
+		files[entry] = value
+		data, err := json.Marshal(files)
+		if err != nil {
+			return err
+		}
+		c.AddSecret(arn, r.ID, string(data))
+		return nil
+	}
+	return fmt.Errorf("lab: the program declares no secret named *%s", suffix)
 }
 
 // DeclaredBucket is the name of the bucket the program declared under a

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"os"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -128,7 +129,7 @@ func computed(typ, name string, inputs resource.PropertyMap) map[string]any {
 	case "aws:ec2/launchTemplate:LaunchTemplate":
 		return map[string]any{"latestVersion": 1}
 	case "random:index/randomString:RandomString":
-		return map[string]any{"result": strings.Repeat("x", int(inputs["length"].NumberValue()))}
+		return map[string]any{"result": RandomString(name, inputs["keepers"], int(inputs["length"].NumberValue()))}
 	case "random:index/randomBytes:RandomBytes":
 		return map[string]any{"base64": base64.StdEncoding.EncodeToString(make([]byte, int(inputs["length"].NumberValue())))}
 	}
@@ -144,6 +145,43 @@ func EipAddress(name string) string {
 	h := fnv.New32a()
 	h.Write([]byte(name))
 	return fmt.Sprintf("192.0.2.%d", 1+h.Sum32()%254)
+}
+
+// RandomString is the mock result of the random string name: lower-case
+// letters and digits, the same for the same keepers and another when they
+// change, as a replacement draws a new one.
+func RandomString(name string, keepers resource.PropertyValue, length int) string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	seed := name
+	if keepers.IsObject() {
+		for _, k := range keepers.ObjectValue().StableKeys() {
+			seed += "|" + string(k) + "=" + keepers.ObjectValue()[k].String()
+		}
+	}
+	var out []byte
+	for block := 0; len(out) < length; block++ {
+		sum := sha256.Sum256([]byte(fmt.Sprintf("%s#%d", seed, block)))
+		for _, b := range sum {
+			out = append(out, alphabet[int(b)%len(alphabet)])
+		}
+	}
+	return string(out[:length])
+}
+
+// JoinTokenPattern matches a kubeadm bootstrap token (id.secret), as the
+// mocked join token is one; user-data holds only a placeholder of that
+// form, "kubeha.0000000000000000", which nodes fill in at boot.
+var JoinTokenPattern = regexp.MustCompile(`\b[a-z0-9]{6}\.[a-z0-9]{16}\b`)
+
+// JoinTokens are the bootstrap tokens in text other than placeholder.
+func JoinTokens(text, placeholder string) []string {
+	var found []string
+	for _, t := range JoinTokenPattern.FindAllString(text, -1) {
+		if t != placeholder {
+			found = append(found, t)
+		}
+	}
+	return found
 }
 
 // RecordFQDN is the mock FQDN AWS reports for the Route 53 record name.

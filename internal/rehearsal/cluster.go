@@ -71,9 +71,11 @@ type cluster struct {
 	// lbAdmin is cluster-admin through the load balancer, as kubectl with
 	// the stack's kubeconfig; nodeAPIs ask each node directly, anonymously,
 	// as the load balancer's check does.
-	admin    *pki.Pair
-	lbAdmin  *lab.API
-	nodeAPIs []*lab.API
+	admin   *pki.Pair
+	lbAdmin *lab.API
+	// lbAnonymous is through the load balancer with no certificate.
+	lbAnonymous *lab.API
+	nodeAPIs    []*lab.API
 	// nodeAdmins are cluster-admin on each node, asked directly.
 	nodeAdmins []*lab.API
 	// zoneCutAt is when drill c cut zone a, which drill e brings back.
@@ -234,7 +236,7 @@ func (c *cluster) outsideNames() map[string]int {
 	outside := c.cloud.DNS.Unknown()
 	_, lab, _ := net.ParseCIDR(labCIDR)
 	for name := range outside {
-		if strings.HasSuffix(name, "."+bootstrap.EtcdDomain(c.stack.clusterName)) || c.nodeNamed(name) != nil {
+		if strings.HasSuffix(name, "."+bootstrap.EtcdDomain(c.stack.clusterName)) || c.nodeNamed(name) != nil || name == neverGroup {
 			delete(outside, name)
 		}
 		if ip := reverseName(name); ip != nil && lab.Contains(ip) {
@@ -308,6 +310,9 @@ func (c *cluster) makeClients() error {
 		return err
 	}
 	if c.lbAdmin, err = lab.NewAPI(lbIP, c.endpoint, c.k8sCA, c.admin, probeTimeout); err != nil {
+		return err
+	}
+	if c.lbAnonymous, err = lab.NewAPI(lbIP, c.endpoint, c.k8sCA, nil, probeTimeout); err != nil {
 		return err
 	}
 	for i := range c.stack.zones {

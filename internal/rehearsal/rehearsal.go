@@ -70,6 +70,10 @@ type Drill struct {
 	// QuorumLostSamples counts the samples, every poll interval while an
 	// etcd member was replaced, in which the others had no leader.
 	QuorumLostSamples *int `json:"quorumLostSamples,omitempty"`
+	// GaveUpSeconds is from the launch of an instance that cannot boot
+	// until it gave itself up: its failure counted, its launch hook
+	// abandoned.
+	GaveUpSeconds *float64 `json:"gaveUpSeconds,omitempty"`
 	// RewoundWrites counts writes acknowledged after a restore's snapshot,
 	// which the restore took back as it must; lostWrites excludes them.
 	RewoundWrites int    `json:"rewoundWrites,omitempty"`
@@ -92,6 +96,9 @@ type Report struct {
 	// Addons is the add-on drill's: the control plane applying the
 	// stack's add-on set.
 	Addons AddonsReport `json:"addons"`
+	// JoinToken is the join token's rotation, before the drills whose
+	// replacement nodes then join with the new token.
+	JoinToken TokenRotation `json:"joinTokenRotation"`
 	// OutsideNames are the names nodes looked up that neither the doubles
 	// nor the lab's own zones and hosts answer: hosts on the internet,
 	// which the lab does not reach. It must be empty.
@@ -184,6 +191,12 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	report.SetUpSeconds = time.Since(report.StartedAt).Seconds()
 	report.BootSeconds, report.EtcdBootSeconds = c.boot.Seconds(), c.etcdBoot.Seconds()
 	logf("cluster healthy after %.0fs", report.SetUpSeconds)
+	logf("drill %s: %s", neverDrill.name, neverDrill.description)
+	waitNever, stopNever, err := c.neverBootstraps()
+	if err != nil {
+		return report, fmt.Errorf("drill %s: %w", neverDrill.name, err)
+	}
+	defer stopNever()
 	if err := c.checkBaseline(); err != nil {
 		return report, fmt.Errorf("security baseline: %w", err)
 	}
@@ -191,6 +204,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if report.Addons, err = c.drillAddons(); err != nil {
 		return report, fmt.Errorf("add-on set: %w", err)
 	}
+	if report.JoinToken, err = c.rotateJoinToken(); err != nil {
+		return report, fmt.Errorf("join token rotation: %w", err)
+	}
+	logf("join token rotated to generation %d: the cluster held only the new token %.1fs after the sync started; the old one gets HTTP %d, the new one is %s",
+		report.JoinToken.Generation, report.JoinToken.SyncSeconds, report.JoinToken.OldTokenStatus, report.JoinToken.NewTokenUser)
 	if opts.LatencyMs > 0 {
 		if err := c.addLatency(opts.LatencyMs); err != nil {
 			return nil, err
@@ -218,6 +236,13 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		logf("drill %s: longest gap %.1fs, %d of %d requests failed, recovered: %s", d.name,
 			result.LongestGapSeconds, result.Failures, result.Requests, recovery(result.RecoverySeconds))
 	}
+	result, err := waitNever()
+	result.Name, result.Description, result.HealthCheck = neverDrill.name, neverDrill.description, c.check
+	report.Drills = append(report.Drills, result)
+	if err != nil {
+		return report, fmt.Errorf("drill %s: %w", neverDrill.name, err)
+	}
+	logf("drill %s: %s", neverDrill.name, result.Notes)
 	p.close()
 	report.OutsideNames = c.outsideNames()
 	lost, err := p.lostWrites()
@@ -268,10 +293,16 @@ func (r *Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "drill\thealth check\tlongest API gap\terrors\terror window\tp50/p99\tscheduler lease\tcontroller-manager lease\tetcd leader\tout of rotation\trecovery\t(bound)\treplacement in service\tlost writes")
 	for _, d := range r.Drills {
+		// A drill the probe did not measure (i runs alongside the others)
+		// has no recovery of its own.
+		rec := recovery(d.RecoverySeconds)
+		if d.Requests == 0 {
+			rec = "-"
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%.1fs\t%d/%d (%.1f%%)\t%.1fs\t%.2fs/%.2fs\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", d.Name, d.HealthCheck, d.LongestGapSeconds,
 			d.Failures, d.Requests, 100*d.ErrorRate, d.ErrorWindowSeconds, d.LatencySeconds["p50"], d.LatencySeconds["p99"],
 			secs(d.SchedulerLeaseSeconds), secs(d.ControllerManagerLeaseSecs),
-			secs(d.EtcdLeaderSeconds), secs(d.RemovalSeconds), recovery(d.RecoverySeconds), secs(d.RecoveryBoundSeconds),
+			secs(d.EtcdLeaderSeconds), secs(d.RemovalSeconds), rec, secs(d.RecoveryBoundSeconds),
 			secs(d.ReplacementInServiceSeconds), d.LostWrites)
 	}
 	if err := tw.Flush(); err != nil {
@@ -286,6 +317,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "\nadd-ons: the control plane applied the %d-step set %.0fs after the nodes launched; a chart version changed in the stack ran %.0fs after upload "+
 		"(%v switched off with it: uninstalled); a deleted release was back in %.0fs; %d runs held the lease, %d found it held, %d overlapped.\n",
 		a.Steps, a.AppliedSeconds, a.BumpSeconds, a.Uninstalled, a.ReinstallSeconds, a.Runs, a.Refused, a.Overlapping)
+	j := r.JoinToken
+	fmt.Fprintf(w, "join token: rotated to generation %d, the cluster held only the new token %.1fs after the sync started; the old token gets HTTP %d, the new one authenticates as %s; later replacements joined with it.\n",
+		j.Generation, j.SyncSeconds, j.OldTokenStatus, j.NewTokenUser)
 	_, err := fmt.Fprintf(w, "%d acknowledged writes, %d lost. Every node booted from nothing and the cluster whole in %.0fs (etcd in %.0fs); total %.0fs.\n",
 		r.Writes, r.LostWrites, r.BootSeconds, r.EtcdBootSeconds, r.TotalSeconds)
 	return err

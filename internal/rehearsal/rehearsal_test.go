@@ -4,6 +4,7 @@ package rehearsal
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,6 +60,11 @@ func TestRehearsal(t *testing.T) {
 	if a := report.Addons; a.Steps == 0 || a.AppliedSeconds <= 0 || a.BumpSeconds <= 0 || a.ReinstallSeconds <= 0 || a.Runs < 3 || a.Refused == 0 || a.Overlapping != 0 || len(a.Uninstalled) != 1 {
 		t.Errorf("add-on drill: %+v", a)
 	}
+	// The join token rotated as the README says: the old one refused, the
+	// new one authenticating; drills a and f then join with it.
+	if j := report.JoinToken; j.OldTokenStatus != http.StatusUnauthorized || !strings.HasPrefix(j.NewTokenUser, "system:bootstrap:") {
+		t.Errorf("join token rotation: %+v", j)
+	}
 	raw, err := config.ReadStackFile(stackFile)
 	if err != nil {
 		t.Fatal(err)
@@ -67,13 +73,14 @@ func TestRehearsal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := fromConfig(cfg).bounds()
+	s := fromConfig(cfg)
+	b := s.bounds()
 	byName := map[string]Drill{}
 	for _, d := range report.Drills {
 		byName[d.Name] = d
 	}
-	if len(byName) != len(drills) {
-		t.Fatalf("%d drills reported, want %d", len(byName), len(drills))
+	if len(byName) != len(drills)+1 {
+		t.Fatalf("%d drills reported, want %d and drill %s", len(byName), len(drills), neverDrill.name)
 	}
 	within := func(what string, took *float64, bound time.Duration) {
 		t.Helper()
@@ -89,7 +96,7 @@ func TestRehearsal(t *testing.T) {
 		if d.ProbeSkippedTicks != 0 {
 			t.Errorf("drill %s: the probe skipped %d ticks, all its slots busy", d.Name, d.ProbeSkippedTicks)
 		}
-		if d.Name == "d-tcp" {
+		if d.Name == "d-tcp" || d.Name == neverDrill.name {
 			continue
 		}
 		if d.RecoveryBoundSeconds == nil {
@@ -113,6 +120,11 @@ func TestRehearsal(t *testing.T) {
 		if byName[name].ReplacementInServiceSeconds == nil {
 			t.Errorf("drill %s: no replacement in service", name)
 		}
+	}
+	// A node that can never boot gives itself up at its deadline, not
+	// before (giveUpAndReplace checks the metric, hook and replacement).
+	if i := byName[neverDrill.name]; i.GaveUpSeconds == nil || *i.GaveUpSeconds < s.bootstrapDeadline.Seconds() {
+		t.Errorf("drill %s: gave up after %s, want at its %v deadline", neverDrill.name, secs(i.GaveUpSeconds), s.bootstrapDeadline)
 	}
 	if lost := byName["g"].QuorumLostSamples; lost == nil || *lost != 0 {
 		t.Errorf("drill g: quorum lost in %v samples, want none", lost)

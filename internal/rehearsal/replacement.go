@@ -5,6 +5,7 @@ package rehearsal
 // replacement boots from the same user-data as the instance it replaces.
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -198,4 +199,113 @@ func (c *cluster) refuseAttach() (allowed <-chan struct{}) {
 		c.cloud.Fault(awsdouble.EC2, "AttachVolume", awsdouble.Fault{})
 	}()
 	return done
+}
+
+// neverGroup is drill i's auto-scaling group: zone c's control-plane
+// launch template in a group of its own, whose instances S3 refuses (a
+// role that cannot read the node assets). No first boot of it can
+// succeed, and none gets far enough to touch the cluster.
+const neverGroup = "cp-c-never"
+
+// neverDrill is drill i, which runs alongside the others: it takes the
+// stack's whole bootstrap deadline, longer than any of them.
+var neverDrill = drill{name: "i", description: "a node that can never boot (S3 refuses its group) gives itself up at its deadline and its group replaces it; it runs alongside the other drills"}
+
+// neverBootstraps starts drill i: it launches an instance into
+// neverGroup. Past the stack's bootstrap deadline the instance must count
+// its failure once (the metric the alarm watches), abandon its launch
+// hook and mark itself Unhealthy; its group then replaces it with an
+// instance that boots from the same user-data and is refused the same
+// way. wait returns the result; stop ends the drill early.
+func (c *cluster) neverBootstraps() (wait func() (Drill, error), stop func(), err error) {
+	i := len(c.stack.zones) - 1
+	host, err := c.net.AddHostOn(zoneNetwork(i), neverGroup, zoneNet(i)+".22", nil, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.cloud.FaultGroup(neverGroup, awsdouble.S3, "*", awsdouble.Fault{Refuse: "AccessDenied"})
+	g := c.cloud.NewNodeGroup(c.stack.rootfs, neverGroup, c.stack.zones[i], host, c.nodes[i].UserData)
+	launched := time.Now()
+	if err := g.Start(); err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithCancel(c.ctx)
+	done := make(chan struct{})
+	var d Drill
+	var drillErr error
+	go func() {
+		defer close(done)
+		d, drillErr = c.giveUpAndReplace(ctx, g, launched)
+		g.Kill()
+		c.cloud.FaultGroup(neverGroup, awsdouble.S3, "*", awsdouble.Fault{})
+	}()
+	wait = func() (Drill, error) {
+		<-done
+		return d, drillErr
+	}
+	stop = func() {
+		cancel()
+		<-done
+	}
+	return wait, stop, nil
+}
+
+// giveUpAndReplace is drill i's check of g, launched at launched.
+func (c *cluster) giveUpAndReplace(ctx context.Context, g *lab.NodeGroup, launched time.Time) (Drill, error) {
+	var d Drill
+	deadline := c.stack.bootstrapDeadline
+	first := g.Instance.ID
+	// A step's tries end at most a backoff and a try (5 downloads) past
+	// the deadline.
+	_, err := lab.WaitFor(ctx, g.Name+" giving itself up", deadline+3*time.Minute, func() error {
+		if gi, _ := c.cloud.GroupInstance(first); gi.State != awsdouble.Terminating || gi.Healthy {
+			return fmt.Errorf("%s is %s, healthy %v", first, gi.State, gi.Healthy)
+		}
+		return nil
+	})
+	if err != nil {
+		return d, fmt.Errorf("%w\n%s", err, g.BootstrapLog())
+	}
+	gaveUp := time.Since(launched)
+	d.GaveUpSeconds = seconds(gaveUp)
+	log := g.BootstrapLog()
+	if gaveUp < deadline {
+		return d, fmt.Errorf("%s gave up %.0fs after launch, before its %.0fs deadline:\n%s", g.Name, gaveUp.Seconds(), deadline.Seconds(), log)
+	}
+	if n := strings.Count(log, "asking to be replaced"); n != 1 || !strings.Contains(log, "step kubernetes failed") {
+		return d, fmt.Errorf("%s asked to be replaced %d times, want once after its download step failed:\n%s", g.Name, n, log)
+	}
+	failed := 0.0
+	for _, m := range c.cloud.Metrics() {
+		if m.Name == bootstrap.BootstrapFailedMetric && m.Dimensions[bootstrap.EtcdSnapshotMetricDimension] == c.stack.clusterName {
+			failed += m.Value
+		}
+	}
+	if failed != 1 {
+		return d, fmt.Errorf("%s counted %.0f, want 1", bootstrap.BootstrapFailedMetric, failed)
+	}
+
+	if err := g.Replace(); err != nil {
+		return d, err
+	}
+	if _, err := lab.WaitFor(ctx, g.Name+"'s replacement refused as the first was", 3*time.Minute, func() error {
+		if !strings.Contains(g.BootstrapLog(), "step kubernetes failed") {
+			return fmt.Errorf("%s has not tried its download step yet", g.Instance.ID)
+		}
+		return nil
+	}); err != nil {
+		return d, err
+	}
+	ran, err := g.Instance.RanUserData()
+	if err != nil {
+		return d, err
+	}
+	if gi, _ := c.cloud.GroupInstance(g.Instance.ID); !bytes.Equal(ran, g.UserData) || gi.State != awsdouble.PendingWait || g.Instance.ID == first {
+		return d, fmt.Errorf("%s's replacement %s: ran its launch template's user-data: %v; %s, want %s", g.Name, g.Instance.ID,
+			bytes.Equal(ran, g.UserData), gi.State, awsdouble.PendingWait)
+	}
+	d.note(fmt.Sprintf("%s gave up %.0fs after launch (deadline %.0fs): %s counted once, launch hook abandoned, Unhealthy; "+
+		"its group replaced %s with %s, which boots from the same user-data and waits at %s; neither was ever a load-balancer target",
+		first, gaveUp.Seconds(), deadline.Seconds(), bootstrap.BootstrapFailedMetric, first, g.Instance.ID, awsdouble.PendingWait))
+	return d, nil
 }

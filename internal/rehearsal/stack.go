@@ -25,6 +25,9 @@ type stack struct {
 	etcd           bootstrap.EtcdCluster
 	leaderElection bootstrap.LeaderElection
 	healthCheck    healthCheck
+	// bootstrapDeadline is how long a node's first boot may take before
+	// it gives itself up.
+	bootstrapDeadline time.Duration
 	// rootfs is the nodes' image; declared is what the stack's program
 	// declares, with the rehearsal's own builds as the nodes' assets.
 	rootfs   string
@@ -110,5 +113,6 @@ func fromConfig(cfg components.ClusterArgs) stack {
 		leaderElection: bootstrap.LeaderElectionSeconds(le.LeaseDurationSeconds, le.RenewDeadlineSeconds, le.RetryPeriodSeconds),
 		healthCheck: healthCheck{interval: time.Duration(h.IntervalSeconds) * time.Second, timeout: time.Duration(h.TimeoutSeconds) * time.Second,
 			healthy: h.HealthyThreshold, unhealthy: h.UnhealthyThreshold},
+		bootstrapDeadline: time.Duration(cfg.BootstrapTimeoutMinutes) * time.Minute,
 	}
 }

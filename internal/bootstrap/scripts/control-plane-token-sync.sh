@@ -1,22 +1,39 @@
 #!/usr/bin/env bash
-# Keeps the cluster's kubeha join token equal to the one in the cluster
-# secret: creates it if missing (it never expires, so a node added months
-# later still joins) and deletes any older kubeha token. Rotation is a
-# `pulumi up` that replaces the secret's token (README: join token).
+# Keeps the cluster's join tokens down to the one in the cluster secret:
+# creates it if missing (it never expires, so a node added months later
+# still joins) and deletes every other token. Rotation is a `pulumi up`
+# that raises controlPlane.joinTokenGeneration, which replaces the
+# secret's token, ID and secret both (README: rotate the join token). A
+# failed run counts TOKEN_SYNC_FAILED_METRIC, which an alarm watches.
 # shellcheck source-path=SCRIPTDIR
 . "$(dirname "${BASH_SOURCE[0]}")/node-common.sh"
+
+count_failure() {
+  local rc=$?
+  [ "$rc" -ne 0 ] || return 0
+  log "join token sync failed (exit $rc)"
+  aws cloudwatch put-metric-data --namespace "$BOOTSTRAP_METRIC_NAMESPACE" --metric-name "$TOKEN_SYNC_FAILED_METRIC" \
+    --dimensions "$BOOTSTRAP_METRIC_DIMENSIONS" --value 1 --unit Count || log "could not count $TOKEN_SYNC_FAILED_METRIC"
+}
+trap count_failure EXIT
 
 export KUBECONFIG=$ADMIN_KUBECONFIG
 fetch_secrets
 token=$(<"$BOOTSTRAP_TOKEN_FILE")
-existing=$(kubeadm token list -o jsonpath='{.token}{"|"}{.description}{"\n"}')
-if ! grep -q "^$token|" <<<"$existing"; then
+id=${token%%.*}
+existing=$(kubeadm token list -o jsonpath='{.token}{"\n"}')
+if ! grep -qxF "$token" <<<"$existing"; then
+  # A token under the same ID with another secret is replaced: kubeadm
+  # refuses to create one whose ID exists.
+  if grep -q "^$id\." <<<"$existing"; then
+    kubeadm token delete "$id" >/dev/null
+  fi
   kubeadm token create "$token" --ttl 0 --description "$TOKEN_DESCRIPTION" >/dev/null
-  log "join token ${token%%.*} created"
+  log "join token $id created"
 fi
-while IFS='|' read -r old description; do
-  if [ "$description" = "$TOKEN_DESCRIPTION" ] && [ "$old" != "$token" ]; then
+while read -r old; do
+  if [ -n "$old" ] && [ "${old%%.*}" != "$id" ]; then
     kubeadm token delete "${old%%.*}" >/dev/null
-    log "old join token ${old%%.*} deleted"
+    log "join token ${old%%.*} deleted: not the cluster secret's"
   fi
 done <<<"$existing"

@@ -1,0 +1,171 @@
+package tests
+
+import (
+	"encoding/json"
+	"path"
+	"strings"
+	"testing"
+
+	"github.com/kubeha/kubeha/internal/bootstrap"
+	"github.com/kubeha/kubeha/internal/mockrun"
+)
+
+// statement is one IAM policy statement, as kubeha writes them.
+type statement struct {
+	Sid       string
+	Effect    string
+	Action    []string
+	Resource  any
+	Condition map[string]map[string]any
+}
+
+// request is one call a node's role might make: an action on a resource
+// with the resource's tags; no request tags.
+type request struct {
+	action, resource string
+	tags             map[string]string
+}
+
+// decision is IAM's answer for one role's inline policies: "deny" if a
+// Deny statement matches (whatever else allows it), "allow" if only an
+// Allow does, "" if none does (denied by default, unless a managed policy
+// allows it). A condition this evaluator cannot judge fails the test.
+func decision(t *testing.T, statements []statement, r request) string {
+	t.Helper()
+	out := ""
+	for _, s := range statements {
+		if !anyMatch(s.Action, r.action) || !anyMatch(strings1(s.Resource), r.resource) || !conditionsHold(t, s, r) {
+			continue
+		}
+		if s.Effect == "Deny" {
+			return "deny"
+		}
+		out = "allow"
+	}
+	return out
+}
+
+func strings1(v any) []string {
+	switch v := v.(type) {
+	case string:
+		return []string{v}
+	case []any:
+		var out []string
+		for _, e := range v {
+			out = append(out, e.(string))
+		}
+		return out
+	}
+	return nil
+}
+
+// anyMatch is IAM's wildcard match (* and ?), case-insensitive for
+// actions as IAM is; ARNs here are lower-case.
+func anyMatch(patterns []string, value string) bool {
+	for _, p := range patterns {
+		if ok, _ := path.Match(strings.ToLower(strings.ReplaceAll(p, "/", "\x00")), strings.ToLower(strings.ReplaceAll(value, "/", "\x00"))); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func conditionsHold(t *testing.T, s statement, r request) bool {
+	t.Helper()
+	value := func(key string) (string, bool) {
+		if tag, ok := strings.CutPrefix(key, "aws:ResourceTag/"); ok {
+			v, present := r.tags[tag]
+			return v, present
+		}
+		return "", false // request tags, services, create actions: none on these calls
+	}
+	for op, keys := range s.Condition {
+		for key, want := range keys {
+			got, present := value(key)
+			switch op {
+			case "StringEquals":
+				if !present || !anyMatch(strings1(want), got) && got != want {
+					return false
+				}
+			case "Null":
+				if (want == "true") != !present {
+					return false
+				}
+			default:
+				t.Fatalf("statement %s: condition %s is not one this test can judge", s.Sid, op)
+			}
+		}
+	}
+	return true
+}
+
+// rolePolicies are each node role's inline policy statements, by role.
+func rolePolicies(t *testing.T, rec *mockrun.Recorder) map[string][]statement {
+	t.Helper()
+	nodeRoles := map[string]bool{}
+	for _, r := range rec.OfType("aws:iam/role:Role") {
+		if strings.Contains(r.String("assumeRolePolicy"), "ec2.amazonaws.com") {
+			nodeRoles[r.Name] = true
+		}
+	}
+	out := map[string][]statement{}
+	for _, p := range rec.OfType("aws:iam/rolePolicy:RolePolicy") {
+		role := strings.TrimSuffix(p.Name, "-bootstrap")
+		if !nodeRoles[role] {
+			continue
+		}
+		var doc struct{ Statement []statement }
+		if err := json.Unmarshal([]byte(p.String("policy")), &doc); err != nil {
+			t.Fatalf("%s: %v", p.Name, err)
+		}
+		out[role] = append(out[role], doc.Statement...)
+	}
+	if len(out) != len(nodeRoles) {
+		t.Fatalf("inline policies for %d of %d node roles", len(out), len(nodeRoles))
+	}
+	return out
+}
+
+// TestNoNodeRoleCanTakeAnEtcdVolume: in every stack, every node role
+// (etcd, control plane, each worker pool) is explicitly denied detaching,
+// deleting, modifying or retagging an etcd member's volume, whatever its
+// other policies allow. Without the deny, the control plane's role (the
+// EBS CSI driver's rights on the cluster's volumes) would be allowed.
+func TestNoNodeRoleCanTakeAnEtcdVolume(t *testing.T) {
+	for name, file := range stackFiles(t) {
+		t.Run(name, func(t *testing.T) {
+			cfg, rec := evaluate(t, file)
+			volume := "arn:aws:ec2:" + cfg.Region + ":123456789012:volume/vol-0etcd"
+			tags := map[string]string{"kubernetes.io/cluster/" + cfg.ClusterName: "owned", bootstrap.EtcdMemberTag: "etcd-a"}
+			roles := rolePolicies(t, rec)
+			allowedWithoutDeny := 0
+			for role, statements := range roles {
+				var withoutDeny []statement
+				for _, s := range statements {
+					if s.Effect != "Deny" {
+						withoutDeny = append(withoutDeny, s)
+					}
+				}
+				for _, action := range []string{"ec2:DetachVolume", "ec2:DeleteVolume", "ec2:ModifyVolume", "ec2:DeleteTags"} {
+					r := request{action, volume, tags}
+					if got := decision(t, statements, r); got != "deny" {
+						t.Errorf("%s: %s on an etcd volume is %q, want an explicit deny", role, action, got)
+					}
+					if decision(t, withoutDeny, r) == "allow" {
+						allowedWithoutDeny++
+					}
+				}
+				// The same role may still use the cluster's other volumes
+				// if it could before: the deny is about etcd's only.
+				other := request{"ec2:DetachVolume", volume, map[string]string{"kubernetes.io/cluster/" + cfg.ClusterName: "owned"}}
+				if decision(t, statements, other) == "deny" {
+					t.Errorf("%s: denied detaching any of the cluster's volumes, not only etcd's", role)
+				}
+			}
+			if allowedWithoutDeny == 0 {
+				t.Error("no role would be allowed to take an etcd volume even without the deny: the test cannot tell")
+			}
+			t.Logf("%s: %d node roles; %d role actions on an etcd volume the deny turns from allowed to denied", name, len(roles), allowedWithoutDeny)
+		})
+	}
+}
