@@ -18,9 +18,7 @@ import (
 
 // Ports between nodes besides the API and etcd.
 const (
-	// kubeletPort is the kubelet's API, which the API server calls for
-	// logs, exec and metrics.
-	kubeletPort           = 10250
+	kubeletPort           = bootstrap.KubeletPort
 	nodeExporterPort      = 9100
 	controllerManagerPort = 10257
 	schedulerPort         = 10259

@@ -25,6 +25,10 @@ var ControlPlaneSecretFiles = []string{
 // APIServerPort is where every API server and the load balancer listen.
 const APIServerPort = 6443
 
+// KubeletPort is the kubelet's API, which the API server calls for logs,
+// exec and metrics.
+const KubeletPort = 10250
+
 // HealthCheckPath is what the load balancer asks each API server: /readyz
 // fails when the API server cannot reach etcd, while its port still
 // accepts TCP.

@@ -248,6 +248,29 @@ func TestKubeadmInitFollowsAddons(t *testing.T) {
 	}
 }
 
+// Every server kubeadm sets up offers kubeha's strong suites only, from
+// TLS 1.2: the API server, controller-manager, scheduler and, through the
+// KubeletConfiguration kubeadm stores for every node, each kubelet.
+func TestKubeadmServesStrongTLSOnly(t *testing.T) {
+	init, err := testControlPlane().KubeadmInit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	flag := "- name: tls-cipher-suites\n      value: " + strings.Join(TLSCipherSuites, ",") + "\n    - name: tls-min-version\n      value: VersionTLS12\n"
+	if n := strings.Count(init, flag); n != 3 {
+		t.Errorf("%d components with the strong suites and TLS 1.2, want 3:\n%s", n, init)
+	}
+	kubelet := "kind: KubeletConfiguration\ntlsCipherSuites:\n  - " + strings.Join(TLSCipherSuites, "\n  - ") + "\ntlsMinVersion: VersionTLS12\n"
+	if !strings.Contains(init, kubelet) {
+		t.Errorf("no KubeletConfiguration with the strong suites:\n%s", init)
+	}
+	for _, suite := range TLSCipherSuites {
+		if !strings.Contains(suite, "_GCM_") && !strings.Contains(suite, "CHACHA20") || !strings.HasPrefix(suite, "TLS_ECDHE_") {
+			t.Errorf("%s is not an ECDHE AEAD suite", suite)
+		}
+	}
+}
+
 // The add-on applier and the API tunnel are on a node only when asked for,
 // and started by its first boot once it serves.
 func TestControlPlaneApplierAndTunnelAreOptIn(t *testing.T) {

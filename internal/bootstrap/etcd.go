@@ -193,6 +193,7 @@ func (c EtcdCluster) Config(m EtcdMember) (string, error) {
 		{"client-transport-security", tls(etcdServerCert, etcdServerKey)},
 		{"peer-transport-security", tls(etcdPeerCert, etcdPeerKey)},
 		{"tls-min-version", "TLS1.2"},
+		{"cipher-suites", TLSCipherSuites},
 		{"logger", "zap"},
 		{"log-level", "info"},
 	}

@@ -68,6 +68,9 @@ func TestEtcdConfig(t *testing.T) {
 			t.Errorf("%s = %v, want mutual TLS with kubeha's certificates", side, tls)
 		}
 	}
+	if suites := fmt.Sprint(cfg["cipher-suites"]); suites != fmt.Sprint(TLSCipherSuites) {
+		t.Errorf("cipher-suites = %s, want kubeha's strong suites only", suites)
+	}
 	if big := NewEtcdCluster("c1", zones3, 3, 100, 15); big.QuotaBytes != 8<<30 {
 		t.Errorf("quota for a 100 GiB volume = %d, want etcd's 8 GiB maximum", big.QuotaBytes)
 	}

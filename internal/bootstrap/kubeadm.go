@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -192,6 +193,8 @@ func (c ControlPlane) KubeadmInit() (string, error) {
 				{"audit-log-maxbackup", "10"},
 				{"audit-log-maxsize", "100"},
 				{"profiling", "false"},
+				{"tls-cipher-suites", strings.Join(TLSCipherSuites, ",")},
+				{"tls-min-version", TLSMinVersion},
 			},
 			ExtraVolumes: []hostPathMount{kubehaConfig,
 				{Name: "audit-log", HostPath: auditLogDir, MountPath: auditLogDir, PathType: "DirectoryOrCreate"}},
@@ -209,13 +212,36 @@ func (c ControlPlane) KubeadmInit() (string, error) {
 		ExtraArgs:    []arg{{"config", ControlPlaneConfigDir + "/" + schedulerFile}, {"profiling", "false"}},
 		ExtraVolumes: []hostPathMount{kubehaConfig},
 	}
+	for _, comp := range []*component{&cluster.ControllerManager, &cluster.Scheduler} {
+		comp.ExtraArgs = append(comp.ExtraArgs, arg{"tls-cipher-suites", strings.Join(TLSCipherSuites, ",")}, arg{"tls-min-version", TLSMinVersion})
+	}
 	if c.ServeMetrics {
 		for _, comp := range []*component{&cluster.ControllerManager, &cluster.Scheduler} {
 			comp.ExtraArgs = append(comp.ExtraArgs, arg{"bind-address", "0.0.0.0"})
 		}
 	}
-	return yamlDocs(initCfg, cluster)
+	// Every kubelet's, which kubeadm stores in the cluster for joins too.
+	kubelet := struct {
+		APIVersion      string   `yaml:"apiVersion"`
+		Kind            string   `yaml:"kind"`
+		TLSCipherSuites []string `yaml:"tlsCipherSuites"`
+		TLSMinVersion   string   `yaml:"tlsMinVersion"`
+	}{"kubelet.config.k8s.io/v1beta1", "KubeletConfiguration", TLSCipherSuites, TLSMinVersion}
+	return yamlDocs(initCfg, cluster, kubelet)
 }
+
+// TLSCipherSuites are the only suites kubeha's servers offer (API
+// servers, controller-managers, schedulers, kubelets, etcd): TLS 1.2
+// with forward secrecy and AEAD, for ECDSA (kubeadm's keys) and RSA
+// certificates; TLS 1.3's are always on. CIS 1.2.x and 4.2.x.
+var TLSCipherSuites = []string{
+	"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+	"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+	"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+}
+
+// TLSMinVersion is the oldest TLS version Kubernetes' servers accept.
+const TLSMinVersion = "VersionTLS12"
 
 // KubeadmJoin renders the JoinConfiguration of a control-plane node. The
 // shared CAs and keys are already on the node, so no certificate key is

@@ -2,10 +2,12 @@ package rehearsal
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -22,8 +24,12 @@ import (
 // endpoints only; Secrets are encrypted in etcd and audited without their
 // payload; the leader-elected components use their node's own API server;
 // the join token from the cluster secret is in the cluster and
-// never expires, and the timer that keeps it so runs on every node.
+// never expires, and the timer that keeps it so runs on every node; the
+// servers offer strong TLS cipher suites only.
 func (c *cluster) checkBaseline() error {
+	if err := c.checkCipherSuites(); err != nil {
+		return err
+	}
 	anonymous := c.nodeAPIs[0]
 	for _, path := range []string{"/api", "/api/v1/namespaces/kube-public/configmaps"} {
 		if code, body, err := anonymous.Do("GET", path, nil); err != nil || code != http.StatusUnauthorized {
@@ -117,6 +123,39 @@ func (c *cluster) checkBaseline() error {
 	if _, expires := token.Data["expiration"]; expires || token.Data["token-secret"] != base64.StdEncoding.EncodeToString([]byte(tokenSecret)) {
 		return fmt.Errorf("bootstrap-token-%s is not the cluster secret's, never expiring: %v", id, token.Data)
 	}
+	return nil
+}
+
+// checkCipherSuites: every API server, kubelet and etcd member completes
+// a TLS 1.2 handshake with a strong suite and refuses one offering only
+// CBC suites, which Go's (and so Kubernetes' and etcd's) defaults accept.
+func (c *cluster) checkCipherSuites() error {
+	etcdClient := c.etcdMetrics[0].Transport.(*http.Transport).TLSClientConfig
+	var servers []string
+	for i := range c.nodes {
+		servers = append(servers, fmt.Sprintf("%s.21:%d", zoneNet(i), bootstrap.APIServerPort), fmt.Sprintf("%s.21:%d", zoneNet(i), bootstrap.KubeletPort))
+	}
+	for i := range c.members {
+		servers = append(servers, fmt.Sprintf("%s.11:%d", zoneNet(i), bootstrap.EtcdClientPort))
+	}
+	handshake := func(server string, suites []uint16) error {
+		cfg := &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12, CipherSuites: suites, Certificates: etcdClient.Certificates} //nolint:gosec // the handshake is what is checked
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 3 * time.Second}, "tcp", server, cfg)
+		if err == nil {
+			conn.Close()
+		}
+		return err
+	}
+	weak := []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA}
+	for _, server := range servers {
+		if err := handshake(server, nil); err != nil {
+			return fmt.Errorf("TLS 1.2 with a strong suite to %s: %w", server, err)
+		}
+		if err := handshake(server, weak); err == nil {
+			return fmt.Errorf("%s accepts a TLS 1.2 client offering only CBC suites", server)
+		}
+	}
+	c.logf("strong TLS only: %d servers (API servers, kubelets, etcd) refuse CBC-only clients", len(servers))
 	return nil
 }
 
