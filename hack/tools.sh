@@ -72,6 +72,20 @@ HELM_VERSION=v4.2.0
 CGO_ENABLED=0 build helm "$HELM_VERSION" helm helm.sh/helm/v4/cmd/helm \
   -ldflags="-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION"
 
+# kube-bench, which the rehearsal runs on a control-plane and an etcd node,
+# with the benchmark definitions (cfg/) of the same module.
+KUBE_BENCH_VERSION=v0.12.0
+CGO_ENABLED=0 build kube-bench "$KUBE_BENCH_VERSION" kube-bench github.com/aquasecurity/kube-bench \
+  -ldflags="-s -w -X github.com/aquasecurity/kube-bench/cmd.KubeBenchVersion=$KUBE_BENCH_VERSION"
+if [ ! -d "$root/kube-bench-$KUBE_BENCH_VERSION/cfg" ]; then
+  bench_dir=$(cd hack/tools/kube-bench && go mod download -json "github.com/aquasecurity/kube-bench@$KUBE_BENCH_VERSION" |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  cp -r "$bench_dir/cfg" "$root/kube-bench-$KUBE_BENCH_VERSION/cfg.tmp"
+  chmod -R u+w "$root/kube-bench-$KUBE_BENCH_VERSION/cfg.tmp"
+  mv "$root/kube-bench-$KUBE_BENCH_VERSION/cfg.tmp" "$root/kube-bench-$KUBE_BENCH_VERSION/cfg"
+fi
+ln -sfn "$root/kube-bench-$KUBE_BENCH_VERSION/cfg" "$root/bin/kube-bench-cfg"
+
 # kubeha's own pause (hack/tools/pause), keyed by its source.
 pause_key=$(sha256sum hack/tools/pause/main.go | cut -c1-12)
 CGO_ENABLED=0 build pause "$pause_key" pause . -ldflags="-s -w"

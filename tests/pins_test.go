@@ -36,3 +36,31 @@ func TestToolsBuildThePinnedReleases(t *testing.T) {
 		}
 	}
 }
+
+// kube-bench is built at the version hack/tools.sh names, which its tool
+// module pins and go.sum holds the module proxy's hash of: a release that
+// was published.
+func TestKubeBenchPinIsTheToolModules(t *testing.T) {
+	script, err := os.ReadFile("../hack/tools.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^KUBE_BENCH_VERSION=(\S+)$`).FindSubmatch(script)
+	if m == nil {
+		t.Fatal("hack/tools.sh sets no KUBE_BENCH_VERSION")
+	}
+	version := string(m[1])
+	mod, err := os.ReadFile("../hack/tools/kube-bench/go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := os.ReadFile("../hack/tools/kube-bench/go.sum")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const module = "github.com/aquasecurity/kube-bench "
+	if !regexp.MustCompile(`(?m)^\s*`+regexp.QuoteMeta(module+version)+`\b`).Match(mod) ||
+		!regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(module+version)+` h1:`).Match(sum) {
+		t.Errorf("hack/tools.sh builds kube-bench %s; hack/tools/kube-bench's go.mod and go.sum must pin that release", version)
+	}
+}

@@ -139,3 +139,10 @@ type unit struct{ name, content string }
 func (u unit) file() File {
 	return File{Path: "/etc/systemd/system/" + u.name, Content: u.content, Mode: "0644"}
 }
+
+// privateFile is the unit readable by root only.
+func (u unit) privateFile() File {
+	f := u.file()
+	f.Mode = "0600"
+	return f
+}

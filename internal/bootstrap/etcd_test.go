@@ -64,7 +64,7 @@ func TestEtcdConfig(t *testing.T) {
 	}
 	for _, side := range []string{"client-transport-security", "peer-transport-security"} {
 		tls := cfg[side].(map[string]any)
-		if tls["client-cert-auth"] != true || tls["auto-tls"] != false {
+		if tls["client-cert-auth"] != true || tls["auto-tls"] != false || tls["cert-file"] == nil || tls["key-file"] == nil || tls["trusted-ca-file"] == nil {
 			t.Errorf("%s = %v, want mutual TLS with kubeha's certificates", side, tls)
 		}
 	}

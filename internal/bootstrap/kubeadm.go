@@ -227,7 +227,14 @@ func (c ControlPlane) KubeadmInit() (string, error) {
 		TLSCipherSuites []string `yaml:"tlsCipherSuites"`
 		TLSMinVersion   string   `yaml:"tlsMinVersion"`
 	}{"kubelet.config.k8s.io/v1beta1", "KubeletConfiguration", TLSCipherSuites, TLSMinVersion}
-	return yamlDocs(initCfg, cluster, kubelet)
+	// kube-proxy's metrics on the node's loopback only, as its default is
+	// (CIS 4.3.1), said where the benchmark and a reader can see it.
+	proxy := struct {
+		APIVersion         string `yaml:"apiVersion"`
+		Kind               string `yaml:"kind"`
+		MetricsBindAddress string `yaml:"metricsBindAddress"`
+	}{"kubeproxy.config.k8s.io/v1alpha1", "KubeProxyConfiguration", "127.0.0.1:10249"}
+	return yamlDocs(initCfg, cluster, kubelet, proxy)
 }
 
 // TLSCipherSuites are the only suites kubeha's servers offer (API

@@ -95,7 +95,7 @@ WantedBy=multi-user.target
 	kubeletKubeadmDropIn = unit{"kubelet.service.d/10-kubeadm.conf", `# kubeadm's kubelet settings, as the Kubernetes release ships them.
 [Service]
 Environment="KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf"
-Environment="KUBELET_CONFIG_ARGS=--config=/var/lib/kubelet/config.yaml"
+Environment="KUBELET_CONFIG_ARGS=--config=` + kubeletConfigPath + `"
 # kubeadm init and join write this at runtime.
 EnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env
 # The image's own kubelet settings, as the last arguments.
@@ -104,6 +104,10 @@ ExecStart=
 ExecStart=` + BinDir + `/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS
 `}
 )
+
+// kubeletConfigPath is where kubeadm writes the kubelet's configuration,
+// which kubernetes-node.sh then makes owner-only (CIS 4.1.9).
+const kubeletConfigPath = "/var/lib/kubelet/config.yaml"
 
 // kernelModules are what containerd and kube-proxy need loaded.
 var kernelModules = []string{"overlay", "br_netfilter"}
@@ -154,6 +158,7 @@ func kubernetesNode(s kubernetesNodeSpec) (Node, error) {
 		{"KERNEL_MODULES_FILE", kernelModulesFile},
 		{"BIN_DIR", BinDir},
 		{"RUNC_PATH", runcPath},
+		{"KUBELET_CONFIG", kubeletConfigPath},
 		{"PATH", nodePath},
 	}
 	for _, a := range []struct {
@@ -173,7 +178,8 @@ func kubernetesNode(s kubernetesNodeSpec) (Node, error) {
 			File{Path: kernelModulesFile, Content: strings.Join(kernelModules, "\n") + "\n", Mode: "0644"},
 			File{Path: "/etc/sysctl.d/90-kubernetes.conf", Content: "net.ipv4.ip_forward = 1\nnet.bridge.bridge-nf-call-iptables = 1\nnet.bridge.bridge-nf-call-ip6tables = 1\n", Mode: "0644"},
 			File{Path: containerdConfigPath, Content: containerdConfig(), Mode: "0644"},
-			containerdUnit.file(), kubeletUnit.file(), kubeletKubeadmDropIn.file(),
+			// Owner-only, as CIS 4.1.1 asks of the kubelet's unit.
+			containerdUnit.file(), kubeletUnit.privateFile(), kubeletKubeadmDropIn.privateFile(),
 		),
 	}
 	if err := node.withEnv(NodeEnvPath, s.Role+" node settings", s.ClusterName, s.BootstrapDeadline, env, s.Role+"-bootstrap.sh"); err != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -96,6 +97,8 @@ type Report struct {
 	// Addons is the add-on drill's: the control plane applying the
 	// stack's add-on set.
 	Addons AddonsReport `json:"addons"`
+	// Benchmark is kube-bench's run on a control-plane and an etcd node.
+	Benchmark BenchmarkReport `json:"benchmark"`
 	// JoinToken is the join token's rotation, before the drills whose
 	// replacement nodes then join with the new token.
 	JoinToken TokenRotation `json:"joinTokenRotation"`
@@ -136,12 +139,13 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", opts.StackFile, err)
 	}
-	if err := tools.Missing(lab.NodeBinaries...); err != nil {
-		logf("building the pinned node binaries first (%v)", err)
+	needed := append(slices.Clone(lab.NodeBinaries), "kube-bench", "kube-bench-cfg")
+	if err := tools.Missing(needed...); err != nil {
+		logf("building the pinned binaries first (%v)", err)
 		if err := tools.Build(opts.Log); err != nil {
 			return nil, err
 		}
-		if err := tools.Missing(lab.NodeBinaries...); err != nil {
+		if err := tools.Missing(needed...); err != nil {
 			return nil, err
 		}
 	}
@@ -201,6 +205,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return report, fmt.Errorf("security baseline: %w", err)
 	}
 	logf("security baseline held: anonymous requests refused, Secrets encrypted in etcd and audited without payload, join token never expires")
+	if report.Benchmark, err = c.benchmark(); err != nil {
+		return report, err
+	}
+	logf("kube-bench %s: automated checks passed %v, failed %v (known gaps: %d)", report.Benchmark.Benchmark, report.Benchmark.Passed, report.Benchmark.Failed, len(report.Benchmark.Gaps))
 	if report.Addons, err = c.drillAddons(); err != nil {
 		return report, fmt.Errorf("add-on set: %w", err)
 	}
@@ -317,6 +325,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "\nadd-ons: the control plane applied the %d-step set %.0fs after the nodes launched; a chart version changed in the stack ran %.0fs after upload "+
 		"(%v switched off with it: uninstalled); a deleted release was back in %.0fs; %d runs held the lease, %d found it held, %d overlapped.\n",
 		a.Steps, a.AppliedSeconds, a.BumpSeconds, a.Uninstalled, a.ReinstallSeconds, a.Runs, a.Refused, a.Overlapping)
+	b := r.Benchmark
+	fmt.Fprintf(w, "kube-bench %s, automated checks: passed %v, failed %v\n", b.Benchmark, b.Passed, b.Failed)
+	for _, gap := range b.Gaps {
+		fmt.Fprintf(w, "  gap %s\n", gap)
+	}
 	j := r.JoinToken
 	fmt.Fprintf(w, "join token: rotated to generation %d, the cluster held only the new token %.1fs after the sync started; the old token gets HTTP %d, the new one authenticates as %s; later replacements joined with it.\n",
 		j.Generation, j.SyncSeconds, j.OldTokenStatus, j.NewTokenUser)

@@ -40,8 +40,39 @@ func (c *cluster) replaceInstance(d *Drill, g *lab.NodeGroup) error {
 		return fmt.Errorf("%w\n%s", err, g.BootstrapLog())
 	}
 	d.ReplacementInServiceSeconds = seconds(took)
+	if retried := retriedSteps(g.BootstrapLog()); retried != "" {
+		d.note(g.Name + "'s replacement retried: " + retried)
+	}
 	c.logf("%s's replacement in service %.0fs after it launched", g.Name, time.Since(start).Seconds())
 	return nil
+}
+
+// retriedSteps says which first-boot steps failed and were tried again,
+// and how often ("volume 6 times"), from bootstrap-steps.sh's "step NAME
+// failed" lines; "" if none.
+func retriedSteps(log string) string {
+	var names []string
+	times := map[string]int{}
+	for _, line := range strings.Split(log, "\n") {
+		_, rest, ok := strings.Cut(line, "step ")
+		name, _, failed := strings.Cut(rest, " failed (exit ")
+		if !ok || !failed || strings.Contains(name, " ") {
+			continue
+		}
+		if times[name] == 0 {
+			names = append(names, name)
+		}
+		times[name]++
+	}
+	var out []string
+	for _, name := range names {
+		if times[name] == 1 {
+			out = append(out, name+" once")
+		} else {
+			out = append(out, fmt.Sprintf("%s %d times", name, times[name]))
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // replaceFirstNode replaces cp-a, whose first boot created the cluster.

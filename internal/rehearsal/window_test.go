@@ -66,3 +66,19 @@ func TestGRPCReconnect(t *testing.T) {
 		}
 	}
 }
+
+// Only bootstrap-steps.sh's own failure lines count as retried steps, not
+// a tool's output that says "failed" (kubeadm's tolerated preflight).
+func TestRetriedSteps(t *testing.T) {
+	log := "kubeha-etcd[etcd-a]: step volume failed (exit 254); retrying in 5s\n" +
+		"[preflight] The system verification failed. Printing the output from the verification:\n" +
+		"kubeha-etcd[etcd-a]: step volume failed (exit 254); retrying in 10s\n" +
+		"kubeha-etcd[etcd-a]: step healthy failed (exit 1); retrying in 5s\n" +
+		"kubeha-etcd[etcd-a]: bootstrap done in 90s\n"
+	if got, want := retriedSteps(log), "volume 2 times, healthy once"; got != want {
+		t.Errorf("retriedSteps = %q, want %q", got, want)
+	}
+	if got := retriedSteps("[preflight] The system verification failed."); got != "" {
+		t.Errorf("a tool's own failure line counted as a retried step: %q", got)
+	}
+}

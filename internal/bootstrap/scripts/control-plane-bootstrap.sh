@@ -102,6 +102,7 @@ fi
 step kubernetes install_kubernetes
 step node-name set_node_name
 step kubeadm create_or_join
+step kubelet-config restrict_kubelet_config
 step tools install_control_plane_tools
 step timers start_timers
 ready_for_service api_server_ready

@@ -49,6 +49,12 @@ install_control_plane_tools() {
   rm -rf "$tmp"
 }
 
+# kubeadm writes the kubelet's configuration readable by all; it is the
+# kubelet's alone (CIS 4.1.9).
+restrict_kubelet_config() {
+  chmod 0600 "$KUBELET_CONFIG"
+}
+
 # The AWS cloud-controller-manager finds a node's instance by its private
 # DNS name, so the node is named after it.
 set_node_name() {

@@ -34,4 +34,5 @@ node_ready() {
 step kubernetes install_kubernetes
 step node-name set_node_name
 step kubeadm join
+step kubelet-config restrict_kubelet_config
 ready_for_service node_ready
