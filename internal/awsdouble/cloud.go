@@ -247,12 +247,12 @@ func (c *Cloud) FaultGroup(group, service, action string, f Fault) {
 func (c *Cloud) takeFault(service, action, instance string) (time.Duration, bool, string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var groups []string
+	group := "" // a caller outside any group: the keys repeat, harmlessly
 	if g, ok := c.groupInstances[instance]; ok {
-		groups = append(groups, g.Group)
+		group = g.Group
 	}
 	var f *Fault
-	for _, key := range faultKeys(service, action, append(groups, "")) {
+	for _, key := range []faultKey{{service, action, group}, {service, "*", group}, {service, action, ""}, {service, "*", ""}} {
 		if f = c.faults[key]; f != nil {
 			break
 		}
@@ -265,15 +265,6 @@ func (c *Cloud) takeFault(service, action, instance string) (time.Duration, bool
 		return f.Delay, true, ""
 	}
 	return f.Delay, false, f.Refuse
-}
-
-// faultKeys are the keys a call's fault may be under, most specific first.
-func faultKeys(service, action string, groups []string) []faultKey {
-	var keys []faultKey
-	for _, g := range groups {
-		keys = append(keys, faultKey{service, action, g}, faultKey{service, "*", g})
-	}
-	return keys
 }
 
 func sleep(r *http.Request, d time.Duration) {

@@ -3,7 +3,6 @@ package rehearsal
 import (
 	"encoding/json"
 	"fmt"
-	"maps"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -208,12 +207,6 @@ func bumpVersion(raw map[string]string, chart addons.Chart) (map[string]string, 
 	if !ok {
 		return nil, fmt.Errorf("rehearsal: no stack key for chart %s", chart.Name)
 	}
-	options := map[string]any{}
-	if text := raw["kubeha:addons"]; text != "" {
-		if err := json.Unmarshal([]byte(text), &options); err != nil {
-			return nil, fmt.Errorf("rehearsal: kubeha:addons: %w", err)
-		}
-	}
 	// The archive, as the stack must name it for a version kubeha does not
 	// pin; declare stands in every archive the same way.
 	version := chart.Version + "-rehearsal.2"
@@ -225,13 +218,12 @@ func bumpVersion(raw map[string]string, chart addons.Chart) (map[string]string, 
 	if err != nil {
 		return nil, err
 	}
-	options[key] = map[string]any{"version": version, "chart": archive}
-	// And an add-on switched off, which the applier uninstalls.
-	options["clusterAutoscaler"] = false
-	text, err := json.Marshal(options)
-	out := maps.Clone(raw)
-	out["kubeha:addons"] = string(text)
-	return out, err
+	return withOptions(raw, "kubeha:addons", func(options map[string]any) error {
+		options[key] = map[string]any{"version": version, "chart": archive}
+		// And an add-on switched off, which the applier uninstalls.
+		options["clusterAutoscaler"] = false
+		return nil
+	})
 }
 
 // applierRuns reads every control-plane node's applier log: the runs that

@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -139,20 +138,15 @@ func (c *cluster) tokenIDs() ([]string, error) {
 // raiseTokenGeneration is raw with controlPlane.joinTokenGeneration one
 // higher, and that generation.
 func raiseTokenGeneration(raw map[string]string) (map[string]string, int, error) {
-	options := map[string]any{}
-	if text := raw["kubeha:controlPlane"]; text != "" {
-		if err := json.Unmarshal([]byte(text), &options); err != nil {
-			return nil, 0, fmt.Errorf("rehearsal: kubeha:controlPlane: %w", err)
+	generation := 0
+	out, err := withOptions(raw, "kubeha:controlPlane", func(options map[string]any) error {
+		generation = 1
+		if g, ok := options["joinTokenGeneration"].(float64); ok {
+			generation = int(g)
 		}
-	}
-	generation := 1
-	if g, ok := options["joinTokenGeneration"].(float64); ok {
-		generation = int(g)
-	}
-	generation++
-	options["joinTokenGeneration"] = generation
-	text, err := json.Marshal(options)
-	out := maps.Clone(raw)
-	out["kubeha:controlPlane"] = string(text)
+		generation++
+		options["joinTokenGeneration"] = generation
+		return nil
+	})
 	return out, generation, err
 }

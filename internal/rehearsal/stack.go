@@ -2,6 +2,9 @@ package rehearsal
 
 import (
 	"cmp"
+	"encoding/json"
+	"fmt"
+	"maps"
 	"path/filepath"
 	"time"
 
@@ -115,4 +118,22 @@ func fromConfig(cfg components.ClusterArgs) stack {
 			healthy: h.HealthyThreshold, unhealthy: h.UnhealthyThreshold},
 		bootstrapDeadline: time.Duration(cfg.BootstrapTimeoutMinutes) * time.Minute,
 	}
+}
+
+// withOptions is raw with the object under key (such as "kubeha:addons")
+// changed by edit, as an operator changes the stack file.
+func withOptions(raw map[string]string, key string, edit func(options map[string]any) error) (map[string]string, error) {
+	options := map[string]any{}
+	if text := raw[key]; text != "" {
+		if err := json.Unmarshal([]byte(text), &options); err != nil {
+			return nil, fmt.Errorf("rehearsal: %s: %w", key, err)
+		}
+	}
+	if err := edit(options); err != nil {
+		return nil, err
+	}
+	text, err := json.Marshal(options)
+	out := maps.Clone(raw)
+	out[key] = string(text)
+	return out, err
 }

@@ -1,6 +1,8 @@
 package rehearsal
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -80,5 +82,31 @@ func TestRetriedSteps(t *testing.T) {
 	}
 	if got := retriedSteps("[preflight] The system verification failed."); got != "" {
 		t.Errorf("a tool's own failure line counted as a retried step: %q", got)
+	}
+}
+
+// The rotation runbook's stack edit: joinTokenGeneration one higher than
+// the stack's (1 when unset), the other controlPlane keys kept.
+func TestRaiseTokenGeneration(t *testing.T) {
+	for _, c := range []struct {
+		controlPlane string
+		want         int
+	}{{"", 2}, {`{"instanceType":"t3.medium"}`, 2}, {`{"instanceType":"t3.medium","joinTokenGeneration":4}`, 5}} {
+		raw := map[string]string{"kubeha:zones": "[a,b,c]"}
+		if c.controlPlane != "" {
+			raw["kubeha:controlPlane"] = c.controlPlane
+		}
+		out, generation, err := raiseTokenGeneration(raw)
+		if err != nil || generation != c.want || out["kubeha:zones"] != "[a,b,c]" ||
+			!strings.Contains(out["kubeha:controlPlane"], fmt.Sprintf(`"joinTokenGeneration":%d`, c.want)) ||
+			strings.Contains(c.controlPlane, "t3.medium") != strings.Contains(out["kubeha:controlPlane"], "t3.medium") {
+			t.Errorf("%q: generation %d, %v (%v), want %d", c.controlPlane, generation, out, err, c.want)
+		}
+		if raw["kubeha:controlPlane"] != c.controlPlane {
+			t.Errorf("the stack's own config was changed: %q", raw["kubeha:controlPlane"])
+		}
+	}
+	if _, _, err := raiseTokenGeneration(map[string]string{"kubeha:controlPlane": "{"}); err == nil || !strings.Contains(err.Error(), "kubeha:controlPlane") {
+		t.Errorf("unreadable controlPlane: %v, want an error naming the key", err)
 	}
 }
