@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/kubeha/kubeha/internal/lab"
 	"github.com/kubeha/kubeha/internal/tools"
@@ -77,6 +78,14 @@ func (c *cluster) benchmark() (BenchmarkReport, error) {
 	}
 	dir, err := tools.Dir()
 	if err != nil {
+		return r, err
+	}
+	// The node target judges the running kube-proxy, a DaemonSet pod that
+	// may start after the cluster is whole.
+	if _, err := c.waitFor("kube-proxy running on "+c.nodes[0].Name, 3*time.Minute, func() error {
+		_, err := c.nodes[0].Instance.Exec("pgrep", "-x", "kube-proxy")
+		return err
+	}); err != nil {
 		return r, err
 	}
 	var unexpected []string
