@@ -7,7 +7,7 @@ SHELL     := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
 # Tests that run real binaries and print measured numbers; run verbosely.
-REAL_TESTS := TestNodeContainersBoot|TestEtcdNodesBootFromTheirUserData|TestAWSCLIAgainstTheDouble|TestImagesImportIntoContainerd|TestEtcdUserDataPassesRealTools|TestControlPlaneUserDataPassesRealTools|TestWorkerUserDataPassesRealTools|TestStackKubeadmConfigsValidate|TestManifestsPassTheAPIServersSchemas
+REAL_TESTS := TestNodeContainersBoot|TestCertRenewalWithTheRealKubeadm|TestEtcdNodesBootFromTheirUserData|TestAWSCLIAgainstTheDouble|TestImagesImportIntoContainerd|TestEtcdUserDataPassesRealTools|TestControlPlaneUserDataPassesRealTools|TestWorkerUserDataPassesRealTools|TestStackKubeadmConfigsValidate|TestManifestsPassTheAPIServersSchemas
 
 .PHONY: plan rehearse test deps check tools unit real rehearsal fuzz docs bench
 
@@ -66,7 +66,7 @@ real:
 # beating TCP, which never takes out a node cut from etcd.
 rehearsal:
 	$(GO) test -count=1 -tags rehearsal -timeout 40m -v -run '^TestRehearsal$$' ./internal/rehearsal \
-	  | grep -E '^(--- |ok|FAIL|PASS)|SKIPPED|_test.go|^\s+(drill|[a-i]|d-tcp)[[:space:]:]|acknowledged writes|^\s+(add-ons|join token|kube-bench)|^\s+gap '
+	  | grep -E '^(--- |ok|FAIL|PASS)|SKIPPED|_test.go|^\s+(drill|[a-i]|d-tcp)[[:space:]:]|acknowledged writes|^\s+(add-ons|join token|kube-bench|kubelet certificates|certificate renewal)|^\s+(gap|denied) '
 
 # A short coverage-guided run of each config fuzzer; `make fuzz FUZZTIME=10m` for longer.
 fuzz:

@@ -482,19 +482,24 @@ func (a *Addons) alarms(ctx *pulumi.Context, name string, args *AddonsArgs, opts
 			return err
 		}
 	}
-	// countAlarm watches a count kubeha's nodes send (in the kubeha
-	// namespace, per cluster): summed over each period, compared with 1.
-	countAlarm := func(alarmName, description, metric string, periodSeconds, periods int, below bool) error {
+	// metricAlarm watches a metric kubeha's nodes send (in the kubeha
+	// namespace, per cluster): its statistic over each period, against
+	// threshold; below alarms under it, and when nothing is sent.
+	metricAlarm := func(alarmName, description, metric, statistic string, threshold float64, periodSeconds, periods int, below bool) error {
 		op, missing := "GreaterThanOrEqualToThreshold", "notBreaching"
 		if below {
 			op, missing = "LessThanThreshold", "breaching"
 		}
 		return alarm(alarmName, description, &cloudwatch.MetricAlarmArgs{
 			Namespace: pulumi.String(bootstrap.EtcdSnapshotMetricNamespace), MetricName: pulumi.String(metric),
-			Dimensions: pulumi.StringMap{"Cluster": pulumi.String(args.ClusterName)}, Statistic: pulumi.String("Sum"),
-			Period: pulumi.Int(periodSeconds), EvaluationPeriods: pulumi.Int(periods), Threshold: pulumi.Float64(1),
+			Dimensions: pulumi.StringMap{"Cluster": pulumi.String(args.ClusterName)}, Statistic: pulumi.String(statistic),
+			Period: pulumi.Int(periodSeconds), EvaluationPeriods: pulumi.Int(periods), Threshold: pulumi.Float64(threshold),
 			ComparisonOperator: pulumi.String(op), TreatMissingData: pulumi.String(missing),
 		})
+	}
+	// countAlarm watches a count: summed over each period, compared with 1.
+	countAlarm := func(alarmName, description, metric string, periodSeconds, periods int, below bool) error {
+		return metricAlarm(alarmName, description, metric, "Sum", 1, periodSeconds, periods, below)
 	}
 	if args.inCluster() {
 		// Some node's applier runs every minute and counts each run that
@@ -516,6 +521,24 @@ func (a *Addons) alarms(ctx *pulumi.Context, name string, args *AddonsArgs, opts
 	// node would then fail to join.
 	if err := countAlarm(name+"-join-token-sync-failed", "A control-plane node could not make the cluster's join tokens the cluster secret's (journalctl -u kubeha-token-sync on it).",
 		bootstrap.TokenSyncFailedMetric, 900, 1, false); err != nil {
+		return err
+	}
+	// Approvals failing for 10 minutes leave new kubelets serving nothing
+	// the API server trusts (no logs, exec or metrics from them), and
+	// kubelets whose certificates expire the same.
+	if err := countAlarm(name+"-csr-approver-failed", "A control-plane node could not decide kubelets' serving certificate requests for 10 minutes (journalctl -u kubeha-csr-approver on it).",
+		bootstrap.CSRApproverFailedMetric, 300, 2, false); err != nil {
+		return err
+	}
+	// Each control-plane node sends the days left on its shortest-lived
+	// certificate every check (at most 12 hours apart) and renews kubeadm's
+	// well before 30 days; under 30, or no report for a day, is an alarm.
+	if err := metricAlarm(name+"-certificate-expiry", "A control-plane node has a certificate with under 30 days left, or none reported for a day (journalctl -u kubeha-cert-renewal on it; README: certificate renewal).",
+		bootstrap.CertDaysLeftMetric, "Minimum", 30, 86400, 1, true); err != nil {
+		return err
+	}
+	if err := countAlarm(name+"-certificate-renewal-failed", "A control-plane node's certificate renewal check failed (journalctl -u kubeha-cert-renewal on it).",
+		bootstrap.CertRenewalFailedMetric, 3600, 1, false); err != nil {
 		return err
 	}
 	// etcd-backup.sh counts each upload; two intervals without one alarm.

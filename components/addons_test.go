@@ -324,8 +324,8 @@ func TestAddonsSwitchesAndOverrides(t *testing.T) {
 	if n := len(objects(rec, "storage.k8s.io/v1", "StorageClass")) + len(objects(rec, "monitoring.coreos.com/v1", "PrometheusRule")); n != 0 {
 		t.Errorf("%d StorageClasses and PrometheusRules without storage and monitoring", n)
 	}
-	if n := len(rec.OfType("aws:cloudwatch/metricAlarm:MetricAlarm")); n != 3+9+1+1+1+1 {
-		t.Errorf("%d alarms with monitoring off, want them all still (3 zones, 9 groups, snapshots, the add-on set, failed bootstraps, failed token syncs)", n)
+	if n := len(rec.OfType("aws:cloudwatch/metricAlarm:MetricAlarm")); n != 3+9+1+1+1+1+1+2 {
+		t.Errorf("%d alarms with monitoring off, want them all still (3 zones, 9 groups, snapshots, the add-on set, failed bootstraps, failed token syncs, failed certificate approvals, certificate expiry and failed renewals)", n)
 	}
 	ms := got["metrics-server"]
 	if ms.String("version") != "3.13.0" || value(ms, "replicas").NumberValue() != 3 ||

@@ -448,12 +448,17 @@ func TestEveryNodeReportsItsOwnLaunch(t *testing.T) {
 	if slices.Sort(names); !slices.Equal(names, []string{"etcd-a.c1.internal", "etcd-b.c1.internal", "etcd-c.c1.internal"}) {
 		t.Errorf("etcd member records %v", names)
 	}
-	if a, err := rec.Named("aws:cloudwatch/metricAlarm:MetricAlarm", "c1-addons-node-bootstrap-failed"); err != nil ||
-		a.String("metricName") != bootstrap.BootstrapFailedMetric || a.String("treatMissingData") != "notBreaching" {
-		t.Errorf("no alarm on failed bootstraps: %v", err)
+	for alarm, metric := range map[string]string{"node-bootstrap-failed": bootstrap.BootstrapFailedMetric,
+		"join-token-sync-failed": bootstrap.TokenSyncFailedMetric, "csr-approver-failed": bootstrap.CSRApproverFailedMetric,
+		"certificate-renewal-failed": bootstrap.CertRenewalFailedMetric} {
+		if a, err := rec.Named("aws:cloudwatch/metricAlarm:MetricAlarm", "c1-addons-"+alarm); err != nil ||
+			a.String("metricName") != metric || a.String("treatMissingData") != "notBreaching" {
+			t.Errorf("no alarm c1-addons-%s on %s: %v", alarm, metric, err)
+		}
 	}
-	if a, err := rec.Named("aws:cloudwatch/metricAlarm:MetricAlarm", "c1-addons-join-token-sync-failed"); err != nil ||
-		a.String("metricName") != bootstrap.TokenSyncFailedMetric || a.String("treatMissingData") != "notBreaching" {
-		t.Errorf("no alarm on failed join token syncs: %v", err)
+	// Certificates: under 30 days left on any node, or no node reporting.
+	if a, err := rec.Named("aws:cloudwatch/metricAlarm:MetricAlarm", "c1-addons-certificate-expiry"); err != nil || a.String("metricName") != bootstrap.CertDaysLeftMetric ||
+		a.String("statistic") != "Minimum" || a.Get("threshold").NumberValue() != 30 || a.String("comparisonOperator") != "LessThanThreshold" || a.String("treatMissingData") != "breaching" {
+		t.Errorf("no alarm on certificates near expiry: %v %v", a, err)
 	}
 }

@@ -3,6 +3,7 @@ package components
 import (
 	"cmp"
 	"fmt"
+	"time"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/autoscaling"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/secretsmanager"
@@ -24,6 +25,8 @@ type ControlPlaneOptions struct {
 	ImageID string `json:"imageId"`
 	// JoinTokenGeneration is the join token's generation: raise it and run `pulumi up` to rotate the token (a new ID and secret); within 10 minutes the control-plane nodes delete every other token. 1 or more, default 1.
 	JoinTokenGeneration int `json:"joinTokenGeneration"`
+	// CertificateValidity is how long the certificates kubeadm makes on each control-plane node last (the API server's serving and client certificates, the controller-manager's, scheduler's and admin's kubeconfigs), as a duration: each node renews its own with a third to a half of it left, at its own time. From 10m (to rehearse renewal) to 8760h, default 8760h (a year, kubeadm's).
+	CertificateValidity string `json:"certificateValidity"`
 }
 
 // LeaderElection is the Lease timing of kube-scheduler and
@@ -45,12 +48,14 @@ const (
 	DefaultLeaseDurationSeconds     = 15
 	DefaultRenewDeadlineSeconds     = 10
 	DefaultRetryPeriodSeconds       = 2
+	DefaultCertificateValidity      = "8760h"
 )
 
 func (o ControlPlaneOptions) withDefaults() ControlPlaneOptions {
 	o.InstanceType = cmp.Or(o.InstanceType, DefaultControlPlaneInstanceType)
 	o.ImageID = cmp.Or(o.ImageID, DefaultImage)
 	o.JoinTokenGeneration = cmp.Or(o.JoinTokenGeneration, 1)
+	o.CertificateValidity = cmp.Or(o.CertificateValidity, DefaultCertificateValidity)
 	le := &o.LeaderElection
 	le.LeaseDurationSeconds = cmp.Or(le.LeaseDurationSeconds, DefaultLeaseDurationSeconds)
 	le.RenewDeadlineSeconds = cmp.Or(le.RenewDeadlineSeconds, DefaultRenewDeadlineSeconds)
@@ -63,6 +68,9 @@ func (o ControlPlaneOptions) check(c checker) {
 	c.imageID("ImageID", o.ImageID)
 	if o.JoinTokenGeneration < 1 {
 		c.add("JoinTokenGeneration", fmt.Sprint(o.JoinTokenGeneration), "1 or more")
+	}
+	if d, err := time.ParseDuration(o.CertificateValidity); err != nil || d < 10*time.Minute || d > 8760*time.Hour {
+		c.add("CertificateValidity", o.CertificateValidity, "a duration from 10m to 8760h, such as 8760h")
 	}
 	l, lc := o.LeaderElection, c.at("LeaderElection")
 	switch {
@@ -186,6 +194,10 @@ func NewControlPlane(ctx *pulumi.Context, name string, args *ControlPlaneArgs, o
 	c.Endpoint, c.endpointHost, c.assets = args.LoadBalancer.Endpoint, args.LoadBalancer.DNSName, args.Assets
 	c.ignorePreflightErrors = args.IgnorePreflightErrors
 
+	certificateValidity, err := time.ParseDuration(args.CertificateValidity) // checked with the options
+	if err != nil {
+		return nil, err
+	}
 	var etcdEndpoints []string
 	for _, m := range args.Etcd.Members {
 		etcdEndpoints = append(etcdEndpoints, m.ClientURL())
@@ -195,7 +207,8 @@ func NewControlPlane(ctx *pulumi.Context, name string, args *ControlPlaneArgs, o
 		PodCIDR: args.PodCIDR, ServiceCIDR: args.ServiceCIDR, EtcdEndpoints: etcdEndpoints,
 		LeaderElection: args.LeaderElection.durations(), InitZone: args.Zones[0],
 		SkipCoreDNS: args.SkipCoreDNS, ServeMetrics: args.ServeMetrics, IgnorePreflightErrors: args.IgnorePreflightErrors,
-		ApplyAddons: args.ApplyAddons, APITunnel: args.LoadBalancer.accessEndpoint,
+		CertificateValidity: certificateValidity,
+		ApplyAddons:         args.ApplyAddons, APITunnel: args.LoadBalancer.accessEndpoint,
 	}
 	assets := args.Assets.Assets
 	install := args.Assets.readPolicy
@@ -339,7 +352,7 @@ func joinToken(ctx *pulumi.Context, name string, generation int, opts []pulumi.R
 // controlPlanePolicy is what the AWS cloud-controller-manager needs, with
 // every change to an existing resource limited to resources tagged as
 // this cluster's, plus reading the node's own secret.
-func controlPlanePolicy(cluster, region, secretArn, keyArn string, install policyStatement, applier ...policyStatement) string {
+func controlPlanePolicy(cluster, region, secretArn, keyArn string, install policyStatement, more ...policyStatement) string {
 	owned := map[string]map[string]any{"StringEquals": {"aws:ResourceTag/" + clusterTagKey(cluster): "owned"}}
 	return policyJSON(append([]policyStatement{
 		policyStatement{Sid: "Describe", Effect: "Allow", Resource: "*", Action: []string{
@@ -387,7 +400,7 @@ func controlPlanePolicy(cluster, region, secretArn, keyArn string, install polic
 		policyStatement{Sid: "UseClusterKey", Effect: "Allow", Action: []string{"kms:Decrypt"}, Resource: keyArn,
 			Condition: map[string]map[string]any{"StringEquals": {"kms:ViaService": "secretsmanager." + region + ".amazonaws.com"}}},
 		install,
-	}, applier...)...)
+	}, more...)...)
 }
 
 // applierStatements let the add-on applier read the add-on set and the

@@ -375,3 +375,34 @@ func TestControlPlaneSecretKeysWork(t *testing.T) {
 		t.Errorf("pki/ca.crt with pki/ca.key: %v", err)
 	}
 }
+
+// TestCertificateValidityReachesKubeadm: the option is kubeadm's
+// certificateValidityPeriod on every node, with the renewal timer checking
+// a twentieth of it apart (at most 12 hours); out of range or not a duration, it is refused
+// naming the key, the value and what is allowed.
+func TestCertificateValidityReachesKubeadm(t *testing.T) {
+	rec, err := runControlPlane(t, func(a *ControlPlaneArgs) { a.CertificateValidity = "720h" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := 0
+	for _, lt := range rec.OfType("aws:ec2/launchTemplate:LaunchTemplate") {
+		if typ, _ := rec.Component(lt); typ != "kubeha:index:ControlPlane" {
+			continue
+		}
+		nodes++
+		doc := decodeUserData(t, lt)
+		if !strings.Contains(doc, "certificateValidityPeriod: 720h0m0s") || !strings.Contains(doc, "OnUnitInactiveSec=43200s") {
+			t.Errorf("%s: no 720h validity, or no renewal check every 12 h (a twentieth, 36 h, capped)", lt.Name)
+		}
+	}
+	if nodes != 3 {
+		t.Errorf("%d control-plane launch templates, want 3", nodes)
+	}
+	for _, bad := range []string{"5m", "9000h", "a year"} {
+		if _, err := runControlPlane(t, func(a *ControlPlaneArgs) { a.CertificateValidity = bad }); err == nil ||
+			!strings.Contains(err.Error(), "CertificateValidity") || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "from 10m to 8760h") {
+			t.Errorf("validity %q: %v, want an error naming CertificateValidity, the value and the range", bad, err)
+		}
+	}
+}

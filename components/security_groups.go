@@ -20,8 +20,8 @@ import (
 const (
 	kubeletPort           = bootstrap.KubeletPort
 	nodeExporterPort      = 9100
-	controllerManagerPort = 10257
-	schedulerPort         = 10259
+	controllerManagerPort = bootstrap.ControllerManagerPort
+	schedulerPort         = bootstrap.SchedulerPort
 	// The default CNI (Cilium): VXLAN (UDP) and health.
 	cniOverlayPort = 8472
 	cniHealthPort  = 4240

@@ -259,15 +259,13 @@ func ClusterDNS(serviceCIDR string) (string, error) {
 }
 
 // MetricsServerValues: two replicas with a disruption budget, on the
-// control-plane nodes, the only ones kubelets admit. Kubelets
-// serve with kubeadm's self-signed certificates, hence insecure TLS to
-// them (the metrics are not secret; the API server still authenticates
-// metrics-server).
+// control-plane nodes, the only ones kubelets admit. Kubelets serve with
+// certificates from the cluster CA, so metrics-server verifies them with
+// the CA its service account holds (no --kubelet-insecure-tls).
 func MetricsServerValues() map[string]any {
 	return map[string]any{
 		"replicas":            2,
 		"podDisruptionBudget": map[string]any{"enabled": true, "minAvailable": 1},
-		"args":                []any{"--kubelet-insecure-tls"},
 		// Kubelets admit only the control plane (port 10250).
 		"nodeSelector":              onControlPlane,
 		"tolerations":               controlPlaneTolerations,

@@ -132,6 +132,30 @@ func TestAWSCLIAgainstTheDouble(t *testing.T) {
 		t.Errorf("attaching an attached volume: exit %d, want 254 (VolumeInUse)", code)
 	}
 
+	// control-plane-csr-approver.sh: the running instance of a private DNS
+	// name in the cluster.
+	cloud.AddInstance(Instance{ID: "i-0b2", Zone: "eu-west-1b", Region: "eu-west-1", PrivateIP: "10.0.2.7", Hostname: "ip-10-0-2-7",
+		Tags: map[string]string{"kubernetes.io/cluster/c1": "owned"}})
+	named := func(name, cluster string) []string {
+		return []string{"ec2", "describe-instances", "--output", "json", "--filters", "Name=private-dns-name,Values=" + name,
+			"Name=instance-state-name,Values=running", "Name=tag:kubernetes.io/cluster/" + cluster + ",Values=owned"}
+	}
+	var described struct {
+		Reservations []struct {
+			Instances []struct{ InstanceId, PrivateDnsName, PrivateIpAddress string }
+		}
+	}
+	out, code = aws(named("ip-10-0-2-7", "c1")...)
+	if err := json.Unmarshal([]byte(out), &described); code != 0 || err != nil || len(described.Reservations) != 1 ||
+		described.Reservations[0].Instances[0].PrivateIpAddress != "10.0.2.7" || described.Reservations[0].Instances[0].PrivateDnsName != "ip-10-0-2-7" {
+		t.Errorf("describe-instances of a node's name: exit %d, %s", code, out)
+	}
+	for _, other := range [][]string{named("ip-10-0-2-7", "c2"), named("ip-10-0-1-5", "c1")} {
+		if out, code := aws(other...); code != 0 || strings.Contains(out, "i-0") {
+			t.Errorf("%v: exit %d, %s, want no instance", other, code, out)
+		}
+	}
+
 	// etcd-bootstrap.sh upsert_dns, in its own JSON style.
 	cloud.AddHostedZone("Z0KUBEHA", "c1.kubeha.internal")
 	out, code = aws("route53", "change-resource-record-sets", "--hosted-zone-id", "Z0KUBEHA", "--change-batch",
@@ -249,6 +273,7 @@ func TestAWSCLIAgainstTheDouble(t *testing.T) {
 		calls = append(calls, fmt.Sprintf("%s %s %d", call.Service, call.Action, call.Status))
 	}
 	want := []string{"ec2 DescribeVolumes 200", "ec2 AttachVolume 200", "ec2 DescribeVolumes 200", "ec2 AttachVolume 400",
+		"ec2 DescribeInstances 200", "ec2 DescribeInstances 200", "ec2 DescribeInstances 200",
 		"route53 ChangeResourceRecordSets 200", "route53 GetChange 200",
 		"secretsmanager GetSecretValue 200", "secretsmanager GetSecretValue 200", "secretsmanager GetSecretValue 400",
 		"s3 ListObjectsV2 200", "s3 CreateMultipartUpload 200", "s3 UploadPart 200", "s3 UploadPart 200", "s3 CompleteMultipartUpload 200",

@@ -3,9 +3,12 @@ package awsdouble
 import (
 	"encoding/xml"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -112,6 +115,8 @@ func (c *Cloud) serveEC2(w http.ResponseWriter, r *http.Request, action string) 
 		resp, err = c.attachVolume(r)
 	case "DetachVolume":
 		resp, err = c.detachVolume(r)
+	case "DescribeInstances":
+		resp, err = c.describeInstances(r)
 	default:
 		err = &apiError{http.StatusBadRequest, "InvalidAction", fmt.Sprintf("The action %s is not valid for this web service.", action)}
 	}
@@ -173,6 +178,92 @@ func (c *Cloud) describeVolumes(r *http.Request) (any, *apiError) {
 			wire.Attachments = []ec2Attachment{v.Attachment.wire(v.ID)}
 		}
 		resp.Volumes = append(resp.Volumes, wire)
+	}
+	return resp, nil
+}
+
+type ec2Instance struct {
+	ID      string   `xml:"instanceId"`
+	DNSName string   `xml:"privateDnsName"`
+	IP      string   `xml:"privateIpAddress"`
+	State   string   `xml:"instanceState>name"`
+	Zone    string   `xml:"placement>availabilityZone"`
+	Tags    []ec2Tag `xml:"tagSet>item"`
+}
+
+type ec2Tag struct {
+	Key   string `xml:"key"`
+	Value string `xml:"value"`
+}
+
+// describeInstances answers with the running instances that pass every
+// filter; it knows the filters kubeha's nodes use, and refuses others so
+// that a script relying on one it ignores fails here first.
+func (c *Cloud) describeInstances(r *http.Request) (any, *apiError) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	type filter struct {
+		name   string
+		values []string
+	}
+	var filters []filter
+	for i := 1; r.Form.Has(fmt.Sprintf("Filter.%d.Name", i)); i++ {
+		f := filter{r.Form.Get(fmt.Sprintf("Filter.%d.Name", i)), indexed(r, fmt.Sprintf("Filter.%d.Value", i))}
+		if !slices.Contains([]string{"private-dns-name", "instance-state-name"}, f.name) && !strings.HasPrefix(f.name, "tag:") {
+			return nil, &apiError{http.StatusBadRequest, "InvalidParameterValue", fmt.Sprintf("The filter '%s' is invalid", f.name)}
+		}
+		filters = append(filters, f)
+	}
+	ids := indexed(r, "InstanceId")
+	if len(ids) == 0 {
+		for id := range c.instances {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+	}
+	var found []ec2Instance
+	for _, id := range ids {
+		i, ok := c.instances[id]
+		if !ok {
+			return nil, &apiError{http.StatusBadRequest, "InvalidInstanceID.NotFound", fmt.Sprintf("The instance ID '%s' does not exist", id)}
+		}
+		wire := ec2Instance{ID: i.ID, DNSName: i.Hostname, IP: i.PrivateIP, State: "running", Zone: i.Zone}
+		for _, k := range slices.Sorted(maps.Keys(i.Tags)) {
+			wire.Tags = append(wire.Tags, ec2Tag{k, i.Tags[k]})
+		}
+		passes := true
+		for _, f := range filters {
+			var value string
+			switch {
+			case f.name == "private-dns-name":
+				value = wire.DNSName
+			case f.name == "instance-state-name":
+				value = wire.State
+			default:
+				v, ok := i.Tags[strings.TrimPrefix(f.name, "tag:")]
+				if !ok {
+					passes = false
+				}
+				value = v
+			}
+			passes = passes && slices.Contains(f.values, value)
+		}
+		if passes {
+			found = append(found, wire)
+		}
+	}
+	// One reservation per instance, as an auto-scaling group launches them.
+	type reservation struct {
+		Instances []ec2Instance `xml:"instancesSet>item"`
+	}
+	resp := struct {
+		XMLName      xml.Name      `xml:"DescribeInstancesResponse"`
+		Namespace    string        `xml:"xmlns,attr"`
+		RequestID    string        `xml:"requestId"`
+		Reservations []reservation `xml:"reservationSet>item"`
+	}{Namespace: ec2Namespace, RequestID: requestID()}
+	for _, i := range found {
+		resp.Reservations = append(resp.Reservations, reservation{[]ec2Instance{i}})
 	}
 	return resp, nil
 }

@@ -25,6 +25,8 @@ type Instance struct {
 	// Role is the instance profile's role; its credentials are made up and
 	// mean something to this double only.
 	Role string
+	// Tags are the instance's tags, as its launch template sets them.
+	Tags map[string]string
 }
 
 // IMDS serves one instance's metadata as EC2 does with IMDSv2 required

@@ -29,6 +29,13 @@ const APIServerPort = 6443
 // exec and metrics.
 const KubeletPort = 10250
 
+// The controller-manager's and scheduler's secure ports: metrics and
+// health.
+const (
+	ControllerManagerPort = 10257
+	SchedulerPort         = 10259
+)
+
 // HealthCheckPath is what the load balancer asks each API server: /readyz
 // fails when the API server cannot reach etcd, while its port still
 // accepts TCP.
@@ -77,6 +84,10 @@ type ControlPlane struct {
 	// ports (10259, 10257) to all addresses, for Prometheus; they still
 	// authenticate and authorize every request.
 	ServeMetrics bool
+	// CertificateValidity is how long kubeadm's certificates last (the
+	// API server's, the components' kubeconfigs); 0 is kubeadm's year.
+	// Each node renews its own with a third to half of it left.
+	CertificateValidity time.Duration
 	// IgnorePreflightErrors are kubeadm preflight checks the node may fail.
 	IgnorePreflightErrors []string
 	// APITunnel forwards APITunnelPort to the local API server, in place of
@@ -126,6 +137,8 @@ func (c ControlPlane) Node(p ControlPlaneParams) (Node, error) {
 		files = append(files, File{Path: r.path, Content: content, Mode: r.mode})
 	}
 	sync, timer := tokenSyncUnits()
+	approver, approverTimer := csrApproverUnits()
+	renewal, renewalTimer := c.certRenewalUnits()
 	images, err := p.Assets.imagesEnv()
 	if err != nil {
 		return Node{}, err
@@ -138,7 +151,17 @@ func (c ControlPlane) Node(p ControlPlaneParams) (Node, error) {
 		{"ADMIN_KUBECONFIG", AdminKubeconfigPath},
 		{"TOKEN_DESCRIPTION", BootstrapTokenDescription},
 		{"TOKEN_SYNC_FAILED_METRIC", TokenSyncFailedMetric},
+		{"CSR_APPROVER_FAILED_METRIC", CSRApproverFailedMetric},
+		{"CERT_RENEWAL_FAILED_METRIC", CertRenewalFailedMetric},
+		{"CERT_DAYS_LEFT_METRIC", CertDaysLeftMetric},
+		{"RENEW_BEFORE_SECONDS", fmt.Sprint(int(c.certificateValidity().Seconds() / 3))},
+		{"RENEW_SPREAD_SECONDS", fmt.Sprint(int(c.certificateValidity().Seconds() / 6))},
+		{"STATIC_POD_DIR", StaticPodDir},
+		{"KUBELET_CERT_DIR", kubeletCertDir},
+		{"SCHEDULER_HEALTH_URL", fmt.Sprintf("https://127.0.0.1:%d/healthz", SchedulerPort)},
+		{"CONTROLLER_MANAGER_HEALTH_URL", fmt.Sprintf("https://127.0.0.1:%d/healthz", ControllerManagerPort)},
 		{"LOCAL_READY_URL", fmt.Sprintf("https://127.0.0.1:%d%s", APIServerPort, HealthCheckPath)},
+		{"LOCAL_API_URL", fmt.Sprintf("https://127.0.0.1:%d", APIServerPort)},
 		// Points the endpoint at this node while it runs kubeadm init.
 		{"INIT_HOSTS_ENTRY", "127.0.0.1 " + c.Endpoint + " #kubeha-kubeadm-init"},
 		// Whether the cluster exists is read from etcd, with the API
@@ -159,10 +182,10 @@ func (c ControlPlane) Node(p ControlPlaneParams) (Node, error) {
 		}
 		env = append(env, vars...)
 	}
-	files = append(files, sync.file(), timer.file())
-	scripts := []string{"control-plane-bootstrap.sh", "control-plane-token-sync.sh"}
+	files = append(files, sync.file(), timer.file(), approver.file(), approverTimer.file(), renewal.file(), renewalTimer.file())
+	scripts := []string{"control-plane-bootstrap.sh", "control-plane-token-sync.sh", "control-plane-csr-approver.sh", "control-plane-cert-renewal.sh"}
 	// The timers the first boot starts once the node serves.
-	timers := timer.name
+	timers := strings.Join([]string{timer.name, approverTimer.name, renewalTimer.name}, ",")
 	if c.ApplyAddons {
 		apply, applyTimer := addonsUnits()
 		timers += "," + applyTimer.name
@@ -249,30 +272,11 @@ const (
 
 // addonsUnits run addons-apply.sh every AddonsIntervalSeconds.
 func addonsUnits() (service, timer unit) {
-	service = unit{"kubeha-addons.service", strings.Join([]string{
-		"[Unit]",
-		"Description=Apply the cluster's add-on set (kubeha)",
-		"After=kubelet.service",
-		"",
-		"[Service]",
-		"Type=oneshot",
-		"EnvironmentFile=" + NodeEnvPath,
+	return timedScript{name: "kubeha-addons", does: "Apply the cluster's add-on set", script: "addons-apply.sh",
+		envFile: NodeEnvPath, after: "kubelet.service",
 		// Helm keeps its cache and config under HOME.
-		"Environment=HOME=/var/lib/kubeha",
-		"ExecStart=" + ScriptDir + "/addons-apply.sh",
-		""}, "\n")}
-	timer = unit{"kubeha-addons.timer", fmt.Sprintf(`[Unit]
-Description=Apply the cluster's add-on set (kubeha)
-
-[Timer]
-OnActiveSec=5
-OnUnitInactiveSec=%ds
-RandomizedDelaySec=5
-
-[Install]
-WantedBy=timers.target
-`, AddonsIntervalSeconds)}
-	return service, timer
+		environment: []string{"HOME=/var/lib/kubeha"},
+		schedule:    []string{"OnActiveSec=5", fmt.Sprintf("OnUnitInactiveSec=%ds", AddonsIntervalSeconds), "RandomizedDelaySec=5"}}.units()
 }
 
 // TokenSyncUnit runs control-plane-token-sync.sh; its timer every 10
@@ -281,26 +285,43 @@ const TokenSyncUnit = "kubeha-token-sync.service"
 
 // tokenSyncUnits run control-plane-token-sync.sh every 10 minutes.
 func tokenSyncUnits() (service, timer unit) {
-	service = unit{TokenSyncUnit, strings.Join([]string{
-		"[Unit]",
-		"Description=Keep the kubeadm join token equal to the cluster secret's (kubeha)",
-		"After=kubelet.service",
-		"",
-		"[Service]",
-		"Type=oneshot",
-		"EnvironmentFile=" + NodeEnvPath,
-		"ExecStart=" + ScriptDir + "/control-plane-token-sync.sh",
-		""}, "\n")}
-	timer = unit{"kubeha-token-sync.timer", `[Unit]
-Description=Join token rotation from the cluster secret (kubeha)
+	return timedScript{name: strings.TrimSuffix(TokenSyncUnit, ".service"), does: "Keep the kubeadm join token equal to the cluster secret's",
+		script: "control-plane-token-sync.sh", envFile: NodeEnvPath, after: "kubelet.service",
+		schedule: []string{"OnBootSec=2min", "OnUnitActiveSec=10min", "RandomizedDelaySec=60"}}.units()
+}
 
-[Timer]
-OnBootSec=2min
-OnUnitActiveSec=10min
-RandomizedDelaySec=60
+// CSRApproverUnit runs control-plane-csr-approver.sh; its timer every
+// csrApproverIntervalSeconds, so that a kubelet serves with the cluster's
+// certificate within about that of asking.
+const (
+	CSRApproverUnit            = "kubeha-csr-approver.service"
+	csrApproverIntervalSeconds = 10
+)
 
-[Install]
-WantedBy=timers.target
-`}
-	return service, timer
+func csrApproverUnits() (service, timer unit) {
+	return timedScript{name: strings.TrimSuffix(CSRApproverUnit, ".service"), does: "Approve each kubelet's serving certificate if it is its own node's",
+		script: "control-plane-csr-approver.sh", envFile: NodeEnvPath, after: "kubelet.service",
+		schedule: []string{"OnActiveSec=5", fmt.Sprintf("OnUnitInactiveSec=%ds", csrApproverIntervalSeconds)}}.units()
+}
+
+// CertRenewalUnit runs control-plane-cert-renewal.sh: a minute after the
+// node serves, then every twentieth of the certificates' validity (at
+// least a minute, at most 12 hours), so a node checks many times before
+// its renewal point. Nodes renew apart by their own share of
+// RENEW_SPREAD_SECONDS, not by a random delay.
+const CertRenewalUnit = "kubeha-cert-renewal.service"
+
+// certificateValidity is CertificateValidity, or kubeadm's default.
+func (c ControlPlane) certificateValidity() time.Duration {
+	if c.CertificateValidity == 0 {
+		return 365 * 24 * time.Hour
+	}
+	return c.CertificateValidity
+}
+
+func (c ControlPlane) certRenewalUnits() (service, timer unit) {
+	every := min(max(c.certificateValidity()/20, time.Minute), 12*time.Hour)
+	return timedScript{name: strings.TrimSuffix(CertRenewalUnit, ".service"), does: "Renew this node's kubeadm certificates before they expire",
+		script: "control-plane-cert-renewal.sh", envFile: NodeEnvPath, after: "kubelet.service",
+		schedule: []string{"OnActiveSec=60", "OnUnitInactiveSec=" + seconds(every)}}.units()
 }

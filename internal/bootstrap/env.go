@@ -77,6 +77,14 @@ const (
 	// TokenSyncFailedMetric, in the same namespace, counts failed runs of
 	// a control-plane node's join token sync.
 	TokenSyncFailedMetric = "JoinTokenSyncFailed"
+	// CSRApproverFailedMetric, in the same namespace, counts runs of the
+	// serving certificate approver that failed or left a request unchecked.
+	CSRApproverFailedMetric = "CSRApproverFailed"
+	// CertDaysLeftMetric, in the same namespace, is the days left on a
+	// control-plane node's shortest-lived certificate, sent on every
+	// renewal check; CertRenewalFailedMetric counts failed checks.
+	CertDaysLeftMetric      = "CertificateDaysLeft"
+	CertRenewalFailedMetric = "CertificateRenewalFailed"
 	// bootstrapRetry is how soon systemd reruns a failed first boot, and
 	// the longest a step waits between tries: short, as a node waiting for
 	// the first zone's to create the cluster should join soon after.
@@ -138,6 +146,29 @@ type unit struct{ name, content string }
 
 func (u unit) file() File {
 	return File{Path: "/etc/systemd/system/" + u.name, Content: u.content, Mode: "0644"}
+}
+
+// timedScript is a oneshot service that runs script with the settings in
+// envFile once the unit after has started, and the timer that starts it:
+// schedule are the timer's settings, one per line.
+type timedScript struct {
+	name, does, script, envFile, after string
+	schedule                           []string
+	// environment are more Environment= settings of the service.
+	environment []string
+}
+
+func (t timedScript) units() (service, timer unit) {
+	lines := []string{"[Unit]", "Description=" + t.does + " (kubeha)", "After=" + t.after, "",
+		"[Service]", "Type=oneshot", "EnvironmentFile=" + t.envFile}
+	for _, e := range t.environment {
+		lines = append(lines, "Environment="+e)
+	}
+	lines = append(lines, "ExecStart="+ScriptDir+"/"+t.script, "")
+	service = unit{t.name + ".service", strings.Join(lines, "\n")}
+	timer = unit{t.name + ".timer", strings.Join(append([]string{"[Unit]", "Description=" + t.does + " (kubeha)", "", "[Timer]"},
+		append(t.schedule, "", "[Install]", "WantedBy=timers.target", "")...), "\n")}
+	return service, timer
 }
 
 // privateFile is the unit readable by root only.

@@ -224,3 +224,43 @@ func checkBootstrapUnit(t *testing.T, n Node, envPath, script, cluster string) {
 		t.Errorf("bootstrap-steps.sh is not on the node")
 	}
 }
+
+// TestUserDataScriptsDropOnlyCommentLines: every script user-data carries
+// is its source less comment lines, keeping the shebang, shellcheck
+// directives and here-documents whole, and still parses (bash -n).
+func TestUserDataScriptsDropOnlyCommentLines(t *testing.T) {
+	entries, err := scripts.ReadDir("scripts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := 0
+	for _, e := range entries {
+		source, err := scripts.ReadFile("scripts/" + e.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		carried := withoutCommentLines(string(source))
+		kept := strings.Split(carried, "\n")
+		for _, line := range strings.Split(string(source), "\n") {
+			if len(kept) > 0 && line == kept[0] {
+				kept = kept[1:]
+				continue
+			}
+			if trimmed := strings.TrimSpace(line); !strings.HasPrefix(trimmed, "#") || strings.HasPrefix(trimmed, "# shellcheck ") || strings.HasPrefix(line, "#!") {
+				t.Errorf("%s: dropped %q, not a comment line", e.Name(), line)
+			}
+		}
+		if len(kept) != 0 {
+			t.Errorf("%s: carries lines not in its source: %q", e.Name(), kept)
+		}
+		if out, err := exec.Command("bash", "-n", "-c", carried).CombinedOutput(); err != nil {
+			t.Errorf("%s as carried does not parse: %v %s", e.Name(), err, out)
+		}
+		saved += len(source) - len(carried)
+	}
+	heredoc := "#!/bin/bash\n# a comment\ncat <<'EOF'\n# kept: data\nEOF\n  # indented comment\necho $((1 << 2)) # inline stays\n"
+	if got, want := withoutCommentLines(heredoc), "#!/bin/bash\ncat <<'EOF'\n# kept: data\nEOF\necho $((1 << 2)) # inline stays\n"; got != want {
+		t.Errorf("withoutCommentLines:\n%s\nwant:\n%s", got, want)
+	}
+	t.Logf("%d scripts, %d bytes of comment lines left out of user-data", len(entries), saved)
+}

@@ -296,27 +296,9 @@ func (c EtcdCluster) Node(p EtcdNodeParams) (Node, error) {
 // promoteUnits run etcd-promote.sh every 20 s: a learner becomes a voter
 // within about that of catching up.
 func promoteUnits() (service, timer unit) {
-	service = unit{"kubeha-etcd-promote.service", strings.Join([]string{
-		"[Unit]",
-		"Description=Promote this etcd learner once caught up; mark the cluster formed (kubeha)",
-		"After=etcd.service",
-		"",
-		"[Service]",
-		"Type=oneshot",
-		"EnvironmentFile=" + EtcdEnvPath,
-		"ExecStart=" + ScriptDir + "/etcd-promote.sh",
-		""}, "\n")}
-	timer = unit{"kubeha-etcd-promote.timer", `[Unit]
-Description=Promote this etcd learner once caught up (kubeha)
-
-[Timer]
-OnActiveSec=20
-OnUnitInactiveSec=20
-
-[Install]
-WantedBy=timers.target
-`}
-	return service, timer
+	return timedScript{name: "kubeha-etcd-promote", does: "Promote this etcd learner once caught up; mark the cluster formed",
+		script: "etcd-promote.sh", envFile: EtcdEnvPath, after: "etcd.service",
+		schedule: []string{"OnActiveSec=20", "OnUnitInactiveSec=20"}}.units()
 }
 
 // BackupURL is where snapshots go.
@@ -350,26 +332,8 @@ func (c EtcdCluster) units() (service, backup, timer unit) {
 		"[Install]",
 		"WantedBy=multi-user.target",
 		""}, "\n")}
-	backup = unit{"kubeha-etcd-backup.service", strings.Join([]string{
-		"[Unit]",
-		"Description=etcd snapshot to S3, taken on the leader only (kubeha)",
-		"After=" + service.name,
-		"",
-		"[Service]",
-		"Type=oneshot",
-		"EnvironmentFile=" + EtcdEnvPath,
-		"ExecStart=" + ScriptDir + "/etcd-backup.sh",
-		""}, "\n")}
-	timer = unit{"kubeha-etcd-backup.timer", fmt.Sprintf(`[Unit]
-Description=etcd snapshots to S3 (kubeha)
-
-[Timer]
-OnBootSec=5min
-OnUnitActiveSec=%dmin
-RandomizedDelaySec=60
-
-[Install]
-WantedBy=timers.target
-`, c.BackupIntervalMinutes)}
+	backup, timer = timedScript{name: "kubeha-etcd-backup", does: "etcd snapshot to S3, taken on the leader only",
+		script: "etcd-backup.sh", envFile: EtcdEnvPath, after: service.name,
+		schedule: []string{"OnBootSec=5min", fmt.Sprintf("OnUnitActiveSec=%dmin", c.BackupIntervalMinutes), "RandomizedDelaySec=60"}}.units()
 	return service, backup, timer
 }

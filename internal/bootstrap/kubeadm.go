@@ -99,8 +99,20 @@ type Taint struct {
 }
 
 func (c ControlPlane) nodeRegistration() nodeRegistration {
-	// The AWS cloud-controller-manager sets the node's zone and providerID.
-	return nodeRegistration{CRISocket: criSocket, KubeletExtraArgs: []arg{{"cloud-provider", "external"}}, IgnorePreflightErrors: c.IgnorePreflightErrors}
+	return nodeRegistration{CRISocket: criSocket, KubeletExtraArgs: kubeletArgs(), IgnorePreflightErrors: c.IgnorePreflightErrors}
+}
+
+// nodeIPPlaceholder stands for the instance's private IP in rendered
+// configurations, filled at boot by node-configure.sh. It is an address
+// (TEST-NET-1), so that `kubeadm config validate` checks the rest.
+const nodeIPPlaceholder = "192.0.2.1"
+
+// kubeletArgs are every kubelet's flags. The AWS cloud-controller-manager
+// sets the node's zone, providerID and addresses. Until it does, a kubelet
+// of an external cloud provider has no address, and so no serving
+// certificate, unless given its IP (which the CCM then keeps).
+func kubeletArgs() []arg {
+	return []arg{{"cloud-provider", "external"}, {"node-ip", nodeIPPlaceholder}}
 }
 
 func seconds(d time.Duration) string { return fmt.Sprintf("%ds", int(d.Seconds())) }
@@ -153,8 +165,11 @@ func (c ControlPlane) KubeadmInit() (string, error) {
 		ClusterName          string `yaml:"clusterName"`
 		KubernetesVersion    string `yaml:"kubernetesVersion"`
 		ControlPlaneEndpoint string `yaml:"controlPlaneEndpoint"`
-		EncryptionAlgorithm  string `yaml:"encryptionAlgorithm"`
-		Networking           struct {
+		// How long the certificates kubeadm makes last, said explicitly:
+		// control-plane-cert-renewal.sh renews them before.
+		CertificateValidityPeriod string `yaml:"certificateValidityPeriod"`
+		EncryptionAlgorithm       string `yaml:"encryptionAlgorithm"`
+		Networking                struct {
 			PodSubnet     string `yaml:"podSubnet"`
 			ServiceSubnet string `yaml:"serviceSubnet"`
 		} `yaml:"networking"`
@@ -172,7 +187,8 @@ func (c ControlPlane) KubeadmInit() (string, error) {
 	}{
 		APIVersion: kubeadmAPIVersion, Kind: "ClusterConfiguration",
 		ClusterName: c.ClusterName, KubernetesVersion: c.KubernetesVersion,
-		ControlPlaneEndpoint: fmt.Sprintf("%s:%d", c.Endpoint, APIServerPort),
+		ControlPlaneEndpoint:      fmt.Sprintf("%s:%d", c.Endpoint, APIServerPort),
+		CertificateValidityPeriod: c.certificateValidity().String(),
 		// Matches the keys pulumi-tls makes for the shared CAs.
 		EncryptionAlgorithm: "ECDSA-P256",
 	}
@@ -193,6 +209,7 @@ func (c ControlPlane) KubeadmInit() (string, error) {
 				{"audit-log-maxbackup", "10"},
 				{"audit-log-maxsize", "100"},
 				{"profiling", "false"},
+				{"kubelet-certificate-authority", KubernetesPKIDir + "/ca.crt"},
 				{"tls-cipher-suites", strings.Join(TLSCipherSuites, ",")},
 				{"tls-min-version", TLSMinVersion},
 			},
@@ -221,12 +238,16 @@ func (c ControlPlane) KubeadmInit() (string, error) {
 		}
 	}
 	// Every kubelet's, which kubeadm stores in the cluster for joins too.
+	// Kubelets serve with a certificate from the cluster CA, which
+	// control-plane-csr-approver.sh approves for the node's own addresses
+	// only, and which the API server checks (kubelet-certificate-authority).
 	kubelet := struct {
-		APIVersion      string   `yaml:"apiVersion"`
-		Kind            string   `yaml:"kind"`
-		TLSCipherSuites []string `yaml:"tlsCipherSuites"`
-		TLSMinVersion   string   `yaml:"tlsMinVersion"`
-	}{"kubelet.config.k8s.io/v1beta1", "KubeletConfiguration", TLSCipherSuites, TLSMinVersion}
+		APIVersion         string   `yaml:"apiVersion"`
+		Kind               string   `yaml:"kind"`
+		TLSCipherSuites    []string `yaml:"tlsCipherSuites"`
+		TLSMinVersion      string   `yaml:"tlsMinVersion"`
+		ServerTLSBootstrap bool     `yaml:"serverTLSBootstrap"`
+	}{"kubelet.config.k8s.io/v1beta1", "KubeletConfiguration", TLSCipherSuites, TLSMinVersion, true}
 	// kube-proxy's metrics on the node's loopback only, as its default is
 	// (CIS 4.3.1), said where the benchmark and a reader can see it.
 	proxy := struct {

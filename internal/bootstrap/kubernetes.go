@@ -31,6 +31,9 @@ const (
 	secretEncryptionKey  = "encryption-key"
 )
 
+// kubeletCertDir holds the kubelet's client and serving certificates.
+const kubeletCertDir = "/var/lib/kubelet/pki"
+
 // containerd's configuration: the CRI plugin with systemd managing
 // cgroups, as kubelet does (kubeadm's default driver), the sandbox image
 // kubeadm expects, and drop-ins read last, for an image's own settings.
@@ -151,6 +154,7 @@ func kubernetesNode(s kubernetesNodeSpec) (Node, error) {
 		{"BOOTSTRAP_TOKEN_FILE", NodeSecretsDir + "/" + secretBootstrapToken},
 		{"ENCRYPTION_KEY_FILE", NodeSecretsDir + "/" + secretEncryptionKey},
 		{"TOKEN_PLACEHOLDER", BootstrapTokenPlaceholder},
+		{"NODE_IP_PLACEHOLDER", nodeIPPlaceholder},
 		{"ENCRYPTION_KEY_PLACEHOLDER", encryptionKeyPlaceholder},
 		{"TEMPLATE_DIR", kubeadmTemplateDir},
 		{"CONFIG_DIR", ControlPlaneConfigDir},
@@ -173,7 +177,7 @@ func kubernetesNode(s kubernetesNodeSpec) (Node, error) {
 	}
 	env = append(env, s.Env...)
 	node := Node{
-		Packages: []string{"awscli", "jq", "curl", "conntrack", "socat", "ethtool"},
+		Packages: []string{"awscli", "jq", "curl", "openssl", "conntrack", "socat", "ethtool"},
 		Files: append(s.Files,
 			File{Path: kernelModulesFile, Content: strings.Join(kernelModules, "\n") + "\n", Mode: "0644"},
 			File{Path: "/etc/sysctl.d/90-kubernetes.conf", Content: "net.ipv4.ip_forward = 1\nnet.bridge.bridge-nf-call-iptables = 1\nnet.bridge.bridge-nf-call-ip6tables = 1\n", Mode: "0644"},

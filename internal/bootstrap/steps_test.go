@@ -49,6 +49,27 @@ esac
 	return code, made, out
 }
 
+// scriptDir is a folder holding kubeha's named scripts and the given fake
+// commands (name -> content), all executable, to run a script from with
+// the folder first on PATH.
+func scriptDir(t *testing.T, fakes map[string]string, names ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, name := range names {
+		data, err := scripts.ReadFile("scripts/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fakes[name] = string(data)
+	}
+	for name, content := range fakes {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
 // runScript runs cmd and returns its exit code and combined output.
 func runScript(t *testing.T, cmd *exec.Cmd) (int, string) {
 	t.Helper()

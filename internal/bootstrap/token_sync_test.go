@@ -42,22 +42,9 @@ case "$2" in
 esac
 `,
 	}
-	for name, content := range fakes {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, script := range []string{"control-plane-token-sync.sh", "node-common.sh"} {
-		data, err := scripts.ReadFile("scripts/" + script)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, script), data, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cmd := exec.Command("bash", filepath.Join(dir, "control-plane-token-sync.sh"))
-	cmd.Env = []string{"PATH=" + dir + ":/usr/bin:/bin", "TOKEN=" + token, "ROLE=control-plane", "ZONE=eu-west-1a",
+	bin := scriptDir(t, fakes, "control-plane-token-sync.sh", "node-common.sh")
+	cmd := exec.Command("bash", filepath.Join(bin, "control-plane-token-sync.sh"))
+	cmd.Env = []string{"PATH=" + bin + ":/usr/bin:/bin", "TOKEN=" + token, "ROLE=control-plane", "ZONE=eu-west-1a",
 		"SECRET_ID=c1-control-plane", "PKI_SECRET_PREFIX=pki/", "KUBERNETES_PKI_DIR=" + filepath.Join(dir, "pki"),
 		"SECRETS_DIR=" + filepath.Join(dir, "secrets"), "BOOTSTRAP_TOKEN_FILE=" + filepath.Join(dir, "secrets", secretBootstrapToken),
 		"ADMIN_KUBECONFIG=/dev/null", "TOKEN_DESCRIPTION=" + BootstrapTokenDescription, "TOKEN_SYNC_FAILED_METRIC=" + TokenSyncFailedMetric,

@@ -40,7 +40,7 @@ type WorkerParams struct {
 // kubelet, its taints are set at registration, so no pod lands on it
 // before they hold.
 func (w Worker) KubeadmJoin(caCertHash string) (string, error) {
-	args := []arg{{"cloud-provider", "external"}}
+	args := kubeletArgs()
 	if len(w.Labels) > 0 {
 		var labels []string
 		for _, k := range slices.Sorted(maps.Keys(w.Labels)) {

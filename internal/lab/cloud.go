@@ -118,16 +118,17 @@ func (c *Cloud) imageFiles(rootfs string) (map[string][]byte, error) {
 // namespace), from rootfs, running userData, as an auto-scaling group
 // launches one from its launch template.
 func (c *Cloud) Launch(rootfs, name, zone string, host *netlab.Host, userData []byte) (*Instance, error) {
-	return c.launch(rootfs, name, zone, host, userData, "")
+	return c.launch(rootfs, name, zone, host, userData, "", nil)
 }
 
 // launch is Launch into an auto-scaling group, if group is not empty,
-// whose launch hook holds the instance until its first boot completes it.
-func (c *Cloud) launch(rootfs, name, zone string, host *netlab.Host, userData []byte, group string) (*Instance, error) {
+// whose launch hook holds the instance until its first boot completes it,
+// tagged with tags.
+func (c *Cloud) launch(rootfs, name, zone string, host *netlab.Host, userData []byte, group string, tags map[string]string) (*Instance, error) {
 	id := make([]byte, 9)
 	_, _ = rand.Read(id)
 	i := &Instance{Host: host, Instance: awsdouble.Instance{ID: "i-" + hex.EncodeToString(id)[:17], Zone: zone, Region: c.Region,
-		PrivateIP: host.IP, Hostname: name, Role: c.Role}}
+		PrivateIP: host.IP, Hostname: name, Role: c.Role, Tags: tags}}
 	if err := c.serveIMDS(host, i.Instance); err != nil {
 		return nil, err
 	}

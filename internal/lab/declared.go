@@ -91,6 +91,26 @@ func UserData(resources []mockrun.Resource, tag, value string) ([]byte, error) {
 	return nil, fmt.Errorf("lab: no launch template tagged %s=%s", tag, value)
 }
 
+// InstanceTags are the tags the launch template tagged tag=value gives
+// its instances.
+func InstanceTags(resources []mockrun.Resource, tag, value string) (map[string]string, error) {
+	for _, r := range resources {
+		if r.Type != "aws:ec2/launchTemplate:LaunchTemplate" || r.Tags()[tag] != value {
+			continue
+		}
+		tags := map[string]string{}
+		for _, spec := range r.Get("tagSpecifications").ArrayValue() {
+			if spec.ObjectValue()["resourceType"].StringValue() == "instance" {
+				for k, v := range spec.ObjectValue()["tags"].ObjectValue() {
+					tags[string(k)] = v.StringValue()
+				}
+			}
+		}
+		return tags, nil
+	}
+	return nil, fmt.Errorf("lab: no launch template tagged %s=%s", tag, value)
+}
+
 // NodeGroup is an auto-scaling group of one, as kubeha gives each etcd
 // member and control-plane node: Start launches an instance from the
 // launch template's user-data; Kill terminates it.
@@ -98,6 +118,8 @@ type NodeGroup struct {
 	Name, Zone string
 	Host       *netlab.Host
 	UserData   []byte
+	// Tags are its instances' tags.
+	Tags map[string]string
 	// Instance is the running instance, or nil.
 	Instance *Instance
 	cloud    *Cloud
@@ -112,7 +134,7 @@ func (c *Cloud) NewNodeGroup(rootfs, name, zone string, host *netlab.Host, userD
 // Start launches a new instance, held out of service by the group's launch
 // hook until its first boot completes it.
 func (g *NodeGroup) Start() error {
-	i, err := g.cloud.launch(g.rootfs, g.Name, g.Zone, g.Host, g.UserData, g.Name)
+	i, err := g.cloud.launch(g.rootfs, g.Name, g.Zone, g.Host, g.UserData, g.Name, g.Tags)
 	if err != nil {
 		return err
 	}

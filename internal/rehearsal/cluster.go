@@ -216,14 +216,25 @@ func (c *cluster) group(network, name, zone, ip, tag, value string) (*lab.NodeGr
 		return nil, err
 	}
 	group := c.cloud.NewNodeGroup(c.stack.rootfs, name, zone, host, userData)
+	if group.Tags, err = lab.InstanceTags(c.stack.declared, tag, value); err != nil {
+		return nil, err
+	}
 	return group, group.Start()
 }
 
-// logConsoles shows what each node printed last, when set-up fails.
+// logConsoles shows what each node printed last, when set-up fails, and
+// what each control-plane node's certificate approver decided: a node
+// whose kubelet gets no client certificate never joins.
 func (c *cluster) logConsoles() {
 	for _, g := range append(append([]*lab.NodeGroup{}, c.members...), c.nodes...) {
 		if g.Instance != nil {
 			c.logf("%s console:\n%s", g.Name, g.Instance.ConsoleTail(40))
+		}
+	}
+	for _, g := range c.nodes {
+		if g.Instance != nil {
+			log, _ := g.Instance.Exec("journalctl", "--no-pager", "--output", "cat", "--lines", "30", "--unit", bootstrap.CSRApproverUnit)
+			c.logf("%s certificate approver:\n%s", g.Name, log)
 		}
 	}
 }

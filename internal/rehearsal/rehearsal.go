@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"slices"
@@ -102,6 +103,12 @@ type Report struct {
 	// JoinToken is the join token's rotation, before the drills whose
 	// replacement nodes then join with the new token.
 	JoinToken TokenRotation `json:"joinTokenRotation"`
+	// KubeletCertificates is how the kubelets serve, and what the
+	// approver denied.
+	KubeletCertificates KubeletCertificates `json:"kubeletCertificates"`
+	// CertificateDaysLeft are the control-plane nodes' first reports of
+	// the days left on their shortest-lived certificate.
+	CertificateDaysLeft []float64 `json:"certificateDaysLeft"`
 	// OutsideNames are the names nodes looked up that neither the doubles
 	// nor the lab's own zones and hosts answer: hosts on the internet,
 	// which the lab does not reach. It must be empty.
@@ -201,6 +208,13 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return report, fmt.Errorf("drill %s: %w", neverDrill.name, err)
 	}
 	defer stopNever()
+	if report.KubeletCertificates, err = c.checkKubeletCertificates(); err != nil {
+		return report, fmt.Errorf("kubelet serving certificates: %w", err)
+	}
+	logf("kubelet serving certificates from the cluster CA, verified by the API servers; a node's requests for another node denied")
+	if report.CertificateDaysLeft, err = c.certificateDaysLeft(); err != nil {
+		return report, err
+	}
 	if err := c.checkBaseline(); err != nil {
 		return report, fmt.Errorf("security baseline: %w", err)
 	}
@@ -333,6 +347,13 @@ func (r *Report) WriteTable(w io.Writer) error {
 	j := r.JoinToken
 	fmt.Fprintf(w, "join token: rotated to generation %d, the cluster held only the new token %.1fs after the sync started; the old token gets HTTP %d, the new one authenticates as %s; later replacements joined with it.\n",
 		j.Generation, j.SyncSeconds, j.OldTokenStatus, j.NewTokenUser)
+	k := r.KubeletCertificates
+	fmt.Fprintf(w, "kubelet certificates: %d kubelets serve one of the cluster CA for their address, %d reached by API servers that verify them; a node's requests for another node denied within %.1fs:\n",
+		k.Verified, k.Proxied, k.DecisionSeconds)
+	for _, name := range slices.Sorted(maps.Keys(k.Denied)) {
+		fmt.Fprintf(w, "  denied %s: %s\n", name, k.Denied[name])
+	}
+	fmt.Fprintf(w, "certificate renewal checks: days left on each control-plane node's shortest-lived certificate %v\n", r.CertificateDaysLeft)
 	_, err := fmt.Fprintf(w, "%d acknowledged writes, %d lost. Every node booted from nothing and the cluster whole in %.0fs (etcd in %.0fs); total %.0fs.\n",
 		r.Writes, r.LostWrites, r.BootSeconds, r.EtcdBootSeconds, r.TotalSeconds)
 	return err

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -69,6 +70,19 @@ func TestRehearsal(t *testing.T) {
 	// new one authenticating; drills a and f then join with it.
 	if j := report.JoinToken; j.OldTokenStatus != http.StatusUnauthorized || !strings.HasPrefix(j.NewTokenUser, "system:bootstrap:") {
 		t.Errorf("join token rotation: %+v", j)
+	}
+	// Kubelets serve certificates of the cluster CA that the API servers
+	// verify; a node asking for another node's address is denied by the
+	// approver, for another node's name by the API server itself.
+	k := report.KubeletCertificates
+	if k.Verified != 3 || k.Proxied != 3 || !strings.Contains(k.Denied["kubeha-rehearsal-other-address"], "is not an address of cp-a") ||
+		!strings.Contains(k.Denied["kubeha-rehearsal-other-name"], "can only create a node CSR with CN=system:node:cp-a") {
+		t.Errorf("kubelet certificates: %+v", k)
+	}
+	// Each control-plane node's renewal timer ran kubeadm on the node and
+	// reported about a year left (kubeadm's certificates, the kubelet's).
+	if d := report.CertificateDaysLeft; len(d) < 3 || slices.Min(d) < 300 || slices.Max(d) > 366 {
+		t.Errorf("certificate days left %v, want a report from each control-plane node, each about 365", d)
 	}
 	raw, err := config.ReadStackFile(stackFile)
 	if err != nil {

@@ -8,14 +8,7 @@
 # shellcheck source-path=SCRIPTDIR
 . "$(dirname "${BASH_SOURCE[0]}")/node-common.sh"
 
-count_failure() {
-  local rc=$?
-  [ "$rc" -ne 0 ] || return 0
-  log "join token sync failed (exit $rc)"
-  aws cloudwatch put-metric-data --namespace "$BOOTSTRAP_METRIC_NAMESPACE" --metric-name "$TOKEN_SYNC_FAILED_METRIC" \
-    --dimensions "$BOOTSTRAP_METRIC_DIMENSIONS" --value 1 --unit Count || log "could not count $TOKEN_SYNC_FAILED_METRIC"
-}
-trap count_failure EXIT
+trap 'count_failure "$TOKEN_SYNC_FAILED_METRIC"' EXIT
 
 export KUBECONFIG=$ADMIN_KUBECONFIG
 fetch_secrets

@@ -12,6 +12,23 @@ log() {
   echo "kubeha-${ROLE}[$ZONE]: $*" >&2
 }
 
+# count_failure, as an EXIT trap, counts metric $1 in CloudWatch when the
+# script fails, for the alarm that watches it.
+count_failure() {
+  local rc=$?
+  [ "$rc" -ne 0 ] || return 0
+  log "$(basename "$0") failed (exit $rc)"
+  aws cloudwatch put-metric-data --namespace "$BOOTSTRAP_METRIC_NAMESPACE" --metric-name "$1" \
+    --dimensions "$BOOTSTRAP_METRIC_DIMENSIONS" --value 1 --unit Count || log "could not count $1"
+}
+
+# kubectl as the cluster's admin against this control-plane node's own API
+# server: admin.conf names the load balancer, which routes to no node before
+# it is in service (the first node's, say).
+local_kubectl() {
+  kubectl --kubeconfig "$ADMIN_KUBECONFIG" --server "$LOCAL_API_URL" --tls-server-name "$API_ENDPOINT" "$@"
+}
+
 # Writes the node's secret's entries, all owner-only: the PEM files named
 # with $PKI_SECRET_PREFIX into $KUBERNETES_PKI_DIR (keeping any folder below
 # it), the rest (join token, encryption key) into $SECRETS_DIR.

@@ -1,0 +1,192 @@
+package bootstrap
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kubeha/kubeha/internal/pki"
+	"github.com/kubeha/kubeha/internal/tools"
+)
+
+// renewalNode is a control-plane node's PKI as kubeadm makes it, from the
+// pinned kubeadm itself (--rootfs: a folder standing for the node's
+// root), with the rendered init configuration at validity: what
+// control-plane-cert-renewal.sh finds on a node.
+type renewalNode struct {
+	root, kubeadm, config string
+}
+
+func newRenewalNode(t *testing.T, validity time.Duration) renewalNode {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		tools.Unavailable(t, "kubeadm --rootfs chroots, so it needs root")
+	}
+	real, err := tools.Path("kubeadm")
+	if err != nil {
+		tools.Unavailable(t, err.Error())
+	}
+	n := renewalNode{root: t.TempDir(), config: "/kubeadm-init.yaml"}
+	c := testControlPlane()
+	c.CertificateValidity = validity
+	init, err := c.KubeadmInit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	init = strings.ReplaceAll(init, BootstrapTokenPlaceholder, "abcdef.0123456789abcdef")
+	if err := os.WriteFile(filepath.Join(n.root, n.config), []byte(init), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// kubeadm as the script runs it, on this folder as the node's root.
+	n.kubeadm = filepath.Join(t.TempDir(), "kubeadm")
+	if err := os.WriteFile(n.kubeadm, []byte("#!/bin/sh\nexec "+real+` "$@" --rootfs `+n.root+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, phase := range [][]string{{"certs", "ca"}, {"certs", "front-proxy-ca"}, {"certs", "apiserver"}, {"certs", "apiserver-kubelet-client"},
+		{"certs", "front-proxy-client"}, {"kubeconfig", "all"}} {
+		if out, err := exec.Command(n.kubeadm, append(append([]string{"init", "phase"}, phase...), "--config", n.config)...).CombinedOutput(); err != nil {
+			t.Fatalf("kubeadm init phase %v: %v\n%s", phase, err, out)
+		}
+	}
+	return n
+}
+
+// serial is the API server certificate's serial number: a new one after
+// a renewal.
+func (n renewalNode) serial(t *testing.T) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(n.root, KubernetesPKIDir, "apiserver.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(data)
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert.SerialNumber.String()
+}
+
+// renew runs control-plane-cert-renewal.sh once with renewBefore, against
+// the node, fake static pods (a component runs while its manifest is in
+// the folder) and a fake aws and IMDS. It returns the exit code, the log,
+// the days left it sent, and the components in the order they came back.
+func (n renewalNode) renew(t *testing.T, renewBefore time.Duration, etcdCert string) (int, string, float64, []string) {
+	t.Helper()
+	dir := t.TempDir()
+	manifests := filepath.Join(dir, "manifests")
+	if err := os.Mkdir(manifests, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
+		if err := os.WriteFile(filepath.Join(manifests, c+".yaml"), []byte("kind: Pod\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	metrics, healthy := filepath.Join(dir, "metrics"), filepath.Join(dir, "healthy")
+	fakes := map[string]string{
+		"kubeadm": "#!/bin/sh\nexec " + n.kubeadm + ` "$@"` + "\n",
+		// pgrep -f "^<component> ": running while its manifest is there.
+		"pgrep": `#!/bin/bash
+c=${2#^}; c=${c% }
+[ -f "` + manifests + `/$c.yaml" ]
+`,
+		// IMDS answers; a health URL is healthy while its component's
+		// manifest is there (the port says which).
+		"curl": `#!/bin/bash
+url=${*: -1}
+case $url in
+  */api/token) echo token ;;
+  */meta-data/instance-id) echo i-0abc ;;
+  *:6443/*) c=kube-apiserver ;;
+  *:10257/*) c=kube-controller-manager ;;
+  *:10259/*) c=kube-scheduler ;;
+esac
+if [ -n "$c" ]; then
+  [ -f "` + manifests + `/$c.yaml" ] || exit 7
+  grep -qx "$c" "` + healthy + `" 2>/dev/null || echo "$c" >>"` + healthy + `"
+fi
+`,
+		"aws": `#!/bin/sh
+echo "$*" >>"` + metrics + `"
+`,
+	}
+	bin := scriptDir(t, fakes, "control-plane-cert-renewal.sh", "node-common.sh", "imds.sh")
+	cmd := exec.Command("bash", filepath.Join(bin, "control-plane-cert-renewal.sh"))
+	cmd.Env = []string{"PATH=" + bin + ":/usr/bin:/bin", "ROLE=control-plane", "ZONE=eu-west-1a", "KUBEADM_INIT_CONFIG=" + n.config,
+		"RENEW_BEFORE_SECONDS=" + strconv.Itoa(int(renewBefore.Seconds())), "RENEW_SPREAD_SECONDS=0", "STATIC_POD_DIR=" + manifests,
+		"LOCAL_READY_URL=https://127.0.0.1:6443/readyz", "CONTROLLER_MANAGER_HEALTH_URL=https://127.0.0.1:10257/healthz",
+		"SCHEDULER_HEALTH_URL=https://127.0.0.1:10259/healthz", "ETCD_CERT_FILE=" + etcdCert, "KUBELET_CERT_DIR=" + filepath.Join(dir, "kubelet"),
+		"CERT_DAYS_LEFT_METRIC=" + CertDaysLeftMetric, "CERT_RENEWAL_FAILED_METRIC=" + CertRenewalFailedMetric,
+		"BOOTSTRAP_METRIC_NAMESPACE=kubeha", "BOOTSTRAP_METRIC_DIMENSIONS=Cluster=c1"}
+	code, out := runScript(t, cmd)
+	sent, _ := os.ReadFile(metrics)
+	days := -1.0
+	if f := strings.Fields(string(sent)); len(f) > 0 {
+		for i, word := range f {
+			if word == "--value" && i+1 < len(f) {
+				days, _ = strconv.ParseFloat(f[i+1], 64)
+			}
+		}
+	}
+	back, _ := os.ReadFile(healthy)
+	return code, out, days, strings.Fields(string(back))
+}
+
+// TestCertRenewalWithTheRealKubeadm: with certificates of a 20-minute
+// validity, a node whose threshold is an hour renews them (the pinned
+// kubeadm's `certs renew all`: a new API server certificate) and restarts
+// the scheduler, then the controller-manager, then the API server, each
+// healthy before the next; one whose threshold is a minute does not.
+// Either way it sends the days left on its shortest-lived certificate,
+// here the etcd client certificate when that expires first.
+func TestCertRenewalWithTheRealKubeadm(t *testing.T) {
+	n := newRenewalNode(t, 20*time.Minute)
+	ca, err := pki.Issue(pki.EtcdCA("c1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	longer, err := ca.Sign(pki.Spec{CommonName: "kube-apiserver-etcd-client", Usages: []pki.Usage{pki.ClientAuth}, ValidityHours: 24})
+	if err != nil {
+		t.Fatal(err)
+	}
+	etcdCert := filepath.Join(t.TempDir(), "apiserver-etcd-client.crt")
+	if err := os.WriteFile(etcdCert, longer.CertPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	before := n.serial(t)
+	code, log, days, order := n.renew(t, time.Minute, etcdCert)
+	if code != 0 || n.serial(t) != before || len(order) != 0 {
+		t.Fatalf("20 minutes left, renewing under 1: exit %d, serial %s (was %s), restarted %v:\n%s", code, n.serial(t), before, order, log)
+	}
+	if days <= 0 || days > 20.0/1440+0.01 {
+		t.Errorf("days left sent: %v, want about %.3f (kubeadm's 20 minutes, not the etcd client's day)", days, 20.0/1440)
+	}
+
+	code, log, days, order = n.renew(t, time.Hour, etcdCert)
+	if code != 0 || n.serial(t) == before || strings.Join(order, ",") != "kube-scheduler,kube-controller-manager,kube-apiserver" {
+		t.Fatalf("20 minutes left, renewing under an hour: exit %d, serial %s (was %s), back in order %v:\n%s", code, n.serial(t), before, order, log)
+	}
+	if !strings.Contains(log, "renewing") || days <= 0.013 {
+		t.Errorf("after renewal: days left %v, want a fresh 20 minutes (0.0139):\n%s", days, log)
+	}
+
+	// An etcd client certificate expiring first is what the metric says.
+	soon, err := ca.Sign(pki.Spec{CommonName: "kube-apiserver-etcd-client", Usages: []pki.Usage{pki.ClientAuth}, ValidityHours: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(etcdCert, soon.CertPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, log, days, _ = n.renew(t, time.Minute, etcdCert); days > 0.005 {
+		t.Errorf("with the etcd client certificate expiring now: days left %v, want about 0:\n%s", days, log)
+	}
+}

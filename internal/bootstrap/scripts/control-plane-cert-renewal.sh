@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Renews this control-plane node's kubeadm certificates (the API server's,
+# the kubeconfigs of the controller-manager, scheduler and admin) before
+# they expire, then restarts the components that read them only at start,
+# one at a time, each back healthy before the next. A node renews once the
+# least time left is under RENEW_BEFORE_SECONDS plus its own share of
+# RENEW_SPREAD_SECONDS (from its instance ID), so that nodes created
+# together renew, and so expire, apart. Every run reports the days left
+# on the node's shortest-lived certificate (kubeadm's, the etcd client's,
+# the kubelet's) as CERT_DAYS_LEFT_METRIC; a failed run counts
+# CERT_RENEWAL_FAILED_METRIC. Both have alarms.
+# shellcheck source-path=SCRIPTDIR
+. "$(dirname "${BASH_SOURCE[0]}")/node-common.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/imds.sh"
+trap 'count_failure "$CERT_RENEWAL_FAILED_METRIC"' EXIT
+
+# kubeadm_seconds_left: the least time left of kubeadm's certificates.
+kubeadm_seconds_left() {
+  kubeadm certs check-expiration --config "$KUBEADM_INIT_CONFIG" -o json |
+    jq -e '[.certificates[] | select(.missing | not) | .residualTime] | min'
+}
+
+# wait_until runs its arguments until they succeed, for at most $1 seconds.
+wait_until() {
+  local deadline=$((SECONDS + $1))
+  shift
+  until "$@"; do
+    [ "$SECONDS" -lt "$deadline" ] || return 1
+    sleep 1
+  done
+}
+
+running() { pgrep -f "^$1 " >/dev/null; }
+stopped() { ! running "$1"; }
+healthy() { curl -fsk --max-time 2 "$1" >/dev/null; }
+
+# restart_static_pod stops component $1 by taking its manifest away and
+# starts it again by putting it back; $2 is its health URL.
+restart_static_pod() {
+  local held
+  held=$(mktemp -d)
+  mv "$STATIC_POD_DIR/$1.yaml" "$held/"
+  wait_until 120 stopped "$1" || log "$1 still runs 120 s after its manifest went"
+  mv "$held/$1.yaml" "$STATIC_POD_DIR/"
+  rmdir "$held"
+  wait_until 300 healthy "$2"
+}
+
+left=$(kubeadm_seconds_left)
+instance=$(imds instance-id)
+share=$(($(cksum <<<"$instance" | cut -d' ' -f1) % 1000))
+renew_at=$((RENEW_BEFORE_SECONDS + RENEW_SPREAD_SECONDS * share / 1000))
+if [ "$left" -lt "$renew_at" ]; then
+  log "kubeadm's certificates have ${left}s left, under this node's ${renew_at}s: renewing"
+  kubeadm certs renew all --config "$KUBEADM_INIT_CONFIG" >/dev/null
+  restart_static_pod kube-scheduler "$SCHEDULER_HEALTH_URL"
+  restart_static_pod kube-controller-manager "$CONTROLLER_MANAGER_HEALTH_URL"
+  restart_static_pod kube-apiserver "$LOCAL_READY_URL"
+  left=$(kubeadm_seconds_left)
+  log "renewed: ${left}s left"
+fi
+for cert in "$ETCD_CERT_FILE" "$KUBELET_CERT_DIR/kubelet-client-current.pem" "$KUBELET_CERT_DIR/kubelet-server-current.pem"; do
+  if [ -f "$cert" ]; then
+    end=$(date -d "$(openssl x509 -in "$cert" -noout -enddate | cut -d= -f2)" +%s)
+    left=$((end - $(date +%s) < left ? end - $(date +%s) : left))
+  fi
+done
+aws cloudwatch put-metric-data --namespace "$BOOTSTRAP_METRIC_NAMESPACE" --metric-name "$CERT_DAYS_LEFT_METRIC" \
+  --dimensions "$BOOTSTRAP_METRIC_DIMENSIONS" --value "$(awk -v s="$left" 'BEGIN { printf "%.4f", s / 86400 }')" --unit None
