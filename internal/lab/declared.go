@@ -83,32 +83,39 @@ func awsVolume(r mockrun.Resource) awsdouble.Volume {
 // UserData is the user-data of the launch template tagged tag=value, as
 // EC2 hands it to the instance: base64-decoded, nothing else.
 func UserData(resources []mockrun.Resource, tag, value string) ([]byte, error) {
+	r, err := launchTemplate(resources, tag, value)
+	if err != nil {
+		return nil, err
+	}
+	return base64.StdEncoding.DecodeString(r.String("userData"))
+}
+
+// launchTemplate is the launch template tagged tag=value.
+func launchTemplate(resources []mockrun.Resource, tag, value string) (mockrun.Resource, error) {
 	for _, r := range resources {
 		if r.Type == "aws:ec2/launchTemplate:LaunchTemplate" && r.Tags()[tag] == value {
-			return base64.StdEncoding.DecodeString(r.String("userData"))
+			return r, nil
 		}
 	}
-	return nil, fmt.Errorf("lab: no launch template tagged %s=%s", tag, value)
+	return mockrun.Resource{}, fmt.Errorf("lab: no launch template tagged %s=%s", tag, value)
 }
 
 // InstanceTags are the tags the launch template tagged tag=value gives
 // its instances.
 func InstanceTags(resources []mockrun.Resource, tag, value string) (map[string]string, error) {
-	for _, r := range resources {
-		if r.Type != "aws:ec2/launchTemplate:LaunchTemplate" || r.Tags()[tag] != value {
-			continue
-		}
-		tags := map[string]string{}
-		for _, spec := range r.Get("tagSpecifications").ArrayValue() {
-			if spec.ObjectValue()["resourceType"].StringValue() == "instance" {
-				for k, v := range spec.ObjectValue()["tags"].ObjectValue() {
-					tags[string(k)] = v.StringValue()
-				}
+	r, err := launchTemplate(resources, tag, value)
+	if err != nil {
+		return nil, err
+	}
+	tags := map[string]string{}
+	for _, spec := range r.Get("tagSpecifications").ArrayValue() {
+		if spec.ObjectValue()["resourceType"].StringValue() == "instance" {
+			for k, v := range spec.ObjectValue()["tags"].ObjectValue() {
+				tags[string(k)] = v.StringValue()
 			}
 		}
-		return tags, nil
 	}
-	return nil, fmt.Errorf("lab: no launch template tagged %s=%s", tag, value)
+	return tags, nil
 }
 
 // NodeGroup is an auto-scaling group of one, as kubeha gives each etcd

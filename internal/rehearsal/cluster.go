@@ -222,19 +222,11 @@ func (c *cluster) group(network, name, zone, ip, tag, value string) (*lab.NodeGr
 	return group, group.Start()
 }
 
-// logConsoles shows what each node printed last, when set-up fails, and
-// what each control-plane node's certificate approver decided: a node
-// whose kubelet gets no client certificate never joins.
+// logConsoles shows what each node printed last, when set-up fails.
 func (c *cluster) logConsoles() {
 	for _, g := range append(append([]*lab.NodeGroup{}, c.members...), c.nodes...) {
 		if g.Instance != nil {
 			c.logf("%s console:\n%s", g.Name, g.Instance.ConsoleTail(40))
-		}
-	}
-	for _, g := range c.nodes {
-		if g.Instance != nil {
-			log, _ := g.Instance.Exec("journalctl", "--no-pager", "--output", "cat", "--lines", "30", "--unit", bootstrap.CSRApproverUnit)
-			c.logf("%s certificate approver:\n%s", g.Name, log)
 		}
 	}
 }
