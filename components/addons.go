@@ -530,14 +530,15 @@ func (a *Addons) alarms(ctx *pulumi.Context, name string, args *AddonsArgs, opts
 		bootstrap.CSRApproverFailedMetric, 300, 2, false); err != nil {
 		return err
 	}
-	// Each control-plane node sends the days left on its shortest-lived
-	// certificate every check (at most 12 hours apart) and renews kubeadm's
-	// well before 30 days; under 30, or no report for a day, is an alarm.
-	if err := metricAlarm(name+"-certificate-expiry", "A control-plane node has a certificate with under 30 days left, or none reported for a day (journalctl -u kubeha-cert-renewal on it; README: certificate renewal).",
+	// Each control-plane and etcd node sends the days left on its
+	// shortest-lived certificate every check (at most 12 hours apart);
+	// kubeadm's renew, and `pulumi up` re-issues etcd's, well before 30
+	// days. Under 30, or no report for a day, is an alarm.
+	if err := metricAlarm(name+"-certificate-expiry", "A control-plane or etcd node has a certificate with under 30 days left, or none reported for a day (journalctl -u kubeha-cert-renewal or -u kubeha-etcd-cert-refresh on it; README: certificate renewal).",
 		bootstrap.CertDaysLeftMetric, "Minimum", 30, 86400, 1, true); err != nil {
 		return err
 	}
-	if err := countAlarm(name+"-certificate-renewal-failed", "A control-plane node's certificate renewal check failed (journalctl -u kubeha-cert-renewal on it).",
+	if err := countAlarm(name+"-certificate-renewal-failed", "A control-plane node's certificate renewal check, or an etcd node's certificate refresh, failed (journalctl -u kubeha-cert-renewal or -u kubeha-etcd-cert-refresh on it).",
 		bootstrap.CertRenewalFailedMetric, 3600, 1, false); err != nil {
 		return err
 	}

@@ -215,7 +215,7 @@ func NewControlPlane(ctx *pulumi.Context, name string, args *ControlPlaneArgs, o
 	policy := resolve(pulumi.StringMap{"secret": secrets.Arn, "key": args.KMSKeyArn, "assets": args.Assets.BucketArn}, func(arn map[string]string) (string, error) {
 		return controlPlanePolicy(args.ClusterName, args.Region, arn["secret"], arn["key"],
 			install(arn["assets"], append([]Asset{assets.Kubeadm, assets.Kubelet, assets.Kubectl, assets.Helm, assets.Containerd, assets.Runc}, assets.Images()...)...),
-			applierStatements(args.ApplyAddons, args.ClusterName, arn["assets"])...), nil
+			append(workerTokenStatements(arn["assets"]), applierStatements(args.ApplyAddons, args.ClusterName, arn["assets"])...)...), nil
 	})
 	profile, err := nodeIdentity(ctx, name, args.ClusterName, policy, tags(name), args.ManagedPolicyArns, child)
 	if err != nil {
@@ -309,9 +309,10 @@ func (c *ControlPlane) sharedSecrets(ctx *pulumi.Context, name string, args *Con
 	if err != nil {
 		return nil, err
 	}
-	// Workers need only the CA and the token.
+	// Workers need only the CA: each joins with a token of its own
+	// (bootstrap.NodeTokenPrefix).
 	join, err := storeSecret(ctx, name+"-join", args.KMSKeyArn, tags(name+"-join"), opts, pulumi.StringMap{
-		"pki/ca.crt": ca.CertPEM, "bootstrap-token": token,
+		"pki/ca.crt": ca.CertPEM,
 	})
 	if err != nil {
 		return nil, err
@@ -401,6 +402,17 @@ func controlPlanePolicy(cluster, region, secretArn, keyArn string, install polic
 			Condition: map[string]map[string]any{"StringEquals": {"kms:ViaService": "secretsmanager." + region + ".amazonaws.com"}}},
 		install,
 	}, more...)...)
+}
+
+// workerTokenStatements let the node's approver take the join tokens
+// workers hand over (bootstrap.NodeTokenPrefix): list, read and delete
+// them.
+func workerTokenStatements(assetsArn string) []policyStatement {
+	return []policyStatement{
+		{Sid: "FindWorkerTokens", Effect: "Allow", Action: []string{"s3:ListBucket"}, Resource: assetsArn,
+			Condition: map[string]map[string]any{"StringLike": {"s3:prefix": []string{bootstrap.NodeTokenPrefix, bootstrap.NodeTokenPrefix + "*"}}}},
+		{Sid: "TakeWorkerTokens", Effect: "Allow", Action: []string{"s3:GetObject", "s3:DeleteObject"}, Resource: assetsArn + "/" + bootstrap.NodeTokenPrefix + "*"},
+	}
 }
 
 // applierStatements let the add-on applier read the add-on set and the

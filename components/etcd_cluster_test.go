@@ -363,15 +363,7 @@ func checkNodeBaseline(t *testing.T, lt mockrun.Resource) {
 // What a member's secret holds works as etcd uses it: under mocks the
 // certificates are real, so the rehearsal can hand them to nodes.
 func TestEtcdMemberSecretWorks(t *testing.T) {
-	rec := runEtcd(t, 3)
-	v, err := rec.Named("aws:secretsmanager/secretVersion:SecretVersion", "c1-etcd-a-eu-west-1a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var files map[string]string
-	if err := json.Unmarshal([]byte(v.String("secretString")), &files); err != nil {
-		t.Fatal(err)
-	}
+	files := secretFiles(t, runEtcd(t, 3), "c1-etcd-a-eu-west-1a")
 	roots := x509.NewCertPool()
 	if !roots.AppendCertsFromPEM([]byte(files["ca.crt"])) {
 		t.Fatal("ca.crt is not a certificate")

@@ -170,8 +170,9 @@ func NewZonalWorkerGroup(ctx *pulumi.Context, name string, args *ZonalWorkerGrou
 	child := []pulumi.ResourceOption{pulumi.Parent(w)}
 	tags := clusterTags(args.ClusterName, name, args.Tags, poolTag, args.Name)
 
-	// A worker reads the join secret and nothing else; images come from
-	// ECR read-only.
+	// A worker reads the join secret and hands over its own join token,
+	// under its own IAM user ID only ("<role ID>:<instance ID>"); images
+	// come from ECR read-only.
 	assets := args.ControlPlane.assets
 	policy := resolve(pulumi.StringMap{"secret": args.ControlPlane.JoinSecretArn, "key": args.KMSKeyArn, "assets": assets.BucketArn}, func(arn map[string]string) (string, error) {
 		return policyJSON(
@@ -179,6 +180,8 @@ func NewZonalWorkerGroup(ctx *pulumi.Context, name string, args *ZonalWorkerGrou
 			policyStatement{Sid: "ReadJoinSecret", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue"}, Resource: arn["secret"]},
 			policyStatement{Sid: "UseClusterKey", Effect: "Allow", Action: []string{"kms:Decrypt"}, Resource: arn["key"],
 				Condition: map[string]map[string]any{"StringEquals": {"kms:ViaService": "secretsmanager." + args.Region + ".amazonaws.com"}}},
+			policyStatement{Sid: "HandOverOwnJoinToken", Effect: "Allow", Action: []string{"s3:PutObject"},
+				Resource: arn["assets"] + "/" + bootstrap.NodeTokenPrefix + "${aws:userid}"},
 		), nil
 	})
 	profile, err := nodeIdentity(ctx, name, args.ClusterName, policy, tags, append([]string{ecrPolicy}, args.ManagedPolicyArns...), child)

@@ -20,10 +20,12 @@ type statement struct {
 }
 
 // request is one call a node's role might make: an action on a resource
-// with the resource's tags; no request tags.
+// with the resource's tags; no request tags. userID is the caller's
+// ${aws:userid}: "<role ID>:<instance ID>" for an instance's role session.
 type request struct {
 	action, resource string
 	tags             map[string]string
+	userID           string
 }
 
 // decision is IAM's answer for one role's inline policies: "deny" if a
@@ -34,7 +36,12 @@ func decision(t *testing.T, statements []statement, r request) string {
 	t.Helper()
 	out := ""
 	for _, s := range statements {
-		if !anyMatch(s.Action, r.action) || !anyMatch(strings1(s.Resource), r.resource) || !conditionsHold(t, s, r) {
+		var resources []string
+		for _, resource := range strings1(s.Resource) {
+			// IAM fills a policy variable in before it matches.
+			resources = append(resources, strings.ReplaceAll(resource, "${aws:userid}", r.userID))
+		}
+		if !anyMatch(s.Action, r.action) || !anyMatch(resources, r.resource) || !conditionsHold(t, s, r) {
 			continue
 		}
 		if s.Effect == "Deny" {
@@ -147,7 +154,7 @@ func TestNoNodeRoleCanTakeAnEtcdVolume(t *testing.T) {
 					}
 				}
 				for _, action := range []string{"ec2:DetachVolume", "ec2:DeleteVolume", "ec2:ModifyVolume", "ec2:DeleteTags"} {
-					r := request{action, volume, tags}
+					r := request{action: action, resource: volume, tags: tags}
 					if got := decision(t, statements, r); got != "deny" {
 						t.Errorf("%s: %s on an etcd volume is %q, want an explicit deny", role, action, got)
 					}
@@ -157,7 +164,7 @@ func TestNoNodeRoleCanTakeAnEtcdVolume(t *testing.T) {
 				}
 				// The same role may still use the cluster's other volumes
 				// if it could before: the deny is about etcd's only.
-				other := request{"ec2:DetachVolume", volume, map[string]string{"kubernetes.io/cluster/" + cfg.ClusterName: "owned"}}
+				other := request{action: "ec2:DetachVolume", resource: volume, tags: map[string]string{"kubernetes.io/cluster/" + cfg.ClusterName: "owned"}}
 				if decision(t, statements, other) == "deny" {
 					t.Errorf("%s: denied detaching any of the cluster's volumes, not only etcd's", role)
 				}
@@ -166,6 +173,60 @@ func TestNoNodeRoleCanTakeAnEtcdVolume(t *testing.T) {
 				t.Error("no role would be allowed to take an etcd volume even without the deny: the test cannot tell")
 			}
 			t.Logf("%s: %d node roles; %d role actions on an etcd volume the deny turns from allowed to denied", name, len(roles), allowedWithoutDeny)
+		})
+	}
+}
+
+// TestOnlyAWorkerHandsOverItsOwnJoinToken: in every stack, each worker
+// role may write a join token under its own session's user ID only
+// (<role ID>:<instance ID>), never under another instance's, and may not
+// read or delete any; only the control-plane role may read and delete
+// them (its approver takes them), and no role but the workers' writes
+// them.
+func TestOnlyAWorkerHandsOverItsOwnJoinToken(t *testing.T) {
+	for name, file := range stackFiles(t) {
+		t.Run(name, func(t *testing.T) {
+			_, rec := evaluate(t, file)
+			buckets := rec.OfType("aws:s3/bucketV2:BucketV2")
+			assets := ""
+			for _, b := range buckets {
+				if strings.HasSuffix(b.Name, "-assets") {
+					assets = b.Outputs["arn"].StringValue()
+				}
+			}
+			if assets == "" {
+				t.Fatal("no asset bucket")
+			}
+			const me, other = "AROAWORKERROLEID:i-0aaaaaaaaaaaaaaaa", "AROAWORKERROLEID:i-0bbbbbbbbbbbbbbbb"
+			key := func(userID string) string { return assets + "/" + bootstrap.NodeTokenPrefix + userID }
+			workers, approvers := 0, 0
+			for role, statements := range rolePolicies(t, rec) {
+				allowed := func(action, resource string) bool {
+					return decision(t, statements, request{action: action, resource: resource, userID: me}) == "allow"
+				}
+				putsOwn, putsOther := allowed("s3:PutObject", key(me)), allowed("s3:PutObject", key(other))
+				takes := allowed("s3:GetObject", key(other)) && allowed("s3:DeleteObject", key(other))
+				switch {
+				case strings.Contains(role, "control-plane"):
+					approvers++
+					if !takes || putsOwn || putsOther {
+						t.Errorf("%s: reads and deletes handed-over tokens %v, writes them %v, want only the first", role, takes, putsOwn || putsOther)
+					}
+				case strings.Contains(role, "etcd"):
+					if takes || putsOwn || putsOther {
+						t.Errorf("%s: an etcd role touches join tokens", role)
+					}
+				default:
+					workers++
+					if !putsOwn || putsOther || allowed("s3:GetObject", key(me)) || allowed("s3:DeleteObject", key(other)) {
+						t.Errorf("%s: writes its own token %v, another's %v; want its own only, and no reading or deleting", role, putsOwn, putsOther)
+					}
+				}
+			}
+			if workers == 0 || approvers != 1 {
+				t.Errorf("%d worker roles, %d control-plane roles; want some and one", workers, approvers)
+			}
+			t.Logf("%s: %d worker roles write under their own user ID only; %d control-plane role takes the tokens", name, workers, approvers)
 		})
 	}
 }

@@ -82,10 +82,10 @@ func TestAWSCLIAgainstTheDouble(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "ca.pem"), ca.CertPEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	aws := func(args ...string) (string, int) {
+	awsAs := func(accessKey string, args ...string) (string, int) {
 		t.Helper()
 		cmd := exec.Command("chroot", append([]string{rootfs, "env", "-i", "PATH=/usr/bin:/bin", "HOME=" + inRoot,
-			"AWS_ACCESS_KEY_ID=AKIADOUBLE", "AWS_SECRET_ACCESS_KEY=secret", "AWS_CA_BUNDLE=" + inRoot + "/ca.pem",
+			"AWS_ACCESS_KEY_ID=" + accessKey, "AWS_SECRET_ACCESS_KEY=secret", "AWS_CA_BUNDLE=" + inRoot + "/ca.pem",
 			"AWS_DEFAULT_REGION=eu-west-1", "AWS_EC2_METADATA_DISABLED=true", "AWS_PAGER=",
 			"aws", "--endpoint-url", srv.URL}, args...)...)
 		var stderr bytes.Buffer
@@ -102,6 +102,10 @@ func TestAWSCLIAgainstTheDouble(t *testing.T) {
 			t.Logf("aws %s: exit %d: %s", strings.Join(args, " "), code, stderr.String())
 		}
 		return strings.TrimSpace(string(out)), code
+	}
+	aws := func(args ...string) (string, int) {
+		t.Helper()
+		return awsAs("AKIADOUBLE", args...)
 	}
 
 	// etcd-bootstrap.sh attach_volume: poll who holds the volume, attach it.
@@ -149,6 +153,20 @@ func TestAWSCLIAgainstTheDouble(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &described); code != 0 || err != nil || len(described.Reservations) != 1 ||
 		described.Reservations[0].Instances[0].PrivateIpAddress != "10.0.2.7" || described.Reservations[0].Instances[0].PrivateDnsName != "ip-10-0-2-7" {
 		t.Errorf("describe-instances of a node's name: exit %d, %s", code, out)
+	}
+	// The same by instance ID, as the approver looks up a worker's token.
+	byID := append([]string{}, named("i-0b2", "c1")...)
+	byID[5] = "Name=instance-id,Values=i-0b2"
+	if out, code := aws(byID...); code != 0 || !strings.Contains(out, `"PrivateDnsName": "ip-10-0-2-7"`) {
+		t.Errorf("describe-instances by instance ID: exit %d, %s", code, out)
+	}
+	// worker-join-token.sh: the instance's role session names itself.
+	session, code := awsAs(accessKeyID("i-0b2"), "sts", "get-caller-identity", "--query", "UserId", "--output", "text")
+	if want := RoleID("") + ":i-0b2"; code != 0 || session != want {
+		t.Errorf("sts get-caller-identity as i-0b2: exit %d, %q, want %q", code, session, want)
+	}
+	if _, code := aws("sts", "get-caller-identity"); code == 0 {
+		t.Error("sts get-caller-identity with credentials of no instance succeeded")
 	}
 	for _, other := range [][]string{named("ip-10-0-2-7", "c2"), named("ip-10-0-1-5", "c1")} {
 		if out, code := aws(other...); code != 0 || strings.Contains(out, "i-0") {
@@ -273,7 +291,8 @@ func TestAWSCLIAgainstTheDouble(t *testing.T) {
 		calls = append(calls, fmt.Sprintf("%s %s %d", call.Service, call.Action, call.Status))
 	}
 	want := []string{"ec2 DescribeVolumes 200", "ec2 AttachVolume 200", "ec2 DescribeVolumes 200", "ec2 AttachVolume 400",
-		"ec2 DescribeInstances 200", "ec2 DescribeInstances 200", "ec2 DescribeInstances 200",
+		"ec2 DescribeInstances 200", "ec2 DescribeInstances 200",
+		"sts GetCallerIdentity 200", "sts GetCallerIdentity 403", "ec2 DescribeInstances 200", "ec2 DescribeInstances 200",
 		"route53 ChangeResourceRecordSets 200", "route53 GetChange 200",
 		"secretsmanager GetSecretValue 200", "secretsmanager GetSecretValue 200", "secretsmanager GetSecretValue 400",
 		"s3 ListObjectsV2 200", "s3 CreateMultipartUpload 200", "s3 UploadPart 200", "s3 UploadPart 200", "s3 CompleteMultipartUpload 200",

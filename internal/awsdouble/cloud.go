@@ -24,6 +24,7 @@ const (
 	CloudWatch     = "monitoring"
 	S3             = "s3"
 	AutoScaling    = "autoscaling"
+	STS            = "sts"
 )
 
 // Cloud is one rehearsal's AWS account: its volumes, instances, hosted
@@ -115,6 +116,8 @@ func (c *Cloud) protocols() map[string]protocol {
 		CloudWatch:     {queryAction, c.serveCloudWatch, writeCloudWatchError, apiError{http.StatusBadRequest, "Throttling", "Rate exceeded"}},
 		AutoScaling:    {queryAction, c.serveAutoScaling, writeAutoScalingError, apiError{http.StatusBadRequest, "Throttling", "Rate exceeded"}},
 		S3:             {c.s3Action, c.serveS3, writeS3Error, apiError{http.StatusServiceUnavailable, "SlowDown", "Please reduce your request rate."}},
+		STS: {queryAction, c.serveSTS, func(w http.ResponseWriter, _ *http.Request, e apiError) { writeQueryError(w, stsNamespace, e) },
+			apiError{http.StatusBadRequest, "Throttling", "Rate exceeded"}},
 	}
 }
 

@@ -19,6 +19,8 @@ type Metric struct {
 	Unit            string
 	// Time is the data point's timestamp, or when it was put.
 	Time time.Time
+	// Instance is the instance whose role credentials put it, if any.
+	Instance string
 }
 
 // Metrics is every data point put so far, oldest first.
@@ -54,7 +56,7 @@ func (c *Cloud) serveCloudWatch(w http.ResponseWriter, r *http.Request, action s
 			writeCloudWatchError(w, r, apiError{http.StatusBadRequest, "InvalidParameterValue", "The value for " + member + "Value is not a number."})
 			return
 		}
-		m := Metric{Namespace: namespace, Name: r.Form.Get(member + "MetricName"), Dimensions: map[string]string{},
+		m := Metric{Namespace: namespace, Name: r.Form.Get(member + "MetricName"), Dimensions: map[string]string{}, Instance: callerInstance(r),
 			Value: value, Unit: r.Form.Get(member + "Unit"), Time: time.Now()}
 		if t, err := time.Parse(time.RFC3339, r.Form.Get(member+"Timestamp")); err == nil {
 			m.Time = t

@@ -209,7 +209,7 @@ func (c *Cloud) describeInstances(r *http.Request) (any, *apiError) {
 	var filters []filter
 	for i := 1; r.Form.Has(fmt.Sprintf("Filter.%d.Name", i)); i++ {
 		f := filter{r.Form.Get(fmt.Sprintf("Filter.%d.Name", i)), indexed(r, fmt.Sprintf("Filter.%d.Value", i))}
-		if !slices.Contains([]string{"private-dns-name", "instance-state-name"}, f.name) && !strings.HasPrefix(f.name, "tag:") {
+		if !slices.Contains([]string{"private-dns-name", "instance-id", "instance-state-name"}, f.name) && !strings.HasPrefix(f.name, "tag:") {
 			return nil, &apiError{http.StatusBadRequest, "InvalidParameterValue", fmt.Sprintf("The filter '%s' is invalid", f.name)}
 		}
 		filters = append(filters, f)
@@ -237,6 +237,8 @@ func (c *Cloud) describeInstances(r *http.Request) (any, *apiError) {
 			switch {
 			case f.name == "private-dns-name":
 				value = wire.DNSName
+			case f.name == "instance-id":
+				value = wire.ID
 			case f.name == "instance-state-name":
 				value = wire.State
 			default:

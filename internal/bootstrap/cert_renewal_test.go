@@ -2,7 +2,9 @@ package bootstrap
 
 import (
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,9 +79,16 @@ func (n renewalNode) serial(t *testing.T) string {
 // the node, fake static pods (a component runs while its manifest is in
 // the folder) and a fake aws and IMDS. It returns the exit code, the log,
 // the days left it sent, and the components in the order they came back.
-func (n renewalNode) renew(t *testing.T, renewBefore time.Duration, etcdCert string) (int, string, float64, []string) {
+func (n renewalNode) renew(t *testing.T, renewBefore time.Duration, etcdCert []byte) (int, string, float64, []string) {
 	t.Helper()
 	dir := t.TempDir()
+	secret, err := json.Marshal(map[string]string{PKISecretPrefix + "apiserver-etcd-client.crt": string(etcdCert)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "secret.json"), secret, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	manifests := filepath.Join(dir, "manifests")
 	if err := os.Mkdir(manifests, 0o755); err != nil {
 		t.Fatal(err)
@@ -113,16 +122,21 @@ if [ -n "$c" ]; then
   grep -qx "$c" "` + healthy + `" 2>/dev/null || echo "$c" >>"` + healthy + `"
 fi
 `,
+		// The node's secret holds the etcd client certificate.
 		"aws": `#!/bin/sh
-echo "$*" >>"` + metrics + `"
+case "$1 $2" in
+  "secretsmanager get-secret-value") cat "` + dir + `/secret.json" ;;
+  *) echo "$*" >>"` + metrics + `" ;;
+esac
 `,
 	}
-	bin := scriptDir(t, fakes, "control-plane-cert-renewal.sh", "node-common.sh", "imds.sh")
+	bin := scriptDir(t, fakes, "control-plane-cert-renewal.sh", "node-common.sh", "credentials.sh", "imds.sh")
 	cmd := exec.Command("bash", filepath.Join(bin, "control-plane-cert-renewal.sh"))
 	cmd.Env = []string{"PATH=" + bin + ":/usr/bin:/bin", "ROLE=control-plane", "ZONE=eu-west-1a", "KUBEADM_INIT_CONFIG=" + n.config,
 		"RENEW_BEFORE_SECONDS=" + strconv.Itoa(int(renewBefore.Seconds())), "RENEW_SPREAD_SECONDS=0", "STATIC_POD_DIR=" + manifests,
 		"LOCAL_READY_URL=https://127.0.0.1:6443/readyz", "CONTROLLER_MANAGER_HEALTH_URL=https://127.0.0.1:10257/healthz",
-		"SCHEDULER_HEALTH_URL=https://127.0.0.1:10259/healthz", "ETCD_CERT_FILE=" + etcdCert, "KUBELET_CERT_DIR=" + filepath.Join(dir, "kubelet"),
+		"SCHEDULER_HEALTH_URL=https://127.0.0.1:10259/healthz", "ETCD_CERT_FILE=" + filepath.Join(dir, "pki", "apiserver-etcd-client.crt"),
+		"SECRET_ID=c1-control-plane", "PKI_SECRET_PREFIX=" + PKISecretPrefix, "KUBERNETES_PKI_DIR=" + filepath.Join(dir, "pki"), "SECRETS_DIR=" + filepath.Join(dir, "secrets"), "KUBELET_CERT_DIR=" + filepath.Join(dir, "kubelet"),
 		"CERT_DAYS_LEFT_METRIC=" + CertDaysLeftMetric, "CERT_RENEWAL_FAILED_METRIC=" + CertRenewalFailedMetric,
 		"BOOTSTRAP_METRIC_NAMESPACE=kubeha", "BOOTSTRAP_METRIC_DIMENSIONS=Cluster=c1"}
 	code, out := runScript(t, cmd)
@@ -145,7 +159,8 @@ echo "$*" >>"` + metrics + `"
 // the scheduler, then the controller-manager, then the API server, each
 // healthy before the next; one whose threshold is a minute does not.
 // Either way it sends the days left on its shortest-lived certificate,
-// here the etcd client certificate when that expires first.
+// here the etcd client certificate when that expires first, as re-read
+// from the node's secret.
 func TestCertRenewalWithTheRealKubeadm(t *testing.T) {
 	n := newRenewalNode(t, 20*time.Minute)
 	ca, err := pki.Issue(pki.EtcdCA("c1"))
@@ -156,13 +171,9 @@ func TestCertRenewalWithTheRealKubeadm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	etcdCert := filepath.Join(t.TempDir(), "apiserver-etcd-client.crt")
-	if err := os.WriteFile(etcdCert, longer.CertPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
 
 	before := n.serial(t)
-	code, log, days, order := n.renew(t, time.Minute, etcdCert)
+	code, log, days, order := n.renew(t, time.Minute, longer.CertPEM)
 	if code != 0 || n.serial(t) != before || len(order) != 0 {
 		t.Fatalf("20 minutes left, renewing under 1: exit %d, serial %s (was %s), restarted %v:\n%s", code, n.serial(t), before, order, log)
 	}
@@ -170,7 +181,7 @@ func TestCertRenewalWithTheRealKubeadm(t *testing.T) {
 		t.Errorf("days left sent: %v, want about %.3f (kubeadm's 20 minutes, not the etcd client's day)", days, 20.0/1440)
 	}
 
-	code, log, days, order = n.renew(t, time.Hour, etcdCert)
+	code, log, days, order = n.renew(t, time.Hour, longer.CertPEM)
 	if code != 0 || n.serial(t) == before || strings.Join(order, ",") != "kube-scheduler,kube-controller-manager,kube-apiserver" {
 		t.Fatalf("20 minutes left, renewing under an hour: exit %d, serial %s (was %s), back in order %v:\n%s", code, n.serial(t), before, order, log)
 	}
@@ -178,15 +189,118 @@ func TestCertRenewalWithTheRealKubeadm(t *testing.T) {
 		t.Errorf("after renewal: days left %v, want a fresh 20 minutes (0.0139):\n%s", days, log)
 	}
 
-	// An etcd client certificate expiring first is what the metric says.
+	// An etcd client certificate expiring first, as the node's secret
+	// holds it, is what the metric says.
 	soon, err := ca.Sign(pki.Spec{CommonName: "kube-apiserver-etcd-client", Usages: []pki.Usage{pki.ClientAuth}, ValidityHours: 0})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(etcdCert, soon.CertPEM, 0o600); err != nil {
+	if _, log, days, _ = n.renew(t, time.Minute, soon.CertPEM); days > 0.005 {
+		t.Errorf("with the etcd client certificate expiring now: days left %v, want about 0:\n%s", days, log)
+	}
+}
+
+// TestEtcdCertRefreshRewritesOnlyWhatChanged: an etcd node's refresh
+// writes the certificates its secret now holds, each in one rename and
+// owner-only, leaves unchanged files alone, and reports the days left on
+// the new ones; when the secret cannot be read it changes nothing and
+// counts a failure.
+func TestEtcdCertRefreshRewritesOnlyWhatChanged(t *testing.T) {
+	ca, err := pki.Issue(pki.EtcdCA("c1"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, log, days, _ = n.renew(t, time.Minute, etcdCert); days > 0.005 {
-		t.Errorf("with the etcd client certificate expiring now: days left %v, want about 0:\n%s", days, log)
+	old, err := ca.Sign(pki.EtcdServer("etcd-a.c1.internal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	renewed, err := ca.Resign(string(old.CertPEM), 36*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	pkiDir, metrics, secret := filepath.Join(dir, "pki"), filepath.Join(dir, "metrics"), filepath.Join(dir, "secret.json")
+	if err := os.Mkdir(pkiDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	onDisk := map[string]string{"ca.crt": string(ca.CertPEM), "server.crt": string(old.CertPEM), "server.key": string(old.KeyPEM),
+		"peer.crt": string(old.CertPEM), "peer.key": string(old.KeyPEM)}
+	for name, content := range onDisk {
+		if err := os.WriteFile(filepath.Join(pkiDir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	caBefore, err := os.Stat(filepath.Join(pkiDir, "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inSecret := maps.Clone(onDisk)
+	inSecret["server.crt"], inSecret["peer.crt"] = renewed, renewed
+	data, err := json.Marshal(inSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(secret, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := func() (int, string, string) {
+		t.Helper()
+		_ = os.Remove(metrics)
+		bin := scriptDir(t, map[string]string{"aws": `#!/bin/sh
+case "$1 $2" in
+  "secretsmanager get-secret-value") cat "` + secret + `" ;;
+  *) echo "$*" >>"` + metrics + `" ;;
+esac
+`}, "etcd-cert-refresh.sh", "etcd-common.sh", "credentials.sh")
+		cmd := exec.Command("bash", filepath.Join(bin, "etcd-cert-refresh.sh"))
+		cmd.Env = []string{"PATH=" + bin + ":/usr/bin:/bin", "MEMBER_NAME=etcd-a", "SECRET_ID=c1-etcd-a", "PKI_DIR=" + pkiDir,
+			"ETCDCTL_CERT=" + filepath.Join(pkiDir, "server.crt"), "PEER_CERT=" + filepath.Join(pkiDir, "peer.crt"),
+			"CERT_DAYS_LEFT_METRIC=" + CertDaysLeftMetric, "CERT_RENEWAL_FAILED_METRIC=" + CertRenewalFailedMetric,
+			"BOOTSTRAP_METRIC_NAMESPACE=kubeha", "BOOTSTRAP_METRIC_DIMENSIONS=Cluster=c1"}
+		code, out := runScript(t, cmd)
+		sent, _ := os.ReadFile(metrics)
+		return code, out, string(sent)
+	}
+
+	code, log, sent := run()
+	if code != 0 || strings.Count(log, "wrote ") != 2 || !strings.Contains(log, "wrote "+filepath.Join(pkiDir, "server.crt")) ||
+		!strings.Contains(log, "wrote "+filepath.Join(pkiDir, "peer.crt")) {
+		t.Fatalf("exit %d, want 0 and server.crt and peer.crt written, nothing else:\n%s", code, log)
+	}
+	for _, name := range []string{"server.crt", "peer.crt"} {
+		got, err := os.ReadFile(filepath.Join(pkiDir, name))
+		if err != nil || string(got) != renewed {
+			t.Errorf("%s is not the secret's new certificate (%v)", name, err)
+		}
+	}
+	caAfter, err := os.Stat(filepath.Join(pkiDir, "ca.crt"))
+	if err != nil || !os.SameFile(caBefore, caAfter) {
+		t.Errorf("the unchanged ca.crt was rewritten (%v)", err)
+	}
+	entries, _ := os.ReadDir(pkiDir)
+	for _, e := range entries {
+		info, _ := e.Info()
+		if _, known := onDisk[e.Name()]; !known || info.Mode().Perm() != 0o600 {
+			t.Errorf("%s (mode %v) in the PKI folder, want only the secret's files, owner-only", e.Name(), info.Mode().Perm())
+		}
+	}
+	if !strings.Contains(sent, "--metric-name "+CertDaysLeftMetric+" --dimensions Cluster=c1 --value 1.4999") &&
+		!strings.Contains(sent, "--metric-name "+CertDaysLeftMetric+" --dimensions Cluster=c1 --value 1.5000") {
+		t.Errorf("metrics sent %q, want %s of about 1.5 days (the new certificates' 36 hours)", sent, CertDaysLeftMetric)
+	}
+
+	if code, log, _ := run(); code != 0 || strings.Contains(log, "wrote ") {
+		t.Errorf("a second run: exit %d, want 0 and nothing written:\n%s", code, log)
+	}
+
+	if err := os.WriteFile(secret, []byte("not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, log, sent = run()
+	if code == 0 || !strings.Contains(sent, "--metric-name "+CertRenewalFailedMetric) {
+		t.Errorf("an unreadable secret: exit %d, metrics %q; want a failure counted:\n%s", code, sent, log)
+	}
+	if got, _ := os.ReadFile(filepath.Join(pkiDir, "server.crt")); string(got) != renewed {
+		t.Error("an unreadable secret changed server.crt")
 	}
 }

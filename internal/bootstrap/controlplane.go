@@ -15,10 +15,10 @@ import (
 // secret: PEM files under pki/ go to KubernetesPKIDir, the rest to
 // NodeSecretsDir. The ControlPlane component fills exactly these.
 var ControlPlaneSecretFiles = []string{
-	pkiSecretPrefix + "ca.crt", pkiSecretPrefix + "ca.key",
-	pkiSecretPrefix + "front-proxy-ca.crt", pkiSecretPrefix + "front-proxy-ca.key",
-	pkiSecretPrefix + "sa.key", pkiSecretPrefix + "sa.pub",
-	pkiSecretPrefix + "etcd/ca.crt", pkiSecretPrefix + "apiserver-etcd-client.crt", pkiSecretPrefix + "apiserver-etcd-client.key",
+	PKISecretPrefix + "ca.crt", PKISecretPrefix + "ca.key",
+	PKISecretPrefix + "front-proxy-ca.crt", PKISecretPrefix + "front-proxy-ca.key",
+	PKISecretPrefix + "sa.key", PKISecretPrefix + "sa.pub",
+	PKISecretPrefix + "etcd/ca.crt", PKISecretPrefix + "apiserver-etcd-client.crt", PKISecretPrefix + "apiserver-etcd-client.key",
 	secretBootstrapToken, secretEncryptionKey,
 }
 
@@ -129,6 +129,7 @@ func (c ControlPlane) Node(p ControlPlaneParams) (Node, error) {
 		{ControlPlaneConfigDir + "/" + schedulerFile, "0644", c.SchedulerConfig},
 		{ControlPlaneConfigDir + "/" + authenticationFile, "0644", c.AuthenticationConfig},
 		{ControlPlaneConfigDir + "/" + auditPolicyFile, "0644", c.AuditPolicy},
+		{WorkerRBACPath, "0644", func() (string, error) { return WorkerJoinRBAC(), nil }},
 	} {
 		content, err := r.make()
 		if err != nil {
@@ -162,6 +163,12 @@ func (c ControlPlane) Node(p ControlPlaneParams) (Node, error) {
 		{"CONTROLLER_MANAGER_HEALTH_URL", fmt.Sprintf("https://127.0.0.1:%d/healthz", ControllerManagerPort)},
 		{"LOCAL_READY_URL", fmt.Sprintf("https://127.0.0.1:%d%s", APIServerPort, HealthCheckPath)},
 		{"LOCAL_API_URL", fmt.Sprintf("https://127.0.0.1:%d", APIServerPort)},
+		// Workers' own join tokens (WorkerJoinRBAC).
+		{"NODE_TOKEN_URL", "s3://" + p.Assets.Bucket + "/" + NodeTokenPrefix},
+		{"WORKER_BOOTSTRAP_GROUP", WorkerBootstrapGroup},
+		{"INSTANCE_LABEL", InstanceLabel},
+		{"WORKER_TOKEN_TTL_SECONDS", fmt.Sprint(workerTokenTTL.Seconds())},
+		{"WORKER_RBAC", WorkerRBACPath},
 		// Points the endpoint at this node while it runs kubeadm init.
 		{"INIT_HOSTS_ENTRY", "127.0.0.1 " + c.Endpoint + " #kubeha-kubeadm-init"},
 		// Whether the cluster exists is read from etcd, with the API

@@ -81,8 +81,9 @@ const (
 	// serving certificate approver that failed or left a request unchecked.
 	CSRApproverFailedMetric = "CSRApproverFailed"
 	// CertDaysLeftMetric, in the same namespace, is the days left on a
-	// control-plane node's shortest-lived certificate, sent on every
-	// renewal check; CertRenewalFailedMetric counts failed checks.
+	// control-plane or etcd node's shortest-lived certificate, sent on
+	// every renewal or refresh check; CertRenewalFailedMetric counts
+	// failed checks.
 	CertDaysLeftMetric      = "CertificateDaysLeft"
 	CertRenewalFailedMetric = "CertificateRenewalFailed"
 	// bootstrapRetry is how soon systemd reruns a failed first boot, and

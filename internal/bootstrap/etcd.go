@@ -233,6 +233,7 @@ func (c EtcdCluster) Node(p EtcdNodeParams) (Node, error) {
 	}
 	service, backup, timer := c.units()
 	promote, promoteTimer := promoteUnits()
+	refresh, refreshTimer := etcdCertRefreshUnits()
 	env := []envVar{
 		{"CLUSTER_NAME", c.ClusterName},
 		{"MEMBER_NAME", p.Member.Name},
@@ -265,12 +266,16 @@ func (c EtcdCluster) Node(p EtcdNodeParams) (Node, error) {
 		{"ETCDCTL_CACERT", EtcdPKIDir + "/" + etcdCACert},
 		{"ETCDCTL_CERT", EtcdPKIDir + "/" + etcdServerCert},
 		{"ETCDCTL_KEY", EtcdPKIDir + "/" + etcdServerKey},
+		{"PEER_CERT", EtcdPKIDir + "/" + etcdPeerCert},
 		{"CONFIG_FILE", EtcdConfigPath},
 		{"RUNTIME_CONFIG_FILE", EtcdRuntimeConfigPath},
 		{"MEMBER_ADD_RETRY_SECONDS", fmt.Sprint(EtcdMemberAddRetry.Seconds())},
 		{"MEMBER_SERVICE", service.name},
 		{"BACKUP_TIMER", timer.name},
 		{"PROMOTE_TIMER", promoteTimer.name},
+		{"CERT_REFRESH_TIMER", refreshTimer.name},
+		{"CERT_DAYS_LEFT_METRIC", CertDaysLeftMetric},
+		{"CERT_RENEWAL_FAILED_METRIC", CertRenewalFailedMetric},
 		{"ETCD_ARCHIVE_URL", p.Etcd.s3URL(p.AssetBucket)},
 		{"ETCD_ARCHIVE_SHA256", p.Etcd.SHA256},
 		{"BIN_DIR", BinDir},
@@ -280,14 +285,15 @@ func (c EtcdCluster) Node(p EtcdNodeParams) (Node, error) {
 		Packages: []string{"awscli", "jq", "curl"},
 		Files: []File{
 			{Path: EtcdConfigPath, Content: config, Mode: "0644"},
-			service.file(), backup.file(), timer.file(), promote.file(), promoteTimer.file(),
+			service.file(), backup.file(), timer.file(), promote.file(), promoteTimer.file(), refresh.file(), refreshTimer.file(),
 			{Path: EtcdRestoreCommand, Content: "#!/bin/sh\n# shellcheck source=/dev/null\n" + envExec(EtcdEnvPath, ScriptDir+"/etcd-restore.sh") + ` "$@"` + "\n", Mode: "0755"},
 		},
 	}
 	if err := node.withEnv(EtcdEnvPath, "etcd member settings", c.ClusterName, c.BootstrapDeadline, env, "etcd-bootstrap.sh"); err != nil {
 		return Node{}, err
 	}
-	if err := node.addScripts("etcd-common.sh", "imds.sh", "assets.sh", "etcd-bootstrap.sh", "etcd-start.sh", "etcd-backup.sh", "etcd-restore.sh", "etcd-promote.sh"); err != nil {
+	if err := node.addScripts("etcd-common.sh", "imds.sh", "assets.sh", "credentials.sh", "etcd-bootstrap.sh", "etcd-start.sh", "etcd-backup.sh",
+		"etcd-restore.sh", "etcd-promote.sh", "etcd-cert-refresh.sh"); err != nil {
 		return Node{}, err
 	}
 	return node, nil
@@ -299,6 +305,18 @@ func promoteUnits() (service, timer unit) {
 	return timedScript{name: "kubeha-etcd-promote", does: "Promote this etcd learner once caught up; mark the cluster formed",
 		script: "etcd-promote.sh", envFile: EtcdEnvPath, after: "etcd.service",
 		schedule: []string{"OnActiveSec=20", "OnUnitInactiveSec=20"}}.units()
+}
+
+// EtcdCertRefreshUnit runs etcd-cert-refresh.sh a minute after the
+// member starts and hourly after: `pulumi up` re-issues etcd's
+// certificates 90 days before they expire, so a new one is in use within
+// the hour.
+const EtcdCertRefreshUnit = "kubeha-etcd-cert-refresh.service"
+
+func etcdCertRefreshUnits() (service, timer unit) {
+	return timedScript{name: strings.TrimSuffix(EtcdCertRefreshUnit, ".service"), does: "Re-read this etcd member's certificates from its secret",
+		script: "etcd-cert-refresh.sh", envFile: EtcdEnvPath, after: "etcd.service",
+		schedule: []string{"OnActiveSec=60", "OnUnitInactiveSec=3600"}}.units()
 }
 
 // BackupURL is where snapshots go.

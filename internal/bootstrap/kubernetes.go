@@ -23,10 +23,10 @@ const (
 	kernelModulesFile = "/etc/modules-load.d/kubernetes.conf"
 )
 
-// The node secret's entries: those under pkiSecretPrefix are PEM files
+// The node secret's entries: those under PKISecretPrefix are PEM files
 // for KubernetesPKIDir, the others go to NodeSecretsDir by name.
 const (
-	pkiSecretPrefix      = "pki/"
+	PKISecretPrefix      = "pki/"
 	secretBootstrapToken = "bootstrap-token"
 	secretEncryptionKey  = "encryption-key"
 )
@@ -148,7 +148,7 @@ func kubernetesNode(s kubernetesNodeSpec) (Node, error) {
 		{"API_READY_URL", fmt.Sprintf("https://%s:%d%s", s.Endpoint, APIServerPort, HealthCheckPath)},
 		{"AWS_DEFAULT_REGION", s.Region},
 		{"SECRET_ID", s.SecretID},
-		{"PKI_SECRET_PREFIX", pkiSecretPrefix},
+		{"PKI_SECRET_PREFIX", PKISecretPrefix},
 		{"KUBERNETES_PKI_DIR", KubernetesPKIDir},
 		{"SECRETS_DIR", NodeSecretsDir},
 		{"BOOTSTRAP_TOKEN_FILE", NodeSecretsDir + "/" + secretBootstrapToken},
@@ -189,7 +189,7 @@ func kubernetesNode(s kubernetesNodeSpec) (Node, error) {
 	if err := node.withEnv(NodeEnvPath, s.Role+" node settings", s.ClusterName, s.BootstrapDeadline, env, s.Role+"-bootstrap.sh"); err != nil {
 		return Node{}, err
 	}
-	if err := node.addScripts(append([]string{"node-common.sh", "kubernetes-node.sh", "imds.sh", "assets.sh", "node-configure.sh"}, s.Scripts...)...); err != nil {
+	if err := node.addScripts(append([]string{"node-common.sh", "credentials.sh", "kubernetes-node.sh", "imds.sh", "assets.sh", "node-configure.sh"}, s.Scripts...)...); err != nil {
 		return Node{}, err
 	}
 	return node, nil

@@ -30,7 +30,7 @@ type Worker struct {
 type WorkerParams struct {
 	Zone     string
 	Region   string
-	SecretID string // the join secret: pki/ca.crt and bootstrap-token
+	SecretID string // the join secret: pki/ca.crt
 	// CACertPEM is the cluster CA; discovery pins its public key.
 	CACertPEM string
 	Assets    ResolvedAssets
@@ -64,8 +64,51 @@ func (w Worker) Node(p WorkerParams) (Node, error) {
 	return kubernetesNode(kubernetesNodeSpec{
 		Role: "worker", ClusterName: w.ClusterName, BootstrapDeadline: w.BootstrapDeadline, KubernetesVersion: w.KubernetesVersion, Endpoint: w.Endpoint,
 		Zone: p.Zone, Region: p.Region, SecretID: p.SecretID, Assets: p.Assets,
-		Env:     []envVar{{"KUBELET_CLIENT_CERT", kubeletClientCert}},
+		Env: []envVar{{"KUBELET_CLIENT_CERT", kubeletClientCert},
+			{"NODE_TOKEN_URL", "s3://" + p.Assets.Bucket + "/" + NodeTokenPrefix}},
 		Files:   []File{{Path: kubeadmTemplateDir + "/" + kubeadmJoinFile, Content: join, Mode: "0600"}},
-		Scripts: []string{"worker-bootstrap.sh"},
+		Scripts: []string{"worker-bootstrap.sh", "worker-join-token.sh"},
 	})
+}
+
+// A worker joins with a token of its own, never the cluster's: at first
+// boot it makes one and writes it to NodeTokenPrefix + its IAM user ID in
+// the asset bucket, a key only its own role session can write (an EC2
+// role session's user ID is "<role ID>:<instance ID>"). A control-plane
+// node's approver turns it into a bootstrap token of WorkerBootstrapGroup
+// labelled InstanceLabel=<instance ID>, lasting workerTokenTTL, and
+// approves that token's kubelet client certificate only for the
+// instance's own private DNS name. Nothing else approves this group's
+// requests: kubeadm auto-approves only its own token group's, which only
+// control-plane nodes hold.
+const (
+	NodeTokenPrefix      = "node-tokens/"
+	WorkerBootstrapGroup = "system:bootstrappers:kubeha:workers"
+	InstanceLabel        = "kubeha.io/instance-id"
+	workerTokenTTL       = time.Hour
+	// WorkerRBACPath is applied by every control-plane node once it serves.
+	WorkerRBACPath = ControlPlaneConfigDir + "/worker-join-rbac.yaml"
+)
+
+// WorkerJoinRBAC lets WorkerBootstrapGroup do what kubeadm join does, as
+// kubeadm init lets its own token group: ask for a kubelet certificate,
+// read the kubeadm and kubelet configurations, and look up its Node. It
+// grants no automatic approval.
+func WorkerJoinRBAC() string {
+	subject := "subjects:\n- apiGroup: rbac.authorization.k8s.io\n  kind: Group\n  name: " + WorkerBootstrapGroup + "\n"
+	binding := func(kind, name, role, namespace string) string {
+		meta := "metadata:\n  name: " + name + "\n"
+		if namespace != "" {
+			meta += "  namespace: " + namespace + "\n"
+		}
+		roleKind := strings.TrimSuffix(kind, "Binding")
+		return "apiVersion: rbac.authorization.k8s.io/v1\nkind: " + kind + "\n" + meta +
+			"roleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: " + roleKind + "\n  name: " + role + "\n" + subject
+	}
+	return "# Rendered by kubeha: what a worker's own join token may do.\n" + strings.Join([]string{
+		binding("ClusterRoleBinding", "kubeha:worker-bootstrap", "system:node-bootstrapper", ""),
+		binding("ClusterRoleBinding", "kubeha:worker-get-nodes", "kubeadm:get-nodes", ""),
+		binding("RoleBinding", "kubeha:worker-kubeadm-config", "kubeadm:nodes-kubeadm-config", "kube-system"),
+		binding("RoleBinding", "kubeha:worker-kubelet-config", "kubeadm:kubelet-config", "kube-system"),
+	}, "---\n")
 }

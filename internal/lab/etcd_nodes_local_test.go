@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -202,6 +203,7 @@ func TestEtcdNodesBootFromTheirUserData(t *testing.T) {
 		}
 	}
 	bucket, _ := checkBackup(t, rec, cloud, groups, client, members, cfg.ClusterName)
+	checkCertRefresh(t, cloud, groups, cfg.ClusterName)
 	// Once every member is healthy, the cluster marks itself formed, in
 	// the backup bucket where snapshot expiry never reaches. What a member
 	// that lost its volume, and a restore, do with it is drilled on the
@@ -254,6 +256,32 @@ func (kv etcdKV) put(m bootstrap.EtcdMember, key, value string) error {
 		return fmt.Errorf("put %s on %s: %w", key, m.Name, err)
 	}
 	return nil
+}
+
+// checkCertRefresh starts each member's certificate refresh, as its timer
+// does: with the secret unchanged it rewrites nothing, and it reports the
+// days left on the member's certificates, about two years, for the
+// expiry alarm.
+func checkCertRefresh(t *testing.T, cloud *Cloud, groups []*NodeGroup, clusterName string) {
+	t.Helper()
+	for _, g := range groups {
+		if out, err := g.Instance.Exec("systemctl", "start", bootstrap.EtcdCertRefreshUnit); err != nil {
+			t.Fatalf("%s: %v %s\n%s", g.Name, err, out, g.UnitLog(bootstrap.EtcdCertRefreshUnit))
+		}
+		if log := g.UnitLog(bootstrap.EtcdCertRefreshUnit); strings.Contains(log, "wrote ") {
+			t.Errorf("%s: the refresh rewrote an unchanged certificate:\n%s", g.Name, log)
+		}
+	}
+	var days []float64
+	for _, m := range cloud.Metrics() {
+		if m.Name == bootstrap.CertDaysLeftMetric && m.Dimensions[bootstrap.EtcdSnapshotMetricDimension] == clusterName {
+			days = append(days, m.Value)
+		}
+	}
+	if len(days) < len(groups) || slices.Min(days) < 700 || slices.Max(days) > 731 {
+		t.Errorf("%s reported %v, want about 730 days from each member", bootstrap.CertDaysLeftMetric, days)
+	}
+	t.Logf("MEASURED: each member's certificate refresh reported %v days left", days)
 }
 
 // checkBackup starts the snapshot timer's service on every member, as the

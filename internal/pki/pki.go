@@ -143,7 +143,7 @@ func issue(spec Spec, ca *Pair) (*Pair, error) {
 	if ca != nil {
 		parent, signer = ca.cert, ca.key
 	}
-	der, err := sign(spec, &key.PublicKey, parent, signer)
+	der, err := sign(spec, &key.PublicKey, parent, signer, hours(spec.ValidityHours))
 	if err != nil {
 		return nil, err
 	}
@@ -163,9 +163,12 @@ func issue(spec Spec, ca *Pair) (*Pair, error) {
 	}, nil
 }
 
-// sign issues spec for pub, signed by signer as parent, or self-signed
-// when parent is nil; it returns the certificate's DER.
-func sign(spec Spec, pub *ecdsa.PublicKey, parent *x509.Certificate, signer *ecdsa.PrivateKey) ([]byte, error) {
+func hours(n int) time.Duration { return time.Duration(n) * time.Hour }
+
+// sign issues spec for pub, valid for lifetime, signed by signer as
+// parent, or self-signed when parent is nil; it returns the certificate's
+// DER.
+func sign(spec Spec, pub *ecdsa.PublicKey, parent *x509.Certificate, signer *ecdsa.PrivateKey, lifetime time.Duration) ([]byte, error) {
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
 		return nil, err
@@ -176,7 +179,7 @@ func sign(spec Spec, pub *ecdsa.PublicKey, parent *x509.Certificate, signer *ecd
 		Subject:               pkix.Name{CommonName: spec.CommonName},
 		DNSNames:              spec.DNSNames,
 		NotBefore:             now.Add(-5 * time.Minute),
-		NotAfter:              now.Add(time.Duration(spec.ValidityHours) * time.Hour),
+		NotAfter:              now.Add(lifetime),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		BasicConstraintsValid: true,
 		IsCA:                  spec.IsCA,
@@ -238,7 +241,42 @@ func CertPEM(spec Spec, pub *ecdsa.PublicKey, parentPEM, signerKeyPEM string) (s
 			return "", err
 		}
 	}
-	der, err := sign(spec, pub, parent, signer)
+	der, err := sign(spec, pub, parent, signer, hours(spec.ValidityHours))
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), err
+}
+
+// Resign is certPEM signed again by ca for the same key, subject, names
+// and uses, valid for lifetime from now: what pulumi-tls's renewal of a
+// LocallySignedCert gives, at any lifetime.
+func (ca *Pair) Resign(certPEM string, lifetime time.Duration) (string, error) {
+	block, _ := pem.Decode([]byte(certPEM))
+	if block == nil {
+		return "", errors.New("pki: the certificate to re-sign is not PEM")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return "", err
+	}
+	pub, ok := cert.PublicKey.(*ecdsa.PublicKey)
+	if !ok {
+		return "", fmt.Errorf("pki: %s has a %T key, not ECDSA", cert.Subject.CommonName, cert.PublicKey)
+	}
+	spec := Spec{CommonName: cert.Subject.CommonName, DNSNames: cert.DNSNames}
+	if len(cert.Subject.Organization) > 0 {
+		spec.Organization = cert.Subject.Organization[0]
+	}
+	for _, ip := range cert.IPAddresses {
+		spec.IPAddresses = append(spec.IPAddresses, ip.String())
+	}
+	for _, u := range cert.ExtKeyUsage {
+		switch u {
+		case x509.ExtKeyUsageServerAuth:
+			spec.Usages = append(spec.Usages, ServerAuth)
+		case x509.ExtKeyUsageClientAuth:
+			spec.Usages = append(spec.Usages, ClientAuth)
+		}
+	}
+	der, err := sign(spec, pub, ca.cert, ca.key, lifetime)
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), err
 }
 

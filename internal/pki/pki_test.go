@@ -1,10 +1,12 @@
 package pki
 
 import (
+	"crypto/ecdsa"
 	"crypto/x509"
 	"encoding/pem"
 	"slices"
 	"testing"
+	"time"
 )
 
 func parse(t *testing.T, p *Pair) *x509.Certificate {
@@ -66,5 +68,37 @@ func TestSpecsMatchPulumiTLSUses(t *testing.T) {
 	}
 	if _, err := Issue(EtcdPeer("d")); err == nil {
 		t.Error("Issue self-signed a leaf certificate")
+	}
+}
+
+func TestResignKeepsTheKeyAndNamesWithANewLifetime(t *testing.T) {
+	ca, err := Issue(EtcdCA("c1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := ca.Sign(EtcdServer("etcd-a.c1.internal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, err := ca.Resign(string(server.CertPEM), 4*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, renewed := parse(t, server), parse(t, &Pair{CertPEM: []byte(short)})
+	if left := time.Until(renewed.NotAfter); left > 4*time.Minute || left < 3*time.Minute {
+		t.Errorf("the re-signed certificate has %s left, want about 4m", left)
+	}
+	if !renewed.PublicKey.(*ecdsa.PublicKey).Equal(old.PublicKey) || renewed.SerialNumber.Cmp(old.SerialNumber) == 0 {
+		t.Error("re-signing changed the key or kept the serial")
+	}
+	if renewed.Subject.CommonName != old.Subject.CommonName || !slices.Equal(renewed.DNSNames, old.DNSNames) ||
+		len(renewed.IPAddresses) != 1 || !renewed.IPAddresses[0].Equal(old.IPAddresses[0]) || !slices.Equal(renewed.ExtKeyUsage, old.ExtKeyUsage) {
+		t.Errorf("re-signed: %s %v %v %v; was %s %v %v %v", renewed.Subject.CommonName, renewed.DNSNames, renewed.IPAddresses, renewed.ExtKeyUsage,
+			old.Subject.CommonName, old.DNSNames, old.IPAddresses, old.ExtKeyUsage)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(parse(t, ca))
+	if _, err := renewed.Verify(x509.VerifyOptions{Roots: roots, DNSName: "etcd-a.c1.internal"}); err != nil {
+		t.Error(err)
 	}
 }

@@ -102,11 +102,11 @@ func (c *cluster) checkBaseline() error {
 		}
 	}
 
-	join, err := lab.DeclaredSecret(c.stack.declared, "-control-plane-join")
+	files, err := lab.DeclaredSecret(c.stack.declared, controlPlaneKey)
 	if err != nil {
 		return err
 	}
-	id, tokenSecret, _ := strings.Cut(join["bootstrap-token"], ".")
+	id, tokenSecret, _ := strings.Cut(files["bootstrap-token"], ".")
 	for _, n := range c.nodes {
 		if _, err := n.Instance.Exec("systemctl", "start", "kubeha-token-sync.service"); err != nil {
 			return err

@@ -239,7 +239,7 @@ func (c *cluster) outsideNames() map[string]int {
 	outside := c.cloud.DNS.Unknown()
 	_, lab, _ := net.ParseCIDR(labCIDR)
 	for name := range outside {
-		if strings.HasSuffix(name, "."+bootstrap.EtcdDomain(c.stack.clusterName)) || c.nodeNamed(name) != nil || name == neverGroup {
+		if strings.HasSuffix(name, "."+bootstrap.EtcdDomain(c.stack.clusterName)) || c.nodeNamed(name) != nil || name == neverGroup || name == workerName {
 			delete(outside, name)
 		}
 		if ip := reverseName(name); ip != nil && lab.Contains(ip) {

@@ -10,11 +10,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/kubeha/kubeha/internal/awsdouble"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -49,7 +51,7 @@ type TokenRotation struct {
 // Nodes replaced by later drills join with the new token.
 func (c *cluster) rotateJoinToken() (TokenRotation, error) {
 	var r TokenRotation
-	old, err := lab.DeclaredSecret(c.stack.declared, "-control-plane-join")
+	old, err := lab.DeclaredSecret(c.stack.declared, controlPlaneKey)
 	if err != nil {
 		return r, err
 	}
@@ -62,7 +64,7 @@ func (c *cluster) rotateJoinToken() (TokenRotation, error) {
 	if err != nil {
 		return r, err
 	}
-	rotated, err := lab.DeclaredSecret(newer, "-control-plane-join")
+	rotated, err := lab.DeclaredSecret(newer, controlPlaneKey)
 	if err != nil {
 		return r, err
 	}
@@ -72,10 +74,8 @@ func (c *cluster) rotateJoinToken() (TokenRotation, error) {
 	if oldID == newID {
 		return r, fmt.Errorf("generation %d kept the token's ID %s", generation, oldID)
 	}
-	for _, suffix := range []string{"-control-plane", "-control-plane-join"} {
-		if err := c.cloud.SetSecretEntry(c.stack.declared, suffix, "bootstrap-token", newToken); err != nil {
-			return r, err
-		}
+	if err := c.cloud.SetSecretEntry(c.stack.declared, controlPlaneKey, "bootstrap-token", newToken); err != nil {
+		return r, err
 	}
 	start := time.Now()
 	node := c.nodes[1]
@@ -119,7 +119,7 @@ func (c *cluster) rotateJoinToken() (TokenRotation, error) {
 	return r, nil
 }
 
-// tokenIDs are the IDs of the bootstrap tokens the cluster holds.
+// tokenIDs are the IDs of the cluster's own bootstrap tokens.
 func (c *cluster) tokenIDs() ([]string, error) {
 	code, body, err := c.lbAdmin.Do(http.MethodGet, "/api/v1/namespaces/kube-system/secrets?fieldSelector=type%3Dbootstrap.kubernetes.io%2Ftoken", nil)
 	if err != nil || code != http.StatusOK {
@@ -127,7 +127,7 @@ func (c *cluster) tokenIDs() ([]string, error) {
 	}
 	var list struct {
 		Items []struct {
-			Data map[string]string
+			Data map[string][]byte
 		}
 	}
 	if err := json.Unmarshal([]byte(body), &list); err != nil {
@@ -135,11 +135,11 @@ func (c *cluster) tokenIDs() ([]string, error) {
 	}
 	var ids []string
 	for _, item := range list.Items {
-		id, err := base64.StdEncoding.DecodeString(item.Data["token-id"])
-		if err != nil {
-			return nil, err
+		// Workers' own tokens (a worker booted alongside) are not the
+		// cluster's.
+		if string(item.Data["auth-extra-groups"]) != bootstrap.WorkerBootstrapGroup {
+			ids = append(ids, string(item.Data["token-id"]))
 		}
-		ids = append(ids, string(id))
 	}
 	slices.Sort(ids)
 	return ids, nil
@@ -178,20 +178,22 @@ type KubeletCertificates struct {
 	DecisionSeconds float64           `json:"decisionSeconds"`
 }
 
-// certificateDaysLeft waits until each control-plane node's renewal
-// timer has reported the days left on its shortest-lived certificate,
-// and returns the reports.
-func (c *cluster) certificateDaysLeft() ([]float64, error) {
-	var days []float64
-	_, err := c.waitFor("every control-plane node reporting its certificates' days left", 3*time.Minute, func() error {
-		days = nil
+// certificateDaysLeft waits until every control-plane node's renewal
+// timer and every etcd node's refresh timer has reported the days left on
+// its shortest-lived certificate, and returns each node's first report.
+func (c *cluster) certificateDaysLeft() (map[string]float64, error) {
+	days := map[string]float64{}
+	_, err := c.waitFor("every control-plane and etcd node reporting its certificates' days left", 3*time.Minute, func() error {
 		for _, m := range c.cloud.Metrics() {
-			if m.Name == bootstrap.CertDaysLeftMetric && m.Dimensions[bootstrap.EtcdSnapshotMetricDimension] == c.stack.clusterName {
-				days = append(days, m.Value)
+			for _, g := range append(append([]*lab.NodeGroup{}, c.nodes...), c.members...) {
+				_, seen := days[g.Name]
+				if m.Name == bootstrap.CertDaysLeftMetric && g.Instance != nil && m.Instance == g.Instance.ID && !seen {
+					days[g.Name] = m.Value
+				}
 			}
 		}
-		if len(days) < len(c.nodes) {
-			return fmt.Errorf("%d reports", len(days))
+		if len(days) < len(c.nodes)+len(c.members) {
+			return fmt.Errorf("reports from %v only", slices.Sorted(maps.Keys(days)))
 		}
 		return nil
 	})
@@ -255,56 +257,221 @@ func nodeSubject(node string) pkix.Name {
 	return pkix.Name{Organization: []string{"system:nodes"}, CommonName: "system:node:" + node}
 }
 
-// askServingCertificate posts a kubelet-serving request for asked as
-// node, and returns the approver's message once it denied it, or the API
-// server's when it refused to create it; approved is an error.
-func (c *cluster) askServingCertificate(node *lab.API, name string, asked x509.CertificateRequest) (string, time.Duration, error) {
+// decision is how a certificate request was decided: the condition's type
+// and message, or the API server's refusal to create it; with the
+// certificate issued, if approved.
+type decision struct {
+	Type        string `json:"type"`
+	Message     string `json:"message"`
+	Certificate string `json:"-"`
+}
+
+// askCertificate posts request name for asked, for signer with usages, as
+// api, and waits until it is decided, and if approved, signed.
+func (c *cluster) askCertificate(api *lab.API, name, signer string, usages []string, asked x509.CertificateRequest) (decision, time.Duration, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return "", 0, err
+		return decision{}, 0, err
 	}
 	der, err := x509.CreateCertificateRequest(rand.Reader, &asked, key)
 	if err != nil {
-		return "", 0, err
+		return decision{}, 0, err
 	}
 	request := map[string]any{"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest", "metadata": map[string]any{"name": name},
-		"spec": map[string]any{"signerName": "kubernetes.io/kubelet-serving", "usages": []string{"digital signature", "server auth"},
+		"spec": map[string]any{"signerName": signer, "usages": usages,
 			"request": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})}}
-	code, body, err := node.Do(http.MethodPost, csrs, request)
+	code, body, err := api.Do(http.MethodPost, csrs, request)
 	if err == nil && code == http.StatusForbidden {
 		// The API server's own admission refuses a node's request naming
 		// another node, before any approver sees it.
 		var status struct{ Message string }
 		err := json.Unmarshal([]byte(body), &status)
-		return "refused by the API server: " + status.Message, 0, err
+		return decision{Type: "Refused", Message: "refused by the API server: " + status.Message}, 0, err
 	}
 	if err != nil || code != http.StatusCreated {
-		return "", 0, fmt.Errorf("creating it as %s: HTTP %d %s (%v)", asked.Subject.CommonName, code, body, err)
+		return decision{}, 0, fmt.Errorf("creating it as %s: HTTP %d %s (%v)", asked.Subject.CommonName, code, body, err)
 	}
 	defer func() { _, _, _ = c.lbAdmin.Do(http.MethodDelete, csrs+"/"+name, nil) }()
-	var decided struct {
-		Status struct {
-			Conditions []struct{ Type, Message string }
-		}
-	}
+	var d decision
 	took, err := c.waitFor(name+" decided", time.Minute, func() error {
 		code, body, err := c.lbAdmin.Do(http.MethodGet, csrs+"/"+name, nil)
 		if err != nil || code != http.StatusOK {
 			return fmt.Errorf("HTTP %d %s (%v)", code, body, err)
 		}
-		if err := json.Unmarshal([]byte(body), &decided); err != nil {
+		var got struct {
+			Status struct {
+				Conditions  []struct{ Type, Message string }
+				Certificate []byte
+			}
+		}
+		if err := json.Unmarshal([]byte(body), &got); err != nil {
 			return err
 		}
-		if len(decided.Status.Conditions) == 0 {
+		if len(got.Status.Conditions) == 0 {
 			return errors.New("still pending")
+		}
+		d = decision{Type: got.Status.Conditions[0].Type, Message: got.Status.Conditions[0].Message, Certificate: string(got.Status.Certificate)}
+		if d.Type == "Approved" && d.Certificate == "" {
+			return errors.New("approved, not signed yet")
 		}
 		return nil
 	})
+	return d, took, err
+}
+
+// askServingCertificate is askCertificate for a kubelet's serving
+// certificate, which must be denied: it returns why.
+func (c *cluster) askServingCertificate(node *lab.API, name string, asked x509.CertificateRequest) (string, time.Duration, error) {
+	d, took, err := c.askCertificate(node, name, "kubernetes.io/kubelet-serving", []string{"digital signature", "server auth"}, asked)
+	if err == nil && d.Type != "Denied" && d.Type != "Refused" {
+		err = fmt.Errorf("%s, not denied: %s", d.Type, d.Message)
+	}
+	return d.Message, took, err
+}
+
+// WorkerJoin is what a worker's own join token got from the cluster.
+type WorkerJoin struct {
+	// MintSeconds is from the worker's handing its token over until the
+	// API servers authenticated it, as User in Groups.
+	MintSeconds float64  `json:"mintSeconds"`
+	User        string   `json:"user"`
+	Groups      []string `json:"groups"`
+	// Reads are what kubeadm join reads with the token: HTTP status by
+	// path (404 for its Node, which does not exist yet, is allowed); a
+	// Secret must be refused.
+	Reads map[string]int `json:"reads"`
+	// Signed says cluster-info carries the token's signature, which
+	// kubeadm join's discovery checks.
+	Signed bool `json:"signed"`
+	// OtherNode is the decision on its kubelet client certificate for
+	// cp-a; OwnNode on its own name's, signed by the cluster CA.
+	OtherNode decision `json:"otherNode"`
+	OwnNode   string   `json:"ownNode"`
+}
+
+// checkWorkerJoin plays a worker that hands its own join token over, as
+// worker-join-token.sh does (the IAM policy letting it write under its own
+// user ID only is checked by tests/policy_test.go), from an instance of
+// this cluster that EC2 knows but no container runs: the control plane
+// must make it a token of the workers' group, which can do what kubeadm
+// join does and get a kubelet client certificate for the instance's own
+// name only.
+func (c *cluster) checkWorkerJoin() (WorkerJoin, error) {
+	r := WorkerJoin{Reads: map[string]int{}}
+	bucket, err := lab.DeclaredBucket(c.stack.declared, "-assets")
 	if err != nil {
-		return "", took, err
+		return r, err
 	}
-	if d := decided.Status.Conditions[0]; d.Type != "Denied" {
-		return "", took, fmt.Errorf("%s, not denied: %s", d.Type, d.Message)
+	worker := awsdouble.Instance{ID: "i-0feedc0ffee0worker", Zone: c.stack.zones[0], Region: c.stack.region, PrivateIP: zoneNet(0) + ".99",
+		Hostname: "ip-" + strings.ReplaceAll(zoneNet(0), ".", "-") + "-99", Tags: map[string]string{"kubernetes.io/cluster/" + c.stack.clusterName: "owned"}}
+	c.cloud.AddInstance(worker)
+	defer c.cloud.TerminateInstance(worker.ID)
+	secret := make([]byte, 11)
+	if _, err := rand.Read(secret); err != nil {
+		return r, err
 	}
-	return decided.Status.Conditions[0].Message, took, nil
+	token := hex.EncodeToString(secret)[:6] + "." + hex.EncodeToString(secret)[6:22]
+	id, _, _ := strings.Cut(token, ".")
+	defer func() {
+		_, _, _ = c.lbAdmin.Do(http.MethodDelete, "/api/v1/namespaces/kube-system/secrets/bootstrap-token-"+id, nil)
+	}()
+	start := time.Now()
+	if err := c.cloud.PutObject(bucket, bootstrap.NodeTokenPrefix+"AROAKUBEHAWORKERROLE:"+worker.ID, []byte(token+"\n")); err != nil {
+		return r, err
+	}
+	api := c.lbAnonymous.WithToken(token)
+	review := map[string]any{"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+	if _, err := c.waitFor("the worker's token made", time.Minute, func() error {
+		code, body, err := api.Do(http.MethodPost, "/apis/authentication.k8s.io/v1/selfsubjectreviews", review)
+		if err != nil || code != http.StatusCreated {
+			return fmt.Errorf("HTTP %d %s (%v)", code, body, err)
+		}
+		var who struct {
+			Status struct {
+				UserInfo struct {
+					Username string
+					Groups   []string
+				}
+			}
+		}
+		err = json.Unmarshal([]byte(body), &who)
+		r.User, r.Groups = who.Status.UserInfo.Username, who.Status.UserInfo.Groups
+		return err
+	}); err != nil {
+		return r, fmt.Errorf("%w\n%s", err, c.nodes[0].UnitLog(bootstrap.CSRApproverUnit))
+	}
+	r.MintSeconds = time.Since(start).Seconds()
+	// The approver deletes what was handed over once the token is made.
+	if _, err := c.waitFor("the handed-over token taken from S3", 30*time.Second, func() error {
+		if left, err := c.cloud.List(bucket, bootstrap.NodeTokenPrefix); err != nil || len(left) != 0 {
+			return fmt.Errorf("left in S3: %v (%v)", left, err)
+		}
+		return nil
+	}); err != nil {
+		return r, err
+	}
+	if r.User != "system:bootstrap:"+id || !slices.Contains(r.Groups, bootstrap.WorkerBootstrapGroup) {
+		return r, fmt.Errorf("the worker's token is %s in %v, want system:bootstrap:%s in %s", r.User, r.Groups, id, bootstrap.WorkerBootstrapGroup)
+	}
+	reads := map[string]int{
+		"/api/v1/namespaces/kube-system/configmaps/kubeadm-config": http.StatusOK,
+		"/api/v1/namespaces/kube-system/configmaps/kubelet-config": http.StatusOK,
+		"/api/v1/nodes/" + worker.Hostname:                         http.StatusNotFound,
+		"/api/v1/namespaces/kube-system/secrets":                   http.StatusForbidden,
+	}
+	for path, want := range reads {
+		code, body, err := api.Do(http.MethodGet, path, nil)
+		if err != nil || code != want {
+			return r, fmt.Errorf("GET %s with the worker's token: HTTP %d %s (%v), want %d", path, code, body, err, want)
+		}
+		r.Reads[path] = code
+	}
+	if _, err := c.waitFor("cluster-info signed with the worker's token", 30*time.Second, func() error {
+		code, body, err := c.lbAnonymous.Do(http.MethodGet, "/api/v1/namespaces/kube-public/configmaps/cluster-info", nil)
+		if err != nil || code != http.StatusOK || !strings.Contains(body, "jws-kubeconfig-"+id) {
+			return fmt.Errorf("HTTP %d (%v), no jws-kubeconfig-%s", code, err, id)
+		}
+		return nil
+	}); err != nil {
+		return r, err
+	}
+	r.Signed = true
+
+	client, usages := "kubernetes.io/kube-apiserver-client-kubelet", []string{"digital signature", "client auth"}
+	if r.OtherNode, _, err = c.askCertificate(api, "kubeha-rehearsal-worker-other-node", client, usages, x509.CertificateRequest{Subject: nodeSubject(nodeName(0))}); err != nil {
+		return r, err
+	}
+	if r.OtherNode.Type != "Denied" {
+		return r, fmt.Errorf("the worker's token asking for %s's client certificate: %+v, want denied", nodeName(0), r.OtherNode)
+	}
+	own, _, err := c.askCertificate(api, "kubeha-rehearsal-worker-own-node", client, usages, x509.CertificateRequest{Subject: nodeSubject(worker.Hostname)})
+	if err != nil {
+		return r, err
+	}
+	if own.Type != "Approved" {
+		return r, fmt.Errorf("the worker's token asking for its own node's client certificate: %+v, want approved and signed", own)
+	}
+	cert, err := c.clientCertificate(own.Certificate)
+	if err != nil {
+		return r, fmt.Errorf("the worker's client certificate: %w", err)
+	}
+	r.OwnNode = cert.Subject.CommonName
+	return r, nil
+}
+
+// clientCertificate is the client certificate in certPEM, once verified
+// as signed by the cluster CA.
+func (c *cluster) clientCertificate(certPEM string) (*x509.Certificate, error) {
+	block, _ := pem.Decode([]byte(certPEM))
+	if block == nil {
+		return nil, errors.New("not PEM")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(c.k8sCA.CertPEM)
+	_, err = cert.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	return cert, err
 }

@@ -34,6 +34,7 @@ var drills = []drill{
 	{"f", "replace cp-a, whose first boot created the cluster: the new instance finds the cluster in etcd and joins", replaceFirstNode},
 	{"g", "an etcd follower loses its instance and data volume while S3 holds no snapshot: it rejoins as a learner, is promoted, quorum held", loseEtcdVolume},
 	{"h", "every etcd member's data lost: the README's restore runbook, scripted, brings the cluster back from the S3 snapshot into fresh members", restoreFromSnapshot},
+	{"j", "every certificate made to last minutes: kubeadm's renewed by each control-plane node's timer, etcd's re-issued into the secrets and re-read by every node, the cluster serving past their expiry", renewShortCertificates},
 }
 
 // recoveryLimit is how long a drill waits for the cluster before giving

@@ -78,8 +78,11 @@ type Drill struct {
 	GaveUpSeconds *float64 `json:"gaveUpSeconds,omitempty"`
 	// RewoundWrites counts writes acknowledged after a restore's snapshot,
 	// which the restore took back as it must; lostWrites excludes them.
-	RewoundWrites int    `json:"rewoundWrites,omitempty"`
-	Notes         string `json:"notes,omitempty"`
+	RewoundWrites int `json:"rewoundWrites,omitempty"`
+	// Renewals counts, by node, the certificate renewals (control-plane
+	// nodes) or refreshes (etcd nodes) its timer logged in drill j.
+	Renewals map[string]int `json:"renewals,omitempty"`
+	Notes    string         `json:"notes,omitempty"`
 }
 
 // Report is the whole rehearsal.
@@ -103,12 +106,16 @@ type Report struct {
 	// JoinToken is the join token's rotation, before the drills whose
 	// replacement nodes then join with the new token.
 	JoinToken TokenRotation `json:"joinTokenRotation"`
+	// WorkerJoin is what a worker's own join token got; WorkerBoot how a
+	// worker booted from its user-data joined with one.
+	WorkerJoin WorkerJoin `json:"workerJoin"`
+	WorkerBoot WorkerBoot `json:"workerBoot"`
 	// KubeletCertificates is how the kubelets serve, and what the
 	// approver denied.
 	KubeletCertificates KubeletCertificates `json:"kubeletCertificates"`
-	// CertificateDaysLeft are the control-plane nodes' first reports of
-	// the days left on their shortest-lived certificate.
-	CertificateDaysLeft []float64 `json:"certificateDaysLeft"`
+	// CertificateDaysLeft are the control-plane and etcd nodes' first
+	// reports of the days left on their shortest-lived certificate.
+	CertificateDaysLeft map[string]float64 `json:"certificateDaysLeft"`
 	// OutsideNames are the names nodes looked up that neither the doubles
 	// nor the lab's own zones and hosts answer: hosts on the internet,
 	// which the lab does not reach. It must be empty.
@@ -208,6 +215,12 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return report, fmt.Errorf("drill %s: %w", neverDrill.name, err)
 	}
 	defer stopNever()
+	// A worker boots meanwhile; its join is checked after the join
+	// token's rotation, which must leave its own token alone.
+	worker, workerLaunched, err := c.launchWorker()
+	if err != nil {
+		return report, fmt.Errorf("launching %s: %w", workerName, err)
+	}
 	if report.KubeletCertificates, err = c.checkKubeletCertificates(); err != nil {
 		return report, fmt.Errorf("kubelet serving certificates: %w", err)
 	}
@@ -231,6 +244,14 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	logf("join token rotated to generation %d: the cluster held only the new token %.1fs after the sync started; the old one gets HTTP %d, the new one is %s",
 		report.JoinToken.Generation, report.JoinToken.SyncSeconds, report.JoinToken.OldTokenStatus, report.JoinToken.NewTokenUser)
+	if report.WorkerJoin, err = c.checkWorkerJoin(); err != nil {
+		return report, fmt.Errorf("a worker's own join token: %w", err)
+	}
+	logf("a worker's own join token made %.1fs after it was handed over; its client certificate for %s denied, for its own node signed", report.WorkerJoin.MintSeconds, nodeName(0))
+	if report.WorkerBoot, err = c.checkWorker(worker, workerLaunched); err != nil {
+		return report, fmt.Errorf("%s: %w", workerName, err)
+	}
+	logf("%s booted from its user-data and joined as %s %.0fs after its launch", workerName, report.WorkerBoot.ClientCertificate, report.WorkerBoot.JoinedSeconds)
 	if opts.LatencyMs > 0 {
 		if err := c.addLatency(opts.LatencyMs); err != nil {
 			return nil, err
@@ -353,7 +374,13 @@ func (r *Report) WriteTable(w io.Writer) error {
 	for _, name := range slices.Sorted(maps.Keys(k.Denied)) {
 		fmt.Fprintf(w, "  denied %s: %s\n", name, k.Denied[name])
 	}
-	fmt.Fprintf(w, "certificate renewal checks: days left on each control-plane node's shortest-lived certificate %v\n", r.CertificateDaysLeft)
+	fmt.Fprintf(w, "certificate renewal checks: days left on each node's shortest-lived certificate %v\n", r.CertificateDaysLeft)
+	wj := r.WorkerJoin
+	fmt.Fprintf(w, "worker join token: made %.1fs after the worker handed it over, authenticating as %s in %v; kubeadm join's reads %v, cluster-info signed: %v\n",
+		wj.MintSeconds, wj.User, wj.Groups, wj.Reads, wj.Signed)
+	fmt.Fprintf(w, "  denied its client certificate for another node: %s\n  signed its own: %s\n", wj.OtherNode.Message, wj.OwnNode)
+	fmt.Fprintf(w, "worker boot: %s joined with its own token as %s, %.0fs after its launch; %s\n",
+		workerName, r.WorkerBoot.ClientCertificate, r.WorkerBoot.JoinedSeconds, r.WorkerBoot.Approved)
 	_, err := fmt.Fprintf(w, "%d acknowledged writes, %d lost. Every node booted from nothing and the cluster whole in %.0fs (etcd in %.0fs); total %.0fs.\n",
 		r.Writes, r.LostWrites, r.BootSeconds, r.EtcdBootSeconds, r.TotalSeconds)
 	return err

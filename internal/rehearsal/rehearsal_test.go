@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubeha/kubeha/internal/bootstrap"
 	"github.com/kubeha/kubeha/internal/config"
 	"github.com/kubeha/kubeha/internal/lab"
 	"github.com/kubeha/kubeha/internal/tools"
@@ -79,10 +80,16 @@ func TestRehearsal(t *testing.T) {
 		!strings.Contains(k.Denied["kubeha-rehearsal-other-name"], "can only create a node CSR with CN=system:node:cp-a") {
 		t.Errorf("kubelet certificates: %+v", k)
 	}
-	// Each control-plane node's renewal timer ran kubeadm on the node and
-	// reported about a year left (kubeadm's certificates, the kubelet's).
-	if d := report.CertificateDaysLeft; len(d) < 3 || slices.Min(d) < 300 || slices.Max(d) > 366 {
-		t.Errorf("certificate days left %v, want a report from each control-plane node, each about 365", d)
+	// A worker's own join token can do what kubeadm join does, and gets a
+	// kubelet client certificate for its own instance's name only.
+	if w := report.WorkerJoin; !w.Signed || w.OtherNode.Type != "Denied" || !strings.Contains(w.OtherNode.Message, "it is not for node ip-") ||
+		!strings.HasPrefix(w.OwnNode, "system:node:ip-") || !slices.Contains(w.Groups, bootstrap.WorkerBootstrapGroup) {
+		t.Errorf("worker join: %+v", w)
+	}
+	// A worker booted from its user-data joined with its own token, its
+	// client certificate approved for its own name.
+	if w := report.WorkerBoot; w.ClientCertificate != "CN=system:node:"+workerName+",O=system:nodes" || w.Approved == "" || w.JoinedSeconds <= 0 {
+		t.Errorf("worker boot: %+v", w)
 	}
 	raw, err := config.ReadStackFile(stackFile)
 	if err != nil {
@@ -94,6 +101,21 @@ func TestRehearsal(t *testing.T) {
 	}
 	s := fromConfig(cfg)
 	b := s.bounds()
+	// Each control-plane node's renewal timer ran kubeadm on the node and
+	// reported about a year left (kubeadm's certificates, the kubelet's);
+	// each etcd node's refresh about two (pulumi-tls's).
+	if len(report.CertificateDaysLeft) != len(s.zones)+len(s.etcd.Members) {
+		t.Errorf("certificate days left from %v, want every control-plane and etcd node", report.CertificateDaysLeft)
+	}
+	for name, left := range report.CertificateDaysLeft {
+		want := 365.0
+		if strings.HasPrefix(name, "etcd-") {
+			want = 730
+		}
+		if left < want-2 || left > want+1 {
+			t.Errorf("%s reported %.4f days left, want about %.0f", name, left, want)
+		}
+	}
 	byName := map[string]Drill{}
 	for _, d := range report.Drills {
 		byName[d.Name] = d
@@ -115,7 +137,7 @@ func TestRehearsal(t *testing.T) {
 		if d.ProbeSkippedTicks != 0 {
 			t.Errorf("drill %s: the probe skipped %d ticks, all its slots busy", d.Name, d.ProbeSkippedTicks)
 		}
-		if d.Name == "d-tcp" || d.Name == neverDrill.name {
+		if d.Name == "d-tcp" || d.Name == "j" || d.Name == neverDrill.name {
 			continue
 		}
 		if d.RecoveryBoundSeconds == nil {
@@ -153,6 +175,14 @@ func TestRehearsal(t *testing.T) {
 	if h := byName["h"]; h.RecoverySeconds == nil || h.RewoundWrites == 0 {
 		t.Errorf("drill h: recovery %s, %d writes rewound; want a restore that took back the writes after its snapshot", secs(h.RecoverySeconds), h.RewoundWrites)
 	}
+	// Every node renewed or re-read its certificates before they expired
+	// (the drill checks the files and the counts), and the load balancer
+	// never went longer without a success than taking a node out takes.
+	j := byName["j"]
+	if len(j.Renewals) != len(s.etcd.Members)+len(s.zones) {
+		t.Errorf("drill j: renewals %v, want one count per etcd and control-plane node", j.Renewals)
+	}
+	within("drill j longest time without a successful request", &j.LongestGapSeconds, b.removal)
 	readyz, tcp := byName["d"], byName["d-tcp"]
 	if tcp.RecoverySeconds != nil || tcp.RemovalSeconds != nil || tcp.RecoveryBoundSeconds != nil {
 		t.Errorf("drill d-tcp: recovery %s (bound %s), want none: a TCP check never takes out a node cut from etcd",

@@ -17,6 +17,10 @@ import (
 	"github.com/kubeha/kubeha/internal/tools"
 )
 
+// controlPlaneKey ends the name of the control plane's secret, which alone
+// holds the cluster's join token.
+const controlPlaneKey = "-control-plane"
+
 // stack is what the rehearsal takes from a stack's configuration. Only
 // fromConfig reads the stack's ClusterArgs, so that a change there is one change
 // here.

@@ -92,6 +92,12 @@ start_timers() {
   systemctl enable --now ${TIMERS//,/ }
 }
 
+# What a worker's own join token may do (WORKER_RBAC): applied by every
+# node, so that one replaced later brings a newer version.
+allow_worker_joins() {
+  local_kubectl apply -f "$WORKER_RBAC" >/dev/null
+}
+
 api_server_ready() {
   curl -fsk --max-time 5 "$LOCAL_READY_URL" >/dev/null
 }
@@ -104,5 +110,6 @@ step node-name set_node_name
 step kubeadm create_or_join
 step kubelet-config restrict_kubelet_config
 step tools install_control_plane_tools
+step worker-rbac allow_worker_joins
 step timers start_timers
 ready_for_service api_server_ready

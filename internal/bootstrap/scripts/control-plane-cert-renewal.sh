@@ -5,10 +5,12 @@
 # one at a time, each back healthy before the next. A node renews once the
 # least time left is under RENEW_BEFORE_SECONDS plus its own share of
 # RENEW_SPREAD_SECONDS (from its instance ID), so that nodes created
-# together renew, and so expire, apart. Every run reports the days left
-# on the node's shortest-lived certificate (kubeadm's, the etcd client's,
-# the kubelet's) as CERT_DAYS_LEFT_METRIC; a failed run counts
-# CERT_RENEWAL_FAILED_METRIC. Both have alarms.
+# together renew, and so expire, apart. Every run first re-reads the
+# node's secret, where `pulumi up` puts a new etcd client certificate ahead
+# of expiry (the API server reads it at each handshake with etcd), and
+# reports the days left on the node's shortest-lived certificate
+# (kubeadm's, the etcd client's, the kubelet's) as CERT_DAYS_LEFT_METRIC;
+# a failed run counts CERT_RENEWAL_FAILED_METRIC. Both have alarms.
 # shellcheck source-path=SCRIPTDIR
 . "$(dirname "${BASH_SOURCE[0]}")/node-common.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/imds.sh"
@@ -46,6 +48,7 @@ restart_static_pod() {
   wait_until 300 healthy "$2"
 }
 
+fetch_secrets
 left=$(kubeadm_seconds_left)
 instance=$(imds instance-id)
 share=$(($(cksum <<<"$instance" | cut -d' ' -f1) % 1000))
@@ -59,11 +62,4 @@ if [ "$left" -lt "$renew_at" ]; then
   left=$(kubeadm_seconds_left)
   log "renewed: ${left}s left"
 fi
-for cert in "$ETCD_CERT_FILE" "$KUBELET_CERT_DIR/kubelet-client-current.pem" "$KUBELET_CERT_DIR/kubelet-server-current.pem"; do
-  if [ -f "$cert" ]; then
-    end=$(date -d "$(openssl x509 -in "$cert" -noout -enddate | cut -d= -f2)" +%s)
-    left=$((end - $(date +%s) < left ? end - $(date +%s) : left))
-  fi
-done
-aws cloudwatch put-metric-data --namespace "$BOOTSTRAP_METRIC_NAMESPACE" --metric-name "$CERT_DAYS_LEFT_METRIC" \
-  --dimensions "$BOOTSTRAP_METRIC_DIMENSIONS" --value "$(awk -v s="$left" 'BEGIN { printf "%.4f", s / 86400 }')" --unit None
+report_days_left "$left" "$ETCD_CERT_FILE" "$KUBELET_CERT_DIR/kubelet-client-current.pem" "$KUBELET_CERT_DIR/kubelet-server-current.pem"

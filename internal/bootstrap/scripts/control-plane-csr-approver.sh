@@ -1,29 +1,79 @@
 #!/usr/bin/env bash
-# Decides kubelets' serving certificate requests (serverTLSBootstrap),
-# which nothing else approves: approved only if the node asks for itself,
-# for no name or address but those EC2 gives its instance (the running
-# instance of this cluster with the node's private DNS name); any other is
-# denied. So the API server and metrics-server verify kubelets against the
-# cluster CA. Every control-plane node runs this on a timer; a failed run
-# counts CSR_APPROVER_FAILED_METRIC, which an alarm watches.
+# Checks node identities against EC2, where nothing else does:
+#  - a worker's own join token, handed over under its IAM user ID
+#    (worker-bootstrap.sh), becomes a bootstrap token of
+#    WORKER_BOOTSTRAP_GROUP labelled with its instance;
+#  - a kubelet client certificate request made with such a token is
+#    approved only for the node named as its instance's private DNS name;
+#  - a kubelet's serving certificate request (serverTLSBootstrap) is
+#    approved only if the node asks for itself, for no name or address but
+#    those EC2 gives its instance.
+# Any other such request is denied. So a worker cannot get another node's
+# credentials, and the API server and metrics-server verify kubelets
+# against the cluster CA. Every control-plane node runs this on a timer; a
+# failed run counts CSR_APPROVER_FAILED_METRIC, which an alarm watches.
 # shellcheck source-path=SCRIPTDIR
 . "$(dirname "${BASH_SOURCE[0]}")/node-common.sh"
 trap 'count_failure "$CSR_APPROVER_FAILED_METRIC"' EXIT
 
 serving_signer=kubernetes.io/kubelet-serving
+client_signer=kubernetes.io/kube-apiserver-client-kubelet
 
 # The functions below fail when they cannot tell; set -e does not hold in
 # them (their callers test them), so each call that can fail returns on
 # its own.
 
-# instance_of prints the running instances of this cluster named $1 (a
-# JSON list).
-instance_of() {
-  aws ec2 describe-instances --output json --query 'Reservations[].Instances[]' --filters "Name=private-dns-name,Values=$1" \
+# instances_where prints the running instances of this cluster that EC2
+# filter $1 selects (a JSON list).
+instances_where() {
+  aws ec2 describe-instances --output json --query 'Reservations[].Instances[]' --filters "$1" \
     "Name=instance-state-name,Values=running" "Name=tag:kubernetes.io/cluster/$CLUSTER_NAME,Values=owned"
 }
 
+# mint_tokens turns each join token a worker handed over into a bootstrap
+# token of its instance, then deletes what was handed over.
+mint_tokens() {
+  local listing rc=0 keys key instance token id expires owner
+  listing=$(aws s3 ls "$NODE_TOKEN_URL") || rc=$?
+  [ "$rc" -le 1 ] || return 1 # 1: nothing there
+  keys=$(awk '{print $4}' <<<"$listing")
+  for key in $keys; do
+    instance=${key#*:}
+    token=$(aws s3 cp --only-show-errors "$NODE_TOKEN_URL$key" -) || return 1
+    id=${token%%.*}
+    unset owner
+    if [[ $instance =~ ^i-[0-9a-z-]+$ ]] && [[ $token =~ ^[a-z0-9]{6}\.[a-z0-9]{16}$ ]]; then
+      expires=$(date -u -d "+$WORKER_TOKEN_TTL_SECONDS seconds" +%Y-%m-%dT%H:%M:%SZ)
+      jq -n --arg id "$id" --arg secret "${token#*.}" --arg instance "$instance" \
+        --arg key "$INSTANCE_LABEL" --arg group "$WORKER_BOOTSTRAP_GROUP" --arg expires "$expires" \
+        '{apiVersion: "v1", kind: "Secret", type: "bootstrap.kubernetes.io/token",
+          metadata: {name: ("bootstrap-token-" + $id), namespace: "kube-system", labels: {($key): $instance}},
+          stringData: {"token-id": $id, "token-secret": $secret, expiration: $expires, "auth-extra-groups": $group,
+            "usage-bootstrap-authentication": "true", "usage-bootstrap-signing": "true",
+            description: ("join token of instance " + $instance)}}' |
+        local_kubectl create -f - >/dev/null || owner=$(token_instance "$id") || return 1
+      case ${owner-$instance} in
+        "$instance") log "join token $id made for instance $instance" ;;
+        "") return 1 ;; # the create failed, and not for a token in the way
+        *) log "join token $id of instance $instance is taken (by $owner); ignoring it" ;;
+      esac
+    else
+      log "$NODE_TOKEN_URL$key is no instance's join token; deleting it"
+    fi
+    aws s3 rm --only-show-errors "$NODE_TOKEN_URL$key" || return 1
+  done
+}
+
+# token_instance prints the instance whose join token has ID $1: "none"
+# for a token of no instance, nothing if there is no such token.
+token_instance() {
+  local secret
+  secret=$(local_kubectl -n kube-system get secret "bootstrap-token-$1" --ignore-not-found -o json) || return
+  [ -z "$secret" ] || jq -r --arg key "$INSTANCE_LABEL" '.metadata.labels[$key] // "none"' <<<"$secret"
+}
+
 # subject_node prints the node the request (PEM, $1) names, or nothing.
+# Kubelets ask with the subject CN=system:node:<node>, O=system:nodes.
 subject_node() {
   local subject
   subject=$(openssl req -noout -subject -nameopt RFC2253 <<<"$1") || return
@@ -33,18 +83,46 @@ subject_node() {
 }
 
 # wrong_usages succeeds, saying why, unless the request's usages ($1,
-# JSON) are a kubelet's for serving.
+# JSON) are a kubelet's for $2 (server or client).
 wrong_usages() {
-  if ! jq -e '.spec.usages | sort | . == ["digital signature", "key encipherment", "server auth"] or . == ["digital signature", "server auth"]' <<<"$1" >/dev/null; then
-    echo "usages $(jq -c .spec.usages <<<"$1") are not a kubelet's for serving"
+  if ! jq -e --arg use "$2 auth" '.spec.usages | sort | . == (["digital signature", "key encipherment", $use] | sort) or . == (["digital signature", $use] | sort)' <<<"$1" >/dev/null; then
+    echo "usages $(jq -c .spec.usages <<<"$1") are not a kubelet's for $2 certificates"
     return 0
   fi
   return 1
 }
 
-# refusal prints why the serving certificate request $1 (JSON) is not its
-# node's own, or nothing when it is.
-refusal() {
+# client_refusal prints why the kubelet client certificate request $1
+# (JSON), made with a worker's own join token, is not for the node of the
+# token's instance, or nothing when it is.
+client_refusal() {
+  local csr=$1 user instance instances node request
+  user=$(jq -r .spec.username <<<"$csr")
+  instance=$(token_instance "${user#system:bootstrap:}") || return
+  if [ -z "$instance" ] || [ "$instance" = none ]; then
+    echo "$user is no join token of an instance"
+    return
+  fi
+  wrong_usages "$csr" client && return
+  instances=$(instances_where "Name=instance-id,Values=$instance") || return
+  if [ "$(jq length <<<"$instances")" != 1 ]; then
+    echo "instance $instance, whose join token asked, is no running instance of cluster $CLUSTER_NAME"
+    return
+  fi
+  node=$(jq -r '.[0].PrivateDnsName' <<<"$instances")
+  request=$(jq -r .spec.request <<<"$csr" | base64 -d) || return
+  if [ "$(subject_node "$request")" != "$node" ]; then
+    echo "it is not for node $node, the name of instance $instance, whose join token asked"
+    return
+  fi
+  if openssl req -noout -text <<<"$request" | grep -q 'Subject Alternative Name'; then
+    echo "a kubelet client certificate names no address"
+  fi
+}
+
+# serving_refusal prints why the serving certificate request $1 (JSON) is
+# not its node's own, or nothing when it is.
+serving_refusal() {
   local csr=$1 user node request instances allowed sans san
   user=$(jq -r .spec.username <<<"$csr")
   node=${user#system:node:}
@@ -52,13 +130,13 @@ refusal() {
     echo "requested by $user, not by a node"
     return
   fi
-  wrong_usages "$csr" && return
+  wrong_usages "$csr" server && return
   request=$(jq -r .spec.request <<<"$csr" | base64 -d) || return
   if [ "$(subject_node "$request")" != "$node" ]; then
     echo "its subject is not $user's"
     return
   fi
-  instances=$(instance_of "$node") || return
+  instances=$(instances_where "Name=private-dns-name,Values=$node") || return
   if [ "$(jq length <<<"$instances")" != 1 ]; then
     echo "no running instance of cluster $CLUSTER_NAME is named $node"
     return
@@ -86,17 +164,30 @@ decide() {
   log "certificate request $1: $2: $3"
 }
 
-pending=$(local_kubectl get csr -o json |
-  jq -c --arg signer "$serving_signer" '.items[] | select(.spec.signerName == $signer and (.status.conditions // []) == [])')
 unchecked=0
+if ! mint_tokens; then
+  log "could not make the join tokens workers handed over; trying again next run"
+  unchecked=1
+fi
+# Pending requests this script decides: serving ones, and client ones
+# made with a worker's own join token.
+pending=$(local_kubectl get csr -o json |
+  jq -c --arg serving "$serving_signer" --arg client "$client_signer" --arg group "$WORKER_BOOTSTRAP_GROUP" \
+    '.items[] | select((.status.conditions // []) == [])
+      | select(.spec.signerName == $serving or (.spec.signerName == $client and (.spec.groups | index($group))))')
 while read -r csr; do
   [ -n "$csr" ] || continue
   name=$(jq -r .metadata.name <<<"$csr")
-  if ! reason=$(refusal "$csr"); then
+  if [ "$(jq -r .spec.signerName <<<"$csr")" = "$client_signer" ]; then
+    check=client_refusal approval="the kubelet client certificate of the node its instance is named"
+  else
+    check=serving_refusal approval="the serving certificate of the node that asked, for its EC2 addresses only"
+  fi
+  if ! reason=$("$check" "$csr"); then
     log "certificate request $name: could not check it; left pending"
     unchecked=$((unchecked + 1))
   elif [ -z "$reason" ]; then
-    decide "$name" Approved "the serving certificate of the node that asked, for its EC2 addresses only"
+    decide "$name" Approved "$approval"
   else
     decide "$name" Denied "$reason"
   fi

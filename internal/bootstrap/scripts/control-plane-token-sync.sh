@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Keeps the cluster's join tokens down to the one in the cluster secret:
-# creates it if missing (it never expires, so a node added months later
-# still joins) and deletes every other token. Rotation is a `pulumi up`
+# Keeps the cluster's join tokens down to the one in the cluster secret,
+# which only control-plane nodes hold: creates it if missing (it never
+# expires, so a node added months later still joins) and deletes every
+# other token but workers' own (WORKER_BOOTSTRAP_GROUP, short-lived; see
+# control-plane-csr-approver.sh). Rotation is a `pulumi up`
 # that raises controlPlane.joinTokenGeneration, which replaces the
 # secret's token, ID and secret both (README: rotate the join token). A
 # failed run counts TOKEN_SYNC_FAILED_METRIC, which an alarm watches.
@@ -14,7 +16,8 @@ export KUBECONFIG=$ADMIN_KUBECONFIG
 fetch_secrets
 token=$(<"$BOOTSTRAP_TOKEN_FILE")
 id=${token%%.*}
-existing=$(kubeadm token list -o jsonpath='{.token}{"\n"}')
+listed=$(kubeadm token list -o jsonpath='{.token}{" "}{.groups}{"\n"}')
+existing=$(grep -vF "\"$WORKER_BOOTSTRAP_GROUP\"" <<<"$listed" | cut -d' ' -f1 || true)
 if ! grep -qxF "$token" <<<"$existing"; then
   # A token under the same ID with another secret is replaced: kubeadm
   # refuses to create one whose ID exists.

@@ -9,6 +9,7 @@ here=$(dirname "${BASH_SOURCE[0]}")
 . "$here/etcd-common.sh"
 . "$here/imds.sh"
 . "$here/assets.sh"
+. "$here/credentials.sh"
 . "$here/bootstrap-steps.sh"
 
 install_etcd() {
@@ -92,20 +93,9 @@ dns_in_sync() {
   return 1
 }
 
-# Writes every entry of the member's secret (its CA, server and peer
-# certificates and keys) into its PKI folder, owner-only.
-fetch_certs() {
-  local secret file
-  install -d -m 0700 "$PKI_DIR"
-  secret=$(aws secretsmanager get-secret-value --secret-id "$SECRET_ID" --query SecretString --output text)
-  for file in $(jq -r 'keys[]' <<<"$secret"); do
-    (umask 077 && jq -er --arg f "$file" '.[$f]' <<<"$secret" >"$PKI_DIR/$file")
-  done
-}
-
 start_member() {
   systemctl daemon-reload
-  systemctl enable --now "$MEMBER_SERVICE" "$BACKUP_TIMER" "$PROMOTE_TIMER"
+  systemctl enable --now "$MEMBER_SERVICE" "$BACKUP_TIMER" "$PROMOTE_TIMER" "$CERT_REFRESH_TIMER"
 }
 
 # Healthy for its role: a voter (a learner is promoted only once it caught
@@ -125,6 +115,7 @@ step etcd install_etcd
 step volume attach_and_mount
 step dns upsert_dns
 step dns-in-sync dns_in_sync
-step certs fetch_certs
+# The member's CA, server and peer certificates and keys.
+step certs write_secret_files "$SECRET_ID" "$PKI_DIR"
 step start start_member
 ready_for_service member_voting

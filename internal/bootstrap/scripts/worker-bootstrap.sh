@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # First boot of a worker (kubeha-bootstrap.service, rerun until it
-# succeeds): install the pinned Kubernetes packages, read the join token
-# and CA from the join secret, join through the load balancer, and once
-# the Node is Ready, let the group put the instance in service. The token
-# never expires (control-plane-token-sync.sh keeps it equal to the
-# secret's), so a worker launched months later joins the same way.
+# succeeds): install the pinned Kubernetes packages, make this instance's
+# own join token and hand it to the control plane, join through the load
+# balancer (discovery pins the CA's key, and kubeadm writes the CA file:
+# its preflight refuses one already there), and once the Node is Ready,
+# let the group put the instance in service. The control plane approves
+# this token's kubelet certificate for this instance's name only
+# (control-plane-csr-approver.sh).
 # shellcheck source-path=SCRIPTDIR
 here=$(dirname "${BASH_SOURCE[0]}")
 . "$here/node-common.sh"
@@ -14,7 +16,6 @@ here=$(dirname "${BASH_SOURCE[0]}")
 # One try at joining; kubeadm reset on failure.
 join() {
   api_ready || { log "waiting for the API at $API_ENDPOINT"; return 1; }
-  fetch_secrets
   "$here/node-configure.sh"
   kubeadm join --config "$KUBEADM_JOIN_CONFIG" && return 0
   log "kubeadm join failed; resetting"
@@ -33,6 +34,7 @@ node_ready() {
 
 step kubernetes install_kubernetes
 step node-name set_node_name
+step join-token "$here/worker-join-token.sh"
 step kubeadm join
 step kubelet-config restrict_kubelet_config
 ready_for_service node_ready

@@ -1,0 +1,272 @@
+package rehearsal
+
+// Drill j: certificates that last minutes, renewed under traffic.
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/kubeha/kubeha/internal/bootstrap"
+	"github.com/kubeha/kubeha/internal/lab"
+	"github.com/kubeha/kubeha/internal/pki"
+)
+
+// What drill j compresses a year into. kubeadm's certificates on each
+// control-plane node, and etcd's on every node, last shortLifetime; nodes
+// check every checkEvery. A control-plane node renews with renewBefore
+// plus its share of renewSpread left (the stack renders a third and a
+// sixth of the validity); its short certificates start shortStagger after
+// the previous node's, so that no two nodes restart their components at
+// once, as months apart would ensure. The drill plays `pulumi up`
+// re-issuing etcd's certificates reissueBefore their expiry.
+const (
+	shortLifetime = 3 * time.Minute
+	checkEvery    = 15 * time.Second
+	renewBefore   = 70 * time.Second
+	renewSpread   = 20 * time.Second
+	shortStagger  = 40 * time.Second
+	reissueBefore = 80 * time.Second
+)
+
+// The drill's settings on a node: an environment file read after the
+// node's own, and timers that check every checkEvery.
+const (
+	drillEnv       = "/etc/kubeha/drill-renewal.env"
+	renewalService = bootstrap.CertRenewalUnit
+	refreshService = bootstrap.EtcdCertRefreshUnit
+	apiServerCert  = bootstrap.KubernetesPKIDir + "/apiserver.crt"
+	etcdClientCert = bootstrap.KubernetesPKIDir + "/apiserver-etcd-client.crt"
+	etcdServerCert = bootstrap.EtcdPKIDir + "/server.crt"
+	etcdPeerCert   = bootstrap.EtcdPKIDir + "/peer.crt"
+	renewalLogLine = ": renewing"
+	refreshLogLine = "wrote " + etcdServerCert
+)
+
+// renewShortCertificates gives every certificate a node serves or
+// presents a lifetime of minutes, then holds the cluster through the load
+// balancer past the moment the last of them expires:
+//   - etcd's server, peer and client certificates are re-signed for
+//     shortLifetime into the nodes' secrets (what `pulumi up` does, at any
+//     lifetime), each etcd node refreshing them at once; reissueBefore
+//     their expiry, long ones replace them in the secrets, and the nodes'
+//     timers must pick them up;
+//   - kubeadm's certificates on each control-plane node are renewed by
+//     kubeadm with a validity of shortLifetime (the API server serves its
+//     new certificate at once), as if a year had passed; only the node's
+//     renewal timer renews them again, for the stack's validity.
+//
+// Past every expiry, each etcd member restarts in turn, so that every
+// member and API server opens new connections with the files it now holds.
+func renewShortCertificates(ctx context.Context, c *cluster, p *probe) (Drill, error) {
+	if _, err := c.settle(); err != nil {
+		return Drill{}, err
+	}
+	d := Drill{Renewals: map[string]int{}}
+	start := time.Now()
+	defer c.checkAsRendered()
+	expiry := map[string]time.Time{}
+	if err := c.reissueEtcdCertificates(shortLifetime); err != nil {
+		return d, err
+	}
+	for _, m := range c.members {
+		if err := checkOften(m, refreshService, ""); err != nil {
+			return d, err
+		}
+		if out, err := m.Instance.Exec("systemctl", "start", refreshService); err != nil {
+			return d, fmt.Errorf("%s: %w: %s\n%s", m.Name, err, out, m.UnitLog(refreshService))
+		}
+		e, err := notAfter(m, etcdServerCert)
+		if err != nil {
+			return d, err
+		}
+		expiry[m.Name] = e
+	}
+	etcdExpiry := expiry[c.members[0].Name]
+	for i, n := range c.nodes {
+		if i > 0 {
+			if err := sleepCtx(ctx, shortStagger); err != nil {
+				return d, err
+			}
+		}
+		if err := shortenKubeadmCertificates(n); err != nil {
+			return d, err
+		}
+		e, err := notAfter(n, apiServerCert)
+		if err != nil {
+			return d, err
+		}
+		expiry[n.Name] = e
+		env := fmt.Sprintf("RENEW_BEFORE_SECONDS=%d\nRENEW_SPREAD_SECONDS=%d\n", int(renewBefore.Seconds()), int(renewSpread.Seconds()))
+		if err := checkOften(n, renewalService, env); err != nil {
+			return d, err
+		}
+	}
+	for name, e := range expiry {
+		if left := time.Until(e); left > shortLifetime {
+			return d, fmt.Errorf("%s's certificate expires in %s, after its short lifetime %s", name, left.Round(time.Second), shortLifetime)
+		}
+	}
+	if err := sleepCtx(ctx, time.Until(etcdExpiry.Add(-reissueBefore))); err != nil {
+		return d, err
+	}
+	if err := c.reissueEtcdCertificates(time.Duration(pki.LeafValidityHours) * time.Hour); err != nil {
+		return d, err
+	}
+	last := start
+	for _, e := range expiry {
+		if e.After(last) {
+			last = e
+		}
+	}
+	// Past the last short certificate's expiry, with room for two checks.
+	if err := sleepCtx(ctx, time.Until(last)+2*checkEvery); err != nil {
+		return d, err
+	}
+	// Every member restarts in turn: each makes new peer connections, and
+	// every API server new client connections to it, with the files they
+	// now hold.
+	for _, m := range c.members {
+		if out, err := m.Instance.Exec("systemctl", "restart", "etcd"); err != nil {
+			return d, fmt.Errorf("restarting etcd on %s: %w: %s", m.Name, err, out)
+		}
+		if _, err := c.waitFor("the cluster whole after "+m.Name+"'s etcd restarted", recoveryLimit, c.fullyHealthy); err != nil {
+			return d, err
+		}
+	}
+	// Each node's certificate: the short one by the drill, then a long one
+	// by the node's timer. Each etcd node's timer writes the long one after the drill's refresh
+	// wrote the short one.
+	type renewed struct {
+		g                *lab.NodeGroup
+		cert, unit, line string
+		want             int
+	}
+	var all []renewed
+	for _, m := range c.members {
+		all = append(all, renewed{m, etcdServerCert, refreshService, refreshLogLine, 2})
+	}
+	for _, n := range c.nodes {
+		all = append(all, renewed{n, apiServerCert, renewalService, renewalLogLine, 1})
+	}
+	for _, r := range all {
+		now, err := notAfter(r.g, r.cert)
+		if err != nil {
+			return d, err
+		}
+		log := r.g.UnitLog(r.unit)
+		d.Renewals[r.g.Name] = strings.Count(log, r.line)
+		if !now.After(expiry[r.g.Name]) || d.Renewals[r.g.Name] < r.want {
+			return d, fmt.Errorf("%s: %s expires %s, its short one expired %s; %d renewals by %s:\n%s",
+				r.g.Name, r.cert, now.Format(time.TimeOnly), expiry[r.g.Name].Format(time.TimeOnly), d.Renewals[r.g.Name], r.unit, log)
+		}
+	}
+	for _, n := range c.nodes {
+		now, err := notAfter(n, etcdClientCert)
+		if err != nil {
+			return d, err
+		}
+		if !now.After(last) {
+			return d, fmt.Errorf("%s's etcd client certificate expires %s, before the drill's end", n.Name, now.Format(time.TimeOnly))
+		}
+	}
+	p.record(&d, start, time.Now())
+	if !p.serving(last, time.Since(last)) {
+		return d, fmt.Errorf("requests through the load balancer failed after the short certificates expired at %s", last.Format(time.TimeOnly))
+	}
+	d.note(fmt.Sprintf("certificates of %s renewed before expiry on all %d nodes; the last short one expired %.0fs into the drill, then each etcd member restarted in turn",
+		shortLifetime, len(d.Renewals), last.Sub(start).Seconds()))
+	return d, heal(c, p, &d)
+}
+
+// reissueEtcdCertificates re-signs, for lifetime, every etcd certificate
+// a node reads from its secret, and stores each where `pulumi up` would.
+func (c *cluster) reissueEtcdCertificates(lifetime time.Duration) error {
+	resign := func(suffix, entry string) error {
+		files, err := lab.DeclaredSecret(c.stack.declared, suffix)
+		if err != nil {
+			return err
+		}
+		cert, err := c.etcdCA.Resign(files[entry], lifetime)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", suffix, entry, err)
+		}
+		return c.cloud.SetSecretEntry(c.stack.declared, suffix, entry, cert)
+	}
+	for _, m := range c.stack.etcd.Members {
+		for _, entry := range []string{"server.crt", "peer.crt"} {
+			if err := resign("-"+m.Name+"-"+m.Zone, entry); err != nil {
+				return err
+			}
+		}
+	}
+	return resign(controlPlaneKey, bootstrap.PKISecretPrefix+"apiserver-etcd-client.crt")
+}
+
+// checkOften makes node g's timer for service check every checkEvery,
+// with env (if any) added to the service's environment.
+func checkOften(g *lab.NodeGroup, service, env string) error {
+	timer := strings.TrimSuffix(service, ".service") + ".timer"
+	script := fmt.Sprintf(`set -e
+mkdir -p /etc/systemd/system/%[2]s.d
+printf '[Timer]\nOnUnitInactiveSec=%[3]ds\n' >/etc/systemd/system/%[2]s.d/drill.conf
+if [ -n %[4]q ]; then
+  printf %[4]q >%[5]s
+  mkdir -p /etc/systemd/system/%[1]s.d
+  printf '[Service]\nEnvironmentFile=%[5]s\n' >/etc/systemd/system/%[1]s.d/drill.conf
+fi
+systemctl daemon-reload
+systemctl restart %[2]s
+`, service, timer, int(checkEvery.Seconds()), env, drillEnv)
+	if out, err := g.Instance.Exec("bash", "-c", script); err != nil {
+		return fmt.Errorf("%s: %w: %s", g.Name, err, out)
+	}
+	return nil
+}
+
+// shortenKubeadmCertificates renews node n's kubeadm certificates with a
+// validity of shortLifetime, by kubeadm and a copy of the node's own
+// configuration, which stays as rendered.
+func shortenKubeadmCertificates(n *lab.NodeGroup) error {
+	script := fmt.Sprintf(`set -e
+sed 's/^certificateValidityPeriod: .*/certificateValidityPeriod: %s/' %s >/tmp/drill-kubeadm.yaml
+kubeadm certs renew all --config /tmp/drill-kubeadm.yaml >/dev/null
+`, shortLifetime, bootstrap.KubeadmInitConfigPath)
+	if out, err := n.Instance.Exec("bash", "-c", script); err != nil {
+		return fmt.Errorf("%s: %w: %s", n.Name, err, out)
+	}
+	return nil
+}
+
+// checkAsRendered takes the drill's timer and environment settings off
+// every node: checks every checkEvery on six nodes load the machine.
+func (c *cluster) checkAsRendered() {
+	for _, g := range append(append([]*lab.NodeGroup{}, c.members...), c.nodes...) {
+		if g.Instance == nil {
+			continue
+		}
+		out, err := g.Instance.Exec("bash", "-c", "rm -rf /etc/systemd/system/kubeha-*.d "+drillEnv+" && systemctl daemon-reload")
+		if err != nil {
+			c.logf("%s: removing the drill's timer settings: %v: %s", g.Name, err, out)
+		}
+	}
+}
+
+// notAfter is when the certificate at path on node g expires.
+func notAfter(g *lab.NodeGroup, path string) (time.Time, error) {
+	out, err := g.Instance.Exec("openssl", "x509", "-noout", "-enddate", "-in", path)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%s: %s: %w: %s", g.Name, path, err, out)
+	}
+	return time.Parse("Jan _2 15:04:05 2006 MST", strings.TrimSpace(strings.TrimPrefix(out, "notAfter=")))
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}

@@ -1,0 +1,96 @@
+package rehearsal
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/kubeha/kubeha/internal/bootstrap"
+	"github.com/kubeha/kubeha/internal/lab"
+	"github.com/kubeha/kubeha/internal/mockrun"
+)
+
+// workerName is the one worker the rehearsal boots, in zone a.
+const workerName = "worker-a"
+
+// WorkerBoot is how a worker booted from its launch template's user-data
+// joined with a token of its own.
+type WorkerBoot struct {
+	// JoinedSeconds is from its launch until its Node was registered with
+	// a kubelet client certificate the approver let it have.
+	JoinedSeconds float64 `json:"joinedSeconds"`
+	// ClientCertificate is the subject of its kubelet's client
+	// certificate, signed by the cluster CA.
+	ClientCertificate string `json:"clientCertificate"`
+	// Approved is the approver's log line for its client certificate.
+	Approved string `json:"approved"`
+}
+
+// workerTemplate is the Name of zone a's first worker launch template.
+func workerTemplate(resources []mockrun.Resource, clusterName, zone string) (string, error) {
+	for _, r := range resources {
+		tags := r.Tags()
+		if r.Type == "aws:ec2/launchTemplate:LaunchTemplate" && tags["kubeha.io/pool"] != "" &&
+			strings.HasPrefix(tags["Name"], clusterName+"-") && strings.HasSuffix(tags["Name"], "-"+zone) {
+			return tags["Name"], nil
+		}
+	}
+	return "", fmt.Errorf("the stack declares no worker launch template in %s", zone)
+}
+
+// launchWorker starts a worker in zone a from its launch template's
+// user-data; checkWorker later says how it joined.
+func (c *cluster) launchWorker() (*lab.NodeGroup, time.Time, error) {
+	template, err := workerTemplate(c.stack.declared, c.stack.clusterName, c.stack.zones[0])
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	launched := time.Now()
+	g, err := c.group(zoneNetwork(0), workerName, c.stack.zones[0], zoneNet(0)+".31", "Name", template)
+	return g, launched, err
+}
+
+// checkWorker waits until the worker's Node is registered: its own join
+// token was handed over through STS and S3, made a token by the approver,
+// and its kubelet's client certificate approved for its own name. (Its
+// Node never gets Ready: the rehearsal runs no CNI yet.) The worker is
+// then terminated and its Node deleted.
+func (c *cluster) checkWorker(g *lab.NodeGroup, launched time.Time) (WorkerBoot, error) {
+	var w WorkerBoot
+	defer func() {
+		g.Kill()
+		_, _, _ = c.lbAdmin.Do(http.MethodDelete, "/api/v1/nodes/"+workerName, nil)
+	}()
+	if _, err := c.waitFor(workerName+"'s Node registered", 12*time.Minute, func() error {
+		code, body, err := c.lbAdmin.Do(http.MethodGet, "/api/v1/nodes/"+workerName, nil)
+		if err != nil || code != http.StatusOK {
+			return fmt.Errorf("HTTP %d %.200s (%v)", code, body, err)
+		}
+		return nil
+	}); err != nil {
+		return w, fmt.Errorf("%w\n%s\n%s", err, g.BootstrapLog(), c.nodes[0].UnitLog(bootstrap.CSRApproverUnit))
+	}
+	w.JoinedSeconds = time.Since(launched).Seconds()
+	out, err := g.Instance.Exec("cat", "/var/lib/kubelet/pki/kubelet-client-current.pem")
+	if err != nil {
+		return w, fmt.Errorf("%s's kubelet client certificate: %w", workerName, err)
+	}
+	cert, err := c.clientCertificate(out)
+	if err != nil {
+		return w, fmt.Errorf("%s's kubelet client certificate: %w", workerName, err)
+	}
+	w.ClientCertificate = cert.Subject.String()
+	for _, n := range c.nodes {
+		for _, line := range strings.Split(n.UnitLog(bootstrap.CSRApproverUnit), "\n") {
+			// Kubelets name their requests csr-<random>.
+			if strings.Contains(line, "certificate request csr-") && strings.Contains(line, "Approved: the kubelet client certificate") {
+				w.Approved = n.Name + ": " + line
+			}
+		}
+	}
+	if w.ClientCertificate != "CN=system:node:"+workerName+",O=system:nodes" || w.Approved == "" {
+		return w, fmt.Errorf("%s joined as %q, approved by %q; want its own name, approved by kubeha's approver", workerName, w.ClientCertificate, w.Approved)
+	}
+	return w, nil
+}
