@@ -3,6 +3,7 @@ package tests
 import (
 	"encoding/json"
 	"path"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -177,6 +178,76 @@ func TestNoNodeRoleCanTakeAnEtcdVolume(t *testing.T) {
 	}
 }
 
+// assetBucket is the asset bucket's ARN and name.
+func assetBucket(t *testing.T, rec *mockrun.Recorder) (arn, name string) {
+	t.Helper()
+	for _, b := range rec.OfType("aws:s3/bucketV2:BucketV2") {
+		if strings.HasSuffix(b.Name, "-assets") {
+			return b.Outputs["arn"].StringValue(), b.ID
+		}
+	}
+	t.Fatal("no asset bucket")
+	return "", ""
+}
+
+// assetURL is an object address in a node's user-data: s3://bucket/key,
+// a key not ending in "/" (a folder, such as the node-token one).
+var assetURL = regexp.MustCompile(`s3://([a-z0-9.-]+)/([^\s'",#]*[^\s'",#/])(?:[\s'",#]|$)`)
+
+// TestEveryNodeRoleReadsWhatItsUserDataFetches: in every stack, each
+// launch template's role may read every asset-bucket object its user-data
+// names (binaries, image archives) and write the one it reports to, so no
+// node fails its boot on an AccessDenied that only AWS would show.
+func TestEveryNodeRoleReadsWhatItsUserDataFetches(t *testing.T) {
+	for name, file := range stackFiles(t) {
+		t.Run(name, func(t *testing.T) {
+			_, rec := evaluate(t, file)
+			arn, bucket := assetBucket(t, rec)
+			roles := rolePolicies(t, rec)
+			profiles := map[string]string{}
+			for _, p := range rec.OfType("aws:iam/instanceProfile:InstanceProfile") {
+				profiles[p.Outputs["arn"].StringValue()] = p.Name
+			}
+			templates, reads := 0, 0
+			for _, lt := range rec.OfType("aws:ec2/launchTemplate:LaunchTemplate") {
+				role := profiles[lt.Outputs["iamInstanceProfile"].ObjectValue()["arn"].StringValue()]
+				statements, ok := roles[role]
+				if !ok {
+					t.Fatalf("%s: no node role behind its instance profile", lt.Name)
+				}
+				templates++
+				keys := map[string]bool{}
+				for _, content := range renderedFiles(t, lt.String("userData")) {
+					for _, m := range assetURL.FindAllStringSubmatch(content, -1) {
+						if m[1] == bucket {
+							keys[m[2]] = true
+						}
+					}
+				}
+				if len(keys) == 0 {
+					t.Errorf("%s: its user-data names no asset", lt.Name)
+				}
+				for key := range keys {
+					// The add-on applier writes its status; everything
+					// else named there is fetched.
+					action := "s3:GetObject"
+					if key == bootstrap.AddonStatusKey {
+						action = "s3:PutObject"
+					}
+					reads++
+					if decision(t, statements, request{action: action, resource: arn + "/" + key}) != "allow" {
+						t.Errorf("%s: role %s may not %s s3://%s/%s, which its user-data names", lt.Name, role, action, bucket, key)
+					}
+				}
+			}
+			if templates == 0 {
+				t.Fatal("no launch templates")
+			}
+			t.Logf("%s: %d launch templates, %d named objects, each allowed to its role", name, templates, reads)
+		})
+	}
+}
+
 // TestOnlyAWorkerHandsOverItsOwnJoinToken: in every stack, each worker
 // role may write a join token under its own session's user ID only
 // (<role ID>:<instance ID>), never under another instance's, and may not
@@ -187,16 +258,7 @@ func TestOnlyAWorkerHandsOverItsOwnJoinToken(t *testing.T) {
 	for name, file := range stackFiles(t) {
 		t.Run(name, func(t *testing.T) {
 			_, rec := evaluate(t, file)
-			buckets := rec.OfType("aws:s3/bucketV2:BucketV2")
-			assets := ""
-			for _, b := range buckets {
-				if strings.HasSuffix(b.Name, "-assets") {
-					assets = b.Outputs["arn"].StringValue()
-				}
-			}
-			if assets == "" {
-				t.Fatal("no asset bucket")
-			}
+			assets, _ := assetBucket(t, rec)
 			const me, other = "AROAWORKERROLEID:i-0aaaaaaaaaaaaaaaa", "AROAWORKERROLEID:i-0bbbbbbbbbbbbbbbb"
 			key := func(userID string) string { return assets + "/" + bootstrap.NodeTokenPrefix + userID }
 			workers, approvers := 0, 0

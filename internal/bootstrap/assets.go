@@ -56,7 +56,14 @@ func (a Assets) List() []Asset {
 
 // Images are the image archives control-plane nodes import.
 func (a Assets) Images() []Asset {
-	return []Asset{a.APIServerImage, a.ControllerManagerImage, a.SchedulerImage, a.KubeProxyImage, a.PauseImage}
+	return append([]Asset{a.APIServerImage, a.ControllerManagerImage, a.SchedulerImage}, a.WorkerImages()...)
+}
+
+// WorkerImages are the image archives every node imports: its pod
+// sandbox and kube-proxy, the DaemonSet kubeadm runs on each node, so no
+// node pulls from a registry to join.
+func (a Assets) WorkerImages() []Asset {
+	return []Asset{a.KubeProxyImage, a.PauseImage}
 }
 
 var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
@@ -180,10 +187,10 @@ func (r ResolvedAssets) env(name string, a Asset) ([]envVar, error) {
 	return []envVar{{name + "_URL", a.s3URL(r.Bucket)}, {name + "_SHA256", sum}}, err
 }
 
-// imagesEnv lists the image archives as url#sha256, comma-separated.
-func (r ResolvedAssets) imagesEnv() (envVar, error) {
+// imagesEnv lists image archives as url#sha256, comma-separated.
+func (r ResolvedAssets) imagesEnv(images []Asset) (envVar, error) {
 	var list []string
-	for _, a := range r.Images() {
+	for _, a := range images {
 		sum, err := r.sha256Of(a)
 		if err != nil {
 			return envVar{}, err

@@ -140,7 +140,7 @@ func (c ControlPlane) Node(p ControlPlaneParams) (Node, error) {
 	sync, timer := tokenSyncUnits()
 	approver, approverTimer := csrApproverUnits()
 	renewal, renewalTimer := c.certRenewalUnits()
-	images, err := p.Assets.imagesEnv()
+	images, err := p.Assets.imagesEnv(p.Assets.Images())
 	if err != nil {
 		return Node{}, err
 	}

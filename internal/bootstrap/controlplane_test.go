@@ -212,6 +212,15 @@ func TestWorkerNodeJoinsThroughTheEndpoint(t *testing.T) {
 	if strings.Contains(join, "controlPlane") {
 		t.Errorf("a worker's join config asks to join the control plane:\n%s", join)
 	}
+	// It imports its sandbox and kube-proxy images, so joining pulls
+	// nothing from a registry; the control plane's are not its own.
+	env := n.File(NodeEnvPath).Content
+	for _, image := range testAssets().Images() {
+		listed := strings.Contains(env, image.Key+"#")
+		if want := slices.Contains(testAssets().WorkerImages(), image); listed != want {
+			t.Errorf("worker node.env lists %s: %v, want %v:\n%s", image.Key, listed, want, env)
+		}
+	}
 	checkBootstrapUnit(t, n, NodeEnvPath, "worker-bootstrap.sh", "c1")
 }
 

@@ -61,10 +61,14 @@ func (w Worker) Node(p WorkerParams) (Node, error) {
 	if err != nil {
 		return Node{}, err
 	}
+	images, err := p.Assets.imagesEnv(p.Assets.WorkerImages())
+	if err != nil {
+		return Node{}, err
+	}
 	return kubernetesNode(kubernetesNodeSpec{
 		Role: "worker", ClusterName: w.ClusterName, BootstrapDeadline: w.BootstrapDeadline, KubernetesVersion: w.KubernetesVersion, Endpoint: w.Endpoint,
 		Zone: p.Zone, Region: p.Region, SecretID: p.SecretID, Assets: p.Assets,
-		Env: []envVar{{"KUBELET_CLIENT_CERT", kubeletClientCert},
+		Env: []envVar{images, {"KUBELET_CLIENT_CERT", kubeletClientCert},
 			{"NODE_TOKEN_URL", "s3://" + p.Assets.Bucket + "/" + NodeTokenPrefix}},
 		Files:   []File{{Path: kubeadmTemplateDir + "/" + kubeadmJoinFile, Content: join, Mode: "0600"}},
 		Scripts: []string{"worker-bootstrap.sh", "worker-join-token.sh"},

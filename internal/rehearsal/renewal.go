@@ -172,11 +172,12 @@ func renewShortCertificates(ctx context.Context, c *cluster, p *probe) (Drill, e
 		}
 	}
 	p.record(&d, start, time.Now())
-	if !p.serving(last, time.Since(last)) {
-		return d, fmt.Errorf("requests through the load balancer failed after the short certificates expired at %s", last.Format(time.TimeOnly))
-	}
-	d.note(fmt.Sprintf("certificates of %s renewed before expiry on all %d nodes; the last short one expired %.0fs into the drill, then each etcd member restarted in turn",
-		shortLifetime, len(d.Renewals), last.Sub(start).Seconds()))
+	// Requests fail while a node restarts its components or an etcd member
+	// restarts, before the load balancer or etcd's clients move off it; the
+	// test bounds the longest time without a success.
+	after := p.window(last, time.Now())
+	d.note(fmt.Sprintf("certificates of %s renewed before expiry on all %d nodes; the last short one expired %.0fs into the drill, then each etcd member restarted in turn; after that expiry %d of %d requests failed, the longest time without a success %.1fs",
+		shortLifetime, len(d.Renewals), last.Sub(start).Seconds(), after.failures, after.requests, after.longestGap.Seconds()))
 	return d, heal(c, p, &d)
 }
 

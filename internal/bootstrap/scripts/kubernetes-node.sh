@@ -1,7 +1,7 @@
 # Sourced by kubeha's Kubernetes node scripts: installs containerd, runc,
 # kubelet and kubeadm from the cluster's asset bucket, each checked against
-# its pinned digest, and, where the node's settings list image archives
-# (control-plane nodes), imports them, so that kubeadm pulls nothing.
+# its pinned digest, and imports the image archives the node's settings
+# list, so that joining pulls nothing from a registry.
 # shellcheck shell=bash
 # shellcheck source-path=SCRIPTDIR
 . "$(dirname "${BASH_SOURCE[0]}")/imds.sh"
