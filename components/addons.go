@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/cloudwatch"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/s3"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/sns"
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
@@ -248,14 +249,25 @@ func NewAddons(ctx *pulumi.Context, name string, args *AddonsArgs, opts ...pulum
 	if err := a.alarms(ctx, name, args, child); err != nil {
 		return nil, err
 	}
-	steps, err := addons.Steps(args.rendering(), args.choices())
+	roles, err := workloadRoles(ctx, name, args, child)
+	if err != nil {
+		return nil, err
+	}
+	// Role ARNs are known at deploy; until then each value is a
+	// placeholder the applier's path replaces.
+	r := args.rendering()
+	r.Roles = map[string]string{}
+	for chart := range roles {
+		r.Roles[chart] = rolePlaceholder(chart)
+	}
+	steps, err := addons.Steps(r, args.choices())
 	if err != nil {
 		return nil, err
 	}
 	if args.inCluster() {
-		err = a.publish(ctx, name, args, steps, child)
+		err = a.publish(ctx, name, args, steps, roles, child)
 	} else {
-		err = a.applyThroughAPI(ctx, name, args, steps, child)
+		err = a.applyThroughAPI(ctx, name, args, steps, roles, child)
 	}
 	if err != nil {
 		return nil, err
@@ -266,10 +278,13 @@ func NewAddons(ctx *pulumi.Context, name string, args *AddonsArgs, opts ...pulum
 // publish copies every chart archive into the asset bucket and writes the
 // add-on set beside them, for the control plane's applier. The set holds
 // Prometheus' etcd client key, so it stays secret in Pulumi's state.
-func (a *Addons) publish(ctx *pulumi.Context, name string, args *AddonsArgs, steps []addons.Step, opts []pulumi.ResourceOption) error {
+func (a *Addons) publish(ctx *pulumi.Context, name string, args *AddonsArgs, steps []addons.Step, roles map[string]pulumi.StringOutput, opts []pulumi.ResourceOption) error {
 	wired := pulumi.StringMap{
 		"endpoint": args.ControlPlane.endpointHost, "etcd-ca": args.Etcd.CACertPEM,
 		"etcd-client-cert": args.Etcd.MetricsClientCertPEM, "etcd-client-key": args.Etcd.MetricsClientKeyPEM,
+	}
+	for chart, arn := range roles {
+		wired[rolePlaceholder(chart)] = arn
 	}
 	// The set goes up after its archives: an applier never reads a set
 	// whose charts are not there yet.
@@ -290,6 +305,10 @@ func (a *Addons) publish(ctx *pulumi.Context, name string, args *AddonsArgs, ste
 	set := resolve(wired, func(v map[string]string) (string, error) {
 		c := args.rendering()
 		c.APIHost, c.EtcdCACert, c.EtcdClientCert, c.EtcdClientKey = v["endpoint"], v["etcd-ca"], v["etcd-client-cert"], v["etcd-client-key"]
+		c.Roles = map[string]string{}
+		for chart := range roles {
+			c.Roles[chart] = v[rolePlaceholder(chart)]
+		}
 		steps, err := addons.Steps(c, args.choices())
 		if err != nil {
 			return "", err
@@ -318,7 +337,7 @@ func (a *Addons) publish(ctx *pulumi.Context, name string, args *AddonsArgs, ste
 // applyThroughAPI declares every step as a resource of Pulumi's Kubernetes
 // provider, each after the steps it needs and after every control-plane
 // node serves.
-func (a *Addons) applyThroughAPI(ctx *pulumi.Context, name string, args *AddonsArgs, steps []addons.Step, opts []pulumi.ResourceOption) error {
+func (a *Addons) applyThroughAPI(ctx *pulumi.Context, name string, args *AddonsArgs, steps []addons.Step, roles map[string]pulumi.StringOutput, opts []pulumi.ResourceOption) error {
 	provider, err := kubernetes.NewProvider(ctx, name+"-kubernetes", &kubernetes.ProviderArgs{
 		Kubeconfig: args.ControlPlane.Kubeconfig,
 		// Apply changes in place rather than replacing, as kubectl would.
@@ -347,7 +366,7 @@ func (a *Addons) applyThroughAPI(ctx *pulumi.Context, name string, args *AddonsA
 		}
 		stepOpts := append(slices.Clone(opts), pulumi.Provider(provider), pulumi.DependsOn(after))
 		if step.Release != nil {
-			release, err := declareRelease(ctx, name, *step.Release, outputs[step.Name], stepOpts)
+			release, err := declareRelease(ctx, name, *step.Release, outputs[step.Name], roles, stepOpts)
 			if err != nil {
 				return err
 			}
@@ -378,6 +397,69 @@ func (a *Addons) applyThroughAPI(ctx *pulumi.Context, name string, args *AddonsA
 	return nil
 }
 
+// withOutputs is v as a Pulumi input, each string that is a key of
+// outputs replaced by its output.
+func withOutputs(v any, outputs map[string]pulumi.StringOutput) pulumi.Input {
+	switch v := v.(type) {
+	case map[string]any:
+		m := pulumi.Map{}
+		for k, e := range v {
+			m[k] = withOutputs(e, outputs)
+		}
+		return m
+	case []any:
+		a := pulumi.Array{}
+		for _, e := range v {
+			a = append(a, withOutputs(e, outputs))
+		}
+		return a
+	case string:
+		if o, ok := outputs[v]; ok {
+			return o
+		}
+	}
+	return pulumi.Any(v)
+}
+
+// rolePlaceholder stands for the ARN of chart's role in values rendered
+// before it is known.
+func rolePlaceholder(chart string) string { return "role:" + chart }
+
+// workloadRoles are the IAM roles of the add-ons that act on AWS, by
+// chart name: each assumable only with its own service account's token
+// (addons.ServiceAccounts), through the cluster's OIDC provider.
+func workloadRoles(ctx *pulumi.Context, name string, args *AddonsArgs, opts []pulumi.ResourceOption) (map[string]pulumi.StringOutput, error) {
+	cp := args.ControlPlane
+	roles := map[string]pulumi.StringOutput{}
+	for _, w := range []struct {
+		addon  Addon
+		chart  addons.Chart
+		policy string
+	}{
+		{args.CloudControllerManager, addons.CloudControllerManager, cloudControllerManagerPolicy(args.ClusterName)},
+		{args.Storage, addons.EBSCSIDriver, ebsCSIDriverPolicy(args.ClusterName)},
+		{args.ClusterAutoscaler, addons.ClusterAutoscaler, clusterAutoscalerPolicy(args.ClusterName)},
+	} {
+		if w.addon.Disabled {
+			continue
+		}
+		roleName := name + "-" + w.chart.Name
+		account := addons.ServiceAccounts[w.chart.Name]
+		trust := pulumi.All(cp.OIDCProviderArn, cp.ServiceAccountIssuer).ApplyT(func(v []any) string {
+			return webIdentityTrust(v[0].(string), v[1].(string), account)
+		}).(pulumi.StringOutput)
+		role, err := iam.NewRole(ctx, roleName, &iam.RoleArgs{AssumeRolePolicy: trust, Tags: clusterTags(args.ClusterName, roleName, args.Tags)}, opts...)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := iam.NewRolePolicy(ctx, roleName, &iam.RolePolicyArgs{Role: role.Name, Policy: pulumi.String(w.policy)}, opts...); err != nil {
+			return nil, err
+		}
+		roles[w.chart.Name] = role.Arn
+	}
+	return roles, nil
+}
+
 // formerObjectNames are the resource names (after the component's) that
 // objects had before the add-on set named every step alike.
 var formerObjectNames = map[string]string{
@@ -388,10 +470,14 @@ var formerObjectNames = map[string]string{
 // declareRelease declares a Helm release of the chart's repository (or of
 // the archive the stack names), with its values and outputs (values known
 // only at deploy time) laid over them. Helm checks no digest here.
-func declareRelease(ctx *pulumi.Context, name string, r addons.Release, outputs pulumi.Map, opts []pulumi.ResourceOption) (*HelmRelease, error) {
+func declareRelease(ctx *pulumi.Context, name string, r addons.Release, outputs pulumi.Map, roles map[string]pulumi.StringOutput, opts []pulumi.ResourceOption) (*HelmRelease, error) {
+	placeholders := map[string]pulumi.StringOutput{}
+	for chart, arn := range roles {
+		placeholders[rolePlaceholder(chart)] = arn
+	}
 	values := pulumi.Map{}
 	for k, v := range r.Values {
-		values[k] = pulumi.Any(v)
+		values[k] = withOutputs(v, placeholders)
 	}
 	maps.Copy(values, outputs)
 	chart := pulumi.Map{"chart": pulumi.String(r.Name), "repositoryOpts": pulumi.Map{"repo": pulumi.String(r.Repo)}}

@@ -32,7 +32,7 @@ type ClusterArgs struct {
 	Zones []string `json:"zones" required:"true"`
 	// KubernetesVersion is the release nodes run, vMAJOR.MINOR.PATCH: the one whose node binaries and images kubeha pins (v1.36.3), unless Assets brings another's.
 	KubernetesVersion string `json:"kubernetesVersion"`
-	// DeletionProtection keeps `pulumi destroy` from deleting the KMS key, the network, the etcd volumes and backups and the load balancer; nil means true. Required in prod.
+	// DeletionProtection keeps `pulumi destroy` from deleting the KMS key, the network, the etcd volumes and backups, the load balancer and the service-account issuer's bucket; nil means true. Required in prod.
 	DeletionProtection *bool `json:"deletionProtection"`
 	// BootstrapTimeoutMinutes is how long a new node may take to become healthy for its role (an etcd voter, a ready API server, a Ready Node) before it gives itself up and its group replaces it: 5 to 60, default 20. AWS abandons the launch 10 minutes later if the node never reports.
 	BootstrapTimeoutMinutes int `json:"bootstrapTimeoutMinutes"`
@@ -338,7 +338,7 @@ func NewCluster(ctx *pulumi.Context, name string, given *ClusterArgs, opts ...pu
 		PodCIDR: args.Network.PodCidr, ServiceCIDR: args.Network.ServiceCidr,
 		WorkerSecurityGroupID: c.WorkerSecurityGroupID, ScraperSecurityGroupID: scraper, Tags: args.Tags,
 		SkipCoreDNS: !args.NoAddons && !args.Addons.CoreDNS.Disabled, ServeMetrics: prometheus, ManagedPolicyArns: cloudWatch,
-		IgnorePreflightErrors: args.IgnorePreflightErrors, ApplyAddons: !args.NoAddons && args.Addons.inCluster(),
+		IgnorePreflightErrors: args.IgnorePreflightErrors, ApplyAddons: !args.NoAddons && args.Addons.inCluster(), Protect: protect,
 	}, child, pulumi.DependsOn([]pulumi.Resource{c.Etcd}))
 	if err != nil {
 		return nil, err

@@ -6,12 +6,15 @@ import (
 	"time"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/autoscaling"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/s3"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/secretsmanager"
 	"github.com/pulumi/pulumi-random/sdk/v4/go/random"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/kubeha/kubeha/internal/addons"
 	"github.com/kubeha/kubeha/internal/bootstrap"
+	"github.com/kubeha/kubeha/internal/oidc"
 	"github.com/kubeha/kubeha/internal/pki"
 )
 
@@ -122,6 +125,9 @@ type ControlPlaneArgs struct {
 	// ApplyAddons runs the add-on applier on every node: it applies the
 	// add-on set the Addons component writes to the asset bucket.
 	ApplyAddons bool
+	// Protect guards the service-account issuer's bucket from `pulumi
+	// destroy`: a new bucket is a new issuer, which no role trusts.
+	Protect bool
 }
 
 // ControlPlane is one control-plane node per zone, each an auto-scaling
@@ -143,6 +149,12 @@ type ControlPlane struct {
 	Groups []*autoscaling.Group
 	// JoinSecretArn holds the join token and CA for worker nodes.
 	JoinSecretArn pulumi.StringOutput
+	// ServiceAccountIssuer is the URL of the cluster's service-account
+	// token issuer, whose documents a public bucket serves to AWS STS;
+	// OIDCProviderArn the IAM OIDC provider trusting it, which the
+	// add-ons' roles for service accounts name.
+	ServiceAccountIssuer pulumi.StringOutput
+	OIDCProviderArn      pulumi.StringOutput
 	// endpointHost is the endpoint's DNS name, which nodes join through.
 	endpointHost pulumi.StringOutput
 	// assets are what workers install from; ignorePreflightErrors what
@@ -213,7 +225,7 @@ func NewControlPlane(ctx *pulumi.Context, name string, args *ControlPlaneArgs, o
 	assets := args.Assets.Assets
 	install := args.Assets.readPolicy
 	policy := resolve(pulumi.StringMap{"secret": secrets.Arn, "key": args.KMSKeyArn, "assets": args.Assets.BucketArn}, func(arn map[string]string) (string, error) {
-		return controlPlanePolicy(args.ClusterName, args.Region, arn["secret"], arn["key"],
+		return controlPlanePolicy(arn["secret"], arn["key"], args.Region,
 			install(arn["assets"], append([]Asset{assets.Kubeadm, assets.Kubelet, assets.Kubectl, assets.Helm, assets.Containerd, assets.Runc}, assets.Images()...)...),
 			append(workerTokenStatements(arn["assets"]), applierStatements(args.ApplyAddons, args.ClusterName, arn["assets"])...)...), nil
 	})
@@ -223,10 +235,10 @@ func NewControlPlane(ctx *pulumi.Context, name string, args *ControlPlaneArgs, o
 	}
 	for i, zone := range args.Zones {
 		nodeName := fmt.Sprintf("%s-%s", name, zone)
-		wired := args.Assets.wire(pulumi.StringMap{"endpoint": args.LoadBalancer.DNSName, "secret": secrets.Arn, "ca": c.CACertPEM})
+		wired := args.Assets.wire(pulumi.StringMap{"endpoint": args.LoadBalancer.DNSName, "secret": secrets.Arn, "ca": c.CACertPEM, "issuer": c.ServiceAccountIssuer})
 		data := resolve(wired, func(v map[string]string) (string, error) {
 			r := rendered
-			r.Endpoint = v["endpoint"]
+			r.Endpoint, r.ServiceAccountIssuer = v["endpoint"], v["issuer"]
 			node, err := r.Node(bootstrap.ControlPlaneParams{Zone: zone, Region: args.Region, SecretID: v["secret"], CACertPEM: v["ca"],
 				Assets: args.Assets.resolved(v)})
 			if err != nil {
@@ -238,9 +250,6 @@ func NewControlPlane(ctx *pulumi.Context, name string, args *ControlPlaneArgs, o
 			ImageID: args.ImageID, InstanceType: args.InstanceType, RootVolumeGiB: 50, Profile: profile,
 			SecurityGroups: pulumi.StringArray{c.SecurityGroupID, args.Etcd.ClientSecurityGroupID},
 			UserData:       data, Tags: tags(nodeName, controlPlaneTag, "true"),
-			// The EBS CSI controller has no host-network mode; it and the
-			// other AWS-facing add-ons run here only.
-			PodsUseNodeRole: true,
 		}, child)
 		if err != nil {
 			return nil, err
@@ -290,6 +299,9 @@ func (c *ControlPlane) sharedSecrets(ctx *pulumi.Context, name string, args *Con
 	if err != nil {
 		return nil, err
 	}
+	if err := c.serviceAccountIssuer(ctx, name, args, serviceAccount.PublicKeyPem, tags, opts); err != nil {
+		return nil, err
+	}
 	token, err := joinToken(ctx, name, args.JoinTokenGeneration, opts)
 	if err != nil {
 		return nil, err
@@ -329,6 +341,39 @@ func (c *ControlPlane) sharedSecrets(ctx *pulumi.Context, name string, args *Con
 	return secret, nil
 }
 
+// serviceAccountIssuer publishes the cluster as an OpenID Connect issuer
+// for IAM roles for service accounts: a bucket anyone may read the
+// discovery document and key set of (public keys only), and an IAM OIDC
+// provider for it, for the audience sts.amazonaws.com. IAM checks the
+// bucket's certificate against its trusted CAs: no thumbprint to keep.
+func (c *ControlPlane) serviceAccountIssuer(ctx *pulumi.Context, name string, args *ControlPlaneArgs, publicKeyPEM pulumi.StringOutput, tags func(string, ...string) pulumi.StringMap, opts []pulumi.ResourceOption) error {
+	bucketName := name + "-oidc"
+	bucket, err := newBucket(ctx, bucketName, args.ClusterName+"-oidc-", args.Protect, []string{oidc.DiscoveryPath, oidc.KeySetPath}, tags(bucketName), opts)
+	if err != nil {
+		return err
+	}
+	c.ServiceAccountIssuer = bucket.Bucket.ApplyT(func(b string) string { return oidc.S3Issuer(b, args.Region) }).(pulumi.StringOutput)
+	documents := pulumi.All(c.ServiceAccountIssuer, publicKeyPEM).ApplyT(func(v []any) ([]string, error) {
+		discovery, keys, err := oidc.Documents(v[0].(string), v[1].(string))
+		return []string{discovery, keys}, err
+	}).(pulumi.StringArrayOutput)
+	for i, key := range []string{oidc.DiscoveryPath, oidc.KeySetPath} {
+		if _, err := s3.NewBucketObjectv2(ctx, fmt.Sprintf("%s-%d", bucketName, i), &s3.BucketObjectv2Args{
+			Bucket: bucket.ID(), Key: pulumi.String(key), Content: documents.Index(pulumi.Int(i)), ContentType: pulumi.String("application/json"),
+		}, opts...); err != nil {
+			return err
+		}
+	}
+	provider, err := iam.NewOpenIdConnectProvider(ctx, name, &iam.OpenIdConnectProviderArgs{
+		Url: c.ServiceAccountIssuer, ClientIdLists: pulumi.StringArray{pulumi.String(oidc.STSAudience)}, Tags: tags(name),
+	}, opts...)
+	if err != nil {
+		return err
+	}
+	c.OIDCProviderArn = provider.Arn
+	return nil
+}
+
 // joinToken is a kubeadm bootstrap token, [a-z0-9]{6}.[a-z0-9]{16}. A
 // new generation replaces both parts: kubeadm refuses a new secret under
 // an ID it already holds.
@@ -350,55 +395,16 @@ func joinToken(ctx *pulumi.Context, name string, generation int, opts []pulumi.R
 	return pulumi.ToSecret(pulumi.Sprintf("%s.%s", id.Result, secret.Result)).(pulumi.StringOutput), nil
 }
 
-// controlPlanePolicy is what the AWS cloud-controller-manager needs, with
-// every change to an existing resource limited to resources tagged as
-// this cluster's, plus reading the node's own secret.
-func controlPlanePolicy(cluster, region, secretArn, keyArn string, install policyStatement, more ...policyStatement) string {
-	owned := map[string]map[string]any{"StringEquals": {"aws:ResourceTag/" + clusterTagKey(cluster): "owned"}}
+// controlPlanePolicy is what a control-plane node itself needs: reading
+// its secret, installing its binaries, and finding the instances whose
+// kubelets ask for certificates (the approver). The add-ons that act on
+// AWS have roles of their own (Addons), which no pod reaches through the
+// node: its metadata service answers one hop only.
+func controlPlanePolicy(secretArn, keyArn, region string, install policyStatement, more ...policyStatement) string {
 	return policyJSON(append([]policyStatement{
-		policyStatement{Sid: "Describe", Effect: "Allow", Resource: "*", Action: []string{
-			"autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeTags",
-			"ec2:DescribeAvailabilityZones", "ec2:DescribeInstances", "ec2:DescribeInstanceTopology", "ec2:DescribeRegions",
-			"ec2:DescribeRouteTables", "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVolumes", "ec2:DescribeVpcs",
-			"elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeLoadBalancerAttributes",
-			"elasticloadbalancing:DescribeLoadBalancerPolicies", "elasticloadbalancing:DescribeLoadBalancers",
-			"elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth", "elasticloadbalancing:DescribeTags",
-			// EBS CSI controller and cluster-autoscaler, which run here.
-			"ec2:DescribeSnapshots", "ec2:DescribeVolumesModifications", "ec2:DescribeTags", "ec2:DescribeInstanceTypes",
-			"ec2:DescribeLaunchTemplateVersions", "ec2:DescribeImages", "ec2:GetInstanceTypesFromInstanceRequirements",
-			"autoscaling:DescribeAutoScalingInstances", "autoscaling:DescribeLaunchConfigurations", "autoscaling:DescribeScalingActivities",
-		}},
-		// New volumes and snapshots must carry the cluster tag (the EBS CSI
-		// driver's k8sTagClusterId), so that the rules below apply to them.
-		policyStatement{Sid: "CreateOwnedVolumes", Effect: "Allow", Resource: "*", Action: []string{"ec2:CreateVolume", "ec2:CreateSnapshot"},
-			Condition: map[string]map[string]any{"StringEquals": {"aws:RequestTag/" + clusterTagKey(cluster): "owned"}}},
-		policyStatement{Sid: "TagNewVolumes", Effect: "Allow", Resource: []string{"arn:aws:ec2:*:*:volume/*", "arn:aws:ec2:*:*:snapshot/*"},
-			Action: []string{"ec2:CreateTags"}, Condition: map[string]map[string]any{"StringEquals": {"ec2:CreateAction": []string{"CreateVolume", "CreateSnapshot"}}}},
-		// cluster-autoscaler resizes worker groups only: the control-plane
-		// and etcd groups lack its tag.
-		policyStatement{Sid: "ScaleWorkerGroups", Effect: "Allow", Resource: "*",
-			Action:    []string{"autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"},
-			Condition: map[string]map[string]any{"StringEquals": {"aws:ResourceTag/" + AutoscalerClusterTag(cluster): "owned"}}},
-		// Service load balancers and their security groups are new: no
-		// tag to check yet. The CCM tags them as the cluster's at once.
-		policyStatement{Sid: "CreateServiceLoadBalancers", Effect: "Allow", Resource: "*", Action: []string{
-			"ec2:CreateSecurityGroup", "elasticloadbalancing:CreateLoadBalancer", "elasticloadbalancing:CreateTargetGroup",
-			"elasticloadbalancing:CreateListener", "elasticloadbalancing:AddTags",
-		}},
-		policyStatement{Sid: "TagNewSecurityGroups", Effect: "Allow", Resource: "arn:aws:ec2:*:*:security-group/*", Action: []string{"ec2:CreateTags"},
-			Condition: map[string]map[string]any{"StringEquals": {"ec2:CreateAction": "CreateSecurityGroup"}}},
-		policyStatement{Sid: "ChangeOwnedResources", Effect: "Allow", Resource: "*", Condition: owned, Action: []string{
-			"ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress", "ec2:DeleteSecurityGroup", "ec2:CreateTags",
-			"ec2:ModifyInstanceAttribute", "ec2:ModifyVolume", "ec2:AttachVolume", "ec2:DetachVolume", "ec2:DeleteVolume", "ec2:DeleteSnapshot",
-			"elasticloadbalancing:ConfigureHealthCheck", "elasticloadbalancing:DeleteListener", "elasticloadbalancing:DeleteLoadBalancer",
-			"elasticloadbalancing:DeleteTargetGroup", "elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:RegisterTargets",
-			"elasticloadbalancing:ModifyListener", "elasticloadbalancing:ModifyLoadBalancerAttributes", "elasticloadbalancing:ModifyTargetGroup",
-			"elasticloadbalancing:SetLoadBalancerPoliciesOfListener", "elasticloadbalancing:CreateLoadBalancerPolicy",
-		}},
-		policyStatement{Sid: "LoadBalancerServiceRole", Effect: "Allow", Resource: "*", Action: []string{"iam:CreateServiceLinkedRole"},
-			Condition: map[string]map[string]any{"StringEquals": {"iam:AWSServiceName": "elasticloadbalancing.amazonaws.com"}}},
-		policyStatement{Sid: "ReadOwnSecret", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue"}, Resource: secretArn},
-		policyStatement{Sid: "UseClusterKey", Effect: "Allow", Action: []string{"kms:Decrypt"}, Resource: keyArn,
+		{Sid: "FindInstances", Effect: "Allow", Resource: "*", Action: []string{"ec2:DescribeInstances"}},
+		{Sid: "ReadOwnSecret", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue"}, Resource: secretArn},
+		{Sid: "UseClusterKey", Effect: "Allow", Action: []string{"kms:Decrypt"}, Resource: keyArn,
 			Condition: map[string]map[string]any{"StringEquals": {"kms:ViaService": "secretsmanager." + region + ".amazonaws.com"}}},
 		install,
 	}, more...)...)

@@ -273,30 +273,39 @@ func TestControlPlaneKubeconfigIsSecret(t *testing.T) {
 	}
 }
 
-func TestControlPlanePolicyScopedByClusterTag(t *testing.T) {
-	var doc struct{ Statement []statement }
-	if err := json.Unmarshal([]byte(controlPlanePolicy("c1", "eu-west-1", "arn:secret", "arn:key", (&NodeAssets{}).readPolicy("arn:assets", bootstrap.PinnedAssets().Kubelet))), &doc); err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range doc.Statement {
-		for _, a := range s.Action {
-			verb := a[strings.Index(a, ":")+1:]
-			mutating := !strings.HasPrefix(verb, "Describe") && !strings.HasPrefix(verb, "Get") && !strings.HasPrefix(verb, "Create") && verb != "AddTags"
-			if mutating && s.Condition == nil && s.Resource == "*" {
-				t.Errorf("%s: %s may change any resource; want it scoped to kubernetes.io/cluster/c1", s.Sid, a)
+// The control-plane node's policy and the add-ons' own: every change to
+// an existing resource is limited to the cluster's.
+func TestPoliciesScopedByClusterTag(t *testing.T) {
+	for name, policy := range map[string]string{
+		"control plane":            controlPlanePolicy("arn:secret", "arn:key", "eu-west-1", (&NodeAssets{}).readPolicy("arn:assets", bootstrap.PinnedAssets().Kubelet)),
+		"cloud-controller-manager": cloudControllerManagerPolicy("c1"),
+		"EBS CSI driver":           ebsCSIDriverPolicy("c1"),
+		"cluster-autoscaler":       clusterAutoscalerPolicy("c1"),
+	} {
+		var doc struct{ Statement []statement }
+		if err := json.Unmarshal([]byte(policy), &doc); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range doc.Statement {
+			for _, a := range s.Action {
+				verb := a[strings.Index(a, ":")+1:]
+				mutating := !strings.HasPrefix(verb, "Describe") && !strings.HasPrefix(verb, "Get") && !strings.HasPrefix(verb, "Create") && verb != "AddTags"
+				if mutating && s.Condition == nil && s.Resource == "*" && s.Effect == "Allow" {
+					t.Errorf("%s: %s: %s may change any resource; want it scoped to kubernetes.io/cluster/c1", name, s.Sid, a)
+				}
 			}
-		}
-		if s.Sid == "ChangeOwnedResources" && s.Condition["StringEquals"]["aws:ResourceTag/kubernetes.io/cluster/c1"] != "owned" {
-			t.Errorf("ChangeOwnedResources condition %v, want the cluster tag", s.Condition)
-		}
-		if s.Sid == "ScaleWorkerGroups" && s.Condition["StringEquals"]["aws:ResourceTag/k8s.io/cluster-autoscaler/c1"] != "owned" {
-			t.Errorf("cluster-autoscaler may scale %v, want only groups tagged k8s.io/cluster-autoscaler/c1", s.Condition)
-		}
-		if s.Sid == "CreateOwnedVolumes" && s.Condition["StringEquals"]["aws:RequestTag/kubernetes.io/cluster/c1"] != "owned" {
-			t.Errorf("volumes may be created with %v, want the cluster tag required", s.Condition)
-		}
-		if s.Sid == "ReadOwnSecret" && s.Resource != "arn:secret" {
-			t.Errorf("secret read on %v, want the node's own secret only", s.Resource)
+			if strings.HasPrefix(s.Sid, "ChangeOwned") && s.Condition["StringEquals"]["aws:ResourceTag/kubernetes.io/cluster/c1"] != "owned" {
+				t.Errorf("%s: %s condition %v, want the cluster tag", name, s.Sid, s.Condition)
+			}
+			if s.Sid == "ScaleWorkerGroups" && s.Condition["StringEquals"]["aws:ResourceTag/k8s.io/cluster-autoscaler/c1"] != "owned" {
+				t.Errorf("cluster-autoscaler may scale %v, want only groups tagged k8s.io/cluster-autoscaler/c1", s.Condition)
+			}
+			if s.Sid == "CreateOwnedVolumes" && s.Condition["StringEquals"]["aws:RequestTag/kubernetes.io/cluster/c1"] != "owned" {
+				t.Errorf("volumes may be created with %v, want the cluster tag required", s.Condition)
+			}
+			if s.Sid == "ReadOwnSecret" && s.Resource != "arn:secret" {
+				t.Errorf("secret read on %v, want the node's own secret only", s.Resource)
+			}
 		}
 	}
 }

@@ -340,17 +340,12 @@ func TestEtcdRejectsBadArgs(t *testing.T) {
 	}
 }
 
-// checkNodeBaseline: IMDSv2 only, with hop limit 1 (2 on control-plane
-// nodes, whose system pods use the node's role), an encrypted root volume,
-// no SSH key.
+// checkNodeBaseline: IMDSv2 only, with hop limit 1 on every node, an
+// encrypted root volume, no SSH key.
 func checkNodeBaseline(t *testing.T, lt mockrun.Resource) {
 	t.Helper()
-	hops := 1.0
-	if lt.Tags()[controlPlaneTag] == "true" {
-		hops = 2
-	}
-	if lt.Get("metadataOptions", "httpTokens").StringValue() != "required" || lt.Get("metadataOptions", "httpPutResponseHopLimit").NumberValue() != hops {
-		t.Errorf("%s: IMDSv2 not required with hop limit %v", lt.Name, hops)
+	if lt.Get("metadataOptions", "httpTokens").StringValue() != "required" || lt.Get("metadataOptions", "httpPutResponseHopLimit").NumberValue() != 1 {
+		t.Errorf("%s: IMDSv2 not required with hop limit 1", lt.Name)
 	}
 	if lt.Get("blockDeviceMappings", "0", "ebs", "encrypted").StringValue() != "true" {
 		t.Errorf("%s: root volume not encrypted", lt.Name)

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/kubeha/kubeha/internal/bootstrap"
+	"github.com/kubeha/kubeha/internal/oidc"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
@@ -73,15 +74,111 @@ func nodeIdentity(ctx *pulumi.Context, name, cluster string, policy pulumi.Strin
 // rights), so a pod that reached it could otherwise detach or delete one.
 func bootstrapPolicy(cluster string) string {
 	return policyJSON(
-		policyStatement{Sid: "ProtectEtcdVolumes", Effect: "Deny", Resource: "arn:aws:ec2:*:*:volume/*",
-			Action:    []string{"ec2:DetachVolume", "ec2:DeleteVolume", "ec2:ModifyVolume", "ec2:CreateTags", "ec2:DeleteTags"},
-			Condition: map[string]map[string]any{"Null": {"aws:ResourceTag/" + bootstrap.EtcdMemberTag: "false"}}},
+		protectEtcdVolumes,
 		policyStatement{Sid: "FindOwnGroup", Effect: "Allow", Action: []string{"autoscaling:DescribeAutoScalingInstances"}, Resource: "*"},
 		policyStatement{Sid: "ReportOwnLaunch", Effect: "Allow", Action: []string{"autoscaling:CompleteLifecycleAction", "autoscaling:SetInstanceHealth"}, Resource: "*",
 			Condition: map[string]map[string]any{"StringEquals": {"autoscaling:ResourceTag/" + clusterTagKey(cluster): "owned"}}},
 		policyStatement{Sid: "CountKubehaMetrics", Effect: "Allow", Action: []string{"cloudwatch:PutMetricData"}, Resource: "*",
 			Condition: map[string]map[string]any{"StringEquals": {"cloudwatch:namespace": bootstrap.EtcdSnapshotMetricNamespace}}},
 	)
+}
+
+// protectEtcdVolumes denies taking an etcd member's data volume away,
+// whatever else a role allows: every node role and every add-on role
+// holds it.
+var protectEtcdVolumes = policyStatement{Sid: "ProtectEtcdVolumes", Effect: "Deny", Resource: "arn:aws:ec2:*:*:volume/*",
+	Action:    []string{"ec2:DetachVolume", "ec2:DeleteVolume", "ec2:ModifyVolume", "ec2:CreateTags", "ec2:DeleteTags"},
+	Condition: map[string]map[string]any{"Null": {"aws:ResourceTag/" + bootstrap.EtcdMemberTag: "false"}}}
+
+// ownedBy is the condition that a resource is tagged as cluster's.
+func ownedBy(cluster string) map[string]map[string]any {
+	return map[string]map[string]any{"StringEquals": {"aws:ResourceTag/" + clusterTagKey(cluster): "owned"}}
+}
+
+// cloudControllerManagerPolicy is what the AWS cloud-controller-manager
+// needs: reading instances and load balancers, and making and changing
+// Service load balancers and their security groups, every change to an
+// existing resource limited to the cluster's.
+func cloudControllerManagerPolicy(cluster string) string {
+	return policyJSON(
+		policyStatement{Sid: "Describe", Effect: "Allow", Resource: "*", Action: []string{
+			"autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeTags",
+			"ec2:DescribeAvailabilityZones", "ec2:DescribeInstances", "ec2:DescribeInstanceTopology", "ec2:DescribeRegions",
+			"ec2:DescribeRouteTables", "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVolumes", "ec2:DescribeVpcs",
+			"elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeLoadBalancerAttributes",
+			"elasticloadbalancing:DescribeLoadBalancerPolicies", "elasticloadbalancing:DescribeLoadBalancers",
+			"elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth", "elasticloadbalancing:DescribeTags",
+		}},
+		// Service load balancers and their security groups are new: no
+		// tag to check yet. The CCM tags them as the cluster's at once.
+		policyStatement{Sid: "CreateServiceLoadBalancers", Effect: "Allow", Resource: "*", Action: []string{
+			"ec2:CreateSecurityGroup", "elasticloadbalancing:CreateLoadBalancer", "elasticloadbalancing:CreateTargetGroup",
+			"elasticloadbalancing:CreateListener", "elasticloadbalancing:AddTags",
+		}},
+		policyStatement{Sid: "TagNewSecurityGroups", Effect: "Allow", Resource: "arn:aws:ec2:*:*:security-group/*", Action: []string{"ec2:CreateTags"},
+			Condition: map[string]map[string]any{"StringEquals": {"ec2:CreateAction": "CreateSecurityGroup"}}},
+		policyStatement{Sid: "ChangeOwnedResources", Effect: "Allow", Resource: "*", Condition: ownedBy(cluster), Action: []string{
+			"ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress", "ec2:DeleteSecurityGroup", "ec2:CreateTags",
+			"ec2:ModifyInstanceAttribute",
+			"elasticloadbalancing:ConfigureHealthCheck", "elasticloadbalancing:DeleteListener", "elasticloadbalancing:DeleteLoadBalancer",
+			"elasticloadbalancing:DeleteTargetGroup", "elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:RegisterTargets",
+			"elasticloadbalancing:ModifyListener", "elasticloadbalancing:ModifyLoadBalancerAttributes", "elasticloadbalancing:ModifyTargetGroup",
+			"elasticloadbalancing:SetLoadBalancerPoliciesOfListener", "elasticloadbalancing:CreateLoadBalancerPolicy",
+		}},
+		policyStatement{Sid: "LoadBalancerServiceRole", Effect: "Allow", Resource: "*", Action: []string{"iam:CreateServiceLinkedRole"},
+			Condition: map[string]map[string]any{"StringEquals": {"iam:AWSServiceName": "elasticloadbalancing.amazonaws.com"}}},
+		protectEtcdVolumes,
+	)
+}
+
+// ebsCSIDriverPolicy is what the EBS CSI controller needs: new volumes and
+// snapshots carry the cluster tag (the driver's k8sTagClusterId), and only
+// the cluster's are attached, changed or deleted; never an etcd member's.
+func ebsCSIDriverPolicy(cluster string) string {
+	return policyJSON(
+		policyStatement{Sid: "Describe", Effect: "Allow", Resource: "*", Action: []string{
+			"ec2:DescribeAvailabilityZones", "ec2:DescribeInstances", "ec2:DescribeSnapshots", "ec2:DescribeTags",
+			"ec2:DescribeVolumes", "ec2:DescribeVolumesModifications",
+		}},
+		policyStatement{Sid: "CreateOwnedVolumes", Effect: "Allow", Resource: "*", Action: []string{"ec2:CreateVolume", "ec2:CreateSnapshot"},
+			Condition: map[string]map[string]any{"StringEquals": {"aws:RequestTag/" + clusterTagKey(cluster): "owned"}}},
+		policyStatement{Sid: "TagNewVolumes", Effect: "Allow", Resource: []string{"arn:aws:ec2:*:*:volume/*", "arn:aws:ec2:*:*:snapshot/*"},
+			Action: []string{"ec2:CreateTags"}, Condition: map[string]map[string]any{"StringEquals": {"ec2:CreateAction": []string{"CreateVolume", "CreateSnapshot"}}}},
+		policyStatement{Sid: "ChangeOwnedVolumes", Effect: "Allow", Resource: "*", Condition: ownedBy(cluster), Action: []string{
+			"ec2:AttachVolume", "ec2:DetachVolume", "ec2:ModifyVolume", "ec2:DeleteVolume", "ec2:DeleteSnapshot", "ec2:CreateTags",
+		}},
+		protectEtcdVolumes,
+	)
+}
+
+// clusterAutoscalerPolicy: reading groups and instance types, and resizing
+// worker groups only (the control-plane and etcd groups lack its tag).
+func clusterAutoscalerPolicy(cluster string) string {
+	return policyJSON(
+		policyStatement{Sid: "Describe", Effect: "Allow", Resource: "*", Action: []string{
+			"autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances", "autoscaling:DescribeLaunchConfigurations",
+			"autoscaling:DescribeScalingActivities", "autoscaling:DescribeTags",
+			"ec2:DescribeImages", "ec2:DescribeInstanceTypes", "ec2:DescribeLaunchTemplateVersions", "ec2:GetInstanceTypesFromInstanceRequirements",
+		}},
+		policyStatement{Sid: "ScaleWorkerGroups", Effect: "Allow", Resource: "*",
+			Action:    []string{"autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"},
+			Condition: map[string]map[string]any{"StringEquals": {"aws:ResourceTag/" + AutoscalerClusterTag(cluster): "owned"}}},
+		protectEtcdVolumes,
+	)
+}
+
+// webIdentityTrust lets only serviceAccount (namespace:name) of the
+// cluster whose issuer providerArn trusts assume a role, with a token for
+// STS's audience.
+func webIdentityTrust(providerArn, issuer, serviceAccount string) string {
+	host := strings.TrimPrefix(issuer, "https://")
+	return policyJSON(policyStatement{
+		Effect: "Allow", Principal: map[string]string{"Federated": providerArn}, Action: []string{"sts:AssumeRoleWithWebIdentity"}, Resource: nil,
+		Condition: map[string]map[string]any{"StringEquals": {
+			host + ":sub": "system:serviceaccount:" + serviceAccount,
+			host + ":aud": oidc.STSAudience,
+		}},
+	})
 }
 
 // AWS-managed policies nodes use.

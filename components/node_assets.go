@@ -160,6 +160,12 @@ func (a *NodeAssets) readPolicy(bucketArn string, assets ...Asset) policyStateme
 // privateBucket is a bucket no ACL or policy can make public, owned by its
 // account, that refuses plain HTTP.
 func privateBucket(ctx *pulumi.Context, name, prefix string, protect bool, tags pulumi.StringMap, opts []pulumi.ResourceOption) (*s3.BucketV2, error) {
+	return newBucket(ctx, name, prefix, protect, nil, tags, opts)
+}
+
+// newBucket is privateBucket, except that anyone may read the objects at
+// publicKeys, over HTTPS (no ACL can open any other).
+func newBucket(ctx *pulumi.Context, name, prefix string, protect bool, publicKeys []string, tags pulumi.StringMap, opts []pulumi.ResourceOption) (*s3.BucketV2, error) {
 	bucket, err := s3.NewBucketV2(ctx, name, &s3.BucketV2Args{
 		BucketPrefix: pulumi.String(prefix),
 		ForceDestroy: pulumi.Bool(!protect),
@@ -168,10 +174,12 @@ func privateBucket(ctx *pulumi.Context, name, prefix string, protect bool, tags 
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s3.NewBucketPublicAccessBlock(ctx, name, &s3.BucketPublicAccessBlockArgs{
-		Bucket: bucket.ID(), BlockPublicAcls: pulumi.Bool(true), BlockPublicPolicy: pulumi.Bool(true),
-		IgnorePublicAcls: pulumi.Bool(true), RestrictPublicBuckets: pulumi.Bool(true),
-	}, opts...); err != nil {
+	public := len(publicKeys) > 0
+	block, err := s3.NewBucketPublicAccessBlock(ctx, name, &s3.BucketPublicAccessBlockArgs{
+		Bucket: bucket.ID(), BlockPublicAcls: pulumi.Bool(true), BlockPublicPolicy: pulumi.Bool(!public),
+		IgnorePublicAcls: pulumi.Bool(true), RestrictPublicBuckets: pulumi.Bool(!public),
+	}, opts...)
+	if err != nil {
 		return nil, err
 	}
 	if _, err := s3.NewBucketOwnershipControls(ctx, name, &s3.BucketOwnershipControlsArgs{
@@ -179,15 +187,25 @@ func privateBucket(ctx *pulumi.Context, name, prefix string, protect bool, tags 
 	}, opts...); err != nil {
 		return nil, err
 	}
+	// S3 refuses a public policy until the block allows one.
 	_, err = s3.NewBucketPolicy(ctx, name, &s3.BucketPolicyArgs{
 		Bucket: bucket.ID(),
 		Policy: bucket.Arn.ApplyT(func(arn string) string {
-			return policyJSON(policyStatement{
+			statements := []policyStatement{{
 				Sid: "DenyInsecureTransport", Effect: "Deny", Principal: "*", Action: []string{"s3:*"},
 				Resource:  []string{arn, arn + "/*"},
 				Condition: map[string]map[string]any{"Bool": {"aws:SecureTransport": "false"}},
-			})
+			}}
+			if public {
+				var objects []string
+				for _, key := range publicKeys {
+					objects = append(objects, arn+"/"+key)
+				}
+				statements = append(statements, policyStatement{Sid: "PublicDocuments", Effect: "Allow", Principal: "*",
+					Action: []string{"s3:GetObject"}, Resource: objects})
+			}
+			return policyJSON(statements...)
 		}).(pulumi.StringOutput),
-	}, opts...)
+	}, append(opts, pulumi.DependsOn([]pulumi.Resource{block}))...)
 	return bucket, err
 }

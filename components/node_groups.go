@@ -37,10 +37,6 @@ type nodeTemplate struct {
 	SecurityGroups pulumi.StringArray
 	UserData       pulumi.StringOutput // base64
 	Tags           pulumi.StringMap
-	// PodsUseNodeRole raises the IMDS hop limit to 2, so that pods reach
-	// the node's role. Only control-plane nodes, which run nothing but the
-	// system add-ons that act on AWS, set it.
-	PodsUseNodeRole bool
 }
 
 // imageID is image, or, for a resolve:ssm: parameter, the AMI ID the
@@ -54,8 +50,9 @@ func imageID(ctx *pulumi.Context, image string) pulumi.StringInput {
 }
 
 // launchTemplate applies kubeha's node baseline: IMDSv2 only with a hop
-// limit of 1 (pods cannot reach the node's credentials) unless
-// PodsUseNodeRole, an encrypted gp3 root volume, no SSH key.
+// limit of 1 (no pod reaches the node's credentials: the add-ons that act
+// on AWS have roles of their own), an encrypted gp3 root volume, no SSH
+// key.
 func launchTemplate(ctx *pulumi.Context, name string, t nodeTemplate, opts []pulumi.ResourceOption) (*ec2.LaunchTemplate, error) {
 	return ec2.NewLaunchTemplate(ctx, name, &ec2.LaunchTemplateArgs{
 		ImageId:              imageID(ctx, t.ImageID),
@@ -67,7 +64,7 @@ func launchTemplate(ctx *pulumi.Context, name string, t nodeTemplate, opts []pul
 		MetadataOptions: &ec2.LaunchTemplateMetadataOptionsArgs{
 			HttpEndpoint:            pulumi.String("enabled"),
 			HttpTokens:              pulumi.String("required"),
-			HttpPutResponseHopLimit: pulumi.Int(map[bool]int{false: 1, true: 2}[t.PodsUseNodeRole]),
+			HttpPutResponseHopLimit: pulumi.Int(1),
 		},
 		BlockDeviceMappings: ec2.LaunchTemplateBlockDeviceMappingArray{ec2.LaunchTemplateBlockDeviceMappingArgs{
 			DeviceName: pulumi.String("/dev/xvda"),

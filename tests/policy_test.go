@@ -2,19 +2,24 @@ package tests
 
 import (
 	"encoding/json"
+	"fmt"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/kubeha/kubeha/internal/addons"
 	"github.com/kubeha/kubeha/internal/bootstrap"
 	"github.com/kubeha/kubeha/internal/mockrun"
+	"github.com/kubeha/kubeha/internal/oidc"
 )
 
 // statement is one IAM policy statement, as kubeha writes them.
 type statement struct {
 	Sid       string
 	Effect    string
+	Principal any
 	Action    []string
 	Resource  any
 	Condition map[string]map[string]any
@@ -107,19 +112,22 @@ func conditionsHold(t *testing.T, s statement, r request) bool {
 	return true
 }
 
-// rolePolicies are each node role's inline policy statements, by role.
-func rolePolicies(t *testing.T, rec *mockrun.Recorder) map[string][]statement {
+// rolePolicies are each node role's inline policy statements, by role,
+// and with addonRoles, each add-on role's (assumed with a service
+// account's token) too.
+func rolePolicies(t *testing.T, rec *mockrun.Recorder, addonRoles bool) map[string][]statement {
 	t.Helper()
-	nodeRoles := map[string]bool{}
+	roles := map[string]bool{}
 	for _, r := range rec.OfType("aws:iam/role:Role") {
-		if strings.Contains(r.String("assumeRolePolicy"), "ec2.amazonaws.com") {
-			nodeRoles[r.Name] = true
+		trust := r.String("assumeRolePolicy")
+		if strings.Contains(trust, "ec2.amazonaws.com") || addonRoles && strings.Contains(trust, "sts:AssumeRoleWithWebIdentity") {
+			roles[r.Name] = true
 		}
 	}
 	out := map[string][]statement{}
 	for _, p := range rec.OfType("aws:iam/rolePolicy:RolePolicy") {
 		role := strings.TrimSuffix(p.Name, "-bootstrap")
-		if !nodeRoles[role] {
+		if !roles[role] {
 			continue
 		}
 		var doc struct{ Statement []statement }
@@ -128,24 +136,25 @@ func rolePolicies(t *testing.T, rec *mockrun.Recorder) map[string][]statement {
 		}
 		out[role] = append(out[role], doc.Statement...)
 	}
-	if len(out) != len(nodeRoles) {
-		t.Fatalf("inline policies for %d of %d node roles", len(out), len(nodeRoles))
+	if len(out) != len(roles) {
+		t.Fatalf("inline policies for %d of %d roles", len(out), len(roles))
 	}
 	return out
 }
 
 // TestNoNodeRoleCanTakeAnEtcdVolume: in every stack, every node role
-// (etcd, control plane, each worker pool) is explicitly denied detaching,
-// deleting, modifying or retagging an etcd member's volume, whatever its
-// other policies allow. Without the deny, the control plane's role (the
-// EBS CSI driver's rights on the cluster's volumes) would be allowed.
+// (etcd, control plane, each worker pool) and every add-on role is
+// explicitly denied detaching, deleting, modifying or retagging an etcd
+// member's volume, whatever its other policies allow. Without the deny,
+// the EBS CSI driver's role (its rights on the cluster's volumes) would
+// be allowed.
 func TestNoNodeRoleCanTakeAnEtcdVolume(t *testing.T) {
 	for name, file := range stackFiles(t) {
 		t.Run(name, func(t *testing.T) {
 			cfg, rec := evaluate(t, file)
 			volume := "arn:aws:ec2:" + cfg.Region + ":123456789012:volume/vol-0etcd"
 			tags := map[string]string{"kubernetes.io/cluster/" + cfg.ClusterName: "owned", bootstrap.EtcdMemberTag: "etcd-a"}
-			roles := rolePolicies(t, rec)
+			roles := rolePolicies(t, rec, true)
 			allowedWithoutDeny := 0
 			for role, statements := range roles {
 				var withoutDeny []statement
@@ -173,7 +182,7 @@ func TestNoNodeRoleCanTakeAnEtcdVolume(t *testing.T) {
 			if allowedWithoutDeny == 0 {
 				t.Error("no role would be allowed to take an etcd volume even without the deny: the test cannot tell")
 			}
-			t.Logf("%s: %d node roles; %d role actions on an etcd volume the deny turns from allowed to denied", name, len(roles), allowedWithoutDeny)
+			t.Logf("%s: %d node and add-on roles; %d role actions on an etcd volume the deny turns from allowed to denied", name, len(roles), allowedWithoutDeny)
 		})
 	}
 }
@@ -203,7 +212,7 @@ func TestEveryNodeRoleReadsWhatItsUserDataFetches(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			_, rec := evaluate(t, file)
 			arn, bucket := assetBucket(t, rec)
-			roles := rolePolicies(t, rec)
+			roles := rolePolicies(t, rec, false)
 			profiles := map[string]string{}
 			for _, p := range rec.OfType("aws:iam/instanceProfile:InstanceProfile") {
 				profiles[p.Outputs["arn"].StringValue()] = p.Name
@@ -262,7 +271,7 @@ func TestOnlyAWorkerHandsOverItsOwnJoinToken(t *testing.T) {
 			const me, other = "AROAWORKERROLEID:i-0aaaaaaaaaaaaaaaa", "AROAWORKERROLEID:i-0bbbbbbbbbbbbbbbb"
 			key := func(userID string) string { return assets + "/" + bootstrap.NodeTokenPrefix + userID }
 			workers, approvers := 0, 0
-			for role, statements := range rolePolicies(t, rec) {
+			for role, statements := range rolePolicies(t, rec, false) {
 				allowed := func(action, resource string) bool {
 					return decision(t, statements, request{action: action, resource: resource, userID: me}) == "allow"
 				}
@@ -289,6 +298,81 @@ func TestOnlyAWorkerHandsOverItsOwnJoinToken(t *testing.T) {
 				t.Errorf("%d worker roles, %d control-plane roles; want some and one", workers, approvers)
 			}
 			t.Logf("%s: %d worker roles write under their own user ID only; %d control-plane role takes the tokens", name, workers, approvers)
+		})
+	}
+}
+
+// TestAddonRolesTrustOnlyTheirServiceAccounts: in every stack, the
+// cloud-controller-manager, EBS CSI driver and cluster-autoscaler act on
+// AWS with roles of their own, each assumable only through the cluster's
+// OIDC provider by its own service account's token for STS; no node role
+// may do what they do, and every node's metadata service answers one hop
+// only, so no pod reaches a node role.
+func TestAddonRolesTrustOnlyTheirServiceAccounts(t *testing.T) {
+	for name, file := range stackFiles(t) {
+		t.Run(name, func(t *testing.T) {
+			cfg, rec := evaluate(t, file)
+			theirs := map[string]request{
+				addons.CloudControllerManager.Name: {action: "elasticloadbalancing:CreateLoadBalancer", resource: "*"},
+				addons.EBSCSIDriver.Name: {action: "ec2:AttachVolume", resource: "arn:aws:ec2:" + cfg.Region + ":123456789012:volume/vol-0pvc",
+					tags: map[string]string{"kubernetes.io/cluster/" + cfg.ClusterName: "owned"}},
+				addons.ClusterAutoscaler.Name: {action: "autoscaling:DescribeAutoScalingGroups", resource: "*"},
+			}
+			providers := rec.OfType("aws:iam/openIdConnectProvider:OpenIdConnectProvider")
+			if len(providers) != 1 || !slices.Equal(providers[0].Strings("clientIdLists"), []string{oidc.STSAudience}) {
+				t.Fatalf("%d OIDC providers, want one for %s", len(providers), oidc.STSAudience)
+			}
+			provider, issuer := providers[0].Outputs["arn"].StringValue(), providers[0].String("url")
+			if !strings.HasPrefix(issuer, "https://"+cfg.ClusterName+"-") || !strings.Contains(issuer, "-oidc-") || !strings.HasSuffix(issuer, ".s3."+cfg.Region+".amazonaws.com") {
+				t.Errorf("issuer %s, want the cluster's OIDC bucket", issuer)
+			}
+			host := strings.TrimPrefix(issuer, "https://")
+			all := rolePolicies(t, rec, true)
+			nodes := rolePolicies(t, rec, false)
+			found := map[string]bool{}
+			for _, r := range rec.OfType("aws:iam/role:Role") {
+				var trust struct{ Statement []statement }
+				if err := json.Unmarshal([]byte(r.String("assumeRolePolicy")), &trust); err != nil {
+					t.Fatal(err)
+				}
+				if _, node := nodes[r.Name]; node {
+					continue
+				}
+				chart := ""
+				for c := range theirs {
+					if strings.HasSuffix(r.Name, "-"+c) {
+						chart = c
+					}
+				}
+				want := map[string]any{host + ":sub": "system:serviceaccount:" + addons.ServiceAccounts[chart], host + ":aud": oidc.STSAudience}
+				s := trust.Statement
+				if chart == "" || len(s) != 1 || !slices.Equal(s[0].Action, []string{"sts:AssumeRoleWithWebIdentity"}) ||
+					fmt.Sprint(s[0].Principal) != fmt.Sprint(map[string]any{"Federated": provider}) || fmt.Sprint(s[0].Condition["StringEquals"]) != fmt.Sprint(want) {
+					t.Errorf("role %s trusts %+v; want only %v through %s", r.Name, s, want, provider)
+					continue
+				}
+				found[chart] = true
+				if decision(t, all[r.Name], theirs[chart]) != "allow" {
+					t.Errorf("role %s may not %s", r.Name, theirs[chart].action)
+				}
+			}
+			for chart, r := range theirs {
+				if !found[chart] {
+					t.Errorf("no role of %s's", chart)
+				}
+				for role, statements := range nodes {
+					if decision(t, statements, r) == "allow" {
+						t.Errorf("node role %s may %s, which only %s's role may", role, r.action, chart)
+					}
+				}
+			}
+			templates := rec.OfType("aws:ec2/launchTemplate:LaunchTemplate")
+			for _, lt := range templates {
+				if hops := lt.Get("metadataOptions", "httpPutResponseHopLimit").NumberValue(); hops != 1 {
+					t.Errorf("%s: metadata hop limit %v, want 1", lt.Name, hops)
+				}
+			}
+			t.Logf("%s: %d add-on roles, each trusting its service account only; no node role does their work; %d launch templates at hop limit 1", name, len(found), len(templates))
 		})
 	}
 }

@@ -26,6 +26,9 @@ type mocks struct {
 	mu        sync.Mutex
 	resources map[string][]resource.PropertyMap // by type token
 	caPEM     string
+	// publicKeyPEM is every private key's public half: the cluster
+	// publishes the service-account key's.
+	publicKeyPEM string
 }
 
 func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
@@ -37,6 +40,8 @@ func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 	case "tls:index/selfSignedCert:SelfSignedCert":
 		// Workers pin the CA by its public-key hash, so it must parse.
 		state["certPem"] = resource.NewStringProperty(m.caPEM)
+	case "tls:index/privateKey:PrivateKey":
+		state["publicKeyPem"] = resource.NewStringProperty(m.publicKeyPEM)
 	case "aws:lb/loadBalancer:LoadBalancer":
 		state["dnsName"] = resource.NewStringProperty(args.Name + ".elb.eu-central-1.amazonaws.com")
 	case "aws:ec2/launchTemplate:LaunchTemplate":
@@ -49,9 +54,13 @@ func (m *mocks) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
 	return args.Args, nil
 }
 
-func selfSignedCA(t *testing.T) string {
+func selfSignedCA(t *testing.T) (certPEM, publicKeyPEM string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	public, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,11 +71,12 @@ func selfSignedCA(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: public}))
 }
 
 func TestConsumerBuildsItsCluster(t *testing.T) {
-	m := &mocks{resources: map[string][]resource.PropertyMap{}, caPEM: selfSignedCA(t)}
+	ca, public := selfSignedCA(t)
+	m := &mocks{resources: map[string][]resource.PropertyMap{}, caPEM: ca, publicKeyPEM: public}
 	var pools map[string]int
 	err := pulumi.RunErr(func(ctx *pulumi.Context) error {
 		cluster, err := declare(ctx, clusterArgs())
@@ -144,7 +154,8 @@ func TestConsumerBuildsItsCluster(t *testing.T) {
 // A refused option reaches the importer as a components.FieldError it
 // can inspect with errors.As, and nothing is declared.
 func TestConsumerSeesTheRefusedField(t *testing.T) {
-	m := &mocks{resources: map[string][]resource.PropertyMap{}, caPEM: selfSignedCA(t)}
+	ca, public := selfSignedCA(t)
+	m := &mocks{resources: map[string][]resource.PropertyMap{}, caPEM: ca, publicKeyPEM: public}
 	args := clusterArgs()
 	args.LoadBalancer.Public, args.LoadBalancer.AllowedCidrs = true, []string{"0.0.0.0/0"}
 	err := pulumi.RunErr(func(ctx *pulumi.Context) error {

@@ -6,8 +6,10 @@ package addons
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -77,6 +79,53 @@ type Cluster struct {
 	BackupIntervalMinutes int
 	// Prometheus' identity on the etcd members' metrics port (PEM).
 	EtcdCACert, EtcdClientCert, EtcdClientKey string
+	// Roles are the IAM roles, by chart name, that the chart's AWS-facing
+	// pods assume with their service account's token (ServiceAccounts).
+	Roles map[string]string
+}
+
+// ServiceAccounts are the service accounts (namespace:name) whose tokens
+// assume the add-ons' IAM roles, by chart name: the chart's own name for
+// it, or the one kubeha sets.
+var ServiceAccounts = map[string]string{
+	CloudControllerManager.Name: "kube-system:cloud-controller-manager",
+	EBSCSIDriver.Name:           "kube-system:ebs-csi-controller-sa",
+	ClusterAutoscaler.Name:      "kube-system:" + clusterAutoscalerAccount,
+}
+
+// clusterAutoscalerAccount is set: the chart would name it after the
+// release.
+const clusterAutoscalerAccount = "cluster-autoscaler"
+
+// webIdentity is what a pod needs to assume role with its service
+// account's token, as the AWS SDKs read it (the pod identity webhook's
+// settings, set by each chart's values instead): the role and a token
+// for STS's audience, in env and a projected volume.
+type webIdentity struct {
+	env     map[string]string
+	volumes []any
+	mounts  []any
+}
+
+const webIdentityTokenDir = "/var/run/secrets/eks.amazonaws.com/serviceaccount"
+
+func webIdentityFor(role string) webIdentity {
+	return webIdentity{
+		env: map[string]string{"AWS_ROLE_ARN": role, "AWS_WEB_IDENTITY_TOKEN_FILE": webIdentityTokenDir + "/token"},
+		volumes: []any{map[string]any{"name": "aws-iam-token", "projected": map[string]any{"sources": []any{
+			map[string]any{"serviceAccountToken": map[string]any{"audience": "sts.amazonaws.com", "expirationSeconds": 86400, "path": "token"}},
+		}}}},
+		mounts: []any{map[string]any{"name": "aws-iam-token", "mountPath": webIdentityTokenDir, "readOnly": true}},
+	}
+}
+
+// envList is env as a container's list, sorted by name.
+func (w webIdentity) envList() []any {
+	var list []any
+	for _, k := range slices.Sorted(maps.Keys(w.env)) {
+		list = append(list, map[string]any{"name": k, "value": w.env[k]})
+	}
+	return list
 }
 
 // APIPort is the API server's port behind the load balancer.
@@ -112,8 +161,9 @@ func imageFor(images map[string]string, what, version string) (string, error) {
 	return tag, nil
 }
 
-// Pods of these add-ons run on the control-plane nodes: they act on AWS
-// with the control plane's instance role, which workers do not have.
+// Pods of these add-ons run on the control-plane nodes, away from
+// workloads: they act on AWS with roles of their own (Cluster.Roles), and
+// the CCM and cluster-autoscaler on the host network.
 var (
 	onControlPlane          = map[string]any{"node-role.kubernetes.io/control-plane": ""}
 	controlPlaneTolerations = []any{
@@ -164,14 +214,15 @@ func CiliumValues(c Cluster) map[string]any {
 }
 
 // CloudControllerManagerValues: the AWS CCM release of the cluster's minor,
-// on control-plane nodes, host network (IMDS and the API before the CNI),
-// leader-elected. It labels nodes with their zone and sets providerID.
+// on control-plane nodes, host network (it reads its instance from IMDS,
+// and reaches the API before the CNI), leader-elected, acting on AWS with
+// its own role. It labels nodes with their zone and sets providerID.
 func CloudControllerManagerValues(c Cluster) (map[string]any, error) {
 	tag, err := imageFor(cloudControllerManagerImage, "cloud-controller-manager", c.KubernetesVersion)
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{
+	values := map[string]any{
 		"image":          map[string]any{"tag": tag},
 		"hostNetworking": true,
 		"nodeSelector":   onControlPlane,
@@ -182,12 +233,18 @@ func CloudControllerManagerValues(c Cluster) (map[string]any, error) {
 			"--configure-cloud-routes=false",
 			"--leader-elect=true",
 		},
-	}, nil
+	}
+	if role := c.Roles[CloudControllerManager.Name]; role != "" {
+		w := webIdentityFor(role)
+		values["env"], values["extraVolumes"], values["extraVolumeMounts"] = w.envList(), w.volumes, w.mounts
+	}
+	return values, nil
 }
 
-// EBSCSIDriverValues: the controller on control-plane nodes, whose role may
-// create and attach volumes tagged as this cluster's; the node plugin on
-// every node; the snapshotter sidecar when snapshots are installed.
+// EBSCSIDriverValues: the controller on control-plane nodes, whose own role
+// may create and attach volumes tagged as this cluster's; the node plugin
+// on every node (it needs no AWS credentials); the snapshotter sidecar
+// when snapshots are installed.
 func EBSCSIDriverValues(c Cluster, snapshots bool) map[string]any {
 	values := map[string]any{
 		"controller": map[string]any{
@@ -205,6 +262,13 @@ func EBSCSIDriverValues(c Cluster, snapshots bool) map[string]any {
 			}),
 		},
 		"node": map[string]any{"tolerateAllTaints": true},
+	}
+	if role := c.Roles[EBSCSIDriver.Name]; role != "" {
+		// Only its ebs-plugin container acts on AWS; region is set, so it
+		// never asks IMDS.
+		w := webIdentityFor(role)
+		controller := values["controller"].(map[string]any)
+		controller["env"], controller["volumes"], controller["volumeMounts"] = w.envList(), w.volumes, w.mounts
 	}
 	if snapshots {
 		// The snapshotter sidecar needs the snapshot CRDs, which the
@@ -295,7 +359,7 @@ func ClusterAutoscalerValues(c Cluster) (map[string]any, error) {
 	for _, t := range AutoscalerDiscoveryTags(c.Name) {
 		tags = append(tags, t)
 	}
-	return map[string]any{
+	values := map[string]any{
 		"cloudProvider": "aws",
 		"awsRegion":     c.Region,
 		"image":         map[string]any{"tag": tag},
@@ -310,7 +374,17 @@ func ClusterAutoscalerValues(c Cluster) (map[string]any, error) {
 		"dnsPolicy":    "ClusterFirstWithHostNet",
 		"nodeSelector": onControlPlane,
 		"tolerations":  controlPlaneTolerations,
-	}, nil
+		"rbac":         map[string]any{"serviceAccount": map[string]any{"name": clusterAutoscalerAccount}},
+	}
+	if role := c.Roles[ClusterAutoscaler.Name]; role != "" {
+		w := webIdentityFor(role)
+		env := map[string]any{}
+		for k, v := range w.env {
+			env[k] = v
+		}
+		values["extraEnv"], values["extraVolumes"], values["extraVolumeMounts"] = env, w.volumes, w.mounts
+	}
+	return values, nil
 }
 
 // KubePrometheusStackValues: Prometheus scrapes the API servers (the

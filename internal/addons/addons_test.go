@@ -18,6 +18,11 @@ func labCluster() Cluster {
 		APIHost: "kubeha-lab-api-0123456789.elb.eu-west-1.amazonaws.com", PodCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/12",
 		EtcdMembers:     []string{"etcd-a.kubeha-lab.internal", "etcd-b.kubeha-lab.internal", "etcd-c.kubeha-lab.internal"},
 		EtcdMetricsPort: 2382, BackupIntervalMinutes: 15,
+		Roles: map[string]string{
+			CloudControllerManager.Name: "arn:aws:iam::123456789012:role/kubeha-lab-cloud-controller-manager",
+			EBSCSIDriver.Name:           "arn:aws:iam::123456789012:role/kubeha-lab-ebs-csi-driver",
+			ClusterAutoscaler.Name:      "arn:aws:iam::123456789012:role/kubeha-lab-cluster-autoscaler",
+		},
 	}
 }
 

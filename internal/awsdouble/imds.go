@@ -27,7 +27,13 @@ type Instance struct {
 	Role string
 	// Tags are the instance's tags, as its launch template sets them.
 	Tags map[string]string
+	// PutResponseHopLimit is its launch template's
+	// http_put_response_hop_limit; 0 is EC2's default, 1.
+	PutResponseHopLimit int
 }
+
+// HopLimit is how many hops the metadata service's answers travel.
+func (i Instance) HopLimit() int { return max(i.PutResponseHopLimit, 1) }
 
 // IMDS serves one instance's metadata as EC2 does with IMDSv2 required
 // (kubeha's launch templates set http_tokens=required): a PUT for a

@@ -98,6 +98,10 @@ type ControlPlane struct {
 	// the add-on set at AddonSetKey in the asset bucket, applied by one
 	// node at a time.
 	ApplyAddons bool
+	// ServiceAccountIssuer is the URL whose documents (oidc.Documents)
+	// AWS STS reads to trust service-account tokens; "" keeps kubeadm's
+	// in-cluster issuer.
+	ServiceAccountIssuer string
 }
 
 // ControlPlaneParams are the per-node values AWS assigns at deploy time.

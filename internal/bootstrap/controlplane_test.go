@@ -24,6 +24,22 @@ func testControlPlane() ControlPlane {
 		InitZone:       "eu-west-1a",
 		// As every shipped stack: the add-on applier and the API tunnel.
 		ApplyAddons: true, APITunnel: true,
+		ServiceAccountIssuer: "https://kubeha-prod-oidc-0123456789.s3.eu-west-1.amazonaws.com",
+	}
+}
+
+// The API server signs service-account tokens as the bucket's issuer, whose
+// key set it names, and still accepts kubeadm's issuer's tokens.
+func TestAPIServerIssuesServiceAccountTokensAsTheBucket(t *testing.T) {
+	init, err := testControlPlane().KubeadmInit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "- name: service-account-issuer\n      value: https://kubeha-prod-oidc-0123456789.s3.eu-west-1.amazonaws.com\n" +
+		"    - name: service-account-issuer\n      value: https://kubernetes.default.svc.cluster.local\n" +
+		"    - name: service-account-jwks-uri\n      value: https://kubeha-prod-oidc-0123456789.s3.eu-west-1.amazonaws.com/openid/v1/jwks\n"
+	if !strings.Contains(init, want) {
+		t.Errorf("kubeadm init config lacks, in this order:\n%s\nin:\n%s", want, init)
 	}
 }
 

@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/kubeha/kubeha/internal/oidc"
 )
 
 const kubeadmAPIVersion = "kubeadm.k8s.io/v1beta4"
@@ -216,6 +218,13 @@ func (c ControlPlane) KubeadmInit() (string, error) {
 			ExtraVolumes: []hostPathMount{kubehaConfig,
 				{Name: "audit-log", HostPath: auditLogDir, MountPath: auditLogDir, PathType: "DirectoryOrCreate"}},
 		},
+	}
+	if c.ServiceAccountIssuer != "" {
+		// The first issuer signs; tokens of kubeadm's own stay valid.
+		cluster.APIServer.ExtraArgs = append(cluster.APIServer.ExtraArgs,
+			arg{"service-account-issuer", c.ServiceAccountIssuer},
+			arg{"service-account-issuer", oidc.LegacyIssuer},
+			arg{"service-account-jwks-uri", oidc.KeySetURL(c.ServiceAccountIssuer)})
 	}
 	cluster.ControllerManager = component{ExtraArgs: []arg{
 		{"cloud-provider", "external"},

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -45,7 +46,7 @@ type Cloud struct {
 	instances map[string]*Instance
 	loops     map[string]string // volume ID -> loop device
 	devices   map[string]string // volume ID -> device name in its instance
-	imds      map[*netlab.Host]*atomic.Pointer[awsdouble.IMDS]
+	imds      map[*netlab.Host]*metadataService
 }
 
 // Instance is one running EC2 instance: a node booted from its user-data.
@@ -58,7 +59,7 @@ type Instance struct {
 // StartCloud starts the AWS double on its own host, at ip on network.
 func StartCloud(l *netlab.Lab, network, ip, region, dir string) (_ *Cloud, err error) {
 	c := &Cloud{Cloud: awsdouble.NewCloud(region), IP: ip, Role: "kubeha-node", dir: dir,
-		instances: map[string]*Instance{}, loops: map[string]string{}, devices: map[string]string{}, imds: map[*netlab.Host]*atomic.Pointer[awsdouble.IMDS]{}}
+		instances: map[string]*Instance{}, loops: map[string]string{}, devices: map[string]string{}, imds: map[*netlab.Host]*metadataService{}}
 	defer func() {
 		if err != nil {
 			_ = c.Close()
@@ -118,17 +119,17 @@ func (c *Cloud) imageFiles(rootfs string) (map[string][]byte, error) {
 // namespace), from rootfs, running userData, as an auto-scaling group
 // launches one from its launch template.
 func (c *Cloud) Launch(rootfs, name, zone string, host *netlab.Host, userData []byte) (*Instance, error) {
-	return c.launch(rootfs, name, zone, host, userData, "", nil)
+	return c.launch(rootfs, name, zone, host, userData, "", nil, 0)
 }
 
 // launch is Launch into an auto-scaling group, if group is not empty,
 // whose launch hook holds the instance until its first boot completes it,
-// tagged with tags.
-func (c *Cloud) launch(rootfs, name, zone string, host *netlab.Host, userData []byte, group string, tags map[string]string) (*Instance, error) {
+// tagged with tags, its metadata answers travelling hopLimit hops.
+func (c *Cloud) launch(rootfs, name, zone string, host *netlab.Host, userData []byte, group string, tags map[string]string, hopLimit int) (*Instance, error) {
 	id := make([]byte, 9)
 	_, _ = rand.Read(id)
 	i := &Instance{Host: host, Instance: awsdouble.Instance{ID: "i-" + hex.EncodeToString(id)[:17], Zone: zone, Region: c.Region,
-		PrivateIP: host.IP, Hostname: name, Role: c.Role, Tags: tags}}
+		PrivateIP: host.IP, Hostname: name, Role: c.Role, Tags: tags, PutResponseHopLimit: hopLimit}}
 	if err := c.serveIMDS(host, i.Instance); err != nil {
 		return nil, err
 	}
@@ -170,35 +171,100 @@ func (c *Cloud) Terminate(i *Instance, limit time.Duration) error {
 	return err
 }
 
+// metadataService is one host's instance metadata service: the instance
+// it answers for now, and its listener, whose packets leave with the
+// instance's hop limit as their TTL.
+type metadataService struct {
+	current  atomic.Pointer[awsdouble.IMDS]
+	listener net.Listener
+}
+
+// MetadataGateway is the host's end of the link to its metadata service.
+const MetadataGateway = "169.254.0.1"
+
 // serveIMDS points host's metadata service at instance, starting the
-// service on the host's first launch.
+// service on the host's first launch. As on EC2, the service is one hop
+// from the instance, and answers with a TTL of the instance's hop limit:
+// the instance itself gets the answer, but at hop limit 1 a pod, one hop
+// further behind the instance's own routing, does not.
 func (c *Cloud) serveIMDS(host *netlab.Host, instance awsdouble.Instance) error {
 	c.mu.Lock()
-	current, ok := c.imds[host]
+	service, ok := c.imds[host]
 	if !ok {
-		current = &atomic.Pointer[awsdouble.IMDS]{}
-		c.imds[host] = current
+		service = &metadataService{}
+		c.imds[host] = service
 	}
 	c.mu.Unlock()
-	current.Store(awsdouble.NewIMDS(instance))
-	if ok {
-		return nil
+	service.current.Store(awsdouble.NewIMDS(instance))
+	if !ok {
+		neighbour, err := host.AddNeighbour("md", awsdouble.IMDSAddress, MetadataGateway)
+		if err != nil {
+			return err
+		}
+		if service.listener, err = neighbour.Listen("tcp", awsdouble.IMDSAddress+":80"); err != nil {
+			return err
+		}
+		srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			service.current.Load().ServeHTTP(w, r)
+		})}
+		c.mu.Lock()
+		c.servers = append(c.servers, srv)
+		c.mu.Unlock()
+		go func() { _ = srv.Serve(service.listener) }()
 	}
-	if err := host.InHost("ip", "addr", "add", awsdouble.IMDSAddress+"/32", "dev", "lo"); err != nil {
-		return err
+	return setTTL(service.listener, instance.HopLimit())
+}
+
+// RoleCredentials asks the metadata service from inside h, as the AWS
+// SDKs do with IMDSv2 (a session token, then the role's credentials), and
+// returns the role name it was given, or why it got none within timeout.
+func RoleCredentials(h *netlab.Host, timeout time.Duration) (string, error) {
+	client := &http.Client{Timeout: timeout, Transport: &http.Transport{DialContext: h.DialContext}}
+	base := "http://" + awsdouble.IMDSAddress + "/latest/"
+	ask := func(method, path string, header http.Header) (string, error) {
+		req, err := http.NewRequest(method, base+path, nil)
+		if err != nil {
+			return "", err
+		}
+		req.Header = header
+		resp, err := client.Do(req)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("%s %s: %s", method, path, resp.Status)
+		}
+		return string(body), err
 	}
-	listener, err := host.Listen("tcp", awsdouble.IMDSAddress+":80")
+	token, err := ask(http.MethodPut, "api/token", http.Header{"X-Aws-Ec2-Metadata-Token-Ttl-Seconds": {"60"}})
+	if err != nil {
+		return "", err
+	}
+	withToken := http.Header{"X-Aws-Ec2-Metadata-Token": {token}}
+	role, err := ask(http.MethodGet, "meta-data/iam/security-credentials/", withToken)
+	if err != nil {
+		return "", err
+	}
+	_, err = ask(http.MethodGet, "meta-data/iam/security-credentials/"+role, withToken)
+	return role, err
+}
+
+// setTTL makes the TTL of every packet listener's connections send ttl,
+// from the handshake on (accepted sockets inherit it).
+func setTTL(listener net.Listener, ttl int) error {
+	raw, err := listener.(*net.TCPListener).SyscallConn()
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		current.Load().ServeHTTP(w, r)
-	})}
-	c.mu.Lock()
-	c.servers = append(c.servers, srv)
-	c.mu.Unlock()
-	go func() { _ = srv.Serve(listener) }()
-	return nil
+	var sockErr error
+	if err := raw.Control(func(fd uintptr) {
+		sockErr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_TTL, ttl)
+	}); err != nil {
+		return err
+	}
+	return sockErr
 }
 
 // attach makes the volume's block device appear in the instance at

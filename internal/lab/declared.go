@@ -118,6 +118,20 @@ func InstanceTags(resources []mockrun.Resource, tag, value string) (map[string]s
 	return tags, nil
 }
 
+// PutResponseHopLimit is the metadata hop limit of the launch template
+// tagged tag=value.
+func PutResponseHopLimit(resources []mockrun.Resource, tag, value string) (int, error) {
+	r, err := launchTemplate(resources, tag, value)
+	if err != nil {
+		return 0, err
+	}
+	limit := r.Get("metadataOptions", "httpPutResponseHopLimit")
+	if !limit.IsNumber() {
+		return 0, fmt.Errorf("lab: launch template %s sets no metadata hop limit", r.Name)
+	}
+	return int(limit.NumberValue()), nil
+}
+
 // NodeGroup is an auto-scaling group of one, as kubeha gives each etcd
 // member and control-plane node: Start launches an instance from the
 // launch template's user-data; Kill terminates it.
@@ -127,6 +141,8 @@ type NodeGroup struct {
 	UserData   []byte
 	// Tags are its instances' tags.
 	Tags map[string]string
+	// PutResponseHopLimit is its instances' metadata hop limit.
+	PutResponseHopLimit int
 	// Instance is the running instance, or nil.
 	Instance *Instance
 	cloud    *Cloud
@@ -141,7 +157,7 @@ func (c *Cloud) NewNodeGroup(rootfs, name, zone string, host *netlab.Host, userD
 // Start launches a new instance, held out of service by the group's launch
 // hook until its first boot completes it.
 func (g *NodeGroup) Start() error {
-	i, err := g.cloud.launch(g.rootfs, g.Name, g.Zone, g.Host, g.UserData, g.Name, g.Tags)
+	i, err := g.cloud.launch(g.rootfs, g.Name, g.Zone, g.Host, g.UserData, g.Name, g.Tags, g.PutResponseHopLimit)
 	if err != nil {
 		return err
 	}

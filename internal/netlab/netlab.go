@@ -171,6 +171,36 @@ func (l *Lab) AddHostOn(network, name, ip string, binds []string, hosts map[stri
 	return h, nil
 }
 
+// AddNeighbour adds a namespace one hop from h, alone on a link to it,
+// with address ip (h's end is gateway): a service outside the host that
+// it reaches on its own link (EC2's metadata service), or a process inside
+// it behind its own network namespace (a pod). Its traffic goes through
+// h, which routes it (and must forward, as a node does for its pods).
+func (h *Host) AddNeighbour(name, ip, gateway string) (*Host, error) {
+	l := h.lab
+	n := &Host{Name: h.Name + "-" + name, IP: ip, ns: h.ns + "-" + name, lab: l}
+	l.mu.Lock()
+	n.veth = fmt.Sprintf("n%s%d", l.prefix, len(l.hosts))
+	l.hosts = append(l.hosts, n)
+	l.mu.Unlock()
+	steps := [][]string{
+		{"ip", "netns", "add", n.ns},
+		{"ip", "link", "add", n.veth, "netns", h.ns, "type", "veth", "peer", "name", "eth0", "netns", n.ns},
+		{"ip", "-n", h.ns, "addr", "add", gateway, "peer", ip, "dev", n.veth},
+		{"ip", "-n", h.ns, "link", "set", n.veth, "up"},
+		{"ip", "-n", n.ns, "addr", "add", ip, "peer", gateway, "dev", "eth0"},
+		{"ip", "-n", n.ns, "link", "set", "eth0", "up"},
+		{"ip", "-n", n.ns, "link", "set", "lo", "up"},
+		{"ip", "-n", n.ns, "route", "add", "default", "via", gateway},
+	}
+	for _, s := range steps {
+		if err := l.run(s[0], s[1:]...); err != nil {
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
 // Disconnect cuts the host off the network, as if its zone failed;
 // Reconnect undoes it.
 func (h *Host) Disconnect() error {
@@ -218,8 +248,12 @@ func (h *Host) DialContext(ctx context.Context, network, addr string) (net.Conn,
 // (the instance metadata service, say), with no route from elsewhere.
 func (h *Host) Listen(network, addr string) (net.Listener, error) {
 	var l net.Listener
+	// Plain TCP, not Go's default Multipath TCP, whose sockets take no IP
+	// options (the metadata service sets the TTL of its answers).
+	var config net.ListenConfig
+	config.SetMultipathTCP(false)
 	err := h.inNamespace(func() (err error) {
-		l, err = net.Listen(network, addr)
+		l, err = config.Listen(context.Background(), network, addr)
 		return err
 	})
 	if err != nil && l != nil {

@@ -219,6 +219,9 @@ func (c *cluster) group(network, name, zone, ip, tag, value string) (*lab.NodeGr
 	if group.Tags, err = lab.InstanceTags(c.stack.declared, tag, value); err != nil {
 		return nil, err
 	}
+	if group.PutResponseHopLimit, err = lab.PutResponseHopLimit(c.stack.declared, tag, value); err != nil {
+		return nil, err
+	}
 	return group, group.Start()
 }
 

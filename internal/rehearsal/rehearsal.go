@@ -113,6 +113,9 @@ type Report struct {
 	// KubeletCertificates is how the kubelets serve, and what the
 	// approver denied.
 	KubeletCertificates KubeletCertificates `json:"kubeletCertificates"`
+	// WorkloadIdentity is what pods reach: no node role, and AWS through
+	// roles for their service accounts.
+	WorkloadIdentity WorkloadIdentity `json:"workloadIdentity"`
 	// CertificateDaysLeft are the control-plane and etcd nodes' first
 	// reports of the days left on their shortest-lived certificate.
 	CertificateDaysLeft map[string]float64 `json:"certificateDaysLeft"`
@@ -228,6 +231,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if report.CertificateDaysLeft, err = c.certificateDaysLeft(); err != nil {
 		return report, err
 	}
+	if report.WorkloadIdentity, err = c.checkWorkloadIdentity(); err != nil {
+		return report, fmt.Errorf("workload identity: %w", err)
+	}
+	logf("a pod on %s reaches no node role; a service-account token verifies against the issuer bucket's documents", nodeName(0))
 	if err := c.checkBaseline(); err != nil {
 		return report, fmt.Errorf("security baseline: %w", err)
 	}
@@ -375,6 +382,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintf(w, "  denied %s: %s\n", name, k.Denied[name])
 	}
 	fmt.Fprintf(w, "certificate renewal checks: days left on each node's shortest-lived certificate %v\n", r.CertificateDaysLeft)
+	wi := r.WorkloadIdentity
+	fmt.Fprintf(w, "workload identity: at hop limit %d, %s got role %s from its metadata service, a pod on it none (%s); a token for %s signed by key %s verified with the documents of issuer %s alone; the API servers serve the same keys: %v\n",
+		wi.HopLimit, nodeName(0), wi.NodeRole, wi.PodRefused, wi.Subject, wi.KeyID, wi.Issuer, wi.ServedKeys)
 	wj := r.WorkerJoin
 	fmt.Fprintf(w, "worker join token: made %.1fs after the worker handed it over, authenticating as %s in %v; kubeadm join's reads %v, cluster-info signed: %v\n",
 		wj.MintSeconds, wj.User, wj.Groups, wj.Reads, wj.Signed)

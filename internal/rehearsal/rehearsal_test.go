@@ -91,6 +91,13 @@ func TestRehearsal(t *testing.T) {
 	if w := report.WorkerBoot; w.ClientCertificate != "CN=system:node:"+workerName+",O=system:nodes" || w.Approved == "" || w.JoinedSeconds <= 0 {
 		t.Errorf("worker boot: %+v", w)
 	}
+	// No pod on a control-plane node reaches the node's role; the API
+	// server's service-account tokens verify with what the issuer's bucket
+	// serves (checkWorkloadIdentity fails the run otherwise).
+	if wi := report.WorkloadIdentity; wi.HopLimit != 1 || wi.NodeRole == "" || wi.PodRefused == "" || !wi.ServedKeys ||
+		!strings.HasPrefix(wi.Subject, "system:serviceaccount:") || !strings.Contains(wi.Issuer, ".s3.") {
+		t.Errorf("workload identity: %+v", wi)
+	}
 	raw, err := config.ReadStackFile(stackFile)
 	if err != nil {
 		t.Fatal(err)

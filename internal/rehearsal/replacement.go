@@ -256,7 +256,7 @@ func (c *cluster) neverBootstraps() (wait func() (Drill, error), stop func(), er
 	}
 	c.cloud.FaultGroup(neverGroup, awsdouble.S3, "*", awsdouble.Fault{Refuse: "AccessDenied"})
 	g := c.cloud.NewNodeGroup(c.stack.rootfs, neverGroup, c.stack.zones[i], host, c.nodes[i].UserData)
-	g.Tags = c.nodes[i].Tags
+	g.Tags, g.PutResponseHopLimit = c.nodes[i].Tags, c.nodes[i].PutResponseHopLimit
 	launched := time.Now()
 	if err := g.Start(); err != nil {
 		return nil, nil, err
