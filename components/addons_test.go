@@ -565,3 +565,25 @@ func TestAddonVersionNeedsItsArchive(t *testing.T) {
 		}
 	}
 }
+
+// Both appliers give each AWS-facing add-on its own role's ARN, never the
+// placeholder it was rendered with before the role existed.
+func TestAddonsGetTheirRolesARNs(t *testing.T) {
+	for _, applier := range []string{ApplierCluster, ApplierPulumi} {
+		rec := mustRunCluster(t, func(a *ClusterArgs) { a.Addons.Applier = applier })
+		arns := map[string]string{}
+		for _, r := range rec.OfType("aws:iam/role:Role") {
+			arns[r.Name] = r.Outputs["arn"].StringValue()
+		}
+		values := func(chart string) string { return fmt.Sprint(releases(rec)[chart].Inputs["values"]) }
+		for chart, path := range map[string]string{
+			addons.CloudControllerManager.Name: "env", addons.EBSCSIDriver.Name: "controller", addons.ClusterAutoscaler.Name: "extraEnv",
+		} {
+			arn := arns["c1-addons-"+chart]
+			got := values(chart)
+			if arn == "" || !strings.Contains(got, arn) || strings.Contains(got, rolePlaceholder(chart)) {
+				t.Errorf("%s applier, %s (%s): values hold role %q? %s", applier, chart, path, arn, got)
+			}
+		}
+	}
+}
