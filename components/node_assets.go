@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/s3"
@@ -170,7 +171,7 @@ func newBucket(ctx *pulumi.Context, name, prefix string, protect bool, publicKey
 		BucketPrefix: pulumi.String(prefix),
 		ForceDestroy: pulumi.Bool(!protect),
 		Tags:         tags,
-	}, append(opts, pulumi.Protect(protect))...)
+	}, append(slices.Clone(opts), pulumi.Protect(protect))...)
 	if err != nil {
 		return nil, err
 	}
@@ -206,6 +207,6 @@ func newBucket(ctx *pulumi.Context, name, prefix string, protect bool, publicKey
 			}
 			return policyJSON(statements...)
 		}).(pulumi.StringOutput),
-	}, append(opts, pulumi.DependsOn([]pulumi.Resource{block}))...)
+	}, append(slices.Clone(opts), pulumi.DependsOn([]pulumi.Resource{block}))...)
 	return bucket, err
 }
