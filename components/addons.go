@@ -19,6 +19,7 @@ import (
 
 	"github.com/kubeha/kubeha/internal/addons"
 	"github.com/kubeha/kubeha/internal/bootstrap"
+	"github.com/kubeha/kubeha/internal/pki"
 )
 
 // AddonsOptions are what kubeha installs into the cluster, each through
@@ -48,6 +49,8 @@ type AddonsOptions struct {
 	ClusterAutoscaler Addon `json:"clusterAutoscaler"`
 	// MonitoringChart changes kube-prometheus-stack or the CloudWatch chart, whichever Monitoring picks.
 	MonitoringChart Addon `json:"monitoringChart"`
+	// PodIdentityWebhook is the Amazon EKS pod identity webhook, installed with cloudwatch monitoring (two replicas, on the control plane): it gives the CloudWatch agent and Fluent Bit their own IAM role, as no node role has CloudWatch rights. It cannot be off while the CloudWatch chart is on.
+	PodIdentityWebhook Addon `json:"podIdentityWebhook"`
 }
 
 // Addon switches one add-on off, or changes its chart.
@@ -91,6 +94,9 @@ func (o AddonsOptions) check(c checker) {
 	if o.AlarmEmail != "" && !emailPattern.MatchString(o.AlarmEmail) {
 		c.add("AlarmEmail", quote(o.AlarmEmail), "an e-mail address such as ops@example.com")
 	}
+	if o.cloudWatch() && o.PodIdentityWebhook.Disabled {
+		c.add("PodIdentityWebhook", "disabled", "on (true) while monitoring is cloudwatch: the CloudWatch agent and Fluent Bit get their IAM role through it, as no node role may send to CloudWatch")
+	}
 	for _, a := range o.charts() {
 		if a.addon.Version != "" && a.addon.Version != a.chart.Version && a.addon.Chart == "" {
 			c.add(a.field+".Version", quote(a.addon.Version), fmt.Sprintf("%s (kubeha's pin), or this version with its archive's URL in the chart key and its SHA-256 in digest, as %s/index.yaml lists them", a.chart.Version, a.chart.Repo))
@@ -119,7 +125,7 @@ func (o AddonsOptions) charts() []struct {
 	return []entry{{"CNI", o.CNI, addons.Cilium}, {"CloudControllerManager", o.CloudControllerManager, addons.CloudControllerManager},
 		{"Storage", o.Storage, addons.EBSCSIDriver}, {"Snapshots", o.Snapshots, addons.SnapshotController}, {"CoreDNS", o.CoreDNS, addons.CoreDNS},
 		{"MetricsServer", o.MetricsServer, addons.MetricsServer}, {"ClusterAutoscaler", o.ClusterAutoscaler, addons.ClusterAutoscaler},
-		{"MonitoringChart", o.MonitoringChart, monitoring}}
+		{"MonitoringChart", o.MonitoringChart, monitoring}, {"PodIdentityWebhook", o.PodIdentityWebhook, addons.PodIdentityWebhook}}
 }
 
 // choices are the options as internal/addons renders them.
@@ -127,7 +133,7 @@ func (o AddonsOptions) choices() addons.Choices {
 	choice := func(a Addon) addons.Choice { return addons.Choice(a) }
 	return addons.Choices{Monitoring: o.Monitoring, CNI: choice(o.CNI), CloudControllerManager: choice(o.CloudControllerManager),
 		Storage: choice(o.Storage), Snapshots: choice(o.Snapshots), CoreDNS: choice(o.CoreDNS), MetricsServer: choice(o.MetricsServer),
-		ClusterAutoscaler: choice(o.ClusterAutoscaler), MonitoringChart: choice(o.MonitoringChart)}
+		ClusterAutoscaler: choice(o.ClusterAutoscaler), MonitoringChart: choice(o.MonitoringChart), PodIdentityWebhook: choice(o.PodIdentityWebhook)}
 }
 
 // inCluster says whether the control plane applies the add-ons.
@@ -138,12 +144,9 @@ func (o AddonsOptions) prometheus() bool {
 	return !o.MonitoringChart.Disabled && o.Monitoring == MonitoringPrometheus
 }
 
-// cloudWatchPolicies are what nodes need for the CloudWatch agent.
-func (o AddonsOptions) cloudWatchPolicies() []string {
-	if o.MonitoringChart.Disabled || o.Monitoring != MonitoringCloudWatch {
-		return nil
-	}
-	return []string{CloudWatchAgentPolicy}
+// cloudWatch says whether the CloudWatch agent runs in the cluster.
+func (o AddonsOptions) cloudWatch() bool {
+	return !o.MonitoringChart.Disabled && o.Monitoring == MonitoringCloudWatch
 }
 
 // AddonsArgs describes what runs in the cluster besides the control
@@ -253,21 +256,36 @@ func NewAddons(ctx *pulumi.Context, name string, args *AddonsArgs, opts ...pulum
 	if err != nil {
 		return nil, err
 	}
-	// Role ARNs are known at deploy; until then each value is a
-	// placeholder the applier's path replaces.
+	// Role ARNs and the webhook's certificate are known at deploy; until
+	// then each value is a placeholder the applier's path replaces.
 	r := args.rendering()
 	r.Roles = map[string]string{}
-	for chart := range roles {
+	deployed := map[string]pulumi.StringOutput{}
+	for chart, arn := range roles {
 		r.Roles[chart] = rolePlaceholder(chart)
+		deployed[r.Roles[chart]] = arn
+	}
+	if args.cloudWatch() && !args.PodIdentityWebhook.Disabled {
+		w := addons.PodIdentityWebhook
+		ca, err := issueCA(ctx, name+"-webhook-ca", pki.WebhookCA(args.ClusterName, w.Name), child)
+		if err != nil {
+			return nil, err
+		}
+		serving, err := issueCert(ctx, name+"-webhook", pki.WebhookServing(w.Name, w.Namespace), ca, child)
+		if err != nil {
+			return nil, err
+		}
+		r.WebhookCACert, r.WebhookCert, r.WebhookKey = webhookCAPlaceholder, webhookCertPlaceholder, webhookKeyPlaceholder
+		deployed[webhookCAPlaceholder], deployed[webhookCertPlaceholder], deployed[webhookKeyPlaceholder] = ca.CertPEM, serving.CertPEM, serving.KeyPEM
 	}
 	steps, err := addons.Steps(r, args.choices())
 	if err != nil {
 		return nil, err
 	}
 	if args.inCluster() {
-		err = a.publish(ctx, name, args, steps, roles, child)
+		err = a.publish(ctx, name, args, steps, deployed, child)
 	} else {
-		err = a.applyThroughAPI(ctx, name, args, steps, roles, child)
+		err = a.applyThroughAPI(ctx, name, args, steps, deployed, child)
 	}
 	if err != nil {
 		return nil, err
@@ -278,13 +296,13 @@ func NewAddons(ctx *pulumi.Context, name string, args *AddonsArgs, opts ...pulum
 // publish copies every chart archive into the asset bucket and writes the
 // add-on set beside them, for the control plane's applier. The set holds
 // Prometheus' etcd client key, so it stays secret in Pulumi's state.
-func (a *Addons) publish(ctx *pulumi.Context, name string, args *AddonsArgs, steps []addons.Step, roles map[string]pulumi.StringOutput, opts []pulumi.ResourceOption) error {
+func (a *Addons) publish(ctx *pulumi.Context, name string, args *AddonsArgs, steps []addons.Step, deployed map[string]pulumi.StringOutput, opts []pulumi.ResourceOption) error {
 	wired := pulumi.StringMap{
 		"endpoint": args.ControlPlane.endpointHost, "etcd-ca": args.Etcd.CACertPEM,
 		"etcd-client-cert": args.Etcd.MetricsClientCertPEM, "etcd-client-key": args.Etcd.MetricsClientKeyPEM,
 	}
-	for chart, arn := range roles {
-		wired[rolePlaceholder(chart)] = arn
+	for key, value := range deployed {
+		wired[key] = value
 	}
 	// The set goes up after its archives: an applier never reads a set
 	// whose charts are not there yet.
@@ -306,9 +324,12 @@ func (a *Addons) publish(ctx *pulumi.Context, name string, args *AddonsArgs, ste
 		c := args.rendering()
 		c.APIHost, c.EtcdCACert, c.EtcdClientCert, c.EtcdClientKey = v["endpoint"], v["etcd-ca"], v["etcd-client-cert"], v["etcd-client-key"]
 		c.Roles = map[string]string{}
-		for chart := range roles {
-			c.Roles[chart] = v[rolePlaceholder(chart)]
+		for key := range deployed {
+			if chart, ok := strings.CutPrefix(key, rolePlaceholder("")); ok {
+				c.Roles[chart] = v[key]
+			}
 		}
+		c.WebhookCACert, c.WebhookCert, c.WebhookKey = v[webhookCAPlaceholder], v[webhookCertPlaceholder], v[webhookKeyPlaceholder]
 		steps, err := addons.Steps(c, args.choices())
 		if err != nil {
 			return "", err
@@ -337,7 +358,7 @@ func (a *Addons) publish(ctx *pulumi.Context, name string, args *AddonsArgs, ste
 // applyThroughAPI declares every step as a resource of Pulumi's Kubernetes
 // provider, each after the steps it needs and after every control-plane
 // node serves.
-func (a *Addons) applyThroughAPI(ctx *pulumi.Context, name string, args *AddonsArgs, steps []addons.Step, roles map[string]pulumi.StringOutput, opts []pulumi.ResourceOption) error {
+func (a *Addons) applyThroughAPI(ctx *pulumi.Context, name string, args *AddonsArgs, steps []addons.Step, deployed map[string]pulumi.StringOutput, opts []pulumi.ResourceOption) error {
 	provider, err := kubernetes.NewProvider(ctx, name+"-kubernetes", &kubernetes.ProviderArgs{
 		Kubeconfig: args.ControlPlane.Kubeconfig,
 		// Apply changes in place rather than replacing, as kubectl would.
@@ -366,7 +387,7 @@ func (a *Addons) applyThroughAPI(ctx *pulumi.Context, name string, args *AddonsA
 		}
 		stepOpts := append(slices.Clone(opts), pulumi.Provider(provider), pulumi.DependsOn(after))
 		if step.Release != nil {
-			release, err := declareRelease(ctx, name, *step.Release, outputs[step.Name], roles, stepOpts)
+			release, err := declareRelease(ctx, name, *step.Release, outputs[step.Name], deployed, stepOpts)
 			if err != nil {
 				return err
 			}
@@ -422,8 +443,15 @@ func withOutputs(v any, outputs map[string]pulumi.StringOutput) pulumi.Input {
 }
 
 // rolePlaceholder stands for the ARN of chart's role in values rendered
-// before it is known.
+// before it is known; the others for the pod identity webhook's
+// certificate.
 func rolePlaceholder(chart string) string { return "role:" + chart }
+
+const (
+	webhookCAPlaceholder   = "tls:webhook-ca"
+	webhookCertPlaceholder = "tls:webhook-cert"
+	webhookKeyPlaceholder  = "tls:webhook-key"
+)
 
 // workloadRoles are the IAM roles of the add-ons that act on AWS, by
 // chart name: each assumable only with its own service account's token
@@ -432,15 +460,18 @@ func workloadRoles(ctx *pulumi.Context, name string, args *AddonsArgs, opts []pu
 	cp := args.ControlPlane
 	roles := map[string]pulumi.StringOutput{}
 	for _, w := range []struct {
-		addon  Addon
-		chart  addons.Chart
-		policy string
+		enabled bool
+		chart   addons.Chart
+		policy  string
+		// managed is an AWS-managed policy the role gets besides.
+		managed string
 	}{
-		{args.CloudControllerManager, addons.CloudControllerManager, cloudControllerManagerPolicy(args.ClusterName)},
-		{args.Storage, addons.EBSCSIDriver, ebsCSIDriverPolicy(args.ClusterName)},
-		{args.ClusterAutoscaler, addons.ClusterAutoscaler, clusterAutoscalerPolicy(args.ClusterName)},
+		{!args.CloudControllerManager.Disabled, addons.CloudControllerManager, cloudControllerManagerPolicy(args.ClusterName), ""},
+		{!args.Storage.Disabled, addons.EBSCSIDriver, ebsCSIDriverPolicy(args.ClusterName), ""},
+		{!args.ClusterAutoscaler.Disabled, addons.ClusterAutoscaler, clusterAutoscalerPolicy(args.ClusterName), ""},
+		{args.cloudWatch(), addons.CloudWatchObservability, policyJSON(protectEtcdVolumes), CloudWatchAgentPolicy},
 	} {
-		if w.addon.Disabled {
+		if !w.enabled {
 			continue
 		}
 		roleName := name + "-" + w.chart.Name
@@ -454,6 +485,11 @@ func workloadRoles(ctx *pulumi.Context, name string, args *AddonsArgs, opts []pu
 		}
 		if _, err := iam.NewRolePolicy(ctx, roleName, &iam.RolePolicyArgs{Role: role.Name, Policy: pulumi.String(w.policy)}, opts...); err != nil {
 			return nil, err
+		}
+		if w.managed != "" {
+			if err := attachManaged(ctx, roleName, role, []string{w.managed}, opts); err != nil {
+				return nil, err
+			}
 		}
 		roles[w.chart.Name] = role.Arn
 	}
@@ -470,14 +506,10 @@ var formerObjectNames = map[string]string{
 // declareRelease declares a Helm release of the chart's repository (or of
 // the archive the stack names), with its values and outputs (values known
 // only at deploy time) laid over them. Helm checks no digest here.
-func declareRelease(ctx *pulumi.Context, name string, r addons.Release, outputs pulumi.Map, roles map[string]pulumi.StringOutput, opts []pulumi.ResourceOption) (*HelmRelease, error) {
-	placeholders := map[string]pulumi.StringOutput{}
-	for chart, arn := range roles {
-		placeholders[rolePlaceholder(chart)] = arn
-	}
+func declareRelease(ctx *pulumi.Context, name string, r addons.Release, outputs pulumi.Map, deployed map[string]pulumi.StringOutput, opts []pulumi.ResourceOption) (*HelmRelease, error) {
 	values := pulumi.Map{}
 	for k, v := range r.Values {
-		values[k] = withOutputs(v, placeholders)
+		values[k] = withOutputs(v, deployed)
 	}
 	maps.Copy(values, outputs)
 	chart := pulumi.Map{"chart": pulumi.String(r.Name), "repositoryOpts": pulumi.Map{"repo": pulumi.String(r.Repo)}}

@@ -2,6 +2,8 @@ package components
 
 import (
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -107,7 +109,7 @@ func testChartsPinnedAndGated(t *testing.T, applier string) {
 	rec := mustRunCluster(t, func(a *ClusterArgs) { a.Addons.Applier = applier })
 	got := releases(rec)
 	for _, chart := range addons.Charts {
-		if chart == addons.CloudWatchObservability {
+		if chart == addons.CloudWatchObservability || chart == addons.PodIdentityWebhook {
 			continue // prometheus is the default
 		}
 		r, ok := got[chart.Name]
@@ -132,8 +134,8 @@ func testChartsPinnedAndGated(t *testing.T, applier string) {
 			}
 		}
 	}
-	if len(got) != len(addons.Charts)-1 {
-		t.Errorf("%d releases, want every chart but CloudWatch's", len(got))
+	if len(got) != len(addons.Charts)-2 {
+		t.Errorf("%d releases, want every chart but CloudWatch's and its webhook", len(got))
 	}
 	if host := value(got["cilium"], "k8sServiceHost").StringValue(); host != "c1-api-0123456789.elb.eu-west-1.amazonaws.com" {
 		t.Errorf("Cilium reaches the API at %q, want the load balancer", host)
@@ -232,12 +234,14 @@ func TestMonitoringModes(t *testing.T) {
 			_, prometheus := got["kube-prometheus-stack"]
 			_, cloudwatch := got["amazon-cloudwatch-observability"]
 			rules := len(objects(rec, "monitoring.coreos.com/v1", "PrometheusRule"))
-			agentRoles := 0
+			// The CloudWatch agent's role, never a node's.
+			var agentRoles []string
 			for _, a := range rec.OfType("aws:iam/rolePolicyAttachment:RolePolicyAttachment") {
 				if a.String("policyArn") == CloudWatchAgentPolicy {
-					agentRoles++
+					agentRoles = append(agentRoles, a.Name)
 				}
 			}
+			_, webhook := got[addons.PodIdentityWebhook.Name]
 			etcdScrape := 0
 			for _, r := range rec.OfType("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule") {
 				if r.Get("fromPort").NumberValue() == 2382 {
@@ -245,10 +249,13 @@ func TestMonitoringModes(t *testing.T) {
 				}
 			}
 			want := mode == MonitoringPrometheus
-			// Control plane (one role) and 3 worker groups.
-			if prometheus != want || cloudwatch == want || (rules == 1) != want || (etcdScrape == 1) != want || (agentRoles == 4) == want {
-				t.Errorf("%s: prometheus %v, cloudwatch %v, rules %d, etcd scrape rules %d, roles with the agent policy %d",
-					mode, prometheus, cloudwatch, rules, etcdScrape, agentRoles)
+			wantAgentRoles := []string{"c1-addons-" + addons.CloudWatchObservability.Name + "-cloudwatchagentserverpolicy"}
+			if want {
+				wantAgentRoles = nil
+			}
+			if prometheus != want || cloudwatch == want || webhook == want || (rules == 1) != want || (etcdScrape == 1) != want || !slices.Equal(agentRoles, wantAgentRoles) {
+				t.Errorf("%s: prometheus %v, cloudwatch %v, pod identity webhook %v, rules %d, etcd scrape rules %d, roles with the agent policy %v, want %v",
+					mode, prometheus, cloudwatch, webhook, rules, etcdScrape, agentRoles, wantAgentRoles)
 			}
 			if want {
 				scrape := value(got["kube-prometheus-stack"], "prometheus", "prometheusSpec", "additionalScrapeConfigs", "0")
@@ -586,4 +593,72 @@ func TestAddonsGetTheirRolesARNs(t *testing.T) {
 			}
 		}
 	}
+}
+
+// With CloudWatch monitoring, the pod identity webhook gives the agent's
+// service account its role (the role's ARN, not a placeholder), serving
+// a certificate kube-apiserver accepts for the webhook's Service: issued
+// for its name and signed by the caBundle it is configured with. The
+// CloudWatch chart comes after it, so no agent pod is made without it.
+func TestCloudWatchAgentGetsItsRoleThroughTheWebhook(t *testing.T) {
+	for _, applier := range []string{ApplierCluster, ApplierPulumi} {
+		rec := mustRunCluster(t, func(a *ClusterArgs) {
+			a.Addons.Applier, a.Addons.Monitoring = applier, MonitoringCloudWatch
+		})
+		webhook, ok := releases(rec)[addons.PodIdentityWebhook.Name]
+		if !ok {
+			t.Fatalf("%s applier: no %s release", applier, addons.PodIdentityWebhook.Name)
+		}
+		role, err := rec.Named("aws:iam/role:Role", "c1-addons-"+addons.CloudWatchObservability.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mapped := plain(value(webhook, "config", "podIdentityWebhookMap", "data", "amazon-cloudwatch/cloudwatch-agent", "RoleARN"))
+		if arn := role.Outputs["arn"].StringValue(); mapped.StringValue() != arn {
+			t.Errorf("%s applier: the webhook maps the agent's account to %v, want its role %s", applier, mapped, arn)
+		}
+		pem := func(key string) []byte { return []byte(plain(value(webhook, "pki", key)).StringValue()) }
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem("caBundle")) {
+			t.Fatalf("%s applier: caBundle holds no certificate: %q", applier, pem("caBundle"))
+		}
+		pair, err := tls.X509KeyPair(pem("cert"), pem("key"))
+		if err != nil {
+			t.Fatalf("%s applier: the serving certificate and key: %v", applier, err)
+		}
+		service := addons.PodIdentityWebhook.Name + "." + addons.PodIdentityWebhook.Namespace + ".svc"
+		if _, err := pair.Leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: service, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+			t.Errorf("%s applier: kube-apiserver would refuse the webhook's certificate for %s: %v", applier, service, err)
+		}
+		if !webhookFirst(t, rec, applier) {
+			t.Errorf("%s applier: the CloudWatch chart does not wait for the webhook", applier)
+		}
+	}
+}
+
+// webhookFirst says whether the CloudWatch release waits for the webhook's.
+func webhookFirst(t *testing.T, rec *mockrun.Recorder, applier string) bool {
+	if set, ok := addonSet(rec); ok {
+		for _, step := range set.Steps {
+			if step.Name == addons.CloudWatchObservability.Name {
+				return slices.Contains(step.Needs, addons.PodIdentityWebhook.Name)
+			}
+		}
+		return false
+	}
+	cloudWatch, err := rec.Named("kubernetes:helm.sh/v3:Release", "c1-addons-"+addons.CloudWatchObservability.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return slices.ContainsFunc(cloudWatch.DependsOn, func(urn string) bool {
+		return strings.HasSuffix(urn, "::c1-addons-"+addons.PodIdentityWebhook.Name)
+	})
+}
+
+// plain is v without its secret wrapper.
+func plain(v resource.PropertyValue) resource.PropertyValue {
+	for v.IsSecret() {
+		v = v.SecretValue().Element
+	}
+	return v
 }

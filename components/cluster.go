@@ -281,10 +281,6 @@ func NewCluster(ctx *pulumi.Context, name string, given *ClusterArgs, opts ...pu
 	}
 	child := pulumi.Parent(c)
 	protect, prometheus := *args.DeletionProtection, !args.NoAddons && args.Addons.prometheus()
-	var cloudWatch []string
-	if !args.NoAddons {
-		cloudWatch = args.Addons.cloudWatchPolicies()
-	}
 
 	network, err := NewNetwork(ctx, name+"-network", &NetworkArgs{NetworkOptions: args.Network,
 		ClusterName: args.ClusterName, Region: args.Region, Zones: args.Zones, Protect: protect, Tags: args.Tags}, child)
@@ -337,7 +333,7 @@ func NewCluster(ctx *pulumi.Context, name string, given *ClusterArgs, opts ...pu
 		ZonalWiring: zonal, KubernetesVersion: args.KubernetesVersion, Etcd: c.Etcd, LoadBalancer: c.LoadBalancer,
 		PodCIDR: args.Network.PodCidr, ServiceCIDR: args.Network.ServiceCidr,
 		WorkerSecurityGroupID: c.WorkerSecurityGroupID, ScraperSecurityGroupID: scraper, Tags: args.Tags,
-		SkipCoreDNS: !args.NoAddons && !args.Addons.CoreDNS.Disabled, ServeMetrics: prometheus, ManagedPolicyArns: cloudWatch,
+		SkipCoreDNS: !args.NoAddons && !args.Addons.CoreDNS.Disabled, ServeMetrics: prometheus,
 		IgnorePreflightErrors: args.IgnorePreflightErrors, ApplyAddons: !args.NoAddons && args.Addons.inCluster(), Protect: protect,
 	}, child, pulumi.DependsOn([]pulumi.Resource{c.Etcd}))
 	if err != nil {
@@ -354,7 +350,7 @@ func NewCluster(ctx *pulumi.Context, name string, given *ClusterArgs, opts ...pu
 				ClusterName: args.ClusterName, Region: args.Region, KubernetesVersion: args.KubernetesVersion, Zone: zone,
 				BootstrapTimeoutMinutes: args.BootstrapTimeoutMinutes,
 				SubnetID:                private[i], ControlPlane: c.ControlPlane, SecurityGroupIDs: []pulumi.StringInput{c.WorkerSecurityGroupID},
-				KMSKeyArn: key, ManagedPolicyArns: cloudWatch, Tags: args.Tags}, child)
+				KMSKeyArn: key, Tags: args.Tags}, child)
 			if err != nil {
 				return nil, err
 			}

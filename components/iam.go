@@ -33,6 +33,20 @@ func policyJSON(statements ...policyStatement) string {
 	return string(out)
 }
 
+// attachManaged attaches AWS-managed policies to the role named name, each
+// attachment named by the policy's last path segment.
+func attachManaged(ctx *pulumi.Context, name string, role *iam.Role, arns []string, opts []pulumi.ResourceOption) error {
+	for _, arn := range arns {
+		short := strings.ToLower(arn[strings.LastIndex(arn, "/")+1:])
+		if _, err := iam.NewRolePolicyAttachment(ctx, name+"-"+short, &iam.RolePolicyAttachmentArgs{
+			Role: role.Name, PolicyArn: pulumi.String(arn),
+		}, opts...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // nodeIdentity is an instance's IAM role and profile: Session Manager for
 // access (no SSH), what every node's first boot needs (bootstrapPolicy),
 // plus the node's own inline policy.
@@ -46,15 +60,9 @@ func nodeIdentity(ctx *pulumi.Context, name, cluster string, policy pulumi.Strin
 	if err != nil {
 		return nil, err
 	}
-	// Session Manager instead of SSH, and any AWS-managed policies asked for,
-	// each attachment named by the policy's last path segment.
-	for _, arn := range append([]string{ssmPolicy}, managed...) {
-		short := strings.ToLower(arn[strings.LastIndex(arn, "/")+1:])
-		if _, err := iam.NewRolePolicyAttachment(ctx, name+"-"+short, &iam.RolePolicyAttachmentArgs{
-			Role: role.Name, PolicyArn: pulumi.String(arn),
-		}, opts...); err != nil {
-			return nil, err
-		}
+	// Session Manager instead of SSH, and any AWS-managed policies asked for.
+	if err := attachManaged(ctx, name, role, append([]string{ssmPolicy}, managed...), opts); err != nil {
+		return nil, err
 	}
 	if _, err := iam.NewRolePolicy(ctx, name, &iam.RolePolicyArgs{Role: role.Name, Policy: policy}, opts...); err != nil {
 		return nil, err
@@ -186,6 +194,7 @@ const (
 	ssmPolicy = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
 	ecrPolicy = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly"
 	// CloudWatchAgentPolicy lets the CloudWatch agent and Fluent Bit send
-	// metrics and logs, in the cloudwatch monitoring mode.
+	// metrics and logs, in the cloudwatch monitoring mode: on their own
+	// role, never a node's.
 	CloudWatchAgentPolicy = "arn:aws:iam::aws:policy/CloudWatchAgentServerPolicy"
 )

@@ -124,8 +124,7 @@ type ZonalWorkerGroupArgs struct {
 	// SecurityGroupIDs are the workers' groups.
 	SecurityGroupIDs []pulumi.StringInput
 	KMSKeyArn        pulumi.StringInput
-	// ManagedPolicyArns are AWS-managed policies added to the workers' role,
-	// such as CloudWatchAgentPolicy.
+	// ManagedPolicyArns are AWS-managed policies added to the workers' role.
 	ManagedPolicyArns []string
 	Tags              map[string]string
 }

@@ -3,12 +3,14 @@ package tests
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"path"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/kubeha/kubeha/components"
 	"github.com/kubeha/kubeha/internal/addons"
 	"github.com/kubeha/kubeha/internal/bootstrap"
 	"github.com/kubeha/kubeha/internal/mockrun"
@@ -318,6 +320,19 @@ func TestAddonRolesTrustOnlyTheirServiceAccounts(t *testing.T) {
 					tags: map[string]string{"kubernetes.io/cluster/" + cfg.ClusterName: "owned"}},
 				addons.ClusterAutoscaler.Name: {action: "autoscaling:DescribeAutoScalingGroups", resource: "*"},
 			}
+			// The CloudWatch agent's rights are AWS's managed policy, on its
+			// role only.
+			managed := map[string]string{}
+			if cfg.Addons.Monitoring == components.MonitoringCloudWatch {
+				managed[addons.CloudWatchObservability.Name] = components.CloudWatchAgentPolicy
+			}
+			// By role: each attachment is named after its role and policy.
+			attached := map[string][]string{}
+			for _, a := range rec.OfType("aws:iam/rolePolicyAttachment:RolePolicyAttachment") {
+				arn := a.String("policyArn")
+				role := strings.TrimSuffix(a.Name, "-"+strings.ToLower(path.Base(arn)))
+				attached[role] = append(attached[role], arn)
+			}
 			providers := rec.OfType("aws:iam/openIdConnectProvider:OpenIdConnectProvider")
 			if len(providers) != 1 || !slices.Equal(providers[0].Strings("clientIdLists"), []string{oidc.STSAudience}) {
 				t.Fatalf("%d OIDC providers, want one for %s", len(providers), oidc.STSAudience)
@@ -339,7 +354,7 @@ func TestAddonRolesTrustOnlyTheirServiceAccounts(t *testing.T) {
 					continue
 				}
 				chart := ""
-				for c := range theirs {
+				for _, c := range slices.Concat(slices.Collect(maps.Keys(theirs)), slices.Collect(maps.Keys(managed))) {
 					if strings.HasSuffix(r.Name, "-"+c) {
 						chart = c
 					}
@@ -352,8 +367,22 @@ func TestAddonRolesTrustOnlyTheirServiceAccounts(t *testing.T) {
 					continue
 				}
 				found[chart] = true
-				if decision(t, all[r.Name], theirs[chart]) != "allow" {
+				if policy, ok := managed[chart]; ok {
+					if !slices.Equal(attached[r.Name], []string{policy}) {
+						t.Errorf("role %s has managed policies %v, want %s", r.Name, attached[r.Name], policy)
+					}
+				} else if decision(t, all[r.Name], theirs[chart]) != "allow" {
 					t.Errorf("role %s may not %s", r.Name, theirs[chart].action)
+				}
+			}
+			for chart, policy := range managed {
+				if !found[chart] {
+					t.Errorf("no role of %s's", chart)
+				}
+				for _, r := range rec.OfType("aws:iam/role:Role") {
+					if _, node := nodes[r.Name]; node && slices.Contains(attached[r.Name], policy) {
+						t.Errorf("node role %s has %s, which only %s's role may", r.Name, policy, chart)
+					}
 				}
 			}
 			for chart, r := range theirs {

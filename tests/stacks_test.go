@@ -6,6 +6,7 @@ package tests
 import (
 	"encoding/json"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -152,9 +153,10 @@ func TestEveryStackEvaluates(t *testing.T) {
 					}
 				}
 			}
-			monitoringChart := map[string]string{"prometheus": "kube-prometheus-stack", "cloudwatch": "amazon-cloudwatch-observability"}[cfg.Addons.Monitoring]
-			if !charts[monitoringChart] || len(charts) != 8 {
-				t.Errorf("%s: charts %v, want 7 add-ons and %s", name, charts, monitoringChart)
+			monitoringCharts := map[string][]string{"prometheus": {addons.KubePrometheusStack.Name},
+				"cloudwatch": {addons.CloudWatchObservability.Name, addons.PodIdentityWebhook.Name}}[cfg.Addons.Monitoring]
+			if slices.ContainsFunc(monitoringCharts, func(c string) bool { return !charts[c] }) || len(charts) != 7+len(monitoringCharts) {
+				t.Errorf("%s: charts %v, want 7 add-ons and %v", name, charts, monitoringCharts)
 			}
 			// Every stateful or foundational resource follows deletionProtection.
 			for _, typ := range []string{"aws:ec2/vpc:Vpc", "aws:kms/key:Key", "aws:ebs/volume:Volume", "aws:s3/bucketV2:BucketV2"} {

@@ -47,11 +47,13 @@ var (
 		"https://github.com/prometheus-community/helm-charts/releases/download/kube-prometheus-stack-81.4.3/kube-prometheus-stack-81.4.3.tgz"}
 	CloudWatchObservability = Chart{"amazon-cloudwatch-observability", "https://aws-observability.github.io/helm-charts", "6.2.0", "amazon-cloudwatch", "d36ffec44804252b56503bcb458dac196f1d827506e93e238f0fdaca20377173",
 		"https://github.com/aws-observability/helm-charts/releases/download/amazon-cloudwatch-observability-6.2.0/amazon-cloudwatch-observability-6.2.0.tgz"}
+	PodIdentityWebhook = Chart{"amazon-eks-pod-identity-webhook", "https://jkroepke.github.io/helm-charts", "2.6.5", "kube-system", "6a9818504330ce090d56e4925e4dfec7d0214a4cb5ea96c8f07d3844e5bff904",
+		"https://github.com/jkroepke/helm-charts/releases/download/amazon-eks-pod-identity-webhook-2.6.5/amazon-eks-pod-identity-webhook-2.6.5.tgz"}
 )
 
 // Charts lists every pinned chart.
 var Charts = []Chart{Cilium, CloudControllerManager, EBSCSIDriver, SnapshotController, CoreDNS, MetricsServer,
-	ClusterAutoscaler, KubePrometheusStack, CloudWatchObservability}
+	ClusterAutoscaler, KubePrometheusStack, CloudWatchObservability, PodIdentityWebhook}
 
 // Images whose tag must follow the cluster's Kubernetes minor, by minor.
 // The charts' defaults lag behind, so kubeha sets the tag itself.
@@ -82,6 +84,9 @@ type Cluster struct {
 	// Roles are the IAM roles, by chart name, that the chart's AWS-facing
 	// pods assume with their service account's token (ServiceAccounts).
 	Roles map[string]string
+	// The pod identity webhook's serving certificate and key, and the CA
+	// kube-apiserver checks it with (PEM).
+	WebhookCACert, WebhookCert, WebhookKey string
 }
 
 // ServiceAccounts are the service accounts (namespace:name) whose tokens
@@ -91,6 +96,9 @@ var ServiceAccounts = map[string]string{
 	CloudControllerManager.Name: "kube-system:cloud-controller-manager",
 	EBSCSIDriver.Name:           "kube-system:ebs-csi-controller-sa",
 	ClusterAutoscaler.Name:      "kube-system:" + clusterAutoscalerAccount,
+	// The CloudWatch agent and Fluent Bit share the chart's account,
+	// named after the agent.
+	CloudWatchObservability.Name: CloudWatchObservability.Namespace + ":cloudwatch-agent",
 }
 
 // clusterAutoscalerAccount is set: the chart would name it after the
@@ -444,6 +452,48 @@ func KubePrometheusStackValues(c Cluster, persistent bool) map[string]any {
 // Insights), which run on the host network and use the node's role.
 func CloudWatchValues(c Cluster) map[string]any {
 	return map[string]any{"clusterName": c.Name, "region": c.Region}
+}
+
+// PodIdentityWebhookValues: the webhook gives the CloudWatch agent and
+// Fluent Bit their role, since the CloudWatch chart has no values for a
+// token volume. It maps their service account to the role in its
+// ConfigMap (no annotation on an account the chart owns) and mutates
+// pods of the CloudWatch namespace only, failing closed there: a pod
+// made while the webhook is down is refused and retried by its
+// controller, never started without its role. Two replicas on the
+// control plane, in different zones, keep it up while workers come and go.
+func PodIdentityWebhookValues(c Cluster) map[string]any {
+	agent := strings.Replace(ServiceAccounts[CloudWatchObservability.Name], ":", "/", 1)
+	labels := map[string]any{"app.kubernetes.io/name": PodIdentityWebhook.Name}
+	return map[string]any{
+		"replicaCount":        2,
+		"podDisruptionBudget": map[string]any{"enabled": true, "maxUnavailable": 1},
+		"nodeSelector":        onControlPlane,
+		"tolerations":         controlPlaneTolerations,
+		"affinity": map[string]any{"podAntiAffinity": map[string]any{"preferredDuringSchedulingIgnoredDuringExecution": []any{
+			map[string]any{"weight": 100, "podAffinityTerm": map[string]any{
+				"topologyKey": "topology.kubernetes.io/zone", "labelSelector": map[string]any{"matchLabels": labels},
+			}},
+		}}},
+		"config": map[string]any{
+			"defaultAwsRegion": c.Region,
+			"podIdentityWebhookMap": map[string]any{"enabled": true, "data": map[string]any{
+				agent: map[string]any{"RoleARN": c.Roles[CloudWatchObservability.Name], "Audience": "sts.amazonaws.com"},
+			}},
+		},
+		"mutatingWebhook": map[string]any{
+			"failurePolicy": "Fail",
+			"namespaceSelector": map[string]any{"matchExpressions": []any{map[string]any{
+				"key": "kubernetes.io/metadata.name", "operator": "In", "values": []any{CloudWatchObservability.Namespace},
+			}}},
+		},
+		// Issued by kubeha (pulumi-tls) rather than cert-manager, which
+		// kubeha does not install.
+		"pki": map[string]any{
+			"certManager": map[string]any{"enabled": false},
+			"caBundle":    c.WebhookCACert, "cert": c.WebhookCert, "key": c.WebhookKey,
+		},
+	}
 }
 
 // jobName is a label value that names a Prometheus job in alert rules.

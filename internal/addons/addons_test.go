@@ -19,10 +19,12 @@ func labCluster() Cluster {
 		EtcdMembers:     []string{"etcd-a.kubeha-lab.internal", "etcd-b.kubeha-lab.internal", "etcd-c.kubeha-lab.internal"},
 		EtcdMetricsPort: 2382, BackupIntervalMinutes: 15,
 		Roles: map[string]string{
-			CloudControllerManager.Name: "arn:aws:iam::123456789012:role/kubeha-lab-cloud-controller-manager",
-			EBSCSIDriver.Name:           "arn:aws:iam::123456789012:role/kubeha-lab-ebs-csi-driver",
-			ClusterAutoscaler.Name:      "arn:aws:iam::123456789012:role/kubeha-lab-cluster-autoscaler",
+			CloudControllerManager.Name:  "arn:aws:iam::123456789012:role/kubeha-lab-cloud-controller-manager",
+			EBSCSIDriver.Name:            "arn:aws:iam::123456789012:role/kubeha-lab-ebs-csi-driver",
+			ClusterAutoscaler.Name:       "arn:aws:iam::123456789012:role/kubeha-lab-cluster-autoscaler",
+			CloudWatchObservability.Name: "arn:aws:iam::123456789012:role/kubeha-lab-amazon-cloudwatch-observability",
 		},
+		WebhookCACert: "<webhook CA certificate>", WebhookCert: "<webhook serving certificate>", WebhookKey: "<webhook serving key>",
 	}
 }
 
@@ -47,6 +49,7 @@ func TestGoldenValues(t *testing.T) {
 		ClusterAutoscaler.Name:       must(ClusterAutoscalerValues(c)),
 		KubePrometheusStack.Name:     KubePrometheusStackValues(c, true),
 		CloudWatchObservability.Name: CloudWatchValues(c),
+		PodIdentityWebhook.Name:      PodIdentityWebhookValues(c),
 		"manifests":                  Manifests(c),
 	}
 	if len(rendered) != len(Charts)+1 {

@@ -39,7 +39,7 @@ type Choices struct {
 	// Monitoring is MonitoringPrometheus or MonitoringCloudWatch.
 	Monitoring                                                              string
 	CNI, CloudControllerManager, Storage, Snapshots, CoreDNS, MetricsServer Choice
-	ClusterAutoscaler, MonitoringChart                                      Choice
+	ClusterAutoscaler, MonitoringChart, PodIdentityWebhook                  Choice
 }
 
 // Monitoring modes.
@@ -186,7 +186,11 @@ func Steps(c Cluster, ch Choices) ([]Step, error) {
 	switch {
 	case ch.MonitoringChart.Disabled:
 	case ch.Monitoring == MonitoringCloudWatch:
-		if err := release(CloudWatchObservability, ch.MonitoringChart, CloudWatchValues(c), afterStorage...); err != nil {
+		// The agent's pods get their role from the webhook when made.
+		if err := release(PodIdentityWebhook, ch.PodIdentityWebhook, PodIdentityWebhookValues(c), onPodNetwork); err != nil {
+			return nil, err
+		}
+		if err := release(CloudWatchObservability, ch.MonitoringChart, CloudWatchValues(c), append(afterStorage, PodIdentityWebhook.Name)...); err != nil {
 			return nil, err
 		}
 	default:

@@ -85,6 +85,7 @@ func TestParseRejects(t *testing.T) {
 		{"taint with bad key", map[string]string{"kubeha:workers": `[{"name":"general","taints":["-spot=true:NoSchedule"]}]`}, "kubeha:workers[0].taints[0]", "[prefix/]name"},
 		{"unknown monitoring", map[string]string{"kubeha:addons": `{"monitoring":"datadog"}`}, "kubeha:addons.monitoring", "prometheus, cloudwatch"},
 		{"malformed alarm e-mail", map[string]string{"kubeha:addons": `{"alarmEmail":"ops"}`}, "kubeha:addons.alarmEmail", "an e-mail address"},
+		{"CloudWatch without its webhook", map[string]string{"kubeha:addons": `{"monitoring":"cloudwatch","podIdentityWebhook":false}`}, "kubeha:addons.podIdentityWebhook", "on (true) while monitoring is cloudwatch"},
 		{"add-on switch not a bool", map[string]string{"kubeha:addons": `{"cni":"cilium"}`}, "kubeha:addons.cni", "true, false or an object"},
 		{"pool name with capitals", map[string]string{"kubeha:workers": `[{"name":"General"}]`}, "kubeha:workers[0].name", "1 to 20 of a-z"},
 		{"unknown top-level key", map[string]string{"kubeha:kubernetesVersoin": "v1.36.3"}, "kubeha:kubernetesVersoin", "one of clusterName, environment"},

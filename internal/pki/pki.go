@@ -115,6 +115,20 @@ func EtcdClient(commonName string) Spec {
 	}
 }
 
+// WebhookCA signs the serving certificate of an admission webhook that
+// kube-apiserver calls; the webhook's configuration carries it as its
+// caBundle, so it is trusted for that webhook only.
+func WebhookCA(cluster, webhook string) Spec {
+	return Spec{CommonName: cluster + "-" + webhook + "-ca", IsCA: true, ValidityHours: CAValidityHours}
+}
+
+// WebhookServing is a webhook's serving certificate for its Service,
+// the name kube-apiserver checks when it calls it.
+func WebhookServing(service, namespace string) Spec {
+	name := service + "." + namespace + ".svc"
+	return Spec{CommonName: name, DNSNames: []string{name}, Usages: []Usage{ServerAuth}, ValidityHours: LeafValidityHours}
+}
+
 // Pair is a certificate and its key, PEM encoded.
 type Pair struct {
 	CertPEM []byte

@@ -94,7 +94,7 @@ func standInCharts(o *components.AddonsOptions, dir, crdDir string) error {
 		chart addons.Chart
 	}{{&o.CNI, addons.Cilium}, {&o.CloudControllerManager, addons.CloudControllerManager}, {&o.Storage, addons.EBSCSIDriver},
 		{&o.Snapshots, addons.SnapshotController}, {&o.CoreDNS, addons.CoreDNS}, {&o.MetricsServer, addons.MetricsServer},
-		{&o.ClusterAutoscaler, addons.ClusterAutoscaler}, {&o.MonitoringChart, monitoring}} {
+		{&o.ClusterAutoscaler, addons.ClusterAutoscaler}, {&o.MonitoringChart, monitoring}, {&o.PodIdentityWebhook, addons.PodIdentityWebhook}} {
 		version := cmp.Or(a.addon.Version, a.chart.Version)
 		path, err := lab.StandInChart(dir, a.chart.Name, version, crds[a.chart.Name]...)
 		if err != nil {
