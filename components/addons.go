@@ -33,7 +33,9 @@ type AddonsOptions struct {
 	Monitoring string `json:"monitoring"`
 	// AlarmEmail is an optional e-mail address subscribed to the alarms' SNS topic.
 	AlarmEmail string `json:"alarmEmail"`
-	// CNI is Cilium (VXLAN overlay). Turn it off only to install another CNI: nodes stay NotReady without one.
+	// CNIPlugin is cilium (VXLAN overlay, its own IPAM from the pod CIDR) or flannel (VXLAN overlay, each node's pods in the /24 the controller-manager gives it, through the CNI reference plugins every node installs). Both use UDP 8472 between nodes. Changing it on a running cluster is not supported.
+	CNIPlugin string `json:"cniPlugin"`
+	// CNI changes the chart CNIPlugin picks. Turn it off only to install another CNI: nodes stay NotReady without one.
 	CNI Addon `json:"cni"`
 	// CloudControllerManager is the AWS cloud-controller-manager of the cluster's minor: zone labels, providerID, Service load balancers. Nodes stay tainted uninitialized without it.
 	CloudControllerManager Addon `json:"cloudControllerManager"`
@@ -75,11 +77,15 @@ const (
 	MonitoringPrometheus = addons.MonitoringPrometheus
 	MonitoringCloudWatch = addons.MonitoringCloudWatch
 	DefaultMonitoring    = MonitoringPrometheus
+	CNICilium            = addons.CNICilium
+	CNIFlannel           = addons.CNIFlannel
+	DefaultCNIPlugin     = CNICilium
 )
 
 func (o AddonsOptions) withDefaults() AddonsOptions {
 	o.Applier = cmp.Or(o.Applier, DefaultApplier)
 	o.Monitoring = cmp.Or(o.Monitoring, DefaultMonitoring)
+	o.CNIPlugin = cmp.Or(o.CNIPlugin, DefaultCNIPlugin)
 	return o
 }
 
@@ -91,6 +97,7 @@ var (
 func (o AddonsOptions) check(c checker) {
 	c.oneOf("Applier", o.Applier, ApplierCluster, ApplierPulumi)
 	c.oneOf("Monitoring", o.Monitoring, MonitoringPrometheus, MonitoringCloudWatch)
+	c.oneOf("CNIPlugin", o.CNIPlugin, CNICilium, CNIFlannel)
 	if o.AlarmEmail != "" && !emailPattern.MatchString(o.AlarmEmail) {
 		c.add("AlarmEmail", quote(o.AlarmEmail), "an e-mail address such as ops@example.com")
 	}
@@ -117,12 +124,16 @@ func (o AddonsOptions) charts() []struct {
 	if o.Monitoring == MonitoringCloudWatch {
 		monitoring = addons.CloudWatchObservability
 	}
+	cni := addons.Cilium
+	if o.CNIPlugin == CNIFlannel {
+		cni = addons.Flannel
+	}
 	type entry = struct {
 		field string
 		addon Addon
 		chart addons.Chart
 	}
-	return []entry{{"CNI", o.CNI, addons.Cilium}, {"CloudControllerManager", o.CloudControllerManager, addons.CloudControllerManager},
+	return []entry{{"CNI", o.CNI, cni}, {"CloudControllerManager", o.CloudControllerManager, addons.CloudControllerManager},
 		{"Storage", o.Storage, addons.EBSCSIDriver}, {"Snapshots", o.Snapshots, addons.SnapshotController}, {"CoreDNS", o.CoreDNS, addons.CoreDNS},
 		{"MetricsServer", o.MetricsServer, addons.MetricsServer}, {"ClusterAutoscaler", o.ClusterAutoscaler, addons.ClusterAutoscaler},
 		{"MonitoringChart", o.MonitoringChart, monitoring}, {"PodIdentityWebhook", o.PodIdentityWebhook, addons.PodIdentityWebhook}}
@@ -131,7 +142,7 @@ func (o AddonsOptions) charts() []struct {
 // choices are the options as internal/addons renders them.
 func (o AddonsOptions) choices() addons.Choices {
 	choice := func(a Addon) addons.Choice { return addons.Choice(a) }
-	return addons.Choices{Monitoring: o.Monitoring, CNI: choice(o.CNI), CloudControllerManager: choice(o.CloudControllerManager),
+	return addons.Choices{Monitoring: o.Monitoring, CNIPlugin: o.CNIPlugin, CNI: choice(o.CNI), CloudControllerManager: choice(o.CloudControllerManager),
 		Storage: choice(o.Storage), Snapshots: choice(o.Snapshots), CoreDNS: choice(o.CoreDNS), MetricsServer: choice(o.MetricsServer),
 		ClusterAutoscaler: choice(o.ClusterAutoscaler), MonitoringChart: choice(o.MonitoringChart), PodIdentityWebhook: choice(o.PodIdentityWebhook)}
 }

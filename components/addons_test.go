@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -109,8 +110,8 @@ func testChartsPinnedAndGated(t *testing.T, applier string) {
 	rec := mustRunCluster(t, func(a *ClusterArgs) { a.Addons.Applier = applier })
 	got := releases(rec)
 	for _, chart := range addons.Charts {
-		if chart == addons.CloudWatchObservability || chart == addons.PodIdentityWebhook {
-			continue // prometheus is the default
+		if chart == addons.CloudWatchObservability || chart == addons.PodIdentityWebhook || chart == addons.Flannel {
+			continue // prometheus and cilium are the defaults
 		}
 		r, ok := got[chart.Name]
 		if !ok {
@@ -134,8 +135,8 @@ func testChartsPinnedAndGated(t *testing.T, applier string) {
 			}
 		}
 	}
-	if len(got) != len(addons.Charts)-2 {
-		t.Errorf("%d releases, want every chart but CloudWatch's and its webhook", len(got))
+	if len(got) != len(addons.Charts)-3 {
+		t.Errorf("%d releases, want every chart but CloudWatch's, its webhook and flannel", len(got))
 	}
 	if host := value(got["cilium"], "k8sServiceHost").StringValue(); host != "c1-api-0123456789.elb.eu-west-1.amazonaws.com" {
 		t.Errorf("Cilium reaches the API at %q, want the load balancer", host)
@@ -661,4 +662,39 @@ func plain(v resource.PropertyValue) resource.PropertyValue {
 		v = v.SecretValue().Element
 	}
 	return v
+}
+
+// With cniPlugin flannel, both appliers install the pinned flannel chart
+// instead of Cilium, its pods in the cluster's pod CIDR, first: every
+// release on the pod network waits for it. The overlay port stays open
+// between nodes.
+func TestFlannelReplacesCilium(t *testing.T) {
+	for _, applier := range []string{ApplierCluster, ApplierPulumi} {
+		rec := mustRunCluster(t, func(a *ClusterArgs) { a.Addons.Applier, a.Addons.CNIPlugin = applier, CNIFlannel })
+		got := releases(rec)
+		flannel, ok := got[addons.Flannel.Name]
+		if _, cilium := got[addons.Cilium.Name]; !ok || cilium {
+			t.Fatalf("%s applier: releases %v, want flannel and no cilium", applier, slices.Sorted(maps.Keys(got)))
+		}
+		if flannel.String("version") != addons.Flannel.Version || flannel.String("namespace") != addons.Flannel.Namespace ||
+			value(flannel, "podCidr").StringValue() != "10.244.0.0/16" || value(flannel, "flannel", "backend").StringValue() != "vxlan" {
+			t.Errorf("%s applier: flannel %s into %s with %v", applier, flannel.String("version"), flannel.String("namespace"), flannel.Inputs["values"])
+		}
+		if set, ok := addonSet(rec); ok {
+			for _, step := range set.Steps {
+				if step.Name == addons.CoreDNS.Name && !slices.Contains(step.Needs, addons.Flannel.Name) {
+					t.Errorf("CoreDNS does not wait for flannel: %v", step.Needs)
+				}
+			}
+		}
+	}
+	overlay := 0
+	for _, r := range mustRunCluster(t, func(a *ClusterArgs) { a.Addons.CNIPlugin = CNIFlannel }).OfType("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule") {
+		if r.String("ipProtocol") == "udp" && r.Get("fromPort").NumberValue() == addons.CNIOverlayPort {
+			overlay++
+		}
+	}
+	if overlay == 0 {
+		t.Errorf("no rule opens UDP %d between nodes", addons.CNIOverlayPort)
+	}
 }

@@ -3,6 +3,7 @@ package components
 import (
 	"cmp"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/autoscaling"
@@ -226,7 +227,7 @@ func NewControlPlane(ctx *pulumi.Context, name string, args *ControlPlaneArgs, o
 	install := args.Assets.readPolicy
 	policy := resolve(pulumi.StringMap{"secret": secrets.Arn, "key": args.KMSKeyArn, "assets": args.Assets.BucketArn}, func(arn map[string]string) (string, error) {
 		return controlPlanePolicy(arn["secret"], arn["key"], args.Region,
-			install(arn["assets"], append([]Asset{assets.Kubeadm, assets.Kubelet, assets.Kubectl, assets.Helm, assets.Containerd, assets.Runc}, assets.Images()...)...),
+			install(arn["assets"], slices.Concat([]Asset{assets.Kubectl, assets.Helm}, assets.NodeBinaries(), assets.Images())...),
 			append(workerTokenStatements(arn["assets"]), applierStatements(args.ApplyAddons, args.ClusterName, arn["assets"])...)...), nil
 	})
 	profile, err := nodeIdentity(ctx, name, args.ClusterName, policy, tags(name), args.ManagedPolicyArns, child)

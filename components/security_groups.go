@@ -13,6 +13,7 @@ import (
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/vpc"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/kubeha/kubeha/internal/addons"
 	"github.com/kubeha/kubeha/internal/bootstrap"
 )
 
@@ -22,8 +23,8 @@ const (
 	nodeExporterPort      = 9100
 	controllerManagerPort = bootstrap.ControllerManagerPort
 	schedulerPort         = bootstrap.SchedulerPort
-	// The default CNI (Cilium): VXLAN (UDP) and health.
-	cniOverlayPort = 8472
+	// The CNI: VXLAN (UDP, either plugin) and Cilium's health.
+	cniOverlayPort = addons.CNIOverlayPort
 	cniHealthPort  = 4240
 	nodePortFirst  = 30000
 	nodePortLast   = 32767

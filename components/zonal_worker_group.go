@@ -175,7 +175,7 @@ func NewZonalWorkerGroup(ctx *pulumi.Context, name string, args *ZonalWorkerGrou
 	assets := args.ControlPlane.assets
 	policy := resolve(pulumi.StringMap{"secret": args.ControlPlane.JoinSecretArn, "key": args.KMSKeyArn, "assets": assets.BucketArn}, func(arn map[string]string) (string, error) {
 		return policyJSON(
-			assets.readPolicy(arn["assets"], append([]Asset{assets.Assets.Kubeadm, assets.Assets.Kubelet, assets.Assets.Containerd, assets.Assets.Runc}, assets.Assets.WorkerImages()...)...),
+			assets.readPolicy(arn["assets"], append(assets.Assets.NodeBinaries(), assets.Assets.WorkerImages()...)...),
 			policyStatement{Sid: "ReadJoinSecret", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue"}, Resource: arn["secret"]},
 			policyStatement{Sid: "UseClusterKey", Effect: "Allow", Action: []string{"kms:Decrypt"}, Resource: arn["key"],
 				Condition: map[string]map[string]any{"StringEquals": {"kms:ViaService": "secretsmanager." + args.Region + ".amazonaws.com"}}},

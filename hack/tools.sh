@@ -68,6 +68,18 @@ fi
 
 # Helm, which the add-on applier on control-plane nodes runs; it reads its
 # version from -X, as Helm's release builds set it.
+# The CNI reference plugins nodes install into /opt/cni/bin, as their
+# release archive holds them (static), and flannel's CNI plugin, which the
+# flannel chart's init container copies beside them.
+CNI_PLUGINS_VERSION=v1.9.1
+for name in bridge host-local loopback portmap; do
+  dir=main; [ "$name" = host-local ] && dir=ipam; [ "$name" = portmap ] && dir=meta
+  CGO_ENABLED=0 build "$name" "$CNI_PLUGINS_VERSION" cni-plugins "github.com/containernetworking/plugins/plugins/$dir/$name" \
+    -ldflags="-s -w -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$CNI_PLUGINS_VERSION"
+done
+FLANNEL_CNI_VERSION=v0.9.1
+CGO_ENABLED=0 build flannel "$FLANNEL_CNI_VERSION" flannel-cni github.com/containernetworking/plugins/plugins/meta/flannel -ldflags="-s -w"
+
 HELM_VERSION=v4.2.0
 CGO_ENABLED=0 build helm "$HELM_VERSION" helm helm.sh/helm/v4/cmd/helm \
   -ldflags="-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION"

@@ -17,10 +17,11 @@ func TestToolsBuildThePinnedReleases(t *testing.T) {
 		t.Fatal(err)
 	}
 	for variable, pinned := range map[string]string{
-		"ETCD_VERSION":       bootstrap.EtcdVersion,
-		"KUBERNETES_VERSION": bootstrap.PinnedKubernetesVersion,
-		"CONTAINERD_VERSION": "v" + bootstrap.ContainerdVersion,
-		"RUNC_VERSION":       bootstrap.RuncVersion,
+		"ETCD_VERSION":        bootstrap.EtcdVersion,
+		"KUBERNETES_VERSION":  bootstrap.PinnedKubernetesVersion,
+		"CONTAINERD_VERSION":  "v" + bootstrap.ContainerdVersion,
+		"RUNC_VERSION":        bootstrap.RuncVersion,
+		"CNI_PLUGINS_VERSION": bootstrap.CNIPluginsVersion,
 	} {
 		m := regexp.MustCompile(`(?m)^` + variable + `=(\S+)$`).FindSubmatch(script)
 		if m == nil || string(m[1]) != pinned {
@@ -30,37 +31,44 @@ func TestToolsBuildThePinnedReleases(t *testing.T) {
 	// Each pinned asset's key names its release.
 	a := bootstrap.PinnedAssets()
 	for key, version := range map[string]string{a.Etcd.Key: bootstrap.EtcdVersion, a.Kubelet.Key: a.KubernetesVersion,
-		a.Containerd.Key: bootstrap.ContainerdVersion, a.Runc.Key: bootstrap.RuncVersion} {
+		a.Containerd.Key: bootstrap.ContainerdVersion, a.Runc.Key: bootstrap.RuncVersion, a.CNIPlugins.Key: bootstrap.CNIPluginsVersion} {
 		if !regexp.MustCompile(`/` + regexp.QuoteMeta(version) + `/`).MatchString(key) {
 			t.Errorf("asset key %s does not name release %s", key, version)
 		}
 	}
 }
 
-// kube-bench is built at the version hack/tools.sh names, which its tool
-// module pins and go.sum holds the module proxy's hash of: a release that
-// was published.
-func TestKubeBenchPinIsTheToolModules(t *testing.T) {
+// kube-bench, the CNI reference plugins and flannel's CNI plugin are built
+// at the versions hack/tools.sh names, which their tool modules pin and
+// go.sum holds the module proxy's hash of: releases that were published.
+func TestToolModulesPinWhatToolsShBuilds(t *testing.T) {
 	script, err := os.ReadFile("../hack/tools.sh")
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile(`(?m)^KUBE_BENCH_VERSION=(\S+)$`).FindSubmatch(script)
-	if m == nil {
-		t.Fatal("hack/tools.sh sets no KUBE_BENCH_VERSION")
-	}
-	version := string(m[1])
-	mod, err := os.ReadFile("../hack/tools/kube-bench/go.mod")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum, err := os.ReadFile("../hack/tools/kube-bench/go.sum")
-	if err != nil {
-		t.Fatal(err)
-	}
-	const module = "github.com/aquasecurity/kube-bench "
-	if !regexp.MustCompile(`(?m)^\s*`+regexp.QuoteMeta(module+version)+`\b`).Match(mod) ||
-		!regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(module+version)+` h1:`).Match(sum) {
-		t.Errorf("hack/tools.sh builds kube-bench %s; hack/tools/kube-bench's go.mod and go.sum must pin that release", version)
+	for _, tool := range []struct{ variable, dir, module string }{
+		{"KUBE_BENCH_VERSION", "kube-bench", "github.com/aquasecurity/kube-bench"},
+		{"CNI_PLUGINS_VERSION", "cni-plugins", "github.com/containernetworking/plugins"},
+		{"FLANNEL_CNI_VERSION", "flannel-cni", "github.com/containernetworking/plugins"},
+	} {
+		m := regexp.MustCompile(`(?m)^` + tool.variable + `=(\S+)$`).FindSubmatch(script)
+		if m == nil {
+			t.Errorf("hack/tools.sh sets no %s", tool.variable)
+			continue
+		}
+		version := string(m[1])
+		mod, err := os.ReadFile("../hack/tools/" + tool.dir + "/go.mod")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum, err := os.ReadFile("../hack/tools/" + tool.dir + "/go.sum")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pin := tool.module + " " + version
+		if !regexp.MustCompile(`(?m)^\s*`+regexp.QuoteMeta(pin)+`\b`).Match(mod) ||
+			!regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(pin)+` h1:`).Match(sum) {
+			t.Errorf("hack/tools.sh builds %s; hack/tools/%s's go.mod and go.sum must pin that release", pin, tool.dir)
+		}
 	}
 }

@@ -47,13 +47,24 @@ var (
 		"https://github.com/prometheus-community/helm-charts/releases/download/kube-prometheus-stack-81.4.3/kube-prometheus-stack-81.4.3.tgz"}
 	CloudWatchObservability = Chart{"amazon-cloudwatch-observability", "https://aws-observability.github.io/helm-charts", "6.2.0", "amazon-cloudwatch", "d36ffec44804252b56503bcb458dac196f1d827506e93e238f0fdaca20377173",
 		"https://github.com/aws-observability/helm-charts/releases/download/amazon-cloudwatch-observability-6.2.0/amazon-cloudwatch-observability-6.2.0.tgz"}
+	// Flannel publishes its chart's index from its release job only (no
+	// branch keeps it), so no digest is on record: nodes check the one S3
+	// records at copy (testdata/chart-records.yaml).
+	Flannel = Chart{"flannel", "https://flannel-io.github.io/flannel", "v0.28.9", "kube-flannel", "",
+		"https://github.com/flannel-io/flannel/releases/download/v0.28.9/flannel.tgz"}
 	PodIdentityWebhook = Chart{"amazon-eks-pod-identity-webhook", "https://jkroepke.github.io/helm-charts", "2.6.5", "kube-system", "6a9818504330ce090d56e4925e4dfec7d0214a4cb5ea96c8f07d3844e5bff904",
 		"https://github.com/jkroepke/helm-charts/releases/download/amazon-eks-pod-identity-webhook-2.6.5/amazon-eks-pod-identity-webhook-2.6.5.tgz"}
 )
 
 // Charts lists every pinned chart.
 var Charts = []Chart{Cilium, CloudControllerManager, EBSCSIDriver, SnapshotController, CoreDNS, MetricsServer,
-	ClusterAutoscaler, KubePrometheusStack, CloudWatchObservability, PodIdentityWebhook}
+	ClusterAutoscaler, KubePrometheusStack, CloudWatchObservability, PodIdentityWebhook, Flannel}
+
+// CNI plugins a stack chooses from.
+const (
+	CNICilium  = "cilium"
+	CNIFlannel = "flannel"
+)
 
 // Images whose tag must follow the cluster's Kubernetes minor, by minor.
 // The charts' defaults lag behind, so kubeha sets the tag itself.
@@ -196,6 +207,22 @@ func spreadOverZones(labels map[string]any) []any {
 	return out
 }
 
+// FlannelValues: VXLAN on UDP 8472, the port the security groups open
+// between nodes for either CNI, each node's pods in the /24 of the pod
+// CIDR that kube-controller-manager gives its Node (kubeadm's podSubnet),
+// traffic leaving the pod network masqueraded (the chart's --ip-masq).
+// Its DaemonSet tolerates every taint, so nodes become Ready before the
+// cloud-controller-manager initializes them.
+func FlannelValues(c Cluster) map[string]any {
+	return map[string]any{
+		"podCidr": c.PodCIDR,
+		"flannel": map[string]any{"backend": "vxlan", "backendPort": CNIOverlayPort},
+	}
+}
+
+// CNIOverlayPort is the UDP port of either CNI's VXLAN overlay.
+const CNIOverlayPort = 8472
+
 // CiliumValues: VXLAN overlay (UDP 8472, opened between nodes), pod
 // addresses from the cluster's pod CIDR, and kube-proxy kept as kubeadm
 // installs it. Cilium reaches the API through the load balancer, because
@@ -237,7 +264,7 @@ func CloudControllerManagerValues(c Cluster) (map[string]any, error) {
 		"tolerations":    controlPlaneTolerations,
 		"args": []any{
 			"--v=2", "--cloud-provider=aws", "--cluster-name=" + c.Name,
-			// Cilium's overlay routes pods; VPC route tables stay untouched.
+			// The CNI's overlay routes pods; VPC route tables stay untouched.
 			"--configure-cloud-routes=false",
 			"--leader-elect=true",
 		},

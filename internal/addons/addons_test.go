@@ -50,6 +50,7 @@ func TestGoldenValues(t *testing.T) {
 		KubePrometheusStack.Name:     KubePrometheusStackValues(c, true),
 		CloudWatchObservability.Name: CloudWatchValues(c),
 		PodIdentityWebhook.Name:      PodIdentityWebhookValues(c),
+		Flannel.Name:                 FlannelValues(c),
 		"manifests":                  Manifests(c),
 	}
 	if len(rendered) != len(Charts)+1 {

@@ -36,8 +36,9 @@ type Choice struct {
 
 // Choices are the stack's add-on switches.
 type Choices struct {
-	// Monitoring is MonitoringPrometheus or MonitoringCloudWatch.
-	Monitoring                                                              string
+	// Monitoring is MonitoringPrometheus or MonitoringCloudWatch; CNIPlugin
+	// CNICilium or CNIFlannel, the chart that CNI installs.
+	Monitoring, CNIPlugin                                                   string
 	CNI, CloudControllerManager, Storage, Snapshots, CoreDNS, MetricsServer Choice
 	ClusterAutoscaler, MonitoringChart, PodIdentityWebhook                  Choice
 }
@@ -140,10 +141,14 @@ func Steps(c Cluster, ch Choices) ([]Step, error) {
 		return nil, err
 	}
 	// Every pod but host-network ones needs the CNI first.
-	if err := release(Cilium, ch.CNI, CiliumValues(c)); err != nil {
+	cni, cniValues := Cilium, CiliumValues(c)
+	if ch.CNIPlugin == CNIFlannel {
+		cni, cniValues = Flannel, FlannelValues(c)
+	}
+	if err := release(cni, ch.CNI, cniValues); err != nil {
 		return nil, err
 	}
-	onPodNetwork := Cilium.Name
+	onPodNetwork := cni.Name
 	dns, err := CoreDNSValues(c)
 	if err != nil && !ch.CoreDNS.Disabled {
 		return nil, err

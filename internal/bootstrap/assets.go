@@ -3,6 +3,7 @@ package bootstrap
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -39,6 +40,10 @@ type Assets struct {
 	APIServerImage, ControllerManagerImage, SchedulerImage, KubeProxyImage Asset
 	// Containerd is its release archive (bin/ in it); Runc the binary.
 	Containerd, Runc Asset
+	// CNIPlugins is the CNI reference plugins' release archive (the
+	// binaries at its top), which nodes unpack into /opt/cni/bin: bridge,
+	// host-local, loopback and portmap, which flannel hands pods to.
+	CNIPlugins Asset
 	// Kubectl is the release binary; Helm its release archive (helm in
 	// linux-amd64/): control-plane nodes install both for the add-on
 	// applier.
@@ -51,7 +56,12 @@ type Assets struct {
 
 // List is every asset, for the deploy to copy.
 func (a Assets) List() []Asset {
-	return append([]Asset{a.Etcd, a.Kubeadm, a.Kubelet, a.Kubectl, a.Helm, a.Containerd, a.Runc}, a.Images()...)
+	return slices.Concat([]Asset{a.Etcd, a.Kubectl, a.Helm}, a.NodeBinaries(), a.Images())
+}
+
+// NodeBinaries are what every Kubernetes node installs.
+func (a Assets) NodeBinaries() []Asset {
+	return []Asset{a.Kubeadm, a.Kubelet, a.Containerd, a.Runc, a.CNIPlugins}
 }
 
 // Images are the image archives control-plane nodes import.
@@ -89,6 +99,7 @@ func (a Assets) Check() error {
 const (
 	ContainerdVersion = "2.3.4"
 	RuncVersion       = "v1.4.3"
+	CNIPluginsVersion = "v1.9.1"
 	// PauseImageRef is the sandbox image kubeadm v1.36 expects (its
 	// constants.PauseVersion; a test asks the pinned kubeadm).
 	PauseImageRef = "registry.k8s.io/pause:3.10.2"
@@ -143,8 +154,16 @@ func PinnedAssets() Assets {
 			Source: "https://github.com/opencontainers/runc/releases/download/" + RuncVersion + "/runc.amd64",
 			SHA256: "f6ae8efc0fa40079e1475e97cbe9d1bd3f106a28d6af78a11d9f1bd565515e60",
 		},
+		// Recorded by kubespray only (cni_binary_checksums, at 46dbdd39).
+		CNIPlugins: Asset{
+			Key:    "cni-plugins/" + CNIPluginsVersion + "/" + cniPluginsArchive,
+			Source: "https://github.com/containernetworking/plugins/releases/download/" + CNIPluginsVersion + "/" + cniPluginsArchive,
+			SHA256: "b98f74a0f8522f0a83867178729c1aa70f2158f90c45a2ca8fa791db1c76b303",
+		},
 	}
 }
+
+const cniPluginsArchive = "cni-plugins-linux-amd64-" + CNIPluginsVersion + ".tgz"
 
 // PinnedKubernetesVersion is the Kubernetes release PinnedAssets holds.
 const PinnedKubernetesVersion = "v1.36.3"

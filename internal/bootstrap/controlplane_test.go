@@ -157,6 +157,8 @@ func TestControlPlaneNodeKeepsSecretsOut(t *testing.T) {
 	for _, want := range []string{
 		"KUBELET_URL=s3://kubeha-prod-assets-0123456789/kubernetes/v1.36.3/kubelet", "KUBELET_SHA256=" + pinned.Kubelet.SHA256,
 		"KUBEADM_SHA256=" + pinned.Kubeadm.SHA256, "CONTAINERD_ARCHIVE_SHA256=" + pinned.Containerd.SHA256, "RUNC_SHA256=" + pinned.Runc.SHA256,
+		"CNI_PLUGINS_ARCHIVE_URL=s3://kubeha-prod-assets-0123456789/cni-plugins/v1.9.1/cni-plugins-linux-amd64-v1.9.1.tgz",
+		"CNI_PLUGINS_ARCHIVE_SHA256=" + pinned.CNIPlugins.SHA256, "CNI_BIN_DIR=/opt/cni/bin",
 		"IMAGE_ARCHIVES='s3://kubeha-prod-assets-0123456789/kubernetes/v1.36.3/kube-apiserver.tar#" + strings.Repeat("a", 64) + ",",
 	} {
 		if !strings.Contains(env, want) {

@@ -56,6 +56,10 @@ imports = ["/etc/containerd/conf.d/*.toml"]
 // runcPath is where nodes install runc.
 const runcPath = "/usr/local/sbin/runc"
 
+// CNIBinDir is where containerd looks for CNI plugins (its default), and
+// nodes unpack the reference plugins.
+const CNIBinDir = "/opt/cni/bin"
+
 // The units a package would install: containerd's own, and kubelet's with
 // kubeadm's drop-in, as the Kubernetes release ships them.
 var (
@@ -162,13 +166,15 @@ func kubernetesNode(s kubernetesNodeSpec) (Node, error) {
 		{"KERNEL_MODULES_FILE", kernelModulesFile},
 		{"BIN_DIR", BinDir},
 		{"RUNC_PATH", runcPath},
+		{"CNI_BIN_DIR", CNIBinDir},
 		{"KUBELET_CONFIG", kubeletConfigPath},
 		{"PATH", nodePath},
 	}
 	for _, a := range []struct {
 		name  string
 		asset Asset
-	}{{"KUBEADM", s.Assets.Kubeadm}, {"KUBELET", s.Assets.Kubelet}, {"CONTAINERD_ARCHIVE", s.Assets.Containerd}, {"RUNC", s.Assets.Runc}} {
+	}{{"KUBEADM", s.Assets.Kubeadm}, {"KUBELET", s.Assets.Kubelet}, {"CONTAINERD_ARCHIVE", s.Assets.Containerd}, {"RUNC", s.Assets.Runc},
+		{"CNI_PLUGINS_ARCHIVE", s.Assets.CNIPlugins}} {
 		vars, err := s.Assets.env(a.name, a.asset)
 		if err != nil {
 			return Node{}, err

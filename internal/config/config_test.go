@@ -84,6 +84,7 @@ func TestParseRejects(t *testing.T) {
 		{"taint with bad effect", map[string]string{"kubeha:workers": `[{"name":"general","taints":["spot=true:Never"]}]`}, "kubeha:workers[0].taints[0]", "NoSchedule, PreferNoSchedule, NoExecute"},
 		{"taint with bad key", map[string]string{"kubeha:workers": `[{"name":"general","taints":["-spot=true:NoSchedule"]}]`}, "kubeha:workers[0].taints[0]", "[prefix/]name"},
 		{"unknown monitoring", map[string]string{"kubeha:addons": `{"monitoring":"datadog"}`}, "kubeha:addons.monitoring", "prometheus, cloudwatch"},
+		{"unknown CNI plugin", map[string]string{"kubeha:addons": `{"cniPlugin":"calico"}`}, "kubeha:addons.cniPlugin", "cilium, flannel"},
 		{"malformed alarm e-mail", map[string]string{"kubeha:addons": `{"alarmEmail":"ops"}`}, "kubeha:addons.alarmEmail", "an e-mail address"},
 		{"CloudWatch without its webhook", map[string]string{"kubeha:addons": `{"monitoring":"cloudwatch","podIdentityWebhook":false}`}, "kubeha:addons.podIdentityWebhook", "on (true) while monitoring is cloudwatch"},
 		{"add-on switch not a bool", map[string]string{"kubeha:addons": `{"cni":"cilium"}`}, "kubeha:addons.cni", "true, false or an object"},

@@ -40,6 +40,11 @@ func LocalAssets(toolsDir, dir string) (bootstrap.Assets, error) {
 	if err := packArchive(containerd, "bin", toolsDir, "containerd", "containerd-shim-runc-v2", "ctr"); err != nil {
 		return a, err
 	}
+	// The reference plugins' archive holds them at its top, as ./bridge.
+	cniPlugins := filepath.Join(dir, "cni-plugins-linux-amd64-"+bootstrap.CNIPluginsVersion+".tgz")
+	if err := packArchive(cniPlugins, ".", toolsDir, CNIPlugins...); err != nil {
+		return a, err
+	}
 	helm := filepath.Join(dir, "helm-"+bootstrap.HelmVersion+"-linux-amd64.tar.gz")
 	if err := packArchive(helm, "linux-amd64", toolsDir, "helm"); err != nil {
 		return a, err
@@ -52,7 +57,7 @@ func LocalAssets(toolsDir, dir string) (bootstrap.Assets, error) {
 		asset *bootstrap.Asset
 		path  string
 	}{
-		{&a.Etcd, etcd}, {&a.Containerd, containerd}, {&a.Helm, helm}, {&a.Kubectl, filepath.Join(toolsDir, "kubectl")},
+		{&a.Etcd, etcd}, {&a.Containerd, containerd}, {&a.CNIPlugins, cniPlugins}, {&a.Helm, helm}, {&a.Kubectl, filepath.Join(toolsDir, "kubectl")},
 		{&a.Kubeadm, filepath.Join(toolsDir, "kubeadm")}, {&a.Kubelet, filepath.Join(toolsDir, "kubelet")}, {&a.Runc, filepath.Join(toolsDir, "runc")},
 		{&a.APIServerImage, images[ControlPlaneImage("kube-apiserver", a.KubernetesVersion)]},
 		{&a.ControllerManagerImage, images[ControlPlaneImage("kube-controller-manager", a.KubernetesVersion)]},
@@ -66,6 +71,10 @@ func LocalAssets(toolsDir, dir string) (bootstrap.Assets, error) {
 	}
 	return a, a.Check()
 }
+
+// CNIPlugins are the reference plugins hack/tools.sh builds, as their
+// release archive holds them.
+var CNIPlugins = []string{"bridge", "host-local", "loopback", "portmap"}
 
 // packArchive writes a .tar.gz of the binaries under folder/, with fixed
 // times, so that the same binaries give the same archive.

@@ -18,18 +18,7 @@ func TestMetadataHopLimitKeepsPodsOut(t *testing.T) {
 	if why := netlab.Available(); why != "" {
 		tools.Unavailable(t, "the lab "+why)
 	}
-	l, err := netlab.New(fmt.Sprintf("md%d", os.Getpid()%10000), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	if err := l.AddNetwork("zone", "10.202.0.1"); err != nil {
-		t.Fatal(err)
-	}
-	node, err := l.AddHostOn("zone", "node", "10.202.0.11", nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	node := oneNodeLab(t, "md", "10.202.0")
 	// A Kubernetes node forwards its pods' traffic.
 	if err := node.InHost("sysctl", "-qw", "net.ipv4.ip_forward=1"); err != nil {
 		t.Fatal(err)
@@ -53,4 +42,23 @@ func TestMetadataHopLimitKeepsPodsOut(t *testing.T) {
 		}
 		t.Logf("hop limit %d: pod: role %q, %v", hops, role, err)
 	}
+}
+
+// oneNodeLab is a lab of one network, 10.x.y.0/24 of net ("10.202.0"),
+// with one host, "node", at .11, removed when the test ends.
+func oneNodeLab(t *testing.T, prefix, net string) *netlab.Host {
+	t.Helper()
+	l, err := netlab.New(fmt.Sprintf("%s%d", prefix, os.Getpid()%10000), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	if err := l.AddNetwork("zone", net+".1"); err != nil {
+		t.Fatal(err)
+	}
+	node, err := l.AddHostOn("zone", "node", net+".11", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return node
 }

@@ -85,6 +85,10 @@ func standInCharts(o *components.AddonsOptions, dir, crdDir string) error {
 	if o.Monitoring == components.MonitoringCloudWatch {
 		monitoring = addons.CloudWatchObservability
 	}
+	cni := addons.Cilium
+	if o.CNIPlugin == components.CNIFlannel {
+		cni = addons.Flannel
+	}
 	crds := map[string][]string{
 		addons.SnapshotController.Name:  {filepath.Join(crdDir, "snapshot.storage.k8s.io_volumesnapshotclasses.yaml")},
 		addons.KubePrometheusStack.Name: {filepath.Join(crdDir, "monitoring.coreos.com_prometheusrules.yaml")},
@@ -92,7 +96,7 @@ func standInCharts(o *components.AddonsOptions, dir, crdDir string) error {
 	for _, a := range []struct {
 		addon *components.Addon
 		chart addons.Chart
-	}{{&o.CNI, addons.Cilium}, {&o.CloudControllerManager, addons.CloudControllerManager}, {&o.Storage, addons.EBSCSIDriver},
+	}{{&o.CNI, cni}, {&o.CloudControllerManager, addons.CloudControllerManager}, {&o.Storage, addons.EBSCSIDriver},
 		{&o.Snapshots, addons.SnapshotController}, {&o.CoreDNS, addons.CoreDNS}, {&o.MetricsServer, addons.MetricsServer},
 		{&o.ClusterAutoscaler, addons.ClusterAutoscaler}, {&o.MonitoringChart, monitoring}, {&o.PodIdentityWebhook, addons.PodIdentityWebhook}} {
 		version := cmp.Or(a.addon.Version, a.chart.Version)

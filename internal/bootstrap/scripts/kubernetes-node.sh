@@ -1,5 +1,6 @@
 # Sourced by kubeha's Kubernetes node scripts: installs containerd, runc,
-# kubelet and kubeadm from the cluster's asset bucket, each checked against
+# kubelet, kubeadm and the CNI reference plugins from the cluster's asset
+# bucket, each checked against
 # its pinned digest, and imports the image archives the node's settings
 # list, so that joining pulls nothing from a registry.
 # shellcheck shell=bash
@@ -20,6 +21,9 @@ install_kubernetes() {
   fetch_asset "$KUBEADM_URL" "$KUBEADM_SHA256" "$tmp/kubeadm"
   fetch_asset "$KUBELET_URL" "$KUBELET_SHA256" "$tmp/kubelet"
   install -m 0755 "$tmp/kubeadm" "$tmp/kubelet" "$BIN_DIR/"
+  fetch_asset "$CNI_PLUGINS_ARCHIVE_URL" "$CNI_PLUGINS_ARCHIVE_SHA256" "$tmp/cni-plugins.tgz"
+  mkdir -p "$CNI_BIN_DIR"
+  tar -xzf "$tmp/cni-plugins.tgz" -C "$CNI_BIN_DIR"
   systemctl daemon-reload
   systemctl enable --now containerd
   IFS=, read -r -a archives <<<"${IMAGE_ARCHIVES:-}"
