@@ -66,7 +66,7 @@ real:
 # beating TCP, which never takes out a node cut from etcd.
 rehearsal:
 	$(GO) test -count=1 -tags rehearsal -timeout 40m -v -run '^TestRehearsal$$' ./internal/rehearsal \
-	  | grep -E '^(--- |ok|FAIL|PASS)|SKIPPED|_test.go|^\s+(drill|[a-j]|d-tcp)[[:space:]:]|acknowledged writes|^\s+(add-ons|join token|worker join token|worker boot|kube-bench|kubelet certificates|certificate renewal|workload identity)|^\s+(gap|denied|signed) '
+	  | grep -E '^(--- |ok|FAIL|PASS)|SKIPPED|_test.go|^\s+(drill|[a-j]|d-tcp)[[:space:]:]|acknowledged writes|^\s+(add-ons|join token|worker join token|worker boot|kube-bench|kubelet certificates|certificate renewal|workload identity|kube-proxy)|^\s+(gap|denied|signed) '
 
 # A short coverage-guided run of each config fuzzer; `make fuzz FUZZTIME=10m` for longer.
 fuzz:

@@ -21,7 +21,9 @@ import (
 // the image archives, which kubeha pins without one, keep none, so that
 // nodes check them against the digest S3 recorded, as on AWS; the pause
 // image among them is kubeha's build, not a copy from the registry.
-func LocalAssets(toolsDir, dir string) (bootstrap.Assets, error) {
+//
+// kube-proxy's image takes iptables from the nodes' root filesystem.
+func LocalAssets(toolsDir, rootfs, dir string) (bootstrap.Assets, error) {
 	a := bootstrap.PinnedAssets()
 	local := func(asset *bootstrap.Asset, path string) error {
 		asset.Source = path
@@ -49,7 +51,7 @@ func LocalAssets(toolsDir, dir string) (bootstrap.Assets, error) {
 	if err := packArchive(helm, "linux-amd64", toolsDir, "helm"); err != nil {
 		return a, err
 	}
-	images, err := BuildImages(toolsDir, filepath.Join(dir, "images"), a.KubernetesVersion)
+	images, err := BuildImages(toolsDir, rootfs, filepath.Join(dir, "images"), a.KubernetesVersion)
 	if err != nil {
 		return a, err
 	}

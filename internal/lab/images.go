@@ -29,7 +29,7 @@ const (
 	ImageRegistry = "registry.k8s.io"
 	// imagePath is the PATH of every image: kubeadm's static pods give the
 	// command by name (`command: [kube-apiserver, ...]`).
-	imagePath = "PATH=/usr/local/bin:/usr/bin:/bin"
+	imagePath = "PATH=/usr/local/bin:/usr/sbin:/usr/bin:/bin"
 )
 
 // ControlPlaneImageNames are the control-plane binaries kubeadm runs as
@@ -50,26 +50,40 @@ func ControlPlaneImage(component, kubernetesVersion string) string {
 var imageEpoch = time.Unix(0, 0).UTC()
 
 // imageSpec is one image: its reference, the binary it holds and where, and
-// its entrypoint and user.
+// its entrypoint and user; extra are files besides the binary.
 type imageSpec struct {
 	ref, binary, target, user string
+	extra                     []layerEntry
 }
 
 // BuildImages writes one docker-save tarball per image into dir, from the
 // static binaries in binDir (hack/tools.sh's bin folder), and returns each
 // image reference with its tarball's path. A tarball newer than its binary
-// is kept as it is.
-func BuildImages(binDir, dir, kubernetesVersion string) (map[string]string, error) {
+// is kept as it is. With a node root filesystem (rootfs), kube-proxy's
+// image holds iptables from it, as the upstream image holds Debian's
+// (distroless-iptables): kube-proxy programs Services with it.
+func BuildImages(binDir, rootfs, dir, kubernetesVersion string) (map[string]string, error) {
 	if !strings.HasPrefix(kubernetesVersion, "v") || strings.ContainsAny(kubernetesVersion, "/: ") {
 		return nil, fmt.Errorf("lab: Kubernetes version %q is not a tag like v1.36.3", kubernetesVersion)
 	}
+	var iptables []layerEntry
+	if rootfs != "" {
+		var err error
+		if iptables, err = IptablesFiles(rootfs); err != nil {
+			return nil, err
+		}
+	}
 	specs := []imageSpec{}
 	for _, component := range ControlPlaneImageNames {
-		specs = append(specs, imageSpec{
+		spec := imageSpec{
 			ref:    ControlPlaneImage(component, kubernetesVersion),
 			binary: component,
 			target: "/usr/local/bin/" + component,
-		})
+		}
+		if component == "kube-proxy" {
+			spec.extra = iptables
+		}
+		specs = append(specs, spec)
 	}
 	// As Kubernetes' pause image: /pause, as nobody.
 	specs = append(specs, imageSpec{ref: PauseImage(), binary: "pause", target: "/pause", user: "65535:65535"})
@@ -81,7 +95,12 @@ func BuildImages(binDir, dir, kubernetesVersion string) (map[string]string, erro
 	for _, spec := range specs {
 		// kube-apiserver-v1.36.3.tar: the tag is in the name, so a tarball
 		// is never kept for another version.
-		out := filepath.Join(dir, spec.binary+"-"+spec.ref[strings.LastIndex(spec.ref, ":")+1:]+".tar")
+		name := spec.binary + "-" + spec.ref[strings.LastIndex(spec.ref, ":")+1:]
+		if spec.extra != nil {
+			// The root filesystem's folder names its version.
+			name += "-" + filepath.Base(filepath.Clean(rootfs))
+		}
+		out := filepath.Join(dir, name+".tar")
 		binary := filepath.Join(binDir, spec.binary)
 		fresh, err := newerThan(out, binary)
 		if err != nil {
@@ -152,7 +171,7 @@ func writeImage(out, binary string, spec imageSpec) error {
 	if err := requireStatic(binary); err != nil {
 		return err
 	}
-	layer, err := binaryLayer(binary, spec.target)
+	layer, err := binaryLayer(binary, spec.target, spec.extra)
 	if err != nil {
 		return err
 	}
@@ -212,34 +231,62 @@ func tarHeader(name string, typ byte, mode int64, size int) *tar.Header {
 		ModTime: imageEpoch, Uname: "root", Gname: "root", Format: tar.FormatUSTAR}
 }
 
+// layerEntry is one file of a layer: its path (relative), and its data
+// and mode, or the target it links to.
+type layerEntry struct {
+	path, link string
+	data       []byte
+	mode       int64
+}
+
 // binaryLayer is an uncompressed layer holding the binary at target
-// (absolute), mode 0755, under its parent folders, and an empty /tmp.
-func binaryLayer(binary, target string) ([]byte, error) {
+// (absolute), mode 0755, and the extra files, under their parent folders,
+// and an empty /tmp.
+func binaryLayer(binary, target string, extra []layerEntry) ([]byte, error) {
 	data, err := os.ReadFile(binary)
 	if err != nil {
 		return nil, err
 	}
+	entries := append([]layerEntry{{path: strings.TrimPrefix(path.Clean(target), "/"), data: data, mode: 0o755}}, extra...)
 	var buf bytes.Buffer
 	buf.Grow(len(data) + 8<<10)
 	tw := tar.NewWriter(&buf)
-	rel := strings.TrimPrefix(path.Clean(target), "/")
-	var dirs []string
-	for d := path.Dir(rel); d != "."; d = path.Dir(d) {
-		dirs = append([]string{d + "/"}, dirs...)
+	written := map[string]bool{}
+	dir := func(d string) error {
+		if written[d] {
+			return nil
+		}
+		written[d] = true
+		mode := int64(0o755)
+		if d == "tmp" {
+			mode = 0o1777
+		}
+		return tw.WriteHeader(tarHeader(d+"/", tar.TypeDir, mode, 0))
 	}
-	for _, d := range dirs {
-		if err := tw.WriteHeader(tarHeader(d, tar.TypeDir, 0o755, 0)); err != nil {
+	if err := dir("tmp"); err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		var parents []string
+		for d := path.Dir(e.path); d != "."; d = path.Dir(d) {
+			parents = append([]string{d}, parents...)
+		}
+		for _, d := range parents {
+			if err := dir(d); err != nil {
+				return nil, err
+			}
+		}
+		h := tarHeader(e.path, tar.TypeReg, e.mode, len(e.data))
+		if e.link != "" {
+			h = tarHeader(e.path, tar.TypeSymlink, 0o777, 0)
+			h.Linkname = e.link
+		}
+		if err := tw.WriteHeader(h); err != nil {
 			return nil, err
 		}
-	}
-	if err := tw.WriteHeader(tarHeader("tmp/", tar.TypeDir, 0o1777, 0)); err != nil {
-		return nil, err
-	}
-	if err := tw.WriteHeader(tarHeader(rel, tar.TypeReg, 0o755, len(data))); err != nil {
-		return nil, err
-	}
-	if _, err := tw.Write(data); err != nil {
-		return nil, err
+		if _, err := tw.Write(e.data); err != nil {
+			return nil, err
+		}
 	}
 	if err := tw.Close(); err != nil {
 		return nil, err

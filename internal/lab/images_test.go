@@ -52,7 +52,7 @@ func TestImages(t *testing.T) {
 	binDir := needImageBinaries(t)
 	dir := t.TempDir()
 	start := time.Now()
-	images, err := BuildImages(binDir, dir, imagesKubernetesVersion)
+	images, err := BuildImages(binDir, "", dir, imagesKubernetesVersion)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestImages(t *testing.T) {
 	}
 
 	// The same binaries, again, elsewhere: the same bytes.
-	again, err := BuildImages(binDir, t.TempDir(), imagesKubernetesVersion)
+	again, err := BuildImages(binDir, "", t.TempDir(), imagesKubernetesVersion)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func TestImages(t *testing.T) {
 		}
 		before[ref] = info.ModTime()
 	}
-	if _, err := BuildImages(binDir, dir, imagesKubernetesVersion); err != nil {
+	if _, err := BuildImages(binDir, "", dir, imagesKubernetesVersion); err != nil {
 		t.Fatal(err)
 	}
 	for ref, path := range images {
@@ -118,7 +118,7 @@ func TestImages(t *testing.T) {
 			t.Errorf("%s was written again", ref)
 		}
 	}
-	if _, err := BuildImages(binDir, dir, "1.36.3"); err == nil {
+	if _, err := BuildImages(binDir, "", dir, "1.36.3"); err == nil {
 		t.Error("a version that is not a tag was taken")
 	}
 }
@@ -150,7 +150,7 @@ func checkImage(t *testing.T, path, ref, target string, binary []byte) {
 	if cfg.OS != "linux" || cfg.Architecture != runtime.GOARCH {
 		t.Errorf("%s: platform %s/%s", ref, cfg.OS, cfg.Architecture)
 	}
-	if strings.Join(cfg.Config.Env, " ") != "PATH=/usr/local/bin:/usr/bin:/bin" {
+	if strings.Join(cfg.Config.Env, " ") != "PATH=/usr/local/bin:/usr/sbin:/usr/bin:/bin" {
 		t.Errorf("%s: env %q", ref, cfg.Config.Env)
 	}
 	if len(cfg.Config.Entrypoint) != 1 || cfg.Config.Entrypoint[0] != target {
@@ -240,7 +240,11 @@ func TestImagesImportIntoContainerd(t *testing.T) {
 	if err := tools.Missing("containerd", "containerd-shim-runc-v2", "ctr", "runc"); err != nil {
 		tools.Unavailable(t, err.Error())
 	}
-	images, err := BuildImages(binDir, t.TempDir(), imagesKubernetesVersion)
+	rootfs, err := tools.Rootfs(testLog{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	images, err := BuildImages(binDir, rootfs, t.TempDir(), imagesKubernetesVersion)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,6 +353,19 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime",
 			t.Error(err)
 		} else if strings.TrimSpace(out) != "Kubernetes "+imagesKubernetesVersion {
 			t.Errorf("%s --version in its image: %q", name, out)
+		}
+	}
+	// kube-proxy's image programs a rule with its iptables, extensions
+	// included, as kube-proxy does, in a network namespace of its own.
+	for _, args := range [][]string{
+		{"iptables", "-w", "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "--dport", "80", "-m", "comment", "--comment", "kubeha", "-j", "ACCEPT"},
+		{"iptables-save", "--version"},
+	} {
+		out, err := ctr(append([]string{"run", "--rm", "--privileged", "--cgroup", "/" + imagesCgroup + "/khimg-iptables",
+			"--fifo-dir", filepath.Join(dir, "fifo"), "--runc-root", filepath.Join(dir, "runc"), "--runc-binary", filepath.Join(binDir, "runc"),
+			ControlPlaneImage("kube-proxy", imagesKubernetesVersion), "khimg-iptables"}, args...)...)
+		if err != nil || (args[0] == "iptables-save" && !strings.Contains(out, "nf_tables")) {
+			t.Errorf("%s in kube-proxy's image: %q, %v", strings.Join(args, " "), out, err)
 		}
 	}
 }

@@ -86,7 +86,7 @@ func (c *cluster) drillAddons() (AddonsReport, error) {
 	if err != nil {
 		return r, err
 	}
-	newer, err := declare(bumped)
+	newer, err := declare(bumped, c.stack.rootfs)
 	if err != nil {
 		return r, err
 	}

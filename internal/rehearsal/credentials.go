@@ -60,7 +60,7 @@ func (c *cluster) rotateJoinToken() (TokenRotation, error) {
 		return r, err
 	}
 	r.Generation = generation
-	newer, err := declare(raw)
+	newer, err := declare(raw, c.stack.rootfs)
 	if err != nil {
 		return r, err
 	}

@@ -116,6 +116,8 @@ type Report struct {
 	// WorkloadIdentity is what pods reach: no node role, and AWS through
 	// roles for their service accounts.
 	WorkloadIdentity WorkloadIdentity `json:"workloadIdentity"`
+	// KubeProxy is kube-proxy on the control-plane nodes.
+	KubeProxy KubeProxy `json:"kubeProxy"`
 	// CertificateDaysLeft are the control-plane and etcd nodes' first
 	// reports of the days left on their shortest-lived certificate.
 	CertificateDaysLeft map[string]float64 `json:"certificateDaysLeft"`
@@ -174,10 +176,13 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, err
 	}
 	s.raw = raw
-	if s.declared, err = declare(raw); err != nil {
+	if s.declared, err = declare(raw, s.rootfs); err != nil {
 		return nil, err
 	}
 	removeLeftovers(logf)
+	if err := lab.MatchKubeProxyConntrack(); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(opts.WorkDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -231,6 +236,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if report.CertificateDaysLeft, err = c.certificateDaysLeft(); err != nil {
 		return report, err
 	}
+	if report.KubeProxy, err = c.checkKubeProxy(); err != nil {
+		return report, fmt.Errorf("kube-proxy: %w", err)
+	}
+	logf("kube-proxy Ready on every control-plane node, the kubernetes Service in each node's iptables")
 	if report.WorkloadIdentity, err = c.checkWorkloadIdentity(); err != nil {
 		return report, fmt.Errorf("workload identity: %w", err)
 	}
@@ -382,6 +391,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintf(w, "  denied %s: %s\n", name, k.Denied[name])
 	}
 	fmt.Fprintf(w, "certificate renewal checks: days left on each node's shortest-lived certificate %v\n", r.CertificateDaysLeft)
+	kp := r.KubeProxy
+	fmt.Fprintf(w, "kube-proxy: ready %v, restarts %v, the kubernetes Service in each node's iptables %v, %.0fs after the check began\n",
+		kp.Ready, kp.Restarts, kp.Programmed, kp.ReadySeconds)
 	wi := r.WorkloadIdentity
 	fmt.Fprintf(w, "workload identity: at hop limit %d, %s got role %s from its metadata service, a pod on it none (%s); a token for %s signed by key %s verified with the documents of issuer %s alone; the API servers serve the same keys: %v\n",
 		wi.HopLimit, nodeName(0), wi.NodeRole, wi.PodRefused, wi.Subject, wi.KeyID, wi.Issuer, wi.ServedKeys)

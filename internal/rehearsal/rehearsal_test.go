@@ -91,6 +91,11 @@ func TestRehearsal(t *testing.T) {
 	if w := report.WorkerBoot; w.ClientCertificate != "CN=system:node:"+workerName+",O=system:nodes" || w.Approved == "" || w.JoinedSeconds <= 0 {
 		t.Errorf("worker boot: %+v", w)
 	}
+	// kube-proxy runs on every control-plane node and programs Services
+	// (checkKubeProxy fails the run otherwise).
+	if kp := report.KubeProxy; len(kp.Programmed) != 3 || len(kp.Ready) < 3 {
+		t.Errorf("kube-proxy: %+v", kp)
+	}
 	// No pod on a control-plane node reaches the node's role; the API
 	// server's service-account tokens verify with what the issuer's bucket
 	// serves (checkWorkloadIdentity fails the run otherwise).

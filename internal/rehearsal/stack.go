@@ -47,7 +47,7 @@ type stack struct {
 // it, with the nodes' assets built locally (hack/tools.sh) under the
 // pinned keys, and every chart archive a stand-in of the same name and
 // version (lab.StandInChart): the rehearsal reaches no chart repository.
-func declare(raw map[string]string) ([]mockrun.Resource, error) {
+func declare(raw map[string]string, rootfs string) ([]mockrun.Resource, error) {
 	toolsDir, err := tools.Dir()
 	if err != nil {
 		return nil, err
@@ -56,7 +56,7 @@ func declare(raw map[string]string) ([]mockrun.Resource, error) {
 	if err != nil {
 		return nil, err
 	}
-	assets, err := lab.LocalAssets(toolsDir, filepath.Join(cache, "assets"))
+	assets, err := lab.LocalAssets(toolsDir, rootfs, filepath.Join(cache, "assets"))
 	if err != nil {
 		return nil, err
 	}
