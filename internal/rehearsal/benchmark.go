@@ -28,15 +28,10 @@ var benchmarkGaps = map[string]string{
 	"1.1.8":  externalEtcd + "no etcd pod specification on a control-plane node",
 	"1.1.11": externalEtcd + "no etcd data directory on a control-plane node",
 	"1.1.12": externalEtcd + "no etcd data directory on a control-plane node",
-	// kube-proxy restarts without end in the rehearsal's containers: it
-	// sets nf_conntrack_max, which a node's network namespace may not
-	// write (EC2 instances may). 4.3.1 then finds no kube-proxy to judge,
-	// unless it runs between restarts.
-	"4.3.1": "kube-proxy cannot stay up in the rehearsal's containers (nf_conntrack_max is not writable there): no running kube-proxy to judge",
-	"2.1":   etcdConfigFile,
-	"2.2":   etcdConfigFile,
-	"2.4":   etcdConfigFile,
-	"2.5":   etcdConfigFile,
+	"2.1":    etcdConfigFile,
+	"2.2":    etcdConfigFile,
+	"2.4":    etcdConfigFile,
+	"2.5":    etcdConfigFile,
 }
 
 const (

@@ -109,8 +109,18 @@ func restoreFromSnapshot(_ context.Context, c *cluster, p *probe) (Drill, error)
 	// same new token on every member, start etcd.
 	token := "kubeha-restore-" + time.Now().UTC().Format("20060102T150405")
 	for _, m := range c.members {
-		if _, err := m.Instance.Exec("systemctl", "stop", "etcd"); err != nil {
-			return d, err
+		// A fresh member's first boot still retries starting etcd, and a
+		// start it queues cancels the stop: stop again, as an operator
+		// told "Job for etcd.service canceled" would.
+		for attempt := 1; ; attempt++ {
+			out, err := m.Instance.Exec("systemctl", "stop", "etcd")
+			if err == nil {
+				break
+			}
+			if attempt == 5 || !strings.Contains(out+err.Error(), "canceled") {
+				return d, err
+			}
+			time.Sleep(2 * time.Second)
 		}
 		if out, err := m.Instance.Exec(bootstrap.EtcdRestoreCommand, "s3://"+bucket+"/"+snapshot, token); err != nil {
 			return d, fmt.Errorf("%s: restore: %w\n%s", m.Name, err, out)
