@@ -104,22 +104,27 @@ func (o AddonsOptions) check(c checker) {
 	if o.cloudWatch() && o.PodIdentityWebhook.Disabled {
 		c.add("PodIdentityWebhook", "disabled", "on (true) while monitoring is cloudwatch: the CloudWatch agent and Fluent Bit get their IAM role through it, as no node role may send to CloudWatch")
 	}
-	for _, a := range o.charts() {
-		if a.addon.Version != "" && a.addon.Version != a.chart.Version && a.addon.Chart == "" {
-			c.add(a.field+".Version", quote(a.addon.Version), fmt.Sprintf("%s (kubeha's pin), or this version with its archive's URL in the chart key and its SHA-256 in digest, as %s/index.yaml lists them", a.chart.Version, a.chart.Repo))
+	for _, a := range o.Charts() {
+		if a.Addon.Version != "" && a.Addon.Version != a.Chart.Version && a.Addon.Chart == "" {
+			c.add(a.Field+".Version", quote(a.Addon.Version), fmt.Sprintf("%s (kubeha's pin), or this version with its archive's URL in the chart key and its SHA-256 in digest, as %s/index.yaml lists them", a.Chart.Version, a.Chart.Repo))
 		}
-		if a.addon.Digest != "" && !sha256Pattern.MatchString(a.addon.Digest) {
-			c.add(a.field+".Digest", quote(a.addon.Digest), "the archive's SHA-256, 64 lowercase hex digits, as the chart repository's index lists it")
+		if a.Addon.Digest != "" && !sha256Pattern.MatchString(a.Addon.Digest) {
+			c.add(a.Field+".Digest", quote(a.Addon.Digest), "the archive's SHA-256, 64 lowercase hex digits, as the chart repository's index lists it")
 		}
 	}
 }
 
-// charts are the add-ons with their option's name and pinned chart.
-func (o AddonsOptions) charts() []struct {
-	field string
-	addon Addon
-	chart addons.Chart
-} {
+// AddonChart is one add-on's option, its name in ClusterArgs and the
+// chart kubeha pins for it.
+type AddonChart struct {
+	Field string
+	Addon *Addon
+	Chart addons.Chart
+}
+
+// Charts are the add-ons with their option's name and pinned chart, the
+// CNI and monitoring charts as the options choose them.
+func (o *AddonsOptions) Charts() []AddonChart {
 	monitoring := addons.KubePrometheusStack
 	if o.Monitoring == MonitoringCloudWatch {
 		monitoring = addons.CloudWatchObservability
@@ -128,15 +133,10 @@ func (o AddonsOptions) charts() []struct {
 	if o.CNIPlugin == CNIFlannel {
 		cni = addons.Flannel
 	}
-	type entry = struct {
-		field string
-		addon Addon
-		chart addons.Chart
-	}
-	return []entry{{"CNI", o.CNI, cni}, {"CloudControllerManager", o.CloudControllerManager, addons.CloudControllerManager},
-		{"Storage", o.Storage, addons.EBSCSIDriver}, {"Snapshots", o.Snapshots, addons.SnapshotController}, {"CoreDNS", o.CoreDNS, addons.CoreDNS},
-		{"MetricsServer", o.MetricsServer, addons.MetricsServer}, {"ClusterAutoscaler", o.ClusterAutoscaler, addons.ClusterAutoscaler},
-		{"MonitoringChart", o.MonitoringChart, monitoring}, {"PodIdentityWebhook", o.PodIdentityWebhook, addons.PodIdentityWebhook}}
+	return []AddonChart{{"CNI", &o.CNI, cni}, {"CloudControllerManager", &o.CloudControllerManager, addons.CloudControllerManager},
+		{"Storage", &o.Storage, addons.EBSCSIDriver}, {"Snapshots", &o.Snapshots, addons.SnapshotController}, {"CoreDNS", &o.CoreDNS, addons.CoreDNS},
+		{"MetricsServer", &o.MetricsServer, addons.MetricsServer}, {"ClusterAutoscaler", &o.ClusterAutoscaler, addons.ClusterAutoscaler},
+		{"MonitoringChart", &o.MonitoringChart, monitoring}, {"PodIdentityWebhook", &o.PodIdentityWebhook, addons.PodIdentityWebhook}}
 }
 
 // choices are the options as internal/addons renders them.

@@ -30,7 +30,20 @@ type ControlPlaneOptions struct {
 	// JoinTokenGeneration is the join token's generation: raise it and run `pulumi up` to rotate the token (a new ID and secret); within 10 minutes the control-plane nodes delete every other token. 1 or more, default 1.
 	JoinTokenGeneration int `json:"joinTokenGeneration"`
 	// CertificateValidity is how long the certificates kubeadm makes on each control-plane node last (the API server's serving and client certificates, the controller-manager's, scheduler's and admin's kubeconfigs), as a duration: each node renews its own with a third to a half of it left, at its own time. From 10m (to rehearse renewal) to 8760h, default 8760h (a year, kubeadm's).
-	CertificateValidity string `json:"certificateValidity"`
+	CertificateValidity string        `json:"certificateValidity"`
+	NodeLifecycle       NodeLifecycle `json:"nodeLifecycle"`
+}
+
+// NodeLifecycle is how soon the control plane gives up on a node that
+// stopped reporting, as when its zone is lost: first its pods leave every
+// Service, then they are replaced on other nodes. Kubernetes' own timing
+// (50 s, then 300 s) keeps a lost zone's pods in Services for most of a
+// minute and unreplaced for six.
+type NodeLifecycle struct {
+	// NodeMonitorGracePeriodSeconds is how long a node may go without renewing its Lease (kubelets renew every 10 s) before it is NotReady and its pods leave every Service's endpoints. From 20 (two renewals missed) to 300, default 20; Kubernetes' default is 50.
+	NodeMonitorGracePeriodSeconds int `json:"nodeMonitorGracePeriodSeconds"`
+	// PodEvictionSeconds is how long a pod stays on a NotReady or unreachable node before it is evicted and replaced elsewhere: the API server's default not-ready and unreachable tolerations, which every pod that sets none gets, kubeha's add-ons among them (DaemonSets' pods tolerate forever). From 1 to 3600, default 60; Kubernetes' default is 300.
+	PodEvictionSeconds int `json:"podEvictionSeconds"`
 }
 
 // LeaderElection is the Lease timing of kube-scheduler and
@@ -53,6 +66,11 @@ const (
 	DefaultRenewDeadlineSeconds     = 10
 	DefaultRetryPeriodSeconds       = 2
 	DefaultCertificateValidity      = "8760h"
+	// A lost zone's pods leave Services after 20 s and are replaced after
+	// 80 s: two missed Lease renewals are not a blip, and a minute of
+	// NotReady is not a reboot.
+	DefaultNodeMonitorGracePeriodSeconds = 20
+	DefaultPodEvictionSeconds            = 60
 )
 
 func (o ControlPlaneOptions) withDefaults() ControlPlaneOptions {
@@ -60,6 +78,9 @@ func (o ControlPlaneOptions) withDefaults() ControlPlaneOptions {
 	o.ImageID = cmp.Or(o.ImageID, DefaultImage)
 	o.JoinTokenGeneration = cmp.Or(o.JoinTokenGeneration, 1)
 	o.CertificateValidity = cmp.Or(o.CertificateValidity, DefaultCertificateValidity)
+	nl := &o.NodeLifecycle
+	nl.NodeMonitorGracePeriodSeconds = cmp.Or(nl.NodeMonitorGracePeriodSeconds, DefaultNodeMonitorGracePeriodSeconds)
+	nl.PodEvictionSeconds = cmp.Or(nl.PodEvictionSeconds, DefaultPodEvictionSeconds)
 	le := &o.LeaderElection
 	le.LeaseDurationSeconds = cmp.Or(le.LeaseDurationSeconds, DefaultLeaseDurationSeconds)
 	le.RenewDeadlineSeconds = cmp.Or(le.RenewDeadlineSeconds, DefaultRenewDeadlineSeconds)
@@ -75,6 +96,13 @@ func (o ControlPlaneOptions) check(c checker) {
 	}
 	if d, err := time.ParseDuration(o.CertificateValidity); err != nil || d < 10*time.Minute || d > 8760*time.Hour {
 		c.add("CertificateValidity", o.CertificateValidity, "a duration from 10m to 8760h, such as 8760h")
+	}
+	nl, nc := o.NodeLifecycle, c.at("NodeLifecycle")
+	if g := nl.NodeMonitorGracePeriodSeconds; g < 20 || g > 300 {
+		nc.add("NodeMonitorGracePeriodSeconds", fmt.Sprint(g), "20 to 300: under 20, one late Lease renewal (every 10 s) marks a healthy node NotReady")
+	}
+	if e := nl.PodEvictionSeconds; e < 1 || e > 3600 {
+		nc.add("PodEvictionSeconds", fmt.Sprint(e), "1 to 3600")
 	}
 	l, lc := o.LeaderElection, c.at("LeaderElection")
 	switch {
@@ -219,7 +247,9 @@ func NewControlPlane(ctx *pulumi.Context, name string, args *ControlPlaneArgs, o
 		ClusterName: args.ClusterName, BootstrapDeadline: bootstrapDeadline(args.BootstrapTimeoutMinutes), KubernetesVersion: args.KubernetesVersion,
 		PodCIDR: args.PodCIDR, ServiceCIDR: args.ServiceCIDR, EtcdEndpoints: etcdEndpoints,
 		LeaderElection: args.LeaderElection.durations(), InitZone: args.Zones[0],
-		SkipCoreDNS: args.SkipCoreDNS, ServeMetrics: args.ServeMetrics, IgnorePreflightErrors: args.IgnorePreflightErrors,
+		NodeMonitorGracePeriod: time.Duration(args.NodeLifecycle.NodeMonitorGracePeriodSeconds) * time.Second,
+		PodEviction:            time.Duration(args.NodeLifecycle.PodEvictionSeconds) * time.Second,
+		SkipCoreDNS:            args.SkipCoreDNS, ServeMetrics: args.ServeMetrics, IgnorePreflightErrors: args.IgnorePreflightErrors,
 		CertificateValidity: certificateValidity,
 		ApplyAddons:         args.ApplyAddons, APITunnel: args.LoadBalancer.accessEndpoint,
 	}

@@ -102,6 +102,30 @@ ln -sfn "$root/kube-bench-$KUBE_BENCH_VERSION/cfg" "$root/bin/kube-bench-cfg"
 pause_key=$(sha256sum hack/tools/pause/main.go | cut -c1-12)
 CGO_ENABLED=0 build pause "$pause_key" pause . -ldflags="-s -w"
 
+# What the rehearsal's pods run, for its registry (internal/lab/images.go):
+# flanneld and install-conf at the flannel chart's version (flanneld needs
+# cgo, for its UDP backend, linked static as the images have no libc), the
+# flannel chart from the same module, CoreDNS at the coredns chart's
+# appVersion with the Corefile's plugins (hack/tools/coredns), and
+# kubeha's probe workload (hack/tools/probe, internal/workload), keyed by its source.
+FLANNEL_VERSION=v0.28.9
+CGO_ENABLED=1 build flanneld "$FLANNEL_VERSION-static" flannel github.com/flannel-io/flannel -tags "netgo osusergo" \
+  -ldflags="-s -w -X github.com/flannel-io/flannel/pkg/version.Version=$FLANNEL_VERSION -extldflags -static"
+CGO_ENABLED=0 build install-conf "$FLANNEL_VERSION" flannel github.com/flannel-io/flannel/cmd/install_conf -ldflags="-s -w"
+if [ ! -d "$root/flannel-chart-$FLANNEL_VERSION" ]; then
+  flannel_dir=$(cd hack/tools/flannel && go mod download -json "github.com/flannel-io/flannel@$FLANNEL_VERSION" |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  cp -r "$flannel_dir/chart/kube-flannel" "$root/flannel-chart-$FLANNEL_VERSION.tmp"
+  chmod -R u+w "$root/flannel-chart-$FLANNEL_VERSION.tmp"
+  mv "$root/flannel-chart-$FLANNEL_VERSION.tmp" "$root/flannel-chart-$FLANNEL_VERSION"
+fi
+ln -sfn "$root/flannel-chart-$FLANNEL_VERSION" "$root/bin/flannel-chart"
+COREDNS_VERSION=v1.13.1
+coredns_key=$(sha256sum hack/tools/coredns/main.go | cut -c1-12)
+CGO_ENABLED=0 build coredns "$COREDNS_VERSION-$coredns_key" coredns . -ldflags="-s -w"
+probe_key=$(cat hack/tools/probe/main.go internal/workload/workload.go | sha256sum | cut -c1-12)
+CGO_ENABLED=0 build probe "$probe_key" probe . -ldflags="-s -w"
+
 # CRDs of the custom resources kubeha applies itself, for the schema check
 # against the real kube-apiserver: copied from the upstream Go modules.
 # crd MODULE VERSION FILE...

@@ -220,6 +220,17 @@ func TestNonDefaultKeysReachTheResources(t *testing.T) {
 	if schedulers != 1 || managers < 1 {
 		t.Errorf("lease timing 30s/20s/4s in %d scheduler configs and %d controller-manager flag sets, want 1 and at least 1", schedulers, managers)
 	}
+	// kubeha's node lifecycle defaults: a lost node's pods out of Services
+	// after 20 s, evicted after 60 s more.
+	for _, flag := range []string{`node-monitor-grace-period\s+value: 20s`, `default-not-ready-toleration-seconds\s+value: "60"`, `default-unreachable-toleration-seconds\s+value: "60"`} {
+		found := false
+		for _, content := range renderedFiles(t, lt.String("userData")) {
+			found = found || regexp.MustCompile(flag).MatchString(content)
+		}
+		if !found {
+			t.Errorf("control-plane user-data has no flag %s", flag)
+		}
+	}
 	if vpc := rec.OfType("aws:ec2/vpc:Vpc")[0]; vpc.Tags()["cost-center"] != "42" {
 		t.Errorf("kubeha:tags did not reach the VPC: %v", vpc.Tags())
 	}

@@ -50,6 +50,8 @@ func TestToolModulesPinWhatToolsShBuilds(t *testing.T) {
 		{"KUBE_BENCH_VERSION", "kube-bench", "github.com/aquasecurity/kube-bench"},
 		{"CNI_PLUGINS_VERSION", "cni-plugins", "github.com/containernetworking/plugins"},
 		{"FLANNEL_CNI_VERSION", "flannel-cni", "github.com/containernetworking/plugins"},
+		{"FLANNEL_VERSION", "flannel", "github.com/flannel-io/flannel"},
+		{"COREDNS_VERSION", "coredns", "github.com/coredns/coredns"},
 	} {
 		m := regexp.MustCompile(`(?m)^` + tool.variable + `=(\S+)$`).FindSubmatch(script)
 		if m == nil {
@@ -66,7 +68,7 @@ func TestToolModulesPinWhatToolsShBuilds(t *testing.T) {
 			t.Fatal(err)
 		}
 		pin := tool.module + " " + version
-		if !regexp.MustCompile(`(?m)^\s*`+regexp.QuoteMeta(pin)+`\b`).Match(mod) ||
+		if !regexp.MustCompile(`(?m)^(require)?\s*`+regexp.QuoteMeta(pin)+`\b`).Match(mod) ||
 			!regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(pin)+` h1:`).Match(sum) {
 			t.Errorf("hack/tools.sh builds %s; hack/tools/%s's go.mod and go.sum must pin that release", pin, tool.dir)
 		}

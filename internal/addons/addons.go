@@ -196,6 +196,18 @@ var (
 // spreadOverZones is a topology spread over zones, then nodes, for the pods
 // with these labels. ScheduleAnyway, so a lost zone never leaves a replica
 // pending.
+// onePerZone is spreadOverZones with the zone as a rule, not a
+// preference: CoreDNS installs before the workers join, one zone at a time,
+// and a preference would put every replica on the first worker for good
+// (nothing moves a running pod). Control-plane nodes make every zone a
+// domain from the start, so each replica waits for a worker in a zone of
+// its own; while a zone is lost, its replica waits for it too.
+func onePerZone(labels map[string]any) []any {
+	spread := spreadOverZones(labels)
+	spread[0].(map[string]any)["whenUnsatisfiable"] = "DoNotSchedule"
+	return spread
+}
+
 func spreadOverZones(labels map[string]any) []any {
 	var out []any
 	for _, key := range []string{"topology.kubernetes.io/zone", "kubernetes.io/hostname"} {
@@ -338,7 +350,7 @@ func CoreDNSValues(c Cluster) (map[string]any, error) {
 		"service":             map[string]any{"name": "kube-dns", "clusterIP": dns},
 		// kubeha's own PodDisruptionBudget (CoreDNSDisruptionBudget).
 		"podDisruptionBudget":       map[string]any{},
-		"topologySpreadConstraints": spreadOverZones(CoreDNSLabels),
+		"topologySpreadConstraints": onePerZone(CoreDNSLabels),
 	}, nil
 }
 

@@ -77,6 +77,11 @@ type ControlPlane struct {
 	EtcdEndpoints  []string
 	LeaderElection LeaderElection
 	InitZone       string
+	// NodeMonitorGracePeriod is how long a node may go without renewing
+	// its Lease before it is NotReady (kube-controller-manager), 0 for
+	// Kubernetes' default; PodEviction is the default not-ready and
+	// unreachable toleration the API server gives pods, 0 for its own.
+	NodeMonitorGracePeriod, PodEviction time.Duration
 	// SkipCoreDNS leaves DNS to the Addons' CoreDNS chart: kubeadm skips
 	// its addon/coredns phase.
 	SkipCoreDNS bool

@@ -219,6 +219,11 @@ func (c ControlPlane) KubeadmInit() (string, error) {
 				{Name: "audit-log", HostPath: auditLogDir, MountPath: auditLogDir, PathType: "DirectoryOrCreate"}},
 		},
 	}
+	if c.PodEviction > 0 {
+		cluster.APIServer.ExtraArgs = append(cluster.APIServer.ExtraArgs,
+			arg{"default-not-ready-toleration-seconds", fmt.Sprint(int(c.PodEviction.Seconds()))},
+			arg{"default-unreachable-toleration-seconds", fmt.Sprint(int(c.PodEviction.Seconds()))})
+	}
 	if c.ServiceAccountIssuer != "" {
 		// The first issuer signs; tokens of kubeadm's own stay valid.
 		cluster.APIServer.ExtraArgs = append(cluster.APIServer.ExtraArgs,
@@ -234,6 +239,9 @@ func (c ControlPlane) KubeadmInit() (string, error) {
 		{"leader-elect-retry-period", seconds(le.RetryPeriod)},
 		{"profiling", "false"},
 	}}
+	if c.NodeMonitorGracePeriod > 0 {
+		cluster.ControllerManager.ExtraArgs = append(cluster.ControllerManager.ExtraArgs, arg{"node-monitor-grace-period", seconds(c.NodeMonitorGracePeriod)})
+	}
 	cluster.Scheduler = component{
 		ExtraArgs:    []arg{{"config", ControlPlaneConfigDir + "/" + schedulerFile}, {"profiling", "false"}},
 		ExtraVolumes: []hostPathMount{kubehaConfig},

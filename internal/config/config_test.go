@@ -119,6 +119,8 @@ func TestParseRejects(t *testing.T) {
 		{"health check timeout not below interval", map[string]string{"kubeha:api": `{"healthCheck":{"intervalSeconds":5,"timeoutSeconds":5}}`}, "kubeha:api.healthCheck.timeoutSeconds", "less than IntervalSeconds (5)"},
 		{"health check interval too short", map[string]string{"kubeha:api": `{"healthCheck":{"intervalSeconds":1,"timeoutSeconds":2}}`}, "kubeha:api.healthCheck.intervalSeconds", "5 to 300"},
 		{"dns name without zone", map[string]string{"kubeha:api": `{"dnsName":"api.example.com"}`}, "kubeha:api.dnsName", "set together with HostedZoneID"},
+		{"node grace under two Lease renewals", map[string]string{"kubeha:controlPlane": `{"nodeLifecycle":{"nodeMonitorGracePeriodSeconds":10}}`}, "kubeha:controlPlane.nodeLifecycle.nodeMonitorGracePeriodSeconds", "20 to 300"},
+		{"pod eviction over an hour", map[string]string{"kubeha:controlPlane": `{"nodeLifecycle":{"podEvictionSeconds":7200}}`}, "kubeha:controlPlane.nodeLifecycle.podEvictionSeconds", "1 to 3600"},
 		{"lease not above renew deadline", map[string]string{"kubeha:controlPlane": `{"leaderElection":{"leaseDurationSeconds":10,"renewDeadlineSeconds":10}}`}, "kubeha:controlPlane.leaderElection.leaseDurationSeconds", "more than RenewDeadlineSeconds (10)"},
 		{"int overflow", map[string]string{"kubeha:etcd": `{"members":99999999999999999999}`}, "kubeha:etcd.members", "a whole number"},
 	}

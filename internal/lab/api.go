@@ -62,6 +62,15 @@ func NewAPI(ip, endpoint string, ca, user *pki.Pair, timeout time.Duration) (*AP
 
 // Do sends a request with body as JSON, and returns the status and body.
 func (a *API) Do(method, path string, body any) (int, string, error) {
+	return a.send(method, path, "application/json", body)
+}
+
+// Patch sends patch as a JSON merge patch, as `kubectl patch --type merge`.
+func (a *API) Patch(path string, patch any) (int, string, error) {
+	return a.send(http.MethodPatch, path, "application/merge-patch+json", patch)
+}
+
+func (a *API) send(method, path, contentType string, body any) (int, string, error) {
 	var reader io.Reader
 	if body != nil {
 		data, err := json.Marshal(body)
@@ -74,7 +83,7 @@ func (a *API) Do(method, path string, body any) (int, string, error) {
 	if err != nil {
 		return 0, "", err
 	}
-	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Type", contentType)
 	if a.bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+a.bearer)
 	}

@@ -382,10 +382,30 @@ func (c *Cloud) Close() error {
 	return errors.Join(errs...)
 }
 
+// killCgroup sends SIGKILL to every process in cgroup cg and below it,
+// and says how many it found.
+func killCgroup(cg string) int {
+	killed := 0
+	_ = filepath.WalkDir(cg, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		procs, _ := os.ReadFile(filepath.Join(p, "cgroup.procs"))
+		for _, field := range strings.Fields(string(procs)) {
+			var pid int
+			if _, err := fmt.Sscan(field, &pid); err == nil && unix.Kill(pid, unix.SIGKILL) == nil {
+				killed++
+			}
+		}
+		return nil
+	})
+	return killed
+}
+
 // RemoveLeftovers removes what a lab killed before it could clean up left
 // of its nodes: nspawn in namespaces named prefix-*, their root mounts,
-// loop devices over their volumes, and their cgroups. It returns what it
-// removed.
+// loop devices over their volumes, and their cgroups with any process
+// still in them. It returns what it removed.
 func RemoveLeftovers(prefix string) []string {
 	var removed []string
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
@@ -427,6 +447,10 @@ func RemoveLeftovers(prefix string) []string {
 	for _, h := range parents {
 		dirs, _ := filepath.Glob(filepath.Join(h, "kubeha-*"))
 		for _, d := range dirs {
+			// A node whose nspawn alone was killed runs on without it.
+			if n := killCgroup(d); n > 0 {
+				removed = append(removed, fmt.Sprintf("%d processes of %s", n, d))
+			}
 			if removeCgroup(d) == nil {
 				removed = append(removed, "cgroup "+d)
 			}

@@ -87,7 +87,50 @@ func BuildImages(binDir, rootfs, dir, kubernetesVersion string) (map[string]stri
 	}
 	// As Kubernetes' pause image: /pause, as nobody.
 	specs = append(specs, imageSpec{ref: PauseImage(), binary: "pause", target: "/pause", user: "65535:65535"})
+	return writeImages(binDir, rootfs, dir, specs)
+}
 
+// The add-on images the rehearsal's registry serves, under the references
+// the charts name at kubeha's pins (checked by rendering the charts,
+// TestAddonImagesAreWhatTheChartsRun), and its probe workload's.
+const (
+	FlannelImage          = "ghcr.io/flannel-io/flannel:v0.28.9"
+	FlannelCNIPluginImage = "ghcr.io/flannel-io/flannel-cni-plugin:v1.9.1-flannel3"
+	CoreDNSImage          = "coredns/coredns:1.13.1"
+	// ProbeImage is tagged by hack/tools.sh's build key of the probe.
+	ProbeImage = "registry.rehearsal.kubeha.internal/probe"
+)
+
+// BuildAddonImages writes the add-on images the rehearsal runs, from the
+// binaries in binDir (hack/tools.sh), into dir, and returns each reference
+// with its tarball: flanneld with install-conf and iptables, as flannel's
+// image holds them; flannel's CNI plugin with cp, which its init container
+// runs; CoreDNS; and the rehearsal's probe (probe-tag names its tag).
+func BuildAddonImages(binDir, rootfs, dir, probeTag string) (map[string]string, error) {
+	iptables, err := IptablesFiles(rootfs)
+	if err != nil {
+		return nil, err
+	}
+	installConf, err := os.ReadFile(filepath.Join(binDir, "install-conf"))
+	if err != nil {
+		return nil, fmt.Errorf("lab: %w (hack/tools.sh builds it)", err)
+	}
+	cp, err := CopyFiles(rootfs)
+	if err != nil {
+		return nil, err
+	}
+	return writeImages(binDir, rootfs, dir, []imageSpec{
+		{ref: FlannelImage, binary: "flanneld", target: "/opt/bin/flanneld",
+			extra: append([]layerEntry{{path: "opt/bin/install-conf", data: installConf, mode: 0o755}}, iptables...)},
+		{ref: FlannelCNIPluginImage, binary: "flannel", target: "/flannel", extra: cp},
+		{ref: CoreDNSImage, binary: "coredns", target: "/coredns"},
+		{ref: ProbeImage + ":" + probeTag, binary: "probe", target: "/probe"},
+	})
+}
+
+// writeImages writes each image's tarball into dir, keeping one newer
+// than its binary, and returns each reference with its tarball.
+func writeImages(binDir, rootfs, dir string, specs []imageSpec) (map[string]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}

@@ -249,64 +249,8 @@ func TestImagesImportIntoContainerd(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// A short folder: the socket path must fit in a sockaddr.
-	dir, err := os.MkdirTemp("", "khimg")
-	if err != nil {
-		t.Fatal(err)
-	}
-	socket := filepath.Join(dir, "containerd.sock")
-	config := fmt.Sprintf(`version = 3
-root = %q
-state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images", "io.containerd.podsandbox.controller.v1.podsandbox"]
-[grpc]
-  address = %q
-[ttrpc]
-  address = %q
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), socket, socket+".ttrpc")
-	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	env := append(os.Environ(), "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"))
-	var daemonLog bytes.Buffer
-	daemon := exec.Command(filepath.Join(binDir, "containerd"), "--config", filepath.Join(dir, "config.toml"))
-	daemon.Env, daemon.Stdout, daemon.Stderr = env, &daemonLog, &daemonLog
-	if err := daemon.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	ctr := func(args ...string) (string, error) {
-		cmd := exec.CommandContext(ctx, filepath.Join(binDir, "ctr"), append([]string{"--address", socket, "--namespace", "k8s.io"}, args...)...)
-		cmd.Env = env
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := cmd.Run(); err != nil {
-			return stdout.String(), fmt.Errorf("ctr %s: %w: %s", strings.Join(args, " "), err, stderr.String())
-		}
-		return stdout.String(), nil
-	}
-	// The shims' sockets go under /run/containerd whatever the config says.
-	_, runExisted := os.Stat("/run/containerd")
+	// Registered first, so it runs once containerd has stopped.
 	t.Cleanup(func() {
-		_ = daemon.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = daemon.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = daemon.Process.Kill()
-			<-done
-		}
-		if mounts, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mounts), dir) {
-			t.Errorf("a mount under %s is left", dir)
-		} else {
-			_ = os.RemoveAll(dir)
-		}
-		if os.IsNotExist(runExisted) {
-			_ = os.Remove("/run/containerd/s")
-			_ = os.Remove("/run/containerd")
-		}
 		cgroups, _ := filepath.Glob("/sys/fs/cgroup/*/" + imagesCgroup)
 		cgroups = append(cgroups, "/sys/fs/cgroup/"+imagesCgroup)
 		for _, cgroup := range cgroups {
@@ -314,19 +258,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime",
 				t.Errorf("cgroup %s is left: %v", cgroup, err)
 			}
 		}
-		if t.Failed() {
-			t.Logf("containerd:\n%s", daemonLog.String())
-		}
 	})
-	for {
-		if _, err := ctr("version"); err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatal("containerd did not answer")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	// containerd finds the shim, and the shim runc, on the PATH.
+	env := append(os.Environ(), "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	dir, ctr := startContainerd(t, binDir, "khimg", env)
 
 	start := time.Now()
 	for _, path := range images {
@@ -367,5 +302,85 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime",
 		if err != nil || (args[0] == "iptables-save" && !strings.Contains(out, "nf_tables")) {
 			t.Errorf("%s in kube-proxy's image: %q, %v", strings.Join(args, " "), out, err)
 		}
+	}
+}
+
+// startContainerd runs binDir's containerd, without its CRI, for the test
+// in a new folder named after prefix, with env (nil: the test's own). It
+// returns that folder and ctr, which runs binDir's ctr on it in the k8s.io
+// namespace, where a node's images live; ctr gives up two minutes after the
+// start. When the test ends containerd stops, the test fails if a mount is
+// left under the folder, and containerd's log is printed if it failed.
+func startContainerd(t *testing.T, binDir, prefix string, env []string) (dir string, ctr func(args ...string) (string, error)) {
+	t.Helper()
+	// A short folder: the socket path must fit in a sockaddr.
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	socket := filepath.Join(dir, "containerd.sock")
+	config := fmt.Sprintf(`version = 3
+root = %q
+state = %q
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images", "io.containerd.podsandbox.controller.v1.podsandbox"]
+[grpc]
+  address = %q
+[ttrpc]
+  address = %q
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), socket, socket+".ttrpc")
+	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var daemonLog bytes.Buffer
+	daemon := exec.Command(filepath.Join(binDir, "containerd"), "--config", filepath.Join(dir, "config.toml"))
+	daemon.Env, daemon.Stdout, daemon.Stderr = env, &daemonLog, &daemonLog
+	// The shims' sockets go under /run/containerd whatever the config says.
+	_, runExisted := os.Stat("/run/containerd")
+	if err := daemon.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = daemon.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = daemon.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = daemon.Process.Kill()
+			<-done
+		}
+		if mounts, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mounts), dir) {
+			t.Errorf("a mount under %s is left", dir)
+		} else {
+			_ = os.RemoveAll(dir)
+		}
+		if os.IsNotExist(runExisted) {
+			_ = os.Remove("/run/containerd/s")
+			_ = os.Remove("/run/containerd")
+		}
+		if t.Failed() {
+			t.Logf("containerd:\n%s", daemonLog.String())
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	ctr = func(args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, filepath.Join(binDir, "ctr"), append([]string{"--address", socket, "--namespace", "k8s.io"}, args...)...)
+		cmd.Env = env
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			return stdout.String(), fmt.Errorf("ctr %s: %w: %s%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+		}
+		return stdout.String(), nil
+	}
+	for {
+		if _, err := ctr("version"); err == nil {
+			return dir, ctr
+		}
+		if ctx.Err() != nil {
+			t.Fatal("containerd did not answer")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

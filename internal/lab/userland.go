@@ -33,6 +33,35 @@ func IptablesFiles(rootfs string) ([]layerEntry, error) {
 	for _, ext := range extensions {
 		objects = append(objects, strings.TrimPrefix(ext, filepath.Clean(rootfs)+"/"))
 	}
+	files, err := debianFiles(rootfs, objects...)
+	if err != nil {
+		return nil, err
+	}
+	for _, cmd := range iptablesCommands {
+		files = append(files, layerEntry{path: "usr/sbin/" + cmd, link: "xtables-nft-multi"})
+	}
+	for _, table := range []string{"etc/protocols", "etc/ethertypes"} {
+		data, err := os.ReadFile(filepath.Join(rootfs, table))
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, layerEntry{path: table, data: data, mode: 0o644})
+	}
+	slices.SortStableFunc(files, func(a, b layerEntry) int { return strings.Compare(a.path, b.path) })
+	return files, nil
+}
+
+// CopyFiles are Debian's cp with what it needs, for an image whose
+// upstream counterpart has a shell's cp: flannel's CNI plugin image, whose
+// init container the chart runs as `cp -f /flannel /opt/cni/bin/flannel`.
+func CopyFiles(rootfs string) ([]layerEntry, error) {
+	return debianFiles(rootfs, "usr/bin/cp")
+}
+
+// debianFiles are the ELF objects (paths relative to the Debian root
+// filesystem), every shared library they need, and the loader where it
+// is asked for.
+func debianFiles(rootfs string, objects ...string) ([]layerEntry, error) {
 	var files []layerEntry
 	seen := map[string]bool{}
 	for len(objects) > 0 {
@@ -44,7 +73,7 @@ func IptablesFiles(rootfs string) ([]layerEntry, error) {
 		seen[obj] = true
 		data, err := os.ReadFile(filepath.Join(rootfs, obj))
 		if err != nil {
-			return nil, fmt.Errorf("lab: iptables needs %s: %w", obj, err)
+			return nil, fmt.Errorf("lab: %w", err)
 		}
 		files = append(files, layerEntry{path: obj, data: data, mode: 0o755})
 		needed, err := sharedLibraries(filepath.Join(rootfs, obj))
@@ -55,20 +84,9 @@ func IptablesFiles(rootfs string) ([]layerEntry, error) {
 			objects = append(objects, path.Join(libDir, path.Base(lib)))
 		}
 	}
-	for _, cmd := range iptablesCommands {
-		files = append(files, layerEntry{path: "usr/sbin/" + cmd, link: "xtables-nft-multi"})
-	}
 	// The loader is asked for as /lib64/ld-linux-x86-64.so.2.
 	files = append(files, layerEntry{path: "lib", link: "usr/lib"}, layerEntry{path: "lib64", link: "usr/lib64"},
 		layerEntry{path: "usr/lib64/ld-linux-x86-64.so.2", link: "../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"})
-	for _, table := range []string{"etc/protocols", "etc/ethertypes"} {
-		data, err := os.ReadFile(filepath.Join(rootfs, table))
-		if err != nil {
-			return nil, err
-		}
-		files = append(files, layerEntry{path: table, data: data, mode: 0o644})
-	}
-	slices.SortStableFunc(files, func(a, b layerEntry) int { return strings.Compare(a.path, b.path) })
 	return files, nil
 }
 

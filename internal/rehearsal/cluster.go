@@ -55,6 +55,13 @@ type cluster struct {
 	// auto-scaling groups of one.
 	members []*lab.NodeGroup
 	nodes   []*lab.NodeGroup
+	// workers are one worker group of one in each zone.
+	workers []*lab.NodeGroup
+	// registry serves the add-on images (startRegistry).
+	registry *http.Server
+	// stopNodeInit stops the stand-in for the cloud controller manager's
+	// node initialisation (initializeNodes).
+	stopNodeInit chan struct{}
 	// boot is from launching every node to the cluster whole; etcdBoot to
 	// every member healthy.
 	boot, etcdBoot time.Duration
@@ -96,7 +103,8 @@ func setUp(ctx context.Context, s stack, dir string, logf func(string, ...any)) 
 	if err != nil {
 		return nil, err
 	}
-	c := &cluster{ctx: ctx, stack: s, net: nl, check: healthCheckReadyz, logf: logf, registered: map[string]bool{}, stopRegistrar: make(chan struct{})}
+	c := &cluster{ctx: ctx, stack: s, net: nl, check: healthCheckReadyz, logf: logf, registered: map[string]bool{},
+		stopRegistrar: make(chan struct{}), stopNodeInit: make(chan struct{})}
 	// Nothing half-made stays behind.
 	defer func() {
 		if err != nil {
@@ -154,6 +162,10 @@ func setUp(ctx context.Context, s stack, dir string, logf func(string, ...any)) 
 	}
 	// The endpoint's name is the load balancer's, in the VPC's DNS.
 	c.cloud.DNS.AddHost(c.endpoint, net.ParseIP(lbIP))
+	if err := c.startRegistry(s.addonImages); err != nil {
+		return nil, err
+	}
+	go c.initializeNodes(c.stopNodeInit)
 	if err := c.launchAll(); err != nil {
 		return nil, err
 	}
@@ -242,7 +254,7 @@ func (c *cluster) outsideNames() map[string]int {
 	outside := c.cloud.DNS.Unknown()
 	_, lab, _ := net.ParseCIDR(labCIDR)
 	for name := range outside {
-		if strings.HasSuffix(name, "."+bootstrap.EtcdDomain(c.stack.clusterName)) || c.nodeNamed(name) != nil || name == neverGroup || name == workerName {
+		if strings.HasSuffix(name, "."+bootstrap.EtcdDomain(c.stack.clusterName)) || c.nodeNamed(name) != nil || name == neverGroup || c.workerNamed(name) != nil {
 			delete(outside, name)
 		}
 		if ip := reverseName(name); ip != nil && lab.Contains(ip) {
@@ -354,6 +366,10 @@ func (c *cluster) close() {
 		return
 	}
 	close(c.stopRegistrar)
+	close(c.stopNodeInit)
+	if c.registry != nil {
+		_ = c.registry.Close()
+	}
 	if c.cloud != nil {
 		if err := c.cloud.Close(); err != nil {
 			c.logf("cleanup: %v", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,7 +28,7 @@ type drill struct {
 var drills = []drill{
 	{"a", "kill the control-plane node holding the scheduler and controller-manager Leases", killLeaseHolder},
 	{"b", "kill the etcd leader; its replacement boots while EC2 throttles, Route 53 is slow and EC2 refuses its volume for 2 minutes", killEtcdLeader},
-	{"c", "cut zone a: etcd-a and cp-a lose their network at once", cutZone},
+	{"c", "cut zone a: etcd-a, cp-a and worker-a lose their network at once", cutZone},
 	{"e", "bring zone a back: its members rejoin and its node re-enters rotation", restoreZone},
 	{"d", "partition cp-b from etcd only, its port 6443 still open; load balancer checks HTTPS /readyz", partitionFromEtcd(healthCheckReadyz)},
 	{"d-tcp", "the same partition; load balancer checks that TCP connects (kops, Typhoon)", partitionFromEtcd(healthCheckTCP)},
@@ -251,11 +252,12 @@ func heal(c *cluster, p *probe, d *Drill) error {
 	return nil
 }
 
-func (c *cluster) nodeNamed(name string) *lab.NodeGroup {
-	for _, n := range c.nodes {
-		if n.Name == name {
-			return n
-		}
+func (c *cluster) nodeNamed(name string) *lab.NodeGroup { return groupNamed(c.nodes, name) }
+
+// groupNamed is the group of that name among groups, or nil.
+func groupNamed(groups []*lab.NodeGroup, name string) *lab.NodeGroup {
+	if i := slices.IndexFunc(groups, func(g *lab.NodeGroup) bool { return g.Name == name }); i >= 0 {
+		return groups[i]
 	}
 	return nil
 }
@@ -342,7 +344,11 @@ func killEtcdLeader(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 }
 
 // zoneA is the first zone's etcd member and control-plane node.
-func (c *cluster) zoneA() []*netlab.Host { return []*netlab.Host{c.members[0].Host, c.nodes[0].Host} }
+// zoneA are the hosts of zone a: its etcd member, control-plane node and
+// worker.
+func (c *cluster) zoneA() []*netlab.Host {
+	return []*netlab.Host{c.members[0].Host, c.nodes[0].Host, c.workers[0].Host}
+}
 
 func cutZone(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 	w, err := c.settle()
@@ -365,8 +371,31 @@ func cutZone(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 	if lost, err := p.lostWrites(); err == nil {
 		d.LostWrites = len(lost)
 	}
+	if d.PodsRescheduledSeconds, err = c.waitRescheduled(); err != nil {
+		return d, err
+	}
 	d.note("healed by drill e")
 	return d, nil
+}
+
+// waitRescheduled waits until the probe Deployment runs all its pods
+// ready outside zone a, which drill c cut: zone a's node NotReady after
+// the grace period, its pod evicted after the eviction toleration, and a
+// new one started. It returns the time from the cut.
+func (c *cluster) waitRescheduled() (*float64, error) {
+	limit := c.stack.nodeGrace + c.stack.podEviction + 2*time.Minute
+	cut := c.stack.zones[0]
+	_, err := c.waitFor(fmt.Sprintf("the probe's %d pods ready outside %s", probeReplicas, cut), limit-time.Since(c.zoneCutAt), func() error {
+		counts, err := c.readyPodsPerZone("default", "app="+probeApp)
+		if err != nil {
+			return err
+		}
+		if ready := counts[c.stack.zones[1]] + counts[c.stack.zones[2]]; ready != probeReplicas {
+			return fmt.Errorf("ready pods by zone %s", perZone(counts))
+		}
+		return nil
+	})
+	return seconds(time.Since(c.zoneCutAt)), err
 }
 
 func restoreZone(ctx context.Context, c *cluster, p *probe) (Drill, error) {

@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/kubeha/kubeha/internal/addons"
 	"github.com/kubeha/kubeha/internal/config"
 	"github.com/kubeha/kubeha/internal/lab"
 	"github.com/kubeha/kubeha/internal/netlab"
@@ -65,6 +66,11 @@ type Drill struct {
 	// recovery, if it promises one.
 	RecoveryBoundSeconds *float64 `json:"recoveryBoundSeconds"`
 	LostWrites           int      `json:"lostWrites"`
+	// Service is what the probe workload's clients outside zone a saw.
+	Service *ServiceTraffic `json:"service,omitempty"`
+	// PodsRescheduledSeconds is, for a drill that takes a zone, from the
+	// fault until the probe Deployment ran all its pods ready elsewhere.
+	PodsRescheduledSeconds *float64 `json:"podsRescheduledSeconds,omitempty"`
 	// ReplacementInServiceSeconds is from the replacement instance's
 	// launch until its first boot completed the launch hook: healthy for
 	// its role (an etcd voter, a ready API server).
@@ -118,6 +124,9 @@ type Report struct {
 	WorkloadIdentity WorkloadIdentity `json:"workloadIdentity"`
 	// KubeProxy is kube-proxy on the control-plane nodes.
 	KubeProxy KubeProxy `json:"kubeProxy"`
+	// DataPlane is the workers, the CNI, CoreDNS and the probe workload
+	// before the drills.
+	DataPlane DataPlane `json:"dataPlane"`
 	// CertificateDaysLeft are the control-plane and etcd nodes' first
 	// reports of the days left on their shortest-lived certificate.
 	CertificateDaysLeft map[string]float64 `json:"certificateDaysLeft"`
@@ -154,11 +163,19 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The rehearsal runs flannel, which kubeha supports on AWS too:
+	// Cilium's images cannot be built here.
+	if raw, err = withOptions(raw, "kubeha:addons", func(options map[string]any) error {
+		options["cniPlugin"] = addons.CNIFlannel
+		return nil
+	}); err != nil {
+		return nil, err
+	}
 	cfg, err := config.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", opts.StackFile, err)
 	}
-	needed := append(slices.Clone(lab.NodeBinaries), "kube-bench", "kube-bench-cfg")
+	needed := append(slices.Clone(lab.NodeBinaries), "kube-bench", "kube-bench-cfg", "flanneld", "install-conf", "flannel-chart", "coredns", "probe")
 	if err := tools.Missing(needed...); err != nil {
 		logf("building the pinned binaries first (%v)", err)
 		if err := tools.Build(opts.Log); err != nil {
@@ -175,12 +192,18 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if s.rootfs, err = tools.Rootfs(opts.Log); err != nil {
 		return nil, err
 	}
-	s.raw = raw
+	s.raw, s.cni = raw, cfg.Addons.CNIPlugin
 	if s.declared, err = declare(raw, s.rootfs); err != nil {
+		return nil, err
+	}
+	if s.addonImages, s.probeImage, err = addonImages(s.rootfs); err != nil {
 		return nil, err
 	}
 	removeLeftovers(logf)
 	if err := lab.MatchKubeProxyConntrack(); err != nil {
+		return nil, err
+	}
+	if err := lab.RaiseInotifyLimits(); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(opts.WorkDir, 0o755); err != nil {
@@ -223,11 +246,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return report, fmt.Errorf("drill %s: %w", neverDrill.name, err)
 	}
 	defer stopNever()
-	// A worker boots meanwhile; its join is checked after the join
-	// token's rotation, which must leave its own token alone.
-	worker, workerLaunched, err := c.launchWorker()
+	// Workers boot meanwhile; the first one's join is checked after the
+	// join token's rotation, which must leave its own token alone.
+	workersLaunched, err := c.launchWorkers()
 	if err != nil {
-		return report, fmt.Errorf("launching %s: %w", workerName, err)
+		return report, fmt.Errorf("launching the workers: %w", err)
 	}
 	if report.KubeletCertificates, err = c.checkKubeletCertificates(); err != nil {
 		return report, fmt.Errorf("kubelet serving certificates: %w", err)
@@ -264,10 +287,15 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return report, fmt.Errorf("a worker's own join token: %w", err)
 	}
 	logf("a worker's own join token made %.1fs after it was handed over; its client certificate for %s denied, for its own node signed", report.WorkerJoin.MintSeconds, nodeName(0))
-	if report.WorkerBoot, err = c.checkWorker(worker, workerLaunched); err != nil {
-		return report, fmt.Errorf("%s: %w", workerName, err)
+	if report.WorkerBoot, err = c.checkWorker(workersLaunched); err != nil {
+		return report, fmt.Errorf("%s: %w", workerName(0), err)
 	}
-	logf("%s booted from its user-data and joined as %s %.0fs after its launch", workerName, report.WorkerBoot.ClientCertificate, report.WorkerBoot.JoinedSeconds)
+	logf("%s booted from its user-data and joined as %s %.0fs after its launch", workerName(0), report.WorkerBoot.ClientCertificate, report.WorkerBoot.JoinedSeconds)
+	if report.DataPlane, err = c.startDataPlane(s.cni, workersLaunched); err != nil {
+		return report, fmt.Errorf("data plane: %w", err)
+	}
+	logf("data plane: every node Ready on %s %.0fs after the workers' launch; CoreDNS by zone %s; the probe Deployment, spread by the scheduler's defaults alone, %s; clients %v answered",
+		report.DataPlane.CNI, report.DataPlane.ReadySeconds, perZone(report.DataPlane.CoreDNSPerZone), perZone(report.DataPlane.ProbePerZone), report.DataPlane.Clients)
 	if opts.LatencyMs > 0 {
 		if err := c.addLatency(opts.LatencyMs); err != nil {
 			return nil, err
@@ -283,8 +311,16 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			return report, err
 		}
 		logf("drill %s: %s", d.name, d.description)
+		podsBefore, podsErr := c.readyPodsPerZone("default", "app="+probeApp)
+		started := time.Now()
 		result, err := d.run(ctx, c, p)
 		result.Name, result.Description = d.name, d.description
+		if err == nil {
+			err = podsErr
+		}
+		if err == nil {
+			result.Service, err = c.drillTraffic(started, podsBefore)
+		}
 		if result.HealthCheck == "" {
 			result.HealthCheck = c.check
 		}
@@ -292,8 +328,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		if err != nil {
 			return report, fmt.Errorf("drill %s: %w", d.name, err)
 		}
-		logf("drill %s: longest gap %.1fs, %d of %d requests failed, recovered: %s", d.name,
-			result.LongestGapSeconds, result.Failures, result.Requests, recovery(result.RecoverySeconds))
+		logf("drill %s: longest gap %.1fs, %d of %d requests failed, recovered: %s; the probe Service: %d of %d calls failed, error window %.1fs, pods by zone %s then %s", d.name,
+			result.LongestGapSeconds, result.Failures, result.Requests, recovery(result.RecoverySeconds),
+			result.Service.Failures, result.Service.Requests, result.Service.ErrorWindowSeconds, perZone(result.Service.PodsBefore), perZone(result.Service.PodsAfter))
 	}
 	result, err := waitNever()
 	result.Name, result.Description, result.HealthCheck = neverDrill.name, neverDrill.description, c.check
@@ -326,6 +363,11 @@ func removeLeftovers(logf func(string, ...any)) {
 	for _, line := range strings.Split(string(out), "\n") {
 		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], labPrefix+"-") {
 			logf("removing %s, left by an earlier run", f[0])
+			// Its processes (haproxy) first: deleting a namespace ends none.
+			pids, _ := exec.Command("ip", "netns", "pids", f[0]).Output()
+			for _, pid := range strings.Fields(string(pids)) {
+				_ = exec.Command("kill", "-KILL", pid).Run()
+			}
 			_ = exec.Command("ip", "netns", "del", f[0]).Run()
 			_ = os.RemoveAll("/etc/netns/" + f[0])
 		}
@@ -372,6 +414,15 @@ func (r *Report) WriteTable(w io.Writer) error {
 			fmt.Fprintf(w, "%s: %s\n", d.Name, d.Notes)
 		}
 	}
+	dp := r.DataPlane
+	fmt.Fprintf(w, "\ndata plane: every node Ready on %s %.0fs after the workers' launch; ready pods by zone: CoreDNS %s, the probe Deployment %s (the scheduler's default spread alone)\n",
+		dp.CNI, dp.ReadySeconds, perZone(dp.CoreDNSPerZone), perZone(dp.ProbePerZone))
+	for _, d := range r.Drills {
+		if s := d.Service; s != nil {
+			fmt.Fprintf(w, "  service %s: %d of %d calls from %v failed, error window %.1fs; probe pods by zone %s, then %s; rescheduled after %s; Ready throughout %v\n",
+				d.Name, s.Failures, s.Requests, s.Clients, s.ErrorWindowSeconds, perZone(s.PodsBefore), perZone(s.PodsAfter), secs(d.PodsRescheduledSeconds), s.WorkersStayedReady)
+		}
+	}
 	a := r.Addons
 	fmt.Fprintf(w, "\nadd-ons: the control plane applied the %d-step set %.0fs after the nodes launched; a chart version changed in the stack ran %.0fs after upload "+
 		"(%v switched off with it: uninstalled); a deleted release was back in %.0fs; %d runs held the lease, %d found it held, %d overlapped.\n",
@@ -402,7 +453,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		wj.MintSeconds, wj.User, wj.Groups, wj.Reads, wj.Signed)
 	fmt.Fprintf(w, "  denied its client certificate for another node: %s\n  signed its own: %s\n", wj.OtherNode.Message, wj.OwnNode)
 	fmt.Fprintf(w, "worker boot: %s joined with its own token as %s, %.0fs after its launch; %s\n",
-		workerName, r.WorkerBoot.ClientCertificate, r.WorkerBoot.JoinedSeconds, r.WorkerBoot.Approved)
+		workerName(0), r.WorkerBoot.ClientCertificate, r.WorkerBoot.JoinedSeconds, r.WorkerBoot.Approved)
 	_, err := fmt.Fprintf(w, "%d acknowledged writes, %d lost. Every node booted from nothing and the cluster whole in %.0fs (etcd in %.0fs); total %.0fs.\n",
 		r.Writes, r.LostWrites, r.BootSeconds, r.EtcdBootSeconds, r.TotalSeconds)
 	return err

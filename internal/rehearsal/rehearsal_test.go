@@ -4,6 +4,8 @@ package rehearsal
 
 import (
 	"context"
+	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -32,9 +34,10 @@ func TestRehearsal(t *testing.T) {
 		tools.Unavailable(t, err.Error())
 	}
 	const stackFile = "../../stacks/Pulumi.dev.yaml"
+	// The log streams too (go test -v), for a run that takes half an hour.
 	var log strings.Builder
 	report, err := Run(context.Background(), Options{Stack: "dev", StackFile: stackFile,
-		WorkDir: filepath.Join(t.TempDir(), "rehearsal"), Log: &log})
+		WorkDir: filepath.Join(t.TempDir(), "rehearsal"), Log: io.MultiWriter(&log, os.Stderr)})
 	if report != nil {
 		var table strings.Builder
 		_ = report.WriteTable(&table)
@@ -88,8 +91,32 @@ func TestRehearsal(t *testing.T) {
 	}
 	// A worker booted from its user-data joined with its own token, its
 	// client certificate approved for its own name.
-	if w := report.WorkerBoot; w.ClientCertificate != "CN=system:node:"+workerName+",O=system:nodes" || w.Approved == "" || w.JoinedSeconds <= 0 {
+	if w := report.WorkerBoot; w.ClientCertificate != "CN=system:node:"+workerName(0)+",O=system:nodes" || w.Approved == "" || w.JoinedSeconds <= 0 {
 		t.Errorf("worker boot: %+v", w)
+	}
+	// Workers in every zone are Ready on flannel; CoreDNS, and the probe
+	// Deployment, which sets no spread of its own, run one pod per zone;
+	// a client in each zone is answered through the Service by name.
+	dp := report.DataPlane
+	if dp.CNI != "flannel" || dp.ReadySeconds <= 0 || len(dp.Clients) != 3 {
+		t.Errorf("data plane: %+v", dp)
+	}
+	for _, counts := range []map[string]int{dp.CoreDNSPerZone, dp.ProbePerZone} {
+		if len(counts) != 3 || slices.ContainsFunc(slices.Collect(maps.Values(counts)), func(n int) bool { return n != 1 }) {
+			t.Errorf("pods by zone before the drills: %v, want one in each of 3 zones", counts)
+		}
+	}
+	// Every drill measured the Service from the clients it leaves alone.
+	for _, d := range report.Drills {
+		if d.Name != neverDrill.name && (d.Service == nil || d.Service.Requests == 0 || len(d.Service.PodsAfter) == 0) {
+			t.Errorf("drill %s: no Service traffic measured: %+v", d.Name, d.Service)
+			continue
+		}
+		// While an API server is gone, the other zones' kubelets keep
+		// their Nodes Ready through the load balancer.
+		if slices.Contains([]string{"a", "c", "f"}, d.Name) && len(d.Service.WorkersStayedReady) != 2 {
+			t.Errorf("drill %s: workers Ready throughout %v, want worker-b and worker-c", d.Name, d.Service.WorkersStayedReady)
+		}
 	}
 	// kube-proxy runs on every control-plane node and programs Services
 	// (checkKubeProxy fails the run otherwise).

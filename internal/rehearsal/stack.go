@@ -4,7 +4,9 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"maps"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -35,18 +37,26 @@ type stack struct {
 	// bootstrapDeadline is how long a node's first boot may take before
 	// it gives itself up.
 	bootstrapDeadline time.Duration
+	// nodeGrace is how long a silent node stays Ready; podEviction how
+	// long its pods stay on it after (controlPlane.nodeLifecycle).
+	nodeGrace, podEviction time.Duration
 	// rootfs is the nodes' image; declared is what the stack's program
 	// declares, with the rehearsal's own builds as the nodes' assets.
 	rootfs   string
 	declared []mockrun.Resource
 	// raw is the stack's configuration, which the add-on drill changes.
 	raw map[string]string
+	// cni is the CNI plugin the rehearsal runs; addonImages are the images
+	// its registry serves (reference to tarball), probeImage among them.
+	cni         string
+	addonImages map[string]string
+	probeImage  string
 }
 
 // declare runs the stack's program under mocks, as `pulumi up` would run
 // it, with the nodes' assets built locally (hack/tools.sh) under the
-// pinned keys, and every chart archive a stand-in of the same name and
-// version (lab.StandInChart): the rehearsal reaches no chart repository.
+// pinned keys, and the chart archives packed here (rehearsalCharts): the
+// rehearsal reaches no chart repository.
 func declare(raw map[string]string, rootfs string) ([]mockrun.Resource, error) {
 	toolsDir, err := tools.Dir()
 	if err != nil {
@@ -60,16 +70,16 @@ func declare(raw map[string]string, rootfs string) ([]mockrun.Resource, error) {
 	if err != nil {
 		return nil, err
 	}
-	var standInErr error
+	var chartsErr error
 	rec, err := mockrun.Run("kubeha", "rehearsal", raw, program.StackWith(raw, func(args *components.ClusterArgs) {
 		args.Assets = assets
 		// The machine's kernel has cgroup v1 only, which kubeadm's system
 		// check refuses (kubelet is told to accept it by the image).
 		args.IgnorePreflightErrors = []string{"SystemVerification"}
-		standInErr = standInCharts(&args.Addons, filepath.Join(cache, "assets", "charts"), filepath.Join(cache, "tools", "crds"))
+		chartsErr = rehearsalCharts(&args.Addons, filepath.Join(cache, "assets", "charts"), toolsDir, filepath.Join(cache, "tools", "crds"))
 	}))
 	if err == nil {
-		err = standInErr
+		err = chartsErr
 	}
 	if err != nil {
 		return nil, err
@@ -77,34 +87,41 @@ func declare(raw map[string]string, rootfs string) ([]mockrun.Resource, error) {
 	return rec.Resources(), nil
 }
 
-// standInCharts points every add-on at a stand-in archive of its chart, at
-// the version the stack asks for, holding the CRDs (from crdDir) that the
-// upstream chart installs and kubeha's own objects are of.
-func standInCharts(o *components.AddonsOptions, dir, crdDir string) error {
-	monitoring := addons.KubePrometheusStack
-	if o.Monitoring == components.MonitoringCloudWatch {
-		monitoring = addons.CloudWatchObservability
+// realCharts are the charts the rehearsal installs as they are, whose
+// pods run: the CNI it runs and CoreDNS, from their sources at kubeha's
+// pins (flannel's from its Go module, by hack/tools.sh; CoreDNS's a copy
+// in internal/lab). Every other chart is a stand-in of the same name and
+// version (lab.StandInChart), which installs a ConfigMap saying so.
+func realCharts(toolsDir string) map[string]fs.FS {
+	return map[string]fs.FS{
+		addons.Flannel.Name: os.DirFS(filepath.Join(toolsDir, "flannel-chart")),
+		addons.CoreDNS.Name: lab.CoreDNSChart(),
 	}
-	cni := addons.Cilium
-	if o.CNIPlugin == components.CNIFlannel {
-		cni = addons.Flannel
-	}
+}
+
+// rehearsalCharts points every add-on at an archive packed here, at the
+// version the stack asks for: a real chart or a stand-in holding the CRDs
+// (from crdDir) that the upstream chart installs and kubeha's own objects
+// are of.
+func rehearsalCharts(o *components.AddonsOptions, dir, toolsDir, crdDir string) error {
 	crds := map[string][]string{
 		addons.SnapshotController.Name:  {filepath.Join(crdDir, "snapshot.storage.k8s.io_volumesnapshotclasses.yaml")},
 		addons.KubePrometheusStack.Name: {filepath.Join(crdDir, "monitoring.coreos.com_prometheusrules.yaml")},
 	}
-	for _, a := range []struct {
-		addon *components.Addon
-		chart addons.Chart
-	}{{&o.CNI, cni}, {&o.CloudControllerManager, addons.CloudControllerManager}, {&o.Storage, addons.EBSCSIDriver},
-		{&o.Snapshots, addons.SnapshotController}, {&o.CoreDNS, addons.CoreDNS}, {&o.MetricsServer, addons.MetricsServer},
-		{&o.ClusterAutoscaler, addons.ClusterAutoscaler}, {&o.MonitoringChart, monitoring}, {&o.PodIdentityWebhook, addons.PodIdentityWebhook}} {
-		version := cmp.Or(a.addon.Version, a.chart.Version)
-		path, err := lab.StandInChart(dir, a.chart.Name, version, crds[a.chart.Name]...)
+	real := realCharts(toolsDir)
+	for _, a := range o.Charts() {
+		version := cmp.Or(a.Addon.Version, a.Chart.Version)
+		var path string
+		var err error
+		if chart, ok := real[a.Chart.Name]; ok && version == a.Chart.Version {
+			path, err = lab.PackChart(dir, chart, a.Chart.Name, version)
+		} else {
+			path, err = lab.StandInChart(dir, a.Chart.Name, version, crds[a.Chart.Name]...)
+		}
 		if err != nil {
 			return err
 		}
-		a.addon.Chart, a.addon.Digest = path, ""
+		a.Addon.Chart, a.Addon.Digest = path, ""
 	}
 	return nil
 }
@@ -125,6 +142,8 @@ func fromConfig(cfg components.ClusterArgs) stack {
 		healthCheck: healthCheck{interval: time.Duration(h.IntervalSeconds) * time.Second, timeout: time.Duration(h.TimeoutSeconds) * time.Second,
 			healthy: h.HealthyThreshold, unhealthy: h.UnhealthyThreshold},
 		bootstrapDeadline: time.Duration(cfg.BootstrapTimeoutMinutes) * time.Minute,
+		nodeGrace:         time.Duration(cfg.ControlPlane.NodeLifecycle.NodeMonitorGracePeriodSeconds) * time.Second,
+		podEviction:       time.Duration(cfg.ControlPlane.NodeLifecycle.PodEvictionSeconds) * time.Second,
 	}
 }
 

@@ -7,12 +7,12 @@ import (
 	"time"
 
 	"github.com/kubeha/kubeha/internal/bootstrap"
-	"github.com/kubeha/kubeha/internal/lab"
 	"github.com/kubeha/kubeha/internal/mockrun"
 )
 
-// workerName is the one worker the rehearsal boots, in zone a.
-const workerName = "worker-a"
+// workerName is the worker the rehearsal boots in zone i, from that
+// zone's launch template of the stack's first pool.
+func workerName(i int) string { return fmt.Sprintf("worker-%c", 'a'+i) }
 
 // WorkerBoot is how a worker booted from its launch template's user-data
 // joined with a token of its own.
@@ -39,29 +39,33 @@ func workerTemplate(resources []mockrun.Resource, clusterName, zone string) (str
 	return "", fmt.Errorf("the stack declares no worker launch template in %s", zone)
 }
 
-// launchWorker starts a worker in zone a from its launch template's
-// user-data; checkWorker later says how it joined.
-func (c *cluster) launchWorker() (*lab.NodeGroup, time.Time, error) {
-	template, err := workerTemplate(c.stack.declared, c.stack.clusterName, c.stack.zones[0])
-	if err != nil {
-		return nil, time.Time{}, err
-	}
+// launchWorkers starts a worker in every zone, each from its zone's
+// launch template's user-data, as the pool's auto-scaling groups would
+// (one instance each: the rehearsal caps every group at one);
+// checkWorker later says how the first joined.
+func (c *cluster) launchWorkers() (time.Time, error) {
 	launched := time.Now()
-	g, err := c.group(zoneNetwork(0), workerName, c.stack.zones[0], zoneNet(0)+".31", "Name", template)
-	return g, launched, err
+	for i, zone := range c.stack.zones {
+		template, err := workerTemplate(c.stack.declared, c.stack.clusterName, zone)
+		if err != nil {
+			return launched, err
+		}
+		g, err := c.group(zoneNetwork(i), workerName(i), zone, zoneNet(i)+".31", "Name", template)
+		if err != nil {
+			return launched, err
+		}
+		c.workers = append(c.workers, g)
+	}
+	return launched, nil
 }
 
-// checkWorker waits until the worker's Node is registered: its own join
-// token was handed over through STS and S3, made a token by the approver,
-// and its kubelet's client certificate approved for its own name. (Its
-// Node never gets Ready: the rehearsal runs no CNI yet.) The worker is
-// then terminated and its Node deleted.
-func (c *cluster) checkWorker(g *lab.NodeGroup, launched time.Time) (WorkerBoot, error) {
+// checkWorker waits until zone a's worker's Node is registered: its own
+// join token was handed over through STS and S3, made a token by the
+// approver, and its kubelet's client certificate approved for its own
+// name.
+func (c *cluster) checkWorker(launched time.Time) (WorkerBoot, error) {
 	var w WorkerBoot
-	defer func() {
-		g.Kill()
-		_, _, _ = c.lbAdmin.Do(http.MethodDelete, "/api/v1/nodes/"+workerName, nil)
-	}()
+	g, workerName := c.workers[0], workerName(0)
 	if _, err := c.waitFor(workerName+"'s Node registered", 12*time.Minute, func() error {
 		code, body, err := c.lbAdmin.Do(http.MethodGet, "/api/v1/nodes/"+workerName, nil)
 		if err != nil || code != http.StatusOK {

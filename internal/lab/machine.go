@@ -37,10 +37,36 @@ func MatchKubeProxyConntrack() error {
 	return nil
 }
 
+// inotify limits for a machine that runs many nodes: on EC2 each node has
+// a kernel, and its own 128 inotify instances; here every node's systemd,
+// containerd and kubelet share the machine's (kind asks for the same).
+const (
+	inotifyInstances = 8192
+	inotifyWatches   = 524288
+)
+
+// RaiseInotifyLimits raises the machine's inotify limits to what many
+// nodes need, never lowering them: past the default 128 instances, a
+// node's containerd fails to start its CRI plugin ("too many open files").
+func RaiseInotifyLimits() error {
+	for file, want := range map[string]int{"/proc/sys/fs/inotify/max_user_instances": inotifyInstances, "/proc/sys/fs/inotify/max_user_watches": inotifyWatches} {
+		have, err := readInt(file)
+		if err != nil {
+			return err
+		}
+		if have < want {
+			if err := os.WriteFile(file, []byte(strconv.Itoa(want)), 0o644); err != nil {
+				return fmt.Errorf("lab: raising %s: %w", file, err)
+			}
+		}
+	}
+	return nil
+}
+
 func readInt(file string) (int, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
-		return 0, fmt.Errorf("lab: %w (is the nf_conntrack module loaded?)", err)
+		return 0, fmt.Errorf("lab: %w", err)
 	}
 	return strconv.Atoi(strings.TrimSpace(string(data)))
 }

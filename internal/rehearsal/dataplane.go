@@ -1,0 +1,485 @@
+package rehearsal
+
+import (
+	"bufio"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/kubeha/kubeha/internal/bootstrap"
+	"github.com/kubeha/kubeha/internal/lab"
+	"github.com/kubeha/kubeha/internal/pki"
+	"github.com/kubeha/kubeha/internal/tools"
+	"github.com/kubeha/kubeha/internal/workload"
+)
+
+// The data plane: a worker in every zone, the stack's CNI and CoreDNS as
+// kubeha installs them, and a probe workload (hack/tools/probe): a
+// Deployment behind a Service, and a client pod in each zone calling it by
+// name every 100 ms.
+const (
+	registryIP    = "10.210.200.3"
+	probeApp      = "probe"
+	probeReplicas = 3
+	probePort     = 8080
+	probeURL      = "http://probe.default.svc.cluster.local:8080/"
+	// uninitializedTaint is what a kubelet with --cloud-provider=external
+	// registers with, until the cloud controller manager initialises it.
+	uninitializedTaint = "node.cloudprovider.kubernetes.io/uninitialized"
+)
+
+// DataPlane is what the data plane's set-up measured.
+type DataPlane struct {
+	// CNI is the CNI plugin the rehearsal runs (the stack's choice
+	// overridden: Cilium's images cannot be built here).
+	CNI string `json:"cni"`
+	// ReadySeconds is from the workers' launch to every node Ready.
+	ReadySeconds float64 `json:"nodesReadySeconds"`
+	// CoreDNSPerZone and ProbePerZone count ready pods by zone before the
+	// drills; the probe Deployment sets no spread of its own.
+	CoreDNSPerZone map[string]int `json:"coreDNSPerZone"`
+	ProbePerZone   map[string]int `json:"probePerZone"`
+	// Clients are the client pods, one per zone.
+	Clients []string `json:"clients"`
+}
+
+// startRegistry serves the add-on images (lab.BuildAddonImages) as the
+// registries the charts name, over TLS from the VPC's CA, under their own
+// names in the VPC's DNS: containerd pulls them as it would on AWS.
+func (c *cluster) startRegistry(images map[string]string) error {
+	registry, err := lab.NewRegistry(images)
+	if err != nil {
+		return err
+	}
+	pair, err := c.cloud.CA.Sign(pki.Spec{CommonName: "kubeha rehearsal registry", DNSNames: registry.Hosts(),
+		Usages: []pki.Usage{pki.ServerAuth}, ValidityHours: pki.LeafValidityHours})
+	if err != nil {
+		return err
+	}
+	host, err := c.net.AddHostOn("awsnet", "registry", registryIP, nil, nil)
+	if err != nil {
+		return err
+	}
+	listener, err := host.Listen("tcp", registryIP+":443")
+	if err != nil {
+		return err
+	}
+	cert, err := tls.X509KeyPair(pair.CertPEM, pair.KeyPEM)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: registry, ReadHeaderTimeout: 10 * time.Second,
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}}
+	go func() { _ = srv.ServeTLS(listener, "", "") }()
+	c.registry = srv
+	for _, name := range registry.Hosts() {
+		c.cloud.DNS.AddHost(name, net.ParseIP(registryIP))
+	}
+	return nil
+}
+
+// workerNamed is the worker group of that name, or nil.
+func (c *cluster) workerNamed(name string) *lab.NodeGroup { return groupNamed(c.workers, name) }
+
+// zoneOfNode is the zone of the node named, or "".
+func (c *cluster) zoneOfNode(name string) string {
+	for _, g := range slices.Concat(c.nodes, c.workers) {
+		if g.Name == name {
+			return g.Zone
+		}
+	}
+	return ""
+}
+
+// nodeList is the API's list of Nodes, the fields read here.
+type nodeList struct {
+	Items []struct {
+		Metadata struct {
+			Name            string            `json:"name"`
+			Labels          map[string]string `json:"labels"`
+			ResourceVersion string            `json:"resourceVersion"`
+		} `json:"metadata"`
+		Spec struct {
+			ProviderID string           `json:"providerID"`
+			Taints     []map[string]any `json:"taints"`
+		} `json:"spec"`
+		Status struct {
+			Conditions []nodeCondition `json:"conditions"`
+		} `json:"status"`
+	} `json:"items"`
+}
+
+type nodeCondition struct {
+	Type, Status       string
+	LastTransitionTime time.Time `json:"lastTransitionTime"`
+}
+
+// ready is the node's Ready condition, if it has one.
+func ready(conditions []nodeCondition) (nodeCondition, bool) {
+	i := slices.IndexFunc(conditions, func(c nodeCondition) bool { return c.Type == "Ready" })
+	if i < 0 {
+		return nodeCondition{}, false
+	}
+	return conditions[i], true
+}
+
+func (c *cluster) listNodes() (nodeList, error) {
+	var nodes nodeList
+	code, body, err := c.lbAdmin.Do(http.MethodGet, "/api/v1/nodes", nil)
+	if err != nil || code != http.StatusOK {
+		return nodes, fmt.Errorf("listing nodes: HTTP %d %.200s (%v)", code, body, err)
+	}
+	return nodes, json.Unmarshal([]byte(body), &nodes)
+}
+
+// nodeInitInterval is how often initializeNodes lists the Nodes: a
+// listing of every Node is no cheap request on a machine of 2 CPUs.
+const nodeInitInterval = 2 * time.Second
+
+// initializeNodes does, every nodeInitInterval until stop, what the AWS
+// cloud controller manager does to a new Node (its chart is a stand-in
+// here): the zone and region labels from the instance, its providerID,
+// and the uninitialised taint taken off, which nothing but the CNI
+// tolerates. The patch holds the Node's resourceVersion, as the cloud
+// controller manager's does: the taints list is replaced whole, and
+// kubeadm adds the control-plane taint meanwhile.
+func (c *cluster) initializeNodes(stop chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		case <-time.After(nodeInitInterval):
+		}
+		nodes, err := c.listNodes()
+		if err != nil {
+			continue
+		}
+		for _, n := range nodes.Items {
+			i := slices.IndexFunc(n.Spec.Taints, func(t map[string]any) bool { return t["key"] == uninitializedTaint })
+			g := c.nodeGroupNamed(n.Metadata.Name)
+			if i < 0 || g == nil || g.Instance == nil {
+				continue
+			}
+			patch := map[string]any{
+				"metadata": map[string]any{"resourceVersion": n.Metadata.ResourceVersion,
+					"labels": map[string]string{bootstrap.ZoneLabel: g.Zone, "topology.kubernetes.io/region": c.stack.region}},
+				"spec": map[string]any{"providerID": "aws:///" + g.Zone + "/" + g.Instance.ID, "taints": slices.Delete(slices.Clone(n.Spec.Taints), i, i+1)},
+			}
+			if n.Spec.ProviderID != "" {
+				// It can be set once only.
+				delete(patch["spec"].(map[string]any), "providerID")
+			}
+			// 409 Conflict: the Node changed since listed; the next round retries.
+			if code, body, err := c.lbAdmin.Patch("/api/v1/nodes/"+n.Metadata.Name, patch); err != nil || (code != http.StatusOK && code != http.StatusConflict) {
+				c.logf("initialising node %s: HTTP %d %.200s (%v)", n.Metadata.Name, code, body, err)
+			}
+		}
+	}
+}
+
+// nodeGroupNamed is the control-plane or worker group of that name.
+func (c *cluster) nodeGroupNamed(name string) *lab.NodeGroup {
+	if g := c.nodeNamed(name); g != nil {
+		return g
+	}
+	return c.workerNamed(name)
+}
+
+// startDataPlane waits until every node is Ready on the CNI and CoreDNS
+// serves from every zone, then starts the probe workload and its clients,
+// and checks that the scheduler's defaults alone spread it over zones.
+func (c *cluster) startDataPlane(cni string, workersLaunched time.Time) (DataPlane, error) {
+	d := DataPlane{CNI: cni}
+	want := len(c.nodes) + len(c.workers)
+	if _, err := c.waitFor(fmt.Sprintf("all %d nodes Ready on %s", want, cni), 10*time.Minute, func() error {
+		nodes, err := c.listNodes()
+		if err != nil {
+			return err
+		}
+		var notReady []string
+		for _, n := range nodes.Items {
+			if r, _ := ready(n.Status.Conditions); r.Status != "True" || n.Metadata.Labels[bootstrap.ZoneLabel] == "" {
+				notReady = append(notReady, n.Metadata.Name)
+			}
+		}
+		if len(nodes.Items) != want || len(notReady) > 0 {
+			return fmt.Errorf("%d nodes, not Ready or not initialised: %v", len(nodes.Items), notReady)
+		}
+		return nil
+	}); err != nil {
+		return d, fmt.Errorf("%w\n%s", err, c.workers[0].BootstrapLog())
+	}
+	d.ReadySeconds = time.Since(workersLaunched).Seconds()
+	var err error
+	coreDNS := "k8s-app=kube-dns"
+	if d.CoreDNSPerZone, err = c.waitSpread("CoreDNS", "kube-system", coreDNS, 3, 5*time.Minute); err != nil {
+		return d, err
+	}
+	for _, obj := range c.workloadObjects() {
+		if code, body, err := c.lbAdmin.Do(http.MethodPost, obj.path, obj.body); err != nil || (code != http.StatusCreated && code != http.StatusConflict) {
+			return d, fmt.Errorf("creating %s: HTTP %d %.300s (%v)", obj.path, code, body, err)
+		}
+	}
+	if d.ProbePerZone, err = c.waitSpread("the probe Deployment", "default", "app="+probeApp, probeReplicas, 5*time.Minute); err != nil {
+		return d, err
+	}
+	for i := range c.workers {
+		d.Clients = append(d.Clients, clientName(c.stack.zones[i]))
+	}
+	if _, err := c.waitFor("a client answered in every zone", 3*time.Minute, func() error {
+		answers, err := c.clientAnswers()
+		for _, name := range d.Clients {
+			if !slices.ContainsFunc(answers[name], func(a workload.Answer) bool { return a.OK }) {
+				return fmt.Errorf("no answer yet for %s (%v)", name, err)
+			}
+		}
+		return nil
+	}); err != nil {
+		return d, err
+	}
+	return d, nil
+}
+
+// waitSpread waits until the pods selected are ready, n of them, one in
+// each zone, and returns how many each zone runs.
+func (c *cluster) waitSpread(what, namespace, selector string, n int, limit time.Duration) (map[string]int, error) {
+	var perZone map[string]int
+	_, err := c.waitFor(fmt.Sprintf("%s: %d ready pods, one per zone", what, n), limit, func() error {
+		var err error
+		if perZone, err = c.readyPodsPerZone(namespace, selector); err != nil {
+			return err
+		}
+		for _, zone := range c.stack.zones {
+			if perZone[zone] != n/len(c.stack.zones) {
+				return fmt.Errorf("ready pods by zone: %v", perZone)
+			}
+		}
+		return nil
+	})
+	return perZone, err
+}
+
+// readyPodsPerZone counts the ready pods selected, by their node's zone.
+func (c *cluster) readyPodsPerZone(namespace, selector string) (map[string]int, error) {
+	code, body, err := c.lbAdmin.Do(http.MethodGet, "/api/v1/namespaces/"+namespace+"/pods?labelSelector="+url.QueryEscape(selector), nil)
+	if err != nil || code != http.StatusOK {
+		return nil, fmt.Errorf("listing pods %s: HTTP %d %.200s (%v)", selector, code, body, err)
+	}
+	var pods struct {
+		Items []struct {
+			Metadata struct {
+				DeletionTimestamp *time.Time `json:"deletionTimestamp"`
+			} `json:"metadata"`
+			Spec   struct{ NodeName string } `json:"spec"`
+			Status struct {
+				Conditions []struct{ Type, Status string } `json:"conditions"`
+			} `json:"status"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(body), &pods); err != nil {
+		return nil, err
+	}
+	perZone := map[string]int{}
+	for _, p := range pods.Items {
+		if p.Metadata.DeletionTimestamp == nil && slices.ContainsFunc(p.Status.Conditions, func(s struct{ Type, Status string }) bool { return s.Type == "Ready" && s.Status == "True" }) {
+			perZone[c.zoneOfNode(p.Spec.NodeName)]++
+		}
+	}
+	return perZone, nil
+}
+
+// object is one object to create, and the path it is posted to.
+type object struct {
+	path string
+	body map[string]any
+}
+
+func clientName(zone string) string { return "probe-client-" + zone }
+
+// workloadObjects are the probe Deployment, which sets no spread of its
+// own (the scheduler's default constraints spread it), its Service, and
+// a client pod pinned to each zone.
+func (c *cluster) workloadObjects() []object {
+	labels := map[string]any{"app": probeApp}
+	fromField := func(name, field string) map[string]any {
+		return map[string]any{"name": name, "valueFrom": map[string]any{"fieldRef": map[string]any{"fieldPath": field}}}
+	}
+	server := map[string]any{
+		"name": "server", "image": c.stack.probeImage, "args": []string{"serve", fmt.Sprintf(":%d", probePort)},
+		"env":            []any{fromField("POD_NAME", "metadata.name"), fromField("NODE_NAME", "spec.nodeName")},
+		"ports":          []any{map[string]any{"containerPort": probePort}},
+		"readinessProbe": map[string]any{"httpGet": map[string]any{"path": "/", "port": probePort}, "periodSeconds": 1},
+	}
+	objects := []object{
+		{"/apis/apps/v1/namespaces/default/deployments", map[string]any{
+			"apiVersion": "apps/v1", "kind": "Deployment", "metadata": map[string]any{"name": probeApp, "labels": labels},
+			"spec": map[string]any{"replicas": probeReplicas, "selector": map[string]any{"matchLabels": labels},
+				"template": map[string]any{"metadata": map[string]any{"labels": labels}, "spec": map[string]any{"containers": []any{server}}}},
+		}},
+		{"/api/v1/namespaces/default/services", map[string]any{
+			"apiVersion": "v1", "kind": "Service", "metadata": map[string]any{"name": probeApp},
+			"spec": map[string]any{"selector": labels, "ports": []any{map[string]any{"port": probePort, "targetPort": probePort}}},
+		}},
+	}
+	for _, zone := range c.stack.zones {
+		objects = append(objects, object{"/api/v1/namespaces/default/pods", map[string]any{
+			"apiVersion": "v1", "kind": "Pod", "metadata": map[string]any{"name": clientName(zone), "labels": map[string]any{"app": probeApp + "-client"}},
+			"spec": map[string]any{"nodeSelector": map[string]any{bootstrap.ZoneLabel: zone},
+				"containers": []any{map[string]any{"name": "client", "image": c.stack.probeImage, "args": []string{"call", probeURL}}}},
+		}})
+	}
+	return objects
+}
+
+// clientAnswers are every client's answers so far, read from its
+// container log on its worker (as the kubelet writes it: time, stream,
+// tag, line), so that they are kept while the API is away.
+func (c *cluster) clientAnswers() (map[string][]workload.Answer, error) {
+	answers := map[string][]workload.Answer{}
+	var errs []string
+	for i, g := range c.workers {
+		name := clientName(c.stack.zones[i])
+		if g.Instance == nil {
+			continue
+		}
+		out, err := g.Instance.Exec("sh", "-c", "cat /var/log/pods/default_"+name+"_*/client/*.log")
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", name, err))
+			continue
+		}
+		scanner := bufio.NewScanner(strings.NewReader(out))
+		for scanner.Scan() {
+			fields := strings.SplitN(scanner.Text(), " ", 4)
+			var a workload.Answer
+			if len(fields) == 4 && json.Unmarshal([]byte(fields[3]), &a) == nil {
+				answers[name] = append(answers[name], a)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return answers, fmt.Errorf("reading client logs: %s", strings.Join(errs, "; "))
+	}
+	return answers, nil
+}
+
+// ServiceTraffic is what the clients in the zones a drill leaves alone
+// saw of the probe Service during it.
+type ServiceTraffic struct {
+	Clients  []string `json:"clients"`
+	Requests int      `json:"requests"`
+	Failures int      `json:"failures"`
+	// ErrorWindowSeconds is from the first failed call's start to the
+	// last failed call's end; 0 if none failed.
+	ErrorWindowSeconds float64 `json:"serviceErrorWindowSeconds"`
+	// PodsBefore and PodsAfter are the probe Deployment's ready pods by
+	// zone at the drill's start and once it healed.
+	PodsBefore map[string]int `json:"podsPerZoneBefore"`
+	PodsAfter  map[string]int `json:"podsPerZoneAfter"`
+	// WorkersStayedReady are the workers outside zone a whose Node was
+	// Ready throughout: its kubelet reached an API server through the
+	// load balancer whatever the drill took.
+	WorkersStayedReady []string `json:"workersStayedReady"`
+}
+
+// serviceTraffic sums the answers of clients outside zone a (every drill
+// that takes a zone takes zone a) started in [from, to).
+func (c *cluster) serviceTraffic(from, to time.Time) (ServiceTraffic, error) {
+	var s ServiceTraffic
+	answers, err := c.clientAnswers()
+	if err != nil {
+		return s, err
+	}
+	var first, last time.Time
+	for _, zone := range c.stack.zones[1:] {
+		name := clientName(zone)
+		s.Clients = append(s.Clients, name)
+		for _, a := range answers[name] {
+			if a.Started.Before(from) || !a.Started.Before(to) {
+				continue
+			}
+			s.Requests++
+			if !a.OK {
+				s.Failures++
+				if first.IsZero() || a.Started.Before(first) {
+					first = a.Started
+				}
+				last = later(last, a.At)
+			}
+		}
+	}
+	if s.Failures > 0 {
+		s.ErrorWindowSeconds = last.Sub(first).Seconds()
+	}
+	if s.Requests == 0 {
+		return s, fmt.Errorf("no client outside zone a called the probe Service between %s and %s", from.Format(time.TimeOnly), to.Format(time.TimeOnly))
+	}
+	return s, nil
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// perZone formats pod counts by zone, in zone order.
+func perZone(counts map[string]int) string {
+	var parts []string
+	for _, zone := range slices.Sorted(maps.Keys(counts)) {
+		parts = append(parts, fmt.Sprintf("%s:%d", zone, counts[zone]))
+	}
+	return strings.Join(parts, " ")
+}
+
+// drillTraffic is the probe Service's traffic from started until now,
+// with the pods by zone before and after.
+func (c *cluster) drillTraffic(started time.Time, podsBefore map[string]int) (*ServiceTraffic, error) {
+	s, err := c.serviceTraffic(started, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	s.PodsBefore = podsBefore
+	if s.PodsAfter, err = c.readyPodsPerZone("default", "app="+probeApp); err != nil {
+		return nil, err
+	}
+	nodes, err := c.listNodes()
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range nodes.Items {
+		r, ok := ready(n.Status.Conditions)
+		if g := c.workerNamed(n.Metadata.Name); g != nil && g != c.workers[0] && ok && r.Status == "True" && r.LastTransitionTime.Before(started) {
+			s.WorkersStayedReady = append(s.WorkersStayedReady, n.Metadata.Name)
+		}
+	}
+	return &s, nil
+}
+
+// addonImages builds the images the registry serves, from hack/tools.sh's
+// builds, and names the probe's: its tag is the probe's build key.
+func addonImages(rootfs string) (map[string]string, string, error) {
+	toolsDir, err := tools.Dir()
+	if err != nil {
+		return nil, "", err
+	}
+	cache, err := tools.CacheDir()
+	if err != nil {
+		return nil, "", err
+	}
+	probe, err := filepath.EvalSymlinks(filepath.Join(toolsDir, "probe"))
+	if err != nil {
+		return nil, "", err
+	}
+	tag := filepath.Base(filepath.Dir(probe))
+	images, err := lab.BuildAddonImages(toolsDir, rootfs, filepath.Join(cache, "assets", "images"), tag)
+	return images, lab.ProbeImage + ":" + tag, err
+}
