@@ -376,8 +376,10 @@ type ServiceTraffic struct {
 	Clients  []string `json:"clients"`
 	Requests int      `json:"requests"`
 	Failures int      `json:"failures"`
-	// ErrorWindowSeconds is from the first failed call's start to the
-	// last failed call's end; 0 if none failed.
+	// ErrorWindowSeconds is the longest run of seconds in each of which
+	// some call failed: a lost endpoint fails a share of calls every
+	// second until it leaves the Service, where a call that times out on
+	// a busy machine fails alone.
 	ErrorWindowSeconds float64 `json:"serviceErrorWindowSeconds"`
 	// PodsBefore and PodsAfter are the probe Deployment's ready pods by
 	// zone at the drill's start and once it healed.
@@ -397,7 +399,7 @@ func (c *cluster) serviceTraffic(from, to time.Time) (ServiceTraffic, error) {
 	if err != nil {
 		return s, err
 	}
-	var first, last time.Time
+	var failing []time.Time
 	for _, zone := range c.stack.zones[1:] {
 		name := clientName(zone)
 		s.Clients = append(s.Clients, name)
@@ -408,27 +410,36 @@ func (c *cluster) serviceTraffic(from, to time.Time) (ServiceTraffic, error) {
 			s.Requests++
 			if !a.OK {
 				s.Failures++
-				if first.IsZero() || a.Started.Before(first) {
-					first = a.Started
-				}
-				last = later(last, a.At)
+				failing = append(failing, a.Started)
 			}
 		}
 	}
-	if s.Failures > 0 {
-		s.ErrorWindowSeconds = last.Sub(first).Seconds()
-	}
+	s.ErrorWindowSeconds = failingRun(failing, from)
 	if s.Requests == 0 {
 		return s, fmt.Errorf("no client outside zone a called the probe Service between %s and %s", from.Format(time.TimeOnly), to.Format(time.TimeOnly))
 	}
 	return s, nil
 }
 
-func later(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
+// failingRun is the longest run of consecutive whole seconds since from
+// in each of which a call in failing started, in seconds.
+func failingRun(failing []time.Time, from time.Time) float64 {
+	seconds := map[int64]bool{}
+	for _, at := range failing {
+		seconds[int64(at.Sub(from)/time.Second)] = true
 	}
-	return a
+	longest := 0
+	for second := range seconds {
+		if seconds[second-1] {
+			continue // counted from the run's first second
+		}
+		run := 1
+		for seconds[second+int64(run)] {
+			run++
+		}
+		longest = max(longest, run)
+	}
+	return float64(longest)
 }
 
 // perZone formats pod counts by zone, in zone order.
