@@ -8,6 +8,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -219,19 +221,37 @@ func (c *cluster) etcdVoters() ([]string, error) {
 }
 
 // refuseAttach makes EC2 refuse every volume attach for attachRefusal
-// from now, then allows them again.
+// from the first one refused, however long a first boot takes to get
+// there on a busy machine, then allows them again.
 func (c *cluster) refuseAttach() (allowed <-chan struct{}) {
+	since := time.Now()
 	c.cloud.Fault(awsdouble.EC2, "AttachVolume", awsdouble.Fault{Refuse: "UnauthorizedOperation"})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		defer c.cloud.Fault(awsdouble.EC2, "AttachVolume", awsdouble.Fault{})
+		for !c.attachRefusedSince(since) {
+			select {
+			case <-time.After(lab.PollInterval):
+			case <-time.After(launchLimit - time.Since(since)):
+				return
+			case <-c.ctx.Done():
+				return
+			}
+		}
 		select {
 		case <-time.After(attachRefusal):
 		case <-c.ctx.Done():
 		}
-		c.cloud.Fault(awsdouble.EC2, "AttachVolume", awsdouble.Fault{})
 	}()
 	return done
+}
+
+// attachRefusedSince says whether EC2 refused a volume attach since then.
+func (c *cluster) attachRefusedSince(since time.Time) bool {
+	return slices.ContainsFunc(c.cloud.Calls(), func(call awsdouble.Call) bool {
+		return call.Action == "AttachVolume" && call.Status != http.StatusOK && call.Time.After(since)
+	})
 }
 
 // neverGroup is drill i's auto-scaling group: zone c's control-plane
