@@ -383,7 +383,7 @@ func cutZone(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 // the grace period, its pod evicted after the eviction toleration, and a
 // new one started. It returns the time from the cut.
 func (c *cluster) waitRescheduled() (*float64, error) {
-	limit := c.stack.nodeGrace + c.stack.podEviction + 2*time.Minute
+	limit := c.stack.nodeGrace + c.stack.podEviction + 3*time.Minute
 	cut := c.stack.zones[0]
 	_, err := c.waitFor(fmt.Sprintf("the probe's %d pods ready outside %s", probeReplicas, cut), limit-time.Since(c.zoneCutAt), func() error {
 		counts, err := c.readyPodsPerZone("default", "app="+probeApp)
