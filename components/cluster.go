@@ -232,7 +232,7 @@ func (args ClusterArgs) NotHA() []Finding {
 	}
 	if !slices.ContainsFunc(args.Workers, func(p WorkerPool) bool { return *p.MinPerZone > 0 }) {
 		findings = append(findings, Finding{StackNamespace + ":workers[*].minPerZone", "0",
-			"no pool keeps a worker in every zone; workloads wait for the autoscaler after a zone loss"})
+			"no pool keeps a worker in every zone; workloads wait for the autoscaler after a zone loss, and CoreDNS, one replica per zone, waits for a worker in each (the add-on applier retries until then)"})
 	}
 	return findings
 }
