@@ -93,7 +93,7 @@ func TestAddonImagesAreWhatTheChartsRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	flannel, err := PackChart(dir, osDirFS(flannelChart), addons.Flannel.Name, addons.Flannel.Version)
+	flannel, err := PackChart(dir, os.DirFS(flannelChart), addons.Flannel.Name, addons.Flannel.Version)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,8 +152,6 @@ func renderedImages(t *testing.T, manifests []byte) []string {
 	}
 	return images
 }
-
-func osDirFS(dir string) fs.FS { return os.DirFS(dir) }
 
 func writeFile(t *testing.T, name string, data []byte) {
 	t.Helper()

@@ -112,21 +112,22 @@ type nodeList struct {
 			Taints     []map[string]any `json:"taints"`
 		} `json:"spec"`
 		Status struct {
-			Conditions []nodeCondition `json:"conditions"`
+			Conditions []condition `json:"conditions"`
 		} `json:"status"`
 	} `json:"items"`
 }
 
-type nodeCondition struct {
+// condition is a Node's or Pod's status condition.
+type condition struct {
 	Type, Status       string
 	LastTransitionTime time.Time `json:"lastTransitionTime"`
 }
 
-// ready is the node's Ready condition, if it has one.
-func ready(conditions []nodeCondition) (nodeCondition, bool) {
-	i := slices.IndexFunc(conditions, func(c nodeCondition) bool { return c.Type == "Ready" })
+// ready is the Ready condition among conditions, if there is one.
+func ready(conditions []condition) (condition, bool) {
+	i := slices.IndexFunc(conditions, func(c condition) bool { return c.Type == "Ready" })
 	if i < 0 {
-		return nodeCondition{}, false
+		return condition{}, false
 	}
 	return conditions[i], true
 }
@@ -280,7 +281,7 @@ func (c *cluster) readyPodsPerZone(namespace, selector string) (map[string]int, 
 			} `json:"metadata"`
 			Spec   struct{ NodeName string } `json:"spec"`
 			Status struct {
-				Conditions []struct{ Type, Status string } `json:"conditions"`
+				Conditions []condition `json:"conditions"`
 			} `json:"status"`
 		} `json:"items"`
 	}
@@ -289,7 +290,7 @@ func (c *cluster) readyPodsPerZone(namespace, selector string) (map[string]int, 
 	}
 	perZone := map[string]int{}
 	for _, p := range pods.Items {
-		if p.Metadata.DeletionTimestamp == nil && slices.ContainsFunc(p.Status.Conditions, func(s struct{ Type, Status string }) bool { return s.Type == "Ready" && s.Status == "True" }) {
+		if r, _ := ready(p.Status.Conditions); p.Metadata.DeletionTimestamp == nil && r.Status == "True" {
 			perZone[c.zoneOfNode(p.Spec.NodeName)]++
 		}
 	}
