@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/kubeha/kubeha/components"
@@ -36,7 +37,7 @@ const usage = `usage:
                                             evaluate stacks/Pulumi.NAME.yaml offline, with no AWS account;
                                             --json prints every resource with its type, name, parent
                                             and inputs (secrets as "[secret]")
-  kubeha rehearse --stack NAME [--stacks DIR] [--report FILE] [--latency-ms N]
+  kubeha rehearse --stack NAME [--stacks DIR] [--report FILE] [--latency-ms N] [--drills c,e]
                                             run the stack's rendered cluster in network namespaces
                                             and drill failures (Linux, root)
   kubeha assets fetch                       copy the pinned images no release archive holds (the pod
@@ -133,6 +134,14 @@ func spliceReference(path string) error {
 	return os.WriteFile(path, []byte(updated), 0o644)
 }
 
+// drillNames splits the --drills flag's list.
+func drillNames(list string) []string {
+	if list == "" {
+		return nil
+	}
+	return strings.Split(list, ",")
+}
+
 // rehearse runs the local HA rehearsal and writes its report.
 func rehearse(args []string, stdout, stderr io.Writer) int {
 	flags := flag.NewFlagSet("rehearse", flag.ContinueOnError)
@@ -141,6 +150,7 @@ func rehearse(args []string, stdout, stderr io.Writer) int {
 	dir := flags.String("stacks", "stacks", "folder of stack files")
 	reportPath := flags.String("report", "rehearsal-report.json", "where to write the JSON report")
 	latency := flags.Int("latency-ms", 0, "delay added between zones with tc netem")
+	only := flags.String("drills", "", "comma-separated drills to run, e.g. c,e (default: all)")
 	if err := flags.Parse(args); err != nil {
 		return 2
 	}
@@ -161,7 +171,7 @@ func rehearse(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	report, err := rehearsal.Run(ctx, rehearsal.Options{Stack: *stack, StackFile: filepath.Join(*dir, "Pulumi."+*stack+".yaml"),
-		WorkDir: work, LatencyMs: *latency, Log: stderr})
+		WorkDir: work, LatencyMs: *latency, Drills: drillNames(*only), Log: stderr})
 	if report != nil {
 		_ = report.WriteTable(stdout)
 		if werr := report.WriteJSON(*reportPath); werr != nil {

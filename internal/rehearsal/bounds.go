@@ -36,7 +36,23 @@ type bounds struct {
 	etcdLeader    time.Duration // a dead etcd leader replaced
 	removal       time.Duration // a failed API server out of rotation
 	admission     time.Duration // a recovered API server back in rotation
+	// endpointRemoval: a silent node's pods out of every Service's
+	// endpoints, as each node's kube-proxy routes them.
+	endpointRemoval time.Duration
+	// rescheduled: a silent node's pods running ready on other nodes.
+	rescheduled time.Duration
 }
+
+// Slacks for the node lifecycle: the node lifecycle controller looks at
+// Nodes every 5 s (its --node-monitor-period), then the EndpointSlice
+// controller and kube-proxy on each node follow, or the ReplicaSet
+// controller, the scheduler and a kubelet starting the new pod, on a busy
+// machine. A zone cut took 17 s past the grace period to end the clients'
+// errors, its API still recovering from the cut etcd member.
+const (
+	endpointSlack   = 25 * time.Second
+	rescheduleSlack = 45 * time.Second
+)
 
 func (s stack) bounds() bounds {
 	h := s.healthCheck
@@ -53,6 +69,12 @@ func (s stack) bounds() bounds {
 		// `healthy` passed checks in a row, the first after a check that
 		// may still be running into its timeout.
 		admission: time.Duration(h.healthy)*h.interval + h.timeout + lbSlack,
+		// A node is NotReady, and its pods no endpoints, once its kubelet
+		// was silent for the grace period; its pods are evicted after the
+		// toleration on top (or deleted with a Node whose instance is
+		// gone, sooner).
+		endpointRemoval: s.nodeGrace + endpointSlack,
+		rescheduled:     s.nodeGrace + s.podEviction + rescheduleSlack,
 	}
 }
 

@@ -87,6 +87,9 @@ type cluster struct {
 	nodeAdmins []*lab.API
 	// zoneCutAt is when drill c cut zone a, which drill e brings back.
 	zoneCutAt time.Time
+	// nodesDeleted is when initializeNodes deleted each Node whose
+	// instance was gone, by name.
+	nodesDeleted sync.Map
 	// etcdMetrics are etcd clients, one per member (its name for TLS):
 	// they read each TLS metrics port, as Prometheus does, and the baseline
 	// reads a key through the client port.

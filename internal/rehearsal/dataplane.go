@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"iter"
 	"maps"
 	"net"
 	"net/http"
@@ -30,7 +31,11 @@ const (
 	probeApp      = "probe"
 	probeReplicas = 3
 	probePort     = 8080
-	probeURL      = "http://probe.default.svc.cluster.local:8080/"
+	// probeURL is fully qualified: with the pods' ndots:5 a shorter name
+	// costs a lookup in each search domain first, on every call.
+	probeURL = "http://probe.default.svc.cluster.local.:8080/"
+	// coreDNSSelector selects CoreDNS's pods, as its chart labels them.
+	coreDNSSelector = "k8s-app=kube-dns"
 	// uninitializedTaint is what a kubelet with --cloud-provider=external
 	// registers with, until the cloud controller manager initialises it.
 	uninitializedTaint = "node.cloudprovider.kubernetes.io/uninitialized"
@@ -102,12 +107,8 @@ func (c *cluster) zoneOfNode(name string) string {
 // nodeList is the API's list of Nodes, the fields read here.
 type nodeList struct {
 	Items []struct {
-		Metadata struct {
-			Name            string            `json:"name"`
-			Labels          map[string]string `json:"labels"`
-			ResourceVersion string            `json:"resourceVersion"`
-		} `json:"metadata"`
-		Spec struct {
+		Metadata objectMeta `json:"metadata"`
+		Spec     struct {
 			ProviderID string           `json:"providerID"`
 			Taints     []map[string]any `json:"taints"`
 		} `json:"spec"`
@@ -115,6 +116,25 @@ type nodeList struct {
 			Conditions []condition `json:"conditions"`
 		} `json:"status"`
 	} `json:"items"`
+}
+
+// objectMeta is an object's metadata, the fields read here.
+type objectMeta struct {
+	Name              string            `json:"name"`
+	Labels            map[string]string `json:"labels"`
+	ResourceVersion   string            `json:"resourceVersion"`
+	CreationTimestamp time.Time         `json:"creationTimestamp"`
+	DeletionTimestamp *time.Time        `json:"deletionTimestamp"`
+}
+
+// pod is a Pod, the fields read here.
+type pod struct {
+	Metadata objectMeta                `json:"metadata"`
+	Spec     struct{ NodeName string } `json:"spec"`
+	Status   struct {
+		Phase      string      `json:"phase"`
+		Conditions []condition `json:"conditions"`
+	} `json:"status"`
 }
 
 // condition is a Node's or Pod's status condition.
@@ -146,12 +166,14 @@ func (c *cluster) listNodes() (nodeList, error) {
 const nodeInitInterval = 2 * time.Second
 
 // initializeNodes does, every nodeInitInterval until stop, what the AWS
-// cloud controller manager does to a new Node (its chart is a stand-in
-// here): the zone and region labels from the instance, its providerID,
-// and the uninitialised taint taken off, which nothing but the CNI
-// tolerates. The patch holds the Node's resourceVersion, as the cloud
-// controller manager's does: the taints list is replaced whole, and
-// kubeadm adds the control-plane taint meanwhile.
+// cloud controller manager does to Nodes (its chart is a stand-in here).
+// A new Node gets the zone and region labels from the instance, its
+// providerID, and the uninitialised taint taken off, which nothing but
+// the CNI tolerates. The patch holds the Node's resourceVersion, as the
+// cloud controller manager's does: the taints list is replaced whole, and
+// kubeadm adds the control-plane taint meanwhile. A Node whose kubelet
+// went silent and whose instance is gone is deleted, and its pods with
+// it.
 func (c *cluster) initializeNodes(stop chan struct{}) {
 	for {
 		select {
@@ -166,7 +188,15 @@ func (c *cluster) initializeNodes(stop chan struct{}) {
 		for _, n := range nodes.Items {
 			i := slices.IndexFunc(n.Spec.Taints, func(t map[string]any) bool { return t["key"] == uninitializedTaint })
 			g := c.nodeGroupNamed(n.Metadata.Name)
-			if i < 0 || g == nil || g.Instance == nil {
+			if g == nil {
+				continue
+			}
+			if r, _ := ready(n.Status.Conditions); r.Status == "Unknown" && n.Spec.ProviderID != "" &&
+				(g.Instance == nil || !strings.HasSuffix(n.Spec.ProviderID, "/"+g.Instance.ID)) {
+				c.deleteNode(n.Metadata.Name, n.Metadata.ResourceVersion)
+				continue
+			}
+			if i < 0 || g.Instance == nil {
 				continue
 			}
 			patch := map[string]any{
@@ -184,6 +214,19 @@ func (c *cluster) initializeNodes(stop chan struct{}) {
 			}
 		}
 	}
+}
+
+// deleteNode deletes a Node whose instance is gone, if it did not change
+// since it was listed, and notes when.
+func (c *cluster) deleteNode(name, resourceVersion string) {
+	options := map[string]any{"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": map[string]any{"resourceVersion": resourceVersion}}
+	code, body, err := c.lbAdmin.Do(http.MethodDelete, "/api/v1/nodes/"+name, options)
+	if err != nil || code != http.StatusOK {
+		c.logf("deleting node %s, whose instance is gone: HTTP %d %.200s (%v)", name, code, body, err)
+		return
+	}
+	c.nodesDeleted.Store(name, time.Now())
+	c.logf("node %s deleted: its kubelet is silent and its instance gone", name)
 }
 
 // nodeGroupNamed is the control-plane or worker group of that name.
@@ -220,8 +263,7 @@ func (c *cluster) startDataPlane(cni string, workersLaunched time.Time) (DataPla
 	}
 	d.ReadySeconds = time.Since(workersLaunched).Seconds()
 	var err error
-	coreDNS := "k8s-app=kube-dns"
-	if d.CoreDNSPerZone, err = c.waitSpread("CoreDNS", "kube-system", coreDNS, 3, 5*time.Minute); err != nil {
+	if d.CoreDNSPerZone, err = c.waitSpread("CoreDNS", "kube-system", coreDNSSelector, 3, 5*time.Minute); err != nil {
 		return d, err
 	}
 	for _, obj := range c.workloadObjects() {
@@ -236,7 +278,7 @@ func (c *cluster) startDataPlane(cni string, workersLaunched time.Time) (DataPla
 		d.Clients = append(d.Clients, clientName(c.stack.zones[i]))
 	}
 	if _, err := c.waitFor("a client answered in every zone", 3*time.Minute, func() error {
-		answers, err := c.clientAnswers()
+		answers, err := c.clientAnswers(c.stack.zones)
 		for _, name := range d.Clients {
 			if !slices.ContainsFunc(answers[name], func(a workload.Answer) bool { return a.OK }) {
 				return fmt.Errorf("no answer yet for %s (%v)", name, err)
@@ -268,33 +310,87 @@ func (c *cluster) waitSpread(what, namespace, selector string, n int, limit time
 	return perZone, err
 }
 
-// readyPodsPerZone counts the ready pods selected, by their node's zone.
-func (c *cluster) readyPodsPerZone(namespace, selector string) (map[string]int, error) {
+// listPods lists the pods selected.
+func (c *cluster) listPods(namespace, selector string) ([]pod, error) {
 	code, body, err := c.lbAdmin.Do(http.MethodGet, "/api/v1/namespaces/"+namespace+"/pods?labelSelector="+url.QueryEscape(selector), nil)
 	if err != nil || code != http.StatusOK {
 		return nil, fmt.Errorf("listing pods %s: HTTP %d %.200s (%v)", selector, code, body, err)
 	}
 	var pods struct {
-		Items []struct {
-			Metadata struct {
-				DeletionTimestamp *time.Time `json:"deletionTimestamp"`
-			} `json:"metadata"`
-			Spec   struct{ NodeName string } `json:"spec"`
-			Status struct {
-				Conditions []condition `json:"conditions"`
-			} `json:"status"`
-		} `json:"items"`
+		Items []pod `json:"items"`
 	}
-	if err := json.Unmarshal([]byte(body), &pods); err != nil {
+	return pods.Items, json.Unmarshal([]byte(body), &pods)
+}
+
+// readyPodsPerZone counts the ready pods selected, by their node's zone.
+func (c *cluster) readyPodsPerZone(namespace, selector string) (map[string]int, error) {
+	pods, err := c.listPods(namespace, selector)
+	if err != nil {
 		return nil, err
 	}
 	perZone := map[string]int{}
-	for _, p := range pods.Items {
-		if r, _ := ready(p.Status.Conditions); p.Metadata.DeletionTimestamp == nil && r.Status == "True" {
+	for _, p := range pods {
+		if p.ready() {
 			perZone[c.zoneOfNode(p.Spec.NodeName)]++
 		}
 	}
 	return perZone, nil
+}
+
+// ready says the pod is ready and not being deleted.
+func (p pod) ready() bool {
+	r, _ := ready(p.Status.Conditions)
+	return p.Metadata.DeletionTimestamp == nil && r.Status == "True"
+}
+
+// respread puts a probe pod back in every zone, as the README's runbook
+// does once a lost zone returns: Kubernetes moves no running pod there by
+// itself. While a zone runs none, it deletes one from the zone that runs
+// most; the ReplicaSet's new pod goes where the scheduler's default
+// spread puts it, the zone with none. It says what it did.
+func (c *cluster) respread() (string, error) {
+	start := time.Now()
+	before, err := c.readyPodsPerZone("default", "app="+probeApp)
+	if err != nil {
+		return "", err
+	}
+	for round := 1; ; round++ {
+		counts, err := c.readyPodsPerZone("default", "app="+probeApp)
+		if err != nil {
+			return "", err
+		}
+		fullest := slices.MaxFunc(c.stack.zones, func(a, b string) int { return counts[a] - counts[b] })
+		if !slices.ContainsFunc(c.stack.zones, func(z string) bool { return counts[z] == 0 }) {
+			if round == 1 {
+				return "", nil
+			}
+			return fmt.Sprintf("the probe's pods by zone %s; %d deleted from the fullest zone, the new ones spread %s after %.0fs",
+				perZone(before), round-1, perZone(counts), time.Since(start).Seconds()), nil
+		}
+		if round > len(c.stack.zones) {
+			return "", fmt.Errorf("the probe's pods by zone %s after %d deleted from the fullest zone: the scheduler's default spread put none back", perZone(counts), round-1)
+		}
+		pods, err := c.listPods("default", "app="+probeApp)
+		if err != nil {
+			return "", err
+		}
+		i := slices.IndexFunc(pods, func(p pod) bool { return p.ready() && c.zoneOfNode(p.Spec.NodeName) == fullest })
+		if i < 0 {
+			return "", fmt.Errorf("no ready probe pod in %s", fullest)
+		}
+		if code, body, err := c.lbAdmin.Do(http.MethodDelete, "/api/v1/namespaces/default/pods/"+pods[i].Metadata.Name, nil); err != nil || code != http.StatusOK {
+			return "", fmt.Errorf("deleting pod %s: HTTP %d %.200s (%v)", pods[i].Metadata.Name, code, body, err)
+		}
+		if _, err := c.waitFor(fmt.Sprintf("the probe's %d pods ready again", probeReplicas), 3*time.Minute, func() error {
+			counts, err := c.readyPodsPerZone("default", "app="+probeApp)
+			if n := sum(maps.Values(counts)); err != nil || n != probeReplicas {
+				return fmt.Errorf("ready pods by zone %s (%v)", perZone(counts), err)
+			}
+			return nil
+		}); err != nil {
+			return "", err
+		}
+	}
 }
 
 // object is one object to create, and the path it is posted to.
@@ -340,14 +436,17 @@ func (c *cluster) workloadObjects() []object {
 	return objects
 }
 
-// clientAnswers are every client's answers so far, read from its
-// container log on its worker (as the kubelet writes it: time, stream,
-// tag, line), so that they are kept while the API is away.
-func (c *cluster) clientAnswers() (map[string][]workload.Answer, error) {
+// clientAnswers are the answers so far of the clients in zones, read
+// from each one's container log on its worker (as the kubelet writes it:
+// time, stream, tag, line), so that they are kept while the API is away.
+// A zone's client is read only while it is measured: a zone cut past the
+// eviction toleration loses its client for good.
+func (c *cluster) clientAnswers(zones []string) (map[string][]workload.Answer, error) {
 	answers := map[string][]workload.Answer{}
 	var errs []string
-	for i, g := range c.workers {
-		name := clientName(c.stack.zones[i])
+	for _, zone := range zones {
+		name := clientName(zone)
+		g := c.workers[slices.Index(c.stack.zones, zone)]
 		if g.Instance == nil {
 			continue
 		}
@@ -396,7 +495,7 @@ type ServiceTraffic struct {
 // that takes a zone takes zone a) started in [from, to).
 func (c *cluster) serviceTraffic(from, to time.Time) (ServiceTraffic, error) {
 	var s ServiceTraffic
-	answers, err := c.clientAnswers()
+	answers, err := c.clientAnswers(c.stack.zones[1:])
 	if err != nil {
 		return s, err
 	}
@@ -441,6 +540,14 @@ func failingRun(failing []time.Time, from time.Time) float64 {
 		longest = max(longest, run)
 	}
 	return float64(longest)
+}
+
+func sum(values iter.Seq[int]) int {
+	n := 0
+	for v := range values {
+		n += v
+	}
+	return n
 }
 
 // perZone formats pod counts by zone, in zone order.

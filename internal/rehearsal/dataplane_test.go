@@ -1,6 +1,7 @@
 package rehearsal
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -27,6 +28,31 @@ func TestFailingRun(t *testing.T) {
 	} {
 		if got := failingRun(c.failing, from); got != c.want {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestSelectDrills(t *testing.T) {
+	all, err := selectDrills(nil)
+	if err != nil || len(all) != len(drills)+1 || all[len(all)-1].name != neverDrill.name {
+		t.Fatalf("no names: %d drills (%v), want all %d and drill i", len(all), err, len(drills)+1)
+	}
+	// Named out of order, run in the usual order.
+	some, err := selectDrills([]string{"k", "e", "c"})
+	var names []string
+	for _, d := range some {
+		names = append(names, d.name)
+	}
+	if err != nil || strings.Join(names, ",") != "c,e,k" {
+		t.Errorf("k,e,c: %v (%v), want c,e,k", names, err)
+	}
+	for list, want := range map[string]string{
+		"c":   "c and e go together",
+		"e,a": "c and e go together",
+		"z":   `no drill "z"; the drills are a, b, c, e, d, d-tcp, k, f, g, h, j, i`,
+	} {
+		if _, err := selectDrills(strings.Split(list, ",")); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want an error saying %q", list, err, want)
 		}
 	}
 }

@@ -24,18 +24,49 @@ type drill struct {
 }
 
 // drills run in this order: zone a comes back (e) right after it is cut
-// (c), so that every drill starts from a whole cluster.
+// (c), so that every drill starts from a whole cluster; k takes worker-a
+// once e has put a probe pod back on it.
 var drills = []drill{
-	{"a", "kill the control-plane node holding the scheduler and controller-manager Leases", killLeaseHolder},
+	{"a", "kill the control-plane node holding the scheduler and controller-manager Leases while pods are being scheduled; its group replaces it", whileScheduling(killLeaseHolder)},
 	{"b", "kill the etcd leader; its replacement boots while EC2 throttles, Route 53 is slow and EC2 refuses its volume for 2 minutes", killEtcdLeader},
 	{"c", "cut zone a: etcd-a, cp-a and worker-a lose their network at once", cutZone},
-	{"e", "bring zone a back: its members rejoin and its node re-enters rotation", restoreZone},
+	{"e", "bring zone a back: its members rejoin, its node re-enters rotation, and the README's step puts a probe pod back in zone a", restoreZone},
 	{"d", "partition cp-b from etcd only, its port 6443 still open; load balancer checks HTTPS /readyz", partitionFromEtcd(healthCheckReadyz)},
 	{"d-tcp", "the same partition; load balancer checks that TCP connects (kops, Typhoon)", partitionFromEtcd(healthCheckTCP)},
-	{"f", "replace cp-a, whose first boot created the cluster: the new instance finds the cluster in etcd and joins", replaceFirstNode},
+	{"k", "terminate worker-a: its pods run again in zones b and c, and its group's replacement joins", loseWorker},
+	{"f", "replace cp-a, whose first boot created the cluster, while pods are being scheduled: the new instance finds the cluster in etcd and joins", whileScheduling(replaceFirstNode)},
 	{"g", "an etcd follower loses its instance and data volume while S3 holds no snapshot: it rejoins as a learner, is promoted, quorum held", loseEtcdVolume},
 	{"h", "every etcd member's data lost: the README's restore runbook, scripted, brings the cluster back from the S3 snapshot into fresh members", restoreFromSnapshot},
 	{"j", "every certificate made to last minutes: kubeadm's renewed by each control-plane node's timer, etcd's re-issued into the secrets and re-read by every node, the cluster serving past their expiry", renewShortCertificates},
+}
+
+// selectDrills is the drills named, in their usual order, drill i (which
+// runs alongside) among them; all of them if none is named. Drills c and
+// e go together: e heals the zone c cuts.
+func selectDrills(names []string) ([]drill, error) {
+	all := append(slices.Clone(drills), neverDrill)
+	if len(names) == 0 {
+		return all, nil
+	}
+	var selected []drill
+	for _, name := range names {
+		if !slices.ContainsFunc(all, func(d drill) bool { return d.name == name }) {
+			var known []string
+			for _, d := range all {
+				known = append(known, d.name)
+			}
+			return nil, fmt.Errorf("drills: no drill %q; the drills are %s", name, strings.Join(known, ", "))
+		}
+	}
+	if slices.Contains(names, "c") != slices.Contains(names, "e") {
+		return nil, fmt.Errorf("drills %s: c and e go together, e heals the zone c cuts", strings.Join(names, ","))
+	}
+	for _, d := range all {
+		if slices.Contains(names, d.name) {
+			selected = append(selected, d)
+		}
+	}
+	return selected, nil
 }
 
 // recoveryLimit is how long a drill waits for the cluster before giving
@@ -169,6 +200,9 @@ func measure(ctx context.Context, c *cluster, p *probe, w watch, fault func() er
 
 // note adds to the drill's notes.
 func (d *Drill) note(text string) {
+	if text == "" {
+		return
+	}
 	if d.Notes != "" {
 		d.Notes += "; "
 	}
@@ -371,7 +405,7 @@ func cutZone(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 	if lost, err := p.lostWrites(); err == nil {
 		d.LostWrites = len(lost)
 	}
-	if d.PodsRescheduledSeconds, err = c.waitRescheduled(); err != nil {
+	if d.PodsRescheduledSeconds, err = c.waitRescheduled(c.zoneCutAt); err != nil {
 		return d, err
 	}
 	d.note("healed by drill e")
@@ -379,13 +413,14 @@ func cutZone(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 }
 
 // waitRescheduled waits until the probe Deployment runs all its pods
-// ready outside zone a, which drill c cut: zone a's node NotReady after
-// the grace period, its pod evicted after the eviction toleration, and a
-// new one started. It returns the time from the cut.
-func (c *cluster) waitRescheduled() (*float64, error) {
+// ready outside zone a, which lost its worker at since: zone a's node
+// NotReady after the grace period, its pod evicted after the eviction
+// toleration (or deleted with its Node), and a new one started. It returns
+// the time from since.
+func (c *cluster) waitRescheduled(since time.Time) (*float64, error) {
 	limit := c.stack.nodeGrace + c.stack.podEviction + 3*time.Minute
-	cut := c.stack.zones[0]
-	_, err := c.waitFor(fmt.Sprintf("the probe's %d pods ready outside %s", probeReplicas, cut), limit-time.Since(c.zoneCutAt), func() error {
+	lost := c.stack.zones[0]
+	_, err := c.waitFor(fmt.Sprintf("the probe's %d pods ready outside %s", probeReplicas, lost), limit-time.Since(since), func() error {
 		counts, err := c.readyPodsPerZone("default", "app="+probeApp)
 		if err != nil {
 			return err
@@ -395,7 +430,7 @@ func (c *cluster) waitRescheduled() (*float64, error) {
 		}
 		return nil
 	})
-	return seconds(time.Since(c.zoneCutAt)), err
+	return seconds(time.Since(since)), err
 }
 
 func restoreZone(ctx context.Context, c *cluster, p *probe) (Drill, error) {
@@ -417,7 +452,12 @@ func restoreZone(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 	}
 	d.RecoverySeconds = seconds(took)
 	p.record(&d, start, time.Now())
-	return d, heal(c, p, &d)
+	if err := heal(c, p, &d); err != nil {
+		return d, err
+	}
+	respread, err := c.respread()
+	d.note(respread)
+	return d, err
 }
 
 // partitionFromEtcd cuts cp-b from every etcd member while its API server

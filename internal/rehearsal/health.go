@@ -86,6 +86,20 @@ func (c *cluster) fullyHealthy() error {
 	return nil
 }
 
+// apiServerLogs are the last lines each API server that is not ready
+// logged, and how often its container restarted, to say why.
+func (c *cluster) apiServerLogs() string {
+	var out strings.Builder
+	for i, n := range c.nodes {
+		if n.Instance == nil || c.nodeAPIs[i].Ready() == nil {
+			continue
+		}
+		log, err := n.Instance.Exec("sh", "-c", "ls /var/log/pods/kube-system_kube-apiserver-*/kube-apiserver/; tail -n 25 $(ls -t /var/log/pods/kube-system_kube-apiserver-*/kube-apiserver/*.log | head -1)")
+		fmt.Fprintf(&out, "%s's kube-apiserver (one log per container restart), its last lines (%v):\n%s\n", n.Name, err, log)
+	}
+	return out.String()
+}
+
 // leaseHolder is the node holding a kube-system Lease ("cp-a").
 func (c *cluster) leaseHolder(name string) (string, error) {
 	lease, err := c.lbAdmin.Lease(name)

@@ -29,7 +29,10 @@ type Options struct {
 	WorkDir string
 	// LatencyMs is added between zones with tc netem; 0 adds none.
 	LatencyMs int
-	Log       io.Writer
+	// Drills names the drills to run, in their usual order; none runs
+	// them all.
+	Drills []string
+	Log    io.Writer
 }
 
 // Drill is one failure and what it cost, measured through the load
@@ -71,6 +74,9 @@ type Drill struct {
 	// PodsRescheduledSeconds is, for a drill that takes a zone, from the
 	// fault until the probe Deployment ran all its pods ready elsewhere.
 	PodsRescheduledSeconds *float64 `json:"podsRescheduledSeconds,omitempty"`
+	// Scheduling is what pods created one after another met during the
+	// drill, for a drill that schedules them.
+	Scheduling *Scheduling `json:"scheduling,omitempty"`
 	// ReplacementInServiceSeconds is from the replacement instance's
 	// launch until its first boot completed the launch hook: healthy for
 	// its role (an etcd voter, a ready API server).
@@ -159,6 +165,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(opts.Log, "%s rehearsal: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
 	}
+	selected, err := selectDrills(opts.Drills)
+	if err != nil {
+		return nil, err
+	}
 	raw, err := config.ReadStackFile(opts.StackFile)
 	if err != nil {
 		return nil, err
@@ -240,12 +250,15 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	report.SetUpSeconds = time.Since(report.StartedAt).Seconds()
 	report.BootSeconds, report.EtcdBootSeconds = c.boot.Seconds(), c.etcdBoot.Seconds()
 	logf("cluster healthy after %.0fs", report.SetUpSeconds)
-	logf("drill %s: %s", neverDrill.name, neverDrill.description)
-	waitNever, stopNever, err := c.neverBootstraps()
-	if err != nil {
-		return report, fmt.Errorf("drill %s: %w", neverDrill.name, err)
+	waitNever := func() (Drill, error) { return Drill{}, nil }
+	if slices.ContainsFunc(selected, func(d drill) bool { return d.name == neverDrill.name }) {
+		logf("drill %s: %s", neverDrill.name, neverDrill.description)
+		var stopNever func()
+		if waitNever, stopNever, err = c.neverBootstraps(); err != nil {
+			return report, fmt.Errorf("drill %s: %w", neverDrill.name, err)
+		}
+		defer stopNever()
 	}
-	defer stopNever()
 	// Workers boot meanwhile; the first one's join is checked after the
 	// join token's rotation, which must leave its own token alone.
 	workersLaunched, err := c.launchWorkers()
@@ -306,7 +319,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	defer p.close()
 	// Steady traffic before the first fault.
 	time.Sleep(3 * time.Second)
-	for _, d := range drills {
+	for _, d := range selected {
+		if d.name == neverDrill.name {
+			continue // it runs alongside the others
+		}
 		if err := ctx.Err(); err != nil {
 			return report, err
 		}
@@ -332,13 +348,15 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			result.LongestGapSeconds, result.Failures, result.Requests, recovery(result.RecoverySeconds),
 			result.Service.Failures, result.Service.Requests, result.Service.ErrorWindowSeconds, perZone(result.Service.PodsBefore), perZone(result.Service.PodsAfter))
 	}
-	result, err := waitNever()
-	result.Name, result.Description, result.HealthCheck = neverDrill.name, neverDrill.description, c.check
-	report.Drills = append(report.Drills, result)
-	if err != nil {
-		return report, fmt.Errorf("drill %s: %w", neverDrill.name, err)
+	if slices.ContainsFunc(selected, func(d drill) bool { return d.name == neverDrill.name }) {
+		result, err := waitNever()
+		result.Name, result.Description, result.HealthCheck = neverDrill.name, neverDrill.description, c.check
+		report.Drills = append(report.Drills, result)
+		if err != nil {
+			return report, fmt.Errorf("drill %s: %w", neverDrill.name, err)
+		}
+		logf("drill %s: %s", neverDrill.name, result.Notes)
 	}
-	logf("drill %s: %s", neverDrill.name, result.Notes)
 	p.close()
 	report.OutsideNames = c.outsideNames()
 	lost, err := p.lostWrites()
@@ -421,6 +439,10 @@ func (r *Report) WriteTable(w io.Writer) error {
 		if s := d.Service; s != nil {
 			fmt.Fprintf(w, "  service %s: %d of %d calls from %v failed, error window %.1fs; probe pods by zone %s, then %s; rescheduled after %s; Ready throughout %v\n",
 				d.Name, s.Failures, s.Requests, s.Clients, s.ErrorWindowSeconds, perZone(s.PodsBefore), perZone(s.PodsAfter), secs(d.PodsRescheduledSeconds), s.WorkersStayedReady)
+		}
+		if s := d.Scheduling; s != nil {
+			fmt.Fprintf(w, "  scheduling %s: %d pods created one after another (%d creations retried), each ready; the longest took %.0fs to be scheduled, %.0fs to be ready\n",
+				d.Name, s.Pods, s.CreateRetries, s.LongestScheduledSeconds, s.LongestReadySeconds)
 		}
 	}
 	a := r.Addons

@@ -114,7 +114,7 @@ func TestRehearsal(t *testing.T) {
 		}
 		// While an API server is gone, the other zones' kubelets keep
 		// their Nodes Ready through the load balancer.
-		if slices.Contains([]string{"a", "c", "f"}, d.Name) && len(d.Service.WorkersStayedReady) != 2 {
+		if slices.Contains([]string{"a", "c", "f", "k"}, d.Name) && len(d.Service.WorkersStayedReady) != 2 {
 			t.Errorf("drill %s: workers Ready throughout %v, want worker-b and worker-c", d.Name, d.Service.WorkersStayedReady)
 		}
 	}
@@ -192,6 +192,36 @@ func TestRehearsal(t *testing.T) {
 	within("drill a scheduler Lease moved", a.SchedulerLeaseSeconds, b.leaseTakeover)
 	within("drill a controller-manager Lease moved", a.ControllerManagerLeaseSecs, b.leaseTakeover)
 	within("drill b new etcd leader", byName["b"].EtcdLeaderSeconds, b.etcdLeader)
+	// A zone's worker lost, alone (k) or with the zone (c): clients in the
+	// other zones see errors until its pods leave the Service, after the
+	// node lifecycle's grace period, and its pods run elsewhere after the
+	// eviction toleration.
+	// A cut that takes the controller-manager's Lease holder starts the
+	// grace period again: the new holder's node lifecycle controller
+	// counts it from when it took over.
+	for _, name := range []string{"c", "k"} {
+		d := byName[name]
+		takeover := time.Duration(0)
+		if d.ControllerManagerLeaseSecs != nil {
+			takeover = time.Duration(*d.ControllerManagerLeaseSecs * float64(time.Second))
+		}
+		if d.Service != nil {
+			within("drill "+name+": the probe Service's error window", &d.Service.ErrorWindowSeconds, takeover+b.endpointRemoval)
+		}
+		within("drill "+name+": the probe's pods ready outside zone a", d.PodsRescheduledSeconds, takeover+b.rescheduled)
+	}
+	// Pods created one after another while a control-plane node is
+	// replaced, the scheduler's Lease holder first (a), each ran (the
+	// drill fails on one that did not) and waited for the scheduler no
+	// longer than its Lease took to move.
+	for _, name := range []string{"a", "f"} {
+		s := byName[name].Scheduling
+		if s == nil || s.Pods < 3 {
+			t.Errorf("drill %s: pods scheduled during it %+v, want 3 or more", name, s)
+			continue
+		}
+		within("drill "+name+": the longest a pod waited to be scheduled", &s.LongestScheduledSeconds, b.leaseTakeover+recoverySlack)
+	}
 	// Each kind of node replaced from its user-data is back in service:
 	// a control-plane node (a), an etcd member with its volume after a
 	// refused attach (b), the node that created the cluster (f), and a

@@ -132,7 +132,7 @@ func renewShortCertificates(ctx context.Context, c *cluster, p *probe) (Drill, e
 			return d, fmt.Errorf("restarting etcd on %s: %w: %s", m.Name, err, out)
 		}
 		if _, err := c.waitFor("the cluster whole after "+m.Name+"'s etcd restarted", recoveryLimit, c.fullyHealthy); err != nil {
-			return d, err
+			return d, fmt.Errorf("%w\n%s", err, c.apiServerLogs())
 		}
 	}
 	// Each node's certificate: the short one by the drill, then a long one

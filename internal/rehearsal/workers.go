@@ -1,6 +1,8 @@
 package rehearsal
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -66,16 +68,21 @@ func (c *cluster) launchWorkers() (time.Time, error) {
 func (c *cluster) checkWorker(launched time.Time) (WorkerBoot, error) {
 	var w WorkerBoot
 	g, workerName := c.workers[0], workerName(0)
+	var node struct {
+		Metadata objectMeta `json:"metadata"`
+	}
 	if _, err := c.waitFor(workerName+"'s Node registered", 12*time.Minute, func() error {
 		code, body, err := c.lbAdmin.Do(http.MethodGet, "/api/v1/nodes/"+workerName, nil)
 		if err != nil || code != http.StatusOK {
 			return fmt.Errorf("HTTP %d %.200s (%v)", code, body, err)
 		}
-		return nil
+		return json.Unmarshal([]byte(body), &node)
 	}); err != nil {
 		return w, fmt.Errorf("%w\n%s\n%s", err, g.BootstrapLog(), c.nodes[0].UnitLog(bootstrap.CSRApproverUnit))
 	}
-	w.JoinedSeconds = time.Since(launched).Seconds()
+	// Registered while the rehearsal checked other things: the Node's own
+	// record says when.
+	w.JoinedSeconds = node.Metadata.CreationTimestamp.Sub(launched).Seconds()
 	out, err := g.Instance.Exec("cat", "/var/lib/kubelet/pki/kubelet-client-current.pem")
 	if err != nil {
 		return w, fmt.Errorf("%s's kubelet client certificate: %w", workerName, err)
@@ -97,4 +104,55 @@ func (c *cluster) checkWorker(launched time.Time) (WorkerBoot, error) {
 		return w, fmt.Errorf("%s joined as %q, approved by %q; want its own name, approved by kubeha's approver", workerName, w.ClientCertificate, w.Approved)
 	}
 	return w, nil
+}
+
+// loseWorker terminates zone a's worker, as EC2 ends a lost instance. Its
+// Node goes NotReady after the grace period and is deleted once the cloud
+// controller manager finds its instance gone; its probe pod runs again in
+// zones b and c. Its group launches a replacement, which joins, and
+// CoreDNS's pod for zone a, which its spread keeps from the other zones,
+// runs on it.
+func loseWorker(ctx context.Context, c *cluster, p *probe) (Drill, error) {
+	if _, err := c.settle(); err != nil {
+		return Drill{}, err
+	}
+	worker := c.workers[0]
+	d := Drill{RecoveryBoundSeconds: seconds(c.stack.bounds().rescheduled)}
+	start := time.Now()
+	worker.Kill()
+	var err error
+	if d.PodsRescheduledSeconds, err = c.waitRescheduled(start); err != nil {
+		return d, err
+	}
+	d.RecoverySeconds = d.PodsRescheduledSeconds
+	p.record(&d, start, time.Now())
+	if at, ok := c.nodesDeleted.Load(worker.Name); ok && at.(time.Time).After(start) {
+		d.note(fmt.Sprintf("Node %s deleted %.0fs after its instance, its instance gone", worker.Name, at.(time.Time).Sub(start).Seconds()))
+	} else {
+		return d, fmt.Errorf("the Node of %s, whose instance is gone, was not deleted", worker.Name)
+	}
+	if err := c.replaceInstance(&d, worker); err != nil {
+		return d, err
+	}
+	took, err := c.waitFor(worker.Name+"'s replacement Ready", 5*time.Minute, func() error {
+		nodes, err := c.listNodes()
+		if err != nil {
+			return err
+		}
+		for _, n := range nodes.Items {
+			if r, _ := ready(n.Status.Conditions); n.Metadata.Name == worker.Name && r.Status == "True" && n.Metadata.Labels[bootstrap.ZoneLabel] != "" {
+				return nil
+			}
+		}
+		return fmt.Errorf("no Ready Node %s", worker.Name)
+	})
+	if err != nil {
+		return d, err
+	}
+	coreDNS, err := c.waitSpread("CoreDNS", "kube-system", coreDNSSelector, 3, 3*time.Minute)
+	if err != nil {
+		return d, err
+	}
+	d.note(fmt.Sprintf("the replacement Ready %.0fs after it was in service, CoreDNS by zone %s", took.Seconds(), perZone(coreDNS)))
+	return d, heal(c, p, &d)
 }
