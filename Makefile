@@ -65,8 +65,8 @@ real:
 # Leases moved, a new etcd leader, a failed node out of rotation); /readyz
 # beating TCP, which never takes out a node cut from etcd.
 rehearsal:
-	$(GO) test -count=1 -tags rehearsal -timeout 60m -v -run '^TestRehearsal$$' ./internal/rehearsal \
-	  | grep -E '^(--- |ok|FAIL|PASS)|SKIPPED|_test.go|^\s+(drill|[a-j]|d-tcp)[[:space:]:]|acknowledged writes|^\s+(add-ons|join token|worker join token|worker boot|kube-bench|kubelet certificates|certificate renewal|workload identity|kube-proxy|data plane|service)|^\s+(gap|denied|signed) '
+	$(GO) test -count=1 -tags rehearsal -timeout 80m -v -run '^TestRehearsal$$' ./internal/rehearsal \
+	  | grep -E '^(--- |ok|FAIL|PASS)|SKIPPED|_test.go|^\s+(drill|[a-k]|d-tcp)[[:space:]:]|acknowledged writes|^\s+(add-ons|join token|worker join token|worker boot|kube-bench|kubelet certificates|certificate renewal|workload identity|kube-proxy|data plane|service|scheduling)|^\s+(gap|denied|signed) '
 
 # A short coverage-guided run of each config fuzzer; `make fuzz FUZZTIME=10m` for longer.
 fuzz:

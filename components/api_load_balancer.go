@@ -241,6 +241,12 @@ func NewApiLoadBalancer(ctx *pulumi.Context, name string, args *ApiLoadBalancerA
 			HealthyThreshold:   pulumi.Int(h.HealthyThreshold),
 			UnhealthyThreshold: pulumi.Int(h.UnhealthyThreshold),
 		},
+		// A target that turns unhealthy has its connections reset (AWS's
+		// default, stated so it stays): a kubelet's long-lived watch on an
+		// API server cut from etcd moves to a healthy one instead of hanging.
+		TargetHealthStates: lb.TargetGroupTargetHealthStateArray{
+			&lb.TargetGroupTargetHealthStateArgs{EnableUnhealthyConnectionTermination: pulumi.Bool(true)},
+		},
 		Tags: tags(name),
 	}, child...)
 	if err != nil {

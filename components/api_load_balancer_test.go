@@ -62,6 +62,10 @@ func TestApiLoadBalancerHealthCheckAndTargets(t *testing.T) {
 	if tg.Get("deregistrationDelay").NumberValue() != 15 {
 		t.Errorf("deregistration delay %v, want 15", tg.Get("deregistrationDelay"))
 	}
+	if states := tg.Get("targetHealthStates"); !states.IsArray() || len(states.ArrayValue()) != 1 ||
+		!states.ArrayValue()[0].ObjectValue()["enableUnhealthyConnectionTermination"].BoolValue() {
+		t.Errorf("target health states %v, want one that resets an unhealthy target's connections", states)
+	}
 	nlb := rec.OfType("aws:lb/loadBalancer:LoadBalancer")[0]
 	if nlb.String("loadBalancerType") != "network" || !nlb.Bool("enableCrossZoneLoadBalancing") || nlb.Bool("internal") {
 		t.Errorf("load balancer type=%s crossZone=%v internal=%v, want an internet-facing cross-zone NLB",

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -47,6 +48,10 @@ type Cloud struct {
 	loops     map[string]string // volume ID -> loop device
 	devices   map[string]string // volume ID -> device name in its instance
 	imds      map[*netlab.Host]*metadataService
+	// hostLinks are each host's network links before its first instance:
+	// what a terminated instance made besides them (a CNI's bridge and
+	// VXLAN device) goes with it, as a new EC2 instance starts with none.
+	hostLinks map[*netlab.Host][]string
 }
 
 // Instance is one running EC2 instance: a node booted from its user-data.
@@ -59,7 +64,8 @@ type Instance struct {
 // StartCloud starts the AWS double on its own host, at ip on network.
 func StartCloud(l *netlab.Lab, network, ip, region, dir string) (_ *Cloud, err error) {
 	c := &Cloud{Cloud: awsdouble.NewCloud(region), IP: ip, Role: "kubeha-node", dir: dir,
-		instances: map[string]*Instance{}, loops: map[string]string{}, devices: map[string]string{}, imds: map[*netlab.Host]*metadataService{}}
+		instances: map[string]*Instance{}, loops: map[string]string{}, devices: map[string]string{}, imds: map[*netlab.Host]*metadataService{},
+		hostLinks: map[*netlab.Host][]string{}}
 	defer func() {
 		if err != nil {
 			_ = c.Close()
@@ -133,6 +139,18 @@ func (c *Cloud) launch(rootfs, name, zone string, host *netlab.Host, userData []
 	if err := c.serveIMDS(host, i.Instance); err != nil {
 		return nil, err
 	}
+	c.mu.Lock()
+	_, recorded := c.hostLinks[host]
+	c.mu.Unlock()
+	if !recorded {
+		links, err := linkNames(host)
+		if err != nil {
+			return nil, err
+		}
+		c.mu.Lock()
+		c.hostLinks[host] = links
+		c.mu.Unlock()
+	}
 	files, err := c.imageFiles(rootfs)
 	if err != nil {
 		return nil, err
@@ -167,8 +185,32 @@ func (c *Cloud) Terminate(i *Instance, limit time.Duration) error {
 	c.TerminateInstance(i.ID)
 	c.mu.Lock()
 	delete(c.instances, i.ID)
+	before := c.hostLinks[i.Host]
 	c.mu.Unlock()
-	return err
+	links, lerr := linkNames(i.Host)
+	for _, link := range links {
+		if !slices.Contains(before, link) {
+			lerr = errors.Join(lerr, i.Host.InHost("ip", "link", "del", link))
+		}
+	}
+	return errors.Join(err, lerr)
+}
+
+// linkNames are the names of the network links in host.
+func linkNames(host *netlab.Host) ([]string, error) {
+	out, err := host.Command(nil, "ip", "-o", "link", "show").Output()
+	if err != nil {
+		return nil, fmt.Errorf("lab: listing the links of %s: %w", host.IP, err)
+	}
+	var names []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		// "7: cni0: <...>" or "3: eth0@if12: <...>"
+		if f := strings.Fields(line); len(f) > 1 {
+			name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+			names = append(names, name)
+		}
+	}
+	return names, nil
 }
 
 // metadataService is one host's instance metadata service: the instance

@@ -132,15 +132,41 @@ type pod struct {
 	Metadata objectMeta                `json:"metadata"`
 	Spec     struct{ NodeName string } `json:"spec"`
 	Status   struct {
-		Phase      string      `json:"phase"`
-		Conditions []condition `json:"conditions"`
+		Phase             string      `json:"phase"`
+		Conditions        []condition `json:"conditions"`
+		ContainerStatuses []struct {
+			Name  string
+			State map[string]struct{ Reason, Message string }
+		} `json:"containerStatuses"`
 	} `json:"status"`
+}
+
+// String says where the pod is and, if it is not ready, why.
+func (p pod) String() string {
+	var why []string
+	for _, c := range p.Status.Conditions {
+		if c.Status != "True" {
+			why = append(why, fmt.Sprintf("%s=%s %s %s", c.Type, c.Status, c.Reason, c.Message))
+		}
+	}
+	for _, cs := range p.Status.ContainerStatuses {
+		for state, detail := range cs.State {
+			if state != "running" {
+				why = append(why, fmt.Sprintf("container %s %s %s %s", cs.Name, state, detail.Reason, detail.Message))
+			}
+		}
+	}
+	deleting := ""
+	if p.Metadata.DeletionTimestamp != nil {
+		deleting = ", being deleted"
+	}
+	return fmt.Sprintf("%s on %q, %s%s %v", p.Metadata.Name, p.Spec.NodeName, p.Status.Phase, deleting, why)
 }
 
 // condition is a Node's or Pod's status condition.
 type condition struct {
-	Type, Status       string
-	LastTransitionTime time.Time `json:"lastTransitionTime"`
+	Type, Status, Reason, Message string
+	LastTransitionTime            time.Time `json:"lastTransitionTime"`
 }
 
 // ready is the Ready condition among conditions, if there is one.
@@ -221,6 +247,9 @@ func (c *cluster) initializeNodes(stop chan struct{}) {
 func (c *cluster) deleteNode(name, resourceVersion string) {
 	options := map[string]any{"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": map[string]any{"resourceVersion": resourceVersion}}
 	code, body, err := c.lbAdmin.Do(http.MethodDelete, "/api/v1/nodes/"+name, options)
+	if err == nil && code == http.StatusConflict {
+		return // it changed since listed: the next round looks again
+	}
 	if err != nil || code != http.StatusOK {
 		c.logf("deleting node %s, whose instance is gone: HTTP %d %.200s (%v)", name, code, body, err)
 		return
@@ -307,6 +336,12 @@ func (c *cluster) waitSpread(what, namespace, selector string, n int, limit time
 		}
 		return nil
 	})
+	if err != nil {
+		pods, _ := c.listPods(namespace, selector)
+		for _, p := range pods {
+			err = fmt.Errorf("%w\n  %s", err, p)
+		}
+	}
 	return perZone, err
 }
 

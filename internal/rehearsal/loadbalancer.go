@@ -28,11 +28,15 @@ var lbBinds = []string{"/etc/haproxy"}
 // control-plane node, checked every interval, out after unhealthy and back
 // after healthy checks in a row, as ApiLoadBalancer configures the NLB. A
 // check not answered within the timeout fails, as on the NLB (without
-// `timeout check`, haproxy would wait the whole interval). Every change
-// of a check's result is logged with its time and duration.
+// `timeout check`, haproxy would wait the whole interval). A server
+// marked down has its connections reset, as ApiLoadBalancer's target group
+// does to a target that turns unhealthy: a kubelet's or controller's
+// long-lived connection to an API server cut from etcd moves to a healthy
+// one. Every change of a check's result is logged with its time and
+// duration.
 func (c *cluster) haproxyConfig() string {
 	h := c.stack.healthCheck
-	check := fmt.Sprintf("check inter %s fall %d rise %d", haproxyTime(h.interval), h.unhealthy, h.healthy)
+	check := fmt.Sprintf("check inter %s fall %d rise %d on-marked-down shutdown-sessions", haproxyTime(h.interval), h.unhealthy, h.healthy)
 	var httpCheck string
 	if c.check == healthCheckReadyz {
 		check += " check-ssl verify none"

@@ -149,10 +149,13 @@ func loseWorker(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 	if err != nil {
 		return d, err
 	}
-	coreDNS, err := c.waitSpread("CoreDNS", "kube-system", coreDNSSelector, 3, 3*time.Minute)
+	// Its CoreDNS pod waited unschedulable; the scheduler tries such pods
+	// again on a Node event, and at least every 5 minutes.
+	back := time.Now()
+	coreDNS, err := c.waitSpread("CoreDNS", "kube-system", coreDNSSelector, 3, 6*time.Minute)
 	if err != nil {
 		return d, err
 	}
-	d.note(fmt.Sprintf("the replacement Ready %.0fs after it was in service, CoreDNS by zone %s", took.Seconds(), perZone(coreDNS)))
+	d.note(fmt.Sprintf("the replacement Ready %.0fs after it was in service, CoreDNS by zone %s %.0fs later", took.Seconds(), perZone(coreDNS), time.Since(back).Seconds()))
 	return d, heal(c, p, &d)
 }
