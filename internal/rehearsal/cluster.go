@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -250,9 +251,9 @@ func (c *cluster) logConsoles() {
 }
 
 // outsideNames are the unknown names nodes asked the VPC's DNS for, less
-// the lab's own: etcd members' records before they are in sync, and the
+// the lab's own: etcd members' records before they are in sync, the
 // nodes' hostnames and addresses, which kubeadm and etcd look up (on EC2
-// the VPC's resolver answers both).
+// the VPC's resolver answers both), and CoreDNS's loop checks.
 func (c *cluster) outsideNames() map[string]int {
 	outside := c.cloud.DNS.Unknown()
 	_, lab, _ := net.ParseCIDR(labCIDR)
@@ -260,7 +261,7 @@ func (c *cluster) outsideNames() map[string]int {
 		if strings.HasSuffix(name, "."+bootstrap.EtcdDomain(c.stack.clusterName)) || c.nodeNamed(name) != nil || name == neverGroup || c.workerNamed(name) != nil {
 			delete(outside, name)
 		}
-		if ip := reverseName(name); ip != nil && lab.Contains(ip) {
+		if ip := reverseName(name); ip != nil && lab.Contains(ip) || coreDNSLoopCheck(name) {
 			delete(outside, name)
 		}
 		for _, m := range c.members {
@@ -270,6 +271,19 @@ func (c *cluster) outsideNames() map[string]int {
 		}
 	}
 	return outside
+}
+
+// coreDNSLoopCheck says name is one CoreDNS's loop plugin asks its
+// upstream once at start ("<random>.<random>." in the root zone, which the
+// chart's Corefile forwards): if it comes back, the forward is a loop. It
+// names no host.
+func coreDNSLoopCheck(name string) bool {
+	labels := strings.Split(strings.TrimSuffix(name, "."), ".")
+	digits := func(l string) bool {
+		_, err := strconv.ParseUint(l, 10, 64)
+		return err == nil
+	}
+	return len(labels) == 2 && digits(labels[0]) && digits(labels[1])
 }
 
 // reverseName is the address of a reverse lookup's name

@@ -102,7 +102,7 @@ func TestRehearsal(t *testing.T) {
 		t.Errorf("data plane: %+v", dp)
 	}
 	for _, counts := range []map[string]int{dp.CoreDNSPerZone, dp.ProbePerZone} {
-		if len(counts) != 3 || slices.ContainsFunc(slices.Collect(maps.Values(counts)), func(n int) bool { return n != 1 }) {
+		if !onePerZone(counts) {
 			t.Errorf("pods by zone before the drills: %v, want one in each of 3 zones", counts)
 		}
 	}
@@ -210,6 +210,13 @@ func TestRehearsal(t *testing.T) {
 		}
 		within("drill "+name+": the probe's pods ready outside zone a", d.PodsRescheduledSeconds, takeover+b.rescheduled)
 	}
+	// Once zone a is back (e) or its worker replaced (k), the probe's
+	// pods are spread one per zone again.
+	for _, name := range []string{"e", "k"} {
+		if s := byName[name].Service; s == nil || !onePerZone(s.PodsAfter) {
+			t.Errorf("drill %s: the probe's pods by zone after it %v, want one in each of 3 zones", name, s)
+		}
+	}
 	// Pods created one after another while a control-plane node is
 	// replaced, the scheduler's Lease holder first (a), each ran (the
 	// drill fails on one that did not) and waited for the scheduler no
@@ -268,4 +275,9 @@ func TestRehearsal(t *testing.T) {
 	if _, err := os.Stat("/sys/class/net/" + labPrefix + "-m"); err == nil {
 		t.Error("the machine's link to the lab is still there")
 	}
+}
+
+// onePerZone says counts hold one pod in each of 3 zones.
+func onePerZone(counts map[string]int) bool {
+	return len(counts) == 3 && !slices.ContainsFunc(slices.Collect(maps.Values(counts)), func(n int) bool { return n != 1 })
 }

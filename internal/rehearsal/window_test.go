@@ -50,6 +50,20 @@ func TestReverseName(t *testing.T) {
 	}
 }
 
+func TestCoreDNSLoopCheck(t *testing.T) {
+	// As the rehearsal's DNS double recorded them from CoreDNS's loop plugin.
+	for _, name := range []string{"140128793231437193.5908248588748166613", "788305294710110984.3075076245743598694."} {
+		if !coreDNSLoopCheck(name) {
+			t.Errorf("coreDNSLoopCheck(%s) = false, want true", name)
+		}
+	}
+	for _, name := range []string{"deb.debian.org", "1.2.3", "10.in-addr.arpa", "12.example", "123"} {
+		if coreDNSLoopCheck(name) {
+			t.Errorf("coreDNSLoopCheck(%s) = true, want false", name)
+		}
+	}
+}
+
 // The reconnect bound follows gRPC's backoff: after a 19 s outage the
 // sixth delay (1.6^5 s, up to 20 % longer) can be pending; a short
 // outage leaves the first; the cap holds.

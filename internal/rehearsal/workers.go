@@ -111,7 +111,7 @@ func (c *cluster) checkWorker(launched time.Time) (WorkerBoot, error) {
 // controller manager finds its instance gone; its probe pod runs again in
 // zones b and c. Its group launches a replacement, which joins, and
 // CoreDNS's pod for zone a, which its spread keeps from the other zones,
-// runs on it.
+// runs on it; a probe pod is put back in zone a as the README says.
 func loseWorker(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 	if _, err := c.settle(); err != nil {
 		return Drill{}, err
@@ -157,5 +157,12 @@ func loseWorker(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 		return d, err
 	}
 	d.note(fmt.Sprintf("the replacement Ready %.0fs after it was in service, CoreDNS by zone %s %.0fs later", took.Seconds(), perZone(coreDNS), time.Since(back).Seconds()))
-	return d, heal(c, p, &d)
+	if err := heal(c, p, &d); err != nil {
+		return d, err
+	}
+	// The probe's pods stay in zones b and c until moved, as after a zone
+	// returns (drill e).
+	respread, err := c.respread()
+	d.note(respread)
+	return d, err
 }
