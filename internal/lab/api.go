@@ -111,9 +111,11 @@ func (a *API) Ready() error {
 // Lease is a kube-system Lease's holder and term.
 type Lease struct {
 	// Holder is the holding node's name: the holder identity is
-	// <hostname>_<id>.
+	// <hostname>_<id>, a new id each time the component starts.
 	Holder, Identity string
 	DurationSeconds  int
+	// Acquired is when the holder took the Lease.
+	Acquired time.Time
 }
 
 // Lease reads a kube-system Lease (kube-scheduler,
@@ -128,15 +130,16 @@ func (a *API) Lease(name string) (Lease, error) {
 	}
 	var lease struct {
 		Spec struct {
-			HolderIdentity       string `json:"holderIdentity"`
-			LeaseDurationSeconds int    `json:"leaseDurationSeconds"`
+			HolderIdentity       string    `json:"holderIdentity"`
+			LeaseDurationSeconds int       `json:"leaseDurationSeconds"`
+			AcquireTime          time.Time `json:"acquireTime"`
 		}
 	}
 	if err := json.Unmarshal([]byte(body), &lease); err != nil {
 		return Lease{}, err
 	}
 	holder, _, _ := strings.Cut(lease.Spec.HolderIdentity, "_")
-	return Lease{Holder: holder, Identity: lease.Spec.HolderIdentity, DurationSeconds: lease.Spec.LeaseDurationSeconds}, nil
+	return Lease{Holder: holder, Identity: lease.Spec.HolderIdentity, DurationSeconds: lease.Spec.LeaseDurationSeconds, Acquired: lease.Spec.AcquireTime}, nil
 }
 
 // LeaderElected are the components that hold a kube-system Lease of

@@ -357,6 +357,24 @@ func (c *cluster) listPods(namespace, selector string) ([]pod, error) {
 	return pods.Items, json.Unmarshal([]byte(body), &pods)
 }
 
+// dataPlaneWhole: every Node Ready and every probe pod ready.
+func (c *cluster) dataPlaneWhole() error {
+	nodes, err := c.listNodes()
+	if err != nil {
+		return err
+	}
+	for _, n := range nodes.Items {
+		if r, _ := ready(n.Status.Conditions); r.Status != "True" {
+			return fmt.Errorf("node %s Ready=%q", n.Metadata.Name, r.Status)
+		}
+	}
+	counts, err := c.readyPodsPerZone("default", "app="+probeApp)
+	if n := sum(maps.Values(counts)); err != nil || n != probeReplicas {
+		return fmt.Errorf("the probe's ready pods by zone %s (%v)", perZone(counts), err)
+	}
+	return nil
+}
+
 // readyPodsPerZone counts the ready pods selected, by their node's zone.
 func (c *cluster) readyPodsPerZone(namespace, selector string) (map[string]int, error) {
 	pods, err := c.listPods(namespace, selector)
@@ -416,13 +434,7 @@ func (c *cluster) respread() (string, error) {
 		if code, body, err := c.lbAdmin.Do(http.MethodDelete, "/api/v1/namespaces/default/pods/"+pods[i].Metadata.Name, nil); err != nil || code != http.StatusOK {
 			return "", fmt.Errorf("deleting pod %s: HTTP %d %.200s (%v)", pods[i].Metadata.Name, code, body, err)
 		}
-		if _, err := c.waitFor(fmt.Sprintf("the probe's %d pods ready again", probeReplicas), 3*time.Minute, func() error {
-			counts, err := c.readyPodsPerZone("default", "app="+probeApp)
-			if n := sum(maps.Values(counts)); err != nil || n != probeReplicas {
-				return fmt.Errorf("ready pods by zone %s (%v)", perZone(counts), err)
-			}
-			return nil
-		}); err != nil {
+		if _, err := c.waitFor(fmt.Sprintf("the probe's %d pods ready again", probeReplicas), 3*time.Minute, c.dataPlaneWhole); err != nil {
 			return "", err
 		}
 	}

@@ -76,6 +76,7 @@ const recoveryLimit = 3 * time.Minute
 // watch follows what a fault may move: the Leases and the etcd leader.
 type watch struct {
 	scheduler, controllerManager string // holders before the fault
+	controllerManagerIdentity    string
 	etcdLeader                   int
 	// lostNodes and lostMembers are what the fault took away; cut says
 	// they vanished without closing their connections.
@@ -96,10 +97,56 @@ func (c *cluster) settle() (watch, error) {
 	if took > time.Second {
 		c.logf("the cluster was whole again only after %.1fs more", took.Seconds())
 	}
+	// A kubelet whose API server was cut from etcd (d-tcp) may still be
+	// NotReady, its pods out of the Service: a drill that began then would
+	// measure the last one's damage.
+	if len(c.workers) > 0 {
+		if took, err = c.waitFor("every Node Ready and the probe's pods ready before the drill", recoveryLimit, c.dataPlaneWhole); err != nil {
+			return w, err
+		}
+		if took > time.Second {
+			c.logf("every Node and the probe's pods were ready again only after %.1fs more", took.Seconds())
+		}
+	}
 	w.etcdLeader = c.etcdLeader()
 	w.scheduler, _ = c.leaseHolder("kube-scheduler")
-	w.controllerManager, _ = c.leaseHolder("kube-controller-manager")
+	if l, err := c.lbAdmin.Lease("kube-controller-manager"); err == nil {
+		w.controllerManager, w.controllerManagerIdentity = l.Holder, l.Identity
+	}
 	return w, nil
+}
+
+// controllerManagerTakeover records, when the drill did not already, a
+// controller-manager that took the Lease after start though the holder's
+// node lived: the holder stepped down when its API server's etcd requests
+// waited on a cut member (up to lab.EtcdClientFailover) past its renew
+// deadline. The new holder's node lifecycle controller counts a silent
+// node's grace period from when it took over.
+func (c *cluster) controllerManagerTakeover(d *Drill, w watch, start time.Time) {
+	if d.ControllerManagerLeaseSecs != nil {
+		return
+	}
+	l, err := c.nodeAPI(w.lostNodes).Lease("kube-controller-manager")
+	if err != nil || l.Identity == w.controllerManagerIdentity || l.Acquired.Before(start) {
+		return
+	}
+	d.ControllerManagerLeaseSecs = seconds(l.Acquired.Sub(start))
+	d.note(fmt.Sprintf("the kube-controller-manager on %s took the Lease %.1fs in, from the one on %s, whose node lived", l.Holder, *d.ControllerManagerLeaseSecs, w.controllerManager))
+}
+
+// notReadyNote says when the Node named went NotReady, if it did after
+// start.
+func (c *cluster) notReadyNote(name string, start time.Time) string {
+	nodes, err := c.listNodes()
+	if err != nil {
+		return ""
+	}
+	for _, n := range nodes.Items {
+		if r, _ := ready(n.Status.Conditions); n.Metadata.Name == name && r.Status != "True" && r.LastTransitionTime.After(start) {
+			return fmt.Sprintf("Node %s NotReady %.0fs in", name, r.LastTransitionTime.Sub(start).Seconds())
+		}
+	}
+	return ""
 }
 
 // recoveryBound is what the configuration allows the cluster to serve
@@ -408,6 +455,8 @@ func cutZone(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 	if d.PodsRescheduledSeconds, err = c.waitRescheduled(c.zoneCutAt); err != nil {
 		return d, err
 	}
+	c.controllerManagerTakeover(&d, w, c.zoneCutAt)
+	d.note(c.notReadyNote(c.workers[0].Name, c.zoneCutAt))
 	d.note("healed by drill e")
 	return d, nil
 }

@@ -112,6 +112,11 @@ func TestRehearsal(t *testing.T) {
 			t.Errorf("drill %s: no Service traffic measured: %+v", d.Name, d.Service)
 			continue
 		}
+		// Each drill but e (zone a still cut) began with the probe spread
+		// one per zone, so that what it measured is its own damage.
+		if d.Name != "e" && !onePerZone(d.Service.PodsBefore) {
+			t.Errorf("drill %s began with the probe's pods by zone %v, want one in each of 3 zones", d.Name, d.Service.PodsBefore)
+		}
 		// While an API server is gone, the other zones' kubelets keep
 		// their Nodes Ready through the load balancer.
 		if slices.Contains([]string{"a", "c", "f", "k"}, d.Name) && len(d.Service.WorkersStayedReady) != 2 {

@@ -113,17 +113,18 @@ func (c *cluster) checkWorker(launched time.Time) (WorkerBoot, error) {
 // CoreDNS's pod for zone a, which its spread keeps from the other zones,
 // runs on it; a probe pod is put back in zone a as the README says.
 func loseWorker(ctx context.Context, c *cluster, p *probe) (Drill, error) {
-	if _, err := c.settle(); err != nil {
+	w, err := c.settle()
+	if err != nil {
 		return Drill{}, err
 	}
 	worker := c.workers[0]
 	d := Drill{RecoveryBoundSeconds: seconds(c.stack.bounds().rescheduled)}
 	start := time.Now()
 	worker.Kill()
-	var err error
 	if d.PodsRescheduledSeconds, err = c.waitRescheduled(start); err != nil {
 		return d, err
 	}
+	c.controllerManagerTakeover(&d, w, start)
 	d.RecoverySeconds = d.PodsRescheduledSeconds
 	p.record(&d, start, time.Now())
 	if at, ok := c.nodesDeleted.Load(worker.Name); ok && at.(time.Time).After(start) {
