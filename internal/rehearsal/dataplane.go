@@ -357,6 +357,15 @@ func (c *cluster) listPods(namespace, selector string) ([]pod, error) {
 	return pods.Items, json.Unmarshal([]byte(body), &pods)
 }
 
+// dataPlaneSettled waits until the data plane is whole.
+func (c *cluster) dataPlaneSettled() error {
+	took, err := c.waitFor("every Node Ready and the probe's pods ready", recoveryLimit, c.dataPlaneWhole)
+	if took > time.Second {
+		c.logf("every Node and the probe's pods were ready again only after %.1fs more", took.Seconds())
+	}
+	return err
+}
+
 // dataPlaneWhole: every Node Ready and every probe pod ready.
 func (c *cluster) dataPlaneWhole() error {
 	nodes, err := c.listNodes()

@@ -97,17 +97,6 @@ func (c *cluster) settle() (watch, error) {
 	if took > time.Second {
 		c.logf("the cluster was whole again only after %.1fs more", took.Seconds())
 	}
-	// A kubelet whose API server was cut from etcd (d-tcp) may still be
-	// NotReady, its pods out of the Service: a drill that began then would
-	// measure the last one's damage.
-	if len(c.workers) > 0 {
-		if took, err = c.waitFor("every Node Ready and the probe's pods ready before the drill", recoveryLimit, c.dataPlaneWhole); err != nil {
-			return w, err
-		}
-		if took > time.Second {
-			c.logf("every Node and the probe's pods were ready again only after %.1fs more", took.Seconds())
-		}
-	}
 	w.etcdLeader = c.etcdLeader()
 	w.scheduler, _ = c.leaseHolder("kube-scheduler")
 	if l, err := c.lbAdmin.Lease("kube-controller-manager"); err == nil {
