@@ -41,6 +41,10 @@ type bounds struct {
 	endpointRemoval time.Duration
 	// rescheduled: a silent node's pods running ready on other nodes.
 	rescheduled time.Duration
+	// controllersStart: from a controller-manager taking the Lease until
+	// its node lifecycle controller starts counting a silent node's grace
+	// period (its informers listed and synced first).
+	controllersStart time.Duration
 }
 
 // Slacks for the node lifecycle: the node lifecycle controller looks at
@@ -52,6 +56,9 @@ type bounds struct {
 const (
 	endpointSlack   = 25 * time.Second
 	rescheduleSlack = 45 * time.Second
+	// Twice what two zone cuts measured on 2 CPUs: worker-a NotReady
+	// 20.9 s and 21.3 s later than takeover + grace.
+	controllersStartSlack = 45 * time.Second
 )
 
 func (s stack) bounds() bounds {
@@ -75,6 +82,8 @@ func (s stack) bounds() bounds {
 		// gone, sooner).
 		endpointRemoval: s.nodeGrace + endpointSlack,
 		rescheduled:     s.nodeGrace + s.podEviction + rescheduleSlack,
+		// A new holder's controllers start afresh.
+		controllersStart: controllersStartSlack,
 	}
 }
 
