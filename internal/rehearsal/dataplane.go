@@ -409,42 +409,43 @@ func (p pod) ready() bool {
 // does once a lost zone returns: Kubernetes moves no running pod there by
 // itself. While a zone runs none, it deletes one from the zone that runs
 // most; the ReplicaSet's new pod goes where the scheduler's default
-// spread puts it, the zone with none. It says what it did.
-func (c *cluster) respread() (string, error) {
+// spread puts it, the zone with none. It notes what it did in d.
+func (c *cluster) respread(d *Drill) error {
 	start := time.Now()
 	before, err := c.readyPodsPerZone("default", "app="+probeApp)
 	if err != nil {
-		return "", err
+		return err
 	}
 	for round := 1; ; round++ {
 		counts, err := c.readyPodsPerZone("default", "app="+probeApp)
 		if err != nil {
-			return "", err
+			return err
 		}
 		fullest := slices.MaxFunc(c.stack.zones, func(a, b string) int { return counts[a] - counts[b] })
 		if !slices.ContainsFunc(c.stack.zones, func(z string) bool { return counts[z] == 0 }) {
 			if round == 1 {
-				return "", nil
+				return nil
 			}
-			return fmt.Sprintf("the probe's pods by zone %s; %d deleted from the fullest zone, the new ones spread %s after %.0fs",
-				perZone(before), round-1, perZone(counts), time.Since(start).Seconds()), nil
+			d.note(fmt.Sprintf("the probe's pods by zone %s; %d deleted from the fullest zone, the new ones spread %s after %.0fs",
+				perZone(before), round-1, perZone(counts), time.Since(start).Seconds()))
+			return nil
 		}
 		if round > len(c.stack.zones) {
-			return "", fmt.Errorf("the probe's pods by zone %s after %d deleted from the fullest zone: the scheduler's default spread put none back", perZone(counts), round-1)
+			return fmt.Errorf("the probe's pods by zone %s after %d deleted from the fullest zone: the scheduler's default spread put none back", perZone(counts), round-1)
 		}
 		pods, err := c.listPods("default", "app="+probeApp)
 		if err != nil {
-			return "", err
+			return err
 		}
 		i := slices.IndexFunc(pods, func(p pod) bool { return p.ready() && c.zoneOfNode(p.Spec.NodeName) == fullest })
 		if i < 0 {
-			return "", fmt.Errorf("no ready probe pod in %s", fullest)
+			return fmt.Errorf("no ready probe pod in %s", fullest)
 		}
 		if code, body, err := c.lbAdmin.Do(http.MethodDelete, "/api/v1/namespaces/default/pods/"+pods[i].Metadata.Name, nil); err != nil || code != http.StatusOK {
-			return "", fmt.Errorf("deleting pod %s: HTTP %d %.200s (%v)", pods[i].Metadata.Name, code, body, err)
+			return fmt.Errorf("deleting pod %s: HTTP %d %.200s (%v)", pods[i].Metadata.Name, code, body, err)
 		}
 		if _, err := c.waitFor(fmt.Sprintf("the probe's %d pods ready again", probeReplicas), 3*time.Minute, c.dataPlaneWhole); err != nil {
-			return "", err
+			return err
 		}
 	}
 }

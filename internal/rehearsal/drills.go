@@ -493,8 +493,8 @@ func restoreZone(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 	if err := heal(c, p, &d); err != nil {
 		return d, err
 	}
-	respread, err := c.respread()
-	d.note(respread)
+	// Called first: a return reads d in no set order with the call.
+	err = c.respread(&d)
 	return d, err
 }
 

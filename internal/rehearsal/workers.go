@@ -163,7 +163,7 @@ func loseWorker(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 	}
 	// The probe's pods stay in zones b and c until moved, as after a zone
 	// returns (drill e).
-	respread, err := c.respread()
-	d.note(respread)
+	// Called first: a return reads d in no set order with the call.
+	err = c.respread(&d)
 	return d, err
 }
