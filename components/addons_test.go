@@ -147,15 +147,25 @@ func testChartsPinnedAndGated(t *testing.T, applier string) {
 }
 
 func TestCloudControllerManagerFollowsKubernetesMinor(t *testing.T) {
-	for _, version := range []string{"v1.36.0", "v1.36.3"} {
+	cases := map[string]bootstrap.KubernetesRelease{}
+	for _, r := range bootstrap.KubernetesReleases {
+		cases[r.Version] = r
+	}
+	// Assets that bring another patch of a minor get that minor's images.
+	cases["v1.36.0"] = bootstrap.PinnedRelease()
+	for version, release := range cases {
 		rec := mustRunCluster(t, func(a *ClusterArgs) {
-			a.KubernetesVersion, a.Assets = version, bootstrap.PinnedAssets()
-			a.Assets.KubernetesVersion = version
+			a.KubernetesVersion = version
+			if version != release.Version {
+				a.Assets = bootstrap.PinnedAssets()
+				a.Assets.KubernetesVersion = version
+			}
 		})
-		tag := value(releases(rec)["aws-cloud-controller-manager"], "image", "tag").StringValue()
-		minor, _ := addons.Minor(version)
-		if !strings.HasPrefix(tag, "v"+minor+".") {
-			t.Errorf("Kubernetes %s runs cloud-controller-manager %s", version, tag)
+		ccm := value(releases(rec)["aws-cloud-controller-manager"], "image", "tag").StringValue()
+		autoscaler := value(releases(rec)["cluster-autoscaler"], "image", "tag").StringValue()
+		if ccm != release.CloudControllerManager || autoscaler != release.ClusterAutoscaler {
+			t.Errorf("Kubernetes %s runs cloud-controller-manager %s and cluster-autoscaler %s, want %s and %s",
+				version, ccm, autoscaler, release.CloudControllerManager, release.ClusterAutoscaler)
 		}
 	}
 	// A minor with no pinned release is refused before anything is declared.

@@ -30,8 +30,10 @@ type ClusterArgs struct {
 	Environment string `json:"environment" required:"true"`
 	// Zones are 3 to 6 availability zones of the region, each holding one etcd member, one control-plane node and one auto-scaling group per worker pool.
 	Zones []string `json:"zones" required:"true"`
-	// KubernetesVersion is the release nodes run, vMAJOR.MINOR.PATCH: the one whose node binaries and images kubeha pins (v1.36.3), unless Assets brings another's.
+	// KubernetesVersion is the release the control plane and workers run, vMAJOR.MINOR.PATCH: one whose node binaries and images kubeha pins (v1.35.8 or v1.36.3), unless Assets brings another's. It may move one minor up from the version the running control plane records, never down.
 	KubernetesVersion string `json:"kubernetesVersion"`
+	// RunningKubernetesVersion is the version the running control plane records (kubeadm's ClusterConfiguration, which its nodes copy to the SSM parameter RunningVersionParameter names), read by the stack program before anything is declared; empty for a cluster not created yet. A KubernetesVersion below it, or more than one minor above, is refused.
+	RunningKubernetesVersion string `json:"-"`
 	// DeletionProtection keeps `pulumi destroy` from deleting the KMS key, the network, the etcd volumes and backups, the load balancer and the service-account issuer's bucket; nil means true. Required in prod.
 	DeletionProtection *bool `json:"deletionProtection"`
 	// BootstrapTimeoutMinutes is how long a new node may take to become healthy for its role (an etcd voter, a ready API server, a Ready Node) before it gives itself up and its group replaces it: 5 to 60, default 20. AWS abandons the launch 10 minutes later if the node never reports.
@@ -73,10 +75,11 @@ const (
 
 // DefaultKubernetesVersion is what a cluster runs unless told otherwise;
 // SupportedKubernetesMinors are the minors whose node packages, kubeadm
-// rendering and add-on images kubeha tests.
+// rendering and add-on images kubeha pins and tests
+// (bootstrap.KubernetesReleases).
 const DefaultKubernetesVersion = bootstrap.PinnedKubernetesVersion
 
-var SupportedKubernetesMinors = []string{"1.36"}
+var SupportedKubernetesMinors = bootstrap.SupportedMinors()
 
 // DefaultBootstrapTimeoutMinutes is bootstrap.BootstrapDeadline, the time
 // a node has to become healthy for its role.
@@ -122,6 +125,7 @@ func (args ClusterArgs) Validate() error {
 	c.oneOf("Environment", args.Environment, EnvironmentDev, EnvironmentStaging, EnvironmentProd)
 	c.zones(args.Zones, args.Region)
 	c.kubernetesVersion("KubernetesVersion", args.KubernetesVersion)
+	c.upgradeFrom(args.RunningKubernetesVersion, args.KubernetesVersion)
 	c.between("BootstrapTimeoutMinutes", args.BootstrapTimeoutMinutes, 5, 60)
 	if production && !*args.DeletionProtection {
 		c.add("DeletionProtection", "false", "true in prod")
@@ -145,6 +149,10 @@ func (args ClusterArgs) Validate() error {
 	for i, pool := range args.Workers {
 		pc := c.at(fmt.Sprintf("Workers[%d]", i))
 		pool.check(pc)
+		pc.poolVersion("KubernetesVersion", pool.KubernetesVersion, args.KubernetesVersion)
+		if args.Assets != (NodeAssetSet{}) && pool.KubernetesVersion != "" && pool.KubernetesVersion != args.Assets.KubernetesVersion {
+			pc.add("KubernetesVersion", pool.KubernetesVersion, "empty: ClusterArgs.Assets brings one release, "+args.Assets.KubernetesVersion)
+		}
 		if first, dup := seen[pool.Name]; dup {
 			pc.add("Name", quote(pool.Name), fmt.Sprintf("a name not used by Workers[%d]", first))
 		}
@@ -153,14 +161,17 @@ func (args ClusterArgs) Validate() error {
 	if !args.NoAddons {
 		args.Addons.check(c.at("Addons"))
 	}
-	assets := args.Assets
-	if assets == (NodeAssetSet{}) {
-		assets = bootstrap.PinnedAssets()
-	} else if err := assets.Check(); err != nil {
+	if args.Assets == (NodeAssetSet{}) {
+		c.pinnedRelease("KubernetesVersion", args.KubernetesVersion)
+	} else if err := args.Assets.Check(); err != nil {
 		c.add("Assets", err.Error(), "every asset with a key, a source and, if upstream publishes one, the SHA-256 nodes check")
-	}
-	if len(c.errsOn("KubernetesVersion")) == 0 && args.KubernetesVersion != assets.KubernetesVersion {
-		c.add("KubernetesVersion", args.KubernetesVersion, assets.KubernetesVersion+": the release whose node binaries and images are pinned (ClusterArgs.Assets brings another's)")
+	} else {
+		if len(c.errsOn("KubernetesVersion")) == 0 && args.KubernetesVersion != args.Assets.KubernetesVersion {
+			c.add("KubernetesVersion", args.KubernetesVersion, args.Assets.KubernetesVersion+": the release ClusterArgs.Assets brings")
+		}
+		if len(c.errsOn("Etcd.Version")) == 0 && args.Assets.Etcd.Key != bootstrap.EtcdArchiveKey(args.Etcd.Version) {
+			c.add("Etcd.Version", args.Etcd.Version, "the etcd release ClusterArgs.Assets brings ("+args.Assets.Etcd.Key+")")
+		}
 	}
 	for _, e := range *c.errs {
 		e.Key = StackKey(e.Field)
@@ -188,11 +199,10 @@ func (c checker) zones(zones []string, region string) {
 }
 
 func (c checker) kubernetesVersion(field, version string) {
-	m := versionPattern.FindStringSubmatch(version)
-	if m == nil {
+	if !versionPattern.MatchString(version) {
 		c.add(field, quote(version), "vMAJOR.MINOR.PATCH such as "+DefaultKubernetesVersion)
-	} else if !slices.Contains(SupportedKubernetesMinors, m[1]+"."+m[2]) {
-		c.add(field, quote(version), "a patch release of "+strings.Join(SupportedKubernetesMinors, ", "))
+	} else if _, err := bootstrap.ReleaseOf(version); err != nil {
+		c.add(field, quote(version), "a patch release of "+strings.Join(SupportedKubernetesMinors, " or "))
 	}
 }
 
@@ -310,8 +320,21 @@ func NewCluster(ctx *pulumi.Context, name string, given *ClusterArgs, opts ...pu
 		scraper = c.WorkerSecurityGroupID
 	}
 
-	if c.Assets, err = NewNodeAssets(ctx, name+"-assets", &NodeAssetsArgs{ClusterName: args.ClusterName, Assets: args.Assets,
-		Protect: protect, Tags: args.Tags}, child); err != nil {
+	// Pools held at an older release get its assets from the same bucket.
+	var older []string
+	for _, pool := range args.Workers {
+		if v := pool.KubernetesVersion; v != "" && v != args.KubernetesVersion && !slices.Contains(older, v) {
+			older = append(older, v)
+		}
+	}
+	assets := args.Assets
+	if assets == (NodeAssetSet{}) {
+		release, _ := bootstrap.ReleaseOf(args.KubernetesVersion) // Validate checked it
+		assets = bootstrap.PinnedAssetsOf(release)
+		assets.Etcd, _ = bootstrap.EtcdArchive(args.Etcd.Version)
+	}
+	if c.Assets, err = NewNodeAssets(ctx, name+"-assets", &NodeAssetsArgs{ClusterName: args.ClusterName, Assets: assets,
+		OlderVersions: older, Protect: protect, Tags: args.Tags}, child); err != nil {
 		return nil, err
 	}
 	zonal := ZonalWiring{ClusterName: args.ClusterName, Region: args.Region, Zones: args.Zones, SubnetIDs: private, VpcID: network.VpcID,

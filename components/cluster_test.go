@@ -179,7 +179,10 @@ func TestClusterRejectsBadArgsBeforeDeclaringAnything(t *testing.T) {
 		"four etcd":      {func(a *ClusterArgs) { a.Etcd.Members = 4 }, "Etcd.Members", "kubeha:etcd.members"},
 		"health check too fast": {func(a *ClusterArgs) { a.LoadBalancer.HealthCheck.IntervalSeconds = 1 },
 			"LoadBalancer.HealthCheck.IntervalSeconds", "kubeha:api.healthCheck.intervalSeconds"},
-		"bad version": {func(a *ClusterArgs) { a.KubernetesVersion = "1.36" }, "KubernetesVersion", "kubeha:kubernetesVersion"},
+		"bad version":   {func(a *ClusterArgs) { a.KubernetesVersion = "1.36" }, "KubernetesVersion", "kubeha:kubernetesVersion"},
+		"unpinned etcd": {func(a *ClusterArgs) { a.Etcd.Version = "v3.5.24" }, "Etcd.Version", "kubeha:etcd.version"},
+		"pool's version": {func(a *ClusterArgs) { a.Workers = []WorkerPool{{Name: "p", KubernetesVersion: "v1.34.0"}} },
+			"Workers[0].KubernetesVersion", "kubeha:workers[0].kubernetesVersion"},
 		"bad pool size": {func(a *ClusterArgs) {
 			a.Workers = []WorkerPool{{Name: "p", MinPerZone: pulumi.IntRef(3), DesiredPerZone: pulumi.IntRef(1)}}
 		}, "Workers[0].DesiredPerZone", "kubeha:workers[0].desiredPerZone"},

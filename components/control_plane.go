@@ -258,7 +258,8 @@ func NewControlPlane(ctx *pulumi.Context, name string, args *ControlPlaneArgs, o
 	policy := resolve(pulumi.StringMap{"secret": secrets.Arn, "key": args.KMSKeyArn, "assets": args.Assets.BucketArn}, func(arn map[string]string) (string, error) {
 		return controlPlanePolicy(arn["secret"], arn["key"], args.Region,
 			install(arn["assets"], slices.Concat([]Asset{assets.Kubectl, assets.Helm}, assets.NodeBinaries(), assets.Images())...),
-			append(workerTokenStatements(arn["assets"]), applierStatements(args.ApplyAddons, args.ClusterName, arn["assets"])...)...), nil
+			slices.Concat(workerTokenStatements(arn["assets"]), applierStatements(args.ApplyAddons, args.ClusterName, arn["assets"]),
+				[]policyStatement{recordVersionStatement(args.Region, args.ClusterName)})...), nil
 	})
 	profile, err := nodeIdentity(ctx, name, args.ClusterName, policy, tags(name), args.ManagedPolicyArns, child)
 	if err != nil {
@@ -450,6 +451,13 @@ func workerTokenStatements(assetsArn string) []policyStatement {
 			Condition: map[string]map[string]any{"StringLike": {"s3:prefix": []string{bootstrap.NodeTokenPrefix, bootstrap.NodeTokenPrefix + "*"}}}},
 		{Sid: "TakeWorkerTokens", Effect: "Allow", Action: []string{"s3:GetObject", "s3:DeleteObject"}, Resource: assetsArn + "/" + bootstrap.NodeTokenPrefix + "*"},
 	}
+}
+
+// recordVersionStatement lets the node copy the cluster's recorded
+// Kubernetes version to its SSM parameter, and no other.
+func recordVersionStatement(region, cluster string) policyStatement {
+	return policyStatement{Sid: "RecordKubernetesVersion", Effect: "Allow", Action: []string{"ssm:PutParameter"},
+		Resource: "arn:aws:ssm:" + region + ":*:parameter" + bootstrap.RunningVersionParameter(cluster)}
 }
 
 // applierStatements let the add-on applier read the add-on set and the

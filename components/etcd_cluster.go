@@ -3,6 +3,8 @@ package components
 import (
 	"cmp"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/autoscaling"
@@ -33,6 +35,8 @@ type EtcdOptions struct {
 	BackupRetentionDays int `json:"backupRetentionDays"`
 	// ImageID is the members' image: an AMI ID or a resolve:ssm: parameter.
 	ImageID string `json:"imageId"`
+	// Version is the etcd release members run, one kubeha pins (v3.6.6, the default). Running members keep theirs until each is replaced (README: roll or upgrade etcd members).
+	Version string `json:"version"`
 }
 
 // Defaults of EtcdOptions.
@@ -51,6 +55,7 @@ func (o EtcdOptions) withDefaults() EtcdOptions {
 	o.BackupIntervalMinutes = cmp.Or(o.BackupIntervalMinutes, DefaultEtcdBackupIntervalMinutes)
 	o.BackupRetentionDays = cmp.Or(o.BackupRetentionDays, DefaultEtcdBackupRetentionDays)
 	o.ImageID = cmp.Or(o.ImageID, DefaultImage)
+	o.Version = cmp.Or(o.Version, bootstrap.EtcdVersion)
 	return o
 }
 
@@ -67,6 +72,9 @@ func (o EtcdOptions) check(c checker) {
 	c.between("BackupIntervalMinutes", o.BackupIntervalMinutes, 5, 1440)
 	c.between("BackupRetentionDays", o.BackupRetentionDays, 1, 3650)
 	c.imageID("ImageID", o.ImageID)
+	if _, ok := bootstrap.EtcdReleases[o.Version]; !ok {
+		c.add("Version", quote(o.Version), strings.Join(slices.Sorted(maps.Keys(bootstrap.EtcdReleases)), " or ")+": an etcd release kubeha pins")
+	}
 }
 
 // EtcdClusterArgs describes the external etcd cluster: its options and
@@ -121,6 +129,9 @@ func (args *EtcdClusterArgs) validated() (*EtcdClusterArgs, error) {
 	c := newChecker("EtcdClusterArgs.")
 	a.EtcdOptions.check(c)
 	a.ZonalWiring.check(c)
+	if a.Assets != nil && len(c.errsOn("Version")) == 0 && a.Assets.Assets.Etcd.Key != bootstrap.EtcdArchiveKey(a.Version) {
+		c.add("Version", a.Version, "the etcd release the asset bucket holds ("+a.Assets.Assets.Etcd.Key+")")
+	}
 	return &a, c.err()
 }
 

@@ -28,6 +28,10 @@ type NodeAssetsArgs struct {
 	// Assets replace kubeha's pins (bootstrap.PinnedAssets), e.g. with a
 	// mirror's copies; zero means the pins.
 	Assets NodeAssetSet
+	// OlderVersions are older Kubernetes releases that worker pools are
+	// held at (WorkerPool.KubernetesVersion): their pinned assets go into
+	// the same bucket.
+	OlderVersions []string
 	// Protect guards the bucket from `pulumi destroy`.
 	Protect bool
 	Tags    map[string]string
@@ -40,7 +44,9 @@ type NodeAssetsArgs struct {
 type NodeAssets struct {
 	pulumi.ResourceState
 
-	Assets    NodeAssetSet
+	Assets NodeAssetSet
+	// older are the sets of OlderVersions, by version.
+	older     map[string]NodeAssetSet
 	Bucket    pulumi.StringOutput
 	BucketArn pulumi.StringOutput
 	// Recorded are the SHA-256s (hex) S3 recorded at copy, by key, for
@@ -51,12 +57,21 @@ type NodeAssets struct {
 
 // NewNodeAssets declares the bucket and one object per asset.
 func NewNodeAssets(ctx *pulumi.Context, name string, args *NodeAssetsArgs, opts ...pulumi.ResourceOption) (*NodeAssets, error) {
-	a := &NodeAssets{Assets: args.Assets, Recorded: pulumi.StringMap{}}
+	a := &NodeAssets{Assets: args.Assets, Recorded: pulumi.StringMap{}, older: map[string]NodeAssetSet{}}
 	if a.Assets == (NodeAssetSet{}) {
 		a.Assets = bootstrap.PinnedAssets()
 	}
 	if err := a.Assets.Check(); err != nil {
 		return nil, err
+	}
+	objects := a.Assets.List()
+	for _, version := range args.OlderVersions {
+		release, err := bootstrap.ReleaseOf(version)
+		if err != nil || release.Version != version {
+			return nil, fmt.Errorf("NodeAssetsArgs.OlderVersions: %s is not a release kubeha pins", version)
+		}
+		a.older[version] = bootstrap.PinnedAssetsOf(release)
+		objects = append(objects, a.older[version].List()...)
 	}
 	if err := ctx.RegisterComponentResource("kubeha:index:NodeAssets", name, a, opts...); err != nil {
 		return nil, err
@@ -67,7 +82,13 @@ func NewNodeAssets(ctx *pulumi.Context, name string, args *NodeAssetsArgs, opts 
 		return nil, err
 	}
 	a.Bucket, a.BucketArn, a.bucketID = bucket.Bucket, bucket.Arn, bucket.ID()
-	for _, asset := range a.Assets.List() {
+	seen := map[string]bool{}
+	for _, asset := range objects {
+		// Releases share their etcd, containerd, runc and CNI plugins.
+		if seen[asset.Key] {
+			continue
+		}
+		seen[asset.Key] = true
 		recorded, _, err := a.put(ctx, name, asset, args.ClusterName, args.Tags, child)
 		if err != nil {
 			return nil, err
@@ -142,7 +163,22 @@ func (a *NodeAssets) wire(wired pulumi.StringMap) pulumi.StringMap {
 }
 
 func (a *NodeAssets) resolved(v map[string]string) bootstrap.ResolvedAssets {
-	r := bootstrap.ResolvedAssets{Assets: a.Assets, Bucket: v["assets:bucket"], Recorded: map[string]string{}}
+	return a.resolvedOf(a.Assets, v)
+}
+
+// of is the set of Kubernetes version: Assets, or an older version's.
+func (a *NodeAssets) of(version string) (NodeAssetSet, error) {
+	if set, ok := a.older[version]; ok {
+		return set, nil
+	}
+	if version == "" || version == a.Assets.KubernetesVersion {
+		return a.Assets, nil
+	}
+	return NodeAssetSet{}, fmt.Errorf("the asset bucket holds no Kubernetes %s: list it in NodeAssetsArgs.OlderVersions", version)
+}
+
+func (a *NodeAssets) resolvedOf(set NodeAssetSet, v map[string]string) bootstrap.ResolvedAssets {
+	r := bootstrap.ResolvedAssets{Assets: set, Bucket: v["assets:bucket"], Recorded: map[string]string{}}
 	for key := range a.Recorded {
 		r.Recorded[key] = v["assets:sha256:"+key]
 	}

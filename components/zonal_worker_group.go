@@ -40,6 +40,8 @@ type WorkerPool struct {
 	RootVolumeGiB int `json:"rootVolumeGiB"`
 	// ImageID is the workers' image: an AMI ID or a resolve:ssm: parameter.
 	ImageID string `json:"imageId"`
+	// KubernetesVersion holds the pool's kubelets at a release kubeha pins that is older than the control plane's, e.g. while a pool's workloads are checked against the new one; empty means the cluster's kubernetesVersion. A version newer than the control plane's is refused.
+	KubernetesVersion string `json:"kubernetesVersion"`
 }
 
 // Defaults of WorkerPool.
@@ -105,14 +107,20 @@ func (p WorkerPool) check(c checker) {
 	}
 	c.between("RootVolumeGiB", p.RootVolumeGiB, 20, 16384)
 	c.imageID("ImageID", p.ImageID)
+	if p.KubernetesVersion != "" {
+		c.kubernetesVersion("KubernetesVersion", p.KubernetesVersion)
+		c.pinnedRelease("KubernetesVersion", p.KubernetesVersion)
+	}
 }
 
 // ZonalWorkerGroupArgs describes one pool's workers in one zone: the
 // pool's options and what the group is wired to.
 type ZonalWorkerGroupArgs struct {
 	WorkerPool
-	ClusterName       string
-	Region            string
+	ClusterName string
+	Region      string
+	// KubernetesVersion is the control plane's: the workers run it, or
+	// the older release WorkerPool.KubernetesVersion pins.
 	KubernetesVersion string
 	Zone              string
 	// BootstrapTimeoutMinutes: see ClusterArgs; zero means its default.
@@ -146,6 +154,7 @@ func (args *ZonalWorkerGroupArgs) validated() (*ZonalWorkerGroupArgs, error) {
 	a.WorkerPool.check(c)
 	c.clusterName("ClusterName", a.ClusterName)
 	c.kubernetesVersion("KubernetesVersion", a.KubernetesVersion)
+	c.poolVersion("WorkerPool.KubernetesVersion", a.WorkerPool.KubernetesVersion, a.KubernetesVersion)
 	checkBootstrapTimeout(c, a.BootstrapTimeoutMinutes)
 	if a.Region == "" || a.Zone == "" {
 		c.add("Zone", fmt.Sprintf("%q", a.Zone), "a zone, and its Region")
@@ -173,9 +182,14 @@ func NewZonalWorkerGroup(ctx *pulumi.Context, name string, args *ZonalWorkerGrou
 	// under its own IAM user ID only ("<role ID>:<instance ID>"); images
 	// come from ECR read-only.
 	assets := args.ControlPlane.assets
+	kubelets := cmp.Or(args.WorkerPool.KubernetesVersion, args.KubernetesVersion)
+	set, err := assets.of(kubelets)
+	if err != nil {
+		return nil, err
+	}
 	policy := resolve(pulumi.StringMap{"secret": args.ControlPlane.JoinSecretArn, "key": args.KMSKeyArn, "assets": assets.BucketArn}, func(arn map[string]string) (string, error) {
 		return policyJSON(
-			assets.readPolicy(arn["assets"], append(assets.Assets.NodeBinaries(), assets.Assets.WorkerImages()...)...),
+			assets.readPolicy(arn["assets"], append(set.NodeBinaries(), set.WorkerImages()...)...),
 			policyStatement{Sid: "ReadJoinSecret", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue"}, Resource: arn["secret"]},
 			policyStatement{Sid: "UseClusterKey", Effect: "Allow", Action: []string{"kms:Decrypt"}, Resource: arn["key"],
 				Condition: map[string]map[string]any{"StringEquals": {"kms:ViaService": "secretsmanager." + args.Region + ".amazonaws.com"}}},
@@ -187,13 +201,13 @@ func NewZonalWorkerGroup(ctx *pulumi.Context, name string, args *ZonalWorkerGrou
 	if err != nil {
 		return nil, err
 	}
-	worker := bootstrap.Worker{ClusterName: args.ClusterName, BootstrapDeadline: bootstrapDeadline(args.BootstrapTimeoutMinutes), KubernetesVersion: args.KubernetesVersion, Labels: args.labels(), Taints: args.taints(),
+	worker := bootstrap.Worker{ClusterName: args.ClusterName, BootstrapDeadline: bootstrapDeadline(args.BootstrapTimeoutMinutes), KubernetesVersion: kubelets, Labels: args.labels(), Taints: args.taints(),
 		IgnorePreflightErrors: args.ControlPlane.ignorePreflightErrors}
 	cp := args.ControlPlane
 	data := resolve(assets.wire(pulumi.StringMap{"endpoint": cp.endpointHost, "secret": cp.JoinSecretArn, "ca": cp.CACertPEM}), func(v map[string]string) (string, error) {
 		worker.Endpoint = v["endpoint"]
 		node, err := worker.Node(bootstrap.WorkerParams{Zone: args.Zone, Region: args.Region, SecretID: v["secret"], CACertPEM: v["ca"],
-			Assets: assets.resolved(v)})
+			Assets: assets.resolvedOf(set, v)})
 		if err != nil {
 			return "", err
 		}

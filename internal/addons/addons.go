@@ -8,9 +8,10 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
-	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/kubeha/kubeha/internal/bootstrap"
 )
 
 // Chart is one upstream Helm chart at a pinned version.
@@ -64,15 +65,6 @@ var Charts = []Chart{Cilium, CloudControllerManager, EBSCSIDriver, SnapshotContr
 const (
 	CNICilium  = "cilium"
 	CNIFlannel = "flannel"
-)
-
-// Images whose tag must follow the cluster's Kubernetes minor, by minor.
-// The charts' defaults lag behind, so kubeha sets the tag itself.
-var (
-	// v1.36.0's image was never built; v1.36.1 is the 1.36 release
-	// promoted to registry.k8s.io (testdata/image-records.yaml).
-	cloudControllerManagerImage = map[string]string{"1.36": "v1.36.1"}
-	clusterAutoscalerImage      = map[string]string{"1.36": "v1.36.1"}
 )
 
 // Cluster is what the rendering needs to know about the cluster.
@@ -156,29 +148,6 @@ const EtcdClientSecret = "etcd-client"
 
 // StorageClassName is the default StorageClass.
 const StorageClassName = "gp3"
-
-var versionPattern = regexp.MustCompile(`^v(\d+)\.(\d+)\.\d+$`)
-
-// Minor is "1.36" for "v1.36.3".
-func Minor(version string) (string, error) {
-	m := versionPattern.FindStringSubmatch(version)
-	if m == nil {
-		return "", fmt.Errorf("kubernetes version %q is not vMAJOR.MINOR.PATCH", version)
-	}
-	return m[1] + "." + m[2], nil
-}
-
-func imageFor(images map[string]string, what, version string) (string, error) {
-	minor, err := Minor(version)
-	if err != nil {
-		return "", err
-	}
-	tag, ok := images[minor]
-	if !ok {
-		return "", fmt.Errorf("no %s release pinned for Kubernetes %s", what, minor)
-	}
-	return tag, nil
-}
 
 // Pods of these add-ons run on the control-plane nodes, away from
 // workloads: they act on AWS with roles of their own (Cluster.Roles), and
@@ -265,10 +234,13 @@ func CiliumValues(c Cluster) map[string]any {
 // and reaches the API before the CNI), leader-elected, acting on AWS with
 // its own role. It labels nodes with their zone and sets providerID.
 func CloudControllerManagerValues(c Cluster) (map[string]any, error) {
-	tag, err := imageFor(cloudControllerManagerImage, "cloud-controller-manager", c.KubernetesVersion)
+	// The charts' image tags lag behind; each minor's is pinned with its
+	// release, so the tag follows the cluster's minor.
+	release, err := bootstrap.ReleaseOf(c.KubernetesVersion)
 	if err != nil {
 		return nil, err
 	}
+	tag := release.CloudControllerManager
 	values := map[string]any{
 		"image":          map[string]any{"tag": tag},
 		"hostNetworking": true,
@@ -398,10 +370,11 @@ func AutoscalerDiscoveryTags(cluster string) []string {
 // ClusterAutoscalerValues: auto-discovery of the worker groups by tag,
 // balancing the per-zone groups of a pool, on control-plane nodes.
 func ClusterAutoscalerValues(c Cluster) (map[string]any, error) {
-	tag, err := imageFor(clusterAutoscalerImage, "cluster-autoscaler", c.KubernetesVersion)
+	release, err := bootstrap.ReleaseOf(c.KubernetesVersion)
 	if err != nil {
 		return nil, err
 	}
+	tag := release.ClusterAutoscaler
 	var tags []any
 	for _, t := range AutoscalerDiscoveryTags(c.Name) {
 		tags = append(tags, t)

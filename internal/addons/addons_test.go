@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/kubeha/kubeha/internal/bootstrap"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -80,21 +82,25 @@ func TestGoldenValues(t *testing.T) {
 
 func TestImagesFollowKubernetesMinor(t *testing.T) {
 	c := labCluster()
-	ccm, err := CloudControllerManagerValues(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := ClusterAutoscalerValues(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for what, tag := range map[string]any{"cloud-controller-manager": ccm["image"].(map[string]any)["tag"], "cluster-autoscaler": ca["image"].(map[string]any)["tag"]} {
-		if !strings.HasPrefix(tag.(string), "v1.36.") {
-			t.Errorf("%s image %v, want the cluster's minor v1.36", what, tag)
+	for _, release := range bootstrap.KubernetesReleases {
+		c.KubernetesVersion = release.Version
+		ccm, err := CloudControllerManagerValues(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ca, err := ClusterAutoscalerValues(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		minor, _ := bootstrap.Minor(release.Version)
+		for what, tag := range map[string]any{"cloud-controller-manager": ccm["image"].(map[string]any)["tag"], "cluster-autoscaler": ca["image"].(map[string]any)["tag"]} {
+			if !strings.HasPrefix(tag.(string), "v"+minor+".") {
+				t.Errorf("%s image %v, want the cluster's minor v%s", what, tag, minor)
+			}
 		}
 	}
 	c.KubernetesVersion = "v1.37.0"
-	if _, err := CloudControllerManagerValues(c); err == nil || !strings.Contains(err.Error(), "no cloud-controller-manager release pinned for Kubernetes 1.37") {
+	if _, err := CloudControllerManagerValues(c); err == nil || !strings.Contains(err.Error(), "pins no release of Kubernetes 1.37") {
 		t.Errorf("an unpinned minor gives %v, want an error naming it", err)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/kubeha/kubeha/internal/bootstrap"
 )
 
 // chartIndex reads testdata/chart-index/<chart>.yaml: the entries of one
@@ -124,13 +126,13 @@ func TestImageTagsArePublished(t *testing.T) {
 		}
 		recorded[r.Image+":"+r.Tag] = true
 	}
-	for image, tags := range map[string]map[string]string{
-		"registry.k8s.io/provider-aws/cloud-controller-manager": cloudControllerManagerImage,
-		"registry.k8s.io/autoscaling/cluster-autoscaler":        clusterAutoscalerImage,
-	} {
-		for minor, tag := range tags {
+	for _, release := range bootstrap.KubernetesReleases {
+		for image, tag := range map[string]string{
+			"registry.k8s.io/provider-aws/cloud-controller-manager": release.CloudControllerManager,
+			"registry.k8s.io/autoscaling/cluster-autoscaler":        release.ClusterAutoscaler,
+		} {
 			if !recorded[image+":"+tag] {
-				t.Errorf("Kubernetes %s gets %s:%s, which no record in testdata/image-records.yaml shows published", minor, image, tag)
+				t.Errorf("Kubernetes %s gets %s:%s, which no record in testdata/image-records.yaml shows published", release.Version, image, tag)
 			}
 		}
 	}

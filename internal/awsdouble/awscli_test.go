@@ -203,6 +203,16 @@ func TestAWSCLIAgainstTheDouble(t *testing.T) {
 		t.Errorf("get-secret-value of no secret: exit %d, want 254", code)
 	}
 
+	// control-plane-bootstrap.sh record_version: created, then overwritten.
+	for _, version := range []string{"v1.35.8", "v1.36.3"} {
+		if _, code := aws("ssm", "put-parameter", "--name", "/kubeha/c1/kubernetes-version", "--type", "String", "--overwrite", "--value", version); code != 0 {
+			t.Errorf("put-parameter %s: exit %d", version, code)
+		}
+	}
+	if v, _ := cloud.Parameter("/kubeha/c1/kubernetes-version"); v != "v1.36.3" {
+		t.Errorf("after put-parameter: %q", v)
+	}
+
 	// etcd-start.sh has_snapshots, then etcd-backup.sh: an empty prefix
 	// lists with exit 1; a snapshot bigger than one multipart chunk (8 MiB)
 	// goes up with SSE-KMS, lists, and comes back whole.
@@ -295,6 +305,7 @@ func TestAWSCLIAgainstTheDouble(t *testing.T) {
 		"sts GetCallerIdentity 200", "sts GetCallerIdentity 403", "ec2 DescribeInstances 200", "ec2 DescribeInstances 200",
 		"route53 ChangeResourceRecordSets 200", "route53 GetChange 200",
 		"secretsmanager GetSecretValue 200", "secretsmanager GetSecretValue 200", "secretsmanager GetSecretValue 400",
+		"ssm PutParameter 200", "ssm PutParameter 200",
 		"s3 ListObjectsV2 200", "s3 CreateMultipartUpload 200", "s3 UploadPart 200", "s3 UploadPart 200", "s3 CompleteMultipartUpload 200",
 		"s3 ListObjectsV2 200", "s3 HeadObject 200", "s3 GetObject 206", "s3 GetObject 206", "monitoring PutMetricData 200",
 		"autoscaling DescribeAutoScalingInstances 200", "autoscaling CompleteLifecycleAction 200", "autoscaling CompleteLifecycleAction 400",

@@ -21,6 +21,7 @@ const (
 	EC2            = "ec2"
 	Route53        = "route53"
 	SecretsManager = "secretsmanager"
+	SSM            = "ssm"
 	CloudWatch     = "monitoring"
 	S3             = "s3"
 	AutoScaling    = "autoscaling"
@@ -65,6 +66,7 @@ type Cloud struct {
 	zones          map[string]*hostedZone
 	changes        []*change
 	secrets        []*secret
+	parameters     map[string]*parameter
 	metrics        []Metric
 	faults         map[faultKey]*Fault
 	calls          []Call
@@ -113,6 +115,7 @@ func (c *Cloud) protocols() map[string]protocol {
 		EC2:            {queryAction, c.serveEC2, writeEC2Error, apiError{http.StatusServiceUnavailable, "RequestLimitExceeded", "Request limit exceeded."}},
 		Route53:        {route53Action, c.serveRoute53, writeRoute53Error, apiError{http.StatusBadRequest, "Throttling", "Rate exceeded"}},
 		SecretsManager: {jsonAction, c.serveSecretsManager, writeJSONError, apiError{http.StatusBadRequest, "ThrottlingException", "Rate exceeded"}},
+		SSM:            {jsonAction, c.serveSSM, writeJSONError, apiError{http.StatusBadRequest, "ThrottlingException", "Rate exceeded"}},
 		CloudWatch:     {queryAction, c.serveCloudWatch, writeCloudWatchError, apiError{http.StatusBadRequest, "Throttling", "Rate exceeded"}},
 		AutoScaling:    {queryAction, c.serveAutoScaling, writeAutoScalingError, apiError{http.StatusBadRequest, "Throttling", "Rate exceeded"}},
 		S3:             {c.s3Action, c.serveS3, writeS3Error, apiError{http.StatusServiceUnavailable, "SlowDown", "Please reduce your request rate."}},

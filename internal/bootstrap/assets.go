@@ -92,18 +92,16 @@ func (a Assets) Check() error {
 	return nil
 }
 
-// Pinned releases. Digests are upstream's published SHA-256s, as recorded
-// by the release's own SHA256SUMS (etcd) and, for the others, by both
-// kubespray (roles/kubespray_defaults/vars/main/checksums.yml) and kops
+// Pinned releases besides Kubernetes' (KubernetesReleases). Digests are
+// upstream's published SHA-256s, as recorded by the release's own
+// SHA256SUMS (etcd) and, for the others, by both kubespray
+// (roles/kubespray_defaults/vars/main/checksums.yml) and kops
 // (pkg/assets/assetdata), which copy them from upstream's .sha256 files.
 const (
 	ContainerdVersion = "2.3.4"
 	RuncVersion       = "v1.4.3"
 	CNIPluginsVersion = "v1.9.1"
-	// PauseImageRef is the sandbox image kubeadm v1.36 expects (its
-	// constants.PauseVersion; a test asks the pinned kubeadm).
-	PauseImageRef = "registry.k8s.io/pause:3.10.2"
-	HelmVersion   = "v4.2.0"
+	HelmVersion       = "v4.2.0"
 	// ImageSource marks an asset's Source as an image reference.
 	ImageSource = "docker://"
 )
@@ -114,21 +112,22 @@ func (a Asset) ImageRef() (string, bool) { return strings.CutPrefix(a.Source, Im
 
 // PinnedAssets are the upstream releases kubeha ships, for
 // PinnedKubernetesVersion.
-func PinnedAssets() Assets {
+func PinnedAssets() Assets { return PinnedAssetsOf(PinnedRelease()) }
+
+// PinnedAssetsOf are the upstream releases kubeha ships with a
+// Kubernetes release.
+func PinnedAssetsOf(release KubernetesRelease) Assets {
 	k8s := func(file, sha string) Asset {
-		return Asset{Key: "kubernetes/" + PinnedKubernetesVersion + "/" + file, SHA256: sha,
-			Source: "https://dl.k8s.io/release/" + PinnedKubernetesVersion + "/bin/linux/amd64/" + file}
+		return Asset{Key: "kubernetes/" + release.Version + "/" + file, SHA256: sha,
+			Source: "https://dl.k8s.io/release/" + release.Version + "/bin/linux/amd64/" + file}
 	}
+	etcd, _ := EtcdArchive(EtcdVersion)
 	return Assets{
-		KubernetesVersion: PinnedKubernetesVersion,
-		Etcd: Asset{
-			Key:    EtcdArchiveKey(EtcdVersion),
-			Source: fmt.Sprintf("https://github.com/etcd-io/etcd/releases/download/%[1]s/etcd-%[1]s-linux-amd64.tar.gz", EtcdVersion),
-			SHA256: "887afaa4a99f22d802ccdfbe65730a5e79aa5c9ce2c8799c67e9d804c50ecedb",
-		},
-		Kubeadm: k8s("kubeadm", "bba1733c701bf70ec74ba1cc3fd5745404c1134a8a4b0a5f8560cc9832023421"),
-		Kubelet: k8s("kubelet", "46707a53209f826ad0f0d62371ac69cd00e78fd9a8176cf5f6f87f18f7f8b718"),
-		Kubectl: k8s("kubectl", "ebbd080e7c2e275093b55915722043257eb24004363e20acb3c4d71919f88336"),
+		KubernetesVersion: release.Version,
+		Etcd:              etcd,
+		Kubeadm:           k8s("kubeadm", release.KubeadmSHA256),
+		Kubelet:           k8s("kubelet", release.KubeletSHA256),
+		Kubectl:           k8s("kubectl", release.KubectlSHA256),
 		// Helm's digest as periareon/rules_helm records it
 		// (helm/private/versions.bzl at 0c0b9a0661cc), which matches
 		// kubespray's record for every version both hold.
@@ -148,7 +147,7 @@ func PinnedAssets() Assets {
 			Source: "https://github.com/containerd/containerd/releases/download/v" + ContainerdVersion + "/containerd-" + ContainerdVersion + "-linux-amd64.tar.gz",
 			SHA256: "9d68969855fbf676cdb8ed758e420fb048d61f984f61de3e53eddfebe484d168",
 		},
-		PauseImage: Asset{Key: "pause/" + strings.TrimPrefix(PauseImageRef, "registry.k8s.io/pause:") + "/pause.tar", Source: ImageSource + PauseImageRef},
+		PauseImage: Asset{Key: "pause/" + strings.TrimPrefix(release.PauseImage, "registry.k8s.io/pause:") + "/pause.tar", Source: ImageSource + release.PauseImage},
 		Runc: Asset{
 			Key:    "runc/" + RuncVersion + "/runc.amd64",
 			Source: "https://github.com/opencontainers/runc/releases/download/" + RuncVersion + "/runc.amd64",
@@ -164,9 +163,6 @@ func PinnedAssets() Assets {
 }
 
 const cniPluginsArchive = "cni-plugins-linux-amd64-" + CNIPluginsVersion + ".tgz"
-
-// PinnedKubernetesVersion is the Kubernetes release PinnedAssets holds.
-const PinnedKubernetesVersion = "v1.36.3"
 
 // EtcdArchiveKey is where etcd's release archive of version lives in the
 // asset bucket; EtcdArchiveFolder is the folder inside it.

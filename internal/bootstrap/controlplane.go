@@ -187,6 +187,7 @@ func (c ControlPlane) Node(p ControlPlaneParams) (Node, error) {
 		{"ETCD_CERT_FILE", etcdClientFiles.cert},
 		{"ETCD_KEY_FILE", etcdClientFiles.key},
 		{"KUBEADM_CONFIG_ETCD_KEY", kubeadmConfigEtcdKey},
+		{"VERSION_PARAMETER", RunningVersionParameter(c.ClusterName)},
 	}
 	for _, a := range []struct {
 		name  string

@@ -8,9 +8,30 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// EtcdVersion is the etcd release members run (PinnedAssets has its
-// archive).
+// EtcdVersion is the etcd release members run unless the stack's
+// etcd.version names another of EtcdReleases.
 const EtcdVersion = "v3.6.6"
+
+// EtcdReleases are the etcd releases kubeha pins, with the SHA-256 of
+// each one's linux-amd64 archive as its release's SHA256SUMS publishes
+// it. Each is at least kubeadm's MinExternalEtcdVersion (3.5.24) for
+// every supported Kubernetes minor.
+var EtcdReleases = map[string]string{
+	"v3.6.6": "887afaa4a99f22d802ccdfbe65730a5e79aa5c9ce2c8799c67e9d804c50ecedb",
+}
+
+// EtcdArchive is the release archive of a pinned etcd version.
+func EtcdArchive(version string) (Asset, error) {
+	sum, ok := EtcdReleases[version]
+	if !ok {
+		return Asset{}, fmt.Errorf("kubeha pins no etcd %s", version)
+	}
+	return Asset{
+		Key:    EtcdArchiveKey(version),
+		Source: fmt.Sprintf("https://github.com/etcd-io/etcd/releases/download/%[1]s/etcd-%[1]s-linux-amd64.tar.gz", version),
+		SHA256: sum,
+	}, nil
+}
 
 // Paths on an etcd member. The data volume is mounted at EtcdVolumeMount;
 // data lives one level down so that restores can move it aside on the

@@ -39,13 +39,13 @@ const kubeletCertDir = "/var/lib/kubelet/pki"
 // kubeadm expects, and drop-ins read last, for an image's own settings.
 const containerdConfigPath = "/etc/containerd/config.toml"
 
-func containerdConfig() string {
+func containerdConfig(sandboxImage string) string {
 	return `# containerd for kubelet, rendered by kubeha.
 version = 3
 imports = ["/etc/containerd/conf.d/*.toml"]
 
 [plugins."io.containerd.cri.v1.images".pinned_images]
-  sandbox = "` + PauseImageRef + `"
+  sandbox = "` + sandboxImage + `"
 
 [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
   SystemdCgroup = true
@@ -144,6 +144,11 @@ func kubernetesNode(s kubernetesNodeSpec) (Node, error) {
 	if s.Assets.KubernetesVersion != s.KubernetesVersion {
 		return Node{}, fmt.Errorf("bootstrap: the assets are for Kubernetes %s, the node runs %s", s.Assets.KubernetesVersion, s.KubernetesVersion)
 	}
+	// The sandbox image is the one the node's kubeadm checks for.
+	release, err := ReleaseOf(s.KubernetesVersion)
+	if err != nil {
+		return Node{}, fmt.Errorf("bootstrap: %w", err)
+	}
 	env := []envVar{
 		{"ROLE", s.Role},
 		{"ZONE", s.Zone},
@@ -187,7 +192,7 @@ func kubernetesNode(s kubernetesNodeSpec) (Node, error) {
 		Files: append(s.Files,
 			File{Path: kernelModulesFile, Content: strings.Join(kernelModules, "\n") + "\n", Mode: "0644"},
 			File{Path: "/etc/sysctl.d/90-kubernetes.conf", Content: "net.ipv4.ip_forward = 1\nnet.bridge.bridge-nf-call-iptables = 1\nnet.bridge.bridge-nf-call-ip6tables = 1\n", Mode: "0644"},
-			File{Path: containerdConfigPath, Content: containerdConfig(), Mode: "0644"},
+			File{Path: containerdConfigPath, Content: containerdConfig(release.PauseImage), Mode: "0644"},
 			// Owner-only, as CIS 4.1.1 asks of the kubelet's unit.
 			containerdUnit.file(), kubeletUnit.privateFile(), kubeletKubeadmDropIn.privateFile(),
 		),

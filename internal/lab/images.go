@@ -37,7 +37,7 @@ const (
 var ControlPlaneImageNames = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy"}
 
 // PauseImage is the pause image reference the kubelet and containerd use.
-func PauseImage() string { return bootstrap.PauseImageRef }
+func PauseImage() string { return bootstrap.PinnedRelease().PauseImage }
 
 // ControlPlaneImage is the reference kubeadm gives the named component's
 // image at that Kubernetes version.

@@ -8,8 +8,10 @@ import (
 	"encoding/base64"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -41,11 +43,20 @@ type Recorder struct {
 	mu        sync.Mutex
 	resources []Resource
 	tls       issuer
+	// parameters are the account's SSM parameters, by name.
+	parameters map[string]string
 }
 
-// Run evaluates program as stack of project with the given raw config.
+// Run evaluates program as stack of project with the given raw config,
+// in an account with no SSM parameters.
 func Run(project, stack string, config map[string]string, program pulumi.RunFunc) (*Recorder, error) {
-	rec := &Recorder{}
+	return RunWithParameters(project, stack, config, nil, program)
+}
+
+// RunWithParameters is Run in an account holding the SSM parameters
+// given by name, as the records of a running cluster.
+func RunWithParameters(project, stack string, config, parameters map[string]string, program pulumi.RunFunc) (*Recorder, error) {
+	rec := &Recorder{parameters: parameters}
 	withConfig := func(info *pulumi.RunInfo) { info.Config = config }
 	err := pulumi.RunErr(func(ctx *pulumi.Context) error {
 		return program(ctx)
@@ -201,6 +212,19 @@ func (r *Recorder) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) 
 		out := args.Args.Copy()
 		out["value"] = resource.NewStringProperty(fmt.Sprintf("ami-0%016x", h.Sum64()))
 		out["type"] = resource.NewStringProperty("String")
+		return out, nil
+	case "aws:ssm/getParametersByPath:getParametersByPath":
+		path := strings.TrimSuffix(args.Args["path"].StringValue(), "/") + "/"
+		var names, values []resource.PropertyValue
+		for _, name := range slices.Sorted(maps.Keys(r.parameters)) {
+			// Not recursive: the path's own parameters only.
+			if rest, ok := strings.CutPrefix(name, path); ok && !strings.Contains(rest, "/") {
+				names = append(names, resource.NewStringProperty(name))
+				values = append(values, resource.NewStringProperty(r.parameters[name]))
+			}
+		}
+		out := args.Args.Copy()
+		out["names"], out["values"] = resource.NewArrayProperty(names), resource.NewArrayProperty(values)
 		return out, nil
 	case "aws:ec2/getVpc:getVpc":
 		out := args.Args.Copy()

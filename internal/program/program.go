@@ -27,6 +27,11 @@ func StackWith(raw map[string]string, edit func(*components.ClusterArgs)) pulumi
 		if edit != nil {
 			edit(&args)
 		}
+		if args.RunningKubernetesVersion == "" && args.ClusterName != "" {
+			if args.RunningKubernetesVersion, err = components.RunningKubernetesVersion(ctx, args.ClusterName); err != nil {
+				return err
+			}
+		}
 		var notHA []string
 		for _, f := range args.NotHA() {
 			notHA = append(notHA, f.String())

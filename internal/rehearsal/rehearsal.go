@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kubeha/kubeha/internal/addons"
+	"github.com/kubeha/kubeha/internal/bootstrap"
 	"github.com/kubeha/kubeha/internal/config"
 	"github.com/kubeha/kubeha/internal/lab"
 	"github.com/kubeha/kubeha/internal/netlab"
@@ -250,6 +251,12 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	report.SetUpSeconds = time.Since(report.StartedAt).Seconds()
 	report.BootSeconds, report.EtcdBootSeconds = c.boot.Seconds(), c.etcdBoot.Seconds()
 	logf("cluster healthy after %.0fs", report.SetUpSeconds)
+	// What `pulumi up` reads to refuse a version skew.
+	parameter := bootstrap.RunningVersionParameter(s.clusterName)
+	if v, ok := c.cloud.Parameter(parameter); !ok || v != s.kubernetesVersion {
+		return report, fmt.Errorf("the control plane records Kubernetes %q in SSM %s, want %s", v, parameter, s.kubernetesVersion)
+	}
+	logf("the control plane records Kubernetes %s in SSM %s", s.kubernetesVersion, parameter)
 	waitNever := func() (Drill, error) { return Drill{}, nil }
 	if slices.ContainsFunc(selected, func(d drill) bool { return d.name == neverDrill.name }) {
 		logf("drill %s: %s", neverDrill.name, neverDrill.description)

@@ -98,6 +98,21 @@ allow_worker_joins() {
   local_kubectl apply -f "$WORKER_RBAC" >/dev/null
 }
 
+# Copies the Kubernetes version the cluster records (kubeadm's
+# ClusterConfiguration) to VERSION_PARAMETER, where the stack program reads
+# it to refuse a version change kubeadm's upgrade policy would.
+record_version() {
+  local version
+  version=$(local_kubectl -n kube-system get configmap kubeadm-config -o jsonpath='{.data.ClusterConfiguration}' |
+    sed -n 's/^kubernetesVersion: *//p')
+  if [ -z "$version" ]; then
+    log "kubeadm-config records no kubernetesVersion"
+    return 1
+  fi
+  aws ssm put-parameter --name "$VERSION_PARAMETER" --type String --overwrite --value "$version" >/dev/null
+  log "the cluster records Kubernetes $version"
+}
+
 api_server_ready() {
   curl -fsk --max-time 5 "$LOCAL_READY_URL" >/dev/null
 }
@@ -111,5 +126,6 @@ step kubeadm create_or_join
 step kubelet-config restrict_kubelet_config
 step tools install_control_plane_tools
 step worker-rbac allow_worker_joins
+step version-record record_version
 step timers start_timers
 ready_for_service api_server_ready
