@@ -13,8 +13,9 @@ root="${KUBEHA_CACHE:-$HOME/.cache/kubeha}/tools"
 # VERSION keys the build folder: it carries a suffix where the build's flags
 # differ from an earlier build of that version (-static: no cgo), so that
 # changed flags rebuild. Assignments before it (CGO_ENABLED=0) reach go build.
+# The tool is linked into bin/ as NAME, or as LINK when that is set.
 build() {
-  local name=$1 version=$2 module=$3 package=$4; shift 4
+  local name=$1 version=$2 module=$3 package=$4 link=${LINK:-$1}; shift 4
   local dir="$root/$name-$version" start=$SECONDS
   if [ ! -x "$dir/$name" ]; then
     echo "building $name $version" >&2
@@ -24,7 +25,7 @@ build() {
     echo "built $name $version in $((SECONDS - start))s" >&2
   fi
   mkdir -p "$root/bin"
-  ln -sfn "$dir/$name" "$root/bin/$name"
+  ln -sfn "$dir/$name" "$root/bin/$link"
 }
 
 ETCD_VERSION=v3.6.6
@@ -33,21 +34,30 @@ build etcdctl "$ETCD_VERSION" etcd go.etcd.io/etcd/etcdctl/v3
 build etcdutl "$ETCD_VERSION" etcd go.etcd.io/etcd/etcdutl/v3
 
 # Kubernetes learns its own version from -X flags, as its release builds set
-# them (kubeadm picks its defaults by it); a module build would say v0.0.0.
-KUBERNETES_VERSION=v1.36.3
-minor=${KUBERNETES_VERSION#v1.}; minor=${minor%%.*}
-kube_ldflags=
-for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-  kube_ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-done
+# them (kubeadm picks its defaults, and its skew checks, by it); a module
+# build would say v0.0.0.
+kube_ldflags() {
+  local minor=${1#v1.} pkg flags=
+  minor=${minor%%.*}
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    flags+=" -X $pkg.gitVersion=$1 -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+  done
+  echo "-s -w$flags"
+}
 # Static (no cgo), stripped and with grpcnotrace, as Kubernetes' release
 # builds are: the control plane runs in kubeha's node images, which have no
 # libc (internal/lab/images.go). The kubelet is built the same way, so that
 # all five share one build cache.
+KUBERNETES_VERSION=v1.36.3
 for name in kubeadm kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet kubectl; do
   CGO_ENABLED=0 build "$name" "$KUBERNETES_VERSION-static" kubernetes "k8s.io/kubernetes/cmd/$name" \
-    -tags grpcnotrace -ldflags="-s -w$kube_ldflags"
+    -tags grpcnotrace -ldflags="$(kube_ldflags "$KUBERNETES_VERSION")"
 done
+# The older supported release's kubeadm, linked as kubeadm-<version>: the
+# 1.35 stacks' configs are validated by the kubeadm that reads them.
+KUBERNETES_PREVIOUS_VERSION=v1.35.8
+CGO_ENABLED=0 LINK="kubeadm-$KUBERNETES_PREVIOUS_VERSION" build kubeadm "$KUBERNETES_PREVIOUS_VERSION-static" kubernetes-1.35 \
+  k8s.io/kubernetes/cmd/kubeadm -tags grpcnotrace -ldflags="$(kube_ldflags "$KUBERNETES_PREVIOUS_VERSION")"
 
 # What a node runs under the kubelet: containerd, its runc shim and ctr
 # (which imports the node's images), static, without the snapshotters a node

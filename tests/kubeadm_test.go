@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -52,48 +53,66 @@ func kubeadmValidate(kubeadm, config string) (string, error) {
 	return string(out), err
 }
 
-// TestStackKubeadmConfigsValidate runs the pinned kubeadm's own validation
-// on the kubeadm configurations every stack renders into user-data: init
-// and join on each control-plane node, join on each worker group. A broken
-// one must fail.
+// TestStackKubeadmConfigsValidate runs each supported release's own
+// kubeadm validation on the kubeadm configurations every stack renders
+// into user-data at that release: init and join on each control-plane
+// node, join on each worker group. That kubeadm also names the sandbox
+// image kubeha pins for the release. A broken config must fail.
 func TestStackKubeadmConfigsValidate(t *testing.T) {
-	kubeadmPath, err := tools.Path("kubeadm")
-	if err != nil {
-		tools.Unavailable(t, err.Error())
-	}
 	const initPath, joinPath = "/etc/kubeha/templates/kubeadm-init.yaml", "/etc/kubeha/templates/kubeadm-join.yaml"
-	var anyInit, anyWorkerJoin string
-	for name, file := range stackFiles(t) {
-		cfg, rec := evaluate(t, file)
-		checked := map[string]int{}
-		for _, lt := range rec.OfType("aws:ec2/launchTemplate:LaunchTemplate") {
-			typ, _ := rec.Component(lt)
-			paths := map[string][]string{
-				"kubeha:index:ControlPlane":     {initPath, joinPath},
-				"kubeha:index:ZonalWorkerGroup": {joinPath},
-			}[typ]
-			files := renderedFiles(t, lt.String("userData"))
-			for _, path := range paths {
-				config := files[path]
-				if config == "" {
-					t.Fatalf("%s: %s writes no %s", name, lt.Name, path)
-				}
-				if out, err := kubeadmValidate(kubeadmPath, config); err != nil {
-					t.Errorf("%s: kubeadm rejects %s of %s: %v\n%s", name, path, lt.Name, err, out)
-				}
-				checked[strings.TrimPrefix(typ, "kubeha:index:")]++
-			}
-			if typ == "kubeha:index:ControlPlane" {
-				anyInit = files[initPath]
-			} else if typ == "kubeha:index:ZonalWorkerGroup" {
-				anyWorkerJoin = files[joinPath]
-			}
+	var anyInit, anyWorkerJoin, kubeadmPath string
+	for _, release := range bootstrap.KubernetesReleases {
+		tool := "kubeadm"
+		if release.Version != bootstrap.PinnedKubernetesVersion {
+			tool += "-" + release.Version
 		}
-		want := map[string]int{"ControlPlane": 2 * len(cfg.Zones), "ZonalWorkerGroup": len(cfg.Workers) * len(cfg.Zones)}
-		if checked["ControlPlane"] != want["ControlPlane"] || checked["ZonalWorkerGroup"] != want["ZonalWorkerGroup"] {
-			t.Errorf("%s: validated %v kubeadm configs, want %v", name, checked, want)
+		kubeadm, err := tools.Path(tool)
+		if err != nil {
+			tools.Unavailable(t, err.Error())
 		}
-		t.Logf("%s: kubeadm config validate passed on %v rendered configs", name, checked)
+		if out, err := exec.Command(kubeadm, "version", "-o", "short").Output(); err != nil || strings.TrimSpace(string(out)) != release.Version {
+			t.Errorf("%s says it is %q (%v), want %s", tool, out, err, release.Version)
+		}
+		if out, err := exec.Command(kubeadm, "config", "images", "list", "--kubernetes-version", release.Version).Output(); err != nil ||
+			!slices.Contains(strings.Fields(string(out)), release.PauseImage) {
+			t.Errorf("%s asks for the images %q (%v), want the sandbox kubeha pins, %s", tool, out, err, release.PauseImage)
+		}
+		for name, file := range stackFiles(t) {
+			cfg, rec := evaluateAt(t, file, release.Version)
+			checked := map[string]int{}
+			for _, lt := range rec.OfType("aws:ec2/launchTemplate:LaunchTemplate") {
+				typ, _ := rec.Component(lt)
+				paths := map[string][]string{
+					"kubeha:index:ControlPlane":     {initPath, joinPath},
+					"kubeha:index:ZonalWorkerGroup": {joinPath},
+				}[typ]
+				files := renderedFiles(t, lt.String("userData"))
+				for _, path := range paths {
+					config := files[path]
+					if config == "" {
+						t.Fatalf("%s: %s writes no %s", name, lt.Name, path)
+					}
+					if out, err := kubeadmValidate(kubeadm, config); err != nil {
+						t.Errorf("%s at %s: %s rejects %s of %s: %v\n%s", name, release.Version, tool, path, lt.Name, err, out)
+					}
+					checked[strings.TrimPrefix(typ, "kubeha:index:")]++
+				}
+				if release.Version != bootstrap.PinnedKubernetesVersion {
+					continue
+				}
+				kubeadmPath = kubeadm
+				if typ == "kubeha:index:ControlPlane" {
+					anyInit = files[initPath]
+				} else if typ == "kubeha:index:ZonalWorkerGroup" {
+					anyWorkerJoin = files[joinPath]
+				}
+			}
+			want := map[string]int{"ControlPlane": 2 * len(cfg.Zones), "ZonalWorkerGroup": len(cfg.Workers) * len(cfg.Zones)}
+			if checked["ControlPlane"] != want["ControlPlane"] || checked["ZonalWorkerGroup"] != want["ZonalWorkerGroup"] {
+				t.Errorf("%s at %s: validated %v kubeadm configs, want %v", name, release.Version, checked, want)
+			}
+			t.Logf("%s at %s: %s config validate passed on %v rendered configs", name, release.Version, tool, checked)
+		}
 	}
 	for what, broken := range map[string]string{
 		"misspelt field":                 strings.Replace(anyInit, "controlPlaneEndpoint:", "controlPlaneEndpiont:", 1),

@@ -17,11 +17,13 @@ func TestToolsBuildThePinnedReleases(t *testing.T) {
 		t.Fatal(err)
 	}
 	for variable, pinned := range map[string]string{
-		"ETCD_VERSION":        bootstrap.EtcdVersion,
-		"KUBERNETES_VERSION":  bootstrap.PinnedKubernetesVersion,
-		"CONTAINERD_VERSION":  "v" + bootstrap.ContainerdVersion,
-		"RUNC_VERSION":        bootstrap.RuncVersion,
-		"CNI_PLUGINS_VERSION": bootstrap.CNIPluginsVersion,
+		"ETCD_VERSION":       bootstrap.EtcdVersion,
+		"KUBERNETES_VERSION": bootstrap.PinnedKubernetesVersion,
+		// The older supported release, oldest first in the table.
+		"KUBERNETES_PREVIOUS_VERSION": bootstrap.KubernetesReleases[0].Version,
+		"CONTAINERD_VERSION":          "v" + bootstrap.ContainerdVersion,
+		"RUNC_VERSION":                bootstrap.RuncVersion,
+		"CNI_PLUGINS_VERSION":         bootstrap.CNIPluginsVersion,
 	} {
 		m := regexp.MustCompile(`(?m)^` + variable + `=(\S+)$`).FindSubmatch(script)
 		if m == nil || string(m[1]) != pinned {
@@ -52,6 +54,8 @@ func TestToolModulesPinWhatToolsShBuilds(t *testing.T) {
 		{"FLANNEL_CNI_VERSION", "flannel-cni", "github.com/containernetworking/plugins"},
 		{"FLANNEL_VERSION", "flannel", "github.com/flannel-io/flannel"},
 		{"COREDNS_VERSION", "coredns", "github.com/coredns/coredns"},
+		{"KUBERNETES_VERSION", "kubernetes", "k8s.io/kubernetes"},
+		{"KUBERNETES_PREVIOUS_VERSION", "kubernetes-1.35", "k8s.io/kubernetes"},
 	} {
 		m := regexp.MustCompile(`(?m)^` + tool.variable + `=(\S+)$`).FindSubmatch(script)
 		if m == nil {

@@ -34,9 +34,19 @@ func stackFiles(t *testing.T) map[string]string {
 
 func evaluate(t *testing.T, file string) (components.ClusterArgs, *mockrun.Recorder) {
 	t.Helper()
+	return evaluateAt(t, file, "")
+}
+
+// evaluateAt is evaluate with the stack's kubernetesVersion set to
+// version, unless that is "".
+func evaluateAt(t *testing.T, file, version string) (components.ClusterArgs, *mockrun.Recorder) {
+	t.Helper()
 	raw, err := config.ReadStackFile(file)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if version != "" {
+		raw["kubeha:kubernetesVersion"] = version
 	}
 	cfg, err := config.Parse(raw)
 	if err != nil {
