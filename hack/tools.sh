@@ -53,11 +53,14 @@ for name in kubeadm kube-apiserver kube-controller-manager kube-scheduler kube-p
   CGO_ENABLED=0 build "$name" "$KUBERNETES_VERSION-static" kubernetes "k8s.io/kubernetes/cmd/$name" \
     -tags grpcnotrace -ldflags="$(kube_ldflags "$KUBERNETES_VERSION")"
 done
-# The older supported release's kubeadm, linked as kubeadm-<version>: the
-# 1.35 stacks' configs are validated by the kubeadm that reads them.
+# The older supported release, each linked as <name>-<version>: its kubeadm
+# validates the configs 1.35 stacks render, and the rehearsal boots a 1.35
+# cluster from all of them.
 KUBERNETES_PREVIOUS_VERSION=v1.35.8
-CGO_ENABLED=0 LINK="kubeadm-$KUBERNETES_PREVIOUS_VERSION" build kubeadm "$KUBERNETES_PREVIOUS_VERSION-static" kubernetes-1.35 \
-  k8s.io/kubernetes/cmd/kubeadm -tags grpcnotrace -ldflags="$(kube_ldflags "$KUBERNETES_PREVIOUS_VERSION")"
+for name in kubeadm kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet kubectl; do
+  CGO_ENABLED=0 LINK="$name-$KUBERNETES_PREVIOUS_VERSION" build "$name" "$KUBERNETES_PREVIOUS_VERSION-static" kubernetes-1.35 \
+    "k8s.io/kubernetes/cmd/$name" -tags grpcnotrace -ldflags="$(kube_ldflags "$KUBERNETES_PREVIOUS_VERSION")"
+done
 
 # What a node runs under the kubelet: containerd, its runc shim and ctr
 # (which imports the node's images), static, without the snapshotters a node

@@ -23,8 +23,13 @@ import (
 // image among them is kubeha's build, not a copy from the registry.
 //
 // kube-proxy's image takes iptables from the nodes' root filesystem.
-func LocalAssets(toolsDir, rootfs, dir string) (bootstrap.Assets, error) {
-	a := bootstrap.PinnedAssets()
+// kubernetesVersion is a release kubeha pins.
+func LocalAssets(toolsDir, rootfs, dir, kubernetesVersion string) (bootstrap.Assets, error) {
+	release, err := bootstrap.ReleaseOf(kubernetesVersion)
+	if err != nil {
+		return bootstrap.Assets{}, err
+	}
+	a := bootstrap.PinnedAssetsOf(release)
 	local := func(asset *bootstrap.Asset, path string) error {
 		asset.Source = path
 		if asset.SHA256 == "" {
@@ -59,13 +64,14 @@ func LocalAssets(toolsDir, rootfs, dir string) (bootstrap.Assets, error) {
 		asset *bootstrap.Asset
 		path  string
 	}{
-		{&a.Etcd, etcd}, {&a.Containerd, containerd}, {&a.CNIPlugins, cniPlugins}, {&a.Helm, helm}, {&a.Kubectl, filepath.Join(toolsDir, "kubectl")},
-		{&a.Kubeadm, filepath.Join(toolsDir, "kubeadm")}, {&a.Kubelet, filepath.Join(toolsDir, "kubelet")}, {&a.Runc, filepath.Join(toolsDir, "runc")},
+		{&a.Etcd, etcd}, {&a.Containerd, containerd}, {&a.CNIPlugins, cniPlugins}, {&a.Helm, helm}, {&a.Kubectl, filepath.Join(toolsDir, ToolName("kubectl", a.KubernetesVersion))},
+		{&a.Kubeadm, filepath.Join(toolsDir, ToolName("kubeadm", a.KubernetesVersion))},
+		{&a.Kubelet, filepath.Join(toolsDir, ToolName("kubelet", a.KubernetesVersion))}, {&a.Runc, filepath.Join(toolsDir, "runc")},
 		{&a.APIServerImage, images[ControlPlaneImage("kube-apiserver", a.KubernetesVersion)]},
 		{&a.ControllerManagerImage, images[ControlPlaneImage("kube-controller-manager", a.KubernetesVersion)]},
 		{&a.SchedulerImage, images[ControlPlaneImage("kube-scheduler", a.KubernetesVersion)]},
 		{&a.KubeProxyImage, images[ControlPlaneImage("kube-proxy", a.KubernetesVersion)]},
-		{&a.PauseImage, images[PauseImage()]},
+		{&a.PauseImage, images[release.PauseImage]},
 	} {
 		if err := local(f.asset, f.path); err != nil {
 			return a, err

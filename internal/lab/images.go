@@ -3,6 +3,7 @@ package lab
 import (
 	"archive/tar"
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"debug/elf"
 	"encoding/hex"
@@ -36,8 +37,15 @@ const (
 // static pods, each from an image of the same name.
 var ControlPlaneImageNames = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy"}
 
-// PauseImage is the pause image reference the kubelet and containerd use.
-func PauseImage() string { return bootstrap.PinnedRelease().PauseImage }
+// ToolName is the name hack/tools.sh links a Kubernetes binary of release
+// kubernetesVersion under: its own for the pinned release,
+// <name>-<version> for the older one.
+func ToolName(name, kubernetesVersion string) string {
+	if kubernetesVersion == bootstrap.PinnedKubernetesVersion {
+		return name
+	}
+	return name + "-" + kubernetesVersion
+}
 
 // ControlPlaneImage is the reference kubeadm gives the named component's
 // image at that Kubernetes version.
@@ -53,7 +61,9 @@ var imageEpoch = time.Unix(0, 0).UTC()
 // its entrypoint and user; extra are files besides the binary.
 type imageSpec struct {
 	ref, binary, target, user string
-	extra                     []layerEntry
+	// source is the binary's file in binDir, if not binary.
+	source string
+	extra  []layerEntry
 }
 
 // BuildImages writes one docker-save tarball per image into dir, from the
@@ -63,12 +73,12 @@ type imageSpec struct {
 // image holds iptables from it, as the upstream image holds Debian's
 // (distroless-iptables): kube-proxy programs Services with it.
 func BuildImages(binDir, rootfs, dir, kubernetesVersion string) (map[string]string, error) {
-	if !strings.HasPrefix(kubernetesVersion, "v") || strings.ContainsAny(kubernetesVersion, "/: ") {
-		return nil, fmt.Errorf("lab: Kubernetes version %q is not a tag like v1.36.3", kubernetesVersion)
+	release, err := bootstrap.ReleaseOf(kubernetesVersion)
+	if err != nil || release.Version != kubernetesVersion {
+		return nil, fmt.Errorf("lab: Kubernetes %q is not a release kubeha pins (%v)", kubernetesVersion, err)
 	}
 	var iptables []layerEntry
 	if rootfs != "" {
-		var err error
 		if iptables, err = IptablesFiles(rootfs); err != nil {
 			return nil, err
 		}
@@ -78,6 +88,7 @@ func BuildImages(binDir, rootfs, dir, kubernetesVersion string) (map[string]stri
 		spec := imageSpec{
 			ref:    ControlPlaneImage(component, kubernetesVersion),
 			binary: component,
+			source: ToolName(component, kubernetesVersion),
 			target: "/usr/local/bin/" + component,
 		}
 		if component == "kube-proxy" {
@@ -85,8 +96,9 @@ func BuildImages(binDir, rootfs, dir, kubernetesVersion string) (map[string]stri
 		}
 		specs = append(specs, spec)
 	}
-	// As Kubernetes' pause image: /pause, as nobody.
-	specs = append(specs, imageSpec{ref: PauseImage(), binary: "pause", target: "/pause", user: "65535:65535"})
+	// As Kubernetes' pause image, under the reference this release's
+	// kubeadm checks for: /pause, as nobody.
+	specs = append(specs, imageSpec{ref: release.PauseImage, binary: "pause", target: "/pause", user: "65535:65535"})
 	return writeImages(binDir, rootfs, dir, specs)
 }
 
@@ -144,7 +156,7 @@ func writeImages(binDir, rootfs, dir string, specs []imageSpec) (map[string]stri
 			name += "-" + filepath.Base(filepath.Clean(rootfs))
 		}
 		out := filepath.Join(dir, name+".tar")
-		binary := filepath.Join(binDir, spec.binary)
+		binary := filepath.Join(binDir, cmp.Or(spec.source, spec.binary))
 		fresh, err := newerThan(out, binary)
 		if err != nil {
 			return nil, err

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubeha/kubeha/internal/bootstrap"
 	"github.com/kubeha/kubeha/internal/tools"
 )
 
@@ -58,7 +60,7 @@ func TestImages(t *testing.T) {
 	}
 	t.Logf("MEASURED: %d images built in %.1fs", len(images), time.Since(start).Seconds())
 
-	want := map[string]string{PauseImage(): "/pause"}
+	want := map[string]string{bootstrap.PinnedRelease().PauseImage: "/pause"}
 	for _, name := range ControlPlaneImageNames {
 		want[ControlPlaneImage(name, imagesKubernetesVersion)] = "/usr/local/bin/" + name
 	}
@@ -244,9 +246,18 @@ func TestImagesImportIntoContainerd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	images, err := BuildImages(binDir, rootfs, t.TempDir(), imagesKubernetesVersion)
-	if err != nil {
-		t.Fatal(err)
+	// Both supported releases' images, as a node of either imports them;
+	// the older release's binaries are hack/tools.sh's <name>-<version>.
+	images := map[string]string{}
+	for _, release := range bootstrap.KubernetesReleases {
+		if err := tools.Missing(ToolName("kube-apiserver", release.Version)); err != nil {
+			tools.Unavailable(t, err.Error())
+		}
+		built, err := BuildImages(binDir, rootfs, t.TempDir(), release.Version)
+		if err != nil {
+			t.Fatal(err)
+		}
+		maps.Copy(images, built)
 	}
 
 	// Registered first, so it runs once containerd has stopped.
@@ -279,15 +290,17 @@ func TestImagesImportIntoContainerd(t *testing.T) {
 			t.Errorf("%s is not among the imported images:\n%s", ref, list)
 		}
 	}
-	for _, name := range ControlPlaneImageNames {
-		id := "khimg-" + name
-		out, err := ctr("run", "--rm", "--cgroup", "/"+imagesCgroup+"/"+id, "--fifo-dir", filepath.Join(dir, "fifo"),
-			"--runc-root", filepath.Join(dir, "runc"), "--runc-binary", filepath.Join(binDir, "runc"),
-			ControlPlaneImage(name, imagesKubernetesVersion), id, name, "--version")
-		if err != nil {
-			t.Error(err)
-		} else if strings.TrimSpace(out) != "Kubernetes "+imagesKubernetesVersion {
-			t.Errorf("%s --version in its image: %q", name, out)
+	for _, release := range bootstrap.KubernetesReleases {
+		for _, name := range ControlPlaneImageNames {
+			id := "khimg-" + name
+			out, err := ctr("run", "--rm", "--cgroup", "/"+imagesCgroup+"/"+id, "--fifo-dir", filepath.Join(dir, "fifo"),
+				"--runc-root", filepath.Join(dir, "runc"), "--runc-binary", filepath.Join(binDir, "runc"),
+				ControlPlaneImage(name, release.Version), id, name, "--version")
+			if err != nil {
+				t.Error(err)
+			} else if strings.TrimSpace(out) != "Kubernetes "+release.Version {
+				t.Errorf("%s --version in its image: %q", name, out)
+			}
 		}
 	}
 	// kube-proxy's image programs a rule with its iptables, extensions

@@ -100,9 +100,12 @@ type Drill struct {
 
 // Report is the whole rehearsal.
 type Report struct {
-	Stack        string    `json:"stack"`
-	StartedAt    time.Time `json:"startedAt"`
-	SetUpSeconds float64   `json:"setUpSeconds"`
+	Stack string `json:"stack"`
+	// KubernetesVersion is the release the cluster runs, as its control
+	// plane records it (the SSM parameter `pulumi up` reads).
+	KubernetesVersion string    `json:"kubernetesVersion"`
+	StartedAt         time.Time `json:"startedAt"`
+	SetUpSeconds      float64   `json:"setUpSeconds"`
 	// BootSeconds is from launching every etcd member's and control-plane
 	// node's instance at once, from nothing, to the cluster whole (every
 	// member healthy, every API server ready and in rotation, both Leases
@@ -256,6 +259,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if v, ok := c.cloud.Parameter(parameter); !ok || v != s.kubernetesVersion {
 		return report, fmt.Errorf("the control plane records Kubernetes %q in SSM %s, want %s", v, parameter, s.kubernetesVersion)
 	}
+	report.KubernetesVersion = s.kubernetesVersion
 	logf("the control plane records Kubernetes %s in SSM %s", s.kubernetesVersion, parameter)
 	waitNever := func() (Drill, error) { return Drill{}, nil }
 	if slices.ContainsFunc(selected, func(d drill) bool { return d.name == neverDrill.name }) {

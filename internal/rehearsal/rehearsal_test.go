@@ -65,6 +65,11 @@ func TestRehearsal(t *testing.T) {
 	if a := report.Addons; a.Steps == 0 || a.AppliedSeconds <= 0 || a.BumpSeconds <= 0 || a.ReinstallSeconds <= 0 || a.Runs < 3 || a.Refused == 0 || a.Overlapping != 0 || len(a.Uninstalled) != 1 {
 		t.Errorf("add-on drill: %+v", a)
 	}
+	// The control plane recorded the dev stack's release where `pulumi up`
+	// reads it before a version change.
+	if report.KubernetesVersion != bootstrap.PinnedKubernetesVersion {
+		t.Errorf("the control plane records Kubernetes %q, want the dev stack's %s", report.KubernetesVersion, bootstrap.PinnedKubernetesVersion)
+	}
 	// kube-bench ran the targets with automated checks (Run fails on one
 	// that is not a known gap; CIS 1.10's controlplane target has none).
 	if b := report.Benchmark; b.Passed["master"] == 0 || b.Passed["node"] == 0 || b.Passed["etcd"] == 0 {

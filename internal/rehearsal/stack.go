@@ -66,21 +66,17 @@ func declare(raw map[string]string, rootfs string) ([]mockrun.Resource, error) {
 	if err != nil {
 		return nil, err
 	}
-	assets, err := lab.LocalAssets(toolsDir, rootfs, filepath.Join(cache, "assets"))
-	if err != nil {
-		return nil, err
-	}
-	var chartsErr error
+	var assetsErr, chartsErr error
 	rec, err := mockrun.Run("kubeha", "rehearsal", raw, program.StackWith(raw, func(args *components.ClusterArgs) {
-		args.Assets = assets
+		// The stack's release, as kubeha pins it.
+		version := cmp.Or(args.KubernetesVersion, components.DefaultKubernetesVersion)
+		args.Assets, assetsErr = lab.LocalAssets(toolsDir, rootfs, filepath.Join(cache, "assets"), version)
 		// The machine's kernel has cgroup v1 only, which kubeadm's system
 		// check refuses (kubelet is told to accept it by the image).
 		args.IgnorePreflightErrors = []string{"SystemVerification"}
 		chartsErr = rehearsalCharts(&args.Addons, filepath.Join(cache, "assets", "charts"), toolsDir, filepath.Join(cache, "tools", "crds"))
 	}))
-	if err == nil {
-		err = chartsErr
-	}
+	err = cmp.Or(assetsErr, err, chartsErr)
 	if err != nil {
 		return nil, err
 	}
