@@ -26,6 +26,8 @@ func TestUpgradeSkewRefusedBeforeDeclaringAnything(t *testing.T) {
 			"KubernetesVersion", "v1.35.8 or v1.36.3"},
 		"a record that is no version": {func(a *ClusterArgs) { a.RunningKubernetesVersion = "1.35" },
 			"RunningKubernetesVersion", "vMAJOR.MINOR.PATCH"},
+		"workers cannot be held at the running release": {func(a *ClusterArgs) { a.RunningKubernetesVersion = "v1.35.7" },
+			"RunningKubernetesVersion", "a release kubeha pins, which workers are held at until the control plane runs v1.36.3"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			args := minimalClusterArgs()
@@ -49,45 +51,64 @@ func TestUpgradeSkewRefusedBeforeDeclaringAnything(t *testing.T) {
 	}
 }
 
-// One minor up, and a pool held one minor behind, are allowed; the held
-// pool's workers install their own release from the cluster's bucket.
-func TestUpgradeOneMinorAndAPoolHeldBehind(t *testing.T) {
+// A pool held one minor behind, and one minor up from the running
+// release, are allowed. Workers run no kubelet newer than the control
+// plane records: held pools, and every pool while the control plane still
+// runs the older release, install that release from the cluster's bucket.
+func TestUpgradeOneMinorAndWorkersHeldBehind(t *testing.T) {
 	old, current := bootstrap.KubernetesReleases[0], bootstrap.PinnedRelease()
-	rec := mustRunCluster(t, func(a *ClusterArgs) {
-		a.RunningKubernetesVersion, a.KubernetesVersion = old.Version, current.Version
-		a.Workers = []WorkerPool{{Name: "general"}, {Name: "held", KubernetesVersion: old.Version}}
-	})
-
-	keys := map[string]bool{}
-	for _, o := range rec.OfType("aws:s3/bucketObjectv2:BucketObjectv2") {
-		if keys[o.String("key")] {
-			t.Errorf("asset %s copied twice", o.String("key"))
-		}
-		keys[o.String("key")] = true
-	}
-	for _, set := range []NodeAssetSet{bootstrap.PinnedAssetsOf(old), bootstrap.PinnedAssetsOf(current)} {
-		for _, a := range append(set.NodeBinaries(), set.WorkerImages()...) {
-			if !keys[a.Key] {
-				t.Errorf("the bucket lacks %s", a.Key)
+	for name, c := range map[string]struct {
+		running string
+		// want is each pool's release, by launch template name prefix.
+		want map[string]bootstrap.KubernetesRelease
+	}{
+		"a pool held behind": {"", map[string]bootstrap.KubernetesRelease{"c1-control-plane-": current, "c1-general-": current, "c1-held-": old}},
+		"the control plane still at the older release": {old.Version,
+			map[string]bootstrap.KubernetesRelease{"c1-control-plane-": current, "c1-general-": old, "c1-held-": old}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			rec := mustRunCluster(t, func(a *ClusterArgs) {
+				a.RunningKubernetesVersion, a.KubernetesVersion = c.running, current.Version
+				a.Workers = []WorkerPool{{Name: "general"}, {Name: "held", KubernetesVersion: old.Version}}
+			})
+			keys := map[string]bool{}
+			for _, o := range rec.OfType("aws:s3/bucketObjectv2:BucketObjectv2") {
+				if keys[o.String("key")] {
+					t.Errorf("asset %s copied twice", o.String("key"))
+				}
+				keys[o.String("key")] = true
 			}
-		}
-	}
-	for _, lt := range rec.OfType("aws:ec2/launchTemplate:LaunchTemplate") {
-		want, other := current, old
-		switch {
-		case strings.HasPrefix(lt.Name, "c1-held-"):
-			want, other = old, current
-		case !strings.HasPrefix(lt.Name, "c1-general-") && !strings.HasPrefix(lt.Name, "c1-control-plane-"):
-			continue
-		}
-		data := decodeUserData(t, lt)
-		kubelet := bootstrap.PinnedAssetsOf(want).Kubelet
-		if !strings.Contains(data, kubelet.Key) || !strings.Contains(data, want.KubeletSHA256) || strings.Contains(data, other.KubeletSHA256) {
-			t.Errorf("%s does not install only the kubelet of %s", lt.Name, want.Version)
-		}
-		if !strings.Contains(data, `sandbox = "`+want.PauseImage+`"`) {
-			t.Errorf("%s's containerd does not pin %s's sandbox %s", lt.Name, want.Version, want.PauseImage)
-		}
+			for _, set := range []NodeAssetSet{bootstrap.PinnedAssetsOf(old), bootstrap.PinnedAssetsOf(current)} {
+				for _, a := range append(set.NodeBinaries(), set.WorkerImages()...) {
+					if !keys[a.Key] {
+						t.Errorf("the bucket lacks %s", a.Key)
+					}
+				}
+			}
+			checked := 0
+			for _, lt := range rec.OfType("aws:ec2/launchTemplate:LaunchTemplate") {
+				for prefix, want := range c.want {
+					if !strings.HasPrefix(lt.Name, prefix) {
+						continue
+					}
+					checked++
+					data := decodeUserData(t, lt)
+					other := old
+					if want == old {
+						other = current
+					}
+					if kubelet := bootstrap.PinnedAssetsOf(want).Kubelet; !strings.Contains(data, kubelet.Key) || !strings.Contains(data, want.KubeletSHA256) || strings.Contains(data, other.KubeletSHA256) {
+						t.Errorf("%s does not install only the kubelet of %s", lt.Name, want.Version)
+					}
+					if !strings.Contains(data, `sandbox = "`+want.PauseImage+`"`) {
+						t.Errorf("%s's containerd does not pin %s's sandbox %s", lt.Name, want.Version, want.PauseImage)
+					}
+				}
+			}
+			if checked != 9 {
+				t.Errorf("checked %d launch templates, want 3 control-plane and 6 worker ones", checked)
+			}
+		})
 	}
 }
 

@@ -51,9 +51,11 @@ const (
 	DefaultMinPerZone         = 1
 	DefaultMaxPerZone         = 5
 	DefaultRootVolumeGiB      = 50
-	// instanceRefreshMinHealthyPercent: a new launch template version
-	// rolls a group's workers, keeping this share in service.
-	instanceRefreshMinHealthyPercent = 90
+	// A new launch template version rolls a group's workers, a new one
+	// launched and Ready (the launch hook) before an old one goes, so a
+	// zone never drops below its capacity, even with one worker.
+	instanceRefreshMinHealthyPercent = 100
+	instanceRefreshMaxHealthyPercent = 200
 )
 
 func (p WorkerPool) withDefaults() WorkerPool {
@@ -233,11 +235,12 @@ func NewZonalWorkerGroup(ctx *pulumi.Context, name string, args *ZonalWorkerGrou
 		// A worker is in service once its Node is Ready.
 		InitialLifecycleHooks:  hooks,
 		WaitForCapacityTimeout: wait,
-		// A new launch template version rolls the workers, a few at a time.
+		// A new launch template version rolls the workers, new before old.
 		InstanceRefresh: &autoscaling.GroupInstanceRefreshArgs{
 			Strategy: pulumi.String("Rolling"),
 			Preferences: &autoscaling.GroupInstanceRefreshPreferencesArgs{
 				MinHealthyPercentage: pulumi.Int(instanceRefreshMinHealthyPercent),
+				MaxHealthyPercentage: pulumi.Int(instanceRefreshMaxHealthyPercent),
 				InstanceWarmup:       pulumi.String("300"),
 			},
 		},

@@ -81,7 +81,8 @@ func TestZonalWorkerGroups(t *testing.T) {
 				t.Errorf("%s tag %s = %q, want %q", g.Name, k, tags[k], v)
 			}
 		}
-		if g.Get("instanceRefresh", "strategy").StringValue() != "Rolling" || g.Get("instanceRefresh", "preferences", "minHealthyPercentage").NumberValue() != 90 {
+		if g.Get("instanceRefresh", "strategy").StringValue() != "Rolling" || g.Get("instanceRefresh", "preferences", "minHealthyPercentage").NumberValue() != 100 ||
+			g.Get("instanceRefresh", "preferences", "maxHealthyPercentage").NumberValue() != 200 {
 			t.Errorf("%s has no rolling instance refresh", g.Name)
 		}
 		spot := strings.HasPrefix(g.Name, "c1-spot-")
