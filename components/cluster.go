@@ -32,7 +32,7 @@ type ClusterArgs struct {
 	Zones []string `json:"zones" required:"true"`
 	// KubernetesVersion is the release the control plane and workers run, vMAJOR.MINOR.PATCH: one whose node binaries and images kubeha pins (v1.35.8 or v1.36.3), unless Assets brings another's. It may move one minor up from the version the running control plane records, never down.
 	KubernetesVersion string `json:"kubernetesVersion"`
-	// RunningKubernetesVersion is the version the running control plane records (kubeadm's ClusterConfiguration, which its nodes copy to the SSM parameter RunningVersionParameter names), read by the stack program before anything is declared; empty for a cluster not created yet. A KubernetesVersion below it, or more than one minor above, is refused; while it is older than KubernetesVersion, every worker pool is held at it.
+	// RunningKubernetesVersion is the version the running control plane records (kubeadm's ClusterConfiguration, which its nodes copy to the SSM parameter RunningVersionParameter names), read by the stack program before anything is declared; empty for a cluster not created yet. A KubernetesVersion below it, or more than one minor above, is refused; so is one above it until kubeha upgrades a running control plane.
 	RunningKubernetesVersion string `json:"-"`
 	// DeletionProtection keeps `pulumi destroy` from deleting the KMS key, the network, the etcd volumes and backups, the load balancer and the service-account issuer's bucket; nil means true. Required in prod.
 	DeletionProtection *bool `json:"deletionProtection"`
@@ -321,14 +321,6 @@ func NewCluster(ctx *pulumi.Context, name string, given *ClusterArgs, opts ...pu
 	}
 
 	// Pools held at an older release get its assets from the same bucket.
-	held := args.heldWorkers()
-	for i, pool := range held {
-		if pool.KubernetesVersion != args.Workers[i].KubernetesVersion {
-			_ = ctx.Log.Warn(fmt.Sprintf("workers of pool %s stay at %s, the release the control plane records, until it runs %s",
-				pool.Name, pool.KubernetesVersion, args.KubernetesVersion), nil)
-		}
-	}
-	args.Workers = held
 	var older []string
 	for _, pool := range args.Workers {
 		if v := pool.KubernetesVersion; v != "" && v != args.KubernetesVersion && !slices.Contains(older, v) {

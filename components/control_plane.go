@@ -10,6 +10,7 @@ import (
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/s3"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/secretsmanager"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ssm"
 	"github.com/pulumi/pulumi-random/sdk/v4/go/random"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
@@ -230,6 +231,16 @@ func NewControlPlane(ctx *pulumi.Context, name string, args *ControlPlaneArgs, o
 	}
 	secrets, err := c.sharedSecrets(ctx, name, args, tags, child)
 	if err != nil {
+		return nil, err
+	}
+	// The record of the cluster's version: the nodes keep it current
+	// (version-record), and it goes with the cluster, so that a new
+	// cluster of the same name starts without one.
+	if _, err := ssm.NewParameter(ctx, name+"-version", &ssm.ParameterArgs{
+		Name: pulumi.String(bootstrap.RunningVersionParameter(args.ClusterName)), Type: pulumi.String("String"),
+		Value: pulumi.String(args.KubernetesVersion), Overwrite: pulumi.Bool(true), Tags: tags(name + "-version"),
+		Description: pulumi.String("The Kubernetes version " + args.ClusterName + "'s control plane records; `pulumi up` reads it before a version change"),
+	}, append(slices.Clone(child), pulumi.IgnoreChanges([]string{"value"}))...); err != nil {
 		return nil, err
 	}
 	c.Endpoint, c.endpointHost, c.assets = args.LoadBalancer.Endpoint, args.LoadBalancer.DNSName, args.Assets

@@ -1,9 +1,7 @@
 package components
 
 import (
-	"cmp"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -83,29 +81,10 @@ func (c checker) upgradeFrom(running, target string) {
 	case to.minorsAbove(from) > 1:
 		c.add("KubernetesVersion", target, fmt.Sprintf("a release of %d.%d at most: the control plane runs %s, and Kubernetes upgrades one minor at a time", from.major, from.minor+1, running))
 	case from.less(to):
-		// Workers are held at the running release (heldWorkers).
-		if r, err := bootstrap.ReleaseOf(running); err != nil || r.Version != running {
-			c.add("RunningKubernetesVersion", running, "a release kubeha pins, which workers are held at until the control plane runs "+target)
-		}
+		// A replaced control-plane node builds its static pods from the
+		// version kubeadm-config records, beside the new release's kubelet.
+		c.add("KubernetesVersion", target, running+", the release the control plane records: kubeha does not upgrade a running control plane yet (README: replace or upgrade a control-plane node)")
 	}
-}
-
-// heldWorkers are pools with the version their kubelets run: a kubelet
-// must not be newer than any API server, so while the control plane
-// records an older release than the cluster's, every pool is held at
-// that one. Pools stay where they are when Assets brings its own release.
-func (args ClusterArgs) heldWorkers() []WorkerPool {
-	pools := slices.Clone(args.Workers)
-	running, ok := parseKubeVersion(args.RunningKubernetesVersion)
-	if !ok || args.Assets != (NodeAssetSet{}) {
-		return pools
-	}
-	for i, p := range pools {
-		if v, _ := parseKubeVersion(cmp.Or(p.KubernetesVersion, args.KubernetesVersion)); running.less(v) {
-			pools[i].KubernetesVersion = args.RunningKubernetesVersion
-		}
-	}
-	return pools
 }
 
 // poolVersion checks a worker pool pinned to its own Kubernetes version:

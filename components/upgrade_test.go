@@ -26,8 +26,8 @@ func TestUpgradeSkewRefusedBeforeDeclaringAnything(t *testing.T) {
 			"KubernetesVersion", "v1.35.8 or v1.36.3"},
 		"a record that is no version": {func(a *ClusterArgs) { a.RunningKubernetesVersion = "1.35" },
 			"RunningKubernetesVersion", "vMAJOR.MINOR.PATCH"},
-		"workers cannot be held at the running release": {func(a *ClusterArgs) { a.RunningKubernetesVersion = "v1.35.7" },
-			"RunningKubernetesVersion", "a release kubeha pins, which workers are held at until the control plane runs v1.36.3"},
+		"one minor up, which needs the upgrade kubeha has not built": {func(a *ClusterArgs) { a.RunningKubernetesVersion, a.KubernetesVersion = "v1.35.8", "v1.36.3" },
+			"KubernetesVersion", "v1.35.8, the release the control plane records: kubeha does not upgrade a running control plane yet"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			args := minimalClusterArgs()
@@ -51,20 +51,18 @@ func TestUpgradeSkewRefusedBeforeDeclaringAnything(t *testing.T) {
 	}
 }
 
-// A pool held one minor behind, and one minor up from the running
-// release, are allowed. Workers run no kubelet newer than the control
-// plane records: held pools, and every pool while the control plane still
-// runs the older release, install that release from the cluster's bucket.
-func TestUpgradeOneMinorAndWorkersHeldBehind(t *testing.T) {
+// A pool held one minor behind the control plane is allowed: its workers
+// install their own release from the cluster's bucket, which holds each
+// release's files once.
+func TestAPoolHeldBehind(t *testing.T) {
 	old, current := bootstrap.KubernetesReleases[0], bootstrap.PinnedRelease()
 	for name, c := range map[string]struct {
 		running string
 		// want is each pool's release, by launch template name prefix.
 		want map[string]bootstrap.KubernetesRelease
 	}{
-		"a pool held behind": {"", map[string]bootstrap.KubernetesRelease{"c1-control-plane-": current, "c1-general-": current, "c1-held-": old}},
-		"the control plane still at the older release": {old.Version,
-			map[string]bootstrap.KubernetesRelease{"c1-control-plane-": current, "c1-general-": old, "c1-held-": old}},
+		"a new cluster":     {"", map[string]bootstrap.KubernetesRelease{"c1-control-plane-": current, "c1-general-": current, "c1-held-": old}},
+		"a running cluster": {current.Version, map[string]bootstrap.KubernetesRelease{"c1-control-plane-": current, "c1-general-": current, "c1-held-": old}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			rec := mustRunCluster(t, func(a *ClusterArgs) {
@@ -100,6 +98,10 @@ func TestUpgradeOneMinorAndWorkersHeldBehind(t *testing.T) {
 					if kubelet := bootstrap.PinnedAssetsOf(want).Kubelet; !strings.Contains(data, kubelet.Key) || !strings.Contains(data, want.KubeletSHA256) || strings.Contains(data, other.KubeletSHA256) {
 						t.Errorf("%s does not install only the kubelet of %s", lt.Name, want.Version)
 					}
+					// kube-proxy is the cluster's DaemonSet, at its release.
+					if proxy := bootstrap.PinnedAssetsOf(current).KubeProxyImage.Key; !strings.Contains(data, proxy) {
+						t.Errorf("%s does not import the cluster's kube-proxy image %s", lt.Name, proxy)
+					}
 					if !strings.Contains(data, `sandbox = "`+want.PauseImage+`"`) {
 						t.Errorf("%s's containerd does not pin %s's sandbox %s", lt.Name, want.Version, want.PauseImage)
 					}
@@ -126,6 +128,11 @@ func TestControlPlaneRecordsTheClusterVersion(t *testing.T) {
 	}
 	if len(writers) != 1 || !writers["c1-control-plane"] {
 		t.Errorf("roles that may put SSM parameters: %v, want only c1-control-plane's, on %s", writers, resource)
+	}
+	// The deploy makes the parameter, so it goes with the cluster.
+	params := rec.OfType("aws:ssm/parameter:Parameter")
+	if len(params) != 1 || params[0].String("name") != "/kubeha/c1/kubernetes-version" || params[0].String("value") != bootstrap.PinnedKubernetesVersion {
+		t.Errorf("SSM parameters declared: %+v, want /kubeha/c1/kubernetes-version holding %s", params, bootstrap.PinnedKubernetesVersion)
 	}
 	for _, lt := range rec.OfType("aws:ec2/launchTemplate:LaunchTemplate") {
 		if strings.HasPrefix(lt.Name, "c1-control-plane-") && !strings.Contains(decodeUserData(t, lt), "VERSION_PARAMETER=/kubeha/c1/kubernetes-version\n") {

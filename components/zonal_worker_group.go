@@ -51,9 +51,9 @@ const (
 	DefaultMinPerZone         = 1
 	DefaultMaxPerZone         = 5
 	DefaultRootVolumeGiB      = 50
-	// A new launch template version rolls a group's workers, a new one
-	// launched and Ready (the launch hook) before an old one goes, so a
-	// zone never drops below its capacity, even with one worker.
+	// A new launch template version rolls a group's workers, new ones
+	// launched and Ready (the launch hook) before old ones go, so a zone
+	// never drops below its capacity, even with one worker.
 	instanceRefreshMinHealthyPercent = 100
 	instanceRefreshMaxHealthyPercent = 200
 )
@@ -173,6 +173,15 @@ func NewZonalWorkerGroup(ctx *pulumi.Context, name string, args *ZonalWorkerGrou
 	if err != nil {
 		return nil, err
 	}
+	// The pool's release, but the cluster's kube-proxy image: kubeadm's
+	// DaemonSet runs that one on every node.
+	assets := args.ControlPlane.assets
+	kubelets := cmp.Or(args.WorkerPool.KubernetesVersion, args.KubernetesVersion)
+	set, err := assets.of(kubelets)
+	if err != nil {
+		return nil, err
+	}
+	set.KubeProxyImage = assets.Assets.KubeProxyImage
 	w := &ZonalWorkerGroup{}
 	if err := ctx.RegisterComponentResource("kubeha:index:ZonalWorkerGroup", name, w, opts...); err != nil {
 		return nil, err
@@ -183,12 +192,6 @@ func NewZonalWorkerGroup(ctx *pulumi.Context, name string, args *ZonalWorkerGrou
 	// A worker reads the join secret and hands over its own join token,
 	// under its own IAM user ID only ("<role ID>:<instance ID>"); images
 	// come from ECR read-only.
-	assets := args.ControlPlane.assets
-	kubelets := cmp.Or(args.WorkerPool.KubernetesVersion, args.KubernetesVersion)
-	set, err := assets.of(kubelets)
-	if err != nil {
-		return nil, err
-	}
 	policy := resolve(pulumi.StringMap{"secret": args.ControlPlane.JoinSecretArn, "key": args.KMSKeyArn, "assets": assets.BucketArn}, func(arn map[string]string) (string, error) {
 		return policyJSON(
 			assets.readPolicy(arn["assets"], append(set.NodeBinaries(), set.WorkerImages()...)...),

@@ -9,8 +9,8 @@ import (
 )
 
 // The stack program reads the version the running control plane records
-// (its SSM parameter) and refuses a version change kubeadm's upgrade
-// policy forbids before declaring anything; one minor up is planned.
+// (its SSM parameter) and refuses, before declaring anything, a version
+// change kubeadm's upgrade policy forbids, and for now any upgrade.
 func TestStackRefusesAnUpgradeSkewFromTheRecordedVersion(t *testing.T) {
 	const parameter = "/kubeha/kubeha-prod/kubernetes-version"
 	for _, c := range []struct {
@@ -19,7 +19,9 @@ func TestStackRefusesAnUpgradeSkewFromTheRecordedVersion(t *testing.T) {
 		refusal string
 	}{
 		{"a new cluster", "", "v1.35.8", ""},
-		{"1.35 to 1.36", "v1.35.8", "v1.36.3", ""},
+		// kubeha does not upgrade a running control plane yet.
+		{"1.35 to 1.36", "v1.35.8", "v1.36.3", "v1.35.8, the release the control plane records: kubeha does not upgrade a running control plane yet"},
+		{"1.34 to 1.36", "v1.34.5", "v1.36.3", "a release of 1.35 at most: the control plane runs v1.34.5"},
 		{"the same release", "v1.36.3", "v1.36.3", ""},
 		// kubeha pins no 1.37, so the stack's keys refuse it first.
 		{"1.35 to 1.37", "v1.35.8", "v1.37.0", "a patch release of 1.35 or 1.36"},

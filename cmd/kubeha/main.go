@@ -93,9 +93,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprint(stderr, usage)
 			return 2
 		}
-		if err := assetfetch.FetchAll(bootstrap.PinnedAssets(), stdout); err != nil {
-			fmt.Fprintf(stderr, "kubeha assets fetch: %v\n", err)
-			return 1
+		// Each supported release's: a cluster, or a pool held behind, may
+		// run either.
+		for _, release := range bootstrap.KubernetesReleases {
+			if err := assetfetch.FetchAll(bootstrap.PinnedAssetsOf(release), stdout); err != nil {
+				fmt.Fprintf(stderr, "kubeha assets fetch: %v\n", err)
+				return 1
+			}
 		}
 		return 0
 	case "config-reference":

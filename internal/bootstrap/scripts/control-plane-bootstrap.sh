@@ -109,8 +109,13 @@ record_version() {
     log "kubeadm-config records no kubernetesVersion"
     return 1
   fi
-  aws ssm put-parameter --name "$VERSION_PARAMETER" --type String --overwrite --value "$version" >/dev/null
-  log "the cluster records Kubernetes $version"
+  # Best effort: the deploy wrote the stack's version there, and a node
+  # that cannot reach SSM still serves.
+  if aws ssm put-parameter --name "$VERSION_PARAMETER" --type String --overwrite --value "$version" >/dev/null; then
+    log "the cluster records Kubernetes $version"
+  else
+    log "warning: could not copy Kubernetes $version to $VERSION_PARAMETER"
+  fi
 }
 
 api_server_ready() {
