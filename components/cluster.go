@@ -149,7 +149,7 @@ func (args ClusterArgs) Validate() error {
 	for i, pool := range args.Workers {
 		pc := c.at(fmt.Sprintf("Workers[%d]", i))
 		pool.check(pc)
-		pc.poolVersion("KubernetesVersion", pool.KubernetesVersion, args.KubernetesVersion)
+		pool.checkVersion(pc, "KubernetesVersion", args.KubernetesVersion)
 		if args.Assets != (NodeAssetSet{}) && pool.KubernetesVersion != "" && pool.KubernetesVersion != args.Assets.KubernetesVersion {
 			pc.add("KubernetesVersion", pool.KubernetesVersion, "empty: ClusterArgs.Assets brings one release, "+args.Assets.KubernetesVersion)
 		}

@@ -109,10 +109,17 @@ func (p WorkerPool) check(c checker) {
 	}
 	c.between("RootVolumeGiB", p.RootVolumeGiB, 20, 16384)
 	c.imageID("ImageID", p.ImageID)
-	if p.KubernetesVersion != "" {
-		c.kubernetesVersion("KubernetesVersion", p.KubernetesVersion)
-		c.pinnedRelease("KubernetesVersion", p.KubernetesVersion)
+}
+
+// checkVersion reports a pool's own release, at field, that is not one
+// kubeha pins or is newer than the control plane's.
+func (p WorkerPool) checkVersion(c checker, field, controlPlane string) {
+	if p.KubernetesVersion == "" {
+		return
 	}
+	c.kubernetesVersion(field, p.KubernetesVersion)
+	c.pinnedRelease(field, p.KubernetesVersion)
+	c.poolVersion(field, p.KubernetesVersion, controlPlane)
 }
 
 // ZonalWorkerGroupArgs describes one pool's workers in one zone: the
@@ -156,7 +163,7 @@ func (args *ZonalWorkerGroupArgs) validated() (*ZonalWorkerGroupArgs, error) {
 	a.WorkerPool.check(c)
 	c.clusterName("ClusterName", a.ClusterName)
 	c.kubernetesVersion("KubernetesVersion", a.KubernetesVersion)
-	c.poolVersion("WorkerPool.KubernetesVersion", a.WorkerPool.KubernetesVersion, a.KubernetesVersion)
+	a.WorkerPool.checkVersion(c, "WorkerPool.KubernetesVersion", a.KubernetesVersion)
 	checkBootstrapTimeout(c, a.BootstrapTimeoutMinutes)
 	if a.Region == "" || a.Zone == "" {
 		c.add("Zone", fmt.Sprintf("%q", a.Zone), "a zone, and its Region")

@@ -125,6 +125,9 @@ func TestZonalWorkerGroupRejectsBadArgs(t *testing.T) {
 		"small root":  {func(a *ZonalWorkerGroupArgs) { a.RootVolumeGiB = 8 }, "ZonalWorkerGroupArgs.RootVolumeGiB"},
 		"no subnet":   {func(a *ZonalWorkerGroupArgs) { a.SubnetID = nil }, "ZonalWorkerGroupArgs.SubnetID"},
 		"bad version": {func(a *ZonalWorkerGroupArgs) { a.KubernetesVersion = "v1.99.0" }, "ZonalWorkerGroupArgs.KubernetesVersion"},
+		"pool ahead of the control plane": {func(a *ZonalWorkerGroupArgs) {
+			a.KubernetesVersion, a.WorkerPool.KubernetesVersion = "v1.35.8", "v1.36.3"
+		}, "ZonalWorkerGroupArgs.WorkerPool.KubernetesVersion"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			rec, err := runWorkers(t, func(i int, a *ZonalWorkerGroupArgs) { c.edit(a) })
