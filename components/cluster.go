@@ -109,10 +109,7 @@ func (args ClusterArgs) WithDefaults() ClusterArgs {
 	return args
 }
 
-var (
-	regionPattern  = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]$`)
-	versionPattern = regexp.MustCompile(`^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$`)
-)
+var regionPattern = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]$`)
 
 // Validate checks args with defaults filled in (WithDefaults) against
 // every rule, those of each component and the environment's, and returns
@@ -199,7 +196,7 @@ func (c checker) zones(zones []string, region string) {
 }
 
 func (c checker) kubernetesVersion(field, version string) {
-	if !versionPattern.MatchString(version) {
+	if _, ok := bootstrap.ParseVersion(version); !ok {
 		c.add(field, quote(version), "vMAJOR.MINOR.PATCH such as "+DefaultKubernetesVersion)
 	} else if _, err := bootstrap.ReleaseOf(version); err != nil {
 		c.add(field, quote(version), "a patch release of "+strings.Join(SupportedKubernetesMinors, " or "))

@@ -2,7 +2,6 @@ package components
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ssm"
@@ -30,57 +29,24 @@ func RunningKubernetesVersion(ctx *pulumi.Context, cluster string) (string, erro
 	return "", nil
 }
 
-// kubeVersion is a parsed vMAJOR.MINOR.PATCH.
-type kubeVersion struct{ major, minor, patch int }
-
-func parseKubeVersion(v string) (kubeVersion, bool) {
-	m := versionPattern.FindStringSubmatch(v)
-	if m == nil {
-		return kubeVersion{}, false
-	}
-	var p kubeVersion
-	p.major, _ = strconv.Atoi(m[1])
-	p.minor, _ = strconv.Atoi(m[2])
-	p.patch, _ = strconv.Atoi(m[3])
-	return p, true
-}
-
-func (v kubeVersion) less(o kubeVersion) bool {
-	if v.major != o.major {
-		return v.major < o.major
-	}
-	if v.minor != o.minor {
-		return v.minor < o.minor
-	}
-	return v.patch < o.patch
-}
-
-// minorsAbove is how many minors v is above o (negative when below).
-func (v kubeVersion) minorsAbove(o kubeVersion) int {
-	if v.major != o.major {
-		return 1000 * (v.major - o.major)
-	}
-	return v.minor - o.minor
-}
-
 // upgradeFrom checks the cluster's version against the one its control
 // plane records (ClusterArgs.RunningKubernetesVersion), as kubeadm
 // upgrade's policy does: no downgrade and at most one minor up, so that
 // every API server, controller and kubelet stays within the
 // version-skew policy while nodes roll.
 func (c checker) upgradeFrom(running, target string) {
-	from, okFrom := parseKubeVersion(running)
-	to, okTo := parseKubeVersion(target)
+	from, okFrom := bootstrap.ParseVersion(running)
+	to, okTo := bootstrap.ParseVersion(target)
 	switch {
 	case running == "" || !okTo:
 		return
 	case !okFrom:
 		c.add("RunningKubernetesVersion", quote(running), "the vMAJOR.MINOR.PATCH the running control plane records")
-	case to.less(from):
+	case to.Less(from):
 		c.add("KubernetesVersion", target, fmt.Sprintf("%s or newer: the control plane runs %s, and kubeadm upgrades, never downgrades (restore an etcd snapshot taken before the upgrade instead)", running, running))
-	case to.minorsAbove(from) > 1:
-		c.add("KubernetesVersion", target, fmt.Sprintf("a release of %d.%d at most: the control plane runs %s, and Kubernetes upgrades one minor at a time", from.major, from.minor+1, running))
-	case from.less(to):
+	case to.MinorsAbove(from) > 1:
+		c.add("KubernetesVersion", target, fmt.Sprintf("a release of %d.%d at most: the control plane runs %s, and Kubernetes upgrades one minor at a time", from.Major, from.Minor+1, running))
+	case from.Less(to):
 		// A replaced control-plane node builds its static pods from the
 		// version kubeadm-config records, beside the new release's kubelet.
 		c.add("KubernetesVersion", target, running+", the release the control plane records: kubeha does not upgrade a running control plane yet (README: replace or upgrade a control-plane node)")
@@ -94,9 +60,9 @@ func (c checker) poolVersion(field, pool, controlPlane string) {
 	if pool == "" || len(c.errsOn(field)) > 0 {
 		return
 	}
-	p, ok1 := parseKubeVersion(pool)
-	cp, ok2 := parseKubeVersion(controlPlane)
-	if ok1 && ok2 && cp.less(p) {
+	p, ok1 := bootstrap.ParseVersion(pool)
+	cp, ok2 := bootstrap.ParseVersion(controlPlane)
+	if ok1 && ok2 && cp.Less(p) {
 		c.add(field, pool, fmt.Sprintf("%s or older: the control plane's kubernetesVersion; a kubelet must not be newer than the API servers", controlPlane))
 	}
 }

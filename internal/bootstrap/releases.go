@@ -3,6 +3,7 @@ package bootstrap
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -63,13 +64,44 @@ func PinnedRelease() KubernetesRelease { return KubernetesReleases[len(Kubernete
 
 var kubernetesVersionPattern = regexp.MustCompile(`^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$`)
 
-// Minor is version's MAJOR.MINOR ("1.36" for v1.36.3).
-func Minor(version string) (string, error) {
+// Version is a Kubernetes release, vMAJOR.MINOR.PATCH, parsed.
+type Version struct{ Major, Minor, Patch int }
+
+// ParseVersion parses vMAJOR.MINOR.PATCH.
+func ParseVersion(version string) (Version, bool) {
 	m := kubernetesVersionPattern.FindStringSubmatch(version)
 	if m == nil {
+		return Version{}, false
+	}
+	var v Version
+	v.Major, _ = strconv.Atoi(m[1])
+	v.Minor, _ = strconv.Atoi(m[2])
+	v.Patch, _ = strconv.Atoi(m[3])
+	return v, true
+}
+
+// Less says whether v is an older release than o.
+func (v Version) Less(o Version) bool {
+	if v.Major != o.Major {
+		return v.Major < o.Major
+	}
+	if v.Minor != o.Minor {
+		return v.Minor < o.Minor
+	}
+	return v.Patch < o.Patch
+}
+
+// MinorsAbove is how many minors v is above o (negative when below); a
+// major apart counts as a thousand.
+func (v Version) MinorsAbove(o Version) int { return 1000*(v.Major-o.Major) + v.Minor - o.Minor }
+
+// Minor is version's MAJOR.MINOR ("1.36" for v1.36.3).
+func Minor(version string) (string, error) {
+	v, ok := ParseVersion(version)
+	if !ok {
 		return "", fmt.Errorf("%q is not a Kubernetes version vMAJOR.MINOR.PATCH", version)
 	}
-	return m[1] + "." + m[2], nil
+	return fmt.Sprintf("%d.%d", v.Major, v.Minor), nil
 }
 
 // SupportedMinors are the minors of KubernetesReleases, oldest first.
