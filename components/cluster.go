@@ -32,7 +32,7 @@ type ClusterArgs struct {
 	Zones []string `json:"zones" required:"true"`
 	// KubernetesVersion is the release the control plane and workers run, vMAJOR.MINOR.PATCH: one whose node binaries and images kubeha pins (v1.35.8 or v1.36.3), unless Assets brings another's. It may move one minor up from the version the running control plane records, never down.
 	KubernetesVersion string `json:"kubernetesVersion"`
-	// RunningKubernetesVersion is the version the running control plane records (kubeadm's ClusterConfiguration, which its nodes copy to the SSM parameter RunningVersionParameter names), read by the stack program before anything is declared; empty for a cluster not created yet. A KubernetesVersion below it, or more than one minor above, is refused; so is one above it until kubeha upgrades a running control plane.
+	// RunningKubernetesVersion is the release every API server runs, as the cluster records it (the SSM parameter RunningVersionParameter names: written when the cluster is created, moved by `kubeha upgrade`), read by the stack program before anything is declared; empty for a cluster not created yet. A KubernetesVersion below it, or more than one minor above, is refused. One minor above it starts an upgrade: new nodes install the new release but hold their kubelets at this one until `kubeha upgrade` has moved every API server.
 	RunningKubernetesVersion string `json:"-"`
 	// DeletionProtection keeps `pulumi destroy` from deleting the KMS key, the network, the etcd volumes and backups, the load balancer and the service-account issuer's bucket; nil means true. Required in prod.
 	DeletionProtection *bool `json:"deletionProtection"`
@@ -55,6 +55,8 @@ type ClusterArgs struct {
 	IgnorePreflightErrors []string `json:"-"`
 	// Assets replace the binaries nodes install (bootstrap.PinnedAssets), e.g. with a mirror's copies; zero means kubeha's pins.
 	Assets NodeAssetSet `json:"-"`
+	// OlderAssets replace the pins of an older release nodes install (a pool's own, or RunningKubernetesVersion's during an upgrade), as Assets does the cluster's.
+	OlderAssets []NodeAssetSet `json:"-"`
 }
 
 // environmentTag carries ClusterArgs.Environment on every resource.
@@ -287,6 +289,9 @@ func NewCluster(ctx *pulumi.Context, name string, given *ClusterArgs, opts ...pu
 		return nil, err
 	}
 	child := pulumi.Parent(c)
+	if steps := args.UpgradeSteps(); len(steps) > 0 {
+		_ = ctx.Log.Warn(strings.Join(steps, "\n"), &pulumi.LogArgs{Resource: c})
+	}
 	protect, prometheus := *args.DeletionProtection, !args.NoAddons && args.Addons.prometheus()
 
 	network, err := NewNetwork(ctx, name+"-network", &NetworkArgs{NetworkOptions: args.Network,
@@ -331,7 +336,8 @@ func NewCluster(ctx *pulumi.Context, name string, given *ClusterArgs, opts ...pu
 		assets.Etcd, _ = bootstrap.EtcdArchive(args.Etcd.Version)
 	}
 	if c.Assets, err = NewNodeAssets(ctx, name+"-assets", &NodeAssetsArgs{ClusterName: args.ClusterName, Assets: assets,
-		OlderVersions: older, Protect: protect, Tags: args.Tags}, child); err != nil {
+		OlderVersions: older, RunningVersion: args.RunningKubernetesVersion, OlderAssets: args.OlderAssets,
+		Protect: protect, Tags: args.Tags}, child); err != nil {
 		return nil, err
 	}
 	zonal := ZonalWiring{ClusterName: args.ClusterName, Region: args.Region, Zones: args.Zones, SubnetIDs: private, VpcID: network.VpcID,

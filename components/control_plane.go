@@ -265,12 +265,13 @@ func NewControlPlane(ctx *pulumi.Context, name string, args *ControlPlaneArgs, o
 		ApplyAddons:         args.ApplyAddons, APITunnel: args.LoadBalancer.accessEndpoint,
 	}
 	assets := args.Assets.Assets
+	held := args.Assets.heldInstalls(assets, NodeAssetSet.Images)
 	install := args.Assets.readPolicy
 	policy := resolve(pulumi.StringMap{"secret": secrets.Arn, "key": args.KMSKeyArn, "assets": args.Assets.BucketArn}, func(arn map[string]string) (string, error) {
 		return controlPlanePolicy(arn["secret"], arn["key"], args.Region,
-			install(arn["assets"], slices.Concat([]Asset{assets.Kubectl, assets.Helm}, assets.NodeBinaries(), assets.Images())...),
+			install(arn["assets"], slices.Concat([]Asset{assets.Kubectl, assets.Helm}, assets.NodeBinaries(), assets.Images(), held)...),
 			slices.Concat(workerTokenStatements(arn["assets"]), applierStatements(args.ApplyAddons, args.ClusterName, arn["assets"]),
-				[]policyStatement{recordVersionStatement(args.Region, args.ClusterName)})...), nil
+				[]policyStatement{recordVersionStatement(args.Region, args.ClusterName, "ssm:PutParameter")})...), nil
 	})
 	profile, err := nodeIdentity(ctx, name, args.ClusterName, policy, tags(name), args.ManagedPolicyArns, child)
 	if err != nil {
@@ -464,10 +465,12 @@ func workerTokenStatements(assetsArn string) []policyStatement {
 	}
 }
 
-// recordVersionStatement lets the node copy the cluster's recorded
-// Kubernetes version to its SSM parameter, and no other.
-func recordVersionStatement(region, cluster string) policyStatement {
-	return policyStatement{Sid: "RecordKubernetesVersion", Effect: "Allow", Action: []string{"ssm:PutParameter"},
+// recordVersionStatement lets the node read the cluster's version record
+// (which kubelet to run while the cluster upgrades) and, on a
+// control-plane node, write it once it creates the cluster; no other
+// parameter.
+func recordVersionStatement(region, cluster string, actions ...string) policyStatement {
+	return policyStatement{Sid: "RecordKubernetesVersion", Effect: "Allow", Action: append([]string{"ssm:GetParameter"}, actions...),
 		Resource: "arn:aws:ssm:" + region + ":*:parameter" + bootstrap.RunningVersionParameter(cluster)}
 }
 

@@ -32,6 +32,15 @@ type NodeAssetsArgs struct {
 	// held at (WorkerPool.KubernetesVersion): their pinned assets go into
 	// the same bucket.
 	OlderVersions []string
+	// RunningVersion is the release every API server runs (the version
+	// record), while the cluster upgrades from it to Assets': its pinned
+	// assets go into the bucket too, and nodes of a newer release hold
+	// their kubelets at it (bootstrap.ResolvedAssets.Held). Empty, or
+	// Assets' own, means no upgrade is in flight.
+	RunningVersion string
+	// OlderAssets replace the pins of an older release (of OlderVersions
+	// or RunningVersion), as Assets does the cluster's.
+	OlderAssets []NodeAssetSet
 	// Protect guards the bucket from `pulumi destroy`.
 	Protect bool
 	Tags    map[string]string
@@ -45,8 +54,10 @@ type NodeAssets struct {
 	pulumi.ResourceState
 
 	Assets NodeAssetSet
-	// older are the sets of OlderVersions, by version.
-	older     map[string]NodeAssetSet
+	// older are the sets of OlderVersions and RunningVersion, by version.
+	older map[string]NodeAssetSet
+	// running is RunningVersion while the cluster upgrades, else "".
+	running   string
 	Bucket    pulumi.StringOutput
 	BucketArn pulumi.StringOutput
 	// Recorded are the SHA-256s (hex) S3 recorded at copy, by key, for
@@ -65,13 +76,32 @@ func NewNodeAssets(ctx *pulumi.Context, name string, args *NodeAssetsArgs, opts 
 		return nil, err
 	}
 	objects := a.Assets.List()
-	for _, version := range args.OlderVersions {
-		release, err := bootstrap.ReleaseOf(version)
-		if err != nil || release.Version != version {
-			return nil, fmt.Errorf("NodeAssetsArgs.OlderVersions: %s is not a release kubeha pins", version)
+	versions := slices.Clone(args.OlderVersions)
+	if running, ok := bootstrap.ParseVersion(args.RunningVersion); ok {
+		if own, _ := bootstrap.ParseVersion(a.Assets.KubernetesVersion); running.Less(own) {
+			a.running = args.RunningVersion
+			versions = append(versions, a.running)
 		}
-		a.older[version] = bootstrap.PinnedAssetsOf(release)
-		objects = append(objects, a.older[version].List()...)
+	}
+	for _, version := range versions {
+		if _, ok := a.older[version]; ok {
+			continue
+		}
+		set := bootstrap.Assets{}
+		for _, given := range args.OlderAssets {
+			if given.KubernetesVersion == version {
+				set = given
+			}
+		}
+		if set == (bootstrap.Assets{}) {
+			release, err := bootstrap.ReleaseOf(version)
+			if err != nil || release.Version != version {
+				return nil, fmt.Errorf("NodeAssetsArgs.OlderVersions: %s is not a release kubeha pins", version)
+			}
+			set = bootstrap.PinnedAssetsOf(release)
+		}
+		a.older[version] = set
+		objects = append(objects, set.List()...)
 	}
 	if err := ctx.RegisterComponentResource("kubeha:index:NodeAssets", name, a, opts...); err != nil {
 		return nil, err
@@ -178,11 +208,31 @@ func (a *NodeAssets) of(version string) (NodeAssetSet, error) {
 }
 
 func (a *NodeAssets) resolvedOf(set NodeAssetSet, v map[string]string) bootstrap.ResolvedAssets {
-	r := bootstrap.ResolvedAssets{Assets: set, Bucket: v["assets:bucket"], Recorded: map[string]string{}}
+	r := bootstrap.ResolvedAssets{Assets: set, Held: a.heldFor(set), Bucket: v["assets:bucket"], Recorded: map[string]string{}}
 	for key := range a.Recorded {
 		r.Recorded[key] = v["assets:sha256:"+key]
 	}
 	return r
+}
+
+// heldFor is the release a node of set's holds its kubelet at while the
+// cluster upgrades: the one every API server still runs; zero if none.
+func (a *NodeAssets) heldFor(set NodeAssetSet) NodeAssetSet {
+	own, _ := bootstrap.ParseVersion(set.KubernetesVersion)
+	if running, ok := bootstrap.ParseVersion(a.running); ok && running.Less(own) {
+		return a.older[a.running]
+	}
+	return NodeAssetSet{}
+}
+
+// heldInstalls are what a node of set's installs from the held release:
+// its kubelet and the images its list names.
+func (a *NodeAssets) heldInstalls(set NodeAssetSet, images func(NodeAssetSet) []Asset) []Asset {
+	held := a.heldFor(set)
+	if held == (NodeAssetSet{}) {
+		return nil
+	}
+	return append([]Asset{held.Kubelet}, images(held)...)
 }
 
 // readPolicy lets a node read the given assets and nothing else.

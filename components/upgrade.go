@@ -10,8 +10,8 @@ import (
 	"github.com/kubeha/kubeha/internal/bootstrap"
 )
 
-// RunningKubernetesVersion is the version the cluster's control plane
-// records (bootstrap.RunningVersionParameter), or "" for a cluster not
+// RunningKubernetesVersion is the release every API server of the cluster
+// runs, as it records it (bootstrap.RunningVersionParameter), or "" for a cluster not
 // created yet: what ClusterArgs.RunningKubernetesVersion wants. It is
 // read during preview too, so a refused skew stops `pulumi up` before
 // anything changes.
@@ -46,10 +46,6 @@ func (c checker) upgradeFrom(running, target string) {
 		c.add("KubernetesVersion", target, fmt.Sprintf("%s or newer: the control plane runs %s, and kubeadm upgrades, never downgrades (restore an etcd snapshot taken before the upgrade instead)", running, running))
 	case to.MinorsAbove(from) > 1:
 		c.add("KubernetesVersion", target, fmt.Sprintf("a release of %d.%d at most: the control plane runs %s, and Kubernetes upgrades one minor at a time", from.Major, from.Minor+1, running))
-	case from.Less(to):
-		// A replaced control-plane node builds its static pods from the
-		// version kubeadm-config records, beside the new release's kubelet.
-		c.add("KubernetesVersion", target, running+", the release the control plane records: kubeha does not upgrade a running control plane yet (README: replace or upgrade a control-plane node)")
 	}
 }
 
@@ -79,5 +75,35 @@ func (c checker) pinnedRelease(field, version string) {
 			pinned = append(pinned, r.Version)
 		}
 		c.add(field, version, strings.Join(pinned, " or ")+": a release whose node binaries and images kubeha pins (ClusterArgs.Assets brings another's)")
+	}
+}
+
+// UpgradeSteps says what upgrading the cluster from RunningKubernetesVersion
+// to KubernetesVersion will do, for `pulumi up` and `kubeha plan` to show
+// before anything changes; none when no upgrade is in flight. args are
+// validated.
+func (args *ClusterArgs) UpgradeSteps() []string {
+	from, ok1 := bootstrap.ParseVersion(args.RunningKubernetesVersion)
+	to, ok2 := bootstrap.ParseVersion(args.KubernetesVersion)
+	if !ok1 || !ok2 || !from.Less(to) {
+		return nil
+	}
+	running, target := args.RunningKubernetesVersion, args.KubernetesVersion
+	var pools []string
+	for _, p := range args.Workers {
+		if p.KubernetesVersion == "" || p.KubernetesVersion == target {
+			pools = append(pools, p.Name)
+		}
+	}
+	zones := strings.Join(args.Zones, ", ")
+	return []string{
+		fmt.Sprintf("%s runs Kubernetes %s; the stack names %s: an upgrade, one minor up", args.ClusterName, running, target),
+		fmt.Sprintf("pulumi up: every control-plane and worker launch template installs %s, its kubelet held at %s until the cluster's version record moves; running nodes and etcd are left alone", target, running),
+		"then kubeha upgrade (run it again to resume after a stop):",
+		fmt.Sprintf("  1. kubeadm-config's kubernetesVersion moves to %s", target),
+		fmt.Sprintf("  2. the control-plane node of each zone in turn (%s) is replaced, the next only once the new one's API server serves %s and is ready", zones, target),
+		fmt.Sprintf("  3. the version record moves to %s: control-plane kubelets follow in place, new nodes boot kubelet %s", target, target),
+		fmt.Sprintf("  4. workers of pools %s, zone by zone (%s), are cordoned, drained within their pods' disruption budgets and replaced, each only once the one before is Ready", strings.Join(pools, ", "), zones),
+		fmt.Sprintf("  5. kube-proxy moves to %s", target),
 	}
 }

@@ -51,11 +51,6 @@ const (
 	DefaultMinPerZone         = 1
 	DefaultMaxPerZone         = 5
 	DefaultRootVolumeGiB      = 50
-	// A new launch template version rolls a group's workers, new ones
-	// launched and Ready (the launch hook) before old ones go, so a zone
-	// never drops below its capacity, even with one worker.
-	instanceRefreshMinHealthyPercent = 100
-	instanceRefreshMaxHealthyPercent = 200
 )
 
 func (p WorkerPool) withDefaults() WorkerPool {
@@ -201,7 +196,8 @@ func NewZonalWorkerGroup(ctx *pulumi.Context, name string, args *ZonalWorkerGrou
 	// come from ECR read-only.
 	policy := resolve(pulumi.StringMap{"secret": args.ControlPlane.JoinSecretArn, "key": args.KMSKeyArn, "assets": assets.BucketArn}, func(arn map[string]string) (string, error) {
 		return policyJSON(
-			assets.readPolicy(arn["assets"], append(set.NodeBinaries(), set.WorkerImages()...)...),
+			assets.readPolicy(arn["assets"], slices.Concat(set.NodeBinaries(), set.WorkerImages(), assets.heldInstalls(set, NodeAssetSet.WorkerImages))...),
+			recordVersionStatement(args.Region, args.ClusterName),
 			policyStatement{Sid: "ReadJoinSecret", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue"}, Resource: arn["secret"]},
 			policyStatement{Sid: "UseClusterKey", Effect: "Allow", Action: []string{"kms:Decrypt"}, Resource: arn["key"],
 				Condition: map[string]map[string]any{"StringEquals": {"kms:ViaService": "secretsmanager." + args.Region + ".amazonaws.com"}}},
@@ -245,15 +241,9 @@ func NewZonalWorkerGroup(ctx *pulumi.Context, name string, args *ZonalWorkerGrou
 		// A worker is in service once its Node is Ready.
 		InitialLifecycleHooks:  hooks,
 		WaitForCapacityTimeout: wait,
-		// A new launch template version rolls the workers, new before old.
-		InstanceRefresh: &autoscaling.GroupInstanceRefreshArgs{
-			Strategy: pulumi.String("Rolling"),
-			Preferences: &autoscaling.GroupInstanceRefreshPreferencesArgs{
-				MinHealthyPercentage: pulumi.Int(instanceRefreshMinHealthyPercent),
-				MaxHealthyPercentage: pulumi.Int(instanceRefreshMaxHealthyPercent),
-				InstanceWarmup:       pulumi.String("300"),
-			},
-		},
+		// No instance refresh: one would replace every zone's workers at
+		// once, undrained, as soon as `pulumi up` changed the launch
+		// template. `kubeha upgrade` replaces them, drained, zone by zone.
 	}
 	version := pulumi.Sprintf("%d", template.LatestVersion)
 	if len(args.InstanceTypes) == 1 && args.SpotPercent == 0 {

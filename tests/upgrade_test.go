@@ -10,7 +10,7 @@ import (
 
 // The stack program reads the version the running control plane records
 // (its SSM parameter) and refuses, before declaring anything, a version
-// change kubeadm's upgrade policy forbids, and for now any upgrade.
+// change kubeadm's upgrade policy forbids.
 func TestStackRefusesAnUpgradeSkewFromTheRecordedVersion(t *testing.T) {
 	const parameter = "/kubeha/kubeha-prod/kubernetes-version"
 	for _, c := range []struct {
@@ -19,8 +19,7 @@ func TestStackRefusesAnUpgradeSkewFromTheRecordedVersion(t *testing.T) {
 		refusal string
 	}{
 		{"a new cluster", "", "v1.35.8", ""},
-		// kubeha does not upgrade a running control plane yet.
-		{"1.35 to 1.36", "v1.35.8", "v1.36.3", "v1.35.8, the release the control plane records: kubeha does not upgrade a running control plane yet"},
+		{"1.35 to 1.36", "v1.35.8", "v1.36.3", ""},
 		{"1.34 to 1.36", "v1.34.5", "v1.36.3", "a release of 1.35 at most: the control plane runs v1.34.5"},
 		{"the same release", "v1.36.3", "v1.36.3", ""},
 		// kubeha pins no 1.37, so the stack's keys refuse it first.
@@ -42,6 +41,62 @@ func TestStackRefusesAnUpgradeSkewFromTheRecordedVersion(t *testing.T) {
 				}
 			} else if err != nil {
 				t.Errorf("refused: %v", err)
+			}
+		})
+	}
+}
+
+// During an upgrade (the record one minor behind the stack), every
+// control-plane and worker launch template installs the new release but
+// holds its kubelet at the recorded one until the record moves, imports
+// both releases' images, and may read the record; control-plane nodes
+// also get the timer that swaps their kubelet in place.
+func TestAnUpgradeHoldsNewKubeletsAtTheRecordedRelease(t *testing.T) {
+	const parameter = "/kubeha/kubeha-prod/kubernetes-version"
+	for _, c := range []struct {
+		name, running string
+		holds         bool
+	}{{"upgrading from 1.35", "v1.35.8", true}, {"at the recorded release", "v1.36.3", false}} {
+		t.Run(c.name, func(t *testing.T) {
+			raw := prodRaw()
+			raw["kubeha:kubernetesVersion"] = "v1.36.3"
+			rec, err := mockrun.RunWithParameters("kubeha", "prod", raw, map[string]string{parameter: c.running}, program.Stack(raw))
+			if err != nil {
+				t.Fatal(err)
+			}
+			templates := 0
+			for _, lt := range rec.OfType("aws:ec2/launchTemplate:LaunchTemplate") {
+				tags := lt.Tags()
+				role := "worker"
+				if strings.Contains(lt.Name, "control-plane") {
+					role = "control-plane"
+				} else if tags["kubeha.io/pool"] == "" {
+					continue // an etcd member's
+				}
+				templates++
+				var data string
+				for path, content := range renderedFiles(t, lt.String("userData")) {
+					data += path + "\n" + content
+				}
+				for _, want := range []string{"KUBELET_HELD_VERSION=v1.35.8", "kubernetes/v1.35.8/kubelet", "kubernetes/v1.35.8/kube-proxy.tar"} {
+					if got := strings.Contains(data, want); got != c.holds {
+						t.Errorf("%s (%s): holds %q: %v, want %v", lt.Name, role, want, got, c.holds)
+					}
+				}
+				if got := strings.Contains(data, "kubelet-follow"); got != (c.holds && role == "control-plane") {
+					t.Errorf("%s (%s): the kubelet-follow timer: %v", lt.Name, role, got)
+				}
+			}
+			if templates != 6 {
+				t.Errorf("%d control-plane and worker launch templates, want 6 (3 zones each)", templates)
+			}
+			for _, p := range rec.OfType("aws:iam/rolePolicy:RolePolicy") {
+				if p.Name != "kubeha-prod-control-plane" && !strings.HasPrefix(p.Name, "kubeha-prod-general-") || strings.HasSuffix(p.Name, "-bootstrap") {
+					continue
+				}
+				if policy := p.String("policy"); !strings.Contains(policy, "ssm:GetParameter") || !strings.Contains(policy, parameter) {
+					t.Errorf("%s may not read the version record %s: %s", p.Name, parameter, policy)
+				}
 			}
 		})
 	}

@@ -3,12 +3,14 @@
 //	kubeha plan --stack dev      evaluate a stack offline and print what it would create
 //	kubeha plan --stack dev --json  the same, as JSON: every resource with its inputs
 //	kubeha rehearse --stack dev  run the stack's cluster locally and drill zone failure (root)
+//	kubeha upgrade --stack dev --kubeconfig F  move the running cluster to the stack's release, after pulumi up
 //	kubeha assets fetch          copy the images nodes import from their registry, for pulumi up
 //	kubeha config-reference      print the config reference table the README embeds
 //	kubeha docs README.md        rewrite that table inside the README
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -20,12 +22,15 @@ import (
 	"strings"
 	"syscall"
 
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+
 	"github.com/kubeha/kubeha/components"
 	"github.com/kubeha/kubeha/internal/assetfetch"
 	"github.com/kubeha/kubeha/internal/bootstrap"
 	"github.com/kubeha/kubeha/internal/config"
 	"github.com/kubeha/kubeha/internal/plan"
 	"github.com/kubeha/kubeha/internal/rehearsal"
+	"github.com/kubeha/kubeha/internal/upgrade"
 )
 
 func main() {
@@ -33,13 +38,19 @@ func main() {
 }
 
 const usage = `usage:
-  kubeha plan --stack NAME [--stacks DIR] [--json]
+  kubeha plan --stack NAME [--stacks DIR] [--json] [--running vX.Y.Z]
                                             evaluate stacks/Pulumi.NAME.yaml offline, with no AWS account;
                                             --json prints every resource with its type, name, parent
-                                            and inputs (secrets as "[secret]")
+                                            and inputs (secrets as "[secret]"); --running plans the
+                                            upgrade of a cluster that runs that release
   kubeha rehearse --stack NAME [--stacks DIR] [--report FILE] [--latency-ms N] [--drills c,e]
                                             run the stack's rendered cluster in network namespaces
                                             and drill failures (Linux, root)
+  kubeha upgrade --stack NAME --kubeconfig FILE [--stacks DIR] [--server HOST:PORT] [--dry-run]
+                                            after pulumi up at a new kubernetesVersion: move kubeadm-config,
+                                            replace control-plane nodes zone by zone, move the version
+                                            record, drain and replace workers zone by zone, move kube-proxy;
+                                            run it again to resume; --dry-run only lists the steps
   kubeha assets fetch                       copy the pinned images no release archive holds (the pod
                                             sandbox image) from their registry into ~/.cache/kubeha,
                                             whence pulumi up uploads them to the asset bucket
@@ -60,6 +71,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		stack := flags.String("stack", "", "stack name: reads DIR/Pulumi.NAME.yaml")
 		dir := flags.String("stacks", "stacks", "folder of stack files")
 		asJSON := flags.Bool("json", false, "print every resource and its inputs as JSON")
+		running := flags.String("running", "", "the release the running cluster records (SSM "+bootstrap.RunningVersionParameter("<cluster>")+"): plan the upgrade from it")
 		if err := flags.Parse(args[1:]); err != nil {
 			return 2
 		}
@@ -68,7 +80,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		file := filepath.Join(*dir, "Pulumi."+*stack+".yaml")
-		p, err := plan.Evaluate(*stack, file)
+		p, err := plan.Evaluate(*stack, file, *running)
 		if err != nil {
 			fmt.Fprintf(stderr, "kubeha plan: %v\n", err)
 			var bad *components.FieldError
@@ -88,6 +100,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "rehearse":
 		return rehearse(args[1:], stdout, stderr)
+	case "upgrade":
+		return upgradeCluster(args[1:], stdout, stderr)
 	case "assets":
 		if len(args) != 2 || args[1] != "fetch" {
 			fmt.Fprint(stderr, usage)
@@ -193,4 +207,53 @@ func rehearse(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// upgradeCluster runs `kubeha upgrade` with the default AWS credentials
+// and the stack's region.
+func upgradeCluster(args []string, stdout, stderr io.Writer) int {
+	flags := flag.NewFlagSet("upgrade", flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	stack := flags.String("stack", "", "stack name: reads DIR/Pulumi.NAME.yaml")
+	dir := flags.String("stacks", "stacks", "folder of stack files")
+	kubeconfig := flags.String("kubeconfig", "", "cluster-admin kubeconfig: pulumi stack output kubeconfig --show-secrets")
+	server := flags.String("server", "", "reach the API at HOST:PORT instead (a tunnel), its certificate checked for the kubeconfig's host")
+	dryRun := flags.Bool("dry-run", false, "list the steps and change nothing")
+	if err := flags.Parse(args); err != nil {
+		return 2
+	}
+	if *stack == "" || *kubeconfig == "" || flags.NArg() > 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	file := filepath.Join(*dir, "Pulumi."+*stack+".yaml")
+	raw, err := config.ReadStackFile(file)
+	if err == nil {
+		var cfg components.ClusterArgs
+		if cfg, err = config.Parse(raw); err == nil {
+			err = upgradeTo(cfg, *kubeconfig, *server, *dryRun, stdout)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "kubeha upgrade: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func upgradeTo(cfg components.ClusterArgs, kubeconfig, server string, dryRun bool, stdout io.Writer) error {
+	data, err := os.ReadFile(kubeconfig)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	account, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(cfg.Region))
+	if err != nil {
+		return err
+	}
+	_, err = upgrade.Command(ctx, upgrade.Options{ClusterName: cfg.ClusterName, Target: cmp.Or(cfg.KubernetesVersion, components.DefaultKubernetesVersion),
+		Kubeconfig: data, Server: server, AWS: account, DryRun: dryRun,
+		Logf: func(format string, args ...any) { fmt.Fprintf(stdout, "kubeha upgrade: "+format+"\n", args...) }})
+	return err
 }

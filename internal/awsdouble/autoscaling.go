@@ -49,8 +49,9 @@ func (c *Cloud) GroupInstance(id string) (GroupInstance, bool) {
 	return *g, true
 }
 
-// serveAutoScaling answers the calls node scripts make: where an instance
-// stands, ending its launch hook, and marking it unhealthy.
+// serveAutoScaling answers the calls node scripts make (where an instance
+// stands, ending its launch hook, marking it unhealthy) and the one
+// `kubeha upgrade` makes: replacing an instance.
 func (c *Cloud) serveAutoScaling(w http.ResponseWriter, r *http.Request, action string) {
 	fail := func(e apiError) { writeQueryError(w, autoScalingNamespace, e) }
 	respond := func(result any) {
@@ -104,6 +105,30 @@ func (c *Cloud) serveAutoScaling(w http.ResponseWriter, r *http.Request, action 
 		respond(struct {
 			XMLName xml.Name `xml:"CompleteLifecycleActionResult"`
 		}{})
+	case "TerminateInstanceInAutoScalingGroup":
+		id := r.Form.Get("InstanceId")
+		g, ok := c.groupInstances[id]
+		switch {
+		case !ok:
+			fail(apiError{http.StatusBadRequest, "ValidationError", "Instance Id not found - No managed instance found for instance ID " + id})
+			return
+		case r.Form.Get("ShouldDecrementDesiredCapacity") != "false":
+			fail(apiError{http.StatusBadRequest, "ValidationError", "the double keeps every group at its size: ShouldDecrementDesiredCapacity must be false"})
+			return
+		}
+		if g.State != Terminating {
+			g.State = Terminating
+			if hook := c.OnTerminate; hook != nil {
+				go hook(id)
+			}
+		}
+		respond(struct {
+			XMLName     xml.Name `xml:"TerminateInstanceInAutoScalingGroupResult"`
+			ActivityID  string   `xml:"Activity>ActivityId"`
+			GroupName   string   `xml:"Activity>AutoScalingGroupName"`
+			Description string   `xml:"Activity>Description"`
+			StatusCode  string   `xml:"Activity>StatusCode"`
+		}{ActivityID: requestID(), GroupName: g.Group, Description: "Terminating EC2 instance: " + id, StatusCode: "InProgress"})
 	case "SetInstanceHealth":
 		g, ok := c.groupInstances[r.Form.Get("InstanceId")]
 		if !ok {

@@ -53,6 +53,10 @@ type Cloud struct {
 	// OnDetach removes the volume's block device from the instance once it
 	// is detached, or its instance terminated.
 	OnDetach func(volumeID, instanceID string)
+	// OnTerminate is what an instance's group does once asked to terminate
+	// it (TerminateInstanceInAutoScalingGroup, desired capacity kept): end
+	// it and launch a new one. It runs on a goroutine of its own.
+	OnTerminate func(instanceID string)
 	// Logf reports what callers of the API cannot see, such as a failed
 	// OnAttach. It defaults to log.Printf.
 	Logf func(format string, args ...any)

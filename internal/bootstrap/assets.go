@@ -179,6 +179,12 @@ func (a Asset) s3URL(bucket string) string { return "s3://" + bucket + "/" + a.K
 // recorded at copy, by key).
 type ResolvedAssets struct {
 	Assets
+	// Held is the release every API server still runs while the cluster
+	// upgrades to Assets' (the version record says which), or zero: the
+	// node runs Held's kubelet until the record reaches its own release,
+	// and imports Held's images too, which the control plane's kubeadm-config
+	// and kube-proxy DaemonSet name until the upgrade moves them.
+	Held   Assets
 	Bucket string
 	// Recorded are the digests S3 recorded, by key, for assets pinned
 	// without one.
@@ -200,6 +206,27 @@ func (r ResolvedAssets) sha256Of(a Asset) (string, error) {
 func (r ResolvedAssets) env(name string, a Asset) ([]envVar, error) {
 	sum, err := r.sha256Of(a)
 	return []envVar{{name + "_URL", a.s3URL(r.Bucket)}, {name + "_SHA256", sum}}, err
+}
+
+// Holding is whether the node holds its kubelet at Held's release.
+func (r ResolvedAssets) Holding() bool { return r.Held.KubernetesVersion != "" }
+
+// withHeld is list of Assets, and of Held while the node holds.
+func (r ResolvedAssets) withHeld(list func(Assets) []Asset) []Asset {
+	if !r.Holding() {
+		return list(r.Assets)
+	}
+	return append(list(r.Assets), list(r.Held)...)
+}
+
+// heldEnv tells the node which kubelet to hold at while the version record
+// is behind its own release.
+func (r ResolvedAssets) heldEnv() ([]envVar, error) {
+	if !r.Holding() {
+		return nil, nil
+	}
+	vars, err := r.env("KUBELET_HELD", r.Held.Kubelet)
+	return append(vars, envVar{"KUBELET_HELD_VERSION", r.Held.KubernetesVersion}), err
 }
 
 // imagesEnv lists image archives as url#sha256, comma-separated.

@@ -36,6 +36,9 @@ const (
 	SchedulerPort         = 10259
 )
 
+// ControlPlaneLabel marks a control-plane Node (kubeadm sets it).
+const ControlPlaneLabel = "node-role.kubernetes.io/control-plane"
+
 // HealthCheckPath is what the load balancer asks each API server: /readyz
 // fails when the API server cannot reach etcd, while its port still
 // accepts TCP.
@@ -149,7 +152,7 @@ func (c ControlPlane) Node(p ControlPlaneParams) (Node, error) {
 	sync, timer := tokenSyncUnits()
 	approver, approverTimer := csrApproverUnits()
 	renewal, renewalTimer := c.certRenewalUnits()
-	images, err := p.Assets.imagesEnv(p.Assets.Images())
+	images, err := p.Assets.imagesEnv(p.Assets.withHeld(Assets.Images))
 	if err != nil {
 		return Node{}, err
 	}
@@ -187,7 +190,6 @@ func (c ControlPlane) Node(p ControlPlaneParams) (Node, error) {
 		{"ETCD_CERT_FILE", etcdClientFiles.cert},
 		{"ETCD_KEY_FILE", etcdClientFiles.key},
 		{"KUBEADM_CONFIG_ETCD_KEY", kubeadmConfigEtcdKey},
-		{"VERSION_PARAMETER", RunningVersionParameter(c.ClusterName)},
 	}
 	for _, a := range []struct {
 		name  string
@@ -221,6 +223,13 @@ func (c ControlPlane) Node(p ControlPlaneParams) (Node, error) {
 		)
 		files = append(files, apply.file(), applyTimer.file())
 		scripts = append(scripts, "addons-apply.sh")
+	}
+	if p.Assets.Holding() {
+		follow, followTimer := kubeletFollowUnits()
+		timers += "," + followTimer.name
+		env = append(env, envVar{"CONTROL_PLANE_LABEL", ControlPlaneLabel})
+		files = append(files, follow.file(), followTimer.file())
+		scripts = append(scripts, "kubelet-follow.sh")
 	}
 	if c.APITunnel {
 		socket, proxy := apiTunnelUnits()
@@ -294,6 +303,22 @@ func addonsUnits() (service, timer unit) {
 		// Helm keeps its cache and config under HOME.
 		environment: []string{"HOME=/var/lib/kubeha"},
 		schedule:    []string{"OnActiveSec=5", fmt.Sprintf("OnUnitInactiveSec=%ds", AddonsIntervalSeconds), "RandomizedDelaySec=5"}}.units()
+}
+
+// KubeletFollowUnit runs kubelet-follow.sh on a control-plane node that
+// holds its kubelet at an older release, every kubeletFollowSeconds: its
+// kubelet moves to the node's own release within about that once the
+// version record says every API server runs it (to the second: systemd
+// would otherwise let a timer slip by up to a minute).
+const (
+	KubeletFollowUnit    = "kubeha-kubelet-follow.service"
+	kubeletFollowSeconds = 15
+)
+
+func kubeletFollowUnits() (service, timer unit) {
+	return timedScript{name: strings.TrimSuffix(KubeletFollowUnit, ".service"), does: "Run this node's own kubelet release once every API server runs it",
+		script: "kubelet-follow.sh", envFile: NodeEnvPath, after: "kubelet.service",
+		schedule: []string{"OnActiveSec=5", fmt.Sprintf("OnUnitInactiveSec=%ds", kubeletFollowSeconds), "AccuracySec=1s"}}.units()
 }
 
 // TokenSyncUnit runs control-plane-token-sync.sh; its timer every 10

@@ -144,6 +144,13 @@ func kubernetesNode(s kubernetesNodeSpec) (Node, error) {
 	if s.Assets.KubernetesVersion != s.KubernetesVersion {
 		return Node{}, fmt.Errorf("bootstrap: the assets are for Kubernetes %s, the node runs %s", s.Assets.KubernetesVersion, s.KubernetesVersion)
 	}
+	if s.Assets.Holding() {
+		own, _ := ParseVersion(s.KubernetesVersion)
+		held, ok := ParseVersion(s.Assets.Held.KubernetesVersion)
+		if !ok || !held.Less(own) || own.MinorsAbove(held) > 1 {
+			return Node{}, fmt.Errorf("bootstrap: a node of Kubernetes %s holds its kubelet at a release at most one minor older, not %s", s.KubernetesVersion, s.Assets.Held.KubernetesVersion)
+		}
+	}
 	// The sandbox image is the one the node's kubeadm checks for.
 	release, err := ReleaseOf(s.KubernetesVersion)
 	if err != nil {
@@ -174,7 +181,14 @@ func kubernetesNode(s kubernetesNodeSpec) (Node, error) {
 		{"CNI_BIN_DIR", CNIBinDir},
 		{"KUBELET_CONFIG", kubeletConfigPath},
 		{"PATH", nodePath},
+		{"KUBERNETES_VERSION", s.KubernetesVersion},
+		{"VERSION_PARAMETER", RunningVersionParameter(s.ClusterName)},
 	}
+	held, err := s.Assets.heldEnv()
+	if err != nil {
+		return Node{}, err
+	}
+	env = append(env, held...)
 	for _, a := range []struct {
 		name  string
 		asset Asset

@@ -61,7 +61,7 @@ func (w Worker) Node(p WorkerParams) (Node, error) {
 	if err != nil {
 		return Node{}, err
 	}
-	images, err := p.Assets.imagesEnv(p.Assets.WorkerImages())
+	images, err := p.Assets.imagesEnv(p.Assets.withHeld(Assets.WorkerImages))
 	if err != nil {
 		return Node{}, err
 	}

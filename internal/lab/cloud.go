@@ -1,7 +1,10 @@
 package lab
 
 import (
+	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -17,6 +20,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"golang.org/x/sys/unix"
 
 	"github.com/kubeha/kubeha/internal/awsdouble"
@@ -499,4 +504,19 @@ func RemoveLeftovers(prefix string) []string {
 		}
 	}
 	return removed
+}
+
+// AWSConfig reaches the double as an AWS SDK client on this machine
+// would reach AWS: every endpoint is the double, trusted through its CA,
+// with credentials it accepts as signed (it checks no signature).
+func (c *Cloud) AWSConfig() aws.Config {
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(c.CA.CertPEM)
+	dialer := &net.Dialer{Timeout: 5 * time.Second}
+	transport := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots},
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return dialer.DialContext(ctx, network, c.IP+":443")
+		}}
+	return aws.Config{Region: c.Region, HTTPClient: &http.Client{Transport: transport, Timeout: 30 * time.Second},
+		Credentials: credentials.NewStaticCredentialsProvider("AKIAREHEARSAL", "rehearsal", "")}
 }

@@ -177,11 +177,17 @@ func (g *NodeGroup) InService() bool {
 // Replace does what the group does with an instance that gave up:
 // terminates it and launches a new one from the same launch template.
 func (g *NodeGroup) Replace() error {
+	g.Terminate()
+	return g.Start()
+}
+
+// Terminate shuts the instance down, as EC2 terminates one: its services
+// get 30 seconds to stop.
+func (g *NodeGroup) Terminate() {
 	if g.Instance != nil {
 		_ = g.cloud.Terminate(g.Instance, 30*time.Second)
 		g.Instance = nil
 	}
-	return g.Start()
 }
 
 // UnitLog is what a systemd unit of the running instance logged.

@@ -45,6 +45,8 @@ type Recorder struct {
 	tls       issuer
 	// parameters are the account's SSM parameters, by name.
 	parameters map[string]string
+	// prior are an earlier run's resources, by URN: the stack's state.
+	prior map[string]Resource
 }
 
 // Run evaluates program as stack of project with the given raw config,
@@ -56,7 +58,17 @@ func Run(project, stack string, config map[string]string, program pulumi.RunFunc
 // RunWithParameters is Run in an account holding the SSM parameters
 // given by name, as the records of a running cluster.
 func RunWithParameters(project, stack string, config, parameters map[string]string, program pulumi.RunFunc) (*Recorder, error) {
-	rec := &Recorder{parameters: parameters}
+	return RunAgain(project, stack, config, parameters, nil, program)
+}
+
+// RunAgain is RunWithParameters on a stack whose state is an earlier run's
+// resources (prior), as a second `pulumi up` is: keys and certificates
+// whose inputs did not change keep the values they were created with.
+func RunAgain(project, stack string, config, parameters map[string]string, prior []Resource, program pulumi.RunFunc) (*Recorder, error) {
+	rec := &Recorder{parameters: parameters, prior: map[string]Resource{}}
+	for _, r := range prior {
+		rec.prior[r.URN] = r
+	}
 	withConfig := func(info *pulumi.RunInfo) { info.Config = config }
 	err := pulumi.RunErr(func(ctx *pulumi.Context) error {
 		return program(ctx)
@@ -82,6 +94,11 @@ func (r *Recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.P
 	tlsOutputs, err := r.tls.outputs(args.TypeToken, args.Name, res)
 	if err != nil {
 		return "", nil, err
+	}
+	if before, ok := r.prior[res.URN]; ok && before.Inputs.DeepEquals(args.Inputs) {
+		for k := range tlsOutputs {
+			tlsOutputs[k] = before.Outputs[resource.PropertyKey(k)].StringValue()
+		}
 	}
 	for k, v := range tlsOutputs {
 		outputs[k] = v

@@ -14,6 +14,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 
 	"github.com/kubeha/kubeha/components"
+	"github.com/kubeha/kubeha/internal/bootstrap"
 	"github.com/kubeha/kubeha/internal/config"
 	"github.com/kubeha/kubeha/internal/mockrun"
 	"github.com/kubeha/kubeha/internal/program"
@@ -28,6 +29,8 @@ type Plan struct {
 	Config    components.ClusterArgs
 	Resources []Resource
 	NotHA     []components.Finding
+	// Upgrade says what upgrading from the running release will do.
+	Upgrade []string
 }
 
 // Resource is one AWS resource the stack declares.
@@ -41,8 +44,11 @@ type Resource struct {
 	Inputs resource.PropertyMap
 }
 
-// Evaluate runs the stack program for stackFile under mocks.
-func Evaluate(stackName, stackFile string) (*Plan, error) {
+// Evaluate runs the stack program for stackFile under mocks, for a
+// cluster that does not exist yet, or whose control plane records running
+// (the release every API server runs): a newer stack release is then an
+// upgrade, which the plan describes.
+func Evaluate(stackName, stackFile, running string) (*Plan, error) {
 	raw, err := config.ReadStackFile(stackFile)
 	if err != nil {
 		return nil, err
@@ -51,11 +57,18 @@ func Evaluate(stackName, stackFile string) (*Plan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", stackFile, err)
 	}
-	rec, err := mockrun.Run("kubeha", stackName, raw, program.Stack(raw))
+	var parameters map[string]string
+	if running != "" {
+		parameters = map[string]string{bootstrap.RunningVersionParameter(cfg.ClusterName): running}
+	}
+	rec, err := mockrun.RunWithParameters("kubeha", stackName, raw, parameters, program.Stack(raw))
 	if err != nil {
 		return nil, fmt.Errorf("evaluating stack %s: %w", stackName, err)
 	}
 	p := &Plan{Stack: stackName, Config: cfg, NotHA: cfg.NotHA()}
+	args := cfg.WithDefaults()
+	args.RunningKubernetesVersion = running
+	p.Upgrade = args.UpgradeSteps()
 	for _, r := range rec.Resources() {
 		if !r.Custom {
 			continue
@@ -183,6 +196,9 @@ func (p *Plan) Write(w io.Writer) error {
 		for _, f := range p.NotHA {
 			fmt.Fprintf(w, "  - %s\n", f)
 		}
+	}
+	if len(p.Upgrade) > 0 {
+		fmt.Fprintf(w, "\nUPGRADE:\n  %s\n", strings.Join(p.Upgrade, "\n  "))
 	}
 	_, err := fmt.Fprintf(w, "\nTotal: %d resources.\n", len(p.Resources))
 	return err

@@ -114,6 +114,9 @@ type nodeList struct {
 		} `json:"spec"`
 		Status struct {
 			Conditions []condition `json:"conditions"`
+			NodeInfo   struct {
+				KubeletVersion string `json:"kubeletVersion"`
+			} `json:"nodeInfo"`
 		} `json:"status"`
 	} `json:"items"`
 }
@@ -303,21 +306,42 @@ func (c *cluster) startDataPlane(cni string, workersLaunched time.Time) (DataPla
 	if d.ProbePerZone, err = c.waitSpread("the probe Deployment", "default", "app="+probeApp, probeReplicas, 5*time.Minute); err != nil {
 		return d, err
 	}
+	d.Clients, err = c.clientsAnswered()
+	return d, err
+}
+
+// clientsAnswered waits until the probe's client in every zone has had an
+// answer, and names them.
+func (c *cluster) clientsAnswered() ([]string, error) {
+	var clients []string
 	for i := range c.workers {
-		d.Clients = append(d.Clients, clientName(c.stack.zones[i]))
+		clients = append(clients, clientName(c.stack.zones[i]))
 	}
-	if _, err := c.waitFor("a client answered in every zone", 3*time.Minute, func() error {
+	_, err := c.waitFor("a client answered in every zone", 3*time.Minute, func() error {
 		answers, err := c.clientAnswers(c.stack.zones)
-		for _, name := range d.Clients {
+		for _, name := range clients {
 			if !slices.ContainsFunc(answers[name], func(a workload.Answer) bool { return a.OK }) {
 				return fmt.Errorf("no answer yet for %s (%v)", name, err)
 			}
 		}
 		return nil
-	}); err != nil {
-		return d, err
+	})
+	return clients, err
+}
+
+// restartClients creates again the probe's clients that a drain took
+// (bare pods, which nothing puts back), and waits until each answered.
+func (c *cluster) restartClients() error {
+	for _, obj := range c.workloadObjects() {
+		if !strings.HasSuffix(obj.path, "/pods") {
+			continue
+		}
+		if code, body, err := c.lbAdmin.Do(http.MethodPost, obj.path, obj.body); err != nil || (code != http.StatusCreated && code != http.StatusConflict) {
+			return fmt.Errorf("creating %s: HTTP %d %.300s (%v)", obj.path, code, body, err)
+		}
 	}
-	return d, nil
+	_, err := c.clientsAnswered()
+	return err
 }
 
 // waitSpread waits until the pods selected are ready, n of them, one in

@@ -27,6 +27,7 @@ type drill struct {
 // (c), so that every drill starts from a whole cluster; k takes worker-a
 // once e has put a probe pod back on it.
 var drills = []drill{
+	{upgradeDrill, "upgrade the cluster, created at the release before the stack's, to the stack's: pulumi up, then kubeha upgrade's steps replace every node zone by zone, workers drained first, while the write probe runs", upgradeCluster},
 	{"a", "kill the control-plane node holding the scheduler and controller-manager Leases while pods are being scheduled; its group replaces it", whileScheduling(killLeaseHolder)},
 	{"b", "kill the etcd leader; its replacement boots while EC2 throttles, Route 53 is slow and EC2 refuses its volume for 2 minutes", killEtcdLeader},
 	{"c", "cut zone a: etcd-a, cp-a and worker-a lose their network at once", cutZone},
@@ -68,6 +69,10 @@ func selectDrills(names []string) ([]drill, error) {
 	}
 	return selected, nil
 }
+
+// upgradeDrill is drill u's name: it runs first, on a cluster created at
+// the release before the stack's.
+const upgradeDrill = "u"
 
 // recoveryLimit is how long a drill waits for the cluster before giving
 // up; what it must take is the drill's bound.

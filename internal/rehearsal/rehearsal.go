@@ -82,6 +82,8 @@ type Drill struct {
 	// launch until its first boot completed the launch hook: healthy for
 	// its role (an etcd voter, a ready API server).
 	ReplacementInServiceSeconds *float64 `json:"replacementInServiceSeconds,omitempty"`
+	// Upgrade is drill u's.
+	Upgrade *UpgradeReport `json:"upgrade,omitempty"`
 	// QuorumLostSamples counts the samples, every poll interval while an
 	// etcd member was replaced, in which the others had no leader.
 	QuorumLostSamples *int `json:"quorumLostSamples,omitempty"`
@@ -203,6 +205,17 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, fmt.Errorf("%s: the rehearsal drills 3 zones with 3 etcd members; the stack has %d zones and %d members", opts.StackFile, len(cfg.Zones), cfg.Etcd.Members)
 	}
 	s := fromConfig(cfg)
+	// Drill u upgrades to the stack's release a cluster created at the one
+	// before, so the cluster boots at that one and every later drill runs
+	// on the upgraded cluster.
+	if slices.ContainsFunc(selected, func(d drill) bool { return d.name == upgradeDrill }) {
+		s.upgradeTo = s.kubernetesVersion
+		if s.kubernetesVersion, err = previousRelease(s.upgradeTo); err != nil {
+			return nil, err
+		}
+		raw = maps.Clone(raw)
+		raw[kubernetesVersionKey] = s.kubernetesVersion
+	}
 	if s.rootfs, err = tools.Rootfs(opts.Log); err != nil {
 		return nil, err
 	}
@@ -354,7 +367,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		if err == nil {
 			err = podsErr
 		}
-		if err == nil {
+		// Drill u drains the workers the probe's clients run on: they
+		// start again after it, with no log of the upgrade.
+		if err == nil && d.name != upgradeDrill {
 			result.Service, err = c.drillTraffic(started, podsBefore)
 		}
 		if result.HealthCheck == "" {
@@ -364,9 +379,12 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		if err != nil {
 			return report, fmt.Errorf("drill %s: %w", d.name, err)
 		}
-		logf("drill %s: longest gap %.1fs, %d of %d requests failed, recovered: %s; the probe Service: %d of %d calls failed, error window %.1fs, pods by zone %s then %s", d.name,
-			result.LongestGapSeconds, result.Failures, result.Requests, recovery(result.RecoverySeconds),
-			result.Service.Failures, result.Service.Requests, result.Service.ErrorWindowSeconds, perZone(result.Service.PodsBefore), perZone(result.Service.PodsAfter))
+		service := "not measured: the drains took its clients"
+		if s := result.Service; s != nil {
+			service = fmt.Sprintf("%d of %d calls failed, error window %.1fs, pods by zone %s then %s", s.Failures, s.Requests, s.ErrorWindowSeconds, perZone(s.PodsBefore), perZone(s.PodsAfter))
+		}
+		logf("drill %s: longest gap %.1fs, %d of %d requests failed, recovered: %s; the probe Service: %s", d.name,
+			result.LongestGapSeconds, result.Failures, result.Requests, recovery(result.RecoverySeconds), service)
 	}
 	if slices.ContainsFunc(selected, func(d drill) bool { return d.name == neverDrill.name }) {
 		result, err := waitNever()
@@ -378,6 +396,8 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		logf("drill %s: %s", neverDrill.name, result.Notes)
 	}
 	p.close()
+	// Drill u moved it.
+	report.KubernetesVersion, _ = c.cloud.Parameter(parameter)
 	report.OutsideNames = c.outsideNames()
 	lost, err := p.lostWrites()
 	if err != nil {
@@ -450,6 +470,17 @@ func (r *Report) WriteTable(w io.Writer) error {
 	for _, d := range r.Drills {
 		if d.Notes != "" {
 			fmt.Fprintf(w, "%s: %s\n", d.Name, d.Notes)
+		}
+	}
+	for _, d := range r.Drills {
+		if u := d.Upgrade; u != nil {
+			fmt.Fprintf(w, "\nupgrade %s to %s: %.0fs in all (pulumi up %.0fs: %d of %d requests failed); kubeha upgrade: %d of %d requests failed (%.2f%%), stopped and resumed: %v, %d between replacements\n",
+				u.From, u.To, u.TotalSeconds, u.PulumiUp.Seconds, u.PulumiUp.Failures, u.PulumiUp.Requests, d.Failures, d.Requests, 100*d.ErrorRate, u.StoppedAndResumed, u.FailuresBetweenReplacements)
+			for _, n := range u.Nodes {
+				fmt.Fprintf(w, "  %s (%s): %.0fs, %d of %d requests failed, error window %.1fs\n", n.Name, n.Zone, n.Seconds, n.Failures, n.Requests, n.ErrorWindowSeconds)
+			}
+			fmt.Fprintf(w, "  longest unheld Lease %v; %d skew samples, broken %d %v; versions (API servers; kubelets) %v\n",
+				u.LongestUnheldLeaseSeconds, u.SkewSamples, len(u.SkewViolations), u.SkewViolations, u.Versions)
 		}
 	}
 	dp := r.DataPlane

@@ -65,8 +65,8 @@ func TestRehearsal(t *testing.T) {
 	if a := report.Addons; a.Steps == 0 || a.AppliedSeconds <= 0 || a.BumpSeconds <= 0 || a.ReinstallSeconds <= 0 || a.Runs < 3 || a.Refused == 0 || a.Overlapping != 0 || len(a.Uninstalled) != 1 {
 		t.Errorf("add-on drill: %+v", a)
 	}
-	// The control plane recorded the dev stack's release where `pulumi up`
-	// reads it before a version change.
+	// After drill u, the cluster records the dev stack's release where
+	// `pulumi up` reads it before a version change.
 	if report.KubernetesVersion != bootstrap.PinnedKubernetesVersion {
 		t.Errorf("the control plane records Kubernetes %q, want the dev stack's %s", report.KubernetesVersion, bootstrap.PinnedKubernetesVersion)
 	}
@@ -111,8 +111,12 @@ func TestRehearsal(t *testing.T) {
 			t.Errorf("pods by zone before the drills: %v, want one in each of 3 zones", counts)
 		}
 	}
-	// Every drill measured the Service from the clients it leaves alone.
+	// Every drill measured the Service from the clients it leaves alone
+	// (drill u drains them with their workers).
 	for _, d := range report.Drills {
+		if d.Name == upgradeDrill {
+			continue
+		}
 		if d.Name != neverDrill.name && (d.Service == nil || d.Service.Requests == 0 || len(d.Service.PodsAfter) == 0) {
 			t.Errorf("drill %s: no Service traffic measured: %+v", d.Name, d.Service)
 			continue
@@ -186,7 +190,7 @@ func TestRehearsal(t *testing.T) {
 		if d.ProbeSkippedTicks != 0 {
 			t.Errorf("drill %s: the probe skipped %d ticks, all its slots busy", d.Name, d.ProbeSkippedTicks)
 		}
-		if d.Name == "d-tcp" || d.Name == "j" || d.Name == neverDrill.name {
+		if d.Name == "d-tcp" || d.Name == "j" || d.Name == neverDrill.name || d.Name == upgradeDrill {
 			continue
 		}
 		if d.RecoveryBoundSeconds == nil {
@@ -195,6 +199,7 @@ func TestRehearsal(t *testing.T) {
 		}
 		within("drill "+d.Name+" recovery", d.RecoverySeconds, time.Duration(*d.RecoveryBoundSeconds*float64(time.Second)))
 	}
+	checkUpgrade(t, byName[upgradeDrill])
 	for _, name := range []string{"a", "c", "d"} {
 		within("drill "+name+": its node out of rotation", byName[name].RemovalSeconds, b.removal)
 	}
@@ -291,4 +296,41 @@ func TestRehearsal(t *testing.T) {
 // onePerZone says counts hold one pod in each of 3 zones.
 func onePerZone(counts map[string]int) bool {
 	return len(counts) == 3 && !slices.ContainsFunc(slices.Collect(maps.Values(counts)), func(n int) bool { return n != 1 })
+}
+
+// checkUpgrade holds drill u to the issue's terms: the cluster, created
+// at the release before the dev stack's, upgraded to it with every node
+// replaced in order, control plane first, and the version-skew policy held
+// in every sample while API servers of both releases served.
+func checkUpgrade(t *testing.T, d Drill) {
+	t.Helper()
+	u := d.Upgrade
+	if u == nil {
+		t.Errorf("drill %s reported no upgrade", upgradeDrill)
+		return
+	}
+	previous, _ := previousRelease(bootstrap.PinnedKubernetesVersion)
+	if u.From != previous || u.To != bootstrap.PinnedKubernetesVersion {
+		t.Errorf("upgraded from %s to %s, want %s to %s", u.From, u.To, previous, bootstrap.PinnedKubernetesVersion)
+	}
+	var order []string
+	for _, n := range u.Nodes {
+		order = append(order, n.Name)
+	}
+	if want := []string{"cp-a", "cp-b", "cp-c", "worker-a", "worker-b", "worker-c"}; !slices.Equal(order, want) || !u.StoppedAndResumed {
+		t.Errorf("replaced %v, stopped after the first and resumed: %v; want %v, and resumed", order, u.StoppedAndResumed, want)
+	}
+	mixed := previous + "," + bootstrap.PinnedKubernetesVersion
+	if u.SkewSamples < 60 || len(u.SkewViolations) != 0 || !slices.ContainsFunc(u.Versions, func(v string) bool { return strings.HasPrefix(v, mixed+";") }) {
+		t.Errorf("skew: %d samples, violations %v, versions seen %v; want a minute's samples or more, none broken, API servers of both releases seen", u.SkewSamples, u.SkewViolations, u.Versions)
+	}
+	if len(u.LongestUnheldLeaseSeconds) != len(lab.LeaderElected) {
+		t.Errorf("Leases watched: %v, want %v", u.LongestUnheldLeaseSeconds, lab.LeaderElected)
+	}
+	if !u.StoppedAndResumed || u.PulumiUp.Seconds <= 0 {
+		t.Errorf("stopped and resumed: %v; pulumi up measured: %+v", u.StoppedAndResumed, u.PulumiUp)
+	}
+	if d.Requests == 0 || d.ErrorRate >= 0.01 || d.LostWrites != 0 {
+		t.Errorf("the API through the load balancer during the upgrade: %d of %d requests failed, %d writes lost; want under 1%% and none", d.Failures, d.Requests, d.LostWrites)
+	}
 }

@@ -28,6 +28,9 @@ const controlPlaneKey = "-control-plane"
 // here.
 type stack struct {
 	clusterName, region, kubernetesVersion, podCIDR, serviceCIDR string
+	// upgradeTo is the stack's release when drill u upgrades to it from
+	// kubernetesVersion, the one before; else "".
+	upgradeTo string
 	// zones are the stack's three: the rehearsal drills a 3-zone cluster.
 	zones []string
 	// etcd has one member per zone.
@@ -58,6 +61,13 @@ type stack struct {
 // pinned keys, and the chart archives packed here (rehearsalCharts): the
 // rehearsal reaches no chart repository.
 func declare(raw map[string]string, rootfs string) ([]mockrun.Resource, error) {
+	return declareAgain(raw, rootfs, nil, "")
+}
+
+// declareAgain is declare as a later `pulumi up` of the same stack: prior
+// is its state, and running the release the cluster records, whose
+// assets are the rehearsal's builds too.
+func declareAgain(raw map[string]string, rootfs string, prior []mockrun.Resource, running string) ([]mockrun.Resource, error) {
 	toolsDir, err := tools.Dir()
 	if err != nil {
 		return nil, err
@@ -66,22 +76,37 @@ func declare(raw map[string]string, rootfs string) ([]mockrun.Resource, error) {
 	if err != nil {
 		return nil, err
 	}
-	var assetsErr, chartsErr error
-	rec, err := mockrun.Run("kubeha", "rehearsal", raw, program.StackWith(raw, func(args *components.ClusterArgs) {
+	var assetsErr, heldErr, chartsErr error
+	var parameters map[string]string
+	if running != "" {
+		parameters = map[string]string{bootstrap.RunningVersionParameter(raw[clusterNameKey]): running}
+	}
+	rec, err := mockrun.RunAgain("kubeha", "rehearsal", raw, parameters, prior, program.StackWith(raw, func(args *components.ClusterArgs) {
 		// The stack's release, as kubeha pins it.
 		version := cmp.Or(args.KubernetesVersion, components.DefaultKubernetesVersion)
 		args.Assets, assetsErr = lab.LocalAssets(toolsDir, rootfs, filepath.Join(cache, "assets"), version)
+		if running != "" && running != version {
+			var held components.NodeAssetSet
+			held, heldErr = lab.LocalAssets(toolsDir, rootfs, filepath.Join(cache, "assets"), running)
+			args.OlderAssets = append(args.OlderAssets, held)
+		}
 		// The machine's kernel has cgroup v1 only, which kubeadm's system
 		// check refuses (kubelet is told to accept it by the image).
 		args.IgnorePreflightErrors = []string{"SystemVerification"}
 		chartsErr = rehearsalCharts(&args.Addons, filepath.Join(cache, "assets", "charts"), toolsDir, filepath.Join(cache, "tools", "crds"))
 	}))
-	err = cmp.Or(assetsErr, err, chartsErr)
+	err = cmp.Or(assetsErr, heldErr, err, chartsErr)
 	if err != nil {
 		return nil, err
 	}
 	return rec.Resources(), nil
 }
+
+// Keys of a stack's configuration the rehearsal reads or sets.
+const (
+	clusterNameKey       = "kubeha:clusterName"
+	kubernetesVersionKey = "kubeha:kubernetesVersion"
+)
 
 // realCharts are the charts the rehearsal installs as they are, whose
 // pods run: the CNI it runs and CoreDNS, from their sources at kubeha's

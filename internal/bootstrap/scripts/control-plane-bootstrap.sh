@@ -98,11 +98,14 @@ allow_worker_joins() {
   local_kubectl apply -f "$WORKER_RBAC" >/dev/null
 }
 
-# Copies the Kubernetes version the cluster records (kubeadm's
-# ClusterConfiguration) to VERSION_PARAMETER, where the stack program reads
-# it to refuse a version change kubeadm's upgrade policy would.
+# The node that created the cluster records its release at
+# VERSION_PARAMETER: the release every API server runs, which holding
+# nodes read (kubernetes-node.sh) and the stack program checks a version
+# change against. Later only `kubeha upgrade` moves it, once every API
+# server runs the new release.
 record_version() {
   local version
+  [ -e "$BOOTSTRAP_STATE_DIR/init-attempted" ] || return 0
   version=$(local_kubectl -n kube-system get configmap kubeadm-config -o jsonpath='{.data.ClusterConfiguration}' |
     sed -n 's/^kubernetesVersion: *//p')
   if [ -z "$version" ]; then

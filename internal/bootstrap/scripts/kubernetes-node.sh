@@ -21,6 +21,9 @@ install_kubernetes() {
   fetch_asset "$KUBEADM_URL" "$KUBEADM_SHA256" "$tmp/kubeadm"
   fetch_asset "$KUBELET_URL" "$KUBELET_SHA256" "$tmp/kubelet"
   install -m 0755 "$tmp/kubeadm" "$tmp/kubelet" "$BIN_DIR/"
+  if [ -n "${KUBELET_HELD_VERSION:-}" ]; then
+    hold_kubelet "$tmp"
+  fi
   fetch_asset "$CNI_PLUGINS_ARCHIVE_URL" "$CNI_PLUGINS_ARCHIVE_SHA256" "$tmp/cni-plugins.tgz"
   mkdir -p "$CNI_BIN_DIR"
   tar -xzf "$tmp/cni-plugins.tgz" -C "$CNI_BIN_DIR"
@@ -37,8 +40,41 @@ install_kubernetes() {
   for ref in $(ctr --namespace k8s.io images list --quiet | grep -e '-amd64:' || true); do
     ctr --namespace k8s.io images tag --force "$ref" "${ref/-amd64:/:}" >/dev/null
   done
+  # Pinned: the kubelet's image garbage collection, under disk pressure,
+  # deletes unused images, and the node has no registry to pull these
+  # again from (an upgrade's kube-proxy waits unused until its turn).
+  for ref in $(ctr --namespace k8s.io images list --quiet); do
+    ctr --namespace k8s.io images label "$ref" io.cri-containerd.pinned=pinned >/dev/null
+  done
   systemctl enable kubelet
   rm -rf "$tmp"
+}
+
+# The release every API server runs, as the version record says: the
+# cluster's at creation, moved by `kubeha upgrade` once every API server
+# runs a new one.
+recorded_version() {
+  aws ssm get-parameter --name "$VERSION_PARAMETER" --query Parameter.Value --output text
+}
+
+# While the cluster upgrades, no kubelet may be newer than any API server:
+# unless the record says every API server runs this node's release, the
+# node runs the held release's kubelet, and keeps its own beside it
+# (kubelet-follow.sh swaps them later on a control-plane node).
+hold_kubelet() {
+  local running
+  running=$(recorded_version) || {
+    log "cannot read the version record $VERSION_PARAMETER"
+    return 1
+  }
+  if [ "$running" = "$KUBERNETES_VERSION" ]; then
+    log "every API server runs $running: kubelet $KUBERNETES_VERSION"
+    return 0
+  fi
+  fetch_asset "$KUBELET_HELD_URL" "$KUBELET_HELD_SHA256" "$1/kubelet-held"
+  mv -f "$BIN_DIR/kubelet" "$BIN_DIR/kubelet-$KUBERNETES_VERSION"
+  install -m 0755 "$1/kubelet-held" "$BIN_DIR/kubelet"
+  log "the API servers run $running: kubelet held at $KUBELET_HELD_VERSION"
 }
 
 # kubectl, for the operator and the add-on applier, and Helm, which the

@@ -1,0 +1,450 @@
+package rehearsal
+
+// Drill u: the cluster, created at the release before the stack's, is
+// upgraded to the stack's as an operator does it: `pulumi up` at the new
+// release (the stack's program run again on its state, with the running
+// version the cluster records), then `kubeha upgrade`'s steps
+// (internal/upgrade), which replace every node from its new launch
+// template's user-data. Every second meanwhile, each serving API server's
+// version and each kubelet's are compared, and the Leases read.
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kubeha/kubeha/internal/bootstrap"
+	"github.com/kubeha/kubeha/internal/lab"
+	"github.com/kubeha/kubeha/internal/upgrade"
+)
+
+// UpgradeReport is what drill u measured.
+type UpgradeReport struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+	// TotalSeconds is from `pulumi up` until kube-proxy ran the new
+	// release on every node; the drill's requests, failures and error
+	// rate are over `kubeha upgrade`, after PulumiUp.
+	TotalSeconds float64  `json:"totalSeconds"`
+	PulumiUp     PulumiUp `json:"pulumiUp"`
+	// Nodes are the nodes replaced, in order.
+	Nodes []UpgradedNode `json:"nodes"`
+	// StoppedAndResumed is whether `kubeha upgrade` was stopped after the
+	// first node and run again, resuming.
+	StoppedAndResumed bool `json:"stoppedAndResumed"`
+	// FailuresBetweenReplacements counts the failed requests through the
+	// load balancer while no node was being replaced.
+	FailuresBetweenReplacements int `json:"failuresBetweenReplacements"`
+	// LongestUnheldLeaseSeconds is, by Lease, the longest time it had no
+	// live holder (its last renewal older than its duration).
+	LongestUnheldLeaseSeconds map[string]float64 `json:"longestUnheldLeaseSeconds"`
+	// SkewSamples counts the once-a-second comparisons of every serving API
+	// server's version with every kubelet's; SkewViolations lists those in
+	// which a kubelet was newer than an API server, two minors older, or
+	// API servers a minor or more apart by two.
+	SkewSamples    int      `json:"skewSamples"`
+	SkewViolations []string `json:"skewViolations"`
+	// Versions are the distinct (API servers; kubelets) versions seen, in
+	// order.
+	Versions []string `json:"versions"`
+}
+
+// PulumiUp is the stack program's run at the new release, in the lab on
+// the cluster's own CPUs, and what the load balancer's clients saw
+// meanwhile.
+type PulumiUp struct {
+	Seconds  float64 `json:"seconds"`
+	Requests int     `json:"requests"`
+	Failures int     `json:"failures"`
+}
+
+// UpgradedNode is one node replaced and what the load balancer's clients
+// saw meanwhile.
+type UpgradedNode struct {
+	Name         string  `json:"name"`
+	Zone         string  `json:"zone"`
+	ControlPlane bool    `json:"controlPlane"`
+	Seconds      float64 `json:"seconds"`
+	Requests     int     `json:"requests"`
+	Failures     int     `json:"failures"`
+	// ErrorWindowSeconds is from the node's replacement to the end of the
+	// last failed request through the load balancer; 0 if none failed.
+	ErrorWindowSeconds float64 `json:"errorWindowSeconds"`
+}
+
+// previousRelease is the pinned release one minor below version.
+func previousRelease(version string) (string, error) {
+	v, ok := bootstrap.ParseVersion(version)
+	if !ok {
+		return "", fmt.Errorf("kubernetesVersion %q is not a release", version)
+	}
+	for _, r := range bootstrap.KubernetesReleases {
+		if p, _ := bootstrap.ParseVersion(r.Version); p.Major == v.Major && p.Minor+1 == v.Minor {
+			return r.Version, nil
+		}
+	}
+	return "", fmt.Errorf("drill u upgrades to %s from the release before it, and kubeha pins none", version)
+}
+
+func upgradeCluster(ctx context.Context, c *cluster, p *probe) (Drill, error) {
+	from, to := c.stack.kubernetesVersion, c.stack.upgradeTo
+	d := Drill{}
+	if _, err := c.settle(); err != nil {
+		return d, err
+	}
+	began := time.Now()
+	// `pulumi up` at the new release, on the stack's state.
+	raw := maps.Clone(c.stack.raw)
+	raw[kubernetesVersionKey] = to
+	declared, err := declareAgain(raw, c.stack.rootfs, c.stack.declared, from)
+	if err != nil {
+		return d, fmt.Errorf("pulumi up at %s: %w", to, err)
+	}
+	if err := c.cloud.PutObjects(declared, ""); err != nil {
+		return d, err
+	}
+	for i, g := range c.members {
+		data, err := lab.UserData(declared, bootstrap.EtcdMemberTag, c.stack.etcd.Members[i].Name)
+		if err != nil {
+			return d, err
+		}
+		if string(data) != string(g.UserData) {
+			d.note(g.Name + "'s launch template changed with the Kubernetes release")
+		}
+	}
+	for i, g := range c.nodes {
+		if g.UserData, err = lab.UserData(declared, "Name", controlPlaneGroup(c.stack, i)); err != nil {
+			return d, err
+		}
+	}
+	for i, g := range c.workers {
+		template, err := workerTemplate(declared, c.stack.clusterName, c.stack.zones[i])
+		if err != nil {
+			return d, err
+		}
+		if g.UserData, err = lab.UserData(declared, "Name", template); err != nil {
+			return d, err
+		}
+	}
+	c.stack.declared, c.stack.raw = declared, raw
+	c.logf("pulumi up at %s: every control-plane and worker launch template holds %s, its kubelet held at %s until the version record moves", to, to, from)
+
+	// `kubeha upgrade`, with the stack's kubeconfig through the load
+	// balancer, against the AWS double.
+	kubeconfig, err := bootstrap.AdminKubeconfig(c.stack.clusterName, fmt.Sprintf("https://%s:%d", c.endpoint, bootstrap.APIServerPort),
+		string(c.k8sCA.CertPEM), string(c.admin.CertPEM), string(c.admin.KeyPEM))
+	if err != nil {
+		return d, err
+	}
+	c.cloud.OnTerminate = c.replaceTerminated
+	defer func() { c.cloud.OnTerminate = nil }()
+	// The API's error rate is over `kubeha upgrade`: here `pulumi up` runs
+	// the stack program beside the cluster, on the same two CPUs, where on
+	// AWS it runs on the operator's machine and touches no node.
+	start := time.Now()
+	pulumiUp := p.window(began, start)
+	watch := c.watchUpgrade()
+	options := upgrade.Options{ClusterName: c.stack.clusterName, Target: to, Kubeconfig: []byte(kubeconfig),
+		Server: fmt.Sprintf("%s:%d", lbIP, bootstrap.APIServerPort), AWS: c.cloud.AWSConfig(),
+		NodeTimeout: launchLimit, DrainTimeout: 5 * time.Minute}
+	// The operator stops it (Ctrl-C) once the first node is replaced, and
+	// runs it again, as the README's runbook says.
+	first, stop := context.WithCancel(ctx)
+	defer stop()
+	options.Logf = func(format string, args ...any) {
+		message := fmt.Sprintf(format, args...)
+		c.logf("%s", message)
+		if strings.Contains(message, "'s successor serves") {
+			stop()
+		}
+	}
+	var replacedNodes []upgrade.Replacement
+	u, runErr := upgrade.Command(first, options)
+	replacedNodes = append(replacedNodes, replaced(u)...)
+	stopped := runErr != nil && first.Err() != nil && ctx.Err() == nil
+	if stopped {
+		c.logf("kubeha upgrade stopped after %d node(s): %v; running it again", len(replacedNodes), runErr)
+		options.Logf = c.logf
+		u, runErr = upgrade.Command(ctx, options)
+		replacedNodes = append(replacedNodes, replaced(u)...)
+	}
+	end := time.Now()
+	r := watch.stop()
+	r.From, r.To, r.TotalSeconds = from, to, end.Sub(began).Seconds()
+	r.PulumiUp = PulumiUp{Seconds: start.Sub(began).Seconds(), Requests: pulumiUp.requests, Failures: pulumiUp.failures}
+	r.StoppedAndResumed = stopped
+	for _, rep := range replacedNodes {
+		w := p.window(rep.Started, rep.Serving)
+		r.Nodes = append(r.Nodes, UpgradedNode{Name: rep.Node.Name, Zone: rep.Node.Zone, ControlPlane: rep.Node.ControlPlane,
+			Seconds: rep.Serving.Sub(rep.Started).Seconds(), Requests: w.requests, Failures: w.failures, ErrorWindowSeconds: w.lastFailure.Seconds()})
+	}
+	d.Upgrade = &r
+	p.record(&d, start, end)
+	r.FailuresBetweenReplacements = d.Failures
+	for _, n := range r.Nodes {
+		r.FailuresBetweenReplacements -= n.Failures
+	}
+	d.RecoverySeconds = seconds(end.Sub(start))
+	if runErr != nil {
+		return d, runErr
+	}
+	c.stack.kubernetesVersion = to
+	if len(r.SkewViolations) > 0 {
+		return d, fmt.Errorf("%d of %d samples broke the version-skew policy, first: %s", len(r.SkewViolations), r.SkewSamples, r.SkewViolations[0])
+	}
+	if v, _ := c.cloud.Parameter(bootstrap.RunningVersionParameter(c.stack.clusterName)); v != to {
+		return d, fmt.Errorf("the version record says %q after the upgrade, want %s", v, to)
+	}
+	c.logf("upgraded from %s to %s in %.0fs; %d nodes replaced; %d of %d API requests failed; longest unheld Lease %v", from, to, r.TotalSeconds,
+		len(r.Nodes), d.Failures, d.Requests, r.LongestUnheldLeaseSeconds)
+	if err := heal(c, p, &d); err != nil {
+		return d, err
+	}
+	// The drains took the probe's clients (bare pods) and moved its pods:
+	// the README's step puts one back in each zone for the next drills.
+	if err := c.restartClients(); err != nil {
+		return d, err
+	}
+	if err := c.respread(&d); err != nil {
+		return d, err
+	}
+	return d, c.gatherLeases(c.nodes[0])
+}
+
+// gatherLeases puts the scheduler's and controller-manager's Leases on g's
+// node, where a cluster's first boot puts them and drill a expects them:
+// the upgrade's replacements scattered them. The other nodes' two
+// components stop (their static pod manifests set aside) until g's hold
+// both, then start again.
+func (c *cluster) gatherLeases(g *lab.NodeGroup) error {
+	var others []*lab.NodeGroup
+	for _, n := range c.nodes {
+		if n != g {
+			others = append(others, n)
+		}
+	}
+	move := func(back bool) error {
+		for _, n := range others {
+			for _, component := range lab.LeaderElected {
+				src, dst := bootstrap.StaticPodDir+"/"+component+".yaml", "/etc/kubernetes/"+component+".yaml.held"
+				if back {
+					src, dst = dst, src
+				}
+				if _, err := n.Instance.Exec("mv", src, dst); err != nil {
+					return fmt.Errorf("%s: %w", n.Name, err)
+				}
+			}
+		}
+		return nil
+	}
+	if err := move(false); err != nil {
+		return err
+	}
+	_, err := c.waitFor("both Leases on "+g.Name, recoveryLimit, func() error {
+		for _, name := range lab.LeaderElected {
+			if holder, err := c.leaseHolder(name); err != nil || holder != g.Name {
+				return fmt.Errorf("%s is held by %q (%v)", name, holder, err)
+			}
+		}
+		return nil
+	})
+	return cmp.Or(move(true), err)
+}
+
+// replaced is what the upgrade replaced, none if it never started.
+func replaced(u *upgrade.Upgrade) []upgrade.Replacement {
+	if u == nil {
+		return nil
+	}
+	return u.Replaced
+}
+
+// replaceTerminated does what an auto-scaling group does with an instance
+// `kubeha upgrade` terminated in it: ends it and launches a new one from
+// its launch template's user-data. A worker's new instance waits until
+// the cloud controller manager's stand-in deleted its Node: AWS names a
+// new instance anew, the lab reuses the name.
+func (c *cluster) replaceTerminated(instanceID string) {
+	var g *lab.NodeGroup
+	for _, candidate := range append(slices.Clone(c.nodes), c.workers...) {
+		if candidate.Instance != nil && candidate.Instance.ID == instanceID {
+			g = candidate
+		}
+	}
+	if g == nil {
+		c.logf("asked to replace %s, which no control-plane or worker group runs", instanceID)
+		return
+	}
+	worker := slices.Contains(c.workers, g)
+	g.Terminate()
+	if worker {
+		if _, err := c.waitFor(g.Name+"'s Node deleted", 2*time.Minute, func() error {
+			code, _, err := c.lbAdmin.Do(http.MethodGet, "/api/v1/nodes/"+g.Name, nil)
+			if err != nil || code != http.StatusNotFound {
+				return fmt.Errorf("HTTP %d (%v)", code, err)
+			}
+			return nil
+		}); err != nil {
+			c.logf("%v", err)
+		}
+	}
+	if err := g.Start(); err != nil {
+		c.logf("launching %s's new instance: %v", g.Name, err)
+	}
+}
+
+// upgradeWatch samples versions and Leases once a second.
+type upgradeWatch struct {
+	stopCh chan struct{}
+	done   chan struct{}
+	mu     sync.Mutex
+	report UpgradeReport
+}
+
+func (c *cluster) watchUpgrade() *upgradeWatch {
+	w := &upgradeWatch{stopCh: make(chan struct{}), done: make(chan struct{}),
+		report: UpgradeReport{LongestUnheldLeaseSeconds: map[string]float64{}, SkewViolations: []string{}}}
+	go func() {
+		defer close(w.done)
+		expiredSince := map[string]time.Time{}
+		for {
+			select {
+			case <-w.stopCh:
+				return
+			case <-time.After(time.Second):
+			}
+			c.sampleSkew(w)
+			for _, name := range lab.LeaderElected {
+				c.sampleLease(w, name, expiredSince)
+			}
+		}
+	}()
+	return w
+}
+
+func (w *upgradeWatch) stop() UpgradeReport {
+	close(w.stopCh)
+	<-w.done
+	return w.report
+}
+
+// sampleSkew compares every API server that answers, asked directly, with
+// every kubelet's version as its Node reports it.
+func (c *cluster) sampleSkew(w *upgradeWatch) {
+	var servers []string
+	for i, api := range c.nodeAdmins {
+		code, body, err := api.Do(http.MethodGet, "/version", nil)
+		var v struct{ GitVersion string }
+		if err != nil || code != http.StatusOK || json.Unmarshal([]byte(body), &v) != nil {
+			continue
+		}
+		servers = append(servers, nodeName(i)+"="+v.GitVersion)
+	}
+	nodes, err := c.listNodes()
+	if err != nil || len(servers) == 0 {
+		return
+	}
+	var kubelets []string
+	for _, n := range nodes.Items {
+		kubelets = append(kubelets, n.Metadata.Name+"="+n.Status.NodeInfo.KubeletVersion)
+	}
+	var problems []string
+	for _, s := range servers {
+		sv, _ := bootstrap.ParseVersion(after(s))
+		for _, k := range kubelets {
+			kv, ok := bootstrap.ParseVersion(after(k))
+			if !ok {
+				continue
+			}
+			if sv.Less(kv) {
+				problems = append(problems, fmt.Sprintf("kubelet %s is newer than API server %s", k, s))
+			} else if sv.MinorsAbove(kv) >= 2 {
+				problems = append(problems, fmt.Sprintf("kubelet %s is two minors below API server %s", k, s))
+			}
+		}
+		for _, o := range servers {
+			if ov, _ := bootstrap.ParseVersion(after(o)); ov.MinorsAbove(sv) > 1 {
+				problems = append(problems, fmt.Sprintf("API servers %s and %s are more than a minor apart", o, s))
+			}
+		}
+	}
+	slices.Sort(kubelets)
+	seen := distinct(servers) + "; " + distinct(kubelets)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.report.SkewSamples++
+	if n := len(w.report.Versions); n == 0 || w.report.Versions[n-1] != seen {
+		w.report.Versions = append(w.report.Versions, seen)
+	}
+	for _, p := range problems {
+		w.report.SkewViolations = append(w.report.SkewViolations, time.Now().Format("15:04:05")+" "+p)
+	}
+}
+
+// after is what follows "=" in name=version.
+func after(s string) string { _, v, _ := strings.Cut(s, "="); return v }
+
+// distinct are the versions in name=version pairs, sorted, each once.
+func distinct(pairs []string) string {
+	var versions []string
+	for _, p := range pairs {
+		if v := after(p); !slices.Contains(versions, v) {
+			versions = append(versions, v)
+		}
+	}
+	slices.Sort(versions)
+	return strings.Join(versions, ",")
+}
+
+// sampleLease notes when a Lease's last renewal is older than its
+// duration, and how long until someone holds it again.
+func (c *cluster) sampleLease(w *upgradeWatch, name string, expiredSince map[string]time.Time) {
+	code, body, err := c.lbAdmin.Do(http.MethodGet, "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/"+name, nil)
+	if err != nil || code != http.StatusOK {
+		return
+	}
+	var lease struct {
+		Spec struct {
+			HolderIdentity         string
+			LeaseDurationSeconds   int
+			RenewTime, AcquireTime time.Time
+		}
+	}
+	if json.Unmarshal([]byte(body), &lease) != nil {
+		return
+	}
+	expiry := lease.Spec.RenewTime.Add(time.Duration(lease.Spec.LeaseDurationSeconds) * time.Second)
+	now := time.Now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if lease.Spec.HolderIdentity == "" || now.After(expiry) {
+		if _, ok := expiredSince[name]; !ok {
+			expiredSince[name] = expiry
+			if now.Before(expiry) {
+				expiredSince[name] = now
+			}
+		}
+		return
+	}
+	if since, ok := expiredSince[name]; ok {
+		// Held again since it was acquired, or (the same holder back)
+		// renewed.
+		held := lease.Spec.AcquireTime
+		if held.Before(since) {
+			held = lease.Spec.RenewTime
+		}
+		unheld := held.Sub(since).Seconds()
+		w.report.LongestUnheldLeaseSeconds[name] = max(w.report.LongestUnheldLeaseSeconds[name], unheld)
+		delete(expiredSince, name)
+	}
+	if _, ok := w.report.LongestUnheldLeaseSeconds[name]; !ok {
+		w.report.LongestUnheldLeaseSeconds[name] = 0
+	}
+}

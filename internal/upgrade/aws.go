@@ -1,0 +1,116 @@
+package upgrade
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
+
+	"github.com/kubeha/kubeha/internal/bootstrap"
+	"github.com/kubeha/kubeha/internal/kubeapi"
+)
+
+// GroupFleet replaces a node's instance through its auto-scaling group:
+// the group terminates it and, its desired capacity kept, launches a new
+// one from its launch template.
+type GroupFleet struct {
+	Client *autoscaling.Client
+}
+
+func (f GroupFleet) Replace(ctx context.Context, n Node) error {
+	id, err := instanceID(n)
+	if err != nil {
+		return err
+	}
+	_, err = f.Client.TerminateInstanceInAutoScalingGroup(ctx, &autoscaling.TerminateInstanceInAutoScalingGroupInput{
+		InstanceId: aws.String(id), ShouldDecrementDesiredCapacity: aws.Bool(false)})
+	if err != nil {
+		return fmt.Errorf("terminating %s's instance %s in its group: %w", n.Name, id, err)
+	}
+	return nil
+}
+
+// instanceID is the EC2 instance of a Node, from its provider ID
+// (aws:///<zone>/<instance ID>), which the cloud controller manager sets.
+func instanceID(n Node) (string, error) {
+	rest, ok := strings.CutPrefix(n.ProviderID, "aws:///")
+	_, id, found := strings.Cut(rest, "/")
+	if !ok || !found || !strings.HasPrefix(id, "i-") {
+		return "", fmt.Errorf("node %s has provider ID %q, not aws:///<zone>/<instance ID>: the cloud controller manager has not initialised it", n.Name, n.ProviderID)
+	}
+	return id, nil
+}
+
+// ParameterRecord is the version record in SSM Parameter Store.
+type ParameterRecord struct {
+	Client *ssm.Client
+	Name   string
+}
+
+func (r ParameterRecord) Read(ctx context.Context) (string, error) {
+	out, err := r.Client.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(r.Name)})
+	if err != nil {
+		return "", fmt.Errorf("reading the version record %s: %w", r.Name, err)
+	}
+	return aws.ToString(out.Parameter.Value), nil
+}
+
+func (r ParameterRecord) Write(ctx context.Context, version string) error {
+	_, err := r.Client.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(r.Name), Value: aws.String(version),
+		Type: ssmtypes.ParameterTypeString, Overwrite: aws.Bool(true)})
+	return err
+}
+
+// Options are `kubeha upgrade`'s: the cluster, the release its stack now
+// names, and how to reach it.
+type Options struct {
+	ClusterName, Target string
+	// Kubeconfig is a cluster-admin kubeconfig (the stack's kubeconfig
+	// output); Server, if set, is where to reach the API instead
+	// (host:port), as kubectl's --server through a tunnel.
+	Kubeconfig []byte
+	Server     string
+	// AWS reaches the cluster's account and region.
+	AWS aws.Config
+	// DryRun says what the upgrade would do, and changes nothing.
+	DryRun bool
+	Logf   func(format string, args ...any)
+	// NodeTimeout and DrainTimeout: see Upgrade.
+	NodeTimeout, DrainTimeout time.Duration
+}
+
+// Command runs `kubeha upgrade`: the cluster's own API, instance groups
+// and version record (bootstrap.RunningVersionParameter). It returns the
+// upgrade, with what it replaced, also when it failed part way.
+func Command(ctx context.Context, o Options) (*Upgrade, error) {
+	api, err := kubeapi.FromKubeconfig(o.Kubeconfig, o.Server, 30*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	u := &Upgrade{Target: o.Target, API: api, Logf: o.Logf, NodeTimeout: o.NodeTimeout, DrainTimeout: o.DrainTimeout,
+		Fleet:  GroupFleet{Client: autoscaling.NewFromConfig(o.AWS)},
+		Record: ParameterRecord{Client: ssm.NewFromConfig(o.AWS), Name: bootstrap.RunningVersionParameter(o.ClusterName)}}
+	if !o.DryRun {
+		return u, u.Run(ctx)
+	}
+	s, err := u.Read(ctx)
+	if err != nil {
+		return u, err
+	}
+	if err := s.Check(o.Target); err != nil {
+		return u, err
+	}
+	steps := s.Steps(o.Target)
+	if len(steps) == 0 {
+		u.logf("%s runs %s: nothing to do", o.ClusterName, o.Target)
+	}
+	for i, step := range steps {
+		u.logf("%d. %s", i+1, step)
+	}
+	return u, nil
+}

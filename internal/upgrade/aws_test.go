@@ -1,0 +1,74 @@
+package upgrade
+
+import (
+	"context"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+
+	"github.com/kubeha/kubeha/internal/awsdouble"
+)
+
+// awsAgainst is an AWS SDK configuration whose every call goes to the
+// double, over TLS, signed.
+func awsAgainst(t *testing.T, cloud *awsdouble.Cloud) aws.Config {
+	server := httptest.NewTLSServer(cloud)
+	t.Cleanup(server.Close)
+	return aws.Config{Region: "eu-west-1", HTTPClient: server.Client(), BaseEndpoint: aws.String(server.URL),
+		Credentials: credentials.NewStaticCredentialsProvider("AKIATEST", "secret", "")}
+}
+
+// `kubeha upgrade` replaces an instance through its group, keeping the
+// group's size, and reads and moves the version record, with the AWS
+// SDK's own calls against the double.
+func TestAWSCallsAgainstTheDouble(t *testing.T) {
+	cloud := awsdouble.NewCloud("eu-west-1")
+	cfg := awsAgainst(t, cloud)
+	cloud.JoinGroup("i-0123", "kubeha-dev-control-plane-eu-west-1a", "")
+	terminated := make(chan string, 1)
+	cloud.OnTerminate = func(id string) { terminated <- id }
+
+	fleet := GroupFleet{Client: autoscaling.NewFromConfig(cfg)}
+	node := Node{Name: "ip-10-0-1-5.eu-west-1.compute.internal", ProviderID: "aws:///eu-west-1a/i-0123"}
+	if err := fleet.Replace(context.Background(), node); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case id := <-terminated:
+		if id != "i-0123" {
+			t.Errorf("the group was asked to replace %s, want i-0123", id)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the group was never asked to replace the instance")
+	}
+	if gi, _ := cloud.GroupInstance("i-0123"); gi.State != awsdouble.Terminating {
+		t.Errorf("the instance is %s, want %s", gi.State, awsdouble.Terminating)
+	}
+	node.ProviderID = ""
+	if err := fleet.Replace(context.Background(), node); err == nil || !strings.Contains(err.Error(), "not aws:///<zone>/<instance ID>") {
+		t.Errorf("a Node without a provider ID: %v", err)
+	}
+	node.ProviderID = "aws:///eu-west-1a/i-gone"
+	if err := fleet.Replace(context.Background(), node); err == nil || !strings.Contains(err.Error(), "No managed instance found") {
+		t.Errorf("an instance in no group: %v", err)
+	}
+
+	record := ParameterRecord{Client: ssm.NewFromConfig(cfg), Name: "/kubeha/kubeha-dev/kubernetes-version"}
+	if _, err := record.Read(context.Background()); err == nil {
+		t.Error("read a record nobody wrote")
+	}
+	for _, v := range []string{"v1.35.8", "v1.36.3"} {
+		if err := record.Write(context.Background(), v); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := record.Read(context.Background()); err != nil || got != v {
+			t.Errorf("record reads %q (%v), want %s", got, err, v)
+		}
+	}
+}
