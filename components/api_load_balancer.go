@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"regexp"
+	"time"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ec2transitgateway"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/lb"
@@ -141,6 +142,8 @@ type ApiLoadBalancer struct {
 	// accessEndpoint says whether there is one: control-plane nodes then
 	// forward bootstrap.APITunnelPort to their API server.
 	accessEndpoint bool
+	// detection is how long its checks take to find an API server failing.
+	detection time.Duration
 }
 
 // validated is args with defaults filled in, or every problem found.
@@ -221,6 +224,7 @@ func NewApiLoadBalancer(ctx *pulumi.Context, name string, args *ApiLoadBalancerA
 		a.AccessEndpointID = access.ID().ToStringOutput()
 	}
 	h := args.HealthCheck
+	a.detection = time.Duration(h.IntervalSeconds*h.UnhealthyThreshold+h.TimeoutSeconds) * time.Second
 	tg, err := lb.NewTargetGroup(ctx, name, &lb.TargetGroupArgs{
 		VpcId:      args.VpcID,
 		Port:       pulumi.Int(APIPort),

@@ -262,6 +262,7 @@ func NewControlPlane(ctx *pulumi.Context, name string, args *ControlPlaneArgs, o
 		PodEviction:            time.Duration(args.NodeLifecycle.PodEvictionSeconds) * time.Second,
 		SkipCoreDNS:            args.SkipCoreDNS, ServeMetrics: args.ServeMetrics, IgnorePreflightErrors: args.IgnorePreflightErrors,
 		CertificateValidity: certificateValidity,
+		ShutdownDelay:       args.LoadBalancer.detection,
 		ApplyAddons:         args.ApplyAddons, APITunnel: args.LoadBalancer.accessEndpoint,
 	}
 	assets := args.Assets.Assets

@@ -36,6 +36,10 @@ const (
 	SchedulerPort         = 10259
 )
 
+// MaxShutdownDelay keeps the API server's shutdown delay inside the 30 s a
+// kubeadm static pod has to stop before it is killed.
+const MaxShutdownDelay = 20 * time.Second
+
 // ControlPlaneLabel marks a control-plane Node (kubeadm sets it).
 const ControlPlaneLabel = "node-role.kubernetes.io/control-plane"
 
@@ -92,6 +96,12 @@ type ControlPlane struct {
 	// ports (10259, 10257) to all addresses, for Prometheus; they still
 	// authenticate and authorize every request.
 	ServeMetrics bool
+	// ShutdownDelay is how long a stopping API server keeps serving with
+	// /readyz failing, so that the load balancer takes it out of rotation
+	// before it stops listening (a replaced node, a kubelet upgraded in
+	// place restarting its static pods): the load balancer's detection
+	// time, at most MaxShutdownDelay; 0 for none.
+	ShutdownDelay time.Duration
 	// CertificateValidity is how long kubeadm's certificates last (the
 	// API server's, the components' kubeconfigs); 0 is kubeadm's year.
 	// Each node renews its own with a third to half of it left.

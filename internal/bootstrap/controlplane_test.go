@@ -324,3 +324,23 @@ func TestControlPlaneApplierAndTunnelAreOptIn(t *testing.T) {
 		t.Errorf("without the applier and tunnel, the settings still start them:\n%s", env(plain))
 	}
 }
+
+// A stopping API server keeps serving, /readyz failing, for as long as
+// the load balancer takes to notice, within the 30 s its static pod has
+// to stop; with no delay given it stops at once.
+func TestAPIServerShutdownDelay(t *testing.T) {
+	for delay, want := range map[time.Duration]string{13 * time.Second: "13s", time.Minute: "20s", 0: ""} {
+		c := ControlPlane{ClusterName: "kubeha-dev", KubernetesVersion: PinnedKubernetesVersion, Endpoint: "api.example", ShutdownDelay: delay}
+		init, err := c.KubeadmInit()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := ""
+		if _, after, ok := strings.Cut(init, "- name: shutdown-delay-duration\n"); ok {
+			got = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(strings.SplitN(after, "\n", 2)[0]), "value:"))
+		}
+		if got != want {
+			t.Errorf("ShutdownDelay %s: shutdown-delay-duration %q, want %q", delay, got, want)
+		}
+	}
+}

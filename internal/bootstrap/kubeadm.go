@@ -219,6 +219,10 @@ func (c ControlPlane) KubeadmInit() (string, error) {
 				{Name: "audit-log", HostPath: auditLogDir, MountPath: auditLogDir, PathType: "DirectoryOrCreate"}},
 		},
 	}
+	if c.ShutdownDelay > 0 {
+		cluster.APIServer.ExtraArgs = append(cluster.APIServer.ExtraArgs,
+			arg{"shutdown-delay-duration", seconds(min(c.ShutdownDelay, MaxShutdownDelay))})
+	}
 	if c.PodEviction > 0 {
 		cluster.APIServer.ExtraArgs = append(cluster.APIServer.ExtraArgs,
 			arg{"default-not-ready-toleration-seconds", fmt.Sprint(int(c.PodEviction.Seconds()))},
