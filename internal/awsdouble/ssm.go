@@ -25,17 +25,6 @@ func (c *Cloud) Parameter(name string) (string, bool) {
 	return p.value, true
 }
 
-// SetParameter writes a String parameter, as PutParameter with overwrite.
-func (c *Cloud) SetParameter(name, value string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	version := 1
-	if p, ok := c.parameters[name]; ok {
-		version = p.version + 1
-	}
-	c.parameters[name] = &parameter{value: value, kind: "String", version: version, modified: time.Now()}
-}
-
 // serveSSM answers PutParameter and GetParameter, the calls control-plane
 // nodes make to record the cluster's Kubernetes version.
 func (c *Cloud) serveSSM(w http.ResponseWriter, r *http.Request, action string) {

@@ -25,6 +25,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -161,9 +162,9 @@ func (u *Upgrade) Read(ctx context.Context) (State, error) {
 	}
 	// A cluster whose CNI replaces kube-proxy has none.
 	var proxy daemonSet
-	if code, _, err := u.API.Do(http.MethodGet, kubeProxyPath, nil); err == nil && code == http.StatusNotFound {
+	if err := u.get(kubeProxyPath, &proxy); errors.Is(err, errNotFound) {
 		s.KubeProxy = "none"
-	} else if err := u.get(kubeProxyPath, &proxy); err != nil {
+	} else if err != nil {
 		return s, err
 	}
 	if len(proxy.Spec.Template.Spec.Containers) > 0 {
@@ -553,10 +554,16 @@ type daemonSet struct {
 	}
 }
 
+// errNotFound is a GET answered 404.
+var errNotFound = errors.New("not found")
+
 func (u *Upgrade) get(path string, into any) error {
 	code, body, err := u.API.Do(http.MethodGet, path, nil)
 	if err != nil {
 		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	if code == http.StatusNotFound {
+		return fmt.Errorf("GET %s: %w", path, errNotFound)
 	}
 	if code != http.StatusOK {
 		return fmt.Errorf("GET %s: HTTP %d %.300s", path, code, body)
