@@ -323,6 +323,11 @@ func CoreDNSValues(c Cluster) (map[string]any, error) {
 		// kubeha's own PodDisruptionBudget (CoreDNSDisruptionBudget).
 		"podDisruptionBudget":       map[string]any{},
 		"topologySpreadConstraints": onePerZone(CoreDNSLabels),
+		// The ready plugin answers only once CoreDNS serves, so the chart's
+		// 30 s first delay only keeps a moved pod out of its Service and
+		// its disruption budget (a drain waits on it), as kubeadm's own
+		// CoreDNS does not.
+		"readinessProbe": map[string]any{"initialDelaySeconds": 0},
 	}, nil
 }
 

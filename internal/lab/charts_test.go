@@ -122,7 +122,45 @@ func TestAddonImagesAreWhatTheChartsRun(t *testing.T) {
 			}
 		}
 		t.Logf("MEASURED: %s runs %v", filepath.Base(c.archive), images)
+		if c.archive == coreDNS {
+			delays := readinessDelays(t, out)
+			if delay, ok := delays["coredns"]; !ok || delay != 0 {
+				t.Errorf("coredns's readiness probe starts after %ds (probed: %v), want at once: a drain waits on it", delay, ok)
+			}
+		}
 	}
+}
+
+// readinessDelays are, by container name, the rendered containers'
+// readiness probes' initialDelaySeconds.
+func readinessDelays(t *testing.T, manifests []byte) map[string]int {
+	t.Helper()
+	delays := map[string]int{}
+	for _, doc := range strings.Split(string(manifests), "\n---") {
+		var obj struct {
+			Spec struct {
+				Template struct {
+					Spec struct {
+						Containers []struct {
+							Name           string
+							ReadinessProbe *struct {
+								InitialDelaySeconds int `yaml:"initialDelaySeconds"`
+							} `yaml:"readinessProbe"`
+						}
+					}
+				}
+			}
+		}
+		if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range obj.Spec.Template.Spec.Containers {
+			if c.ReadinessProbe != nil {
+				delays[c.Name] = c.ReadinessProbe.InitialDelaySeconds
+			}
+		}
+	}
+	return delays
 }
 
 // renderedImages are the images of every container and init container in

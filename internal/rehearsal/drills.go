@@ -1,6 +1,7 @@
 package rehearsal
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -28,14 +29,13 @@ type drill struct {
 // once e has put a probe pod back on it.
 var drills = []drill{
 	{upgradeDrill, "upgrade the cluster, created at the release before the stack's, to the stack's: pulumi up, then kubeha upgrade's steps replace every node zone by zone, workers drained first, while the write probe runs", upgradeCluster},
-	{"a", "kill the control-plane node holding the scheduler and controller-manager Leases while pods are being scheduled; its group replaces it", whileScheduling(killLeaseHolder)},
-	{"b", "kill the etcd leader; its replacement boots while EC2 throttles, Route 53 is slow and EC2 refuses its volume for 2 minutes", killEtcdLeader},
+	{"a", "kill cp-a, whose first boot created the cluster and which holds the scheduler and controller-manager Leases, while pods are being scheduled: its group's new instance finds the cluster in etcd and joins", whileScheduling(killLeaseHolder)},
+	{"b", "kill the etcd leader; its replacement boots while EC2 throttles, Route 53 is slow and EC2 refuses its volume for a minute", killEtcdLeader},
 	{"c", "cut zone a: etcd-a, cp-a and worker-a lose their network at once", cutZone},
 	{"e", "bring zone a back: its members rejoin, its node re-enters rotation, and the README's step puts a probe pod back in zone a", restoreZone},
 	{"d", "partition cp-b from etcd only, its port 6443 still open; load balancer checks HTTPS /readyz", partitionFromEtcd(healthCheckReadyz)},
 	{"d-tcp", "the same partition; load balancer checks that TCP connects (kops, Typhoon)", partitionFromEtcd(healthCheckTCP)},
 	{"k", "terminate worker-a: its pods run again in zones b and c, and its group's replacement joins", loseWorker},
-	{"f", "replace cp-a, whose first boot created the cluster, while pods are being scheduled: the new instance finds the cluster in etcd and joins", whileScheduling(replaceFirstNode)},
 	{"g", "an etcd follower loses its instance and data volume while S3 holds no snapshot: it rejoins as a learner, is promoted, quorum held", loseEtcdVolume},
 	{"h", "every etcd member's data lost: the README's restore runbook, scripted, brings the cluster back from the S3 snapshot into fresh members", restoreFromSnapshot},
 	{"j", "every certificate made to last minutes: kubeadm's renewed by each control-plane node's timer, etcd's re-issued into the secrets and re-read by every node, the cluster serving past their expiry", renewShortCertificates},
@@ -309,6 +309,9 @@ func (p *probe) record(d *Drill, from, to time.Time) {
 	d.ErrorWindowSeconds = w.lastFailure.Seconds()
 	d.LatencySeconds = map[string]float64{"p50": w.latency[0].Seconds(), "p90": w.latency[1].Seconds(), "p99": w.latency[2].Seconds()}
 	d.ProbeSkippedTicks = w.skipped
+	if w.failures > 0 {
+		d.note("failed requests: " + w.causeList())
+	}
 }
 
 // heal waits until the cluster is whole again and checks no write was lost.
@@ -338,30 +341,84 @@ func groupNamed(groups []*lab.NodeGroup, name string) *lab.NodeGroup {
 }
 
 func killLeaseHolder(ctx context.Context, c *cluster, p *probe) (Drill, error) {
+	// cp-a, whose first boot created the cluster, holds both Leases as a
+	// fresh cluster leaves them; an upgrade scatters them.
+	victim := c.nodes[0]
+	if err := c.gatherLeases(victim); err != nil {
+		return Drill{}, err
+	}
 	w, err := c.settle()
 	if err != nil {
 		return Drill{}, err
 	}
-	victim := c.nodeNamed(w.scheduler)
-	if victim == nil {
-		return Drill{}, fmt.Errorf("no node holds the scheduler Lease (holder %q)", w.scheduler)
+	if w.scheduler != victim.Name || w.controllerManager != victim.Name {
+		return Drill{}, fmt.Errorf("the Leases moved off %s before the drill: scheduler on %q, controller-manager on %q", victim.Name, w.scheduler, w.controllerManager)
 	}
 	w.lostNodes[victim.Name] = true
 	d, err := measure(ctx, c, p, w, func() error {
 		victim.Kill()
 		return nil
 	})
-	if w.controllerManager != w.scheduler {
-		d.note(fmt.Sprintf("the controller-manager Lease was on %s, not %s", w.controllerManager, victim.Name))
-	}
 	if err != nil {
 		return d, err
 	}
-	// Its group launches a replacement, which joins the cluster.
+	// Its group launches a replacement, which finds the cluster in etcd
+	// and joins it.
 	if err := c.replaceInstance(&d, victim); err != nil {
 		return d, err
 	}
+	log := victim.BootstrapLog()
+	// control-plane-bootstrap.sh's own lines (kubeadm join prints "kubeadm
+	// init" in its advice).
+	if !strings.Contains(log, "etcd holds the cluster: joining") || strings.Contains(log, "etcd holds no cluster: creating it") {
+		return d, fmt.Errorf("%s's replacement did not join the cluster it found in etcd:\n%s", victim.Name, log)
+	}
+	d.note(victim.Name + "'s replacement found kubeadm-config in etcd and joined")
 	return d, heal(c, p, &d)
+}
+
+// gatherLeases puts the scheduler's and controller-manager's Leases on g's
+// node, where a cluster's first boot puts them and drill a expects them
+// (an upgrade's replacements scatter them). The other nodes' two
+// components stop (their static pod manifests set aside) until g's hold
+// both, then start again.
+func (c *cluster) gatherLeases(g *lab.NodeGroup) error {
+	held := func() error {
+		for _, name := range lab.LeaderElected {
+			if holder, err := c.leaseHolder(name); err != nil || holder != g.Name {
+				return fmt.Errorf("%s is held by %q (%v)", name, holder, err)
+			}
+		}
+		return nil
+	}
+	if held() == nil {
+		return nil
+	}
+	var others []*lab.NodeGroup
+	for _, n := range c.nodes {
+		if n != g {
+			others = append(others, n)
+		}
+	}
+	move := func(back bool) error {
+		for _, n := range others {
+			for _, component := range lab.LeaderElected {
+				src, dst := bootstrap.StaticPodDir+"/"+component+".yaml", "/etc/kubernetes/"+component+".yaml.held"
+				if back {
+					src, dst = dst, src
+				}
+				if _, err := n.Instance.Exec("mv", src, dst); err != nil {
+					return fmt.Errorf("%s: %w", n.Name, err)
+				}
+			}
+		}
+		return nil
+	}
+	if err := move(false); err != nil {
+		return err
+	}
+	_, err := c.waitFor("both Leases on "+g.Name, recoveryLimit, held)
+	return cmp.Or(move(true), err)
 }
 
 func killEtcdLeader(ctx context.Context, c *cluster, p *probe) (Drill, error) {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -200,4 +201,27 @@ func (c *cluster) failedChecks(node string, since time.Time) string {
 		}
 	}
 	return strings.Join(took, ", ")
+}
+
+// rotationChange is haproxy's log of a server's state change.
+var rotationChange = regexp.MustCompile(`Server apiservers/(\S+) is (UP|DOWN)`)
+
+// rotationChanges lists, from haproxy's log, each time between from and to
+// that a server went out of rotation or back in.
+func (c *cluster) rotationChanges(from, to time.Time) []string {
+	data, err := os.ReadFile(c.lb.Log("haproxy"))
+	if err != nil {
+		return []string{"(no haproxy log)"}
+	}
+	var changes []string
+	for _, line := range strings.Split(string(data), "\n") {
+		stamp, msg, _ := strings.Cut(line, " ")
+		at, err := time.Parse(time.RFC3339Nano, stamp)
+		m := rotationChange.FindStringSubmatch(msg)
+		if err != nil || at.Before(from) || at.After(to) || m == nil {
+			continue
+		}
+		changes = append(changes, at.Format("15:04:05.0")+" "+m[1]+" "+m[2])
+	}
+	return changes
 }

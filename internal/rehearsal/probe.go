@@ -1,11 +1,14 @@
 package rehearsal
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -34,6 +37,9 @@ type ackedWrite struct {
 type result struct {
 	started, at time.Time
 	ok          bool
+	// why a failed request failed: the method, then the error or the
+	// HTTP status.
+	why string
 }
 
 const (
@@ -89,17 +95,36 @@ func (p *probe) writeAndRead(name string) {
 		"data":     map[string]any{"written": started.Format(time.RFC3339Nano)},
 	})
 	wrote := err == nil && code == http.StatusCreated
+	why := failure("POST", code, http.StatusCreated, err)
 	read := false
 	if wrote {
 		code, _, err := p.c.lbAdmin.Do("GET", probePath+"/"+name, nil)
 		read = err == nil && code == http.StatusOK
+		why = failure("GET", code, http.StatusOK, err)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if wrote {
 		p.acked = append(p.acked, ackedWrite{name, time.Now()})
 	}
-	p.results = append(p.results, result{started: started, at: time.Now(), ok: wrote && read})
+	p.results = append(p.results, result{started: started, at: time.Now(), ok: wrote && read, why: why})
+}
+
+// failure says why a request failed, "" if it got the code it wanted. The
+// error's text after its last colon and space is the cause ("connection
+// refused", "EOF"), without the address that would make each one unique.
+func failure(method string, code, want int, err error) string {
+	switch {
+	case err != nil:
+		text := err.Error()
+		if i := strings.LastIndex(text, ": "); i >= 0 {
+			text = text[i+2:]
+		}
+		return method + ": " + text
+	case code != want:
+		return fmt.Sprintf("%s: HTTP %d", method, code)
+	}
+	return ""
 }
 
 // close stops the probe; it is safe to call more than once.
@@ -123,6 +148,10 @@ func (p *probe) window(from, to time.Time) windowStats {
 		w.requests++
 		if !r.ok {
 			w.failures++
+			if w.causes == nil {
+				w.causes = map[string]int{}
+			}
+			w.causes[r.why]++
 			w.lastFailure = max(w.lastFailure, r.at.Sub(from))
 			continue
 		}
@@ -141,6 +170,33 @@ func (p *probe) window(from, to time.Time) windowStats {
 	return w
 }
 
+// failureTimeline lists, second by second, the requests that failed
+// between from and to and why: "15:04:05 3× POST: EOF".
+func (p *probe) failureTimeline(from, to time.Time) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var lines []string
+	count, last := 0, ""
+	for _, r := range p.results {
+		if r.ok || r.started.Before(from) || r.at.After(to) {
+			continue
+		}
+		line := r.at.Format("15:04:05") + " " + r.why
+		if line == last {
+			count++
+			continue
+		}
+		if count > 0 {
+			lines = append(lines, fmt.Sprintf("%s (%d×)", last, count))
+		}
+		last, count = line, 1
+	}
+	if count > 0 {
+		lines = append(lines, fmt.Sprintf("%s (%d×)", last, count))
+	}
+	return lines
+}
+
 // windowStats are what the probe saw between two times.
 type windowStats struct {
 	requests, failures int
@@ -152,6 +208,19 @@ type windowStats struct {
 	latency [3]time.Duration
 	// skipped is the probe's count of ticks without a free slot, so far.
 	skipped int
+	// causes counts the failures by why they failed.
+	causes map[string]int
+}
+
+// causes lists the failures' causes, the most frequent first.
+func (w windowStats) causeList() string {
+	whys := slices.Collect(maps.Keys(w.causes))
+	slices.SortFunc(whys, func(a, b string) int { return cmp.Or(w.causes[b]-w.causes[a], strings.Compare(a, b)) })
+	var parts []string
+	for _, why := range whys {
+		parts = append(parts, fmt.Sprintf("%d× %s", w.causes[why], why))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // lostWrites lists acknowledged writes the cluster no longer has: every

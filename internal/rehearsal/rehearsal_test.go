@@ -128,7 +128,7 @@ func TestRehearsal(t *testing.T) {
 		}
 		// While an API server is gone, the other zones' kubelets keep
 		// their Nodes Ready through the load balancer.
-		if slices.Contains([]string{"a", "c", "f", "k"}, d.Name) && len(d.Service.WorkersStayedReady) != 2 {
+		if slices.Contains([]string{"a", "c", "k"}, d.Name) && len(d.Service.WorkersStayedReady) != 2 {
 			t.Errorf("drill %s: workers Ready throughout %v, want worker-b and worker-c", d.Name, d.Service.WorkersStayedReady)
 		}
 	}
@@ -233,23 +233,20 @@ func TestRehearsal(t *testing.T) {
 			t.Errorf("drill %s: the probe's pods by zone after it %v, want one in each of 3 zones", name, s)
 		}
 	}
-	// Pods created one after another while a control-plane node is
-	// replaced, the scheduler's Lease holder first (a), each ran (the
-	// drill fails on one that did not) and waited for the scheduler no
-	// longer than its Lease took to move.
-	for _, name := range []string{"a", "f"} {
-		s := byName[name].Scheduling
-		if s == nil || s.Pods < 3 {
-			t.Errorf("drill %s: pods scheduled during it %+v, want 3 or more", name, s)
-			continue
-		}
-		within("drill "+name+": the longest a pod waited to be scheduled", &s.LongestScheduledSeconds, b.leaseTakeover+recoverySlack)
+	// Pods created one after another while cp-a, the scheduler's Lease
+	// holder, is replaced (a) each ran (the drill fails on one that did
+	// not) and waited for the scheduler no longer than its Lease took to
+	// move.
+	if s := byName["a"].Scheduling; s == nil || s.Pods < 3 {
+		t.Errorf("drill a: pods scheduled during it %+v, want 3 or more", s)
+	} else {
+		within("drill a: the longest a pod waited to be scheduled", &s.LongestScheduledSeconds, b.leaseTakeover+recoverySlack)
 	}
 	// Each kind of node replaced from its user-data is back in service:
-	// a control-plane node (a), an etcd member with its volume after a
-	// refused attach (b), the node that created the cluster (f), and a
-	// member on a blank volume, quorum held (g).
-	for _, name := range []string{"a", "b", "f", "g"} {
+	// the control-plane node that created the cluster (a; the drill fails
+	// unless it joined), an etcd member with its volume after a refused
+	// attach (b), and a member on a blank volume, quorum held (g).
+	for _, name := range []string{"a", "b", "g"} {
 		if byName[name].ReplacementInServiceSeconds == nil {
 			t.Errorf("drill %s: no replacement in service", name)
 		}

@@ -9,7 +9,6 @@ package rehearsal
 // version and each kubelet's are compared, and the Leases read.
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -188,6 +187,10 @@ func upgradeCluster(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 	d.Upgrade = &r
 	p.record(&d, start, end)
 	r.FailuresBetweenReplacements = d.Failures
+	for _, line := range p.failureTimeline(start, end) {
+		c.logf("upgrade: failed request at %s", line)
+	}
+	c.logf("upgrade: the load balancer's rotation: %s", strings.Join(c.rotationChanges(start, end), "; "))
 	for _, n := range r.Nodes {
 		r.FailuresBetweenReplacements -= n.Failures
 	}
@@ -212,50 +215,7 @@ func upgradeCluster(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 	if err := c.restartClients(); err != nil {
 		return d, err
 	}
-	if err := c.respread(&d); err != nil {
-		return d, err
-	}
-	return d, c.gatherLeases(c.nodes[0])
-}
-
-// gatherLeases puts the scheduler's and controller-manager's Leases on g's
-// node, where a cluster's first boot puts them and drill a expects them:
-// the upgrade's replacements scattered them. The other nodes' two
-// components stop (their static pod manifests set aside) until g's hold
-// both, then start again.
-func (c *cluster) gatherLeases(g *lab.NodeGroup) error {
-	var others []*lab.NodeGroup
-	for _, n := range c.nodes {
-		if n != g {
-			others = append(others, n)
-		}
-	}
-	move := func(back bool) error {
-		for _, n := range others {
-			for _, component := range lab.LeaderElected {
-				src, dst := bootstrap.StaticPodDir+"/"+component+".yaml", "/etc/kubernetes/"+component+".yaml.held"
-				if back {
-					src, dst = dst, src
-				}
-				if _, err := n.Instance.Exec("mv", src, dst); err != nil {
-					return fmt.Errorf("%s: %w", n.Name, err)
-				}
-			}
-		}
-		return nil
-	}
-	if err := move(false); err != nil {
-		return err
-	}
-	_, err := c.waitFor("both Leases on "+g.Name, recoveryLimit, func() error {
-		for _, name := range lab.LeaderElected {
-			if holder, err := c.leaseHolder(name); err != nil || holder != g.Name {
-				return fmt.Errorf("%s is held by %q (%v)", name, holder, err)
-			}
-		}
-		return nil
-	})
-	return cmp.Or(move(true), err)
+	return d, c.respread(&d)
 }
 
 // replaced is what the upgrade replaced, none if it never started.
@@ -306,11 +266,13 @@ type upgradeWatch struct {
 	done   chan struct{}
 	mu     sync.Mutex
 	report UpgradeReport
+	// kubelets are each Node's last kubelet version seen.
+	kubelets map[string]string
 }
 
 func (c *cluster) watchUpgrade() *upgradeWatch {
 	w := &upgradeWatch{stopCh: make(chan struct{}), done: make(chan struct{}),
-		report: UpgradeReport{LongestUnheldLeaseSeconds: map[string]float64{}, SkewViolations: []string{}}}
+		report: UpgradeReport{LongestUnheldLeaseSeconds: map[string]float64{}, SkewViolations: []string{}}, kubelets: map[string]string{}}
 	go func() {
 		defer close(w.done)
 		expiredSince := map[string]time.Time{}
@@ -353,7 +315,12 @@ func (c *cluster) sampleSkew(w *upgradeWatch) {
 	}
 	var kubelets []string
 	for _, n := range nodes.Items {
-		kubelets = append(kubelets, n.Metadata.Name+"="+n.Status.NodeInfo.KubeletVersion)
+		name, version := n.Metadata.Name, n.Status.NodeInfo.KubeletVersion
+		kubelets = append(kubelets, name+"="+version)
+		if was, ok := w.kubelets[name]; ok && was != version {
+			c.logf("upgrade: %s's kubelet reports %s, was %s", name, version, was)
+		}
+		w.kubelets[name] = version
 	}
 	var problems []string
 	for _, s := range servers {

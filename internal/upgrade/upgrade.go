@@ -8,8 +8,9 @@
 //  2. control-plane nodes are replaced one zone at a time, each until its
 //     API server serves the new release and is ready;
 //  3. the version record moves: control-plane kubelets, held at the old
-//     release while any API server ran it, follow in place, and new nodes
-//     boot the new kubelet;
+//     release while any API server ran it, follow in place one node at a
+//     time (meanwhile, step 4 goes on), and new nodes boot the new
+//     kubelet;
 //  4. workers are replaced one zone at a time, each cordoned and drained
 //     through the eviction API (which keeps PodDisruptionBudgets) first;
 //  5. kube-proxy's DaemonSet moves to the new release, once every node
@@ -240,7 +241,7 @@ func (s State) Steps(target string) []string {
 		}
 	}
 	if s.Recorded != target {
-		steps = append(steps, fmt.Sprintf("move the version record from %s to %s: control-plane kubelets follow in place, new nodes boot kubelet %s", s.Recorded, target, target))
+		steps = append(steps, fmt.Sprintf("move the version record from %s to %s: control-plane kubelets follow in place one at a time while the workers go on, new nodes boot kubelet %s", s.Recorded, target, target))
 	}
 	for _, n := range s.Nodes {
 		if !n.ControlPlane && n.Kubelet != target {
@@ -291,11 +292,8 @@ func (u *Upgrade) Run(ctx context.Context) error {
 		}
 		u.logf("every API server runs %s: the version record says so", u.Target)
 	}
-	if err := u.waitFor(ctx, "every control-plane kubelet at "+u.Target, u.nodeTimeout(), func() error {
-		return u.kubeletsAt(ctx, true)
-	}); err != nil {
-		return err
-	}
+	// Control-plane kubelets follow the record on their own, one node at
+	// a time, while the workers are drained and replaced.
 	for _, n := range s.Nodes {
 		if !n.ControlPlane && n.Kubelet != u.Target {
 			if err := u.replaceWorker(ctx, n); err != nil {
@@ -303,7 +301,9 @@ func (u *Upgrade) Run(ctx context.Context) error {
 			}
 		}
 	}
-	if err := u.kubeletsAt(ctx, false); err != nil {
+	if err := u.waitFor(ctx, "every kubelet at "+u.Target, u.nodeTimeout(), func() error {
+		return u.kubeletsAt(ctx)
+	}); err != nil {
 		return err
 	}
 	if s.KubeProxy == "none" {
@@ -312,15 +312,14 @@ func (u *Upgrade) Run(ctx context.Context) error {
 	return u.moveKubeProxy(ctx)
 }
 
-// kubeletsAt fails unless every control-plane node's (controlPlane) or
-// every node's kubelet runs the target.
-func (u *Upgrade) kubeletsAt(ctx context.Context, controlPlane bool) error {
+// kubeletsAt fails unless every node's kubelet runs the target.
+func (u *Upgrade) kubeletsAt(ctx context.Context) error {
 	s, err := u.Read(ctx)
 	if err != nil {
 		return err
 	}
 	for _, n := range s.Nodes {
-		if (n.ControlPlane || !controlPlane) && n.Kubelet != u.Target {
+		if n.Kubelet != u.Target {
 			return fmt.Errorf("the kubelet on %s runs %s", n.Name, n.Kubelet)
 		}
 	}

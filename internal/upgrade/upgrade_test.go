@@ -32,8 +32,11 @@ type fakeCluster struct {
 	pods     map[string][]string
 	budgeted string
 	refused  bool
-	events   []string
-	skew     []string
+	// lateFollow: control-plane kubelets follow the record only once
+	// every worker runs its release, as slow timers would.
+	lateFollow, workersDone bool
+	events                  []string
+	skew                    []string
 }
 
 type fakeNode struct {
@@ -73,6 +76,14 @@ func (f *fakeCluster) Do(method, path string, body any) (int, string, error) {
 	}
 	switch {
 	case method == "GET" && path == "/api/v1/nodes":
+		if f.lateFollow && !slices.ContainsFunc(slices.Collect(maps.Values(f.nodes)), func(n *fakeNode) bool { return !n.controlPlane && n.kubelet != f.record }) {
+			// From the second listing after the last worker: a single
+			// look once the workers are done finds them behind.
+			if f.workersDone {
+				f.follow()
+			}
+			f.workersDone = true
+		}
 		var items []any
 		for _, name := range slices.Sorted(maps.Keys(f.nodes)) {
 			n := f.nodes[name]
@@ -191,13 +202,23 @@ func (f *fakeCluster) Write(_ context.Context, version string) error {
 	defer f.mu.Unlock()
 	f.record = version
 	f.event("record %s", version)
+	if !f.lateFollow {
+		f.follow()
+	}
+	return nil
+}
+
+// follow swaps the control-plane kubelets to the record's release.
+func (f *fakeCluster) follow() {
+	moved := false
 	for _, n := range f.nodes {
-		if n.controlPlane {
-			n.kubelet = version
+		if n.controlPlane && n.kubelet != f.record {
+			n.kubelet, moved = f.record, true
 		}
 	}
-	f.event("control-plane kubelets %s", version)
-	return nil
+	if moved {
+		f.event("control-plane kubelets %s", f.record)
+	}
 }
 
 func newUpgrade(f *fakeCluster, target string) *Upgrade {
@@ -230,6 +251,17 @@ func TestUpgradeOrder(t *testing.T) {
 	}
 	if len(u.Replaced) != 6 {
 		t.Errorf("%d replacements reported, want 6", len(u.Replaced))
+	}
+	// Control-plane kubelets that follow late hold up kube-proxy only:
+	// workers are drained meanwhile.
+	late := newFakeCluster("v1.35.8")
+	late.lateFollow = true
+	if err := newUpgrade(late, "v1.36.3").Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	tail := []string{"replace worker-c", "control-plane kubelets v1.36.3", "kube-proxy v1.36.3"}
+	if i := slices.Index(late.events, "record v1.36.3"); i < 0 || late.events[i+1] != "cordon worker-a" || !slices.Equal(late.events[len(late.events)-3:], tail) {
+		t.Errorf("with control-plane kubelets following late, the upgrade did\n  %s\nwant the workers right after the record, and %v last", strings.Join(late.events, "\n  "), tail)
 	}
 	// Run again, it has nothing left to do.
 	f.events = nil

@@ -22,27 +22,12 @@ kubeadm_seconds_left() {
     jq -e '[.certificates[] | select(.missing | not) | .residualTime] | min'
 }
 
-# wait_until runs its arguments until they succeed, for at most $1 seconds.
-wait_until() {
-  local deadline=$((SECONDS + $1))
-  shift
-  until "$@"; do
-    [ "$SECONDS" -lt "$deadline" ] || return 1
-    sleep 1
-  done
-}
-
-running() { pgrep -f "^$1 " >/dev/null; }
-stopped() { ! running "$1"; }
-healthy() { curl -fsk --max-time 2 "$1" >/dev/null; }
-
 # restart_static_pod stops component $1 by taking its manifest away and
 # starts it again by putting it back; $2 is its health URL.
 restart_static_pod() {
   local held
   held=$(mktemp -d)
-  mv "$STATIC_POD_DIR/$1.yaml" "$held/"
-  wait_until 120 stopped "$1" || log "$1 still runs 120 s after its manifest went"
+  stop_static_pod "$1" "$held"
   mv "$held/$1.yaml" "$STATIC_POD_DIR/"
   rmdir "$held"
   wait_until 300 healthy "$2"

@@ -32,3 +32,26 @@ fetch_secrets() {
 api_ready() {
   curl -fsk --max-time 5 "$API_READY_URL" >/dev/null
 }
+
+# wait_until runs its arguments until they succeed, for at most $1 seconds.
+wait_until() {
+  local deadline=$((SECONDS + $1))
+  shift
+  until "$@"; do
+    [ "$SECONDS" -lt "$deadline" ] || return 1
+    sleep 1
+  done
+}
+
+running() { pgrep -f "^$1 " >/dev/null; }
+stopped() { ! running "$1"; }
+healthy() { curl -fsk --max-time 2 "$1" >/dev/null; }
+
+# stop_static_pod takes control-plane component $1's manifest into folder
+# $2 and waits until the kubelet has stopped it as it stops any pod: a
+# SIGTERM, then its grace period, in which the API server fails /readyz
+# for its shutdown delay while it still serves.
+stop_static_pod() {
+  mv "$STATIC_POD_DIR/$1.yaml" "$2/"
+  wait_until 120 stopped "$1" || log "$1 still runs 120 s after its manifest went"
+}
