@@ -465,3 +465,37 @@ func TestEveryNodeReportsItsOwnLaunch(t *testing.T) {
 		t.Errorf("no alarm on certificates near expiry: %v %v", a, err)
 	}
 }
+
+// TestWorkersAreDrainedBeforeTheyLeave: every worker group, and only
+// those, holds a leaving instance on the drain hook, which the
+// control-plane nodes complete once they drained it (their role may
+// complete the cluster's hooks), and which lets it go after its timeout
+// whatever happened.
+func TestWorkersAreDrainedBeforeTheyLeave(t *testing.T) {
+	rec, err := runCluster(minimalClusterArgs(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Worker groups carry their pool's tag; the mocks name a group after
+	// its resource, with a suffix.
+	var workers []string
+	for _, g := range rec.OfType("aws:autoscaling/group:Group") {
+		for _, tag := range g.Get("tags").ArrayValue() {
+			if tag.ObjectValue()["key"].StringValue() == poolTag {
+				workers = append(workers, g.Name+"-")
+			}
+		}
+	}
+	hooks := rec.OfType("aws:autoscaling/lifecycleHook:LifecycleHook")
+	if len(workers) != 3 || len(hooks) != 3 {
+		t.Fatalf("%d worker groups and %d lifecycle hooks, want 3 of each", len(workers), len(hooks))
+	}
+	for _, h := range hooks {
+		group := h.String("autoscalingGroupName")
+		if !slices.ContainsFunc(workers, func(w string) bool { return strings.HasPrefix(group, w) }) || h.String("name") != bootstrap.DrainHook || h.String("lifecycleTransition") != "autoscaling:EC2_INSTANCE_TERMINATING" ||
+			h.String("defaultResult") != "CONTINUE" || h.Get("heartbeatTimeout").NumberValue() != bootstrap.DrainHookTimeout.Seconds() {
+			t.Errorf("%s: group %q, hook %q, %q, %q after %v s", h.Name, h.String("autoscalingGroupName"), h.String("name"),
+				h.String("lifecycleTransition"), h.String("defaultResult"), h.Get("heartbeatTimeout"))
+		}
+	}
+}

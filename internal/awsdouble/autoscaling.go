@@ -4,6 +4,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"net/http"
+	"time"
 )
 
 const autoScalingNamespace = "http://autoscaling.amazonaws.com/doc/2011-01-01/"
@@ -11,18 +12,81 @@ const autoScalingNamespace = "http://autoscaling.amazonaws.com/doc/2011-01-01/"
 // Lifecycle states of an instance in an auto-scaling group, as Auto
 // Scaling reports them.
 const (
-	PendingWait = "Pending:Wait" // launched, its launch hook not completed
-	InService   = "InService"
-	Terminating = "Terminating" // its launch hook abandoned
+	PendingWait     = "Pending:Wait" // launched, its launch hook not completed
+	InService       = "InService"
+	TerminatingWait = "Terminating:Wait" // leaving, its termination hook not completed
+	Terminating     = "Terminating"      // leaving, or its launch hook abandoned
 )
 
 // GroupInstance is an instance's place in its auto-scaling group.
 type GroupInstance struct {
+	// Hook is the lifecycle hook the instance waits on, if any.
 	Group, Hook string
-	// State is PendingWait, InService or Terminating.
+	// State is PendingWait, InService, TerminatingWait or Terminating.
 	State string
 	// Healthy is false once the instance was set Unhealthy.
 	Healthy bool
+	// Released is whether a CompleteLifecycleAction, not the hook's
+	// timeout, let it leave.
+	Released bool
+}
+
+// terminationHook is a group's lifecycle hook on
+// autoscaling:EC2_INSTANCE_TERMINATING.
+type terminationHook struct {
+	name    string
+	timeout time.Duration
+}
+
+// SetTerminationHook holds every instance leaving group at TerminatingWait
+// until someone completes hook, or timeout passes.
+func (c *Cloud) SetTerminationHook(group, hook string, timeout time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.terminationHooks[group] = terminationHook{hook, timeout}
+}
+
+// TerminateInGroup terminates instance id as its group does when asked
+// (TerminateInstanceInAutoScalingGroup, desired capacity kept): through
+// the group's termination hook, if it has one, then OnTerminate.
+func (c *Cloud) TerminateInGroup(id string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.leave(id) == nil {
+		return fmt.Errorf("no auto-scaling group holds instance %s", id)
+	}
+	return nil
+}
+
+// leave starts instance id's way out of its group, nil if no group holds
+// it; c.mu is held.
+func (c *Cloud) leave(id string) *GroupInstance {
+	g, ok := c.groupInstances[id]
+	if !ok || g.State == Terminating || g.State == TerminatingWait {
+		return g
+	}
+	h, hooked := c.terminationHooks[g.Group]
+	if !hooked {
+		c.gone(id, g)
+		return g
+	}
+	g.State, g.Hook = TerminatingWait, h.name
+	time.AfterFunc(h.timeout, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if g.State == TerminatingWait {
+			c.gone(id, g)
+		}
+	})
+	return g
+}
+
+// gone ends instance id's time in its group; c.mu is held.
+func (c *Cloud) gone(id string, g *GroupInstance) {
+	g.State = Terminating
+	if hook := c.OnTerminate; hook != nil {
+		go hook(id)
+	}
 }
 
 // JoinGroup puts instance id in group, held at PendingWait by the launch
@@ -88,39 +152,38 @@ func (c *Cloud) serveAutoScaling(w http.ResponseWriter, r *http.Request, action 
 			Instances []member `xml:"AutoScalingInstances>member"`
 		}{Instances: found})
 	case "CompleteLifecycleAction":
-		g, ok := c.groupInstances[r.Form.Get("InstanceId")]
-		if !ok || g.State != PendingWait || g.Group != r.Form.Get("AutoScalingGroupName") || g.Hook != r.Form.Get("LifecycleHookName") {
-			fail(apiError{http.StatusBadRequest, "ValidationError", "No active Lifecycle Action found with instance ID " + r.Form.Get("InstanceId")})
+		id := r.Form.Get("InstanceId")
+		g, ok := c.groupInstances[id]
+		if !ok || (g.State != PendingWait && g.State != TerminatingWait) || g.Group != r.Form.Get("AutoScalingGroupName") || g.Hook != r.Form.Get("LifecycleHookName") {
+			fail(apiError{http.StatusBadRequest, "ValidationError", "No active Lifecycle Action found with instance ID " + id})
 			return
 		}
-		switch r.Form.Get("LifecycleActionResult") {
-		case "CONTINUE":
-			g.State = InService
-		case "ABANDON":
-			g.State = Terminating
-		default:
+		switch result := r.Form.Get("LifecycleActionResult"); {
+		case result != "CONTINUE" && result != "ABANDON":
 			fail(apiError{http.StatusBadRequest, "ValidationError", "LifecycleActionResult must be CONTINUE or ABANDON"})
 			return
+		case g.State == TerminatingWait:
+			// Either result lets a leaving instance go.
+			g.Released = true
+			c.gone(id, g)
+		case result == "CONTINUE":
+			g.State = InService
+		default:
+			g.State = Terminating
 		}
 		respond(struct {
 			XMLName xml.Name `xml:"CompleteLifecycleActionResult"`
 		}{})
 	case "TerminateInstanceInAutoScalingGroup":
 		id := r.Form.Get("InstanceId")
-		g, ok := c.groupInstances[id]
-		switch {
-		case !ok:
-			fail(apiError{http.StatusBadRequest, "ValidationError", "Instance Id not found - No managed instance found for instance ID " + id})
-			return
-		case r.Form.Get("ShouldDecrementDesiredCapacity") != "false":
+		if r.Form.Get("ShouldDecrementDesiredCapacity") != "false" {
 			fail(apiError{http.StatusBadRequest, "ValidationError", "the double keeps every group at its size: ShouldDecrementDesiredCapacity must be false"})
 			return
 		}
-		if g.State != Terminating {
-			g.State = Terminating
-			if hook := c.OnTerminate; hook != nil {
-				go hook(id)
-			}
+		g := c.leave(id)
+		if g == nil {
+			fail(apiError{http.StatusBadRequest, "ValidationError", "Instance Id not found - No managed instance found for instance ID " + id})
+			return
 		}
 		respond(struct {
 			XMLName     xml.Name `xml:"TerminateInstanceInAutoScalingGroupResult"`

@@ -66,14 +66,16 @@ type Cloud struct {
 	instances map[string]Instance
 	// groupInstances are the instances in auto-scaling groups, by ID.
 	groupInstances map[string]*GroupInstance
-	volumes        map[string]*Volume
-	zones          map[string]*hostedZone
-	changes        []*change
-	secrets        []*secret
-	parameters     map[string]*parameter
-	metrics        []Metric
-	faults         map[faultKey]*Fault
-	calls          []Call
+	// terminationHooks are the groups' hooks on instances leaving them.
+	terminationHooks map[string]terminationHook
+	volumes          map[string]*Volume
+	zones            map[string]*hostedZone
+	changes          []*change
+	secrets          []*secret
+	parameters       map[string]*parameter
+	metrics          []Metric
+	faults           map[faultKey]*Fault
+	calls            []Call
 
 	apis    map[string]protocol
 	s3store *s3mem.Backend
@@ -84,14 +86,15 @@ type Cloud struct {
 // attach or detach a volume and Route 53 changes in sync at once.
 func NewCloud(region string) *Cloud {
 	c := &Cloud{
-		Region:         region,
-		AttachDelay:    time.Second,
-		instances:      map[string]Instance{},
-		groupInstances: map[string]*GroupInstance{},
-		volumes:        map[string]*Volume{},
-		zones:          map[string]*hostedZone{},
-		faults:         map[faultKey]*Fault{},
-		s3store:        s3mem.New(),
+		Region:           region,
+		AttachDelay:      time.Second,
+		instances:        map[string]Instance{},
+		groupInstances:   map[string]*GroupInstance{},
+		terminationHooks: map[string]terminationHook{},
+		volumes:          map[string]*Volume{},
+		zones:            map[string]*hostedZone{},
+		faults:           map[faultKey]*Fault{},
+		s3store:          s3mem.New(),
 	}
 	c.s3 = gofakes3.New(c.s3store, gofakes3.WithHostBucketBase(c.s3Hosts()...)).Server()
 	c.apis = c.protocols()

@@ -226,3 +226,38 @@ func TestTLSConfigCoversTheAWSEndpoints(t *testing.T) {
 		}
 	}
 }
+
+// An instance leaving a group with a termination hook waits on it; the
+// hook's timeout lets it go, not released; one in a group without the
+// hook goes at once.
+func TestTerminationHookHoldsALeavingInstance(t *testing.T) {
+	cloud := NewCloud("eu-west-1")
+	gone := make(chan string, 2)
+	cloud.OnTerminate = func(id string) { gone <- id }
+	cloud.JoinGroup("i-0a", "workers-a", "")
+	cloud.JoinGroup("i-0b", "control-plane-a", "")
+	cloud.SetTerminationHook("workers-a", "drain", 200*time.Millisecond)
+	if err := cloud.TerminateInGroup("i-0a"); err != nil {
+		t.Fatal(err)
+	}
+	if g, _ := cloud.GroupInstance("i-0a"); g.State != TerminatingWait || g.Hook != "drain" {
+		t.Errorf("leaving a group with the hook: %+v, want %s on drain", g, TerminatingWait)
+	}
+	if err := cloud.TerminateInGroup("i-0b"); err != nil {
+		t.Fatal(err)
+	}
+	if id := <-gone; id != "i-0b" {
+		t.Errorf("%s went first, want i-0b, whose group has no hook", id)
+	}
+	select {
+	case id := <-gone:
+		if g, _ := cloud.GroupInstance(id); id != "i-0a" || g.State != Terminating || g.Released {
+			t.Errorf("after the hook's timeout: %s %+v, want i-0a gone, not released", id, g)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the hook's timeout never let i-0a go")
+	}
+	if err := cloud.TerminateInGroup("i-none"); err == nil {
+		t.Error("terminated an instance in no group")
+	}
+}

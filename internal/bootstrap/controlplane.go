@@ -162,6 +162,7 @@ func (c ControlPlane) Node(p ControlPlaneParams) (Node, error) {
 	sync, timer := tokenSyncUnits()
 	approver, approverTimer := csrApproverUnits()
 	renewal, renewalTimer := c.certRenewalUnits()
+	drain, drainTimer := workerDrainUnits()
 	images, err := p.Assets.imagesEnv(p.Assets.withHeld(Assets.Images))
 	if err != nil {
 		return Node{}, err
@@ -200,6 +201,9 @@ func (c ControlPlane) Node(p ControlPlaneParams) (Node, error) {
 		{"ETCD_CERT_FILE", etcdClientFiles.cert},
 		{"ETCD_KEY_FILE", etcdClientFiles.key},
 		{"KUBEADM_CONFIG_ETCD_KEY", kubeadmConfigEtcdKey},
+		{"CONTROL_PLANE_LABEL", ControlPlaneLabel},
+		{"DRAIN_HOOK", DrainHook},
+		{"DRAIN_TIMEOUT_SECONDS", fmt.Sprint(int(workerDrainTimeout.Seconds()))},
 	}
 	for _, a := range []struct {
 		name  string
@@ -211,10 +215,10 @@ func (c ControlPlane) Node(p ControlPlaneParams) (Node, error) {
 		}
 		env = append(env, vars...)
 	}
-	files = append(files, sync.file(), timer.file(), approver.file(), approverTimer.file(), renewal.file(), renewalTimer.file())
-	scripts := []string{"control-plane-bootstrap.sh", "control-plane-token-sync.sh", "control-plane-csr-approver.sh", "control-plane-cert-renewal.sh"}
+	files = append(files, sync.file(), timer.file(), approver.file(), approverTimer.file(), renewal.file(), renewalTimer.file(), drain.file(), drainTimer.file())
+	scripts := []string{"control-plane-bootstrap.sh", "control-plane-token-sync.sh", "control-plane-csr-approver.sh", "control-plane-cert-renewal.sh", "control-plane-worker-drain.sh"}
 	// The timers the first boot starts once the node serves.
-	timers := strings.Join([]string{timer.name, approverTimer.name, renewalTimer.name}, ",")
+	timers := strings.Join([]string{timer.name, approverTimer.name, renewalTimer.name, drainTimer.name}, ",")
 	if c.ApplyAddons {
 		apply, applyTimer := addonsUnits()
 		timers += "," + applyTimer.name
@@ -237,7 +241,6 @@ func (c ControlPlane) Node(p ControlPlaneParams) (Node, error) {
 	if p.Assets.Holding() {
 		follow, followTimer := kubeletFollowUnits()
 		timers += "," + followTimer.name
-		env = append(env, envVar{"CONTROL_PLANE_LABEL", ControlPlaneLabel})
 		files = append(files, follow.file(), followTimer.file())
 		scripts = append(scripts, "kubelet-follow.sh")
 	}
@@ -329,6 +332,21 @@ func kubeletFollowUnits() (service, timer unit) {
 	return timedScript{name: strings.TrimSuffix(KubeletFollowUnit, ".service"), does: "Run this node's own kubelet release once every API server runs it",
 		script: "kubelet-follow.sh", envFile: NodeEnvPath, after: "kubelet.service",
 		schedule: []string{"OnActiveSec=5", fmt.Sprintf("OnUnitInactiveSec=%ds", kubeletFollowSeconds), "AccuracySec=1s"}}.units()
+}
+
+// WorkerDrainUnit runs control-plane-worker-drain.sh every
+// workerDrainIntervalSeconds: a worker leaving its group is drained within
+// about that, each run giving one drain workerDrainTimeout.
+const (
+	WorkerDrainUnit            = "kubeha-worker-drain.service"
+	workerDrainIntervalSeconds = 10
+	workerDrainTimeout         = 3 * time.Minute
+)
+
+func workerDrainUnits() (service, timer unit) {
+	return timedScript{name: strings.TrimSuffix(WorkerDrainUnit, ".service"), does: "Drain each worker leaving its group before it goes",
+		script: "control-plane-worker-drain.sh", envFile: NodeEnvPath, after: "kubelet.service",
+		schedule: []string{"OnActiveSec=5", fmt.Sprintf("OnUnitInactiveSec=%ds", workerDrainIntervalSeconds), "AccuracySec=1s"}}.units()
 }
 
 // TokenSyncUnit runs control-plane-token-sync.sh; its timer every 10

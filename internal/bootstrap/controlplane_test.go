@@ -306,7 +306,7 @@ func TestControlPlaneApplierAndTunnelAreOptIn(t *testing.T) {
 	off.ApplyAddons, off.APITunnel = false, false
 	plain, _ := controlPlaneNode(t, off, "eu-west-1a")
 	env := func(n Node) string { return strings.Join(n.Env, "\n") }
-	for _, want := range []string{"TIMERS=kubeha-token-sync.timer,kubeha-csr-approver.timer,kubeha-cert-renewal.timer,kubeha-addons.timer", "ADDON_SET_URL=s3://kubeha-prod-assets-0123456789/" + AddonSetKey,
+	for _, want := range []string{"TIMERS=kubeha-token-sync.timer,kubeha-csr-approver.timer,kubeha-cert-renewal.timer,kubeha-worker-drain.timer,kubeha-addons.timer", "ADDON_SET_URL=s3://kubeha-prod-assets-0123456789/" + AddonSetKey,
 		"APPLIER_NAME=" + AddonsApplierName, "API_TUNNEL_SOCKET=kubeha-api-tunnel.socket", "HELM_ARCHIVE_SHA256=" + PinnedAssets().Helm.SHA256} {
 		if !strings.Contains(env(on), want) {
 			t.Errorf("with the applier and tunnel, the node's settings lack %q", want)
@@ -320,7 +320,7 @@ func TestControlPlaneApplierAndTunnelAreOptIn(t *testing.T) {
 			t.Errorf("without them, still %s", path)
 		}
 	}
-	if !slices.Contains(plain.Env, "TIMERS=kubeha-token-sync.timer,kubeha-csr-approver.timer,kubeha-cert-renewal.timer") || strings.Contains(env(plain), "ADDON_SET_URL") || strings.Contains(env(plain), "API_TUNNEL_SOCKET") {
+	if !slices.Contains(plain.Env, "TIMERS=kubeha-token-sync.timer,kubeha-csr-approver.timer,kubeha-cert-renewal.timer,kubeha-worker-drain.timer") || strings.Contains(env(plain), "ADDON_SET_URL") || strings.Contains(env(plain), "API_TUNNEL_SOCKET") {
 		t.Errorf("without the applier and tunnel, the settings still start them:\n%s", env(plain))
 	}
 }

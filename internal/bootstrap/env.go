@@ -71,6 +71,11 @@ const (
 	// boot completes it; AWS abandons it (the instance is replaced) after
 	// LaunchHookTimeout, a backstop for a node that cannot even report.
 	LaunchHook = "kubeha-node-healthy"
+	// DrainHook holds a worker leaving its group (terminating) until a
+	// control-plane node has drained it (control-plane-worker-drain.sh);
+	// AWS lets it go after DrainHookTimeout whatever happened.
+	DrainHook        = "kubeha-drain"
+	DrainHookTimeout = 10 * time.Minute
 	// BootstrapFailedMetric, in EtcdSnapshotMetricNamespace with the
 	// cluster's name as dimension, counts nodes that gave up.
 	BootstrapFailedMetric = "NodeBootstrapFailed"

@@ -35,7 +35,7 @@ var drills = []drill{
 	{"e", "bring zone a back: its members rejoin, its node re-enters rotation, and the README's step puts a probe pod back in zone a", restoreZone},
 	{"d", "partition cp-b from etcd only, its port 6443 still open; load balancer checks HTTPS /readyz", partitionFromEtcd(healthCheckReadyz)},
 	{"d-tcp", "the same partition; load balancer checks that TCP connects (kops, Typhoon)", partitionFromEtcd(healthCheckTCP)},
-	{"k", "terminate worker-a: its pods run again in zones b and c, and its group's replacement joins", loseWorker},
+	{"k", "terminate worker-a through its group, as a scale-in does: its drain hook holds it until the control plane drained it, its pods run again in zones b and c, and its group's replacement joins", loseWorker},
 	{"g", "an etcd follower loses its instance and data volume while S3 holds no snapshot: it rejoins as a learner, is promoted, quorum held", loseEtcdVolume},
 	{"h", "every etcd member's data lost: the README's restore runbook, scripted, brings the cluster back from the S3 snapshot into fresh members", restoreFromSnapshot},
 	{"j", "every certificate made to last minutes: kubeadm's renewed by each control-plane node's timer, etcd's re-issued into the secrets and re-read by every node, the cluster serving past their expiry", renewShortCertificates},

@@ -75,6 +75,10 @@ type Drill struct {
 	// PodsRescheduledSeconds is, for a drill that takes a zone, from the
 	// fault until the probe Deployment ran all its pods ready elsewhere.
 	PodsRescheduledSeconds *float64 `json:"podsRescheduledSeconds,omitempty"`
+	// DrainedSeconds is, for a worker terminated through its group, from
+	// the termination until a control-plane node had drained it and let
+	// it go through its drain hook.
+	DrainedSeconds *float64 `json:"drainedSeconds,omitempty"`
 	// Scheduling is what pods created one after another met during the
 	// drill, for a drill that schedules them.
 	Scheduling *Scheduling `json:"scheduling,omitempty"`

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kubeha/kubeha/internal/awsdouble"
 	"github.com/kubeha/kubeha/internal/bootstrap"
 	"github.com/kubeha/kubeha/internal/mockrun"
 )
@@ -41,6 +42,19 @@ func workerTemplate(resources []mockrun.Resource, clusterName, zone string) (str
 	return "", fmt.Errorf("the stack declares no worker launch template in %s", zone)
 }
 
+// drainHook is the hook the stack declares on the worker group of launch
+// template template for its leaving instances, and its timeout; "" if
+// none.
+func drainHook(resources []mockrun.Resource, template string) (string, time.Duration) {
+	for _, r := range resources {
+		if r.Type == "aws:autoscaling/lifecycleHook:LifecycleHook" && r.Name == template+"-drain" &&
+			r.Inputs["lifecycleTransition"].StringValue() == "autoscaling:EC2_INSTANCE_TERMINATING" {
+			return r.Inputs["name"].StringValue(), time.Duration(r.Inputs["heartbeatTimeout"].NumberValue()) * time.Second
+		}
+	}
+	return "", 0
+}
+
 // launchWorkers starts a worker in every zone, each from its zone's
 // launch template's user-data, as the pool's auto-scaling groups would
 // (one instance each: the rehearsal caps every group at one);
@@ -55,6 +69,9 @@ func (c *cluster) launchWorkers() (time.Time, error) {
 		g, err := c.group(zoneNetwork(i), workerName(i), zone, zoneNet(i)+".31", "Name", template)
 		if err != nil {
 			return launched, err
+		}
+		if hook, timeout := drainHook(c.stack.declared, template); hook != "" {
+			c.cloud.SetTerminationHook(g.Name, hook, timeout)
 		}
 		c.workers = append(c.workers, g)
 	}
@@ -106,12 +123,14 @@ func (c *cluster) checkWorker(launched time.Time) (WorkerBoot, error) {
 	return w, nil
 }
 
-// loseWorker terminates zone a's worker, as EC2 ends a lost instance. Its
-// Node goes NotReady after the grace period and is deleted once the cloud
-// controller manager finds its instance gone; its probe pod runs again in
-// zones b and c. Its group launches a replacement, which joins, and
-// CoreDNS's pod for zone a, which its spread keeps from the other zones,
-// runs on it; a probe pod is put back in zone a as the README says.
+// loseWorker terminates zone a's worker through its group, as a scale-in
+// or an instance AWS retires does. The group's drain hook holds it until
+// the control plane drained it (control-plane-worker-drain.sh): its pods
+// run again in zones b and c while it still runs. It then goes, its Node
+// is deleted once the cloud controller manager finds its instance gone,
+// and its group launches a replacement, which joins; CoreDNS's pod for
+// zone a, which its spread keeps from the other zones, runs on it, and a
+// probe pod is put back in zone a as the README says.
 func loseWorker(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 	w, err := c.settle()
 	if err != nil {
@@ -119,22 +138,42 @@ func loseWorker(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 	}
 	worker := c.workers[0]
 	d := Drill{RecoveryBoundSeconds: seconds(c.stack.bounds().rescheduled)}
+	c.cloud.OnTerminate = c.replaceTerminated
+	defer func() { c.cloud.OnTerminate = nil }()
 	start := time.Now()
-	worker.Kill()
+	id := worker.Instance.ID
+	if err := c.cloud.TerminateInGroup(id); err != nil {
+		return d, err
+	}
 	if d.PodsRescheduledSeconds, err = c.waitRescheduled(start); err != nil {
 		return d, err
 	}
 	c.controllerManagerTakeover(&d, w, start)
 	d.RecoverySeconds = d.PodsRescheduledSeconds
 	p.record(&d, start, time.Now())
-	if at, ok := c.nodesDeleted.Load(worker.Name); ok && at.(time.Time).After(start) {
-		d.note(fmt.Sprintf("Node %s deleted %.0fs after its instance, its instance gone", worker.Name, at.(time.Time).Sub(start).Seconds()))
-	} else {
-		return d, fmt.Errorf("the Node of %s, whose instance is gone, was not deleted", worker.Name)
-	}
-	if err := c.replaceInstance(&d, worker); err != nil {
+	drained, err := c.waitFor(worker.Name+" let go by its drain hook", bootstrap.DrainHookTimeout+time.Minute, func() error {
+		if g, _ := c.cloud.GroupInstance(id); g.State != awsdouble.Terminating {
+			return fmt.Errorf("%s is %s", id, g.State)
+		}
+		return nil
+	})
+	if err != nil {
 		return d, err
 	}
+	if g, _ := c.cloud.GroupInstance(id); !g.Released {
+		return d, fmt.Errorf("%s went when its drain hook timed out: no control-plane node drained it", worker.Name)
+	}
+	d.DrainedSeconds = seconds(drained)
+	if _, err := c.waitFor(worker.Name+"'s Node deleted", 2*time.Minute, func() error {
+		if _, ok := c.nodesDeleted.Load(worker.Name); !ok {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	}); err != nil {
+		return d, err
+	}
+	at, _ := c.nodesDeleted.Load(worker.Name)
+	d.note(fmt.Sprintf("%s drained and let go by its hook %.0fs in, its Node deleted %.0fs in, its instance gone", worker.Name, drained.Seconds(), at.(time.Time).Sub(start).Seconds()))
 	took, err := c.waitFor(worker.Name+"'s replacement Ready", 5*time.Minute, func() error {
 		nodes, err := c.listNodes()
 		if err != nil {
@@ -161,8 +200,12 @@ func loseWorker(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 	if err := heal(c, p, &d); err != nil {
 		return d, err
 	}
-	// The probe's pods stay in zones b and c until moved, as after a zone
-	// returns (drill e).
+	// The drain took the probe's zone-a client (a bare pod); the probe's
+	// pods stay in zones b and c until moved, as after a zone returns
+	// (drill e).
+	if err := c.restartClients(); err != nil {
+		return d, err
+	}
 	// Called first: a return reads d in no set order with the call.
 	err = c.respread(&d)
 	return d, err

@@ -1,6 +1,7 @@
 package upgrade
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
@@ -20,8 +21,15 @@ import (
 // one from its launch template.
 type GroupFleet struct {
 	Client *autoscaling.Client
+	// Poll is how often to look whether a worker waits on its drain hook.
+	Poll time.Duration
 }
 
+// Replace terminates n's instance in its group. A worker, drained
+// already, waits on its group's drain hook (bootstrap.DrainHook) for the
+// control plane to drain it, which would not find its deleted Node:
+// Replace lets it go. An instance that does not wait on the hook within
+// drainHookWait (a group the hook is not on yet) has nothing to let go.
 func (f GroupFleet) Replace(ctx context.Context, n Node) error {
 	id, err := instanceID(n)
 	if err != nil {
@@ -32,8 +40,41 @@ func (f GroupFleet) Replace(ctx context.Context, n Node) error {
 	if err != nil {
 		return fmt.Errorf("terminating %s's instance %s in its group: %w", n.Name, id, err)
 	}
+	if n.ControlPlane {
+		return nil
+	}
+	for deadline := time.Now().Add(drainHookWait); time.Now().Before(deadline); {
+		out, err := f.Client.DescribeAutoScalingInstances(ctx, &autoscaling.DescribeAutoScalingInstancesInput{InstanceIds: []string{id}})
+		if err != nil {
+			return fmt.Errorf("looking up %s's instance %s: %w", n.Name, id, err)
+		}
+		if len(out.AutoScalingInstances) == 0 {
+			return nil
+		}
+		switch i := out.AutoScalingInstances[0]; aws.ToString(i.LifecycleState) {
+		case "Terminating:Wait":
+			_, err := f.Client.CompleteLifecycleAction(ctx, &autoscaling.CompleteLifecycleActionInput{
+				AutoScalingGroupName: i.AutoScalingGroupName, InstanceId: aws.String(id),
+				LifecycleHookName: aws.String(bootstrap.DrainHook), LifecycleActionResult: aws.String("CONTINUE")})
+			if err != nil {
+				return fmt.Errorf("letting %s's drained instance %s go: %w", n.Name, id, err)
+			}
+			return nil
+		case "Terminating:Proceed", "Terminated":
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(cmp.Or(f.Poll, 2*time.Second)):
+		}
+	}
 	return nil
 }
+
+// drainHookWait is how long a terminated worker may take to wait on its
+// drain hook: Auto Scaling moves it there within seconds.
+const drainHookWait = 30 * time.Second
 
 // instanceID is the EC2 instance of a Node, from its provider ID
 // (aws:///<zone>/<instance ID>), which the cloud controller manager sets.

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/kubeha/kubeha/internal/awsdouble"
+	"github.com/kubeha/kubeha/internal/bootstrap"
 )
 
 // awsAgainst is an AWS SDK configuration whose every call goes to the
@@ -34,8 +35,8 @@ func TestAWSCallsAgainstTheDouble(t *testing.T) {
 	terminated := make(chan string, 1)
 	cloud.OnTerminate = func(id string) { terminated <- id }
 
-	fleet := GroupFleet{Client: autoscaling.NewFromConfig(cfg)}
-	node := Node{Name: "ip-10-0-1-5.eu-west-1.compute.internal", ProviderID: "aws:///eu-west-1a/i-0123"}
+	fleet := GroupFleet{Client: autoscaling.NewFromConfig(cfg), Poll: 10 * time.Millisecond}
+	node := Node{Name: "ip-10-0-1-5.eu-west-1.compute.internal", ProviderID: "aws:///eu-west-1a/i-0123", ControlPlane: true}
 	if err := fleet.Replace(context.Background(), node); err != nil {
 		t.Fatal(err)
 	}
@@ -49,6 +50,22 @@ func TestAWSCallsAgainstTheDouble(t *testing.T) {
 	}
 	if gi, _ := cloud.GroupInstance("i-0123"); gi.State != awsdouble.Terminating {
 		t.Errorf("the instance is %s, want %s", gi.State, awsdouble.Terminating)
+	}
+	// A worker, drained already, waits on its group's drain hook, whose
+	// drainer would not find its deleted Node: Replace lets it go.
+	cloud.JoinGroup("i-0456", "kubeha-dev-general-eu-west-1a", "")
+	cloud.SetTerminationHook("kubeha-dev-general-eu-west-1a", bootstrap.DrainHook, time.Hour)
+	worker := Node{Name: "ip-10-0-1-6.eu-west-1.compute.internal", ProviderID: "aws:///eu-west-1a/i-0456"}
+	if err := fleet.Replace(context.Background(), worker); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case id := <-terminated:
+		if gi, _ := cloud.GroupInstance(id); id != "i-0456" || !gi.Released {
+			t.Errorf("the group let %s go (%+v), want i-0456 released from its drain hook", id, gi)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the worker waits on its drain hook, not let go")
 	}
 	node.ProviderID = ""
 	if err := fleet.Replace(context.Background(), node); err == nil || !strings.Contains(err.Error(), "not aws:///<zone>/<instance ID>") {
