@@ -379,7 +379,8 @@ func killLeaseHolder(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 
 // gatherLeases puts the scheduler's and controller-manager's Leases on g's
 // node, where a cluster's first boot puts them and drill a expects them
-// (an upgrade's replacements scatter them). The other nodes' two
+// (an upgrade's replacements scatter them), and waits until the other
+// nodes' two components run again. The other nodes' two
 // components stop (their static pod manifests set aside) until g's hold
 // both, then start again.
 func (c *cluster) gatherLeases(g *lab.NodeGroup) error {
@@ -417,8 +418,26 @@ func (c *cluster) gatherLeases(g *lab.NodeGroup) error {
 	if err := move(false); err != nil {
 		return err
 	}
-	_, err := c.waitFor("both Leases on "+g.Name, recoveryLimit, held)
-	return cmp.Or(move(true), err)
+	if _, err := c.waitFor("both Leases on "+g.Name, recoveryLimit, held); err != nil {
+		return cmp.Or(move(true), err)
+	}
+	if err := move(true); err != nil {
+		return err
+	}
+	// The others must run again, candidates for the Leases, before a
+	// drill takes g's node: one they were still starting would count in
+	// its takeover time.
+	_, err := c.waitFor("the other nodes' schedulers and controller-managers healthy", recoveryLimit, func() error {
+		for _, n := range others {
+			for _, port := range []int{bootstrap.SchedulerPort, bootstrap.ControllerManagerPort} {
+				if out, err := n.Instance.Exec("curl", "-fsk", "--max-time", "2", fmt.Sprintf("https://127.0.0.1:%d/healthz", port)); err != nil {
+					return fmt.Errorf("%s port %d: %v %s", n.Name, port, err, out)
+				}
+			}
+		}
+		return nil
+	})
+	return err
 }
 
 func killEtcdLeader(ctx context.Context, c *cluster, p *probe) (Drill, error) {
