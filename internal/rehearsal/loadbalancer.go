@@ -181,22 +181,20 @@ func (c *cluster) removalNote(node string, start time.Time, removal *float64) st
 // from since until haproxy took it out, from haproxy's log: what a
 // failure costs on top of the interval.
 func (c *cluster) failedChecks(node string, since time.Time) string {
-	data, err := os.ReadFile(c.lb.Log("haproxy"))
+	lines, err := c.haproxyLog(since, time.Now())
 	if err != nil {
 		return "(no haproxy log)"
 	}
 	var took []string
-	for _, line := range strings.Split(string(data), "\n") {
-		stamp, msg, _ := strings.Cut(line, " ")
-		at, err := time.Parse(time.RFC3339Nano, stamp)
-		if err != nil || at.Before(since) || !strings.HasPrefix(msg, "Health check for server apiservers/"+node+" failed") {
+	for _, l := range lines {
+		if !strings.HasPrefix(l.msg, "Health check for server apiservers/"+node+" failed") {
 			continue
 		}
-		if _, duration, ok := strings.Cut(msg, "check duration: "); ok {
+		if _, duration, ok := strings.Cut(l.msg, "check duration: "); ok {
 			ms, _, _ := strings.Cut(duration, ",")
 			took = append(took, ms)
 		}
-		if strings.HasSuffix(msg, "DOWN.") {
+		if strings.HasSuffix(l.msg, "DOWN.") {
 			break // out of rotation: what came after did not count
 		}
 	}
@@ -209,19 +207,37 @@ var rotationChange = regexp.MustCompile(`Server apiservers/(\S+) is (UP|DOWN)`)
 // rotationChanges lists, from haproxy's log, each time between from and to
 // that a server went out of rotation or back in.
 func (c *cluster) rotationChanges(from, to time.Time) []string {
-	data, err := os.ReadFile(c.lb.Log("haproxy"))
+	lines, err := c.haproxyLog(from, to)
 	if err != nil {
 		return []string{"(no haproxy log)"}
 	}
 	var changes []string
-	for _, line := range strings.Split(string(data), "\n") {
-		stamp, msg, _ := strings.Cut(line, " ")
-		at, err := time.Parse(time.RFC3339Nano, stamp)
-		m := rotationChange.FindStringSubmatch(msg)
-		if err != nil || at.Before(from) || at.After(to) || m == nil {
-			continue
+	for _, l := range lines {
+		if m := rotationChange.FindStringSubmatch(l.msg); m != nil {
+			changes = append(changes, l.at.Format("15:04:05.0")+" "+m[1]+" "+m[2])
 		}
-		changes = append(changes, at.Format("15:04:05.0")+" "+m[1]+" "+m[2])
 	}
 	return changes
+}
+
+// logLine is one timed line of haproxy's log.
+type logLine struct {
+	at  time.Time
+	msg string
+}
+
+// haproxyLog is haproxy's log between from and to.
+func (c *cluster) haproxyLog(from, to time.Time) ([]logLine, error) {
+	data, err := os.ReadFile(c.lb.Log("haproxy"))
+	if err != nil {
+		return nil, err
+	}
+	var lines []logLine
+	for _, line := range strings.Split(string(data), "\n") {
+		stamp, msg, _ := strings.Cut(line, " ")
+		if at, err := time.Parse(time.RFC3339Nano, stamp); err == nil && !at.Before(from) && !at.After(to) {
+			lines = append(lines, logLine{at, msg})
+		}
+	}
+	return lines, nil
 }

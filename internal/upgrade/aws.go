@@ -63,10 +63,8 @@ func (f GroupFleet) Replace(ctx context.Context, n Node) error {
 		case "Terminating:Proceed", "Terminated":
 			return nil
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(cmp.Or(f.Poll, 2*time.Second)):
+		if err := sleep(ctx, cmp.Or(f.Poll, 2*time.Second)); err != nil {
+			return err
 		}
 	}
 	return nil
