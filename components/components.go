@@ -4,11 +4,15 @@
 // name as prefix; a zonal child's name holds its zone as a "-<zone>" part.
 package components
 
-import "github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+import (
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/kubeha/kubeha/internal/bootstrap"
+)
 
 // clusterTagKey is the tag the Kubernetes AWS integrations use to find a
 // cluster's resources.
-func clusterTagKey(cluster string) string { return "kubernetes.io/cluster/" + cluster }
+func clusterTagKey(cluster string) string { return bootstrap.ClusterTagKey(cluster) }
 
 // clusterTags are the tags of every kubeha resource: its Name, the cluster
 // ownership tag, the user's extra tags, and extra key/value pairs.

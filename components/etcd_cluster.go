@@ -35,7 +35,7 @@ type EtcdOptions struct {
 	BackupRetentionDays int `json:"backupRetentionDays"`
 	// ImageID is the members' image: an AMI ID or a resolve:ssm: parameter.
 	ImageID string `json:"imageId"`
-	// Version is the etcd release members run, one kubeha pins (v3.6.6, the default). Running members keep theirs until each is replaced (README: roll or upgrade etcd members).
+	// Version is the etcd release members run, one kubeha pins: v3.6.14 (the default), or v3.6.6 for clusters created at it. Running members keep theirs until `kubeha upgrade` replaces each (README: roll or upgrade etcd members).
 	Version string `json:"version"`
 }
 
@@ -331,6 +331,8 @@ func (c *EtcdCluster) member(ctx *pulumi.Context, name string, m EtcdMember, sub
 			policyStatement{Sid: "AttachToOwnInstance", Effect: "Allow", Action: []string{"ec2:AttachVolume"}, Resource: "arn:aws:ec2:*:*:instance/*",
 				Condition: map[string]map[string]any{"StringEquals": {"aws:ResourceTag/" + memberTag: m.Name, "aws:ResourceTag/" + clusterTagKey(args.ClusterName): "owned"}}},
 			policyStatement{Sid: "DescribeVolumes", Effect: "Allow", Action: []string{"ec2:DescribeVolumes"}, Resource: "*"},
+			// etcd-leave.sh finds a silent member's group by its tags.
+			policyStatement{Sid: "FindMembersGroups", Effect: "Allow", Action: []string{"autoscaling:DescribeAutoScalingGroups"}, Resource: "*"},
 			policyStatement{Sid: "ReadOwnSecret", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue"}, Resource: secretArn},
 			policyStatement{Sid: "UseClusterKey", Effect: "Allow", Action: []string{"kms:Decrypt", "kms:GenerateDataKey"}, Resource: keyArn,
 				Condition: map[string]map[string]any{"StringEquals": {"kms:ViaService": []string{
@@ -375,6 +377,11 @@ func (c *EtcdCluster) member(ctx *pulumi.Context, name string, m EtcdMember, sub
 		return err
 	}
 	group, err := singleNodeGroup(ctx, name, subnet, template, tags(name, memberTag, m.Name), nil, rendered.BootstrapDeadline, opts)
+	if err != nil {
+		return err
+	}
 	c.Groups = append(c.Groups, group)
-	return err
+	// A member leaving its group waits until the others are healthy
+	// voters (bootstrap.EtcdLeaveHook).
+	return terminationHook(ctx, name+"-leave", group, bootstrap.EtcdLeaveHook, bootstrap.EtcdLeaveHookTimeout, opts)
 }

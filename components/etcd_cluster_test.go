@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -201,6 +202,34 @@ func TestEtcdIAMScopedToOwnMember(t *testing.T) {
 		}
 		if sids["Snapshots"].Resource != "arn:aws:mock:::aws:s3/bucketV2:BucketV2/c1-etcd-backups/snapshots/*" {
 			t.Errorf("%s writes to %v, want the backup bucket's snapshots/ only", p.Name, sids["Snapshots"].Resource)
+		}
+		if a := sids["FindMembersGroups"].Action; !slices.Equal(a, []string{"autoscaling:DescribeAutoScalingGroups"}) {
+			t.Errorf("%s may %v to find a silent member's group, want DescribeAutoScalingGroups only", p.Name, a)
+		}
+	}
+}
+
+// Every member's group holds a leaving instance on its leave hook, which
+// the member completes once the others are healthy voters (or another
+// member, once it no longer answers); AWS lets it go after the hook's
+// timeout whatever happened.
+func TestEtcdMembersLeaveThroughTheirHook(t *testing.T) {
+	rec := runEtcd(t, 3)
+	groups := map[string]bool{}
+	for _, g := range rec.OfType("aws:autoscaling/group:Group") {
+		groups[g.Name] = true
+	}
+	hooks := rec.OfType("aws:autoscaling/lifecycleHook:LifecycleHook")
+	if len(groups) != 3 || len(hooks) != 3 {
+		t.Fatalf("%d member groups and %d lifecycle hooks, want 3 of each", len(groups), len(hooks))
+	}
+	for _, h := range hooks {
+		group := strings.TrimSuffix(h.Name, "-leave")
+		if !groups[group] || !strings.HasPrefix(h.String("autoscalingGroupName"), group+"-") || h.String("name") != bootstrap.EtcdLeaveHook ||
+			h.String("lifecycleTransition") != "autoscaling:EC2_INSTANCE_TERMINATING" || h.String("defaultResult") != "CONTINUE" ||
+			h.Get("heartbeatTimeout").NumberValue() != bootstrap.EtcdLeaveHookTimeout.Seconds() {
+			t.Errorf("%s: group %q, hook %q, %q, %q after %v s", h.Name, h.String("autoscalingGroupName"), h.String("name"),
+				h.String("lifecycleTransition"), h.String("defaultResult"), h.Get("heartbeatTimeout"))
 		}
 	}
 }

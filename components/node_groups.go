@@ -111,6 +111,20 @@ func launchHook(deadline time.Duration) (autoscaling.GroupInitialLifecycleHookAr
 	}}, pulumi.String(fmt.Sprintf("%.0fm", timeout.Minutes()))
 }
 
+// terminationHook holds each instance leaving group until someone
+// completes hook, or timeout passes. A resource of its own, unlike the
+// launch hook, so that `pulumi up` adds it to a group that already
+// exists, and, on destroy, removes it before the group.
+func terminationHook(ctx *pulumi.Context, name string, group *autoscaling.Group, hook string, timeout time.Duration, opts []pulumi.ResourceOption) error {
+	_, err := autoscaling.NewLifecycleHook(ctx, name, &autoscaling.LifecycleHookArgs{
+		Name: pulumi.String(hook), AutoscalingGroupName: group.Name,
+		LifecycleTransition: pulumi.String("autoscaling:EC2_INSTANCE_TERMINATING"),
+		HeartbeatTimeout:    pulumi.Int(int(timeout.Seconds())),
+		DefaultResult:       pulumi.String("CONTINUE"),
+	}, opts...)
+	return err
+}
+
 // singleNodeGroup is an auto-scaling group of exactly one instance in one
 // subnet: AWS replaces the instance if it dies, in the same zone. It uses
 // EC2 health checks, so an unhealthy service never recycles the node.

@@ -100,6 +100,7 @@ func (args *ClusterArgs) UpgradeSteps() []string {
 		fmt.Sprintf("%s runs Kubernetes %s; the stack names %s: an upgrade, one minor up", args.ClusterName, running, target),
 		fmt.Sprintf("pulumi up: every control-plane and worker launch template installs %s, its kubelet held at %s until the cluster's version record moves; running nodes and etcd are left alone", target, running),
 		"then kubeha upgrade (run it again to resume after a stop):",
+		fmt.Sprintf("  0. each etcd member whose instance runs an older version of its launch template (etcd %s here) is replaced, one at a time, each instance held until the other members are healthy voters", args.Etcd.Version),
 		fmt.Sprintf("  1. kubeadm-config's kubernetesVersion moves to %s", target),
 		fmt.Sprintf("  2. the control-plane node of each zone in turn (%s) is replaced, the next only once the new one's API server serves %s and is ready", zones, target),
 		fmt.Sprintf("  3. the version record moves to %s: control-plane kubelets follow in place one at a time while step 4 goes on, new nodes boot kubelet %s", target, target),

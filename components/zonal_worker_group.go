@@ -274,14 +274,8 @@ func NewZonalWorkerGroup(ctx *pulumi.Context, name string, args *ZonalWorkerGrou
 	}
 	w.Group, w.GroupName = asg, asg.Name
 	// A worker leaving the group waits until a control-plane node drained
-	// it (bootstrap.DrainHook). A hook of its own, unlike the launch hook,
-	// so that `pulumi up` adds it to a group that already exists.
-	if _, err := autoscaling.NewLifecycleHook(ctx, name+"-drain", &autoscaling.LifecycleHookArgs{
-		Name: pulumi.String(bootstrap.DrainHook), AutoscalingGroupName: asg.Name,
-		LifecycleTransition: pulumi.String("autoscaling:EC2_INSTANCE_TERMINATING"),
-		HeartbeatTimeout:    pulumi.Int(int(bootstrap.DrainHookTimeout.Seconds())),
-		DefaultResult:       pulumi.String("CONTINUE"),
-	}, child...); err != nil {
+	// it.
+	if err := terminationHook(ctx, name+"-drain", asg, bootstrap.DrainHook, bootstrap.DrainHookTimeout, child); err != nil {
 		return nil, err
 	}
 	return w, ctx.RegisterResourceOutputs(w, pulumi.Map{"groupName": w.GroupName})

@@ -28,10 +28,17 @@ build() {
   ln -sfn "$dir/$name" "$root/bin/$link"
 }
 
-ETCD_VERSION=v3.6.6
+ETCD_VERSION=v3.6.14
 build etcd    "$ETCD_VERSION" etcd go.etcd.io/etcd/server/v3
 build etcdctl "$ETCD_VERSION" etcd go.etcd.io/etcd/etcdctl/v3
 build etcdutl "$ETCD_VERSION" etcd go.etcd.io/etcd/etcdutl/v3
+# The previous pinned release, each linked as <name>-<version>: the
+# rehearsal creates its cluster at it and rolls the members to the new one.
+ETCD_PREVIOUS_VERSION=v3.6.6
+for name in etcd etcdctl etcdutl; do
+  module=server; [ "$name" = etcd ] || module=$name
+  LINK="$name-$ETCD_PREVIOUS_VERSION" build "$name" "$ETCD_PREVIOUS_VERSION" etcd-previous "go.etcd.io/etcd/$module/v3"
+done
 
 # Kubernetes learns its own version from -X flags, as its release builds set
 # them (kubeadm picks its defaults, and its skew checks, by it); a module

@@ -318,7 +318,10 @@ func TestAddonRolesTrustOnlyTheirServiceAccounts(t *testing.T) {
 				addons.CloudControllerManager.Name: {action: "elasticloadbalancing:CreateLoadBalancer", resource: "*"},
 				addons.EBSCSIDriver.Name: {action: "ec2:AttachVolume", resource: "arn:aws:ec2:" + cfg.Region + ":123456789012:volume/vol-0pvc",
 					tags: map[string]string{"kubernetes.io/cluster/" + cfg.ClusterName: "owned"}},
-				addons.ClusterAutoscaler.Name: {action: "autoscaling:DescribeAutoScalingGroups", resource: "*"},
+				// Resizing worker groups; reading groups is every role's
+				// that needs it (etcd members find a silent peer's).
+				addons.ClusterAutoscaler.Name: {action: "autoscaling:SetDesiredCapacity", resource: "*",
+					tags: map[string]string{components.AutoscalerClusterTag(cfg.ClusterName): "owned"}},
 			}
 			// The CloudWatch agent's rights are AWS's managed policy, on its
 			// role only.

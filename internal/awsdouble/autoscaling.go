@@ -3,7 +3,10 @@ package awsdouble
 import (
 	"encoding/xml"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -29,6 +32,40 @@ type GroupInstance struct {
 	// Released is whether a CompleteLifecycleAction, not the hook's
 	// timeout, let it leave.
 	Released bool
+	// TemplateVersion is the launch template version it launched from.
+	TemplateVersion string
+}
+
+// autoScalingGroup is what DescribeAutoScalingGroups tells of a group
+// besides its instances.
+type autoScalingGroup struct {
+	tags                        map[string]string
+	templateID, templateVersion string
+}
+
+// SetGroup describes group: its tags and the launch template version it
+// launches new instances from, which a `pulumi up` that changed the
+// template moves; instances keep the version they launched from.
+func (c *Cloud) SetGroup(group string, tags map[string]string, templateID, templateVersion string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.groups[group] = &autoScalingGroup{tags: tags, templateID: templateID, templateVersion: templateVersion}
+}
+
+// TargetLifecycleState is what instance id's metadata says its group is
+// taking it to: Terminated once it leaves, InService otherwise; "" for an
+// instance in no group.
+func (c *Cloud) TargetLifecycleState(id string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g, ok := c.groupInstances[id]
+	switch {
+	case !ok:
+		return ""
+	case g.State == TerminatingWait || g.State == Terminating:
+		return "Terminated"
+	}
+	return InService
 }
 
 // terminationHook is a group's lifecycle hook on
@@ -100,6 +137,9 @@ func (c *Cloud) JoinGroup(id, group, hook string) {
 		state = PendingWait
 	}
 	c.groupInstances[id] = &GroupInstance{Group: group, Hook: hook, State: state, Healthy: true}
+	if g, ok := c.groups[group]; ok {
+		c.groupInstances[id].TemplateVersion = g.templateVersion
+	}
 }
 
 // GroupInstance is where instance id stands in its group.
@@ -114,8 +154,9 @@ func (c *Cloud) GroupInstance(id string) (GroupInstance, bool) {
 }
 
 // serveAutoScaling answers the calls node scripts make (where an instance
-// stands, ending its launch hook, marking it unhealthy) and the one
-// `kubeha upgrade` makes: replacing an instance.
+// or a member's group stands, ending a lifecycle hook, marking it
+// unhealthy) and those `kubeha upgrade` makes: finding etcd members'
+// groups, replacing an instance.
 func (c *Cloud) serveAutoScaling(w http.ResponseWriter, r *http.Request, action string) {
 	fail := func(e apiError) { writeQueryError(w, autoScalingNamespace, e) }
 	respond := func(result any) {
@@ -151,6 +192,8 @@ func (c *Cloud) serveAutoScaling(w http.ResponseWriter, r *http.Request, action 
 			XMLName   xml.Name `xml:"DescribeAutoScalingInstancesResult"`
 			Instances []member `xml:"AutoScalingInstances>member"`
 		}{Instances: found})
+	case "DescribeAutoScalingGroups":
+		respond(c.describeGroups(r))
 	case "CompleteLifecycleAction":
 		id := r.Form.Get("InstanceId")
 		g, ok := c.groupInstances[id]
@@ -215,4 +258,80 @@ func (c *Cloud) serveAutoScaling(w http.ResponseWriter, r *http.Request, action 
 
 func writeAutoScalingError(w http.ResponseWriter, _ *http.Request, e apiError) {
 	writeQueryError(w, autoScalingNamespace, e)
+}
+
+// describeGroups answers DescribeAutoScalingGroups for the groups SetGroup
+// described that match every filter (tag:<key>, tag-key), with their
+// instances still running; c.mu is held.
+func (c *Cloud) describeGroups(r *http.Request) any {
+	type templateSpec struct {
+		LaunchTemplateID string `xml:"LaunchTemplateId"`
+		Version          string
+	}
+	type instance struct {
+		InstanceID       string `xml:"InstanceId"`
+		AvailabilityZone string
+		LifecycleState   string
+		HealthStatus     string
+		LaunchTemplate   templateSpec
+	}
+	type tag struct {
+		Key, Value, ResourceID, ResourceType string
+		PropagateAtLaunch                    bool
+	}
+	type group struct {
+		AutoScalingGroupName              string
+		LaunchTemplate                    templateSpec
+		MinSize, MaxSize, DesiredCapacity int
+		Instances                         []instance `xml:"Instances>member"`
+		Tags                              []tag      `xml:"Tags>member"`
+	}
+	matches := func(g *autoScalingGroup) bool {
+		for i := 1; r.Form.Has(fmt.Sprintf("Filters.member.%d.Name", i)); i++ {
+			name := r.Form.Get(fmt.Sprintf("Filters.member.%d.Name", i))
+			var values []string
+			for j := 1; r.Form.Has(fmt.Sprintf("Filters.member.%d.Values.member.%d", i, j)); j++ {
+				values = append(values, r.Form.Get(fmt.Sprintf("Filters.member.%d.Values.member.%d", i, j)))
+			}
+			var ok bool
+			if key, isTag := strings.CutPrefix(name, "tag:"); isTag {
+				v, has := g.tags[key]
+				ok = has && slices.Contains(values, v)
+			} else if name == "tag-key" {
+				ok = slices.ContainsFunc(values, func(k string) bool { _, has := g.tags[k]; return has })
+			}
+			if !ok {
+				return false
+			}
+		}
+		return true
+	}
+	var found []group
+	for _, name := range slices.Sorted(maps.Keys(c.groups)) {
+		g := c.groups[name]
+		if !matches(g) {
+			continue
+		}
+		out := group{AutoScalingGroupName: name, LaunchTemplate: templateSpec{g.templateID, g.templateVersion}, MinSize: 1, MaxSize: 1, DesiredCapacity: 1}
+		for _, k := range slices.Sorted(maps.Keys(g.tags)) {
+			out.Tags = append(out.Tags, tag{k, g.tags[k], name, "auto-scaling-group", true})
+		}
+		for _, id := range slices.Sorted(maps.Keys(c.groupInstances)) {
+			gi := c.groupInstances[id]
+			ec2, running := c.instances[id]
+			if gi.Group != name || !running {
+				continue
+			}
+			health := "Healthy"
+			if !gi.Healthy {
+				health = "Unhealthy"
+			}
+			out.Instances = append(out.Instances, instance{id, ec2.Zone, gi.State, health, templateSpec{g.templateID, gi.TemplateVersion}})
+		}
+		found = append(found, out)
+	}
+	return struct {
+		XMLName xml.Name `xml:"DescribeAutoScalingGroupsResult"`
+		Groups  []group  `xml:"AutoScalingGroups>member"`
+	}{Groups: found}
 }

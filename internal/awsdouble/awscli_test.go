@@ -287,6 +287,22 @@ func TestAWSCLIAgainstTheDouble(t *testing.T) {
 		"--query", "AutoScalingInstances[0].[AutoScalingGroupName,LifecycleState]", "--output", "text"); code != 0 || out != "None" {
 		t.Errorf("describe-auto-scaling-instances of an instance in no group: exit %d, %q, want None", code, out)
 	}
+	// etcd-leave.sh's lookup of a silent member's leaving instance, by the
+	// group's tags, as the CLI filters and queries.
+	cloud.SetGroup("c1-etcd-b", map[string]string{"kubernetes.io/cluster/c1": "owned", "kubeha.io/etcd-member": "etcd-b"}, "lt-0b", "1")
+	cloud.SetGroup("c2-etcd-b", map[string]string{"kubernetes.io/cluster/c2": "owned", "kubeha.io/etcd-member": "etcd-b"}, "lt-0c", "1")
+	cloud.AddInstance(Instance{ID: "i-0b1", Zone: "eu-west-1b"})
+	cloud.JoinGroup("i-0b1", "c1-etcd-b", "")
+	cloud.SetTerminationHook("c1-etcd-b", "kubeha-etcd-leave", time.Hour)
+	if err := cloud.TerminateInGroup("i-0b1"); err != nil {
+		t.Fatal(err)
+	}
+	leaving := []string{"autoscaling", "describe-auto-scaling-groups", "--output", "text",
+		"--filters", "Name=tag:kubernetes.io/cluster/c1,Values=owned", "Name=tag:kubeha.io/etcd-member,Values=etcd-b",
+		"--query", "AutoScalingGroups[0].[AutoScalingGroupName, Instances[?LifecycleState=='Terminating:Wait'].InstanceId | [0]]"}
+	if out, code := aws(leaving...); code != 0 || out != "c1-etcd-b\ti-0b1" {
+		t.Errorf("describe-auto-scaling-groups: exit %d, %q, want c1-etcd-b and its leaving i-0b1", code, out)
+	}
 	// A refusing fault fails the call at once, with no retry by the CLI.
 	cloud.Fault(EC2, "AttachVolume", Fault{Refuse: "UnauthorizedOperation"})
 	if _, code := aws("ec2", "attach-volume", "--volume-id", "vol-0a", "--instance-id", "i-0a1", "--device", "/dev/xvdf"); code != 254 {
@@ -309,7 +325,7 @@ func TestAWSCLIAgainstTheDouble(t *testing.T) {
 		"s3 ListObjectsV2 200", "s3 CreateMultipartUpload 200", "s3 UploadPart 200", "s3 UploadPart 200", "s3 CompleteMultipartUpload 200",
 		"s3 ListObjectsV2 200", "s3 HeadObject 200", "s3 GetObject 206", "s3 GetObject 206", "monitoring PutMetricData 200",
 		"autoscaling DescribeAutoScalingInstances 200", "autoscaling CompleteLifecycleAction 200", "autoscaling CompleteLifecycleAction 400",
-		"autoscaling SetInstanceHealth 200", "autoscaling DescribeAutoScalingInstances 200", "ec2 AttachVolume 400"}
+		"autoscaling SetInstanceHealth 200", "autoscaling DescribeAutoScalingInstances 200", "autoscaling DescribeAutoScalingGroups 200", "ec2 AttachVolume 400"}
 	if !slices.Equal(calls, want) {
 		t.Errorf("calls:\n%s\nwant:\n%s", strings.Join(calls, "\n"), strings.Join(want, "\n"))
 	}

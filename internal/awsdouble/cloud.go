@@ -68,14 +68,16 @@ type Cloud struct {
 	groupInstances map[string]*GroupInstance
 	// terminationHooks are the groups' hooks on instances leaving them.
 	terminationHooks map[string]terminationHook
-	volumes          map[string]*Volume
-	zones            map[string]*hostedZone
-	changes          []*change
-	secrets          []*secret
-	parameters       map[string]*parameter
-	metrics          []Metric
-	faults           map[faultKey]*Fault
-	calls            []Call
+	// groups are the auto-scaling groups SetGroup described, by name.
+	groups     map[string]*autoScalingGroup
+	volumes    map[string]*Volume
+	zones      map[string]*hostedZone
+	changes    []*change
+	secrets    []*secret
+	parameters map[string]*parameter
+	metrics    []Metric
+	faults     map[faultKey]*Fault
+	calls      []Call
 
 	apis    map[string]protocol
 	s3store *s3mem.Backend
@@ -91,6 +93,7 @@ func NewCloud(region string) *Cloud {
 		instances:        map[string]Instance{},
 		groupInstances:   map[string]*GroupInstance{},
 		terminationHooks: map[string]terminationHook{},
+		groups:           map[string]*autoScalingGroup{},
 		volumes:          map[string]*Volume{},
 		zones:            map[string]*hostedZone{},
 		faults:           map[faultKey]*Fault{},

@@ -41,8 +41,12 @@ func (i Instance) HopLimit() int { return max(i.PutResponseHopLimit, 1) }
 // a GET without a valid token is 401.
 type IMDS struct {
 	Instance Instance
-	mu       sync.Mutex
-	tokens   map[string]time.Time
+	// TargetLifecycleState, if set, answers
+	// meta-data/autoscaling/target-lifecycle-state: where the instance's
+	// auto-scaling group is taking it.
+	TargetLifecycleState func() string
+	mu                   sync.Mutex
+	tokens               map[string]time.Time
 }
 
 // NewIMDS is the metadata service of instance.
@@ -106,7 +110,7 @@ func (m *IMDS) metadata() map[string]string {
 	identity, _ := json.Marshal(map[string]string{
 		"instanceId": i.ID, "availabilityZone": i.Zone, "region": i.Region, "privateIp": i.PrivateIP,
 	})
-	return map[string]string{
+	metadata := map[string]string{
 		"meta-data/instance-id":                        i.ID,
 		"meta-data/local-ipv4":                         i.PrivateIP,
 		"meta-data/local-hostname":                     i.Hostname,
@@ -117,4 +121,10 @@ func (m *IMDS) metadata() map[string]string {
 		"meta-data/iam/security-credentials/" + i.Role: string(creds),
 		"dynamic/instance-identity/document":           string(identity),
 	}
+	if m.TargetLifecycleState != nil {
+		if state := m.TargetLifecycleState(); state != "" {
+			metadata["meta-data/autoscaling/target-lifecycle-state"] = state
+		}
+	}
+	return metadata
 }

@@ -75,3 +75,32 @@ func TestIMDSRequiresSessionTokens(t *testing.T) {
 		t.Errorf("a path outside the token endpoint with no token: %d, want 401", code)
 	}
 }
+
+// An instance's metadata says where its auto-scaling group takes it, as
+// EC2's autoscaling/target-lifecycle-state does: InService, then
+// Terminated once it leaves; nothing for an instance in no group.
+func TestIMDSTargetLifecycleState(t *testing.T) {
+	cloud := NewCloud("eu-west-1")
+	imds := NewIMDS(Instance{ID: "i-0a1"})
+	imds.TargetLifecycleState = func() string { return cloud.TargetLifecycleState("i-0a1") }
+	srv := httptest.NewServer(imds)
+	defer srv.Close()
+	state := func() (int, string) {
+		_, token := call(t, "PUT", srv.URL+"/latest/api/token", map[string]string{"X-aws-ec2-metadata-token-ttl-seconds": "60"})
+		return call(t, "GET", srv.URL+"/latest/meta-data/autoscaling/target-lifecycle-state", map[string]string{"X-aws-ec2-metadata-token": token})
+	}
+	if code, _ := state(); code != http.StatusNotFound {
+		t.Errorf("in no group: HTTP %d, want 404", code)
+	}
+	cloud.JoinGroup("i-0a1", "c1-etcd-a", "kubeha-node-healthy")
+	cloud.SetTerminationHook("c1-etcd-a", "kubeha-etcd-leave", time.Hour)
+	if code, body := state(); code != http.StatusOK || body != "InService" {
+		t.Errorf("launching: HTTP %d %q, want InService", code, body)
+	}
+	if err := cloud.TerminateInGroup("i-0a1"); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := state(); code != http.StatusOK || body != "Terminated" {
+		t.Errorf("held on its leave hook: HTTP %d %q, want Terminated", code, body)
+	}
+}

@@ -321,17 +321,15 @@ func addonsUnits() (service, timer unit) {
 // KubeletFollowUnit runs kubelet-follow.sh on a control-plane node that
 // holds its kubelet at an older release, every kubeletFollowSeconds: its
 // kubelet moves to the node's own release within about that once the
-// version record says every API server runs it (to the second: systemd
-// would otherwise let a timer slip by up to a minute).
+// version record says every API server runs it.
 const (
 	KubeletFollowUnit    = "kubeha-kubelet-follow.service"
 	kubeletFollowSeconds = 15
 )
 
 func kubeletFollowUnits() (service, timer unit) {
-	return timedScript{name: strings.TrimSuffix(KubeletFollowUnit, ".service"), does: "Run this node's own kubelet release once every API server runs it",
-		script: "kubelet-follow.sh", envFile: NodeEnvPath, after: "kubelet.service",
-		schedule: []string{"OnActiveSec=5", fmt.Sprintf("OnUnitInactiveSec=%ds", kubeletFollowSeconds), "AccuracySec=1s"}}.units()
+	return everySeconds(KubeletFollowUnit, "Run this node's own kubelet release once every API server runs it",
+		"kubelet-follow.sh", NodeEnvPath, "kubelet.service", kubeletFollowSeconds)
 }
 
 // WorkerDrainUnit runs control-plane-worker-drain.sh every
@@ -344,9 +342,8 @@ const (
 )
 
 func workerDrainUnits() (service, timer unit) {
-	return timedScript{name: strings.TrimSuffix(WorkerDrainUnit, ".service"), does: "Drain each worker leaving its group before it goes",
-		script: "control-plane-worker-drain.sh", envFile: NodeEnvPath, after: "kubelet.service",
-		schedule: []string{"OnActiveSec=5", fmt.Sprintf("OnUnitInactiveSec=%ds", workerDrainIntervalSeconds), "AccuracySec=1s"}}.units()
+	return everySeconds(WorkerDrainUnit, "Drain each worker leaving its group before it goes",
+		"control-plane-worker-drain.sh", NodeEnvPath, "kubelet.service", workerDrainIntervalSeconds)
 }
 
 // TokenSyncUnit runs control-plane-token-sync.sh; its timer every 10

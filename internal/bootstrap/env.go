@@ -76,6 +76,12 @@ const (
 	// AWS lets it go after DrainHookTimeout whatever happened.
 	DrainHook        = "kubeha-drain"
 	DrainHookTimeout = 10 * time.Minute
+	// EtcdLeaveHook holds an etcd member leaving its group until the other
+	// members are healthy voters (etcd-leave.sh), so that replacing one
+	// never costs the cluster its quorum; a member that no longer serves
+	// goes at once. AWS lets it go after EtcdLeaveHookTimeout regardless.
+	EtcdLeaveHook        = "kubeha-etcd-leave"
+	EtcdLeaveHookTimeout = 30 * time.Minute
 	// BootstrapFailedMetric, in EtcdSnapshotMetricNamespace with the
 	// cluster's name as dimension, counts nodes that gave up.
 	BootstrapFailedMetric = "NodeBootstrapFailed"
@@ -162,6 +168,14 @@ type timedScript struct {
 	schedule                           []string
 	// environment are more Environment= settings of the service.
 	environment []string
+}
+
+// everySeconds runs script 5 s after boot, then seconds after each run
+// ends, to the second: systemd would otherwise let a timer slip by up to a
+// minute.
+func everySeconds(serviceName, does, script, envFile, after string, seconds int) (service, timer unit) {
+	return timedScript{name: strings.TrimSuffix(serviceName, ".service"), does: does, script: script, envFile: envFile, after: after,
+		schedule: []string{"OnActiveSec=5", fmt.Sprintf("OnUnitInactiveSec=%ds", seconds), "AccuracySec=1s"}}.units()
 }
 
 func (t timedScript) units() (service, timer unit) {

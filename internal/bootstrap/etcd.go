@@ -10,14 +10,17 @@ import (
 
 // EtcdVersion is the etcd release members run unless the stack's
 // etcd.version names another of EtcdReleases.
-const EtcdVersion = "v3.6.6"
+const EtcdVersion = "v3.6.14"
 
 // EtcdReleases are the etcd releases kubeha pins, with the SHA-256 of
 // each one's linux-amd64 archive as its release's SHA256SUMS publishes
-// it. Each is at least kubeadm's MinExternalEtcdVersion (3.5.24) for
-// every supported Kubernetes minor.
+// it (recorded in testdata/etcd-checksums.yaml). Each is at least
+// kubeadm's MinExternalEtcdVersion (3.5.24) for every supported
+// Kubernetes minor. v3.6.6 stays for clusters created at it, which roll
+// their members to EtcdVersion (README: roll or upgrade etcd members).
 var EtcdReleases = map[string]string{
-	"v3.6.6": "887afaa4a99f22d802ccdfbe65730a5e79aa5c9ce2c8799c67e9d804c50ecedb",
+	"v3.6.6":  "887afaa4a99f22d802ccdfbe65730a5e79aa5c9ce2c8799c67e9d804c50ecedb",
+	"v3.6.14": "ffe840ff9295808e88cce2794a18a5ac87f12a5203c8314d0bf6aa119b41bac5",
 }
 
 // EtcdArchive is the release archive of a pinned etcd version.
@@ -95,6 +98,9 @@ var EtcdMemberSecretFiles = []string{etcdCACert, etcdServerCert, etcdServerKey, 
 // EtcdMemberTag names the member on its volume, instance and launch
 // template.
 const EtcdMemberTag = "kubeha.io/etcd-member"
+
+// ClusterTagKey is the tag every resource of cluster carries, "owned".
+func ClusterTagKey(cluster string) string { return "kubernetes.io/cluster/" + cluster }
 
 // EtcdMember is one member's identity, stable across instance replacement.
 type EtcdMember struct {
@@ -255,6 +261,7 @@ func (c EtcdCluster) Node(p EtcdNodeParams) (Node, error) {
 	service, backup, timer := c.units()
 	promote, promoteTimer := promoteUnits()
 	refresh, refreshTimer := etcdCertRefreshUnits()
+	leave, leaveTimer := etcdLeaveUnits()
 	env := []envVar{
 		{"CLUSTER_NAME", c.ClusterName},
 		{"MEMBER_NAME", p.Member.Name},
@@ -295,6 +302,10 @@ func (c EtcdCluster) Node(p EtcdNodeParams) (Node, error) {
 		{"BACKUP_TIMER", timer.name},
 		{"PROMOTE_TIMER", promoteTimer.name},
 		{"CERT_REFRESH_TIMER", refreshTimer.name},
+		{"LEAVE_TIMER", leaveTimer.name},
+		{"LEAVE_HOOK", EtcdLeaveHook},
+		{"CLUSTER_TAG", ClusterTagKey(c.ClusterName)},
+		{"MEMBER_TAG", EtcdMemberTag},
 		{"CERT_DAYS_LEFT_METRIC", CertDaysLeftMetric},
 		{"CERT_RENEWAL_FAILED_METRIC", CertRenewalFailedMetric},
 		{"ETCD_ARCHIVE_URL", p.Etcd.s3URL(p.AssetBucket)},
@@ -307,6 +318,7 @@ func (c EtcdCluster) Node(p EtcdNodeParams) (Node, error) {
 		Files: []File{
 			{Path: EtcdConfigPath, Content: config, Mode: "0644"},
 			service.file(), backup.file(), timer.file(), promote.file(), promoteTimer.file(), refresh.file(), refreshTimer.file(),
+			leave.file(), leaveTimer.file(),
 			{Path: EtcdRestoreCommand, Content: "#!/bin/sh\n# shellcheck source=/dev/null\n" + envExec(EtcdEnvPath, ScriptDir+"/etcd-restore.sh") + ` "$@"` + "\n", Mode: "0755"},
 		},
 	}
@@ -314,7 +326,7 @@ func (c EtcdCluster) Node(p EtcdNodeParams) (Node, error) {
 		return Node{}, err
 	}
 	if err := node.addScripts("etcd-common.sh", "imds.sh", "assets.sh", "credentials.sh", "etcd-bootstrap.sh", "etcd-start.sh", "etcd-backup.sh",
-		"etcd-restore.sh", "etcd-promote.sh", "etcd-cert-refresh.sh"); err != nil {
+		"etcd-restore.sh", "etcd-promote.sh", "etcd-cert-refresh.sh", "etcd-leave.sh"); err != nil {
 		return Node{}, err
 	}
 	return node, nil
@@ -326,6 +338,18 @@ func promoteUnits() (service, timer unit) {
 	return timedScript{name: "kubeha-etcd-promote", does: "Promote this etcd learner once caught up; mark the cluster formed",
 		script: "etcd-promote.sh", envFile: EtcdEnvPath, after: "etcd.service",
 		schedule: []string{"OnActiveSec=20", "OnUnitInactiveSec=20"}}.units()
+}
+
+// EtcdLeaveUnit runs etcd-leave.sh every etcdLeaveIntervalSeconds: a
+// member leaving its group goes within about that once it may.
+const (
+	EtcdLeaveUnit            = "kubeha-etcd-leave.service"
+	etcdLeaveIntervalSeconds = 5
+)
+
+func etcdLeaveUnits() (service, timer unit) {
+	return everySeconds(EtcdLeaveUnit, "Let a member leaving its group go once the others are healthy voters",
+		"etcd-leave.sh", EtcdEnvPath, "etcd.service", etcdLeaveIntervalSeconds)
 }
 
 // EtcdCertRefreshUnit runs etcd-cert-refresh.sh a minute after the

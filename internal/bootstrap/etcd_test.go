@@ -142,8 +142,10 @@ func TestEtcdNodeUnits(t *testing.T) {
 	env := n.File(EtcdEnvPath).Content
 	for _, want := range []string{"VOLUME_ID=vol-0123456789abcdef0", "BACKUP_URL=s3://kubeha-prod-etcd-backups-0123456789/snapshots",
 		// etcd comes from the asset bucket, checked against the release's published digest.
-		"ETCD_ARCHIVE_URL=s3://kubeha-prod-assets-0123456789/etcd/v3.6.6/etcd-v3.6.6-linux-amd64.tar.gz",
-		"ETCD_ARCHIVE_SHA256=887afaa4a99f22d802ccdfbe65730a5e79aa5c9ce2c8799c67e9d804c50ecedb",
+		"ETCD_ARCHIVE_URL=s3://kubeha-prod-assets-0123456789/etcd/v3.6.14/etcd-v3.6.14-linux-amd64.tar.gz",
+		"ETCD_ARCHIVE_SHA256=ffe840ff9295808e88cce2794a18a5ac87f12a5203c8314d0bf6aa119b41bac5",
+		// etcd-leave.sh finds a silent member's group by these tags.
+		"LEAVE_HOOK=" + EtcdLeaveHook, "CLUSTER_TAG=kubernetes.io/cluster/c1", "MEMBER_TAG=" + EtcdMemberTag,
 		// The alarm watches what the backup script sends.
 		"SNAPSHOT_METRIC_NAMESPACE=" + EtcdSnapshotMetricNamespace, "SNAPSHOT_METRIC=" + EtcdSnapshotMetric,
 		"SNAPSHOT_METRIC_DIMENSIONS=" + EtcdSnapshotMetricDimension + "=c1"} {
@@ -159,5 +161,31 @@ func TestEtcdNodeUnits(t *testing.T) {
 	restore := n.File(EtcdRestoreCommand)
 	if restore == nil || !strings.Contains(restore.Content, envExec(EtcdEnvPath, ScriptDir+"/etcd-restore.sh")+` "$@"`) {
 		t.Errorf("%s = %+v, want etcd-restore.sh with etcd.env loaded", EtcdRestoreCommand, restore)
+	}
+}
+
+// Every etcd release kubeha pins carries the digest its release's
+// SHA256SUMS publishes, as kubespray recorded it: a pin never published,
+// or a digest mistyped, fails here rather than on a member's first boot.
+func TestEtcdPinsAreRecorded(t *testing.T) {
+	var record struct {
+		Checksums struct {
+			AMD64 map[string]string `yaml:"amd64"`
+		} `yaml:"etcd_binary_checksums"`
+	}
+	data, err := os.ReadFile("testdata/etcd-checksums.yaml")
+	if err == nil {
+		err = yaml.Unmarshal(data, &record)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := EtcdReleases[EtcdVersion]; !ok || len(EtcdReleases) < 2 {
+		t.Errorf("pins %v, default %s: want the default among two or more, so that clusters can roll from one to the next", EtcdReleases, EtcdVersion)
+	}
+	for version, sum := range EtcdReleases {
+		if recorded := record.Checksums.AMD64[strings.TrimPrefix(version, "v")]; recorded != "sha256:"+sum {
+			t.Errorf("etcd %s is pinned at %s, its release records %q", version, sum, recorded)
+		}
 	}
 }

@@ -23,8 +23,8 @@ import (
 // image among them is kubeha's build, not a copy from the registry.
 //
 // kube-proxy's image takes iptables from the nodes' root filesystem.
-// kubernetesVersion is a release kubeha pins.
-func LocalAssets(toolsDir, rootfs, dir, kubernetesVersion string) (bootstrap.Assets, error) {
+// kubernetesVersion and etcdVersion are releases kubeha pins.
+func LocalAssets(toolsDir, rootfs, dir, kubernetesVersion, etcdVersion string) (bootstrap.Assets, error) {
 	release, err := bootstrap.ReleaseOf(kubernetesVersion)
 	if err != nil {
 		return bootstrap.Assets{}, err
@@ -39,21 +39,29 @@ func LocalAssets(toolsDir, rootfs, dir, kubernetesVersion string) (bootstrap.Ass
 		asset.SHA256 = sum
 		return err
 	}
-	etcd := filepath.Join(dir, bootstrap.EtcdArchiveFolder(bootstrap.EtcdVersion)+".tar.gz")
-	if err := packArchive(etcd, bootstrap.EtcdArchiveFolder(bootstrap.EtcdVersion), toolsDir, "etcd", "etcdctl", "etcdutl"); err != nil {
+	if a.Etcd, err = bootstrap.EtcdArchive(etcdVersion); err != nil {
+		return a, err
+	}
+	// hack/tools.sh links the previous etcd's binaries as <name>-<version>.
+	etcdSuffix := ""
+	if etcdVersion != bootstrap.EtcdVersion {
+		etcdSuffix = "-" + etcdVersion
+	}
+	etcd := filepath.Join(dir, bootstrap.EtcdArchiveFolder(etcdVersion)+".tar.gz")
+	if err := packArchive(etcd, bootstrap.EtcdArchiveFolder(etcdVersion), toolsDir, etcdSuffix, EtcdBinaries...); err != nil {
 		return a, err
 	}
 	containerd := filepath.Join(dir, "containerd-"+bootstrap.ContainerdVersion+"-linux-amd64.tar.gz")
-	if err := packArchive(containerd, "bin", toolsDir, "containerd", "containerd-shim-runc-v2", "ctr"); err != nil {
+	if err := packArchive(containerd, "bin", toolsDir, "", "containerd", "containerd-shim-runc-v2", "ctr"); err != nil {
 		return a, err
 	}
 	// The reference plugins' archive holds them at its top, as ./bridge.
 	cniPlugins := filepath.Join(dir, "cni-plugins-linux-amd64-"+bootstrap.CNIPluginsVersion+".tgz")
-	if err := packArchive(cniPlugins, ".", toolsDir, CNIPlugins...); err != nil {
+	if err := packArchive(cniPlugins, ".", toolsDir, "", CNIPlugins...); err != nil {
 		return a, err
 	}
 	helm := filepath.Join(dir, "helm-"+bootstrap.HelmVersion+"-linux-amd64.tar.gz")
-	if err := packArchive(helm, "linux-amd64", toolsDir, "helm"); err != nil {
+	if err := packArchive(helm, "linux-amd64", toolsDir, "", "helm"); err != nil {
 		return a, err
 	}
 	images, err := BuildImages(toolsDir, rootfs, filepath.Join(dir, "images"), a.KubernetesVersion)
@@ -84,9 +92,10 @@ func LocalAssets(toolsDir, rootfs, dir, kubernetesVersion string) (bootstrap.Ass
 // release archive holds them.
 var CNIPlugins = []string{"bridge", "host-local", "loopback", "portmap"}
 
-// packArchive writes a .tar.gz of the binaries under folder/, with fixed
-// times, so that the same binaries give the same archive.
-func packArchive(path, folder, binDir string, names ...string) error {
+// packArchive writes a .tar.gz of the binaries under folder/, each read
+// from binDir as its name with suffix, with fixed times, so that the same
+// binaries give the same archive.
+func packArchive(path, folder, binDir, suffix string, names ...string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
@@ -99,7 +108,7 @@ func packArchive(path, folder, binDir string, names ...string) error {
 	zw := gzip.NewWriter(f)
 	tw := tar.NewWriter(zw)
 	for _, name := range names {
-		src, err := os.Open(filepath.Join(binDir, name))
+		src, err := os.Open(filepath.Join(binDir, name+suffix))
 		if err != nil {
 			return err
 		}

@@ -242,7 +242,11 @@ func (c *Cloud) serveIMDS(host *netlab.Host, instance awsdouble.Instance) error 
 		c.imds[host] = service
 	}
 	c.mu.Unlock()
-	service.current.Store(awsdouble.NewIMDS(instance))
+	imds := awsdouble.NewIMDS(instance)
+	if c.Cloud != nil { // a metadata service alone has no groups
+		imds.TargetLifecycleState = func() string { return c.TargetLifecycleState(instance.ID) }
+	}
+	service.current.Store(imds)
 	if !ok {
 		neighbour, err := host.AddNeighbour("md", awsdouble.IMDSAddress, MetadataGateway)
 		if err != nil {

@@ -1,10 +1,12 @@
 package lab
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -147,6 +149,9 @@ type NodeGroup struct {
 	Instance *Instance
 	cloud    *Cloud
 	rootfs   string
+	// templateVersion counts the launch template's versions: SetUserData
+	// writes a new one.
+	templateVersion int
 }
 
 // NewNodeGroup is an empty group whose instances run on host.
@@ -157,12 +162,26 @@ func (c *Cloud) NewNodeGroup(rootfs, name, zone string, host *netlab.Host, userD
 // Start launches a new instance, held out of service by the group's launch
 // hook until its first boot completes it.
 func (g *NodeGroup) Start() error {
+	g.templateVersion = max(g.templateVersion, 1)
+	g.cloud.SetGroup(g.Name, g.Tags, "lt-"+g.Name, strconv.Itoa(g.templateVersion))
 	i, err := g.cloud.launch(g.rootfs, g.Name, g.Zone, g.Host, g.UserData, g.Name, g.Tags, g.PutResponseHopLimit)
 	if err != nil {
 		return err
 	}
 	g.Instance = i
 	return nil
+}
+
+// SetUserData is `pulumi up` changing the launch template: a new version
+// if userData differs, which the group launches from while its running
+// instance keeps the one it launched from.
+func (g *NodeGroup) SetUserData(userData []byte) {
+	if bytes.Equal(userData, g.UserData) {
+		return
+	}
+	g.UserData = userData
+	g.templateVersion++
+	g.cloud.SetGroup(g.Name, g.Tags, "lt-"+g.Name, strconv.Itoa(g.templateVersion))
 }
 
 // InService is whether the running instance's launch hook was completed.

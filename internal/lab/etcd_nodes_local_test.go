@@ -41,7 +41,7 @@ func TestEtcdNodesBootFromTheirUserData(t *testing.T) {
 	}
 	toolsDir, _ := tools.Dir()
 	cache, _ := tools.CacheDir()
-	assets, err := LocalAssets(toolsDir, rootfs, filepath.Join(cache, "assets"), bootstrap.PinnedKubernetesVersion)
+	assets, err := LocalAssets(toolsDir, rootfs, filepath.Join(cache, "assets"), bootstrap.PinnedKubernetesVersion, bootstrap.EtcdVersion)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -186,6 +186,9 @@ func (c *cluster) launchAll() error {
 		if err != nil {
 			return err
 		}
+		if hook, timeout := terminationHook(s.declared, group.Tags["Name"]); hook != "" {
+			c.cloud.SetTerminationHook(group.Name, hook, timeout)
+		}
 		c.members = append(c.members, group)
 	}
 	for i, zone := range s.zones {

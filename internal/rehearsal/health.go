@@ -24,6 +24,22 @@ func (c *cluster) etcdState(i int) (healthy, leader bool) {
 	return healthy, leader
 }
 
+// etcdAt fails unless every member says it runs etcd version (vX.Y.Z).
+func (c *cluster) etcdAt(version string) error {
+	want := fmt.Sprintf("\netcd_server_version{server_version=%q} 1", strings.TrimPrefix(version, "v"))
+	for i, m := range c.members {
+		url := fmt.Sprintf("https://%s:%d/metrics", m.Host.IP, bootstrap.EtcdTLSMetricsPort)
+		resp, err := c.etcdMetrics[i].Get(url)
+		if err != nil {
+			return fmt.Errorf("%s's metrics: %w", m.Name, err)
+		}
+		if !strings.Contains(readAll(resp), want) {
+			return fmt.Errorf("%s does not run etcd %s", m.Name, version)
+		}
+	}
+	return nil
+}
+
 // etcdLeader is the index of the member that leads, or -1.
 func (c *cluster) etcdLeader() int { return c.etcdLeaderAmong(nil) }
 

@@ -209,16 +209,22 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, fmt.Errorf("%s: the rehearsal drills 3 zones with 3 etcd members; the stack has %d zones and %d members", opts.StackFile, len(cfg.Zones), cfg.Etcd.Members)
 	}
 	s := fromConfig(cfg)
-	// Drill u upgrades to the stack's release a cluster created at the one
-	// before, so the cluster boots at that one and every later drill runs
-	// on the upgraded cluster.
+	// Drill u upgrades to the stack's Kubernetes and etcd releases a
+	// cluster created at the ones before, so the cluster boots at those and
+	// every later drill runs on the upgraded cluster.
 	if slices.ContainsFunc(selected, func(d drill) bool { return d.name == upgradeDrill }) {
-		s.upgradeTo = s.kubernetesVersion
+		s.upgradeTo, s.etcdUpgradeTo = s.kubernetesVersion, s.etcdVersion
 		if s.kubernetesVersion, err = previousRelease(s.upgradeTo); err != nil {
+			return nil, err
+		}
+		if s.etcdVersion, err = previousEtcd(s.etcdUpgradeTo); err != nil {
 			return nil, err
 		}
 		raw = maps.Clone(raw)
 		raw[kubernetesVersionKey] = s.kubernetesVersion
+		if raw, err = withEtcdVersion(raw, s.etcdVersion); err != nil {
+			return nil, err
+		}
 	}
 	if s.rootfs, err = tools.Rootfs(opts.Log); err != nil {
 		return nil, err
@@ -478,10 +484,16 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	for _, d := range r.Drills {
 		if u := d.Upgrade; u != nil {
-			fmt.Fprintf(w, "\nupgrade %s to %s: %.0fs in all (pulumi up %.0fs: %d of %d requests failed); kubeha upgrade: %d of %d requests failed (%.2f%%), stopped and resumed: %v, %d between replacements\n",
-				u.From, u.To, u.TotalSeconds, u.PulumiUp.Seconds, u.PulumiUp.Failures, u.PulumiUp.Requests, d.Failures, d.Requests, 100*d.ErrorRate, u.StoppedAndResumed, u.FailuresBetweenReplacements)
+			fmt.Fprintf(w, "\nupgrade %s to %s, etcd %s to %s: %.0fs in all (pulumi up %.0fs: %d of %d requests failed); kubeha upgrade: %d of %d requests failed (%.2f%%), stopped and resumed: %v, %d between replacements\n",
+				u.From, u.To, u.EtcdFrom, u.EtcdTo, u.TotalSeconds, u.PulumiUp.Seconds, u.PulumiUp.Failures, u.PulumiUp.Requests, d.Failures, d.Requests, 100*d.ErrorRate, u.StoppedAndResumed, u.FailuresBetweenReplacements)
 			for _, n := range u.Nodes {
-				fmt.Fprintf(w, "  %s (%s): %.0fs, %d of %d requests failed, error window %.1fs\n", n.Name, n.Zone, n.Seconds, n.Failures, n.Requests, n.ErrorWindowSeconds)
+				role := "worker"
+				if n.EtcdMember {
+					role = "etcd member"
+				} else if n.ControlPlane {
+					role = "control plane"
+				}
+				fmt.Fprintf(w, "  %s (%s, %s): %.0fs, %d of %d requests failed, error window %.1fs\n", n.Name, role, n.Zone, n.Seconds, n.Failures, n.Requests, n.ErrorWindowSeconds)
 			}
 			fmt.Fprintf(w, "  longest unheld Lease %v; %d skew samples, broken %d %v; versions (API servers; kubelets) %v\n",
 				u.LongestUnheldLeaseSeconds, u.SkewSamples, len(u.SkewViolations), u.SkewViolations, u.Versions)

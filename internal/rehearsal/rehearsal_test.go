@@ -301,9 +301,10 @@ func onePerZone(counts map[string]int) bool {
 }
 
 // checkUpgrade holds drill u to the terms: the cluster, created
-// at the release before the dev stack's, upgraded to it with every node
-// replaced in order, control plane first, and the version-skew policy held
-// in every sample while API servers of both releases served.
+// at the Kubernetes and etcd releases before the dev stack's, upgraded to
+// them with every node replaced in order, etcd members first, then the
+// control plane, and the version-skew policy held in every sample while
+// API servers of both releases served.
 func checkUpgrade(t *testing.T, d Drill) {
 	t.Helper()
 	u := d.Upgrade
@@ -315,12 +316,24 @@ func checkUpgrade(t *testing.T, d Drill) {
 	if u.From != previous || u.To != bootstrap.PinnedKubernetesVersion {
 		t.Errorf("upgraded from %s to %s, want %s to %s", u.From, u.To, previous, bootstrap.PinnedKubernetesVersion)
 	}
+	previousEtcdVersion, _ := previousEtcd(bootstrap.EtcdVersion)
+	if u.EtcdFrom != previousEtcdVersion || u.EtcdTo != bootstrap.EtcdVersion {
+		t.Errorf("etcd rolled from %s to %s, want %s to %s", u.EtcdFrom, u.EtcdTo, previousEtcdVersion, bootstrap.EtcdVersion)
+	}
 	var order []string
-	for _, n := range u.Nodes {
+	etcdZones := map[string]bool{}
+	for i, n := range u.Nodes {
+		if n.EtcdMember != (i < 3) {
+			t.Errorf("replacement %d is %s (etcd member: %v): want the 3 etcd members first, one per zone", i+1, n.Name, n.EtcdMember)
+		}
+		if n.EtcdMember {
+			etcdZones[n.Zone] = true
+			continue
+		}
 		order = append(order, n.Name)
 	}
-	if want := []string{"cp-a", "cp-b", "cp-c", "worker-a", "worker-b", "worker-c"}; !slices.Equal(order, want) || !u.StoppedAndResumed {
-		t.Errorf("replaced %v, stopped after the first and resumed: %v; want %v, and resumed", order, u.StoppedAndResumed, want)
+	if want := []string{"cp-a", "cp-b", "cp-c", "worker-a", "worker-b", "worker-c"}; len(etcdZones) != 3 || !slices.Equal(order, want) || !u.StoppedAndResumed {
+		t.Errorf("replaced etcd members in zones %v, then %v; stopped after cp-a and resumed: %v; want 3 zones, %v, and resumed", slices.Sorted(maps.Keys(etcdZones)), order, u.StoppedAndResumed, want)
 	}
 	mixed := previous + "," + bootstrap.PinnedKubernetesVersion
 	if u.SkewSamples < 60 || len(u.SkewViolations) != 0 || !slices.ContainsFunc(u.Versions, func(v string) bool { return strings.HasPrefix(v, mixed+";") }) {

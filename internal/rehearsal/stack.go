@@ -29,8 +29,10 @@ const controlPlaneKey = "-control-plane"
 type stack struct {
 	clusterName, region, kubernetesVersion, podCIDR, serviceCIDR string
 	// upgradeTo is the stack's release when drill u upgrades to it from
-	// kubernetesVersion, the one before; else "".
-	upgradeTo string
+	// kubernetesVersion, the one before; else "". etcdUpgradeTo is the
+	// stack's etcd release then, etcdVersion the one before.
+	upgradeTo                  string
+	etcdVersion, etcdUpgradeTo string
 	// zones are the stack's three: the rehearsal drills a 3-zone cluster.
 	zones []string
 	// etcd has one member per zone.
@@ -83,11 +85,11 @@ func declareAgain(raw map[string]string, rootfs string, prior []mockrun.Resource
 	}
 	rec, err := mockrun.RunAgain("kubeha", "rehearsal", raw, parameters, prior, program.StackWith(raw, func(args *components.ClusterArgs) {
 		// The stack's release, as kubeha pins it.
-		version := cmp.Or(args.KubernetesVersion, components.DefaultKubernetesVersion)
-		args.Assets, assetsErr = lab.LocalAssets(toolsDir, rootfs, filepath.Join(cache, "assets"), version)
+		version, etcd := cmp.Or(args.KubernetesVersion, components.DefaultKubernetesVersion), cmp.Or(args.Etcd.Version, bootstrap.EtcdVersion)
+		args.Assets, assetsErr = lab.LocalAssets(toolsDir, rootfs, filepath.Join(cache, "assets"), version, etcd)
 		if running != "" && running != version {
 			var held components.NodeAssetSet
-			held, heldErr = lab.LocalAssets(toolsDir, rootfs, filepath.Join(cache, "assets"), running)
+			held, heldErr = lab.LocalAssets(toolsDir, rootfs, filepath.Join(cache, "assets"), running, etcd)
 			args.OlderAssets = append(args.OlderAssets, held)
 		}
 		// The machine's kernel has cgroup v1 only, which kubeadm's system
@@ -106,7 +108,32 @@ func declareAgain(raw map[string]string, rootfs string, prior []mockrun.Resource
 const (
 	clusterNameKey       = "kubeha:clusterName"
 	kubernetesVersionKey = "kubeha:kubernetesVersion"
+	etcdKey              = "kubeha:etcd"
 )
+
+// withEtcdVersion is raw with etcd.version set to version.
+func withEtcdVersion(raw map[string]string, version string) (map[string]string, error) {
+	return withOptions(raw, etcdKey, func(options map[string]any) error {
+		options["version"] = version
+		return nil
+	})
+}
+
+// previousEtcd is the newest etcd release kubeha pins below version.
+func previousEtcd(version string) (string, error) {
+	v, _ := bootstrap.ParseVersion(version)
+	var previous string
+	for pinned := range bootstrap.EtcdReleases {
+		p, ok := bootstrap.ParseVersion(pinned)
+		if best, _ := bootstrap.ParseVersion(previous); ok && p.Less(v) && (previous == "" || best.Less(p)) {
+			previous = pinned
+		}
+	}
+	if previous == "" {
+		return "", fmt.Errorf("drill u rolls etcd to %s from the release before it, and kubeha pins none", version)
+	}
+	return previous, nil
+}
 
 // realCharts are the charts the rehearsal installs as they are, whose
 // pods run: the CNI it runs and CoreDNS, from their sources at kubeha's
@@ -157,7 +184,7 @@ func fromConfig(cfg components.ClusterArgs) stack {
 	zones, le, h := cfg.Zones[:3], cfg.ControlPlane.LeaderElection, cfg.LoadBalancer.HealthCheck
 	return stack{
 		clusterName: cfg.ClusterName, region: cfg.Region, kubernetesVersion: cfg.KubernetesVersion,
-		podCIDR: cfg.Network.PodCidr, serviceCIDR: cfg.Network.ServiceCidr, zones: zones,
+		podCIDR: cfg.Network.PodCidr, serviceCIDR: cfg.Network.ServiceCidr, zones: zones, etcdVersion: cfg.Etcd.Version,
 		etcd:           bootstrap.NewEtcdCluster(cfg.ClusterName, zones, 3, cfg.Etcd.VolumeSizeGiB, cfg.Etcd.BackupIntervalMinutes),
 		leaderElection: bootstrap.LeaderElectionSeconds(le.LeaseDurationSeconds, le.RenewDeadlineSeconds, le.RetryPeriodSeconds),
 		healthCheck: healthCheck{interval: time.Duration(h.IntervalSeconds) * time.Second, timeout: time.Duration(h.TimeoutSeconds) * time.Second,

@@ -12,7 +12,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -28,6 +27,9 @@ import (
 type UpgradeReport struct {
 	From string `json:"from"`
 	To   string `json:"to"`
+	// EtcdFrom and EtcdTo are the etcd releases the members rolled between.
+	EtcdFrom string `json:"etcdFrom"`
+	EtcdTo   string `json:"etcdTo"`
 	// TotalSeconds is from `pulumi up` until kube-proxy ran the new
 	// release on every node; the drill's requests, failures and error
 	// rate are over `kubeha upgrade`, after PulumiUp.
@@ -70,6 +72,7 @@ type UpgradedNode struct {
 	Name         string  `json:"name"`
 	Zone         string  `json:"zone"`
 	ControlPlane bool    `json:"controlPlane"`
+	EtcdMember   bool    `json:"etcdMember"`
 	Seconds      float64 `json:"seconds"`
 	Requests     int     `json:"requests"`
 	Failures     int     `json:"failures"`
@@ -94,13 +97,17 @@ func previousRelease(version string) (string, error) {
 
 func upgradeCluster(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 	from, to := c.stack.kubernetesVersion, c.stack.upgradeTo
+	etcdFrom, etcdTo := c.stack.etcdVersion, c.stack.etcdUpgradeTo
 	d := Drill{}
 	if _, err := c.settle(); err != nil {
 		return d, err
 	}
 	began := time.Now()
 	// `pulumi up` at the new release, on the stack's state.
-	raw := maps.Clone(c.stack.raw)
+	raw, err := withEtcdVersion(c.stack.raw, etcdTo)
+	if err != nil {
+		return d, err
+	}
 	raw[kubernetesVersionKey] = to
 	declared, err := declareAgain(raw, c.stack.rootfs, c.stack.declared, from)
 	if err != nil {
@@ -109,31 +116,36 @@ func upgradeCluster(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 	if err := c.cloud.PutObjects(declared, ""); err != nil {
 		return d, err
 	}
+	// Each group launches from its template's new version; running
+	// instances keep theirs.
 	for i, g := range c.members {
 		data, err := lab.UserData(declared, bootstrap.EtcdMemberTag, c.stack.etcd.Members[i].Name)
 		if err != nil {
 			return d, err
 		}
-		if string(data) != string(g.UserData) {
-			d.note(g.Name + "'s launch template changed with the Kubernetes release")
-		}
+		g.SetUserData(data)
 	}
 	for i, g := range c.nodes {
-		if g.UserData, err = lab.UserData(declared, "Name", controlPlaneGroup(c.stack, i)); err != nil {
+		data, err := lab.UserData(declared, "Name", controlPlaneGroup(c.stack, i))
+		if err != nil {
 			return d, err
 		}
+		g.SetUserData(data)
 	}
 	for i, g := range c.workers {
 		template, err := workerTemplate(declared, c.stack.clusterName, c.stack.zones[i])
 		if err != nil {
 			return d, err
 		}
-		if g.UserData, err = lab.UserData(declared, "Name", template); err != nil {
+		data, err := lab.UserData(declared, "Name", template)
+		if err != nil {
 			return d, err
 		}
+		g.SetUserData(data)
 	}
 	c.stack.declared, c.stack.raw = declared, raw
-	c.logf("pulumi up at %s: every control-plane and worker launch template holds %s, its kubelet held at %s until the version record moves", to, to, from)
+	c.logf("pulumi up at %s and etcd %s: every etcd member's launch template holds etcd %s, every control-plane and worker one %s, its kubelet held at %s until the version record moves",
+		to, etcdTo, etcdTo, to, from)
 
 	// `kubeha upgrade`, with the stack's kubeconfig through the load
 	// balancer, against the AWS double.
@@ -144,6 +156,10 @@ func upgradeCluster(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 	}
 	c.cloud.OnTerminate = c.replaceTerminated
 	defer func() { c.cloud.OnTerminate = nil }()
+	var memberInstances []string
+	for _, g := range c.members {
+		memberInstances = append(memberInstances, g.Instance.ID)
+	}
 	// The API's error rate is over `kubeha upgrade`: here `pulumi up` runs
 	// the stack program beside the cluster, on the same two CPUs, where on
 	// AWS it runs on the operator's machine and touches no node.
@@ -176,12 +192,12 @@ func upgradeCluster(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 	}
 	end := time.Now()
 	r := watch.stop()
-	r.From, r.To, r.TotalSeconds = from, to, end.Sub(began).Seconds()
+	r.From, r.To, r.EtcdFrom, r.EtcdTo, r.TotalSeconds = from, to, etcdFrom, etcdTo, end.Sub(began).Seconds()
 	r.PulumiUp = PulumiUp{Seconds: start.Sub(began).Seconds(), Requests: pulumiUp.requests, Failures: pulumiUp.failures}
 	r.StoppedAndResumed = stopped
 	for _, rep := range replacedNodes {
 		w := p.window(rep.Started, rep.Serving)
-		r.Nodes = append(r.Nodes, UpgradedNode{Name: rep.Node.Name, Zone: rep.Node.Zone, ControlPlane: rep.Node.ControlPlane,
+		r.Nodes = append(r.Nodes, UpgradedNode{Name: rep.Node.Name, Zone: rep.Node.Zone, ControlPlane: rep.Node.ControlPlane, EtcdMember: rep.Etcd,
 			Seconds: rep.Serving.Sub(rep.Started).Seconds(), Requests: w.requests, Failures: w.failures, ErrorWindowSeconds: w.lastFailure.Seconds()})
 	}
 	d.Upgrade = &r
@@ -198,7 +214,16 @@ func upgradeCluster(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 	if runErr != nil {
 		return d, runErr
 	}
-	c.stack.kubernetesVersion = to
+	c.stack.kubernetesVersion, c.stack.etcdVersion = to, etcdTo
+	if err := c.etcdAt(etcdTo); err != nil {
+		return d, err
+	}
+	// Each member's own timer let its instance go, not the hook's timeout.
+	for i, id := range memberInstances {
+		if gi, _ := c.cloud.GroupInstance(id); !gi.Released {
+			return d, fmt.Errorf("%s's instance %s left its group %s, not let go through its leave hook", c.members[i].Name, id, gi.State)
+		}
+	}
 	if len(r.SkewViolations) > 0 {
 		return d, fmt.Errorf("%d of %d samples broke the version-skew policy, first: %s", len(r.SkewViolations), r.SkewSamples, r.SkewViolations[0])
 	}
@@ -233,16 +258,25 @@ func replaced(u *upgrade.Upgrade) []upgrade.Replacement {
 // new instance anew, the lab reuses the name.
 func (c *cluster) replaceTerminated(instanceID string) {
 	var g *lab.NodeGroup
-	for _, candidate := range append(slices.Clone(c.nodes), c.workers...) {
+	for _, candidate := range slices.Concat(c.members, c.nodes, c.workers) {
 		if candidate.Instance != nil && candidate.Instance.ID == instanceID {
 			g = candidate
 		}
 	}
 	if g == nil {
-		c.logf("asked to replace %s, which no control-plane or worker group runs", instanceID)
+		c.logf("asked to replace %s, which no group runs", instanceID)
 		return
 	}
 	worker := slices.Contains(c.workers, g)
+	if slices.Contains(c.members, g) {
+		var said []string
+		for _, line := range strings.Split(g.UnitLog(bootstrap.EtcdLeaveUnit), "\n") {
+			if strings.Contains(line, "kubeha-etcd[") {
+				said = append(said, line)
+			}
+		}
+		c.logf("%s's leave, as its timer logged it: %s", g.Name, strings.Join(said, " | "))
+	}
 	g.Terminate()
 	if worker {
 		if _, err := c.waitFor(g.Name+"'s Node deleted", 2*time.Minute, func() error {

@@ -42,12 +42,12 @@ func workerTemplate(resources []mockrun.Resource, clusterName, zone string) (str
 	return "", fmt.Errorf("the stack declares no worker launch template in %s", zone)
 }
 
-// drainHook is the hook the stack declares on the worker group of launch
-// template template for its leaving instances, and its timeout; "" if
-// none.
-func drainHook(resources []mockrun.Resource, template string) (string, time.Duration) {
+// terminationHook is the hook the stack declares on the group of launch
+// template template (its resource name, worker or etcd member) for its
+// leaving instances, and its timeout; "" if none.
+func terminationHook(resources []mockrun.Resource, template string) (string, time.Duration) {
 	for _, r := range resources {
-		if r.Type == "aws:autoscaling/lifecycleHook:LifecycleHook" && r.Name == template+"-drain" &&
+		if r.Type == "aws:autoscaling/lifecycleHook:LifecycleHook" && (r.Name == template+"-drain" || r.Name == template+"-leave") &&
 			r.Inputs["lifecycleTransition"].StringValue() == "autoscaling:EC2_INSTANCE_TERMINATING" {
 			return r.Inputs["name"].StringValue(), time.Duration(r.Inputs["heartbeatTimeout"].NumberValue()) * time.Second
 		}
@@ -70,7 +70,7 @@ func (c *cluster) launchWorkers() (time.Time, error) {
 		if err != nil {
 			return launched, err
 		}
-		if hook, timeout := drainHook(c.stack.declared, template); hook != "" {
+		if hook, timeout := terminationHook(c.stack.declared, template); hook != "" {
 			c.cloud.SetTerminationHook(g.Name, hook, timeout)
 		}
 		c.workers = append(c.workers, g)

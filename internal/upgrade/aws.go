@@ -4,11 +4,13 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	astypes "github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
@@ -21,8 +23,65 @@ import (
 // one from its launch template.
 type GroupFleet struct {
 	Client *autoscaling.Client
+	// Cluster names the cluster, whose tag its etcd members' groups carry.
+	Cluster string
 	// Poll is how often to look whether a worker waits on its drain hook.
 	Poll time.Duration
+}
+
+// EtcdGroups are the groups tagged with the cluster and an etcd member.
+func (f GroupFleet) EtcdGroups(ctx context.Context) ([]EtcdGroup, error) {
+	pages := autoscaling.NewDescribeAutoScalingGroupsPaginator(f.Client, &autoscaling.DescribeAutoScalingGroupsInput{Filters: []astypes.Filter{
+		{Name: aws.String("tag:" + bootstrap.ClusterTagKey(f.Cluster)), Values: []string{"owned"}},
+		{Name: aws.String("tag-key"), Values: []string{bootstrap.EtcdMemberTag}},
+	}})
+	var groups []EtcdGroup
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("finding %s's etcd member groups: %w", f.Cluster, err)
+		}
+		for _, g := range page.AutoScalingGroups {
+			group := EtcdGroup{Name: aws.ToString(g.AutoScalingGroupName)}
+			for _, t := range g.Tags {
+				if aws.ToString(t.Key) == bootstrap.EtcdMemberTag {
+					group.Member = aws.ToString(t.Value)
+				}
+			}
+			if g.LaunchTemplate == nil {
+				return nil, fmt.Errorf("etcd member %s's group %s launches from no launch template", group.Member, group.Name)
+			}
+			for _, i := range g.Instances {
+				group.Instances = append(group.Instances, GroupInstance{ID: aws.ToString(i.InstanceId), Zone: aws.ToString(i.AvailabilityZone),
+					State: string(i.LifecycleState), Healthy: aws.ToString(i.HealthStatus) == "Healthy",
+					Current: i.LaunchTemplate != nil && aws.ToString(i.LaunchTemplate.LaunchTemplateId) == aws.ToString(g.LaunchTemplate.LaunchTemplateId) &&
+						aws.ToString(i.LaunchTemplate.Version) == aws.ToString(g.LaunchTemplate.Version)})
+			}
+			groups = append(groups, group)
+		}
+	}
+	if len(groups) == 0 {
+		return nil, fmt.Errorf("no auto-scaling group is tagged %s=owned and %s: is %s the cluster's name?", bootstrap.ClusterTagKey(f.Cluster), bootstrap.EtcdMemberTag, f.Cluster)
+	}
+	slices.SortFunc(groups, func(a, b EtcdGroup) int { return cmp.Compare(a.Member, b.Member) })
+	return groups, nil
+}
+
+// ReplaceEtcdInstance terminates an etcd member's instance in its group;
+// the member's leave hook holds it until the other members are healthy
+// voters.
+func (f GroupFleet) ReplaceEtcdInstance(ctx context.Context, id string) error {
+	return f.terminate(ctx, id)
+}
+
+// terminate terminates instance id in its group, which keeps its size.
+func (f GroupFleet) terminate(ctx context.Context, id string) error {
+	_, err := f.Client.TerminateInstanceInAutoScalingGroup(ctx, &autoscaling.TerminateInstanceInAutoScalingGroupInput{
+		InstanceId: aws.String(id), ShouldDecrementDesiredCapacity: aws.Bool(false)})
+	if err != nil {
+		return fmt.Errorf("terminating %s in its group: %w", id, err)
+	}
+	return nil
 }
 
 // Replace terminates n's instance in its group. A worker, drained
@@ -35,10 +94,8 @@ func (f GroupFleet) Replace(ctx context.Context, n Node) error {
 	if err != nil {
 		return err
 	}
-	_, err = f.Client.TerminateInstanceInAutoScalingGroup(ctx, &autoscaling.TerminateInstanceInAutoScalingGroupInput{
-		InstanceId: aws.String(id), ShouldDecrementDesiredCapacity: aws.Bool(false)})
-	if err != nil {
-		return fmt.Errorf("terminating %s's instance %s in its group: %w", n.Name, id, err)
+	if err := f.terminate(ctx, id); err != nil {
+		return fmt.Errorf("%s: %w", n.Name, err)
 	}
 	if n.ControlPlane {
 		return nil
@@ -132,7 +189,7 @@ func Command(ctx context.Context, o Options) (*Upgrade, error) {
 		return nil, err
 	}
 	u := &Upgrade{Target: o.Target, API: api, Logf: o.Logf, NodeTimeout: o.NodeTimeout, DrainTimeout: o.DrainTimeout,
-		Fleet:  GroupFleet{Client: autoscaling.NewFromConfig(o.AWS)},
+		Fleet:  GroupFleet{Client: autoscaling.NewFromConfig(o.AWS), Cluster: o.ClusterName},
 		Record: ParameterRecord{Client: ssm.NewFromConfig(o.AWS), Name: bootstrap.RunningVersionParameter(o.ClusterName)}}
 	if !o.DryRun {
 		return u, u.Run(ctx)

@@ -89,3 +89,61 @@ func TestAWSCallsAgainstTheDouble(t *testing.T) {
 		}
 	}
 }
+
+// `kubeha upgrade` finds the cluster's etcd members' groups by their tags
+// and tells an instance of an older launch template version from one of
+// the group's; an instance it replaces waits on the member's leave hook.
+func TestEtcdGroupsAgainstTheDouble(t *testing.T) {
+	cloud := awsdouble.NewCloud("eu-west-1")
+	cfg := awsAgainst(t, cloud)
+	owned := func(cluster, member string) map[string]string {
+		tags := map[string]string{bootstrap.ClusterTagKey(cluster): "owned"}
+		if member != "" {
+			tags[bootstrap.EtcdMemberTag] = member
+		}
+		return tags
+	}
+	launch := func(id, group string) {
+		cloud.AddInstance(awsdouble.Instance{ID: id, Zone: "eu-west-1a"})
+		cloud.JoinGroup(id, group, "")
+	}
+	cloud.SetGroup("kubeha-dev-etcd-a", owned("kubeha-dev", "etcd-a"), "lt-0a", "1")
+	cloud.SetGroup("kubeha-dev-general-a", owned("kubeha-dev", ""), "lt-0b", "1")
+	cloud.SetGroup("kubeha-prod-etcd-a", owned("kubeha-prod", "etcd-a"), "lt-0c", "1")
+	launch("i-a1", "kubeha-dev-etcd-a")
+	launch("i-w1", "kubeha-dev-general-a")
+	launch("i-p1", "kubeha-prod-etcd-a")
+	// `pulumi up` wrote the template's version 2.
+	cloud.SetGroup("kubeha-dev-etcd-a", owned("kubeha-dev", "etcd-a"), "lt-0a", "2")
+
+	fleet := GroupFleet{Client: autoscaling.NewFromConfig(cfg), Cluster: "kubeha-dev"}
+	groups, err := fleet.EtcdGroups(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := GroupInstance{ID: "i-a1", Zone: "eu-west-1a", State: "InService", Healthy: true, Current: false}
+	if len(groups) != 1 || groups[0].Member != "etcd-a" || groups[0].Name != "kubeha-dev-etcd-a" || len(groups[0].Instances) != 1 || groups[0].Instances[0] != want {
+		t.Fatalf("etcd groups %+v, want kubeha-dev's etcd-a alone with %+v", groups, want)
+	}
+	if groups[0].stale() == nil {
+		t.Error("an instance of version 1 in a group at version 2 is not stale")
+	}
+	cloud.SetTerminationHook("kubeha-dev-etcd-a", bootstrap.EtcdLeaveHook, time.Hour)
+	if err := fleet.ReplaceEtcdInstance(context.Background(), "i-a1"); err != nil {
+		t.Fatal(err)
+	}
+	if gi, _ := cloud.GroupInstance("i-a1"); gi.State != awsdouble.TerminatingWait || cloud.TargetLifecycleState("i-a1") != "Terminated" {
+		t.Errorf("the replaced member's instance is %s, its metadata's target %q: want it held on its leave hook, bound for Terminated", gi.State, cloud.TargetLifecycleState("i-a1"))
+	}
+	launch("i-a2", "kubeha-dev-etcd-a")
+	groups, err = fleet.EtcdGroups(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := groups[0].Instances; len(got) != 2 || got[1].ID != "i-a2" || !got[1].Current || groups[0].stale() != nil || groups[0].steady() == nil {
+		t.Errorf("after the replacement the group has %+v: want i-a2 current, nothing stale, and not steady while i-a1 leaves", got)
+	}
+	if _, err := (GroupFleet{Client: fleet.Client, Cluster: "kubeha-test"}).EtcdGroups(context.Background()); err == nil || !strings.Contains(err.Error(), "no auto-scaling group is tagged kubernetes.io/cluster/kubeha-test=owned") {
+		t.Errorf("a cluster with no etcd groups: %v", err)
+	}
+}

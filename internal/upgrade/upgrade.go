@@ -3,6 +3,9 @@
 // release, in the order kubeadm and Cluster API's KubeadmControlPlane
 // use:
 //
+//  0. etcd members whose launch template changed (etcd.version, say) are
+//     replaced one at a time, each only while every member is in service,
+//     and its instance held until the others are healthy voters;
 //  1. kubeadm-config's kubernetesVersion moves to the new release, so
 //     that a control-plane node that joins builds its static pods from it;
 //  2. control-plane nodes are replaced one zone at a time, each until its
@@ -46,11 +49,57 @@ type API interface {
 	Patch(path string, patch any) (int, string, error)
 }
 
-// Fleet replaces a node's instance as its auto-scaling group does: the
-// instance is terminated and the group launches a new one from its launch
+// Fleet replaces instances as their auto-scaling groups do: an instance
+// is terminated and its group launches a new one from its launch
 // template.
 type Fleet interface {
 	Replace(ctx context.Context, node Node) error
+	// EtcdGroups are the cluster's etcd members' groups, as Auto Scaling
+	// reports them.
+	EtcdGroups(ctx context.Context) ([]EtcdGroup, error)
+	// ReplaceEtcdInstance terminates an etcd member's instance in its group.
+	ReplaceEtcdInstance(ctx context.Context, instanceID string) error
+}
+
+// EtcdGroup is an etcd member's auto-scaling group of one.
+type EtcdGroup struct {
+	Member, Name string
+	Instances    []GroupInstance
+}
+
+// GroupInstance is an instance in its group.
+type GroupInstance struct {
+	ID, Zone string
+	// State is its lifecycle state: Pending:Wait until its launch hook
+	// finds the member a healthy voter, InService, Terminating:Wait while
+	// its leave hook holds it, and so on.
+	State   string
+	Healthy bool
+	// Current says it runs the group's launch template version.
+	Current bool
+}
+
+// stale is the group's instance in service that runs an older launch
+// template version, nil if none.
+func (g EtcdGroup) stale() *GroupInstance {
+	for _, i := range g.Instances {
+		if !i.Current && (i.State == "InService" || i.State == "Pending:Wait") {
+			return &i
+		}
+	}
+	return nil
+}
+
+// steady fails unless the group has one instance, in service and healthy.
+func (g EtcdGroup) steady() error {
+	if len(g.Instances) != 1 || g.Instances[0].State != "InService" || !g.Instances[0].Healthy {
+		var states []string
+		for _, i := range g.Instances {
+			states = append(states, fmt.Sprintf("%s %s (healthy: %t)", i.ID, i.State, i.Healthy))
+		}
+		return fmt.Errorf("etcd member %s's group has %s", g.Member, cmp.Or(strings.Join(states, ", "), "no instance"))
+	}
+	return nil
 }
 
 // Record is the cluster's version record (bootstrap.RunningVersionParameter):
@@ -80,7 +129,9 @@ type Upgrade struct {
 
 // Replacement is one node the upgrade replaced.
 type Replacement struct {
+	// Node is the Node replaced; for an etcd member, its name and zone.
 	Node Node
+	Etcd bool
 	// Started is when it was cordoned (a worker) or its instance
 	// terminated (a control-plane node); Serving when its successor
 	// served: an API server ready with the new release, or a Ready worker.
@@ -111,6 +162,8 @@ type State struct {
 	KubeProxy string
 	// Recorded is the version record's value.
 	Recorded string
+	// Etcd are the etcd members' groups.
+	Etcd []EtcdGroup
 }
 
 // Read reads the cluster's state.
@@ -172,7 +225,10 @@ func (u *Upgrade) Read(ctx context.Context) (State, error) {
 		s.KubeProxy = imageVersion(proxy.Spec.Template.Spec.Containers[0].Image)
 	}
 	var err error
-	s.Recorded, err = u.Record.Read(ctx)
+	if s.Recorded, err = u.Record.Read(ctx); err != nil {
+		return s, err
+	}
+	s.Etcd, err = u.Fleet.EtcdGroups(ctx)
 	return s, err
 }
 
@@ -232,6 +288,11 @@ func (s State) Check(target string) error {
 // Steps says what Run would do from this state, in order.
 func (s State) Steps(target string) []string {
 	var steps []string
+	for _, g := range s.Etcd {
+		if i := g.stale(); i != nil {
+			steps = append(steps, fmt.Sprintf("replace etcd member %s's instance %s (zone %s) from its group's new launch template once every member is in service; its instance leaves once the other members are healthy voters, its successor is in service once it is one", g.Member, i.ID, i.Zone))
+		}
+	}
 	if s.ClusterConfig != target {
 		steps = append(steps, fmt.Sprintf("move kubeadm-config's kubernetesVersion from %s to %s", s.ClusterConfig, target))
 	}
@@ -265,6 +326,15 @@ func (u *Upgrade) Run(ctx context.Context) error {
 	}
 	for _, step := range s.Steps(u.Target) {
 		u.logf("to do: %s", step)
+	}
+	// etcd first, as kubeadm upgrades its local etcd before the API
+	// servers that use it.
+	for _, g := range s.Etcd {
+		if i := g.stale(); i != nil {
+			if err := u.replaceEtcdMember(ctx, g, *i); err != nil {
+				return err
+			}
+		}
 	}
 	if s.ClusterConfig != u.Target {
 		if err := u.moveClusterConfig(); err != nil {
@@ -323,6 +393,59 @@ func (u *Upgrade) kubeletsAt(ctx context.Context) error {
 			return fmt.Errorf("the kubelet on %s runs %s", n.Name, n.Kubelet)
 		}
 	}
+	return nil
+}
+
+// replaceEtcdMember replaces member g's instance i once every member is
+// in service and the API ready, then waits until its group has a new
+// instance of its current launch template in service: its launch hook
+// holds it until the member is a healthy voter. The member's leave hook
+// (bootstrap.EtcdLeaveHook) holds i until the other members are.
+func (u *Upgrade) replaceEtcdMember(ctx context.Context, g EtcdGroup, i GroupInstance) error {
+	groups := func() ([]EtcdGroup, error) { return u.Fleet.EtcdGroups(ctx) }
+	if err := u.waitFor(ctx, "every etcd member in service and the API ready", u.nodeTimeout(), func() error {
+		all, err := groups()
+		if err != nil {
+			return err
+		}
+		for _, g := range all {
+			if err := g.steady(); err != nil {
+				return err
+			}
+		}
+		return u.ready()
+	}); err != nil {
+		return err
+	}
+	r := Replacement{Node: Node{Name: g.Member, Zone: i.Zone}, Etcd: true, Started: time.Now()}
+	u.logf("replacing etcd member %s (%s in %s)", g.Member, i.ID, i.Zone)
+	if err := u.Fleet.ReplaceEtcdInstance(ctx, i.ID); err != nil {
+		return fmt.Errorf("replacing etcd member %s: %w", g.Member, err)
+	}
+	err := u.waitFor(ctx, "a successor of etcd member "+g.Member+" in service", u.nodeTimeout(), func() error {
+		all, err := groups()
+		if err != nil {
+			return err
+		}
+		for _, h := range all {
+			if h.Name != g.Name {
+				continue
+			}
+			for _, n := range h.Instances {
+				if n.ID != i.ID && n.Current && n.State == "InService" {
+					return nil
+				}
+			}
+			return h.steady()
+		}
+		return fmt.Errorf("etcd member %s's group %s is gone", g.Member, g.Name)
+	})
+	if err != nil {
+		return err
+	}
+	r.Serving = time.Now()
+	u.Replaced = append(u.Replaced, r)
+	u.logf("etcd member %s's successor is a voter in service, %.0fs after its replacement began", g.Member, r.Serving.Sub(r.Started).Seconds())
 	return nil
 }
 

@@ -37,6 +37,18 @@ type fakeCluster struct {
 	lateFollow, workersDone bool
 	events                  []string
 	skew                    []string
+	// etcd are the etcd members by name.
+	etcd map[string]*fakeMember
+}
+
+// fakeMember is an etcd member's group of one: its instance's number,
+// whether it runs the group's launch template version, its lifecycle
+// state, and how many more listings it stays Pending:Wait.
+type fakeMember struct {
+	instance     int
+	current      bool
+	state        string
+	pendingReads int
 }
 
 type fakeNode struct {
@@ -52,7 +64,61 @@ func newFakeCluster(version string) *fakeCluster {
 		f.pods["worker-"+z] = []string{"default/probe-" + z, "kube-system/coredns-" + z}
 	}
 	f.budgeted = "kube-system/coredns-b"
+	f.etcd = map[string]*fakeMember{}
+	for _, z := range []string{"a", "b", "c"} {
+		f.etcd["etcd-"+z] = &fakeMember{instance: 1, current: true, state: "InService"}
+	}
 	return f
+}
+
+// staleEtcd is `pulumi up` at a new etcd release: every member's group
+// has a new launch template version; etcd-b is still launching.
+func (f *fakeCluster) staleEtcd() {
+	for _, m := range f.etcd {
+		m.current = false
+	}
+	f.etcd["etcd-b"].state, f.etcd["etcd-b"].pendingReads = "Pending:Wait", 3
+}
+
+func (m *fakeMember) id(name string) string { return fmt.Sprintf("i-%s-%d", name, m.instance) }
+
+func (f *fakeCluster) EtcdGroups(context.Context) ([]EtcdGroup, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var groups []EtcdGroup
+	for _, name := range slices.Sorted(maps.Keys(f.etcd)) {
+		m := f.etcd[name]
+		if m.pendingReads > 0 {
+			if m.pendingReads--; m.pendingReads == 0 {
+				m.state = "InService"
+			}
+		}
+		groups = append(groups, EtcdGroup{Member: name, Name: name + "-group", Instances: []GroupInstance{
+			{ID: m.id(name), Zone: "zone-" + strings.TrimPrefix(name, "etcd-"), State: m.state, Healthy: true, Current: m.current}}})
+	}
+	return groups, nil
+}
+
+// ReplaceEtcdInstance boots a member of the group's template; it fails
+// the upgrade if another member is not in service, which could cost the
+// cluster its quorum.
+func (f *fakeCluster) ReplaceEtcdInstance(_ context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for name, m := range f.etcd {
+		if m.id(name) != id {
+			continue
+		}
+		for other, o := range f.etcd {
+			if o.state != "InService" {
+				return fmt.Errorf("%s replaced while %s is %s", name, other, o.state)
+			}
+		}
+		m.instance, m.current = m.instance+1, true
+		f.event("replace %s", name)
+		return nil
+	}
+	return fmt.Errorf("no member runs %s", id)
 }
 
 func (f *fakeCluster) event(format string, args ...any) {
@@ -230,11 +296,13 @@ func newUpgrade(f *fakeCluster, target string) *Upgrade {
 // than an API server.
 func TestUpgradeOrder(t *testing.T) {
 	f := newFakeCluster("v1.35.8")
+	f.staleEtcd()
 	u := newUpgrade(f, "v1.36.3")
 	if err := u.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{
+		"replace etcd-a", "replace etcd-b", "replace etcd-c",
 		"kubeadm-config v1.36.3",
 		"replace cp-a", "replace cp-b", "replace cp-c",
 		"record v1.36.3", "control-plane kubelets v1.36.3",
@@ -249,8 +317,8 @@ func TestUpgradeOrder(t *testing.T) {
 	if len(f.skew) > 0 {
 		t.Errorf("a kubelet was newer than an API server:\n  %s", strings.Join(f.skew, "\n  "))
 	}
-	if len(u.Replaced) != 6 {
-		t.Errorf("%d replacements reported, want 6", len(u.Replaced))
+	if len(u.Replaced) != 9 || !u.Replaced[0].Etcd || u.Replaced[0].Node.Name != "etcd-a" || u.Replaced[3].Etcd {
+		t.Errorf("replacements reported %+v, want 9: the 3 etcd members first", u.Replaced)
 	}
 	// Control-plane kubelets that follow late hold up kube-proxy only:
 	// workers are drained meanwhile.
@@ -283,9 +351,20 @@ func TestUpgradeResumes(t *testing.T) {
 		t.Errorf("resumed with %v, want cp-b replaced first and nothing before it", f.events)
 	}
 	steps := State{Nodes: []Node{{Name: "cp-b", ControlPlane: true, Kubelet: "v1.35.8"}}, APIServers: map[string]string{"cp-b": "v1.35.8"},
-		ClusterConfig: "v1.36.3", KubeProxy: "v1.35.8", Recorded: "v1.35.8"}.Steps("v1.36.3")
-	if len(steps) != 3 || !strings.Contains(steps[0], "replace control-plane node cp-b") || !strings.Contains(steps[1], "version record") || !strings.Contains(steps[2], "kube-proxy") {
+		ClusterConfig: "v1.36.3", KubeProxy: "v1.35.8", Recorded: "v1.35.8", Etcd: []EtcdGroup{
+			{Member: "etcd-a", Instances: []GroupInstance{{ID: "i-a", State: "InService", Current: true}}},
+			{Member: "etcd-b", Instances: []GroupInstance{{ID: "i-b", Zone: "zone-b", State: "InService"}}},
+			{Member: "etcd-c", Instances: []GroupInstance{{ID: "i-c", State: "Terminating:Wait"}, {ID: "i-c2", State: "Pending:Wait", Current: true}}},
+		}}.Steps("v1.36.3")
+	if len(steps) != 4 || !strings.HasPrefix(steps[0], "replace etcd member etcd-b's instance i-b (zone zone-b)") || !strings.Contains(steps[1], "replace control-plane node cp-b") ||
+		!strings.Contains(steps[2], "version record") || !strings.Contains(steps[3], "kube-proxy") {
 		t.Errorf("steps %q", steps)
+	}
+	// etcd alone: a new etcd release at the same Kubernetes one.
+	e := newFakeCluster("v1.36.3")
+	e.staleEtcd()
+	if err := newUpgrade(e, "v1.36.3").Run(context.Background()); err != nil || !slices.Equal(e.events, []string{"replace etcd-a", "replace etcd-b", "replace etcd-c"}) {
+		t.Errorf("an etcd-only upgrade did %v (%v), want the 3 members replaced and nothing else", e.events, err)
 	}
 }
 
@@ -301,6 +380,7 @@ func TestUpgradeRefusesSkew(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			f := newFakeCluster(c.running)
+			f.staleEtcd()
 			if c.kubeletAhead {
 				f.nodes["worker-b"].kubelet = "v1.36.3"
 			}

@@ -95,7 +95,7 @@ dns_in_sync() {
 
 start_member() {
   systemctl daemon-reload
-  systemctl enable --now "$MEMBER_SERVICE" "$BACKUP_TIMER" "$PROMOTE_TIMER" "$CERT_REFRESH_TIMER"
+  systemctl enable --now "$MEMBER_SERVICE" "$BACKUP_TIMER" "$PROMOTE_TIMER" "$CERT_REFRESH_TIMER" "$LEAVE_TIMER"
 }
 
 # Healthy for its role: a voter (a learner is promoted only once it caught

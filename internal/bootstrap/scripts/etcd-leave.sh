@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Run by a timer on every member. A member whose instance leaves its group
+# (`kubeha upgrade`, a replacement, one terminated by hand) waits on the
+# group's termination hook (LEAVE_HOOK):
+#  - the member itself lets its instance go once every other member is a
+#    healthy voter (a linearizable read through each: caught up), after
+#    handing leadership to another and stopping etcd, so the cluster keeps
+#    its quorum and needs no election timeout;
+#  - a member that no longer answers (its instance lost) is let go by any
+#    other at once: holding it keeps nothing safe.
+# Otherwise it waits; AWS lets it go after the hook's timeout at last.
+# shellcheck source-path=SCRIPTDIR
+here=$(dirname "${BASH_SOURCE[0]}")
+. "$here/etcd-common.sh"
+. "$here/imds.sh"
+
+# let_go GROUP INSTANCE completes the hook; another member may have done so.
+let_go() {
+  aws autoscaling complete-lifecycle-action --lifecycle-hook-name "$LEAVE_HOOK" \
+    --auto-scaling-group-name "$1" --instance-id "$2" --lifecycle-action-result CONTINUE ||
+    log "could not let $2 go (another member may have): the next run looks again"
+}
+
+leave() {
+  local others learners leader next instance group
+  others=$(other_endpoints)
+  # With this member gone, the others are the quorum.
+  if ! etcdctl --endpoints "$others" endpoint health >/dev/null; then
+    log "leaving, but not every other member is healthy: staying for now"
+    return
+  fi
+  learners=$(etcdctl --endpoints "$others" member list | awk -F', ' '$6 == "true" {print $3}')
+  if [ -n "$learners" ]; then
+    log "leaving, but ${learners//$'\n'/ } is a learner still: staying for now"
+    return
+  fi
+  if systemctl is-active --quiet "$MEMBER_SERVICE"; then
+    leader=$(etcdctl --endpoints "$LOCAL_CLIENT_URL" endpoint status | awk -F', ' '{print $5}')
+    if [ "$leader" = true ]; then
+      next=$(etcdctl --endpoints "$LOCAL_CLIENT_URL" member list | awk -F', ' -v me="$MEMBER_NAME" '$3 != me {print $1; exit}')
+      etcdctl --endpoints "$LOCAL_CLIENT_URL" move-leader "$next" >&2 || log "could not hand leadership to $next; stopping anyway"
+    fi
+    systemctl stop "$MEMBER_SERVICE"
+    log "etcd stopped: the other members are healthy voters"
+  fi
+  instance=$(imds instance-id)
+  group=$(aws autoscaling describe-auto-scaling-instances --instance-ids "$instance" \
+    --query 'AutoScalingInstances[0].AutoScalingGroupName' --output text)
+  let_go "$group" "$instance"
+  log "$instance may leave $group"
+}
+
+# Members that do not answer, by name, each with the instance of theirs
+# that waits on the hook, if any; these go at once.
+let_silent_go() {
+  local members health url name group instance
+  members=$(etcdctl --endpoints "$CLIENT_ENDPOINTS" member list)
+  health=$(etcdctl --endpoints "$(other_endpoints)" endpoint health -w json 2>/dev/null || true)
+  for url in $(jq -r '.[] | select(.health | not) | .endpoint' <<<"${health:-[]}"); do
+    name=$(awk -F', ' -v url="$url" '$5 == url {print $3}' <<<"$members")
+    [ -n "$name" ] || continue
+    read -r group instance < <(aws autoscaling describe-auto-scaling-groups --output text \
+      --filters "Name=tag:$CLUSTER_TAG,Values=owned" "Name=tag:$MEMBER_TAG,Values=$name" \
+      --query "AutoScalingGroups[0].[AutoScalingGroupName, Instances[?LifecycleState=='Terminating:Wait'].InstanceId | [0]]")
+    if [ -n "$instance" ] && [ "$instance" != None ]; then
+      log "$name does not answer and its instance $instance is leaving $group: letting it go"
+      let_go "$group" "$instance"
+    fi
+  done
+}
+
+# Where the group is taking this instance; not served outside a group.
+target=$(imds autoscaling/target-lifecycle-state) || target=
+if [ "$target" = Terminated ]; then
+  leave
+else
+  let_silent_go
+fi
