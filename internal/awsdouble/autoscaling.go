@@ -262,7 +262,8 @@ func writeAutoScalingError(w http.ResponseWriter, _ *http.Request, e apiError) {
 
 // describeGroups answers DescribeAutoScalingGroups for the groups SetGroup
 // described that match every filter (tag:<key>, tag-key), with their
-// instances still running; c.mu is held.
+// instances still running, and those a termination hook holds (a dead
+// instance stays there until it is let go); c.mu is held.
 func (c *Cloud) describeGroups(r *http.Request) any {
 	type templateSpec struct {
 		LaunchTemplateID string `xml:"LaunchTemplateId"`
@@ -319,7 +320,7 @@ func (c *Cloud) describeGroups(r *http.Request) any {
 		for _, id := range slices.Sorted(maps.Keys(c.groupInstances)) {
 			gi := c.groupInstances[id]
 			ec2, running := c.instances[id]
-			if gi.Group != name || !running {
+			if gi.Group != name || !running && gi.State != TerminatingWait {
 				continue
 			}
 			health := "Healthy"

@@ -14,6 +14,8 @@ import (
 // instance i-0b waits on the hook in group g-b.
 type leaveCase struct {
 	target, silent, learner string
+	// follower: another member leads.
+	follower bool
 }
 
 // runEtcdLeave runs etcd-leave.sh with fakes and returns every call that
@@ -34,6 +36,10 @@ func runEtcdLeave(t *testing.T, c leaveCase) (string, int, string) {
 			health = append(health, `{"endpoint":"`+url(m)+`","health":`+map[bool]string{true: "false", false: "true"}[m == c.silent]+`}`)
 		}
 	}
+	leader := "3319814642761637952" // etcd-a's own ID
+	if c.follower {
+		leader = "1234"
+	}
 	unhealthy := "0"
 	if c.silent != "" {
 		unhealthy = "1"
@@ -52,7 +58,7 @@ case "$*" in
   *"endpoint health -w json"*) echo '[` + strings.Join(health, ",") + `]'; exit ` + unhealthy + ` ;;
   *"endpoint health"*) exit ` + unhealthy + ` ;;
   *"member list"*) printf '%s\n' '` + strings.Join(members, "' '") + `' ;;
-  *"endpoint status"*) echo 'https://127.0.0.1:2379, id-etcd-a, 3.6.14, 20 MB, true, false, 2, 100, 100, ' ;;
+  *"endpoint status -w fields"*) printf '%s\n' '"MemberID" : 3319814642761637952' '"Version" : "3.6.14"' '"Leader" : ` + leader + `' ;;
   *move-leader*) echo "etcdctl $*" >>"` + calls + `" ;;
   *) exit 1 ;;
 esac
@@ -86,7 +92,7 @@ esac
 
 // TestEtcdLeaveKeepsQuorum: a member whose group takes its instance away
 // goes only once the other members are healthy voters, handing leadership
-// on and stopping etcd first; a member that no longer answers is let go
+// on if it leads and stopping etcd first; a member that no longer answers is let go
 // by another at once; a cluster at rest costs no AWS call.
 func TestEtcdLeaveKeepsQuorum(t *testing.T) {
 	complete := func(group, instance string) string {
@@ -99,6 +105,10 @@ func TestEtcdLeaveKeepsQuorum(t *testing.T) {
 	}{
 		"leaving, the others healthy voters": {leaveCase{target: "Terminated"}, strings.Join([]string{
 			"etcdctl --endpoints https://127.0.0.1:2379 move-leader id-etcd-b",
+			"systemctl stop etcd.service",
+			"aws autoscaling describe-auto-scaling-instances --instance-ids i-0a --query AutoScalingInstances[0].AutoScalingGroupName --output text",
+			complete("g-a", "i-0a")}, "\n"), "handed leadership to id-etcd-b"},
+		"leaving, a follower": {leaveCase{target: "Terminated", follower: true}, strings.Join([]string{
 			"systemctl stop etcd.service",
 			"aws autoscaling describe-auto-scaling-instances --instance-ids i-0a --query AutoScalingInstances[0].AutoScalingGroupName --output text",
 			complete("g-a", "i-0a")}, "\n"), "may leave g-a"},

@@ -145,8 +145,10 @@ type NodeGroup struct {
 	Tags map[string]string
 	// PutResponseHopLimit is its instances' metadata hop limit.
 	PutResponseHopLimit int
-	// Instance is the running instance, or nil.
+	// Instance is the running instance, or nil; Killed the last one Kill
+	// ended.
 	Instance *Instance
+	Killed   string
 	cloud    *Cloud
 	rootfs   string
 	// templateVersion counts the launch template's versions: SetUserData
@@ -225,7 +227,7 @@ func (g *NodeGroup) BootstrapLog() string { return g.UnitLog(bootstrap.Bootstrap
 func (g *NodeGroup) Kill() {
 	if g.Instance != nil {
 		_ = g.cloud.Terminate(g.Instance, 0)
-		g.Instance = nil
+		g.Killed, g.Instance = g.Instance.ID, nil
 	}
 }
 

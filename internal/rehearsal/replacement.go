@@ -30,6 +30,11 @@ const launchLimit = 8 * time.Minute
 // replaceInstance launches g's new instance and waits until its first
 // boot completed the launch hook, recording how long that took.
 func (c *cluster) replaceInstance(d *Drill, g *lab.NodeGroup) error {
+	if slices.Contains(c.members, g) {
+		if err := c.memberLetGo(d, g); err != nil {
+			return err
+		}
+	}
 	start := time.Now()
 	if err := g.Start(); err != nil {
 		return err
@@ -48,6 +53,30 @@ func (c *cluster) replaceInstance(d *Drill, g *lab.NodeGroup) error {
 		d.note(g.Name + "'s replacement retried: " + retried)
 	}
 	c.logf("%s's replacement in service %.0fs after it launched", g.Name, time.Since(start).Seconds())
+	return nil
+}
+
+// memberLetGo takes member g's dead instance out of its group, as Auto
+// Scaling does with one that failed its health checks: its leave hook
+// holds it until another member, finding it silent, lets it go, which
+// must not wait for the hook's timeout.
+func (c *cluster) memberLetGo(d *Drill, g *lab.NodeGroup) error {
+	if err := c.cloud.TerminateInGroup(g.Killed); err != nil {
+		return err
+	}
+	took, err := c.waitFor(g.Name+"'s dead instance let go through its leave hook", 2*time.Minute, func() error {
+		switch gi, _ := c.cloud.GroupInstance(g.Killed); {
+		case gi.State != awsdouble.Terminating:
+			return fmt.Errorf("%s is %s", g.Killed, gi.State)
+		case !gi.Released:
+			return fmt.Errorf("%s left by its hook's timeout, let go by no member", g.Killed)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	d.note(fmt.Sprintf("%s's dead instance let go by another member through its leave hook %.1fs after its group took it out", g.Name, took.Seconds()))
 	return nil
 }
 

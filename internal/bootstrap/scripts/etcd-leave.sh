@@ -22,7 +22,7 @@ let_go() {
 }
 
 leave() {
-  local others learners leader next instance group
+  local others learners role next instance group
   others=$(other_endpoints)
   # With this member gone, the others are the quorum.
   if ! etcdctl --endpoints "$others" endpoint health >/dev/null; then
@@ -35,10 +35,16 @@ leave() {
     return
   fi
   if systemctl is-active --quiet "$MEMBER_SERVICE"; then
-    leader=$(etcdctl --endpoints "$LOCAL_CLIENT_URL" endpoint status | awk -F', ' '{print $5}')
-    if [ "$leader" = true ]; then
+    # It leads if its ID is its leader's, as etcd's fields print them.
+    role=$(etcdctl --endpoints "$LOCAL_CLIENT_URL" endpoint status -w fields | awk -F' : ' '
+      $1 == "\"MemberID\"" {id = $2} $1 == "\"Leader\"" {leader = $2} END {if (id != "" && id == leader) print "leader"}')
+    if [ "$role" = leader ]; then
       next=$(etcdctl --endpoints "$LOCAL_CLIENT_URL" member list | awk -F', ' -v me="$MEMBER_NAME" '$3 != me {print $1; exit}')
-      etcdctl --endpoints "$LOCAL_CLIENT_URL" move-leader "$next" >&2 || log "could not hand leadership to $next; stopping anyway"
+      if etcdctl --endpoints "$LOCAL_CLIENT_URL" move-leader "$next" >&2; then
+        log "handed leadership to $next"
+      else
+        log "could not hand leadership to $next; stopping anyway"
+      fi
     fi
     systemctl stop "$MEMBER_SERVICE"
     log "etcd stopped: the other members are healthy voters"
