@@ -336,8 +336,26 @@ func (c *cluster) restartClients() error {
 		if !strings.HasSuffix(obj.path, "/pods") {
 			continue
 		}
-		if code, body, err := c.lbAdmin.Do(http.MethodPost, obj.path, obj.body); err != nil || (code != http.StatusCreated && code != http.StatusConflict) {
-			return fmt.Errorf("creating %s: HTTP %d %.300s (%v)", obj.path, code, body, err)
+		// A client drained with its node may still be terminating, and go
+		// once the Node has: create it only once no such pod is left.
+		name := obj.body["metadata"].(map[string]any)["name"].(string)
+		if _, err := c.waitFor(name+" created anew or running", 2*time.Minute, func() error {
+			code, body, err := c.lbAdmin.Do(http.MethodPost, obj.path, obj.body)
+			switch {
+			case err != nil || code != http.StatusCreated && code != http.StatusConflict:
+				return fmt.Errorf("creating %s: HTTP %d %.300s (%v)", obj.path, code, body, err)
+			case code == http.StatusConflict:
+				var existing struct {
+					Metadata struct{ DeletionTimestamp string }
+				}
+				code, body, err = c.lbAdmin.Do(http.MethodGet, obj.path+"/"+name, nil)
+				if err != nil || code != http.StatusOK || json.Unmarshal([]byte(body), &existing) != nil || existing.Metadata.DeletionTimestamp != "" {
+					return fmt.Errorf("%s exists and is going (HTTP %d, %v)", name, code, err)
+				}
+			}
+			return nil
+		}); err != nil {
+			return err
 		}
 	}
 	_, err := c.clientsAnswered()
