@@ -66,7 +66,7 @@ real:
 # beating TCP, which never takes out a node cut from etcd.
 rehearsal:
 	$(GO) test -count=1 -tags rehearsal -timeout 80m -v -run '^TestRehearsal$$' ./internal/rehearsal \
-	  | grep -E '^(--- |ok|FAIL|PASS)|SKIPPED|_test.go|^\s+(drill|[a-k]|d-tcp)[[:space:]:]|acknowledged writes|^\s+(add-ons|join token|worker join token|worker boot|kube-bench|kubelet certificates|certificate renewal|workload identity|kube-proxy|data plane|service|scheduling)|^\s+(gap|denied|signed) '
+	  | grep -E '^(--- |ok|FAIL|PASS)|SKIPPED|_test.go|^\s+(drill|[a-k]|u|d-tcp)[[:space:]:]|^\s+upgrade |^\s+\S+ \((etcd member|control plane|worker), |^\s+longest unheld|acknowledged writes|^\s+(add-ons|join token|worker join token|worker boot|kube-bench|kubelet certificates|certificate renewal|workload identity|kube-proxy|data plane|service|scheduling)|^\s+(gap|denied|signed) '
 
 # A short coverage-guided run of each config fuzzer; `make fuzz FUZZTIME=10m` for longer.
 fuzz:
