@@ -19,11 +19,12 @@ type leaveCase struct {
 }
 
 // runEtcdLeave runs etcd-leave.sh with fakes and returns every call that
-// acts (move-leader, systemctl stop, every aws call), one a line.
-func runEtcdLeave(t *testing.T, c leaveCase) (string, int, string) {
+// acts (move-leader, systemctl stop, every aws call), one a line, and how
+// many times it ran etcdctl.
+func runEtcdLeave(t *testing.T, c leaveCase) (string, int, string, int) {
 	t.Helper()
 	dir := t.TempDir()
-	calls := filepath.Join(dir, "calls")
+	calls, reads := filepath.Join(dir, "calls"), filepath.Join(dir, "etcdctl")
 	url := func(m string) string { return "https://" + m + ".c1.internal:2379" }
 	var members, health []string
 	for _, m := range []string{"etcd-a", "etcd-b", "etcd-c"} {
@@ -54,6 +55,7 @@ case "$*" in
 esac
 `,
 		"etcdctl": `#!/bin/bash
+echo "$*" >>"` + reads + `"
 case "$*" in
   *"endpoint health -w json"*) echo '[` + strings.Join(health, ",") + `]'; exit ` + unhealthy + ` ;;
   *"endpoint health"*) exit ` + unhealthy + ` ;;
@@ -87,7 +89,8 @@ esac
 	if err != nil && !os.IsNotExist(err) {
 		t.Fatal(err)
 	}
-	return strings.TrimSpace(string(data)), code, out
+	etcdctl, _ := os.ReadFile(reads)
+	return strings.TrimSpace(string(data)), code, out, strings.Count(string(etcdctl), "\n")
 }
 
 // TestEtcdLeaveKeepsQuorum: a member whose group takes its instance away
@@ -121,9 +124,13 @@ func TestEtcdLeaveKeepsQuorum(t *testing.T) {
 		"in service, all healthy": {leaveCase{target: "InService"}, "", ""},
 	} {
 		t.Run(name, func(t *testing.T) {
-			calls, code, out := runEtcdLeave(t, c.leaveCase)
+			calls, code, out, etcdctl := runEtcdLeave(t, c.leaveCase)
 			if code != 0 || calls != c.want || !strings.Contains(out, c.says) {
 				t.Errorf("exit %d, calls:\n%s\nwant:\n%s\noutput (want %q):\n%s", code, calls, c.want, c.says, out)
+			}
+			// Every member runs it every few seconds: in steady state, one read.
+			if c.target == "InService" && c.silent == "" && etcdctl != 1 {
+				t.Errorf("etcdctl ran %d times in steady state, want 1", etcdctl)
 			}
 		})
 	}

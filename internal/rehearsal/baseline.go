@@ -40,15 +40,26 @@ func (c *cluster) checkBaseline() error {
 		return fmt.Errorf("the admin kubeconfig's identity (O=kubeadm:cluster-admins) got HTTP %d %s (%v), want 200", code, body, err)
 	}
 	// The private API's way in: each node's port 22 is its API server, as
-	// an EC2 Instance Connect Endpoint tunnel reaches it.
-	for i := range c.nodes {
+	// an EC2 Instance Connect Endpoint tunnel reaches it. The first
+	// connection starts the node's proxy (socket activation) while workers
+	// boot beside it, so it may take a few seconds; the journal says why not.
+	for i, n := range c.nodes {
 		tunnel, err := lab.NewAPI(fmt.Sprintf("%s.21:%d", zoneNet(i), bootstrap.APITunnelPort), c.endpoint, c.k8sCA, c.admin, 5*time.Second)
 		if err != nil {
 			return err
 		}
-		if code, body, err := tunnel.Do("GET", "/api/v1/namespaces/kube-system", nil); err != nil || code != http.StatusOK {
-			return fmt.Errorf("through %s's port %d (the Instance Connect Endpoint's way in): HTTP %d %s (%v), want 200", nodeName(i), bootstrap.APITunnelPort, code, body, err)
+		what := fmt.Sprintf("the API through %s's port %d (the Instance Connect Endpoint's way in)", n.Name, bootstrap.APITunnelPort)
+		took, err := c.waitFor(what, 30*time.Second, func() error {
+			if code, body, err := tunnel.Do("GET", "/api/v1/namespaces/kube-system", nil); err != nil || code != http.StatusOK {
+				return fmt.Errorf("HTTP %d %s (%v), want 200", code, body, err)
+			}
+			return nil
+		})
+		if err != nil {
+			journal, _ := n.Instance.Exec("journalctl", "--unit", "kubeha-api-tunnel.socket", "--unit", "kubeha-api-tunnel.service", "--no-pager", "--lines", "20")
+			return fmt.Errorf("%w; the tunnel's journal:\n%s", err, journal)
 		}
+		c.logf("%s answered after %.1fs", what, took.Seconds())
 	}
 
 	const name, payload = "kubeha-baseline", "hunter2-kubeha"

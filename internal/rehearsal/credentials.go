@@ -220,9 +220,14 @@ func (c *cluster) checkKubeletCertificates() (KubeletCertificates, error) {
 			return r, fmt.Errorf("%w\n%s\n%s", err, n.UnitLog(bootstrap.CSRApproverUnit), n.UnitLog("kubelet.service"))
 		}
 		r.Verified++
-		code, body, err := c.lbAdmin.Do(http.MethodGet, "/api/v1/nodes/"+nodeName(i)+"/proxy/healthz", nil)
-		if err != nil || code != http.StatusOK || body != "ok" {
-			return r, fmt.Errorf("the API server to %s's kubelet: HTTP %d %s (%v), want 200 ok", nodeName(i), code, body, err)
+		// Workers boot beside it: a request may wait on a busy node.
+		if _, err := c.waitFor("the API server to "+nodeName(i)+"'s kubelet", 30*time.Second, func() error {
+			if code, body, err := c.lbAdmin.Do(http.MethodGet, "/api/v1/nodes/"+nodeName(i)+"/proxy/healthz", nil); err != nil || code != http.StatusOK || body != "ok" {
+				return fmt.Errorf("HTTP %d %s (%v), want 200 ok", code, body, err)
+			}
+			return nil
+		}); err != nil {
+			return r, fmt.Errorf("%w\n%s", err, n.UnitLog("kubelet.service"))
 		}
 		r.Proxied++
 	}

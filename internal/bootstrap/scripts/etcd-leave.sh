@@ -57,12 +57,13 @@ leave() {
 }
 
 # Members that do not answer, by name, each with the instance of theirs
-# that waits on the hook, if any; these go at once.
+# that waits on the hook, if any; these go at once. In steady state this is
+# one etcdctl call every run.
 let_silent_go() {
-  local members health url name group instance
-  members=$(etcdctl --endpoints "$CLIENT_ENDPOINTS" member list)
+  local members='' health url name group instance
   health=$(etcdctl --endpoints "$(other_endpoints)" endpoint health -w json 2>/dev/null || true)
   for url in $(jq -r '.[] | select(.health | not) | .endpoint' <<<"${health:-[]}"); do
+    members=${members:-$(etcdctl --endpoints "$CLIENT_ENDPOINTS" member list)}
     name=$(awk -F', ' -v url="$url" '$5 == url {print $3}' <<<"$members")
     [ -n "$name" ] || continue
     read -r group instance < <(aws autoscaling describe-auto-scaling-groups --output text \
