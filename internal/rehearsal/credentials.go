@@ -298,7 +298,9 @@ func (c *cluster) askCertificate(api *lab.API, name, signer string, usages []str
 	}
 	defer func() { _, _, _ = c.lbAdmin.Do(http.MethodDelete, csrs+"/"+name, nil) }()
 	var d decision
-	took, err := c.waitFor(name+" decided", time.Minute, func() error {
+	// The approver's timer decides it on its next run, which calls EC2 and
+	// may take a while on a node where workers boot beside it.
+	took, err := c.waitFor(name+" decided", 2*time.Minute, func() error {
 		code, body, err := c.lbAdmin.Do(http.MethodGet, csrs+"/"+name, nil)
 		if err != nil || code != http.StatusOK {
 			return fmt.Errorf("HTTP %d %s (%v)", code, body, err)
