@@ -56,8 +56,7 @@ func (c *cluster) checkBaseline() error {
 			return nil
 		})
 		if err != nil {
-			journal, _ := n.Instance.Exec("journalctl", "--unit", "kubeha-api-tunnel.socket", "--unit", "kubeha-api-tunnel.service", "--no-pager", "--lines", "20")
-			return fmt.Errorf("%w; the tunnel's journal:\n%s", err, journal)
+			return fmt.Errorf("%w\n%s", err, n.UnitLog("kubeha-api-tunnel.service"))
 		}
 		c.logf("%s answered after %.1fs", what, took.Seconds())
 	}
