@@ -334,10 +334,11 @@ func kubeletFollowUnits() (service, timer unit) {
 
 // WorkerDrainUnit runs control-plane-worker-drain.sh every
 // workerDrainIntervalSeconds: a worker leaving its group is drained within
-// about that, each run giving one drain workerDrainTimeout.
+// about that, each run giving one drain workerDrainTimeout. Each run asks
+// Auto Scaling (an AWS CLI start), and the hook holds a worker 10 minutes.
 const (
 	WorkerDrainUnit            = "kubeha-worker-drain.service"
-	workerDrainIntervalSeconds = 10
+	workerDrainIntervalSeconds = 30
 	workerDrainTimeout         = 3 * time.Minute
 )
 

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -75,11 +76,14 @@ func (c csrCase) object() map[string]any {
 // workers handed over (S3 key under the prefix -> content), and the
 // bootstrap tokens the cluster holds (ID -> its instance label, "" for
 // none).
+// The approver runs on cp-a, the first Ready control-plane node by name,
+// unless onSecondNode.
 type approverWorld struct {
-	instances  map[string]string
-	awsFails   bool
-	handedOver map[string]string
-	tokens     map[string]string
+	instances    map[string]string
+	awsFails     bool
+	handedOver   map[string]string
+	tokens       map[string]string
+	onSecondNode bool
 }
 
 // approverRun is what a run of the approver did: its exit code, its
@@ -138,6 +142,9 @@ d=$(dirname "$0")
 [ "$1 $3 $5" = "--kubeconfig --server --tls-server-name" ] || { echo "fake kubectl: not the local API server: $*" >&2; exit 1; }
 shift 6
 case "$1 $2 $3 $4" in
+  "get nodes -o json")
+    echo '{"items":[{"metadata":{"name":"cp-b","labels":{"` + ControlPlaneLabel + `":""}},"status":{"conditions":[{"type":"Ready","status":"True"}]}},
+      {"metadata":{"name":"cp-a","labels":{"` + ControlPlaneLabel + `":""}},"status":{"conditions":[{"type":"Ready","status":"True"}]}}]}' ;;
   "get csr"*)
     if [ "$3" = -o ]; then cat "$d/csrs.json"; else jq --arg n "$3" '.items[] | select(.metadata.name == $n)' "$d/csrs.json"; fi ;;
   "replace --raw"*)
@@ -181,9 +188,13 @@ case "$1 $2" in
 esac
 `,
 	}
+	files["hostname"] = "#!/bin/sh\necho cp-a\n"
+	if world.onSecondNode {
+		files["hostname"] = "#!/bin/sh\necho cp-b\n"
+	}
 	bin := scriptDir(t, files, "control-plane-csr-approver.sh", "node-common.sh", "credentials.sh")
 	cmd := exec.Command("bash", filepath.Join(bin, "control-plane-csr-approver.sh"))
-	cmd.Env = []string{"PATH=" + bin + ":/usr/bin:/bin", "ROLE=control-plane", "ZONE=eu-west-1a", "CLUSTER_NAME=c1",
+	cmd.Env = []string{"PATH=" + bin + ":/usr/bin:/bin", "ROLE=control-plane", "ZONE=eu-west-1a", "CLUSTER_NAME=c1", "CONTROL_PLANE_LABEL=" + ControlPlaneLabel,
 		"ADMIN_KUBECONFIG=/dev/null", "LOCAL_API_URL=https://127.0.0.1:6443", "API_ENDPOINT=api.c1", "CSR_APPROVER_FAILED_METRIC=" + CSRApproverFailedMetric,
 		"NODE_TOKEN_URL=s3://assets/" + NodeTokenPrefix, "WORKER_BOOTSTRAP_GROUP=" + WorkerBootstrapGroup, "INSTANCE_LABEL=" + InstanceLabel, "WORKER_TOKEN_TTL_SECONDS=3600",
 		"BOOTSTRAP_METRIC_NAMESPACE=kubeha", "BOOTSTRAP_METRIC_DIMENSIONS=Cluster=c1"}
@@ -335,6 +346,22 @@ func TestCSRApproverGivesAWorkersTokenOnlyItsOwnName(t *testing.T) {
 	}
 	if !strings.Contains(run.log, "is no instance's join token; deleting it") {
 		t.Errorf("the handed-over key that held no token was not reported:\n%s", run.log)
+	}
+
+	// Only the first Ready control-plane node lists S3 and makes tokens;
+	// another still decides the requests made with tokens that exist.
+	second := world
+	second.onSecondNode = true
+	run = runCSRApprover(t, second, slices.DeleteFunc(slices.Clone(requests), func(r csrCase) bool { return r.name == "handed-over-this-run" })...)
+	if run.code != 0 || len(run.made) != 0 || len(run.handedOverLeft) != 2 || len(run.decisions) != len(want)-1 {
+		t.Errorf("on cp-b: exit %d, made %v, left %v, %d decisions, want %d:\n%s",
+			run.code, run.made, run.handedOverLeft, len(run.decisions), len(want)-1, run.log)
+	}
+	for _, d := range run.decisions {
+		name, decision, _ := strings.Cut(d, " ")
+		if w := want[name]; !strings.HasPrefix(decision, w) {
+			t.Errorf("on cp-b, %s: %q, want %q", name, decision, w)
+		}
 	}
 
 	// A token ID another instance holds is not taken over; the key is

@@ -2,6 +2,7 @@ package bootstrap
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -304,6 +305,8 @@ func (c EtcdCluster) Node(p EtcdNodeParams) (Node, error) {
 		{"CERT_REFRESH_TIMER", refreshTimer.name},
 		{"LEAVE_TIMER", leaveTimer.name},
 		{"LEAVE_HOOK", EtcdLeaveHook},
+		{"LEAVE_STATE_DIR", etcdLeaveStateDir},
+		{"SILENT_ASK_SECONDS", strconv.Itoa(etcdSilentAskSeconds)},
 		{"CLUSTER_TAG", ClusterTagKey(c.ClusterName)},
 		{"MEMBER_TAG", EtcdMemberTag},
 		{"CERT_DAYS_LEFT_METRIC", CertDaysLeftMetric},
@@ -341,10 +344,16 @@ func promoteUnits() (service, timer unit) {
 }
 
 // EtcdLeaveUnit runs etcd-leave.sh every etcdLeaveIntervalSeconds: a
-// member leaving its group goes within about that once it may.
+// member leaving its group goes within about that once it may. Each run
+// reads the other members' health over TLS, so not more often. A member
+// asks Auto Scaling about a silent member at most every
+// etcdSilentAskSeconds, noted under etcdLeaveStateDir: one stays silent for
+// minutes while its successor boots, and each ask starts the AWS CLI.
 const (
 	EtcdLeaveUnit            = "kubeha-etcd-leave.service"
-	etcdLeaveIntervalSeconds = 5
+	etcdLeaveIntervalSeconds = 10
+	etcdSilentAskSeconds     = 30
+	etcdLeaveStateDir        = "/run/kubeha-etcd-leave"
 )
 
 func etcdLeaveUnits() (service, timer unit) {

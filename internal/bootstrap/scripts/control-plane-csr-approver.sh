@@ -10,8 +10,9 @@
 #    those EC2 gives its instance.
 # Any other such request is denied. So a worker cannot get another node's
 # credentials, and the API server and metrics-server verify kubelets
-# against the cluster CA. Every control-plane node runs this on a timer; a
-# failed run counts CSR_APPROVER_FAILED_METRIC, which an alarm watches.
+# against the cluster CA. Every control-plane node runs this on a timer
+# (the tokens only on one); a failed run counts CSR_APPROVER_FAILED_METRIC,
+# which an alarm watches.
 # shellcheck source-path=SCRIPTDIR
 . "$(dirname "${BASH_SOURCE[0]}")/node-common.sh"
 trap 'count_failure "$CSR_APPROVER_FAILED_METRIC"' EXIT
@@ -165,7 +166,9 @@ decide() {
 }
 
 unchecked=0
-if ! mint_tokens; then
+# Listing S3 costs a call each run: only the first Ready control-plane
+# node makes the tokens handed over.
+if [ "$(local_kubectl get nodes -o json | first_ready_control_plane)" = "$(hostname)" ] && ! mint_tokens; then
   log "could not make the join tokens workers handed over; trying again next run"
   unchecked=1
 fi

@@ -12,9 +12,7 @@
 . "$(dirname "${BASH_SOURCE[0]}")/node-common.sh"
 
 nodes=$(local_kubectl get nodes -o json)
-first=$(jq -r --arg cp "$CONTROL_PLANE_LABEL" '[.items[] | select(.metadata.labels | has($cp))
-  | select(any(.status.conditions[]?; .type == "Ready" and .status == "True")) | .metadata.name] | sort | .[0] // ""' <<<"$nodes")
-[ "$first" = "$(hostname)" ] || exit 0
+[ "$(first_ready_control_plane <<<"$nodes")" = "$(hostname)" ] || exit 0
 
 # Workers by instance ID, from their provider IDs (aws:///<zone>/<id>).
 workers=$(jq -r --arg cp "$CONTROL_PLANE_LABEL" '.items[] | select(.metadata.labels | has($cp) | not)

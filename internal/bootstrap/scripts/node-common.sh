@@ -14,6 +14,15 @@ log() {
   echo "kubeha-${ROLE}[$ZONE]: $*" >&2
 }
 
+# first_ready_control_plane prints, from the Nodes (JSON on stdin), the
+# control-plane node that does the cluster's chores calling AWS (draining
+# leaving workers, making the join tokens workers hand over): the first
+# Ready one by name, so the others do not repeat its calls.
+first_ready_control_plane() {
+  jq -r --arg cp "$CONTROL_PLANE_LABEL" '[.items[] | select(.metadata.labels | has($cp))
+    | select(any(.status.conditions[]?; .type == "Ready" and .status == "True")) | .metadata.name] | sort | .[0] // ""'
+}
+
 # kubectl as the cluster's admin against this control-plane node's own API
 # server: admin.conf names the load balancer, which routes to no node before
 # it is in service (the first node's, say).
