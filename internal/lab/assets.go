@@ -96,6 +96,20 @@ var CNIPlugins = []string{"bridge", "host-local", "loopback", "portmap"}
 // from binDir as its name with suffix, with fixed times, so that the same
 // binaries give the same archive.
 func packArchive(path, folder, binDir, suffix string, names ...string) error {
+	// Packing is gzip over hundreds of megabytes: an archive newer than
+	// every binary in it is kept, as images are, since every declaration of
+	// the stack (a drill's `pulumi up` too) asks for it.
+	fresh := true
+	for _, name := range names {
+		newer, err := newerThan(path, filepath.Join(binDir, name+suffix))
+		if err != nil {
+			return err
+		}
+		fresh = fresh && newer
+	}
+	if fresh {
+		return nil
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}

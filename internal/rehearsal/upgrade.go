@@ -95,6 +95,12 @@ func previousRelease(version string) (string, error) {
 	return "", fmt.Errorf("drill u upgrades to %s from the release before it, and kubeha pins none", version)
 }
 
+// upgradeNodeLimit is how long a node replaced by the upgrade may take to
+// serve again: kubeha upgrade's own default, as kops' rolling update
+// allows. A new control-plane node imports its image archives beside the
+// eight other nodes, and took over launchLimit on a loaded lab machine.
+const upgradeNodeLimit = 15 * time.Minute
+
 func upgradeCluster(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 	from, to := c.stack.kubernetesVersion, c.stack.upgradeTo
 	etcdFrom, etcdTo := c.stack.etcdVersion, c.stack.etcdUpgradeTo
@@ -168,7 +174,7 @@ func upgradeCluster(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 	watch := c.watchUpgrade()
 	options := upgrade.Options{ClusterName: c.stack.clusterName, Target: to, Kubeconfig: []byte(kubeconfig),
 		Server: fmt.Sprintf("%s:%d", lbIP, bootstrap.APIServerPort), AWS: c.cloud.AWSConfig(),
-		NodeTimeout: launchLimit, DrainTimeout: 5 * time.Minute}
+		NodeTimeout: upgradeNodeLimit, DrainTimeout: 5 * time.Minute}
 	// The operator stops it (Ctrl-C) once the first node is replaced, and
 	// runs it again, as the README's runbook says.
 	first, stop := context.WithCancel(ctx)
