@@ -116,6 +116,9 @@ func TestEtcdLeaveKeepsQuorum(t *testing.T) {
 		return "aws autoscaling complete-lifecycle-action --lifecycle-hook-name " + EtcdLeaveHook + " --auto-scaling-group-name " + group +
 			" --instance-id " + instance + " --lifecycle-action-result CONTINUE"
 	}
+	// Auto Scaling asked which instance of silent etcd-b's group leaves.
+	askAboutB := "aws autoscaling describe-auto-scaling-groups --output text --filters Name=tag:kubernetes.io/cluster/c1,Values=owned Name=tag:" + EtcdMemberTag +
+		",Values=etcd-b --query AutoScalingGroups[0].[AutoScalingGroupName, Instances[?LifecycleState=='Terminating:Wait'].InstanceId | [0]]"
 	for name, c := range map[string]struct {
 		leaveCase
 		want, says string
@@ -132,14 +135,12 @@ func TestEtcdLeaveKeepsQuorum(t *testing.T) {
 		"leaving, another member silent":    {leaveCase{target: "Terminated", silent: "etcd-c"}, "", "not every other member is healthy: staying"},
 		"leaving, another member a learner": {leaveCase{target: "Terminated", learner: "etcd-b"}, "", "etcd-b is a learner still: staying"},
 		"in service, a silent member leaving": {leaveCase{target: "InService", silent: "etcd-b"}, strings.Join([]string{
-			"aws autoscaling describe-auto-scaling-groups --output text --filters Name=tag:kubernetes.io/cluster/c1,Values=owned Name=tag:" + EtcdMemberTag +
-				",Values=etcd-b --query AutoScalingGroups[0].[AutoScalingGroupName, Instances[?LifecycleState=='Terminating:Wait'].InstanceId | [0]]",
+			askAboutB,
 			complete("g-b", "i-0b")}, "\n"), "etcd-b does not answer and its instance i-0b is leaving g-b"},
 		// Its successor boots for minutes: Auto Scaling is asked again only
 		// after etcdSilentAskSeconds.
 		"in service, a silent member, run again at once": {leaveCase{target: "InService", silent: "etcd-b", runs: 3}, strings.Join([]string{
-			"aws autoscaling describe-auto-scaling-groups --output text --filters Name=tag:kubernetes.io/cluster/c1,Values=owned Name=tag:" + EtcdMemberTag +
-				",Values=etcd-b --query AutoScalingGroups[0].[AutoScalingGroupName, Instances[?LifecycleState=='Terminating:Wait'].InstanceId | [0]]",
+			askAboutB,
 			complete("g-b", "i-0b")}, "\n"), "etcd-b does not answer"},
 		"in service, all healthy": {leaveCase{target: "InService"}, "", ""},
 	} {

@@ -65,7 +65,7 @@ asked_lately() {
   if [ -e "$stamp" ] && [ $(($(date +%s) - $(stat -c %Y "$stamp"))) -lt "$SILENT_ASK_SECONDS" ]; then
     return 0
   fi
-  mkdir -p "$(dirname "$stamp")"
+  mkdir -p "$LEAVE_STATE_DIR"
   touch "$stamp"
   return 1
 }
