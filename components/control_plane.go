@@ -2,6 +2,7 @@ package components
 
 import (
 	"cmp"
+	"encoding/base64"
 	"fmt"
 	"slices"
 	"time"
@@ -268,9 +269,22 @@ func NewControlPlane(ctx *pulumi.Context, name string, args *ControlPlaneArgs, o
 	assets := args.Assets.Assets
 	held := args.Assets.heldInstalls(assets, NodeAssetSet.Images)
 	install := args.Assets.readPolicy
+	// The nodes' timer scripts, which their user-data has no room for.
+	chores, err := bootstrap.ControlPlaneChores()
+	if err != nil {
+		return nil, err
+	}
+	choresObject, err := s3.NewBucketObjectv2(ctx, name+"-chores", &s3.BucketObjectv2Args{
+		Bucket: args.Assets.bucketID, Key: pulumi.String(chores.Key),
+		ContentBase64: pulumi.String(base64.StdEncoding.EncodeToString(chores.Data)), ContentType: pulumi.String("application/gzip"),
+		Tags: tags(name + "-chores"),
+	}, child...)
+	if err != nil {
+		return nil, err
+	}
 	policy := resolve(pulumi.StringMap{"secret": secrets.Arn, "key": args.KMSKeyArn, "assets": args.Assets.BucketArn}, func(arn map[string]string) (string, error) {
 		return controlPlanePolicy(arn["secret"], arn["key"], args.Region,
-			install(arn["assets"], slices.Concat([]Asset{assets.Kubectl, assets.Helm}, assets.NodeBinaries(), assets.Images(), held)...),
+			install(arn["assets"], slices.Concat([]Asset{assets.Kubectl, assets.Helm, {Key: chores.Key}}, assets.NodeBinaries(), assets.Images(), held)...),
 			slices.Concat(workerTokenStatements(arn["assets"]), applierStatements(args.ApplyAddons, args.ClusterName, arn["assets"]),
 				[]policyStatement{recordVersionStatement(args.Region, args.ClusterName, "ssm:PutParameter")})...), nil
 	})
@@ -295,7 +309,7 @@ func NewControlPlane(ctx *pulumi.Context, name string, args *ControlPlaneArgs, o
 			ImageID: args.ImageID, InstanceType: args.InstanceType, RootVolumeGiB: 50, Profile: profile,
 			SecurityGroups: pulumi.StringArray{c.SecurityGroupID, args.Etcd.ClientSecurityGroupID},
 			UserData:       data, Tags: tags(nodeName, controlPlaneTag, "true"),
-		}, child)
+		}, append(slices.Clone(child), pulumi.DependsOn([]pulumi.Resource{choresObject})))
 		if err != nil {
 			return nil, err
 		}

@@ -216,7 +216,13 @@ func (c ControlPlane) Node(p ControlPlaneParams) (Node, error) {
 		env = append(env, vars...)
 	}
 	files = append(files, sync.file(), timer.file(), approver.file(), approverTimer.file(), renewal.file(), renewalTimer.file(), drain.file(), drainTimer.file())
-	scripts := []string{"control-plane-bootstrap.sh", "control-plane-token-sync.sh", "control-plane-csr-approver.sh", "control-plane-cert-renewal.sh", "control-plane-worker-drain.sh"}
+	// The timers' scripts (controlPlaneChores) come from the asset bucket.
+	chores, err := ControlPlaneChores()
+	if err != nil {
+		return Node{}, err
+	}
+	env = append(env, envVar{"CHORES_URL", "s3://" + p.Assets.Bucket + "/" + chores.Key}, envVar{"CHORES_SHA256", chores.SHA256})
+	scripts := []string{"control-plane-bootstrap.sh"}
 	// The timers the first boot starts once the node serves.
 	timers := strings.Join([]string{timer.name, approverTimer.name, renewalTimer.name, drainTimer.name}, ",")
 	if c.ApplyAddons {
@@ -236,13 +242,11 @@ func (c ControlPlane) Node(p ControlPlaneParams) (Node, error) {
 			envVar{"FAILED_METRIC", AddonsFailedMetric},
 		)
 		files = append(files, apply.file(), applyTimer.file())
-		scripts = append(scripts, "addons-apply.sh")
 	}
 	if p.Assets.Holding() {
 		follow, followTimer := kubeletFollowUnits()
 		timers += "," + followTimer.name
 		files = append(files, follow.file(), followTimer.file())
-		scripts = append(scripts, "kubelet-follow.sh")
 	}
 	if c.APITunnel {
 		socket, proxy := apiTunnelUnits()

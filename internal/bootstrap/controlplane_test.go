@@ -1,8 +1,16 @@
 package bootstrap
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -175,6 +183,84 @@ func TestControlPlaneNodeKeepsSecretsOut(t *testing.T) {
 func TestControlPlaneUserDataPassesRealTools(t *testing.T) {
 	n, _ := controlPlaneNode(t, testControlPlane(), "eu-west-1a")
 	checkUserDataWithRealTools(t, "control-plane", n)
+	// The timers' scripts, beside the user-data's that they source.
+	n.Files = append(slices.Clone(n.Files), choreFiles(t)...)
+	checkScripts(t, tools.Need(t, "shellcheck"), n)
+}
+
+// choreFiles are the scripts in ControlPlaneChores, as a node extracts
+// them into ScriptDir.
+func choreFiles(t *testing.T) []File {
+	t.Helper()
+	chores, err := ControlPlaneChores()
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(chores.Data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []File
+	for tr := tar.NewReader(zr); ; {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return files
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		content, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, File{Path: ScriptDir + "/" + h.Name, Content: string(content), Mode: fmt.Sprintf("%04o", h.Mode)})
+	}
+}
+
+// A control-plane node fetches its timers' scripts from the asset bucket
+// (its user-data, 16 KB at most, has no room for them): one archive,
+// named and checked by its digest, the same for the same scripts, holding
+// each timer's script as user-data would (executable, without comment
+// lines); the user-data carries none of them.
+func TestControlPlaneChoresComeFromTheAssetBucket(t *testing.T) {
+	chores, err := ControlPlaneChores()
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := ControlPlaneChores()
+	sum := sha256.Sum256(chores.Data)
+	if hex.EncodeToString(sum[:]) != chores.SHA256 || again.SHA256 != chores.SHA256 || !strings.Contains(chores.Key, chores.SHA256) {
+		t.Errorf("archive %s (sha256 %s, again %s), want it named by its digest and the same each time", chores.Key, chores.SHA256, again.SHA256)
+	}
+	files := choreFiles(t)
+	var names []string
+	for _, f := range files {
+		names = append(names, path.Base(f.Path))
+		script, err := scripts.ReadFile("scripts/" + path.Base(f.Path))
+		if err != nil || f.Content != withoutCommentLines(string(script)) || f.Mode != "0755" {
+			t.Errorf("%s in the archive (mode %s) is not the script as user-data carries it: %v", f.Path, f.Mode, err)
+		}
+	}
+	if !slices.Equal(names, controlPlaneChores) {
+		t.Errorf("the archive holds %v, want %v", names, controlPlaneChores)
+	}
+	n, _ := controlPlaneNode(t, testControlPlane(), "eu-west-1a")
+	for _, want := range []string{"CHORES_URL=s3://kubeha-prod-assets-0123456789/" + chores.Key, "CHORES_SHA256=" + chores.SHA256} {
+		if !slices.Contains(n.Env, want) {
+			t.Errorf("the node's settings lack %s", want)
+		}
+	}
+	for _, name := range controlPlaneChores {
+		if n.File(ScriptDir+"/"+name) != nil {
+			t.Errorf("the user-data still carries %s", name)
+		}
+	}
+	for _, unit := range []string{TokenSyncUnit, CSRApproverUnit, CertRenewalUnit, WorkerDrainUnit, "kubeha-addons.service"} {
+		f := n.File("/etc/systemd/system/" + unit)
+		if f == nil || !slices.ContainsFunc(controlPlaneChores, func(s string) bool { return strings.Contains(f.Content, ScriptDir+"/"+s) }) {
+			t.Errorf("%s runs none of the archive's scripts: %+v", unit, f)
+		}
+	}
 }
 
 // checkUserDataWithRealTools checks a node's user-data as sent (gzipped
@@ -312,7 +398,7 @@ func TestControlPlaneApplierAndTunnelAreOptIn(t *testing.T) {
 			t.Errorf("with the applier and tunnel, the node's settings lack %q", want)
 		}
 	}
-	for _, path := range []string{ScriptDir + "/addons-apply.sh", "/etc/systemd/system/kubeha-addons.timer", "/etc/systemd/system/kubeha-api-tunnel.socket"} {
+	for _, path := range []string{"/etc/systemd/system/kubeha-addons.timer", "/etc/systemd/system/kubeha-api-tunnel.socket"} {
 		if on.File(path) == nil {
 			t.Errorf("with the applier and tunnel, no %s", path)
 		}

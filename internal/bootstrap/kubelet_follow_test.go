@@ -12,17 +12,18 @@ import (
 // fakes that log every systemctl call with which kubelet binary is in
 // place and whether the API server's manifest is.
 type followNode struct {
-	dir, bin, manifests, calls string
+	dir, bin, manifests, calls, aws string
 }
 
 // runFollow runs kubelet-follow.sh on node host of three control-plane
 // nodes, cp-a, cp-b and cp-c, all with the older kubelet, the record saying
-// recorded and ready API servers running; prepare sets up the node's
-// folders first.
-func runFollow(t *testing.T, host, recorded string, ready int, prepare func(n followNode)) (followNode, int, string) {
+// recorded, ready API servers running the node's release and older ones
+// the release before; prepare sets up the node's folders first. The fake
+// AWS CLI logs each call to n.aws.
+func runFollow(t *testing.T, host, recorded string, ready, older int, prepare func(n followNode)) (followNode, int, string) {
 	t.Helper()
 	dir := t.TempDir()
-	n := followNode{dir: dir, bin: filepath.Join(dir, "bin"), manifests: filepath.Join(dir, "manifests"), calls: filepath.Join(dir, "calls")}
+	n := followNode{dir: dir, bin: filepath.Join(dir, "bin"), manifests: filepath.Join(dir, "manifests"), calls: filepath.Join(dir, "calls"), aws: filepath.Join(dir, "aws")}
 	for _, d := range []string{n.bin, n.manifests} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
@@ -36,12 +37,18 @@ func runFollow(t *testing.T, host, recorded string, ready int, prepare func(n fo
 	for _, name := range []string{"cp-a", "cp-b", "cp-c"} {
 		nodes = append(nodes, `{"metadata":{"name":"`+name+`"},"status":{"nodeInfo":{"kubeletVersion":"v1.35.8"}}}`)
 	}
+	pod := func(version string) string {
+		return `{"spec":{"containers":[{"image":"registry.k8s.io/kube-apiserver:` + version + `"}]},"status":{"conditions":[{"type":"Ready","status":"True"}]}}`
+	}
 	for i := 0; i < ready; i++ {
-		pods = append(pods, `{"status":{"conditions":[{"type":"Ready","status":"True"}]}}`)
+		pods = append(pods, pod("v1.36.3"))
+	}
+	for i := 0; i < older; i++ {
+		pods = append(pods, pod("v1.35.8"))
 	}
 	fakes := map[string]string{
 		"hostname": "#!/bin/sh\necho " + host + "\n",
-		"aws":      "#!/bin/sh\necho " + recorded + "\n",
+		"aws":      "#!/bin/sh\necho \"$*\" >>" + n.aws + "\necho " + recorded + "\n",
 		"kubectl": `#!/bin/bash
 case "$*" in
   *" get nodes "*) echo '{"items":[` + strings.Join(nodes, ",") + `]}' ;;
@@ -90,7 +97,7 @@ func (n followNode) read(t *testing.T, name string) string {
 // kubelet (its manifest taken away), and only then stops the kubelet,
 // swaps the binary, puts the manifest back and starts the new kubelet.
 func TestKubeletFollowSwapsWithTheAPIServerStoppedFirst(t *testing.T) {
-	n, code, out := runFollow(t, "cp-a", "v1.36.3", 3, func(followNode) {})
+	n, code, out := runFollow(t, "cp-a", "v1.36.3", 3, 0, func(followNode) {})
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
@@ -104,21 +111,25 @@ func TestKubeletFollowSwapsWithTheAPIServerStoppedFirst(t *testing.T) {
 	t.Logf("MEASURED: systemctl calls %q", n.read(t, n.calls))
 }
 
-// TestKubeletFollowWaitsItsTurn: nothing changes while the record is
-// behind, while a node named before it runs the older kubelet, or while an
-// API server is not ready (one stopped for its node's swap has no pod).
+// TestKubeletFollowWaitsItsTurn: nothing changes while an API server runs
+// the older release (and the record is not read then: it cannot have
+// moved), while the record is behind, while a node named before it runs
+// the older kubelet, or while an API server is not ready (one stopped for
+// its node's swap has no pod).
 func TestKubeletFollowWaitsItsTurn(t *testing.T) {
 	for _, c := range []struct {
 		why, host, recorded string
-		ready               int
+		ready, older        int
 		log                 string
+		asks                int
 	}{
-		{"the record is behind", "cp-a", "v1.35.8", 3, ""},
-		{"cp-a's turn comes first", "cp-b", "v1.36.3", 3, "waits for cp-a's turn"},
-		{"an API server is not ready", "cp-a", "v1.36.3", 2, "(2 are)"},
+		{"an API server runs the older release", "cp-a", "v1.35.8", 2, 1, "", 0},
+		{"the record is behind", "cp-a", "v1.35.8", 3, 0, "", 1},
+		{"cp-a's turn comes first", "cp-b", "v1.36.3", 3, 0, "waits for cp-a's turn", 1},
+		{"an API server is not ready", "cp-a", "v1.36.3", 2, 0, "(2 are)", 1},
 	} {
 		t.Run(c.why, func(t *testing.T) {
-			n, code, out := runFollow(t, c.host, c.recorded, c.ready, func(followNode) {})
+			n, code, out := runFollow(t, c.host, c.recorded, c.ready, c.older, func(followNode) {})
 			if code != 0 {
 				t.Fatalf("exit %d:\n%s", code, out)
 			}
@@ -131,6 +142,9 @@ func TestKubeletFollowWaitsItsTurn(t *testing.T) {
 			if !strings.Contains(out, c.log) {
 				t.Errorf("output %q, want %q in it", out, c.log)
 			}
+			if asks := n.read(t, n.aws); strings.Count(asks, "ssm get-parameter") != c.asks || strings.Count(asks, "\n") != max(c.asks-1, 0) {
+				t.Errorf("AWS calls %q, want %d read(s) of the record and nothing else", asks, c.asks)
+			}
 		})
 	}
 }
@@ -139,7 +153,7 @@ func TestKubeletFollowWaitsItsTurn(t *testing.T) {
 // with the API server's manifest set aside, its kubelet already swapped,
 // puts the manifest back and does nothing else.
 func TestKubeletFollowPutsTheAPIServerBackAfterAStoppedRun(t *testing.T) {
-	n, code, out := runFollow(t, "cp-a", "v1.36.3", 2, func(n followNode) {
+	n, code, out := runFollow(t, "cp-a", "v1.36.3", 2, 0, func(n followNode) {
 		held := n.manifests + ".held"
 		if err := os.MkdirAll(held, 0o755); err != nil {
 			t.Fatal(err)

@@ -52,7 +52,7 @@ func (c *Cloud) Declare(resources []mockrun.Resource) error {
 
 // PutObjects uploads the objects the program declared whose key starts
 // with prefix, as `pulumi up` does: from local files (the rehearsal's own
-// builds) or inline content.
+// builds) or inline content, plain or base64.
 func (c *Cloud) PutObjects(resources []mockrun.Resource, prefix string) error {
 	for _, r := range resources {
 		if r.Type != "aws:s3/bucketObjectv2:BucketObjectv2" || !strings.HasPrefix(r.String("key"), prefix) {
@@ -67,6 +67,11 @@ func (c *Cloud) PutObjects(resources []mockrun.Resource, prefix string) error {
 			var err error
 			if data, err = os.ReadFile(source.AssetValue().Path); err != nil {
 				return err
+			}
+		case r.String("contentBase64") != "":
+			var err error
+			if data, err = base64.StdEncoding.DecodeString(r.String("contentBase64")); err != nil {
+				return fmt.Errorf("lab: %s: %w", r.Name, err)
 			}
 		default:
 			data = []byte(r.String("content"))

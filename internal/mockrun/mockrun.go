@@ -139,6 +139,8 @@ func computed(typ, name string, inputs resource.PropertyMap) map[string]any {
 		// Inline content: of the content.
 		var content []byte
 		switch source := inputs["source"]; {
+		case inputs["contentBase64"].IsString():
+			content, _ = base64.StdEncoding.DecodeString(inputs["contentBase64"].StringValue())
 		case !source.IsAsset():
 			text := inputs["content"]
 			if text.IsSecret() {

@@ -3,7 +3,8 @@
 # renders) in its order: each chart release with Helm from its archive in
 # the asset bucket, checked against its digest, and each object with
 # kubectl. Every control-plane node runs this on a timer; only the holder
-# of the kube-system Lease APPLIER_NAME applies, so two never run at once.
+# of the kube-system Lease APPLIER_NAME applies, so two never run at once,
+# and it keeps the Lease between runs, so one node does the work.
 # APPLIER_NAME also marks what it applies: Helm release descriptions and
 # the server-side apply field manager.
 # A release whose last install carries its step's revision is left alone;
@@ -134,16 +135,21 @@ keep_lease() {
   done
 }
 
-# finish runs on every exit once the lease is held: a run that did not
-# apply the whole set counts a failure; the lease goes back either way.
+# finish runs on every exit once the lease is held. A run that did not
+# apply the whole set counts a failure and gives the lease back, for any
+# node to try. One that did keeps it: the other nodes' runs then stop at
+# once, and this node's next run takes it as its own; lost with this node,
+# it expires after LEASE_SECONDS.
 finish() {
   local status=$?
   { kill "$keeper" && wait "$keeper"; } 2>/dev/null || true
   if [ "$applied_all" != yes ]; then
     log "add-on set: this run failed at ${name:-its start}; the next run tries again"
     count "$FAILED_METRIC"
+    release_lease || true
+  else
+    renew_lease || true
   fi
-  release_lease || true
   rm -rf "$work"
   exit "$status"
 }

@@ -86,7 +86,14 @@ create_or_join() {
   return 1
 }
 
+# The timers' scripts come from the asset bucket (CHORES_URL), checked by
+# digest: the user-data, which EC2 caps at 16 KB, has no room for them.
 start_timers() {
+  local tmp
+  tmp=$(mktemp -d)
+  fetch_asset "$CHORES_URL" "$CHORES_SHA256" "$tmp/chores.tar.gz"
+  tar -xzf "$tmp/chores.tar.gz" -C "$here" --no-same-owner
+  rm -rf "$tmp"
   systemctl daemon-reload
   # shellcheck disable=SC2086 # TIMERS is a comma-separated list of units
   systemctl enable --now ${TIMERS//,/ }

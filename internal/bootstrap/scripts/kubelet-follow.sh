@@ -17,6 +17,13 @@ if [ -e "$held/kube-apiserver.yaml" ]; then
   mv "$held/kube-apiserver.yaml" "$STATIC_POD_DIR/"
 fi
 [ -e "$own" ] || exit 0
+apiservers=$(local_kubectl -n kube-system get pods -l component=kube-apiserver -o json)
+# The record moves only once every API server runs this release: until
+# then, reading it (an AWS CLI start) every run would tell nothing.
+older=$(jq -r --arg v "$KUBERNETES_VERSION" '[.items[] | select(all(.spec.containers[]; .image | endswith(":" + $v)) | not)] | length' <<<"$apiservers")
+if [ "$older" != 0 ]; then
+  exit 0
+fi
 recorded=$(recorded_version)
 if [ "$recorded" != "$KUBERNETES_VERSION" ]; then
   exit 0
@@ -28,8 +35,7 @@ if [ "$first" != "$(hostname)" ]; then
   exit 0
 fi
 # One ready API server per control-plane node: one stopped has no pod.
-ready=$(local_kubectl -n kube-system get pods -l component=kube-apiserver -o json |
-  jq '[.items[] | select(.status.conditions[]? | select(.type == "Ready" and .status == "True"))] | length')
+ready=$(jq '[.items[] | select(.status.conditions[]? | select(.type == "Ready" and .status == "True"))] | length' <<<"$apiservers")
 if [ "$ready" -lt "$(jq '.items | length' <<<"$nodes")" ]; then
   log "kubelet $KUBERNETES_VERSION waits until every API server is ready ($ready are)"
   exit 0
