@@ -92,7 +92,7 @@ start_timers() {
   local tmp
   tmp=$(mktemp -d)
   fetch_asset "$CHORES_URL" "$CHORES_SHA256" "$tmp/chores.tar.gz"
-  tar -xzf "$tmp/chores.tar.gz" -C "$here" --no-same-owner
+  tar -xzf "$tmp/chores.tar.gz" -C "$here" --no-same-owner --touch
   rm -rf "$tmp"
   systemctl daemon-reload
   # shellcheck disable=SC2086 # TIMERS is a comma-separated list of units
