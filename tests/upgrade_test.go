@@ -1,13 +1,11 @@
 package tests
 
 import (
+	"cmp"
 	"encoding/base64"
-	"encoding/json"
-	"maps"
 	"strings"
 	"testing"
 
-	"github.com/kubeha/kubeha/internal/addons"
 	"github.com/kubeha/kubeha/internal/bootstrap"
 	"github.com/kubeha/kubeha/internal/config"
 
@@ -111,64 +109,48 @@ func TestAnUpgradeHoldsNewKubeletsAtTheRecordedRelease(t *testing.T) {
 
 // TestUpgradeUserDataFitsTheEC2Limit: during an upgrade a control-plane
 // node's user-data is at its largest (the held kubelet, both releases'
-// images, the kubelet-follow timer). Every stack's, with its own CNI
-// plugin and with flannel (which the rehearsal runs), stays within the
-// 16 KB EC2 takes; the headroom is measured.
+// images, the kubelet-follow timer). Every stack's stays within the 16 KB
+// EC2 takes; the headroom is measured.
 func TestUpgradeUserDataFitsTheEC2Limit(t *testing.T) {
 	for name, file := range stackFiles(t) {
 		raw, err := config.ReadStackFile(file)
 		if err != nil {
 			t.Fatal(err)
 		}
-		target := raw["kubeha:kubernetesVersion"]
-		if target == "" {
-			target = bootstrap.PinnedKubernetesVersion
-		}
+		target := cmp.Or(raw["kubeha:kubernetesVersion"], bootstrap.PinnedKubernetesVersion)
 		minor, err := bootstrap.Minor(target)
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The newest release before the target's minor (oldest first).
 		running := ""
 		for _, r := range bootstrap.KubernetesReleases {
-			if m, _ := bootstrap.Minor(r.Version); m != minor && running == "" || m != minor && r.Version > running {
-				running = r.Version // the newest release of a minor before
+			if m, _ := bootstrap.Minor(r.Version); m == minor {
+				break
 			}
+			running = r.Version
 		}
 		if running == "" {
 			t.Fatalf("%s: no supported release before %s to upgrade from", name, target)
 		}
-		for _, cni := range []string{"", addons.CNIFlannel} {
-			stackRaw := maps.Clone(raw)
-			if cni != "" {
-				options := map[string]any{}
-				if text := raw["kubeha:addons"]; text != "" {
-					if err := json.Unmarshal([]byte(text), &options); err != nil {
-						t.Fatal(err)
-					}
-				}
-				options["cniPlugin"] = cni
-				text, _ := json.Marshal(options)
-				stackRaw["kubeha:addons"] = string(text)
-			}
-			rec, err := mockrun.RunWithParameters("kubeha", name, stackRaw,
-				map[string]string{bootstrap.RunningVersionParameter(stackRaw["kubeha:clusterName"]): running}, program.Stack(stackRaw))
-			if err != nil {
-				t.Fatalf("%s (cni %q) upgrading from %s: %v", name, cni, running, err)
-			}
-			largest, which := 0, ""
-			for _, lt := range rec.OfType("aws:ec2/launchTemplate:LaunchTemplate") {
-				data, err := base64.StdEncoding.DecodeString(lt.String("userData"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if len(data) > largest {
-					largest, which = len(data), lt.Name
-				}
-			}
-			if largest > bootstrap.UserDataLimit || largest == 0 {
-				t.Errorf("%s (cni %q): %s's user-data is %d bytes, over the %d EC2 takes", name, cni, which, largest, bootstrap.UserDataLimit)
-			}
-			t.Logf("MEASURED: %s (cni %q) upgrading from %s: largest user-data %d bytes (%s), %d under the EC2 limit", name, cni, running, largest, which, bootstrap.UserDataLimit-largest)
+		rec, err := mockrun.RunWithParameters("kubeha", name, raw,
+			map[string]string{bootstrap.RunningVersionParameter(raw["kubeha:clusterName"]): running}, program.Stack(raw))
+		if err != nil {
+			t.Fatalf("%s upgrading from %s: %v", name, running, err)
 		}
+		largest, which := 0, ""
+		for _, lt := range rec.OfType("aws:ec2/launchTemplate:LaunchTemplate") {
+			data, err := base64.StdEncoding.DecodeString(lt.String("userData"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(data) > largest {
+				largest, which = len(data), lt.Name
+			}
+		}
+		if largest > bootstrap.UserDataLimit || largest == 0 {
+			t.Errorf("%s: %s's user-data is %d bytes, over the %d EC2 takes", name, which, largest, bootstrap.UserDataLimit)
+		}
+		t.Logf("MEASURED: %s upgrading from %s: largest user-data %d bytes (%s), %d under the EC2 limit", name, running, largest, which, bootstrap.UserDataLimit-largest)
 	}
 }
