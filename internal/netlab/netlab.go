@@ -70,6 +70,9 @@ func New(prefix, dir string) (*Lab, error) {
 		return nil, fmt.Errorf("netlab: prefix %q is longer than 8 characters (interface names are limited to 15)", prefix)
 	}
 	l := &Lab{prefix: prefix, dir: dir, hub: prefix + "-hub", running: map[*exec.Cmd]chan struct{}{}}
+	if err := l.clearLeftovers(); err != nil {
+		return nil, err
+	}
 	if err := l.run("ip", "netns", "add", l.hub); err != nil {
 		return nil, err
 	}
@@ -388,6 +391,37 @@ func (l *Lab) Close() error {
 	if nsExists(l.hub) {
 		if err := exec.Command("ip", "netns", "del", l.hub).Run(); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// clearLeftovers removes the namespaces a run killed before Close left
+// under this prefix, so the next run starts. A namespace a process still
+// lives in belongs to a run that is going on: that is refused, not broken.
+func (l *Lab) clearLeftovers() error {
+	left := l.Namespaces()
+	for _, ns := range left {
+		out, err := exec.Command("ip", "netns", "pids", ns).Output()
+		if err != nil {
+			return fmt.Errorf("netlab: listing the processes in %s: %w", ns, err)
+		}
+		if pids := strings.Fields(string(out)); len(pids) > 0 {
+			return fmt.Errorf("netlab: namespace %s, of a lab with prefix %q, still has processes %v: another run is using the prefix; stop it, or kill them and run `ip netns del %s`", ns, l.prefix, pids, ns)
+		}
+	}
+	var errs []error
+	for _, ns := range left {
+		if err := exec.Command("ip", "netns", "del", ns).Run(); err != nil && nsExists(ns) {
+			errs = append(errs, fmt.Errorf("netlab: removing the leftover %s: %w", ns, err))
+		}
+		os.RemoveAll("/etc/netns/" + ns)
+	}
+	// ConnectMachine's link goes with the hub; this catches one whose hub
+	// was already gone.
+	if machineLink := l.prefix + "-m"; linkExists(machineLink) {
+		if err := exec.Command("ip", "link", "del", machineLink).Run(); err != nil && linkExists(machineLink) {
+			errs = append(errs, fmt.Errorf("netlab: removing the leftover %s: %w", machineLink, err))
 		}
 	}
 	return errors.Join(errs...)
