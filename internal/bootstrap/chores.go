@@ -20,10 +20,11 @@ type ScriptArchive struct {
 	Data   []byte
 }
 
-// controlPlaneChores are the scripts a control-plane node's timers run:
-// none runs before its first boot starts the timers, which fetches them.
+// controlPlaneChores are the scripts a control-plane node's timers run,
+// and due.sh, which only they source: none runs before its first boot
+// starts the timers, which fetches them.
 var controlPlaneChores = []string{"control-plane-token-sync.sh", "control-plane-csr-approver.sh", "control-plane-cert-renewal.sh",
-	"control-plane-worker-drain.sh", "addons-apply.sh", "kubelet-follow.sh"}
+	"control-plane-worker-drain.sh", "addons-apply.sh", "kubelet-follow.sh", "due.sh"}
 
 // ControlPlaneChores is the archive of a control-plane node's timer
 // scripts, as user-data would carry them (without comment lines).

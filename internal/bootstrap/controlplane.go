@@ -191,6 +191,8 @@ func (c ControlPlane) Node(p ControlPlaneParams) (Node, error) {
 		{"WORKER_BOOTSTRAP_GROUP", WorkerBootstrapGroup},
 		{"INSTANCE_LABEL", InstanceLabel},
 		{"WORKER_TOKEN_TTL_SECONDS", fmt.Sprint(workerTokenTTL.Seconds())},
+		{"TOKEN_LIST_SECONDS", fmt.Sprint(tokenListSeconds)},
+		{"APPROVER_STATE_DIR", "/run/kubeha-csr-approver"},
 		{"WORKER_RBAC", WorkerRBACPath},
 		// Points the endpoint at this node while it runs kubeadm init.
 		{"INIT_HOSTS_ENTRY", "127.0.0.1 " + c.Endpoint + " #kubeha-kubeadm-init"},
@@ -240,6 +242,9 @@ func (c ControlPlane) Node(p ControlPlaneParams) (Node, error) {
 			envVar{"METRIC_DIMENSIONS", EtcdSnapshotMetricDimension + "=" + c.ClusterName},
 			envVar{"APPLIED_METRIC", AddonsAppliedMetric},
 			envVar{"FAILED_METRIC", AddonsFailedMetric},
+			envVar{"ADDON_STATE_DIR", "/run/kubeha-addons"},
+			envVar{"STATUS_REFRESH_SECONDS", fmt.Sprint(addonsStatusRefreshSeconds)},
+			envVar{"APPLIED_COUNT_SECONDS", fmt.Sprint(addonsAppliedCountSeconds)},
 		)
 		files = append(files, apply.file(), applyTimer.file())
 	}
@@ -311,6 +316,12 @@ const (
 	// AddonsIntervalSeconds is how often each node's timer runs the
 	// applier: a changed set reaches the cluster within about this.
 	AddonsIntervalSeconds = 60
+	// A run that applied the set records an unchanged revision again
+	// after addonsStatusRefreshSeconds, and counts AddonsAppliedMetric at
+	// most every addonsAppliedCountSeconds: under the alarm's 5-minute
+	// period, so each period still gets one.
+	addonsStatusRefreshSeconds = 600
+	addonsAppliedCountSeconds  = 240
 )
 
 // addonsUnits run addons-apply.sh every AddonsIntervalSeconds.
@@ -368,6 +379,10 @@ func tokenSyncUnits() (service, timer unit) {
 const (
 	CSRApproverUnit            = "kubeha-csr-approver.service"
 	csrApproverIntervalSeconds = 10
+	// tokenListSeconds is how often the approver lists the join tokens
+	// workers hand over: a worker's kubeadm join retries until its token
+	// is made, and each listing starts the AWS CLI.
+	tokenListSeconds = 20
 )
 
 func csrApproverUnits() (service, timer unit) {

@@ -1,6 +1,7 @@
 package bootstrap
 
 import (
+	"cmp"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -8,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -84,6 +86,10 @@ type approverWorld struct {
 	handedOver   map[string]string
 	tokens       map[string]string
 	onSecondNode bool
+	// stateDir is the approver's own state across runs; a new folder if
+	// empty. s3Fails makes every S3 call but the listing fail.
+	stateDir string
+	s3Fails  bool
 }
 
 // approverRun is what a run of the approver did: its exit code, its
@@ -95,6 +101,8 @@ type approverRun struct {
 	metrics, log   string
 	made           []map[string]any
 	handedOverLeft []string
+	// s3Lists counts its listings of the handed-over tokens.
+	s3Lists int
 }
 
 // runCSRApprover runs control-plane-csr-approver.sh on requests, with a
@@ -169,6 +177,8 @@ esac
 		"aws": `#!/bin/bash
 d=$(dirname "$0")
 [ -z "$AWS_FAILS" ] || [ "$1" != ec2 ] || { echo "aws: throttled" >&2; exit 255; }
+[ -z "$S3_FAILS" ] || [ "$1 $2" = "s3 ls" ] || [ "$1" != s3 ] || { echo "aws: S3 down" >&2; exit 1; }
+echo "$1 $2" >>"$d/calls"
 case "$1 $2" in
   "ec2 describe-instances")
     [[ " $* " == *" --query Reservations[].Instances[] "* ]] || exit 252
@@ -192,17 +202,23 @@ esac
 	if world.onSecondNode {
 		files["hostname"] = "#!/bin/sh\necho cp-b\n"
 	}
-	bin := scriptDir(t, files, "control-plane-csr-approver.sh", "node-common.sh", "credentials.sh")
+	bin := scriptDir(t, files, "control-plane-csr-approver.sh", "node-common.sh", "credentials.sh", "due.sh")
 	cmd := exec.Command("bash", filepath.Join(bin, "control-plane-csr-approver.sh"))
 	cmd.Env = []string{"PATH=" + bin + ":/usr/bin:/bin", "ROLE=control-plane", "ZONE=eu-west-1a", "CLUSTER_NAME=c1", "CONTROL_PLANE_LABEL=" + ControlPlaneLabel,
 		"ADMIN_KUBECONFIG=/dev/null", "LOCAL_API_URL=https://127.0.0.1:6443", "API_ENDPOINT=api.c1", "CSR_APPROVER_FAILED_METRIC=" + CSRApproverFailedMetric,
 		"NODE_TOKEN_URL=s3://assets/" + NodeTokenPrefix, "WORKER_BOOTSTRAP_GROUP=" + WorkerBootstrapGroup, "INSTANCE_LABEL=" + InstanceLabel, "WORKER_TOKEN_TTL_SECONDS=3600",
-		"BOOTSTRAP_METRIC_NAMESPACE=kubeha", "BOOTSTRAP_METRIC_DIMENSIONS=Cluster=c1"}
+		"BOOTSTRAP_METRIC_NAMESPACE=kubeha", "BOOTSTRAP_METRIC_DIMENSIONS=Cluster=c1",
+		"TOKEN_LIST_SECONDS=" + fmt.Sprint(tokenListSeconds), "APPROVER_STATE_DIR=" + cmp.Or(world.stateDir, t.TempDir())}
 	if world.awsFails {
 		cmd.Env = append(cmd.Env, "AWS_FAILS=1")
 	}
+	if world.s3Fails {
+		cmd.Env = append(cmd.Env, "S3_FAILS=1")
+	}
 	var run approverRun
 	run.code, run.log = runScript(t, cmd)
+	calls, _ := os.ReadFile(filepath.Join(bin, "calls"))
+	run.s3Lists = strings.Count(string(calls), "s3 ls")
 	decided, _ := os.ReadFile(decisions)
 	sent, _ := os.ReadFile(metrics)
 	run.metrics = string(sent)
@@ -370,5 +386,39 @@ func TestCSRApproverGivesAWorkersTokenOnlyItsOwnName(t *testing.T) {
 		tokens: map[string]string{"cccccc": "i-ip-10-0-2-7"}})
 	if run.code != 0 || len(run.made) != 0 || len(run.handedOverLeft) != 0 || !strings.Contains(run.log, "is taken (by i-ip-10-0-2-7)") {
 		t.Errorf("a taken token ID: exit %d, made %v, left %v:\n%s", run.code, run.made, run.handedOverLeft, run.log)
+	}
+}
+
+// TestCSRApproverListsHandedOverTokensEveryInterval: each listing of the
+// tokens workers hand over starts the AWS CLI, so the approver, run every
+// csrApproverIntervalSeconds, lists them at most every tokenListSeconds.
+// A run whose tokens could not be made lists again on the next run.
+func TestCSRApproverListsHandedOverTokensEveryInterval(t *testing.T) {
+	instances := map[string]string{"ip-10-0-1-5": "10.0.1.5"}
+	state := t.TempDir()
+	run := runCSRApprover(t, approverWorld{instances: instances, stateDir: state})
+	if run.code != 0 || run.s3Lists != 1 {
+		t.Fatalf("first run: exit %d, %d listings, want 1:\n%s", run.code, run.s3Lists, run.log)
+	}
+	handedOver := map[string]string{"AROAWORKERROLE:i-ip-10-0-1-5": "abcdef.0123456789abcdef"}
+	run = runCSRApprover(t, approverWorld{instances: instances, stateDir: state, handedOver: handedOver})
+	if run.code != 0 || run.s3Lists != 0 || len(run.made) != 0 || len(run.handedOverLeft) != 1 {
+		t.Errorf("a run %ds after listing: exit %d, %d listings, made %v, left %v; want no listing and the token left for later:\n%s",
+			csrApproverIntervalSeconds, run.code, run.s3Lists, run.made, run.handedOverLeft, run.log)
+	}
+	// As if tokenListSeconds had gone by since the listing.
+	stamp := filepath.Join(state, "tokens-listed")
+	then := time.Now().Add(-tokenListSeconds * time.Second)
+	if err := os.Chtimes(stamp, then, then); err != nil {
+		t.Fatal(err)
+	}
+	run = runCSRApprover(t, approverWorld{instances: instances, stateDir: state, handedOver: handedOver, s3Fails: true})
+	if run.code == 0 || run.s3Lists != 1 || len(run.made) != 0 || !strings.Contains(run.log, "trying again next run") {
+		t.Errorf("S3 failing: exit %d, %d listings, made %v; want a failed run that listed once:\n%s", run.code, run.s3Lists, run.made, run.log)
+	}
+	run = runCSRApprover(t, approverWorld{instances: instances, stateDir: state, handedOver: handedOver})
+	if run.code != 0 || run.s3Lists != 1 || len(run.made) != 1 || len(run.handedOverLeft) != 0 {
+		t.Errorf("the run after a failure: exit %d, %d listings, made %v, left %v; want the token made at once:\n%s",
+			run.code, run.s3Lists, run.made, run.handedOverLeft, run.log)
 	}
 }

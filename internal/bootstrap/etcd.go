@@ -329,7 +329,7 @@ func (c EtcdCluster) Node(p EtcdNodeParams) (Node, error) {
 		return Node{}, err
 	}
 	if err := node.addScripts("etcd-common.sh", "imds.sh", "assets.sh", "credentials.sh", "etcd-bootstrap.sh", "etcd-start.sh", "etcd-backup.sh",
-		"etcd-restore.sh", "etcd-promote.sh", "etcd-cert-refresh.sh", "etcd-leave.sh"); err != nil {
+		"etcd-restore.sh", "etcd-promote.sh", "etcd-cert-refresh.sh", "etcd-leave.sh", "due.sh"); err != nil {
 		return Node{}, err
 	}
 	return node, nil

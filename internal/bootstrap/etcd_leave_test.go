@@ -82,7 +82,7 @@ case "$1 $2" in
 esac
 `,
 	}
-	bin := scriptDir(t, fakes, "etcd-leave.sh", "etcd-common.sh", "imds.sh")
+	bin := scriptDir(t, fakes, "etcd-leave.sh", "etcd-common.sh", "imds.sh", "due.sh")
 	cmd := exec.Command("bash", filepath.Join(bin, "etcd-leave.sh"))
 	cmd.Env = []string{"PATH=" + bin + ":/usr/bin:/bin", "MEMBER_NAME=etcd-a", "MEMBER_SERVICE=etcd.service",
 		"CLIENT_ENDPOINTS=" + url("etcd-a") + "," + url("etcd-b") + "," + url("etcd-c"), "MEMBER_CLIENT_URL=" + url("etcd-a"),

@@ -388,7 +388,9 @@ func (c *cluster) checkWorkerJoin() (WorkerJoin, error) {
 	}
 	api := c.lbAnonymous.WithToken(token)
 	review := map[string]any{"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
-	if _, err := c.waitFor("the worker's token made", time.Minute, func() error {
+	// The approver lists what workers hand over every 20 s, in a run that
+	// takes tens of seconds while nine nodes share the machine.
+	if _, err := c.waitFor("the worker's token made", 2*time.Minute, func() error {
 		code, body, err := api.Do(http.MethodPost, "/apis/authentication.k8s.io/v1/selfsubjectreviews", review)
 		if err != nil || code != http.StatusCreated {
 			return fmt.Errorf("HTTP %d %s (%v)", code, body, err)

@@ -22,13 +22,16 @@ import (
 // attach in drill b.
 const attachRefusal = time.Minute
 
-// launchLimit is how long a replacement may take to be in service: nine
-// nodes and their pods share the lab machine's CPUs, where each node on
-// EC2 has its own.
+// launchLimit is how long a new member may take to be ready for a restore:
+// nine nodes and their pods share the lab machine's CPUs, where each node
+// on EC2 has its own.
 const launchLimit = 8 * time.Minute
 
 // replaceInstance launches g's new instance and waits until its first
-// boot completed the launch hook, recording how long that took.
+// boot completed the launch hook, recording how long that took. It waits
+// the stack's bootstrap deadline, at which the node itself would give up:
+// a control-plane node's boot took over 8 minutes while eight other nodes
+// shared the lab machine's two CPUs.
 func (c *cluster) replaceInstance(d *Drill, g *lab.NodeGroup) error {
 	if slices.Contains(c.members, g) {
 		if err := c.memberLetGo(d, g); err != nil {
@@ -39,7 +42,7 @@ func (c *cluster) replaceInstance(d *Drill, g *lab.NodeGroup) error {
 	if err := g.Start(); err != nil {
 		return err
 	}
-	took, err := c.waitFor(g.Name+"'s replacement in service", launchLimit, func() error {
+	took, err := c.waitFor(g.Name+"'s replacement in service", c.stack.bootstrapDeadline, func() error {
 		if !g.InService() {
 			return fmt.Errorf("%s's launch hook is not completed", g.Name)
 		}

@@ -9,11 +9,16 @@
 # the server-side apply field manager.
 # A release whose last install carries its step's revision is left alone;
 # a changed or deleted one is installed again. A run that applies the whole
-# set records its revision at ADDON_STATUS_URL and counts APPLIED_METRIC;
-# a failed run counts FAILED_METRIC, and the next run tries again.
+# set records its revision at ADDON_STATUS_URL (when it changed, or
+# STATUS_REFRESH_SECONDS after the last record) and counts APPLIED_METRIC
+# (at most every APPLIED_COUNT_SECONDS: each is an AWS CLI start, and the
+# alarm needs one a period); a failed run counts FAILED_METRIC, and the
+# next run tries again.
 # shellcheck source-path=SCRIPTDIR
 . "$(dirname "${BASH_SOURCE[0]}")/node-common.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/assets.sh"
+# shellcheck source-path=SCRIPTDIR
+. "$(dirname "${BASH_SOURCE[0]}")/due.sh"
 
 export KUBECONFIG=$ADMIN_KUBECONFIG
 holder=$(hostname)
@@ -192,9 +197,17 @@ for ((i = 0; i < steps; i++)); do
 done
 name=prune
 prune
-jq -n --arg r "$revision" --arg t "$(now)" --arg n "$holder" '{revision: $r, appliedAt: $t, node: $n}' >"$work/status.json"
-aws s3 cp --only-show-errors --content-type application/json "$work/status.json" "$ADDON_STATUS_URL"
-count "$APPLIED_METRIC"
+mkdir -p "$ADDON_STATE_DIR"
+recorded=$ADDON_STATE_DIR/recorded-$revision
+if [ ! -e "$recorded" ] || due "$recorded" "$STATUS_REFRESH_SECONDS"; then
+  jq -n --arg r "$revision" --arg t "$(now)" --arg n "$holder" '{revision: $r, appliedAt: $t, node: $n}' >"$work/status.json"
+  rm -f "$ADDON_STATE_DIR"/recorded-*
+  aws s3 cp --only-show-errors --content-type application/json "$work/status.json" "$ADDON_STATUS_URL"
+  touch "$recorded"
+fi
+if due "$ADDON_STATE_DIR/counted" "$APPLIED_COUNT_SECONDS"; then
+  count "$APPLIED_METRIC"
+fi
 applied_all=yes
 # Logged while still holding the lease: the rehearsal checks that no two
 # nodes' runs overlap from these lines.

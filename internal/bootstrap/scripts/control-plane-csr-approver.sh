@@ -15,6 +15,8 @@
 # which an alarm watches.
 # shellcheck source-path=SCRIPTDIR
 . "$(dirname "${BASH_SOURCE[0]}")/node-common.sh"
+# shellcheck source-path=SCRIPTDIR
+. "$(dirname "${BASH_SOURCE[0]}")/due.sh"
 trap 'count_failure "$CSR_APPROVER_FAILED_METRIC"' EXIT
 
 serving_signer=kubernetes.io/kubelet-serving
@@ -166,10 +168,13 @@ decide() {
 }
 
 unchecked=0
-# Listing S3 costs a call each run: only the first Ready control-plane
-# node makes the tokens handed over.
-if [ "$(local_kubectl get nodes -o json | first_ready_control_plane)" = "$(hostname)" ] && ! mint_tokens; then
+# Listing S3 starts the AWS CLI: only the first Ready control-plane node
+# makes the tokens handed over, at most every TOKEN_LIST_SECONDS.
+tokens_listed=$APPROVER_STATE_DIR/tokens-listed
+if due "$tokens_listed" "$TOKEN_LIST_SECONDS" &&
+  [ "$(local_kubectl get nodes -o json | first_ready_control_plane)" = "$(hostname)" ] && ! mint_tokens; then
   log "could not make the join tokens workers handed over; trying again next run"
+  rm -f "$tokens_listed"
   unchecked=1
 fi
 # Pending requests this script decides: serving ones, and client ones

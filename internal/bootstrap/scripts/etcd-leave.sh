@@ -13,6 +13,7 @@
 here=$(dirname "${BASH_SOURCE[0]}")
 . "$here/etcd-common.sh"
 . "$here/imds.sh"
+. "$here/due.sh"
 
 # let_go GROUP INSTANCE completes the hook; another member may have done so.
 let_go() {
@@ -56,20 +57,6 @@ leave() {
   log "$instance may leave $group"
 }
 
-# asked_lately NAME succeeds if Auto Scaling was asked about silent member
-# NAME within the last SILENT_ASK_SECONDS, and otherwise notes it is asked
-# now: a member stays silent for minutes while its successor boots, and
-# each ask starts the AWS CLI.
-asked_lately() {
-  local stamp="$LEAVE_STATE_DIR/asked-$1"
-  if [ -e "$stamp" ] && [ $(($(date +%s) - $(stat -c %Y "$stamp"))) -lt "$SILENT_ASK_SECONDS" ]; then
-    return 0
-  fi
-  mkdir -p "$LEAVE_STATE_DIR"
-  touch "$stamp"
-  return 1
-}
-
 # Members that do not answer, by name, each with the instance of theirs
 # that waits on the hook, if any; these go at once. In steady state this is
 # one etcdctl call every run.
@@ -80,7 +67,9 @@ let_silent_go() {
     members=${members:-$(etcdctl --endpoints "$CLIENT_ENDPOINTS" member list)}
     name=$(awk -F', ' -v url="$url" '$5 == url {print $3}' <<<"$members")
     [ -n "$name" ] || continue
-    ! asked_lately "$name" || continue
+    # A member stays silent for minutes while its successor boots, and
+    # each ask starts the AWS CLI: ask about it every SILENT_ASK_SECONDS.
+    due "$LEAVE_STATE_DIR/asked-$name" "$SILENT_ASK_SECONDS" || continue
     read -r group instance < <(aws autoscaling describe-auto-scaling-groups --output text \
       --filters "Name=tag:$CLUSTER_TAG,Values=owned" "Name=tag:$MEMBER_TAG,Values=$name" \
       --query "AutoScalingGroups[0].[AutoScalingGroupName, Instances[?LifecycleState=='Terminating:Wait'].InstanceId | [0]]")
