@@ -64,8 +64,8 @@ func (c *cluster) checkBaseline() error {
 	const name, payload = "kubeha-baseline", "hunter2-kubeha"
 	secret := map[string]any{"apiVersion": "v1", "kind": "Secret", "metadata": map[string]string{"name": name},
 		"stringData": map[string]string{"password": payload}}
-	if code, body, err := c.lbAdmin.Do("POST", "/api/v1/namespaces/default/secrets", secret); err != nil || code != http.StatusCreated {
-		return fmt.Errorf("creating a Secret: HTTP %d %s (%v)", code, body, err)
+	if err := c.change(http.MethodPost, "/api/v1/namespaces/default/secrets", secret, http.StatusCreated, http.StatusConflict); err != nil {
+		return err
 	}
 	stored, err := c.etcdValue("/registry/secrets/default/" + name)
 	if err != nil {

@@ -299,8 +299,8 @@ func (c *cluster) startDataPlane(cni string, workersLaunched time.Time) (DataPla
 		return d, err
 	}
 	for _, obj := range c.workloadObjects() {
-		if code, body, err := c.lbAdmin.Do(http.MethodPost, obj.path, obj.body); err != nil || (code != http.StatusCreated && code != http.StatusConflict) {
-			return d, fmt.Errorf("creating %s: HTTP %d %.300s (%v)", obj.path, code, body, err)
+		if err := c.change(http.MethodPost, obj.path, obj.body, http.StatusCreated, http.StatusConflict); err != nil {
+			return d, err
 		}
 	}
 	if d.ProbePerZone, err = c.waitSpread("the probe Deployment", "default", "app="+probeApp, probeReplicas, 5*time.Minute); err != nil {
@@ -483,8 +483,8 @@ func (c *cluster) respread(d *Drill) error {
 		if i < 0 {
 			return fmt.Errorf("no ready probe pod in %s", fullest)
 		}
-		if code, body, err := c.lbAdmin.Do(http.MethodDelete, "/api/v1/namespaces/default/pods/"+pods[i].Metadata.Name, nil); err != nil || code != http.StatusOK {
-			return fmt.Errorf("deleting pod %s: HTTP %d %.200s (%v)", pods[i].Metadata.Name, code, body, err)
+		if err := c.change(http.MethodDelete, "/api/v1/namespaces/default/pods/"+pods[i].Metadata.Name, nil, http.StatusOK, http.StatusNotFound); err != nil {
+			return err
 		}
 		if _, err := c.waitFor(fmt.Sprintf("the probe's %d pods ready again", probeReplicas), 3*time.Minute, c.dataPlaneWhole); err != nil {
 			return err

@@ -1,7 +1,10 @@
 package rehearsal
 
 import (
+	"cmp"
 	"fmt"
+	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -129,4 +132,27 @@ func (c *cluster) waitFor(what string, limit time.Duration, ok func() error) (ti
 		return 0, fmt.Errorf("rehearsal: %w", err)
 	}
 	return took, nil
+}
+
+// change makes a change of the rehearsal's own (not the probe's) through
+// the load balancer, asking again for up to a minute while no answer comes
+// in probeTimeout or the API answers 429 or 5xx: on a machine that nine
+// nodes keep busy, one request may take longer. done are the answers that
+// mean it is made; a retry may find what a lost answer made (409 for a
+// create, 404 for a delete), so list those too.
+func (c *cluster) change(method, path string, body any, done ...int) error {
+	what := method + " " + path
+	var refused error
+	_, err := c.waitFor(what, time.Minute, func() error {
+		code, answer, err := c.lbAdmin.Do(method, path, body)
+		switch {
+		case err == nil && slices.Contains(done, code):
+			return nil
+		case err == nil && code < 500 && code != http.StatusTooManyRequests:
+			refused = fmt.Errorf("rehearsal: %s: HTTP %d %.300s", what, code, answer)
+			return nil // asking again would get the same answer
+		}
+		return fmt.Errorf("%s: HTTP %d %.300s (%v)", what, code, answer, err)
+	})
+	return cmp.Or(err, refused)
 }
