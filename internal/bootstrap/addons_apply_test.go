@@ -77,7 +77,7 @@ func TestApplierCallsAWSLessWhenNothingChanged(t *testing.T) {
 		{"the next run, nothing changed", "r1", func() {}, []string{read}},
 		{"a new revision", "r2", func() {}, []string{read, record}},
 		{"the count is due", "r2", func() { backdate("counted", addonsAppliedCountSeconds) }, []string{read, count}},
-		{"the record is due", "r2", func() { backdate("recorded-r2", addonsStatusRefreshSeconds) }, []string{read, record}},
+		{"the record is due", "r2", func() { backdate("recorded", addonsStatusRefreshSeconds) }, []string{read, record}},
 	} {
 		step.before()
 		calls := runApplier(t, state, step.revision)

@@ -197,13 +197,14 @@ for ((i = 0; i < steps; i++)); do
 done
 name=prune
 prune
-mkdir -p "$ADDON_STATE_DIR"
-recorded=$ADDON_STATE_DIR/recorded-$revision
-if [ ! -e "$recorded" ] || due "$recorded" "$STATUS_REFRESH_SECONDS"; then
+# The revision this node last recorded, written once the record is made.
+recorded=$ADDON_STATE_DIR/recorded
+if [ "$(cat "$recorded" 2>/dev/null)" != "$revision" ] || due "$recorded" "$STATUS_REFRESH_SECONDS"; then
+  rm -f "$recorded"
   jq -n --arg r "$revision" --arg t "$(now)" --arg n "$holder" '{revision: $r, appliedAt: $t, node: $n}' >"$work/status.json"
-  rm -f "$ADDON_STATE_DIR"/recorded-*
   aws s3 cp --only-show-errors --content-type application/json "$work/status.json" "$ADDON_STATUS_URL"
-  touch "$recorded"
+  mkdir -p "$ADDON_STATE_DIR"
+  echo "$revision" >"$recorded"
 fi
 if due "$ADDON_STATE_DIR/counted" "$APPLIED_COUNT_SECONDS"; then
   count "$APPLIED_METRIC"
