@@ -48,3 +48,51 @@ func TestFetchAssetRetriesAndRefuses(t *testing.T) {
 		t.Errorf("a file with the wrong digest was left: %v", err)
 	}
 }
+
+// fetch_assets downloads every asset at once, and fails when any fails.
+func TestFetchAssetsAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	script, err := scripts.ReadFile("scripts/assets.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "assets.sh"), script, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A stand-in for the AWS CLI that copies the key's name into the
+	// destination only once all three downloads have begun: one at a time
+	// would never get there, and fails after 5 s.
+	aws := `#!/bin/bash
+touch "$5.begun"
+for _ in $(seq 50); do
+  [ "$(ls ./*.begun | wc -l)" -ge 3 ] && { echo "${4##*/}" >"$5"; exit 0; }
+  command sleep 0.1
+done
+exit 1
+`
+	if err := os.WriteFile(filepath.Join(dir, "aws"), []byte(aws), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	digest := func(s string) string {
+		sum := sha256.Sum256([]byte(s + "\n"))
+		return hex.EncodeToString(sum[:])
+	}
+	run := func(thirdDigest string) (string, error) {
+		cmd := exec.Command("bash", "-c", `sleep() { :; }; rm -f ./*.begun; . ./assets.sh && fetch_assets s3://b/one "$1" one s3://b/two "$2" two s3://b/three "$3" three`,
+			"bash", digest("one"), digest("two"), thirdDigest)
+		cmd.Dir, cmd.Env = dir, append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"))
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := run(digest("three")); err != nil {
+		t.Fatalf("three downloads at once: %v\n%s", err, out)
+	}
+	for _, name := range []string{"one", "two", "three"} {
+		if data, _ := os.ReadFile(filepath.Join(dir, name)); string(data) != name+"\n" {
+			t.Errorf("%s holds %q", name, data)
+		}
+	}
+	if out, err := run(strings.Repeat("0", 64)); err == nil || !strings.Contains(out, "s3://b/three (want sha256 "+strings.Repeat("0", 64)) {
+		t.Errorf("one of three with another digest: %v, want a failure naming it\n%s", err, out)
+	}
+}

@@ -4,6 +4,7 @@
 #    redoes only what had not finished;
 #  - ready_for_service ends the instance's Auto Scaling launch hook once
 #    the node is healthy for its role: only then is it InService;
+#  - bootstrap_done marks the first boot done;
 #  - past the deadline, a failure counts a metric and gives the instance
 #    back (the hook abandoned, or marked Unhealthy), so that its group
 #    replaces it.
@@ -19,10 +20,12 @@ past_deadline() {
 
 # step NAME COMMAND...: runs COMMAND, with errexit, in a subshell, until it
 # succeeds, waiting twice as long each time up to BOOTSTRAP_BACKOFF_SECONDS,
-# until the bootstrap deadline.
+# until the bootstrap deadline. It logs how long the step took, so that a
+# slow boot says where its time went.
 step() {
-  local name=$1 delay=$((BOOTSTRAP_BACKOFF_SECONDS < 5 ? BOOTSTRAP_BACKOFF_SECONDS : 5)) rc
+  local name=$1 delay=$((BOOTSTRAP_BACKOFF_SECONDS < 5 ? BOOTSTRAP_BACKOFF_SECONDS : 5)) rc began
   shift
+  began=$(date +%s)
   [ ! -e "$BOOTSTRAP_STATE_DIR/$name.done" ] || return 0
   while true; do
     set +e
@@ -31,6 +34,7 @@ step() {
     set -e
     if [ "$rc" -eq 0 ]; then
       touch "$BOOTSTRAP_STATE_DIR/$name.done"
+      log "step $name done in $(($(date +%s) - began))s"
       return 0
     fi
     if past_deadline; then
@@ -73,6 +77,10 @@ launch_hook() {
 ready_for_service() {
   step healthy "$@"
   step in-service launch_hook CONTINUE
+}
+
+# bootstrap_done ends the first boot: the unit does not run again.
+bootstrap_done() {
   touch "$BOOTSTRAP_STATE_DIR/done"
   log "bootstrap done in $(($(date +%s) - $(cat "$BOOTSTRAP_STATE_DIR/started")))s"
 }

@@ -7,7 +7,8 @@
 #  - etcd holds kube-system/kubeadm-config: join through the load balancer;
 #  - it does not, and this is the first zone's node: create the cluster;
 #  - otherwise wait for the first zone's node.
-# Once its API server is ready, the node lets its group put it in service.
+# Once its API server is ready, the node lets its group put it in service,
+# then starts its chores' timers.
 # shellcheck source-path=SCRIPTDIR
 here=$(dirname "${BASH_SOURCE[0]}")
 . "$here/node-common.sh"
@@ -142,5 +143,8 @@ step kubelet-config restrict_kubelet_config
 step tools install_control_plane_tools
 step worker-rbac allow_worker_joins
 step version-record record_version
-step timers start_timers
 ready_for_service api_server_ready
+# The chores start once the node is in service: on a busy host their first
+# runs, each calling AWS, held the launch hook up for two minutes.
+step timers start_timers
+bootstrap_done

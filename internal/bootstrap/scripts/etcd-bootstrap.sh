@@ -119,3 +119,4 @@ step dns-in-sync dns_in_sync
 step certs write_secret_files "$SECRET_ID" "$PKI_DIR"
 step start start_member
 ready_for_service member_voting
+bootstrap_done

@@ -38,3 +38,4 @@ step join-token "$here/worker-join-token.sh"
 step kubeadm join
 step kubelet-config restrict_kubelet_config
 ready_for_service node_ready
+bootstrap_done
