@@ -48,15 +48,34 @@ func (c *cluster) replaceInstance(d *Drill, g *lab.NodeGroup) error {
 		}
 		return nil
 	})
+	log := g.BootstrapLog()
 	if err != nil {
-		return fmt.Errorf("%w\n%s", err, g.BootstrapLog())
+		return fmt.Errorf("%w; its steps took: %s\n%s", err, stepTimes(log), log)
 	}
 	d.ReplacementInServiceSeconds = seconds(took)
-	if retried := retriedSteps(g.BootstrapLog()); retried != "" {
+	if retried := retriedSteps(log); retried != "" {
 		d.note(g.Name + "'s replacement retried: " + retried)
 	}
-	c.logf("%s's replacement in service %.0fs after it launched", g.Name, time.Since(start).Seconds())
+	c.logf("%s's replacement in service %.0fs after it launched; its steps took: %s", g.Name, time.Since(start).Seconds(), stepTimes(log))
 	return nil
+}
+
+// stepTimes lists how long each first-boot step took ("kubeadm 212s"),
+// from bootstrap-steps.sh's "step NAME done in Ns" lines, in order; a
+// slow boot says where its time went.
+func stepTimes(log string) string {
+	var out []string
+	for _, line := range strings.Split(log, "\n") {
+		_, rest, ok := strings.Cut(line, "step ")
+		name, took, done := strings.Cut(rest, " done in ")
+		if ok && done && !strings.Contains(name, " ") {
+			out = append(out, name+" "+took)
+		}
+	}
+	if len(out) == 0 {
+		return "no step done"
+	}
+	return strings.Join(out, ", ")
 }
 
 // memberLetGo takes member g's dead instance out of its group, as Auto

@@ -99,6 +99,20 @@ func TestRetriedSteps(t *testing.T) {
 	}
 }
 
+// A replacement's steps, in the order they finished, each with its time.
+func TestStepTimes(t *testing.T) {
+	log := "kubeha-control-plane[eu-west-1a]: step kubernetes done in 41s\n" +
+		"kubeha-control-plane[eu-west-1a]: step kubeadm failed (exit 1); retrying in 5s\n" +
+		"[kubelet-check] The kubelet is healthy after 1.2s, done in 3s\n" +
+		"kubeha-control-plane[eu-west-1a]: step kubeadm done in 212s\n"
+	if got, want := stepTimes(log), "kubernetes 41s, kubeadm 212s"; got != want {
+		t.Errorf("stepTimes = %q, want %q", got, want)
+	}
+	if got := stepTimes("bootstrap failed (exit 1); systemd runs it again"); got != "no step done" {
+		t.Errorf("stepTimes of a log with no finished step = %q", got)
+	}
+}
+
 // The rotation runbook's stack edit: joinTokenGeneration one higher than
 // the stack's (1 when unset), the other controlPlane keys kept.
 func TestRaiseTokenGeneration(t *testing.T) {
