@@ -16,19 +16,3 @@ fetch_asset() {
   done
   return 1
 }
-
-# fetch_assets S3_URL SHA256 DEST [S3_URL SHA256 DEST]... fetches the
-# assets at once, as kops' nodeup does: each download waits on the network
-# (and on a busy host on CPU), not on the others. Fails if any fails.
-fetch_assets() {
-  local pids=() pid failed=0
-  while [ "$#" -ge 3 ]; do
-    fetch_asset "$1" "$2" "$3" &
-    pids+=("$!")
-    shift 3
-  done
-  for pid in "${pids[@]}"; do
-    wait "$pid" || failed=1
-  done
-  return "$failed"
-}

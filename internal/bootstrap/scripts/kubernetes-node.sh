@@ -9,37 +9,31 @@
 . "$(dirname "${BASH_SOURCE[0]}")/assets.sh"
 
 install_kubernetes() {
-  local tmp entry ref image archives=() images=()
+  local tmp entry ref archives=()
   while read -r module; do modprobe "$module"; done <"$KERNEL_MODULES_FILE"
   sysctl --system >/dev/null
   tmp=$(mktemp -d)
-  IFS=, read -r -a archives <<<"${IMAGE_ARCHIVES:-}"
-  for entry in "${archives[@]}"; do
-    images+=("${entry%#*}" "${entry##*#}" "$tmp/image-${#images[@]}.tar")
-  done
-  fetch_assets "$CONTAINERD_ARCHIVE_URL" "$CONTAINERD_ARCHIVE_SHA256" "$tmp/containerd.tar.gz" \
-    "$RUNC_URL" "$RUNC_SHA256" "$tmp/runc" \
-    "$KUBEADM_URL" "$KUBEADM_SHA256" "$tmp/kubeadm" \
-    "$KUBELET_URL" "$KUBELET_SHA256" "$tmp/kubelet" \
-    "$CNI_PLUGINS_ARCHIVE_URL" "$CNI_PLUGINS_ARCHIVE_SHA256" "$tmp/cni-plugins.tgz" \
-    "${images[@]}"
+  fetch_asset "$CONTAINERD_ARCHIVE_URL" "$CONTAINERD_ARCHIVE_SHA256" "$tmp/containerd.tar.gz"
   tar -xzf "$tmp/containerd.tar.gz" -C "$tmp"
   install -m 0755 "$tmp"/bin/* "$BIN_DIR/"
+  fetch_asset "$RUNC_URL" "$RUNC_SHA256" "$tmp/runc"
   install -m 0755 "$tmp/runc" "$RUNC_PATH"
+  fetch_asset "$KUBEADM_URL" "$KUBEADM_SHA256" "$tmp/kubeadm"
+  fetch_asset "$KUBELET_URL" "$KUBELET_SHA256" "$tmp/kubelet"
   install -m 0755 "$tmp/kubeadm" "$tmp/kubelet" "$BIN_DIR/"
   if [ -n "${KUBELET_HELD_VERSION:-}" ]; then
     hold_kubelet "$tmp"
   fi
+  fetch_asset "$CNI_PLUGINS_ARCHIVE_URL" "$CNI_PLUGINS_ARCHIVE_SHA256" "$tmp/cni-plugins.tgz"
   mkdir -p "$CNI_BIN_DIR"
   tar -xzf "$tmp/cni-plugins.tgz" -C "$CNI_BIN_DIR"
   systemctl daemon-reload
   systemctl enable --now containerd
-  # One at a time: two imports of images that share a layer would both
-  # lock it in containerd's content store, and one would fail.
-  for image in "$tmp"/image-*.tar; do
-    [ -e "$image" ] || continue
-    ctr --namespace k8s.io images import "$image" >/dev/null
-    rm -f "$image"
+  IFS=, read -r -a archives <<<"${IMAGE_ARCHIVES:-}"
+  for entry in "${archives[@]}"; do
+    fetch_asset "${entry%#*}" "${entry##*#}" "$tmp/image.tar"
+    ctr --namespace k8s.io images import "$tmp/image.tar" >/dev/null
+    rm -f "$tmp/image.tar"
   done
   # The release's archives name each image for its architecture
   # (kube-apiserver-amd64); kubeadm asks for it without.
@@ -88,8 +82,8 @@ hold_kubelet() {
 install_control_plane_tools() {
   local tmp
   tmp=$(mktemp -d)
-  fetch_assets "$KUBECTL_URL" "$KUBECTL_SHA256" "$tmp/kubectl" \
-    "$HELM_ARCHIVE_URL" "$HELM_ARCHIVE_SHA256" "$tmp/helm.tar.gz"
+  fetch_asset "$KUBECTL_URL" "$KUBECTL_SHA256" "$tmp/kubectl"
+  fetch_asset "$HELM_ARCHIVE_URL" "$HELM_ARCHIVE_SHA256" "$tmp/helm.tar.gz"
   tar -xzf "$tmp/helm.tar.gz" -C "$tmp" linux-amd64/helm
   install -m 0755 "$tmp/kubectl" "$tmp/linux-amd64/helm" "$BIN_DIR/"
   rm -rf "$tmp"
