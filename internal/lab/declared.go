@@ -218,6 +218,9 @@ func (g *NodeGroup) Terminate() {
 
 // UnitLog is what a systemd unit of the running instance logged.
 func (g *NodeGroup) UnitLog(unit string) string {
+	if g.Instance == nil {
+		return g.Name + " runs no instance"
+	}
 	out, err := g.Instance.Exec("journalctl", "--no-pager", "--output", "cat", "--unit", unit)
 	if err != nil {
 		return err.Error()

@@ -174,7 +174,9 @@ func loseWorker(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 	}
 	at, _ := c.nodesDeleted.Load(worker.Name)
 	d.note(fmt.Sprintf("%s drained and let go by its hook %.0fs in, its Node deleted %.0fs in, its instance gone", worker.Name, drained.Seconds(), at.(time.Time).Sub(start).Seconds()))
-	took, err := c.waitFor(worker.Name+"'s replacement Ready", 5*time.Minute, func() error {
+	// The group launched the replacement once the Node was deleted; it
+	// has the stack's bootstrap deadline, as the node itself does.
+	took, err := c.waitFor(worker.Name+"'s replacement Ready", c.stack.bootstrapDeadline, func() error {
 		nodes, err := c.listNodes()
 		if err != nil {
 			return err
@@ -186,8 +188,9 @@ func loseWorker(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 		}
 		return fmt.Errorf("no Ready Node %s", worker.Name)
 	})
+	log := worker.BootstrapLog()
 	if err != nil {
-		return d, err
+		return d, fmt.Errorf("%w; its steps took: %s\n%s", err, stepTimes(log), log)
 	}
 	// Its CoreDNS pod waited unschedulable; the scheduler tries such pods
 	// again on a Node event, and at least every 5 minutes.
@@ -196,7 +199,7 @@ func loseWorker(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 	if err != nil {
 		return d, err
 	}
-	d.note(fmt.Sprintf("the replacement Ready %.0fs after it was in service, CoreDNS by zone %s %.0fs later", took.Seconds(), perZone(coreDNS), time.Since(back).Seconds()))
+	d.note(fmt.Sprintf("the replacement Ready %.0fs after it launched (its steps took: %s), CoreDNS by zone %s %.0fs later", took.Seconds(), stepTimes(log), perZone(coreDNS), time.Since(back).Seconds()))
 	if err := heal(c, p, &d); err != nil {
 		return d, err
 	}
