@@ -27,11 +27,16 @@ const attachRefusal = time.Minute
 // on EC2 has its own.
 const launchLimit = 8 * time.Minute
 
+// bootLimit is how long the rehearsal waits for a launched node before it
+// gives up on it: until the node itself would have given up. Its deadline
+// counts from its first-boot unit's start, after cloud-init, and it gives
+// up once the step then running fails, a backoff and a try (5 downloads)
+// past it. A control-plane node's boot took 549 to 600 s after launch
+// while eight other nodes shared the lab machine's two CPUs.
+func (c *cluster) bootLimit() time.Duration { return c.stack.bootstrapDeadline + 3*time.Minute }
+
 // replaceInstance launches g's new instance and waits until its first
-// boot completed the launch hook, recording how long that took. It waits
-// the stack's bootstrap deadline, at which the node itself would give up:
-// a control-plane node's boot took over 8 minutes while eight other nodes
-// shared the lab machine's two CPUs.
+// boot completed the launch hook, recording how long that took.
 func (c *cluster) replaceInstance(d *Drill, g *lab.NodeGroup) error {
 	if slices.Contains(c.members, g) {
 		if err := c.memberLetGo(d, g); err != nil {
@@ -42,7 +47,7 @@ func (c *cluster) replaceInstance(d *Drill, g *lab.NodeGroup) error {
 	if err := g.Start(); err != nil {
 		return err
 	}
-	took, err := c.waitFor(g.Name+"'s replacement in service", c.stack.bootstrapDeadline, func() error {
+	took, err := c.waitFor(g.Name+"'s replacement in service", c.bootLimit(), func() error {
 		if !g.InService() {
 			return fmt.Errorf("%s's launch hook is not completed", g.Name)
 		}
@@ -329,9 +334,7 @@ func (c *cluster) giveUpAndReplace(ctx context.Context, g *lab.NodeGroup, launch
 	var d Drill
 	deadline := c.stack.bootstrapDeadline
 	first := g.Instance.ID
-	// A step's tries end at most a backoff and a try (5 downloads) past
-	// the deadline.
-	_, err := lab.WaitFor(ctx, g.Name+" giving itself up", deadline+3*time.Minute, func() error {
+	_, err := lab.WaitFor(ctx, g.Name+" giving itself up", c.bootLimit(), func() error {
 		if gi, _ := c.cloud.GroupInstance(first); gi.State != awsdouble.Terminating || gi.Healthy {
 			return fmt.Errorf("%s is %s, healthy %v", first, gi.State, gi.Healthy)
 		}

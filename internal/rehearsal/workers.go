@@ -174,9 +174,8 @@ func loseWorker(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 	}
 	at, _ := c.nodesDeleted.Load(worker.Name)
 	d.note(fmt.Sprintf("%s drained and let go by its hook %.0fs in, its Node deleted %.0fs in, its instance gone", worker.Name, drained.Seconds(), at.(time.Time).Sub(start).Seconds()))
-	// The group launched the replacement once the Node was deleted; it
-	// has the stack's bootstrap deadline, as the node itself does.
-	took, err := c.waitFor(worker.Name+"'s replacement Ready", c.stack.bootstrapDeadline, func() error {
+	// The group launched the replacement once the Node was deleted.
+	took, err := c.waitFor(worker.Name+"'s replacement Ready", c.bootLimit(), func() error {
 		nodes, err := c.listNodes()
 		if err != nil {
 			return err
