@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -36,6 +37,9 @@ fi
 		"hostname": "#!/bin/sh\necho cp-a\n",
 	}, "addons-apply.sh", "node-common.sh", "credentials.sh", "assets.sh", "due.sh")
 	cmd := exec.Command("bash", filepath.Join(bin, "addons-apply.sh"))
+	// In a process group of its own, as systemd runs the unit: a run that
+	// loses the Lease stops with `kill 0`, which must not reach the test.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Env = []string{"PATH=" + bin + ":/usr/bin:/bin", "ROLE=control-plane", "ZONE=eu-west-1a", "ADMIN_KUBECONFIG=/dev/null",
 		"ADDON_SET_URL=s3://assets/" + AddonSetKey, "ADDON_STATUS_URL=s3://assets/" + AddonStatusKey, "APPLIER_NAME=" + AddonsApplierName,
 		"LEASE_SECONDS=240", "LEASE_RENEW_SECONDS=1", "HELM_TIMEOUT=60", "METRIC_NAMESPACE=kubeha", "METRIC_DIMENSIONS=Cluster=c1",
