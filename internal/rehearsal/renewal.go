@@ -28,11 +28,6 @@ const (
 	renewSpread   = 20 * time.Second
 	shortStagger  = 40 * time.Second
 	reissueBefore = 80 * time.Second
-	// restartLimit is how long the cluster may take to be whole after an
-	// etcd member restarts: an API server whose container restarted at
-	// that moment was still syncing its caches 3 minutes later, while nine
-	// nodes shared the lab machine's two CPUs.
-	restartLimit = 5 * time.Minute
 )
 
 // The drill's settings on a node: an environment file read after the
@@ -136,7 +131,7 @@ func renewShortCertificates(ctx context.Context, c *cluster, p *probe) (Drill, e
 		if out, err := m.Instance.Exec("systemctl", "restart", "etcd"); err != nil {
 			return d, fmt.Errorf("restarting etcd on %s: %w: %s", m.Name, err, out)
 		}
-		if _, err := c.waitFor("the cluster whole after "+m.Name+"'s etcd restarted", restartLimit, c.fullyHealthy); err != nil {
+		if _, err := c.waitFor("the cluster whole after "+m.Name+"'s etcd restarted", recoveryLimit, c.fullyHealthy); err != nil {
 			return d, fmt.Errorf("%w\n%s", err, c.apiServerLogs())
 		}
 	}
