@@ -55,7 +55,7 @@ func (c *cluster) replaceInstance(d *Drill, g *lab.NodeGroup) error {
 	})
 	log := g.BootstrapLog()
 	if err != nil {
-		return fmt.Errorf("%w; its steps took: %s\n%s", err, stepTimes(log), log)
+		return bootFailure(err, log)
 	}
 	d.ReplacementInServiceSeconds = seconds(took)
 	if retried := retriedSteps(log); retried != "" {
@@ -65,15 +65,27 @@ func (c *cluster) replaceInstance(d *Drill, g *lab.NodeGroup) error {
 	return nil
 }
 
+// bootFailure is err for a replacement that did not come up, with how
+// long each of its steps took and its first boot's log.
+func bootFailure(err error, log string) error {
+	return fmt.Errorf("%w; its steps took: %s\n%s", err, stepTimes(log), log)
+}
+
+// stepLine reads one of bootstrap-steps.sh's "step NAME<sep>REST" lines,
+// not a tool's output that happens to hold the words.
+func stepLine(line, sep string) (name, rest string, ok bool) {
+	_, after, found := strings.Cut(line, "step ")
+	name, rest, matched := strings.Cut(after, sep)
+	return name, rest, found && matched && !strings.Contains(name, " ")
+}
+
 // stepTimes lists how long each first-boot step took ("kubeadm 212s"),
 // from bootstrap-steps.sh's "step NAME done in Ns" lines, in order; a
 // slow boot says where its time went.
 func stepTimes(log string) string {
 	var out []string
 	for _, line := range strings.Split(log, "\n") {
-		_, rest, ok := strings.Cut(line, "step ")
-		name, took, done := strings.Cut(rest, " done in ")
-		if ok && done && !strings.Contains(name, " ") {
+		if name, took, ok := stepLine(line, " done in "); ok {
 			out = append(out, name+" "+took)
 		}
 	}
@@ -114,9 +126,8 @@ func retriedSteps(log string) string {
 	var names []string
 	times := map[string]int{}
 	for _, line := range strings.Split(log, "\n") {
-		_, rest, ok := strings.Cut(line, "step ")
-		name, _, failed := strings.Cut(rest, " failed (exit ")
-		if !ok || !failed || strings.Contains(name, " ") {
+		name, _, ok := stepLine(line, " failed (exit ")
+		if !ok {
 			continue
 		}
 		if times[name] == 0 {

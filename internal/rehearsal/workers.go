@@ -189,7 +189,7 @@ func loseWorker(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 	})
 	log := worker.BootstrapLog()
 	if err != nil {
-		return d, fmt.Errorf("%w; its steps took: %s\n%s", err, stepTimes(log), log)
+		return d, bootFailure(err, log)
 	}
 	// Its CoreDNS pod waited unschedulable; the scheduler tries such pods
 	// again on a Node event, and at least every 5 minutes.

@@ -25,8 +25,8 @@ past_deadline() {
 step() {
   local name=$1 delay=$((BOOTSTRAP_BACKOFF_SECONDS < 5 ? BOOTSTRAP_BACKOFF_SECONDS : 5)) rc began
   shift
-  began=$(date +%s)
   [ ! -e "$BOOTSTRAP_STATE_DIR/$name.done" ] || return 0
+  began=$(date +%s)
   while true; do
     set +e
     (set -e && "$@")
