@@ -61,6 +61,12 @@ real:
 # What the rehearsal targets print of the test's verbose log.
 REHEARSAL_LINES := '^(--- |ok|FAIL|PASS)|SKIPPED|_test.go|^\s+(drill|[a-k]|u|d-tcp)[[:space:]:]|^\s+upgrade |^\s+\S+ \((etcd member|control plane|worker), |^\s+longest unheld|acknowledged writes|^\s+(add-ons|join token|worker join token|worker boot|kube-bench|kubelet certificates|certificate renewal|workload identity|kube-proxy|data plane|service|scheduling)|^\s+(gap|denied|signed) '
 
+# The whole log, and on failure the whole failure: its message carries the
+# node's log, which the lines above leave out.
+REHEARSAL_LOG := .cache/rehearsal-test.log
+REHEARSAL_FAILURE := echo "--- the failure in full (all of it in $(REHEARSAL_LOG)):"; \
+  sed -n '/rehearsal failed:/,/^--- FAIL/p' $(REHEARSAL_LOG) | tail -n 300
+
 # Tier 4: the rehearsal as a test (build tag rehearsal): every etcd and
 # control-plane node booted from its user-data, the security baseline held,
 # no lost writes, and
@@ -69,15 +75,17 @@ REHEARSAL_LINES := '^(--- |ok|FAIL|PASS)|SKIPPED|_test.go|^\s+(drill|[a-k]|u|d-t
 # beating TCP, which never takes out a node cut from etcd.
 rehearsal:
 	@echo "NOT IN make test: drill u, the upgrade (about 80 min on 2 cores, over what CI's 90-min run leaves); run make rehearsal-upgrade"
+	@mkdir -p .cache
 	$(GO) test -count=1 -tags rehearsal -timeout 80m -v -run '^TestRehearsal$$' ./internal/rehearsal \
-	  | grep -E $(REHEARSAL_LINES)
+	  | tee $(REHEARSAL_LOG) | grep -E $(REHEARSAL_LINES) || { $(REHEARSAL_FAILURE); exit 1; }
 
 # Drill u alone: a dev cluster created at the release before the stack's,
 # upgraded to it node by node under the write probe (about 105 min on 2
 # cores, setup included).
 rehearsal-upgrade: tools
+	@mkdir -p .cache
 	$(GO) test -count=1 -tags rehearsal -timeout 150m -v -run '^TestRehearsalUpgrade$$' ./internal/rehearsal \
-	  | grep -E $(REHEARSAL_LINES)
+	  | tee $(REHEARSAL_LOG) | grep -E $(REHEARSAL_LINES) || { $(REHEARSAL_FAILURE); exit 1; }
 
 # A short coverage-guided run of each config fuzzer; `make fuzz FUZZTIME=10m` for longer.
 fuzz:

@@ -4,6 +4,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -131,6 +134,22 @@ step flaky flaky`
 		}
 		if code == 0 || strings.Join(calls, ",") != want {
 			t.Errorf("run %d past the deadline: exit %d, calls %v, want a failure and %q\n%s", run, code, calls, want, log)
+		}
+	}
+}
+
+// TestStepNeverSleepsPastTheDeadline: a failing step's backoff is cut to
+// the time left, so that a node that cannot boot gives itself up at its
+// deadline rather than a backoff after it.
+func TestStepNeverSleepsPastTheDeadline(t *testing.T) {
+	code, calls, log := runSteps(t, t.TempDir(), "c1-etcd-a\tPending:Wait", "2", "BOOTSTRAP_BACKOFF_SECONDS=60\nstep never false")
+	pauses := regexp.MustCompile(`retrying in (\d+)s`).FindAllStringSubmatch(log, -1)
+	if code == 0 || len(pauses) == 0 || !slices.Contains(calls, "autoscaling set-instance-health") {
+		t.Fatalf("exit %d, calls %v, want a retry, then the node given up:\n%s", code, calls, log)
+	}
+	for _, p := range pauses {
+		if n, _ := strconv.Atoi(p[1]); n < 1 || n > 2 {
+			t.Errorf("a retry paused %ss with at most 2s to its deadline (backoff 5s):\n%s", p[1], log)
 		}
 	}
 }

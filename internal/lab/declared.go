@@ -218,10 +218,21 @@ func (g *NodeGroup) Terminate() {
 
 // UnitLog is what a systemd unit of the running instance logged.
 func (g *NodeGroup) UnitLog(unit string) string {
+	return g.report("journalctl", "--no-pager", "--output", "cat", "--unit", unit)
+}
+
+// BootState is where the running instance's boot stands: systemd's state
+// and queued jobs, and cloud-init's, for a first boot that logged nothing.
+func (g *NodeGroup) BootState() string {
+	return g.report("sh", "-c", "systemctl is-system-running; systemctl list-jobs --no-pager; cloud-init status --long")
+}
+
+// report is what args print on the running instance, or why they could not.
+func (g *NodeGroup) report(args ...string) string {
 	if g.Instance == nil {
 		return g.Name + " runs no instance"
 	}
-	out, err := g.Instance.Exec("journalctl", "--no-pager", "--output", "cat", "--unit", unit)
+	out, err := g.Instance.Exec(args...)
 	if err != nil {
 		return err.Error()
 	}

@@ -14,16 +14,21 @@
 install -d -m 0700 "$BOOTSTRAP_STATE_DIR"
 [ -e "$BOOTSTRAP_STATE_DIR/started" ] || date +%s >"$BOOTSTRAP_STATE_DIR/started"
 
+seconds_left() {
+  echo $(($(cat "$BOOTSTRAP_STATE_DIR/started") + BOOTSTRAP_DEADLINE_SECONDS - $(date +%s)))
+}
+
 past_deadline() {
-  [ $(($(date +%s) - $(cat "$BOOTSTRAP_STATE_DIR/started"))) -ge "$BOOTSTRAP_DEADLINE_SECONDS" ]
+  [ "$(seconds_left)" -le 0 ]
 }
 
 # step NAME COMMAND...: runs COMMAND, with errexit, in a subshell, until it
 # succeeds, waiting twice as long each time up to BOOTSTRAP_BACKOFF_SECONDS,
-# until the bootstrap deadline. It logs how long the step took, so that a
-# slow boot says where its time went.
+# until the bootstrap deadline, never sleeping past it: a node that cannot
+# boot gives itself up at its deadline, not a backoff later. It logs how
+# long the step took, so that a slow boot says where its time went.
 step() {
-  local name=$1 delay=$((BOOTSTRAP_BACKOFF_SECONDS < 5 ? BOOTSTRAP_BACKOFF_SECONDS : 5)) rc began
+  local name=$1 delay=$((BOOTSTRAP_BACKOFF_SECONDS < 5 ? BOOTSTRAP_BACKOFF_SECONDS : 5)) rc began pause
   shift
   [ ! -e "$BOOTSTRAP_STATE_DIR/$name.done" ] || return 0
   began=$(date +%s)
@@ -41,8 +46,10 @@ step() {
       log "step $name failed (exit $rc) and the bootstrap deadline has passed"
       return 1
     fi
-    log "step $name failed (exit $rc); retrying in ${delay}s"
-    sleep "$delay"
+    pause=$(seconds_left)
+    pause=$((delay < pause ? delay : pause))
+    log "step $name failed (exit $rc); retrying in ${pause}s"
+    sleep "$pause"
     delay=$((delay * 2 < BOOTSTRAP_BACKOFF_SECONDS ? delay * 2 : BOOTSTRAP_BACKOFF_SECONDS))
   done
 }
