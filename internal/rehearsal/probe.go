@@ -223,16 +223,32 @@ func (w windowStats) causeList() string {
 	return strings.Join(parts, ", ")
 }
 
+// listProbe lists the probe's objects through the load balancer with
+// query. A list of thousands of objects, right after a fault, may be slow
+// or land on a node still settling: a longer timeout, a few tries.
+func (c *cluster) listProbe(query string) (string, error) {
+	api, err := lab.NewAPI(lbIP, c.endpoint, c.k8sCA, c.admin, 30*time.Second)
+	if err != nil {
+		return "", err
+	}
+	var code int
+	var body string
+	for try := 0; try < 5; try++ {
+		if code, body, err = api.Do("GET", probePath+"?"+query, nil); err == nil && code == http.StatusOK {
+			return body, nil
+		}
+		time.Sleep(time.Second)
+	}
+	return "", fmt.Errorf("listing the probe's objects: HTTP %d %v", code, err)
+}
+
 // lostWrites lists acknowledged writes the cluster no longer has: every
 // write acknowledged before the list was asked for must be in it.
 func (p *probe) lostWrites() ([]string, error) {
 	p.mu.Lock()
 	acked := slices.Clone(p.acked)
 	p.mu.Unlock()
-	// A list of thousands of objects, right after a fault, may be slow or
-	// land on a node still settling: a longer timeout, a few tries.
-	c := p.c
-	api, err := lab.NewAPI(lbIP, c.endpoint, c.k8sCA, c.admin, 30*time.Second)
+	body, err := p.c.listProbe("labelSelector=" + probeLabel + "%3Dtrue")
 	if err != nil {
 		return nil, err
 	}
@@ -240,17 +256,6 @@ func (p *probe) lostWrites() ([]string, error) {
 		Items []struct {
 			Metadata struct{ Name string }
 		}
-	}
-	var code int
-	var body string
-	for try := 0; try < 5; try++ {
-		if code, body, err = api.Do("GET", probePath+"?labelSelector="+probeLabel+"%3Dtrue", nil); err == nil && code == http.StatusOK {
-			break
-		}
-		time.Sleep(time.Second)
-	}
-	if err != nil || code != http.StatusOK {
-		return nil, fmt.Errorf("listing the probe's objects: HTTP %d %v", code, err)
 	}
 	if err := json.Unmarshal([]byte(body), &list); err != nil {
 		return nil, err

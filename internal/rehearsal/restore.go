@@ -164,7 +164,14 @@ func restoreFromSnapshot(_ context.Context, c *cluster, p *probe) (Drill, error)
 	if now <= seen {
 		return d, fmt.Errorf("revision %d after the restore, %d seen before: watchers would miss changes", now, seen)
 	}
-	code, body, err := c.lbAdmin.Do("GET", fmt.Sprintf("%s?watch=1&timeoutSeconds=1&resourceVersion=%d", probePath, seen), nil)
+	var code int
+	var body string
+	for try := 0; try < 5; try++ { // the API may still be slow to answer
+		if code, body, err = c.lbAdmin.Do("GET", fmt.Sprintf("%s?watch=1&timeoutSeconds=1&resourceVersion=%d", probePath, seen), nil); err == nil {
+			break
+		}
+		time.Sleep(time.Second)
+	}
 	if err != nil || (code != http.StatusGone && !strings.Contains(body, `"code":410`)) {
 		return d, fmt.Errorf("a watch from revision %d before the restore: HTTP %d %v %.300s, want 410 Gone", seen, code, err, body)
 	}
@@ -176,9 +183,9 @@ func restoreFromSnapshot(_ context.Context, c *cluster, p *probe) (Drill, error)
 // probeRevision is the resourceVersion of the probe's objects as listed
 // now through the load balancer: the cluster's revision.
 func (c *cluster) probeRevision() (int64, error) {
-	code, body, err := c.lbAdmin.Do("GET", probePath+"?limit=1", nil)
-	if err != nil || code != http.StatusOK {
-		return 0, fmt.Errorf("listing the probe's objects: HTTP %d %v", code, err)
+	body, err := c.listProbe("limit=1")
+	if err != nil {
+		return 0, err
 	}
 	var list struct {
 		Metadata struct{ ResourceVersion string }
