@@ -223,23 +223,32 @@ func (w windowStats) causeList() string {
 	return strings.Join(parts, ", ")
 }
 
-// listProbe lists the probe's objects through the load balancer with
-// query. A list of thousands of objects, right after a fault, may be slow
-// or land on a node still settling: a longer timeout, a few tries.
-func (c *cluster) listProbe(query string) (string, error) {
+// patientGet GETs path through the load balancer until want(code), at
+// most five tries. Right after a fault the API may be slow, or the request
+// land on a node still settling: a 30 s timeout.
+func (c *cluster) patientGet(path string, want func(code int) bool) (int, string, error) {
 	api, err := lab.NewAPI(lbIP, c.endpoint, c.k8sCA, c.admin, 30*time.Second)
 	if err != nil {
-		return "", err
+		return 0, "", err
 	}
 	var code int
 	var body string
 	for try := 0; try < 5; try++ {
-		if code, body, err = api.Do("GET", probePath+"?"+query, nil); err == nil && code == http.StatusOK {
-			return body, nil
+		if code, body, err = api.Do("GET", path, nil); err == nil && want(code) {
+			break
 		}
 		time.Sleep(time.Second)
 	}
-	return "", fmt.Errorf("listing the probe's objects: HTTP %d %v", code, err)
+	return code, body, err
+}
+
+// listProbe lists the probe's objects (thousands of them) with query.
+func (c *cluster) listProbe(query string) (string, error) {
+	code, body, err := c.patientGet(probePath+"?"+query, func(code int) bool { return code == http.StatusOK })
+	if err != nil || code != http.StatusOK {
+		return "", fmt.Errorf("listing the probe's objects: HTTP %d %v", code, err)
+	}
+	return body, nil
 }
 
 // lostWrites lists acknowledged writes the cluster no longer has: every

@@ -31,7 +31,7 @@ const launchLimit = 8 * time.Minute
 // gives up on it: until the node itself would have given up. Its deadline
 // counts from its first-boot unit's start, after cloud-init (50 to 90 s
 // after launch), and it gives up once the try then running fails (a
-// download tried 5 times, about 70 s on the busy machine), with 4 AWS
+// download tried 5 times, 70 to 100 s on the busy machine), with 4 AWS
 // calls more. A control-plane node's boot took 549 to 600 s after launch
 // while eight other nodes shared the lab machine's two CPUs.
 func (c *cluster) bootLimit() time.Duration { return c.stack.bootstrapDeadline + 5*time.Minute }

@@ -164,14 +164,8 @@ func restoreFromSnapshot(_ context.Context, c *cluster, p *probe) (Drill, error)
 	if now <= seen {
 		return d, fmt.Errorf("revision %d after the restore, %d seen before: watchers would miss changes", now, seen)
 	}
-	var code int
-	var body string
-	for try := 0; try < 5; try++ { // the API may still be slow to answer
-		if code, body, err = c.lbAdmin.Do("GET", fmt.Sprintf("%s?watch=1&timeoutSeconds=1&resourceVersion=%d", probePath, seen), nil); err == nil {
-			break
-		}
-		time.Sleep(time.Second)
-	}
+	anyAnswer := func(int) bool { return true }
+	code, body, err := c.patientGet(fmt.Sprintf("%s?watch=1&timeoutSeconds=1&resourceVersion=%d", probePath, seen), anyAnswer)
 	if err != nil || (code != http.StatusGone && !strings.Contains(body, `"code":410`)) {
 		return d, fmt.Errorf("a watch from revision %d before the restore: HTTP %d %v %.300s, want 410 Gone", seen, code, err, body)
 	}
