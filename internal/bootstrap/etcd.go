@@ -76,6 +76,10 @@ const (
 	// EtcdRestoreCommand runs etcd-restore.sh with the member's settings
 	// (README: etcd restore).
 	EtcdRestoreCommand = "/usr/local/sbin/kubeha-etcd-restore"
+	// EtcdHoldFile, while it exists, keeps etcd.service from starting at
+	// all (a first boot's retry, Restart=always): `kubeha-etcd-restore
+	// hold` makes it, `release` removes it, a reboot clears it.
+	EtcdHoldFile = "/run/kubeha/etcd.hold"
 	// EtcdMemberAddRetry is how often etcd-start.sh asks the cluster to
 	// take a replacement member back until it does: etcd refuses while the
 	// member asked has not been connected to all the others for 5 s.
@@ -282,6 +286,7 @@ func (c EtcdCluster) Node(p EtcdNodeParams) (Node, error) {
 		{"BACKUP_URL", c.BackupURL(p.BackupBucket)},
 		{"CLUSTER_MARKER_URL", "s3://" + p.BackupBucket + "/" + EtcdClusterMarkerKey},
 		{"RESTORE_BUMP_REVISION", fmt.Sprint(etcdRestoreBumpRevision)},
+		{"HOLD_FILE", EtcdHoldFile},
 		{"KMS_KEY_ID", p.KMSKeyID},
 		{"SNAPSHOT_METRIC_NAMESPACE", EtcdSnapshotMetricNamespace},
 		{"SNAPSHOT_METRIC", EtcdSnapshotMetric},
@@ -388,6 +393,7 @@ func (c EtcdCluster) units() (service, backup, timer unit) {
 		"Wants=network-online.target",
 		"After=network-online.target",
 		"RequiresMountsFor=" + EtcdVolumeMount,
+		"ConditionPathExists=!" + EtcdHoldFile,
 		"",
 		"[Service]",
 		"Type=notify",

@@ -132,8 +132,9 @@ func TestEtcdNodeUnits(t *testing.T) {
 	c := NewEtcdCluster("c1", zones3, 3, 10, 30)
 	n := etcdNode(t, c, 0)
 	unit := n.File("/etc/systemd/system/etcd.service")
-	if unit == nil || !strings.Contains(unit.Content, "Restart=always") || !strings.Contains(unit.Content, "ExecStart="+ScriptDir+"/etcd-start.sh") {
-		t.Errorf("etcd.service = %+v, want Restart=always and the start script", unit)
+	if unit == nil || !strings.Contains(unit.Content, "Restart=always") || !strings.Contains(unit.Content, "ExecStart="+ScriptDir+"/etcd-start.sh") ||
+		!strings.Contains(unit.Content, "\nConditionPathExists=!"+EtcdHoldFile+"\n") {
+		t.Errorf("etcd.service = %+v, want Restart=always, the start script, and no start while the restore's hold file exists", unit)
 	}
 	timer := n.File("/etc/systemd/system/kubeha-etcd-backup.timer")
 	if timer == nil || !strings.Contains(timer.Content, "OnUnitActiveSec=30min") {

@@ -221,6 +221,11 @@ func (g *NodeGroup) UnitLog(unit string) string {
 	return g.report("journalctl", "--no-pager", "--output", "cat", "--unit", unit)
 }
 
+// RecentLog is the last lines a unit logged on the running instance.
+func (g *NodeGroup) RecentLog(unit string, lines int) string {
+	return g.report("journalctl", "--no-pager", "--output", "short-iso", "--lines", fmt.Sprint(lines), "--unit", unit)
+}
+
 // BootState is where the running instance's boot stands: systemd's state
 // and queued jobs, and cloud-init's, for a first boot that logged nothing.
 func (g *NodeGroup) BootState() string {

@@ -105,33 +105,23 @@ func restoreFromSnapshot(_ context.Context, c *cluster, p *probe) (Drill, error)
 	}); err != nil {
 		return d, err
 	}
-	// Runbook steps 3 to 5: stop etcd, restore the same snapshot with the
-	// same new token on every member, start etcd.
+	// Runbook steps 3 to 5: hold etcd on every member (a fresh member's
+	// first boot still retries starting it), restore the same snapshot
+	// with the same new token on every member, release each.
 	token := "kubeha-restore-" + time.Now().UTC().Format("20060102T150405")
-	for _, m := range c.members {
-		// A fresh member's first boot still retries starting etcd, and a
-		// start it queues cancels the stop: stop again, as an operator
-		// told "Job for etcd.service canceled" would.
-		for attempt := 1; ; attempt++ {
-			out, err := m.Instance.Exec("systemctl", "stop", "etcd")
-			if err == nil {
-				break
+	for _, args := range [][]string{{"hold"}, {"s3://" + bucket + "/" + snapshot, token}, {"release"}} {
+		for _, m := range c.members {
+			if out, err := m.Instance.Exec(append([]string{bootstrap.EtcdRestoreCommand}, args...)...); err != nil {
+				return d, fmt.Errorf("%s: kubeha-etcd-restore %s: %w\n%s", m.Name, args[0], err, out)
 			}
-			if attempt == 5 || !strings.Contains(out+err.Error(), "canceled") {
-				return d, err
-			}
-			time.Sleep(2 * time.Second)
-		}
-		if out, err := m.Instance.Exec(bootstrap.EtcdRestoreCommand, "s3://"+bucket+"/"+snapshot, token); err != nil {
-			return d, fmt.Errorf("%s: restore: %w\n%s", m.Name, err, out)
-		}
-	}
-	for _, m := range c.members {
-		if _, err := m.Instance.Exec("systemctl", "start", "--no-block", "etcd"); err != nil {
-			return d, err
 		}
 	}
 	if _, err := c.waitFor("the restored etcd healthy", launchLimit, c.etcdHealthy); err != nil {
+		for i, m := range c.members {
+			if healthy, _ := c.etcdState(i); !healthy {
+				err = fmt.Errorf("%w\n%s's etcd:\n%s", err, m.Name, m.RecentLog("etcd.service", 60))
+			}
+		}
 		return d, err
 	}
 	// Step 6: the control plane again, with fresh caches.

@@ -1,17 +1,55 @@
 #!/usr/bin/env bash
-# Restores this member's data from a snapshot. Stop etcd on every member,
-# run this on each with the same snapshot and the same new cluster token,
-# then start etcd on each (README: etcd restore):
+# Restores this member's data from a snapshot (README: etcd restore). On
+# every member first, then on each in turn:
+#   kubeha-etcd-restore hold
 #   kubeha-etcd-restore s3://BUCKET/snapshots/NAME.db restore-20260101
-# The current data is moved aside, never deleted.
+#   kubeha-etcd-restore release
+# The same snapshot and the same new cluster token on every member. The
+# current data is moved aside, never deleted.
 # shellcheck source-path=SCRIPTDIR
 . "$(dirname "${BASH_SOURCE[0]}")/etcd-common.sh"
 
-snapshot=${1:?usage: kubeha-etcd-restore SNAPSHOT NEW_CLUSTER_TOKEN (SNAPSHOT: s3:// URL or file)}
-token=${2:?usage: kubeha-etcd-restore SNAPSHOT NEW_CLUSTER_TOKEN}
+# A stop alone is not enough: a first boot still retrying, or
+# Restart=always, starts etcd again, and a member started with no data
+# while two restored ones have quorum re-registers itself, removing its
+# restored entry. The hold file keeps etcd.service from starting at all.
+case ${1:-} in
+  hold)
+    mkdir -p "$(dirname "$HOLD_FILE")"
+    touch "$HOLD_FILE"
+    # A start queued just before the hold cancels a stop: stop again.
+    for _ in 1 2 3 4 5; do
+      systemctl stop "$MEMBER_SERVICE" || true
+      case $(systemctl show --property ActiveState --value "$MEMBER_SERVICE") in
+        inactive | failed)
+          log "etcd held and stopped; once every member is held, restore each"
+          exit 0
+          ;;
+      esac
+      sleep 2
+    done
+    log "etcd is held but still running"
+    exit 1
+    ;;
+  release)
+    rm -f "$HOLD_FILE"
+    # Not waiting: a member is ready only once a majority of them runs.
+    systemctl start --no-block "$MEMBER_SERVICE"
+    log "etcd released and starting"
+    exit 0
+    ;;
+esac
 
+usage="usage: kubeha-etcd-restore hold | SNAPSHOT NEW_CLUSTER_TOKEN | release (SNAPSHOT: s3:// URL or file)"
+snapshot=${1:?$usage}
+token=${2:?$usage}
+
+if [ ! -e "$HOLD_FILE" ]; then
+  log "etcd is not held: on every member first run kubeha-etcd-restore hold"
+  exit 1
+fi
 if etcdctl --endpoints "$LOCAL_CLIENT_URL" endpoint health >/dev/null 2>&1; then
-  log "etcd is running on this member: stop it first (systemctl stop $MEMBER_SERVICE)"
+  log "etcd is running on this member: run kubeha-etcd-restore hold first"
   exit 1
 fi
 
@@ -36,4 +74,4 @@ if [ -d "$DATA_DIR" ]; then
   log "previous data kept at $aside"
 fi
 mv "$work/data" "$DATA_DIR"
-log "restored $snapshot; start etcd on every member now"
+log "restored $snapshot; once every member is restored, run kubeha-etcd-restore release on each"
