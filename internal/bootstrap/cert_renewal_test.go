@@ -75,19 +75,38 @@ func (n renewalNode) serial(t *testing.T) string {
 	return cert.SerialNumber.String()
 }
 
+// renewal is what one run of control-plane-cert-renewal.sh did.
+type renewal struct {
+	code int
+	log  string
+	// days left it sent.
+	days float64
+	// order the components came back in.
+	order []string
+	// apiServerEtcdCert is the etcd client certificate on disk when the
+	// API server came back.
+	apiServerEtcdCert string
+}
+
 // renew runs control-plane-cert-renewal.sh once with renewBefore, against
 // the node, fake static pods (a component runs while its manifest is in
-// the folder) and a fake aws and IMDS. It returns the exit code, the log,
-// the days left it sent, and the components in the order they came back.
-func (n renewalNode) renew(t *testing.T, renewBefore time.Duration, etcdCert []byte) (int, string, float64, []string) {
+// the folder) and a fake aws and IMDS. The node's secret holds etcdCert,
+// and reissued (if any) from when the controller-manager is restarted on,
+// as a `pulumi up` during the run would.
+func (n renewalNode) renew(t *testing.T, renewBefore time.Duration, etcdCert, reissued []byte) renewal {
 	t.Helper()
 	dir := t.TempDir()
-	secret, err := json.Marshal(map[string]string{PKISecretPrefix + "apiserver-etcd-client.crt": string(etcdCert)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "secret.json"), secret, 0o600); err != nil {
-		t.Fatal(err)
+	for name, cert := range map[string][]byte{"secret.json": etcdCert, "reissued.json": reissued} {
+		if cert == nil {
+			continue
+		}
+		secret, err := json.Marshal(map[string]string{PKISecretPrefix + "apiserver-etcd-client.crt": string(cert)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), secret, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	manifests := filepath.Join(dir, "manifests")
 	if err := os.Mkdir(manifests, 0o755); err != nil {
@@ -113,8 +132,8 @@ url=${*: -1}
 case $url in
   */api/token) echo token ;;
   */meta-data/instance-id) echo i-0abc ;;
-  *:6443/*) c=kube-apiserver ;;
-  *:10257/*) c=kube-controller-manager ;;
+  *:6443/*) c=kube-apiserver; cp "$ETCD_CERT_FILE" "` + dir + `/apiserver-etcd-cert" ;;
+  *:10257/*) c=kube-controller-manager; [ ! -f "` + dir + `/reissued.json" ] || mv "` + dir + `/reissued.json" "` + dir + `/secret.json" ;;
   *:10259/*) c=kube-scheduler ;;
 esac
 if [ -n "$c" ]; then
@@ -139,18 +158,21 @@ esac
 		"SECRET_ID=c1-control-plane", "PKI_SECRET_PREFIX=" + PKISecretPrefix, "KUBERNETES_PKI_DIR=" + filepath.Join(dir, "pki"), "SECRETS_DIR=" + filepath.Join(dir, "secrets"), "KUBELET_CERT_DIR=" + filepath.Join(dir, "kubelet"),
 		"CERT_DAYS_LEFT_METRIC=" + CertDaysLeftMetric, "CERT_RENEWAL_FAILED_METRIC=" + CertRenewalFailedMetric,
 		"BOOTSTRAP_METRIC_NAMESPACE=kubeha", "BOOTSTRAP_METRIC_DIMENSIONS=Cluster=c1"}
-	code, out := runScript(t, cmd)
+	r := renewal{days: -1}
+	r.code, r.log = runScript(t, cmd)
 	sent, _ := os.ReadFile(metrics)
-	days := -1.0
 	if f := strings.Fields(string(sent)); len(f) > 0 {
 		for i, word := range f {
 			if word == "--value" && i+1 < len(f) {
-				days, _ = strconv.ParseFloat(f[i+1], 64)
+				r.days, _ = strconv.ParseFloat(f[i+1], 64)
 			}
 		}
 	}
 	back, _ := os.ReadFile(healthy)
-	return code, out, days, strings.Fields(string(back))
+	r.order = strings.Fields(string(back))
+	started, _ := os.ReadFile(filepath.Join(dir, "apiserver-etcd-cert"))
+	r.apiServerEtcdCert = string(started)
+	return r
 }
 
 // TestCertRenewalWithTheRealKubeadm: with certificates of a 20-minute
@@ -173,20 +195,32 @@ func TestCertRenewalWithTheRealKubeadm(t *testing.T) {
 	}
 
 	before := n.serial(t)
-	code, log, days, order := n.renew(t, time.Minute, longer.CertPEM)
-	if code != 0 || n.serial(t) != before || len(order) != 0 {
-		t.Fatalf("20 minutes left, renewing under 1: exit %d, serial %s (was %s), restarted %v:\n%s", code, n.serial(t), before, order, log)
+	r := n.renew(t, time.Minute, longer.CertPEM, nil)
+	if r.code != 0 || n.serial(t) != before || len(r.order) != 0 {
+		t.Fatalf("20 minutes left, renewing under 1: exit %d, serial %s (was %s), restarted %v:\n%s", r.code, n.serial(t), before, r.order, r.log)
 	}
-	if days <= 0 || days > 20.0/1440+0.01 {
-		t.Errorf("days left sent: %v, want about %.3f (kubeadm's 20 minutes, not the etcd client's day)", days, 20.0/1440)
+	if r.days <= 0 || r.days > 20.0/1440+0.01 {
+		t.Errorf("days left sent: %v, want about %.3f (kubeadm's 20 minutes, not the etcd client's day)", r.days, 20.0/1440)
 	}
 
-	code, log, days, order = n.renew(t, time.Hour, longer.CertPEM)
-	if code != 0 || n.serial(t) == before || strings.Join(order, ",") != "kube-scheduler,kube-controller-manager,kube-apiserver" {
-		t.Fatalf("20 minutes left, renewing under an hour: exit %d, serial %s (was %s), back in order %v:\n%s", code, n.serial(t), before, order, log)
+	r = n.renew(t, time.Hour, longer.CertPEM, nil)
+	if r.code != 0 || n.serial(t) == before || strings.Join(r.order, ",") != "kube-scheduler,kube-controller-manager,kube-apiserver" {
+		t.Fatalf("20 minutes left, renewing under an hour: exit %d, serial %s (was %s), back in order %v:\n%s", r.code, n.serial(t), before, r.order, r.log)
 	}
-	if !strings.Contains(log, "renewing") || days <= 0.013 {
-		t.Errorf("after renewal: days left %v, want a fresh 20 minutes (0.0139):\n%s", days, log)
+	if !strings.Contains(r.log, "renewing") || r.days <= 0.013 {
+		t.Errorf("after renewal: days left %v, want a fresh 20 minutes (0.0139):\n%s", r.days, r.log)
+	}
+
+	// The etcd client certificate re-issued while the run restarts the
+	// other components: the API server starts with the new one, not with
+	// what the run read first, which may have expired by then.
+	reissued, err := ca.Sign(pki.Spec{CommonName: "kube-apiserver-etcd-client", Usages: []pki.Usage{pki.ClientAuth}, ValidityHours: 48})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r = n.renew(t, time.Hour, longer.CertPEM, reissued.CertPEM); r.code != 0 || r.apiServerEtcdCert != string(reissued.CertPEM) {
+		t.Errorf("re-issued during the run: exit %d, the API server started with the new etcd client certificate: %v:\n%s",
+			r.code, r.apiServerEtcdCert == string(reissued.CertPEM), r.log)
 	}
 
 	// An etcd client certificate expiring first, as the node's secret
@@ -195,8 +229,8 @@ func TestCertRenewalWithTheRealKubeadm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, log, days, _ = n.renew(t, time.Minute, soon.CertPEM); days > 0.005 {
-		t.Errorf("with the etcd client certificate expiring now: days left %v, want about 0:\n%s", days, log)
+	if r = n.renew(t, time.Minute, soon.CertPEM, nil); r.days > 0.005 {
+		t.Errorf("with the etcd client certificate expiring now: days left %v, want about 0:\n%s", r.days, r.log)
 	}
 }
 

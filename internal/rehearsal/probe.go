@@ -156,10 +156,10 @@ func (p *probe) window(from, to time.Time) windowStats {
 			continue
 		}
 		latencies = append(latencies, r.at.Sub(r.started))
-		w.longestGap = max(w.longestGap, r.at.Sub(last))
+		w.gap(last, r.at)
 		last = r.at
 	}
-	w.longestGap = max(w.longestGap, to.Sub(last))
+	w.gap(last, to)
 	slices.Sort(latencies)
 	for i, q := range []float64{0.5, 0.9, 0.99} {
 		if len(latencies) > 0 {
@@ -197,10 +197,20 @@ func (p *probe) failureTimeline(from, to time.Time) []string {
 	return lines
 }
 
+// gap notes a time without a success from one moment to another.
+func (w *windowStats) gap(from, to time.Time) {
+	if to.Sub(from) > w.longestGap {
+		w.longestGap, w.longestGapFrom = to.Sub(from), from
+	}
+}
+
 // windowStats are what the probe saw between two times.
 type windowStats struct {
 	requests, failures int
 	longestGap         time.Duration
+	// longestGapFrom is when the longest gap began: the last success
+	// before it, or the window's start.
+	longestGapFrom time.Time
 	// lastFailure is from the window's start to the end of its last
 	// failed request: how long the fault showed.
 	lastFailure time.Duration

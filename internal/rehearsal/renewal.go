@@ -20,7 +20,9 @@ import (
 // sixth of the validity); its short certificates start shortStagger after
 // the previous node's, so that no two nodes restart their components at
 // once, as months apart would ensure. The drill plays `pulumi up`
-// re-issuing etcd's certificates reissueBefore their expiry.
+// re-issuing etcd's certificates reissueBefore their expiry, while the
+// first control-plane node renews: its API server restarts with the new
+// etcd client certificate, not the one its run read first.
 const (
 	shortLifetime = 3 * time.Minute
 	checkEvery    = 15 * time.Second
@@ -159,7 +161,8 @@ func renewShortCertificates(ctx context.Context, c *cluster, p *probe) (Drill, e
 				return err
 			}
 			if !now.After(last) {
-				return fmt.Errorf("%s's etcd client certificate expires %s, before the drill's end", n.Name, now.Format(time.TimeOnly))
+				return fmt.Errorf("%s's etcd client certificate expires %s, before the drill's end; its renewal timer's last runs:\n%s",
+					n.Name, now.Format(time.TimeOnly), n.RecentLog(renewalService, 30))
 			}
 		}
 		return nil
@@ -188,6 +191,12 @@ func renewShortCertificates(ctx context.Context, c *cluster, p *probe) (Drill, e
 	after := p.window(last, time.Now())
 	d.note(fmt.Sprintf("certificates of %s renewed before expiry on all %d nodes; the last short one expired %.0fs into the drill, then each etcd member restarted in turn; after that expiry %d of %d requests failed, the longest time without a success %.1fs",
 		shortLifetime, len(d.Renewals), last.Sub(start).Seconds(), after.failures, after.requests, after.longestGap.Seconds()))
+	// Where the drill's longest gap fell, and what failed in it.
+	whole := p.window(start, time.Now())
+	from := whole.longestGapFrom
+	failed := p.failureTimeline(from, from.Add(whole.longestGap))
+	d.note(fmt.Sprintf("the longest time without a success, %.1fs, began %s (%.0fs into the drill); failed in it: %s",
+		whole.longestGap.Seconds(), from.Format(time.TimeOnly), from.Sub(start).Seconds(), strings.Join(failed[:min(len(failed), 12)], "; ")))
 	return d, heal(c, p, &d)
 }
 

@@ -31,6 +31,9 @@ func TestProbeWindow(t *testing.T) {
 	if w.longestGap != 4400*time.Millisecond {
 		t.Errorf("longest gap %s, want 4.4s between successes", w.longestGap)
 	}
+	if !w.longestGapFrom.Equal(at(0.1)) {
+		t.Errorf("longest gap from %s, want the success at 0.1s", w.longestGapFrom.Sub(t0))
+	}
 	if w.latency[0] != 200*time.Millisecond || w.latency[2] != 500*time.Millisecond {
 		t.Errorf("latency p50 %s p99 %s, want 0.2s and 0.5s", w.latency[0], w.latency[2])
 	}

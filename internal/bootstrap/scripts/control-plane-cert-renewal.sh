@@ -43,6 +43,10 @@ if [ "$left" -lt "$renew_at" ]; then
   kubeadm certs renew all --config "$KUBEADM_INIT_CONFIG" >/dev/null
   restart_static_pod kube-scheduler "$SCHEDULER_HEALTH_URL"
   restart_static_pod kube-controller-manager "$CONTROLLER_MANAGER_HEALTH_URL"
+  # The API server starts with the etcd client certificate on disk: read
+  # the secret again, as `pulumi up` may have replaced it since this run
+  # began, and the one read then may have expired.
+  fetch_secrets
   restart_static_pod kube-apiserver "$LOCAL_READY_URL"
   left=$(kubeadm_seconds_left)
   log "renewed: ${left}s left"
