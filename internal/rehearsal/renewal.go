@@ -86,6 +86,18 @@ func renewShortCertificates(ctx context.Context, c *cluster, p *probe) (Drill, e
 		expiry[m.Name] = e
 	}
 	etcdExpiry := expiry[c.members[0].Name]
+	// `pulumi up` re-issues them on its own clock, not after the loop
+	// below, which takes minutes on a busy machine.
+	type reissue struct {
+		at  time.Time
+		err error
+	}
+	reissued := make(chan reissue, 1)
+	timer := time.AfterFunc(time.Until(etcdExpiry.Add(-reissueBefore)), func() {
+		err := c.reissueEtcdCertificates(time.Duration(pki.LeafValidityHours) * time.Hour)
+		reissued <- reissue{time.Now(), err}
+	})
+	defer timer.Stop()
 	for i, n := range c.nodes {
 		if i > 0 {
 			if err := sleepCtx(ctx, shortStagger); err != nil {
@@ -110,12 +122,16 @@ func renewShortCertificates(ctx context.Context, c *cluster, p *probe) (Drill, e
 			return d, fmt.Errorf("%s's certificate expires in %s, after its short lifetime %s", name, left.Round(time.Second), shortLifetime)
 		}
 	}
-	if err := sleepCtx(ctx, time.Until(etcdExpiry.Add(-reissueBefore))); err != nil {
-		return d, err
+	var r reissue
+	select {
+	case r = <-reissued:
+	case <-ctx.Done():
+		return d, ctx.Err()
 	}
-	if err := c.reissueEtcdCertificates(time.Duration(pki.LeafValidityHours) * time.Hour); err != nil {
-		return d, err
+	if r.err != nil {
+		return d, r.err
 	}
+	d.note(fmt.Sprintf("etcd's certificates re-issued %.0fs before their short ones expired", etcdExpiry.Sub(r.at).Seconds()))
 	last := start
 	for _, e := range expiry {
 		if e.After(last) {
