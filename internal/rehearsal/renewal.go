@@ -207,12 +207,6 @@ func renewShortCertificates(ctx context.Context, c *cluster, p *probe) (Drill, e
 	after := p.window(last, time.Now())
 	d.note(fmt.Sprintf("certificates of %s renewed before expiry on all %d nodes; the last short one expired %.0fs into the drill, then each etcd member restarted in turn; after that expiry %d of %d requests failed, the longest time without a success %.1fs",
 		shortLifetime, len(d.Renewals), last.Sub(start).Seconds(), after.failures, after.requests, after.longestGap.Seconds()))
-	// Where the drill's longest gap fell, and what failed in it.
-	whole := p.window(start, time.Now())
-	from := whole.longestGapFrom
-	failed := p.failureTimeline(from, from.Add(whole.longestGap))
-	d.note(fmt.Sprintf("the longest time without a success, %.1fs, began %s (%.0fs into the drill); failed in it: %s",
-		whole.longestGap.Seconds(), from.Format(time.TimeOnly), from.Sub(start).Seconds(), strings.Join(failed[:min(len(failed), 12)], "; ")))
 	return d, heal(c, p, &d)
 }
 

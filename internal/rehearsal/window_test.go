@@ -34,6 +34,11 @@ func TestProbeWindow(t *testing.T) {
 	if !w.longestGapFrom.Equal(at(0.1)) {
 		t.Errorf("longest gap from %s, want the success at 0.1s", w.longestGapFrom.Sub(t0))
 	}
+	var d Drill
+	p.record(&d, at(0), at(6))
+	if want := "4.4s, began " + at(0.1).Format(time.TimeOnly) + " (0s in); failed in it: " + at(3.2).Format("15:04:05"); !strings.Contains(d.Notes, want) {
+		t.Errorf("notes %q, want %q", d.Notes, want)
+	}
 	if w.latency[0] != 200*time.Millisecond || w.latency[2] != 500*time.Millisecond {
 		t.Errorf("latency p50 %s p99 %s, want 0.2s and 0.5s", w.latency[0], w.latency[2])
 	}
