@@ -315,8 +315,12 @@ func (p *probe) record(d *Drill, from, to time.Time) {
 		d.note("failed requests: " + w.causeList())
 		// Where the longest gap fell, for a gap held to a bound.
 		failed := p.failureTimeline(w.longestGapFrom, w.longestGapFrom.Add(w.longestGap))
-		d.note(fmt.Sprintf("the longest time without a success, %.1fs, began %s (%.0fs in); failed in it: %s", w.longestGap.Seconds(),
-			w.longestGapFrom.Format(time.TimeOnly), w.longestGapFrom.Sub(from).Seconds(), strings.Join(failed[:min(len(failed), 12)], "; ")))
+		inIt := "none failed in it, the requests were slow"
+		if len(failed) > 0 {
+			inIt = "failed in it: " + strings.Join(failed[:min(len(failed), 12)], "; ")
+		}
+		d.note(fmt.Sprintf("the longest time without a success, %.1fs, began %s (%.0fs in); %s", w.longestGap.Seconds(),
+			w.longestGapFrom.Format(time.TimeOnly), w.longestGapFrom.Sub(from).Seconds(), inIt))
 	}
 }
 

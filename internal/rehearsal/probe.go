@@ -112,11 +112,16 @@ func (p *probe) writeAndRead(name string) {
 
 // failure says why a request failed, "" if it got the code it wanted. The
 // error's text after its last colon and space is the cause ("connection
-// refused", "EOF"), without the address that would make each one unique.
+// refused", "EOF"), without the address that would make each one unique;
+// an expired certificate is named by its expiry, not the request's time.
 func failure(method string, code, want int, err error) string {
 	switch {
 	case err != nil:
 		text := err.Error()
+		if _, expiry, ok := strings.Cut(text, "certificate has expired or is not yet valid: current time "); ok {
+			_, expiry, _ = strings.Cut(expiry, " is after ")
+			return method + ": a certificate that expired " + expiry
+		}
 		if i := strings.LastIndex(text, ": "); i >= 0 {
 			text = text[i+2:]
 		}
@@ -178,7 +183,7 @@ func (p *probe) failureTimeline(from, to time.Time) []string {
 	var lines []string
 	count, last := 0, ""
 	for _, r := range p.results {
-		if r.ok || r.started.Before(from) || r.at.After(to) {
+		if r.ok || r.at.Before(from) || r.at.After(to) {
 			continue
 		}
 		line := r.at.Format("15:04:05") + " " + r.why

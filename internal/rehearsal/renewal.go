@@ -205,9 +205,42 @@ func renewShortCertificates(ctx context.Context, c *cluster, p *probe) (Drill, e
 	// restarts, before the load balancer or etcd's clients move off it; the
 	// test bounds the longest time without a success.
 	after := p.window(last, time.Now())
+	for _, n := range c.nodes {
+		d.note(fmt.Sprintf("%s: its short certificates expired %s; its renewal: %s", n.Name, expiry[n.Name].UTC().Format(time.TimeOnly), renewalSteps(n.RecentLog(renewalService, 200))))
+	}
 	d.note(fmt.Sprintf("certificates of %s renewed before expiry on all %d nodes; the last short one expired %.0fs into the drill, then each etcd member restarted in turn; after that expiry %d of %d requests failed, the longest time without a success %.1fs",
 		shortLifetime, len(d.Renewals), last.Sub(start).Seconds(), after.failures, after.requests, after.longestGap.Seconds()))
 	return d, heal(c, p, &d)
+}
+
+// renewalSteps is when a node's renewal timer began renewing, restarted
+// each component and was done, from the timer's log: next to the probe's failures
+// these say whether a certificate served past its expiry was renewed late
+// or reloaded late.
+func renewalSteps(log string) string {
+	var steps []string
+	for _, line := range strings.Split(log, "\n") {
+		at, _, _ := strings.Cut(line, " ")
+		when, err := time.Parse("2006-01-02T15:04:05-0700", at) // journalctl's short-iso
+		var step string
+		switch {
+		case err != nil:
+			continue
+		case strings.HasSuffix(line, renewalLogLine):
+			step = "renewing"
+		case strings.Contains(line, ": restarting "):
+			step = "restarting " + line[strings.LastIndex(line, " ")+1:]
+		case strings.Contains(line, ": renewed: "):
+			step = "renewed"
+		default:
+			continue
+		}
+		steps = append(steps, when.UTC().Format(time.TimeOnly)+" "+step)
+	}
+	if len(steps) == 0 {
+		return "none in its log"
+	}
+	return strings.Join(steps, ", ")
 }
 
 // reissueEtcdCertificates re-signs, for lifetime, every etcd certificate

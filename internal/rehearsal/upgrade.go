@@ -316,11 +316,15 @@ func (c *cluster) watchUpgrade() *upgradeWatch {
 	go func() {
 		defer close(w.done)
 		expiredSince := map[string]time.Time{}
+		// A sample slower than a second takes the next tick, not a
+		// second more.
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
 		for {
 			select {
 			case <-w.stopCh:
 				return
-			case <-time.After(time.Second):
+			case <-tick.C:
 			}
 			c.sampleSkew(w)
 			for _, name := range lab.LeaderElected {
@@ -337,18 +341,23 @@ func (w *upgradeWatch) stop() UpgradeReport {
 	return w.report
 }
 
-// sampleSkew compares every API server that answers, asked directly, with
-// every kubelet's version as its Node reports it.
+// sampleSkew compares every API server that answers, asked directly and
+// all at once (one being replaced answers only by timing out), with every
+// kubelet's version as its Node reports it.
 func (c *cluster) sampleSkew(w *upgradeWatch) {
-	var servers []string
+	answers := make([]string, len(c.nodeAdmins))
+	var asked sync.WaitGroup
 	for i, api := range c.nodeAdmins {
-		code, body, err := api.Do(http.MethodGet, "/version", nil)
-		var v struct{ GitVersion string }
-		if err != nil || code != http.StatusOK || json.Unmarshal([]byte(body), &v) != nil {
-			continue
-		}
-		servers = append(servers, nodeName(i)+"="+v.GitVersion)
+		asked.Go(func() {
+			code, body, err := api.Do(http.MethodGet, "/version", nil)
+			var v struct{ GitVersion string }
+			if err == nil && code == http.StatusOK && json.Unmarshal([]byte(body), &v) == nil {
+				answers[i] = nodeName(i) + "=" + v.GitVersion
+			}
+		})
 	}
+	asked.Wait()
+	servers := slices.DeleteFunc(answers, func(s string) bool { return s == "" })
 	nodes, err := c.listNodes()
 	if err != nil || len(servers) == 0 {
 		return

@@ -1,7 +1,11 @@
 package rehearsal
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -38,6 +42,18 @@ func TestProbeWindow(t *testing.T) {
 	p.record(&d, at(0), at(6))
 	if want := "4.4s, began " + at(0.1).Format(time.TimeOnly) + " (0s in); failed in it: " + at(3.2).Format("15:04:05"); !strings.Contains(d.Notes, want) {
 		t.Errorf("notes %q, want %q", d.Notes, want)
+	}
+	// A gap of slow successes, with the one failure before it.
+	slow := &probe{results: []result{
+		{started: at(0.0), at: at(0.1), ok: true},
+		{started: at(0.15), at: at(0.2), ok: false, why: "GET: EOF"},
+		{started: at(0.25), at: at(0.3), ok: true},
+		{started: at(0.35), at: at(3.0), ok: true},
+	}}
+	var slowDrill Drill
+	slow.record(&slowDrill, at(0), at(3.0))
+	if want := "2.7s, began " + at(0.3).Format(time.TimeOnly) + " (0s in); none failed in it"; !strings.Contains(slowDrill.Notes, want) {
+		t.Errorf("notes %q, want %q", slowDrill.Notes, want)
 	}
 	if w.latency[0] != 200*time.Millisecond || w.latency[2] != 500*time.Millisecond {
 		t.Errorf("latency p50 %s p99 %s, want 0.2s and 0.5s", w.latency[0], w.latency[2])
@@ -144,5 +160,47 @@ func TestRaiseTokenGeneration(t *testing.T) {
 	}
 	if _, _, err := raiseTokenGeneration(map[string]string{"kubeha:controlPlane": "{"}); err == nil || !strings.Contains(err.Error(), "kubeha:controlPlane") {
 		t.Errorf("unreadable controlPlane: %v, want an error naming the key", err)
+	}
+}
+
+// A failed request's cause drops what makes each one unique: the address,
+// and for an expired certificate the time of the request, so that a drill
+// counts them together by the certificate's expiry.
+func TestFailureCause(t *testing.T) {
+	server := httptest.NewTLSServer(http.NotFoundHandler())
+	defer server.Close()
+	served := server.Certificate()
+	roots := x509.NewCertPool()
+	roots.AddCert(served)
+	for _, at := range []time.Time{served.NotAfter.Add(time.Hour), served.NotAfter.Add(2 * time.Hour)} {
+		client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Time: func() time.Time { return at }}}}
+		_, err := client.Post(server.URL+probePath, "application/json", nil)
+		want := "POST: a certificate that expired " + served.NotAfter.UTC().Format(time.RFC3339)
+		if got := failure("POST", 0, http.StatusCreated, err); got != want {
+			t.Errorf("an expired certificate, asked at %s: %q, want %q", at, got, want)
+		}
+	}
+	if got := failure("GET", 0, http.StatusOK, fmt.Errorf(`Get "https://10.0.0.1:6443%s": EOF`, probePath)); got != "GET: EOF" {
+		t.Errorf("EOF: %q, want GET: EOF", got)
+	}
+	if got := failure("POST", http.StatusServiceUnavailable, http.StatusCreated, nil); got != "POST: HTTP 503" {
+		t.Errorf("503: %q, want POST: HTTP 503", got)
+	}
+}
+
+// Drill j's note on each control-plane node: its renewal's steps, in UTC,
+// from the timer's log as journalctl prints it.
+func TestRenewalSteps(t *testing.T) {
+	log := `2026-12-06T13:44:05+0100 cp-a kubeha-cert-renewal[812]: kubeha-control-plane[eu-west-1a]: kubeadm's certificates have 79s left, under this node's 84s: renewing
+2026-12-06T13:44:09+0100 cp-a kubeha-cert-renewal[812]: kubeha-control-plane[eu-west-1a]: restarting kube-scheduler
+2026-12-06T13:45:40+0100 cp-a kubeha-cert-renewal[812]: kubeha-control-plane[eu-west-1a]: restarting kube-apiserver
+2026-12-06T13:46:01+0100 cp-a kubeha-cert-renewal[812]: kubeha-control-plane[eu-west-1a]: renewed: 31535999s left
+2026-12-06T13:46:02+0100 cp-a systemd[1]: kubeha-cert-renewal.service: Deactivated successfully.`
+	want := "12:44:05 renewing, 12:44:09 restarting kube-scheduler, 12:45:40 restarting kube-apiserver, 12:46:01 renewed"
+	if got := renewalSteps(log); got != want {
+		t.Errorf("renewal steps %q, want %q", got, want)
+	}
+	if got := renewalSteps("-- No entries --"); got != "none in its log" {
+		t.Errorf("no renewal: %q", got)
 	}
 }

@@ -26,6 +26,7 @@ kubeadm_seconds_left() {
 # starts it again by putting it back; $2 is its health URL.
 restart_static_pod() {
   local held
+  log "restarting $1"
   held=$(mktemp -d)
   stop_static_pod "$1" "$held"
   mv "$held/$1.yaml" "$STATIC_POD_DIR/"
