@@ -163,7 +163,11 @@ func (c *Cloud) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.fail(rec, r, p.throttled)
 		return
 	case refuse != "":
-		p.fail(rec, r, apiError{http.StatusBadRequest, refuse, "Refused by the rehearsal's fault."})
+		status := http.StatusBadRequest
+		if service == S3 && refuse == "AccessDenied" {
+			status = http.StatusForbidden // as S3 denies
+		}
+		p.fail(rec, r, apiError{status, refuse, "Refused by the rehearsal's fault."})
 		return
 	}
 	p.serve(rec, r, action)
@@ -229,8 +233,9 @@ type Fault struct {
 	// Throttle fails the next Throttle matching calls with the service's
 	// throttling error, which the AWS CLI retries a few times.
 	Throttle int
-	// Refuse fails every matching call with this error code (HTTP 400),
-	// which the AWS CLI does not retry, until the fault is cleared.
+	// Refuse fails every matching call with this error code (HTTP 400, or
+	// 403 for S3's AccessDenied), which the AWS CLI does not retry, until
+	// the fault is cleared.
 	Refuse string
 }
 

@@ -180,7 +180,7 @@ func TestGroupFaults(t *testing.T) {
 		accessKey string
 		want      int
 	}{
-		{"the spare group's instance", accessKeyID("i-0refused"), http.StatusBadRequest},
+		{"the spare group's instance", accessKeyID("i-0refused"), http.StatusForbidden},
 		{"another group's instance", accessKeyID("i-0served"), http.StatusOK},
 		{"a caller outside any group", "AKIAOTHER", http.StatusOK},
 	} {
