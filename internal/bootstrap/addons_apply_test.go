@@ -35,7 +35,7 @@ if [ "$1 $2 $4" = "s3 cp $ADDON_SET_URL" ]; then
 fi
 `,
 		"hostname": "#!/bin/sh\necho cp-a\n",
-	}, "addons-apply.sh", "node-common.sh", "credentials.sh", "assets.sh", "due.sh")
+	}, "addons-apply.sh", "node-common.sh", "credentials.sh", "assets.sh", "due.sh", "lease.sh")
 	cmd := exec.Command("bash", filepath.Join(bin, "addons-apply.sh"))
 	// In a process group of its own, as systemd runs the unit: a run that
 	// loses the Lease stops with `kill 0`, which must not reach the test.

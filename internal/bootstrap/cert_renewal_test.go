@@ -86,16 +86,27 @@ type renewal struct {
 	// apiServerEtcdCert is the etcd client certificate on disk when the
 	// API server came back.
 	apiServerEtcdCert string
+	// leaseWhenBack is who held the API server restart Lease when the API
+	// server came back, and leaseAfter who holds it after the run.
+	leaseWhenBack, leaseAfter string
 }
 
 // renew runs control-plane-cert-renewal.sh once with renewBefore, against
 // the node, fake static pods (a component runs while its manifest is in
-// the folder) and a fake aws and IMDS. The node's secret holds etcdCert,
-// and reissued (if any) from when the controller-manager is restarted on,
-// as a `pulumi up` during the run would.
-func (n renewalNode) renew(t *testing.T, renewBefore time.Duration, etcdCert, reissued []byte) renewal {
+// the folder), a fake aws and IMDS, and a fake kubectl holding the API
+// server restart Lease. The node's secret holds etcdCert, and reissued
+// (if any) from when the controller-manager is restarted on, as a `pulumi
+// up` during the run would. The node is cp-a; otherHolder, if any, holds
+// the Lease at first, for the run's first two sleeps.
+func (n renewalNode) renew(t *testing.T, renewBefore time.Duration, etcdCert, reissued []byte, otherHolder string) renewal {
 	t.Helper()
 	dir := t.TempDir()
+	lease := filepath.Join(dir, "lease")
+	if otherHolder != "" {
+		if err := os.WriteFile(lease, []byte(otherHolder+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for name, cert := range map[string][]byte{"secret.json": etcdCert, "reissued.json": reissued} {
 		if cert == nil {
 			continue
@@ -132,7 +143,7 @@ url=${*: -1}
 case $url in
   */api/token) echo token ;;
   */meta-data/instance-id) echo i-0abc ;;
-  *:6443/*) c=kube-apiserver; cp "$ETCD_CERT_FILE" "` + dir + `/apiserver-etcd-cert" ;;
+  *:6443/*) c=kube-apiserver; cp "$ETCD_CERT_FILE" "` + dir + `/apiserver-etcd-cert"; cat "` + lease + `" >"` + dir + `/lease-when-back" ;;
   *:10257/*) c=kube-controller-manager; [ ! -f "` + dir + `/reissued.json" ] || mv "` + dir + `/reissued.json" "` + dir + `/secret.json" ;;
   *:10259/*) c=kube-scheduler ;;
 esac
@@ -140,6 +151,21 @@ if [ -n "$c" ]; then
   [ -f "` + manifests + `/$c.yaml" ] || exit 7
   grep -qx "$c" "` + healthy + `" 2>/dev/null || echo "$c" >>"` + healthy + `"
 fi
+`,
+		// The Lease file holds its holder; created once, as the API does.
+		"kubectl": `#!/bin/bash
+case "$*" in
+  *"create -f -"*) cat >/dev/null; [ ! -e "` + lease + `" ] && echo cp-a >"` + lease + `" ;;
+  *"get lease"*) printf '{"spec": {"holderIdentity": "%s", "renewTime": "%s", "leaseDurationSeconds": 600}}' "$(cat "` + lease + `")" "$(date -u +%FT%TZ)" ;;
+  *"replace -f -"*) jq -r .spec.holderIdentity >"` + lease + `" ;;
+  *) exit 1 ;;
+esac
+`,
+		"hostname": "#!/bin/sh\necho cp-a\n",
+		// The other holder lets the Lease go at the second sleep.
+		"sleep": `#!/bin/bash
+echo >>"` + dir + `/sleeps"
+[ "$(wc -l <"` + dir + `/sleeps")" -lt 2 ] || [ "$(cat "` + lease + `")" = cp-a ] || echo >"` + lease + `"
 `,
 		// The node's secret holds the etcd client certificate.
 		"aws": `#!/bin/sh
@@ -149,12 +175,12 @@ case "$1 $2" in
 esac
 `,
 	}
-	bin := scriptDir(t, fakes, "control-plane-cert-renewal.sh", "node-common.sh", "credentials.sh", "imds.sh")
+	bin := scriptDir(t, fakes, "control-plane-cert-renewal.sh", "node-common.sh", "credentials.sh", "imds.sh", "lease.sh")
 	cmd := exec.Command("bash", filepath.Join(bin, "control-plane-cert-renewal.sh"))
 	cmd.Env = []string{"PATH=" + bin + ":/usr/bin:/bin", "ROLE=control-plane", "ZONE=eu-west-1a", "KUBEADM_INIT_CONFIG=" + n.config,
 		"RENEW_BEFORE_SECONDS=" + strconv.Itoa(int(renewBefore.Seconds())), "RENEW_SPREAD_SECONDS=0", "STATIC_POD_DIR=" + manifests,
 		"LOCAL_READY_URL=https://127.0.0.1:6443/readyz", "CONTROLLER_MANAGER_HEALTH_URL=https://127.0.0.1:10257/healthz",
-		"SCHEDULER_HEALTH_URL=https://127.0.0.1:10259/healthz", "ETCD_CERT_FILE=" + filepath.Join(dir, "pki", "apiserver-etcd-client.crt"),
+		"SCHEDULER_HEALTH_URL=https://127.0.0.1:10259/healthz", "ADMIN_KUBECONFIG=/dev/null", "ETCD_CERT_FILE=" + filepath.Join(dir, "pki", "apiserver-etcd-client.crt"),
 		"SECRET_ID=c1-control-plane", "PKI_SECRET_PREFIX=" + PKISecretPrefix, "KUBERNETES_PKI_DIR=" + filepath.Join(dir, "pki"), "SECRETS_DIR=" + filepath.Join(dir, "secrets"), "KUBELET_CERT_DIR=" + filepath.Join(dir, "kubelet"),
 		"CERT_DAYS_LEFT_METRIC=" + CertDaysLeftMetric, "CERT_RENEWAL_FAILED_METRIC=" + CertRenewalFailedMetric,
 		"BOOTSTRAP_METRIC_NAMESPACE=kubeha", "BOOTSTRAP_METRIC_DIMENSIONS=Cluster=c1"}
@@ -172,6 +198,9 @@ esac
 	r.order = strings.Fields(string(back))
 	started, _ := os.ReadFile(filepath.Join(dir, "apiserver-etcd-cert"))
 	r.apiServerEtcdCert = string(started)
+	whenBack, _ := os.ReadFile(filepath.Join(dir, "lease-when-back"))
+	after, _ := os.ReadFile(lease)
+	r.leaseWhenBack, r.leaseAfter = strings.TrimSpace(string(whenBack)), strings.TrimSpace(string(after))
 	return r
 }
 
@@ -180,6 +209,8 @@ esac
 // kubeadm's `certs renew all`: a new API server certificate) and restarts
 // the scheduler, then the controller-manager, then the API server, each
 // healthy before the next; one whose threshold is a minute does not.
+// It restarts the API server only under the restart Lease, waiting while
+// another node holds it, and lets it go once the API server is back.
 // Either way it sends the days left on its shortest-lived certificate,
 // here the etcd client certificate when that expires first, as re-read
 // from the node's secret.
@@ -195,7 +226,7 @@ func TestCertRenewalWithTheRealKubeadm(t *testing.T) {
 	}
 
 	before := n.serial(t)
-	r := n.renew(t, time.Minute, longer.CertPEM, nil)
+	r := n.renew(t, time.Minute, longer.CertPEM, nil, "")
 	if r.code != 0 || n.serial(t) != before || len(r.order) != 0 {
 		t.Fatalf("20 minutes left, renewing under 1: exit %d, serial %s (was %s), restarted %v:\n%s", r.code, n.serial(t), before, r.order, r.log)
 	}
@@ -203,12 +234,23 @@ func TestCertRenewalWithTheRealKubeadm(t *testing.T) {
 		t.Errorf("days left sent: %v, want about %.3f (kubeadm's 20 minutes, not the etcd client's day)", r.days, 20.0/1440)
 	}
 
-	r = n.renew(t, time.Hour, longer.CertPEM, nil)
+	r = n.renew(t, time.Hour, longer.CertPEM, nil, "")
 	if r.code != 0 || n.serial(t) == before || strings.Join(r.order, ",") != "kube-scheduler,kube-controller-manager,kube-apiserver" {
 		t.Fatalf("20 minutes left, renewing under an hour: exit %d, serial %s (was %s), back in order %v:\n%s", r.code, n.serial(t), before, r.order, r.log)
 	}
 	if !strings.Contains(r.log, "renewing") || r.days <= 0.013 {
 		t.Errorf("after renewal: days left %v, want a fresh 20 minutes (0.0139):\n%s", r.days, r.log)
+	}
+	if r.leaseWhenBack != "cp-a" || r.leaseAfter != "" {
+		t.Errorf("the API server restart Lease: held by %q when the API server came back, by %q after; want cp-a, then nobody:\n%s", r.leaseWhenBack, r.leaseAfter, r.log)
+	}
+
+	// Another node restarting its API server: this one waits for the
+	// Lease, and restarts only once it holds it.
+	r = n.renew(t, time.Hour, longer.CertPEM, nil, "cp-b")
+	if r.code != 0 || !strings.Contains(r.log, "cp-b holds the lease kubeha-api-server-restart") || r.leaseWhenBack != "cp-a" || r.leaseAfter != "" {
+		t.Errorf("with cp-b holding the Lease: exit %d, the Lease held by %q when the API server came back, by %q after; want cp-a, then nobody:\n%s",
+			r.code, r.leaseWhenBack, r.leaseAfter, r.log)
 	}
 
 	// The etcd client certificate re-issued while the run restarts the
@@ -218,7 +260,7 @@ func TestCertRenewalWithTheRealKubeadm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r = n.renew(t, time.Hour, longer.CertPEM, reissued.CertPEM); r.code != 0 || r.apiServerEtcdCert != string(reissued.CertPEM) {
+	if r = n.renew(t, time.Hour, longer.CertPEM, reissued.CertPEM, ""); r.code != 0 || r.apiServerEtcdCert != string(reissued.CertPEM) {
 		t.Errorf("re-issued during the run: exit %d, the API server started with the new etcd client certificate: %v:\n%s",
 			r.code, r.apiServerEtcdCert == string(reissued.CertPEM), r.log)
 	}
@@ -229,7 +271,7 @@ func TestCertRenewalWithTheRealKubeadm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r = n.renew(t, time.Minute, soon.CertPEM, nil); r.days > 0.005 {
+	if r = n.renew(t, time.Minute, soon.CertPEM, nil, ""); r.days > 0.005 {
 		t.Errorf("with the etcd client certificate expiring now: days left %v, want about 0:\n%s", r.days, r.log)
 	}
 }

@@ -21,10 +21,10 @@ type ScriptArchive struct {
 }
 
 // controlPlaneChores are the scripts a control-plane node's timers run,
-// and due.sh, which only they source: none runs before its first boot
-// starts the timers, which fetches them.
+// and due.sh and lease.sh, which only they source: none runs before its
+// first boot starts the timers, which fetches them.
 var controlPlaneChores = []string{"control-plane-token-sync.sh", "control-plane-csr-approver.sh", "control-plane-cert-renewal.sh",
-	"control-plane-worker-drain.sh", "addons-apply.sh", "kubelet-follow.sh", "due.sh"}
+	"control-plane-worker-drain.sh", "addons-apply.sh", "kubelet-follow.sh", "due.sh", "lease.sh"}
 
 // ControlPlaneChores is the archive of a control-plane node's timer
 // scripts, as user-data would carry them (without comment lines).

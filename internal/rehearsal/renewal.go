@@ -5,6 +5,7 @@ package rehearsal
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,7 +23,10 @@ import (
 // once, as months apart would ensure. The drill plays `pulumi up`
 // re-issuing etcd's certificates reissueBefore their expiry, while the
 // first control-plane node renews: its API server restarts with the new
-// etcd client certificate, not the one its run read first.
+// etcd client certificate, not the one its run read first. The nodes'
+// runs overlap, as on one day of a year, so their API servers restart one
+// at a time under the renewal's Lease; on this machine each run ends
+// within runsEnd of the last expiry.
 const (
 	shortLifetime = 3 * time.Minute
 	checkEvery    = 15 * time.Second
@@ -30,6 +34,7 @@ const (
 	renewSpread   = 20 * time.Second
 	shortStagger  = 40 * time.Second
 	reissueBefore = 80 * time.Second
+	runsEnd       = 15 * time.Minute
 )
 
 // The drill's settings on a node: an environment file read after the
@@ -43,6 +48,7 @@ const (
 	etcdServerCert = bootstrap.EtcdPKIDir + "/server.crt"
 	etcdPeerCert   = bootstrap.EtcdPKIDir + "/peer.crt"
 	renewalLogLine = ": renewing"
+	renewedLogLine = ": renewed: "
 	refreshLogLine = "wrote " + etcdServerCert
 )
 
@@ -189,6 +195,9 @@ func renewShortCertificates(ctx context.Context, c *cluster, p *probe) (Drill, e
 	// The drill's frequent checks end here, so that the restarts below
 	// meet a normal cluster's load, not six nodes' AWS calls every 15 s.
 	c.checkAsRendered()
+	if err := apiServersRestartedInTurn(c); err != nil {
+		return d, err
+	}
 	// Every member restarts in turn: each makes new peer connections, and
 	// every API server new client connections to it, with the files they
 	// now hold.
@@ -213,12 +222,49 @@ func renewShortCertificates(ctx context.Context, c *cluster, p *probe) (Drill, e
 	return d, heal(c, p, &d)
 }
 
-// renewalSteps is when a node's renewal timer began renewing, restarted
-// each component and was done, from the timer's log: next to the probe's failures
-// these say whether a certificate served past its expiry was renewed late
-// or reloaded late.
-func renewalSteps(log string) string {
-	var steps []string
+// apiServersRestartedInTurn waits until each control-plane node's
+// renewal run has ended, and fails if two restarted their API servers at
+// once: the Lease lets one at a time.
+func apiServersRestartedInTurn(c *cluster) error {
+	type restart struct {
+		node     string
+		from, to time.Time
+	}
+	var restarts []restart
+	_, err := c.waitFor("every control-plane node's renewal run ended", runsEnd, func() error {
+		restarts = nil
+		for _, n := range c.nodes {
+			from, to, ok := apiServerRestart(parseRenewalSteps(n.RecentLog(renewalService, 200)))
+			if !ok {
+				return fmt.Errorf("%s's run has not restarted its API server and ended:\n%s", n.Name, n.RecentLog(renewalService, 30))
+			}
+			restarts = append(restarts, restart{n.Name, from, to})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(restarts, func(a, b restart) int { return a.from.Compare(b.from) })
+	for i := 1; i < len(restarts); i++ {
+		if a, b := restarts[i-1], restarts[i]; b.from.Before(a.to) {
+			return fmt.Errorf("%s restarted its API server at %s, before %s's restart ended at %s",
+				b.node, b.from.UTC().Format(time.TimeOnly), a.node, a.to.UTC().Format(time.TimeOnly))
+		}
+	}
+	return nil
+}
+
+// renewalStep is one step of a node's renewal run, from its timer's log.
+type renewalStep struct {
+	at   time.Time
+	step string
+}
+
+// parseRenewalSteps is when a node's renewal timer began renewing,
+// restarted each component and was done, from the timer's log.
+func parseRenewalSteps(log string) []renewalStep {
+	var steps []renewalStep
 	for _, line := range strings.Split(log, "\n") {
 		at, _, _ := strings.Cut(line, " ")
 		when, err := time.Parse("2006-01-02T15:04:05-0700", at) // journalctl's short-iso
@@ -230,12 +276,37 @@ func renewalSteps(log string) string {
 			step = "renewing"
 		case strings.Contains(line, ": restarting "):
 			step = "restarting " + line[strings.LastIndex(line, " ")+1:]
-		case strings.Contains(line, ": renewed: "):
+		case strings.Contains(line, renewedLogLine):
 			step = "renewed"
 		default:
 			continue
 		}
-		steps = append(steps, when.UTC().Format(time.TimeOnly)+" "+step)
+		steps = append(steps, renewalStep{when, step})
+	}
+	return steps
+}
+
+// apiServerRestart is when the last run's API server restart began and
+// when that run ended.
+func apiServerRestart(steps []renewalStep) (from, to time.Time, ok bool) {
+	for _, s := range steps {
+		switch s.step {
+		case "restarting kube-apiserver":
+			from, to = s.at, time.Time{}
+		case "renewed":
+			to = s.at
+		}
+	}
+	return from, to, !from.IsZero() && !to.IsZero()
+}
+
+// renewalSteps are a node's renewal steps with their times: next to the
+// probe's failures they say whether a certificate served past its expiry
+// was renewed late or reloaded late.
+func renewalSteps(log string) string {
+	var steps []string
+	for _, s := range parseRenewalSteps(log) {
+		steps = append(steps, s.at.UTC().Format(time.TimeOnly)+" "+s.step)
 	}
 	if len(steps) == 0 {
 		return "none in its log"
@@ -267,13 +338,14 @@ func (c *cluster) reissueEtcdCertificates(lifetime time.Duration) error {
 	return resign(controlPlaneKey, bootstrap.PKISecretPrefix+"apiserver-etcd-client.crt")
 }
 
-// checkOften makes node g's timer for service check every checkEvery,
-// with env (if any) added to the service's environment.
+// checkOften makes node g's timer for service check every checkEvery, to
+// the second (systemd lets a timer slip by up to a minute), with env (if
+// any) added to the service's environment.
 func checkOften(g *lab.NodeGroup, service, env string) error {
 	timer := strings.TrimSuffix(service, ".service") + ".timer"
 	script := fmt.Sprintf(`set -e
 mkdir -p /etc/systemd/system/%[2]s.d
-printf '[Timer]\nOnUnitInactiveSec=%[3]ds\n' >/etc/systemd/system/%[2]s.d/drill.conf
+printf '[Timer]\nOnUnitInactiveSec=%[3]ds\nAccuracySec=1s\n' >/etc/systemd/system/%[2]s.d/drill.conf
 if [ -n %[4]q ]; then
   printf %[4]q >%[5]s
   mkdir -p /etc/systemd/system/%[1]s.d

@@ -203,4 +203,13 @@ func TestRenewalSteps(t *testing.T) {
 	if got := renewalSteps("-- No entries --"); got != "none in its log" {
 		t.Errorf("no renewal: %q", got)
 	}
+	from, to, ok := apiServerRestart(parseRenewalSteps(log))
+	if !ok || from.UTC().Format(time.TimeOnly) != "12:45:40" || to.UTC().Format(time.TimeOnly) != "12:46:01" {
+		t.Errorf("the API server restart: %v to %v (%v), want 12:45:40 to 12:46:01", from, to, ok)
+	}
+	// A run still restarting its API server has not ended.
+	unfinished := log + "\n2026-12-06T13:50:00+0100 cp-a kubeha-cert-renewal[900]: kubeha-control-plane[eu-west-1a]: restarting kube-apiserver"
+	if from, to, ok := apiServerRestart(parseRenewalSteps(unfinished)); ok {
+		t.Errorf("a restart under way: %v to %v, want not ended", from, to)
+	}
 }

@@ -19,66 +19,13 @@
 . "$(dirname "${BASH_SOURCE[0]}")/assets.sh"
 # shellcheck source-path=SCRIPTDIR
 . "$(dirname "${BASH_SOURCE[0]}")/due.sh"
+# shellcheck source-path=SCRIPTDIR
+. "$(dirname "${BASH_SOURCE[0]}")/lease.sh"
 
 export KUBECONFIG=$ADMIN_KUBECONFIG
-holder=$(hostname)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 name=
-
-now() { date -u +%Y-%m-%dT%H:%M:%S.%6NZ; }
-
-# take_lease creates the Lease, or takes it when it is free, expired or
-# already ours. kubectl replace sends the resourceVersion it read, so of
-# two nodes that read the same Lease only one write succeeds.
-take_lease() {
-  local lease current renewed duration
-  if kubectl -n kube-system create -f - >/dev/null 2>&1 <<EOF; then
-apiVersion: coordination.k8s.io/v1
-kind: Lease
-metadata: {name: $APPLIER_NAME, namespace: kube-system}
-spec: {holderIdentity: $holder, leaseDurationSeconds: $LEASE_SECONDS, acquireTime: "$(now)", renewTime: "$(now)"}
-EOF
-    return 0
-  fi
-  if ! lease=$(kubectl -n kube-system get lease "$APPLIER_NAME" -o json); then
-    log "add-on set: cannot read the lease"
-    return 1
-  fi
-  current=$(jq -r '.spec.holderIdentity // ""' <<<"$lease")
-  renewed=$(jq -r '.spec.renewTime // ""' <<<"$lease")
-  duration=$(jq -r '.spec.leaseDurationSeconds // 0' <<<"$lease")
-  if [ -n "$current" ] && [ "$current" != "$holder" ] && [ -n "$renewed" ] &&
-    (($(date -d "$renewed" +%s) + duration > $(date +%s))); then
-    log "add-on set: $current holds the lease"
-    return 1
-  fi
-  write_lease "$lease" "$holder" >/dev/null
-}
-
-# write_lease LEASE HOLDER replaces the Lease read as LEASE (only if
-# nobody changed it since) with HOLDER and a new renewTime.
-write_lease() {
-  local acquired
-  acquired=$(jq -r --arg h "$2" 'if .spec.holderIdentity == $h then .spec.acquireTime else "" end' <<<"$1")
-  jq --arg h "$2" --arg t "$(now)" --arg a "${acquired:-$(now)}" --argjson d "$LEASE_SECONDS" \
-    '.spec.holderIdentity = $h | .spec.renewTime = $t | .spec.acquireTime = $a | .spec.leaseDurationSeconds = $d' <<<"$1" |
-    kubectl replace -f -
-}
-
-# renew_lease keeps the Lease ours, and fails if another node took it.
-renew_lease() {
-  local lease
-  lease=$(kubectl -n kube-system get lease "$APPLIER_NAME" -o json)
-  [ "$(jq -r '.spec.holderIdentity' <<<"$lease")" = "$holder" ] && write_lease "$lease" "$holder" >/dev/null
-}
-
-release_lease() {
-  local lease
-  lease=$(kubectl -n kube-system get lease "$APPLIER_NAME" -o json) &&
-    [ "$(jq -r '.spec.holderIdentity' <<<"$lease")" = "$holder" ] &&
-    write_lease "$lease" "" >/dev/null
-}
 
 # apply_release STEP installs or upgrades the step's release unless its
 # last install is this revision and deployed.
@@ -133,7 +80,7 @@ count() {
 # stops the whole run, Helm included, rather than apply beside another.
 keep_lease() {
   while sleep "$LEASE_RENEW_SECONDS"; do
-    if ! renew_lease; then
+    if ! renew_lease "$APPLIER_NAME" "$LEASE_SECONDS"; then
       log "add-on set: lost the lease; stopping this run"
       kill -TERM 0
     fi
@@ -151,9 +98,9 @@ finish() {
   if [ "$applied_all" != yes ]; then
     log "add-on set: this run failed at ${name:-its start}; the next run tries again"
     count "$FAILED_METRIC"
-    release_lease || true
+    release_lease "$APPLIER_NAME" || true
   else
-    renew_lease || true
+    renew_lease "$APPLIER_NAME" "$LEASE_SECONDS" || true
   fi
   rm -rf "$work"
   exit "$status"
@@ -177,7 +124,7 @@ prune() {
   done <<<"$installed"
 }
 
-take_lease || exit 0
+take_lease "$APPLIER_NAME" "$LEASE_SECONDS" || exit 0
 applied_all=no
 keep_lease &
 keeper=$!
@@ -201,7 +148,7 @@ prune
 recorded=$ADDON_STATE_DIR/recorded
 if [ "$(cat "$recorded" 2>/dev/null)" != "$revision" ] || due "$recorded" "$STATUS_REFRESH_SECONDS"; then
   rm -f "$recorded"
-  jq -n --arg r "$revision" --arg t "$(now)" --arg n "$holder" '{revision: $r, appliedAt: $t, node: $n}' >"$work/status.json"
+  jq -n --arg r "$revision" --arg t "$(lease_now)" --arg n "$lease_holder" '{revision: $r, appliedAt: $t, node: $n}' >"$work/status.json"
   aws s3 cp --only-show-errors --content-type application/json "$work/status.json" "$ADDON_STATUS_URL"
   mkdir -p "$ADDON_STATE_DIR"
   echo "$revision" >"$recorded"

@@ -11,10 +11,21 @@
 # reports the days left on the node's shortest-lived certificate
 # (kubeadm's, the etcd client's, the kubelet's) as CERT_DAYS_LEFT_METRIC;
 # a failed run counts CERT_RENEWAL_FAILED_METRIC. Both have alarms.
+# One node at a time restarts its API server, under a kube-system Lease:
+# nodes made together renew on the same day, their timers minutes apart.
 # shellcheck source-path=SCRIPTDIR
 . "$(dirname "${BASH_SOURCE[0]}")/node-common.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/imds.sh"
+# shellcheck source-path=SCRIPTDIR
+. "$(dirname "${BASH_SOURCE[0]}")/lease.sh"
 trap 'count_failure "$CERT_RENEWAL_FAILED_METRIC"' EXIT
+export KUBECONFIG=$ADMIN_KUBECONFIG
+
+# The Lease outlasts a restart (a 120 s stop and a 300 s start); one left
+# by a lost node expires within restart_lease_wait.
+restart_lease=kubeha-api-server-restart
+restart_lease_seconds=600
+restart_lease_wait=900
 
 # kubeadm_seconds_left: the least time left of kubeadm's certificates.
 kubeadm_seconds_left() {
@@ -34,6 +45,29 @@ restart_static_pod() {
   wait_until 300 healthy "$2"
 }
 
+# restart_api_server restarts the API server under the Lease, with the
+# etcd client certificate read again: `pulumi up` may have replaced it
+# since this run began, and the one read then may have expired. Without
+# the Lease after restart_lease_wait (the API unreachable), it restarts
+# anyway: the renewed certificates come first. One that does not come back
+# keeps the Lease until it expires, so the next node waits.
+restart_api_server() {
+  local deadline=$((SECONDS + restart_lease_wait)) held=yes
+  until take_lease "$restart_lease" "$restart_lease_seconds"; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      log "no lease $restart_lease after ${restart_lease_wait}s: restarting without it"
+      held=no
+      break
+    fi
+    sleep 5
+  done
+  fetch_secrets
+  restart_static_pod kube-apiserver "$LOCAL_READY_URL"
+  if [ "$held" = yes ] && ! release_lease "$restart_lease"; then
+    log "could not release the lease $restart_lease; it expires in ${restart_lease_seconds}s"
+  fi
+}
+
 fetch_secrets
 left=$(kubeadm_seconds_left)
 instance=$(imds instance-id)
@@ -44,11 +78,7 @@ if [ "$left" -lt "$renew_at" ]; then
   kubeadm certs renew all --config "$KUBEADM_INIT_CONFIG" >/dev/null
   restart_static_pod kube-scheduler "$SCHEDULER_HEALTH_URL"
   restart_static_pod kube-controller-manager "$CONTROLLER_MANAGER_HEALTH_URL"
-  # The API server starts with the etcd client certificate on disk: read
-  # the secret again, as `pulumi up` may have replaced it since this run
-  # began, and the one read then may have expired.
-  fetch_secrets
-  restart_static_pod kube-apiserver "$LOCAL_READY_URL"
+  restart_api_server
   left=$(kubeadm_seconds_left)
   log "renewed: ${left}s left"
 fi
