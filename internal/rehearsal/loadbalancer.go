@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -204,18 +205,36 @@ func (c *cluster) failedChecks(node string, since time.Time) string {
 // rotationChange is haproxy's log of a server's state change.
 var rotationChange = regexp.MustCompile(`Server apiservers/(\S+) is (UP|DOWN)`)
 
+// rotationEvent is a time haproxy took a server out of rotation (DOWN)
+// or back in (UP).
+type rotationEvent struct {
+	at          time.Time
+	node, state string
+}
+
+// rotationEvents are the rotation changes in haproxy's log between from
+// and to.
+func (c *cluster) rotationEvents(from, to time.Time) ([]rotationEvent, error) {
+	lines, err := c.haproxyLog(from, to)
+	var events []rotationEvent
+	for _, l := range lines {
+		if m := rotationChange.FindStringSubmatch(l.msg); m != nil {
+			events = append(events, rotationEvent{l.at, m[1], m[2]})
+		}
+	}
+	return events, err
+}
+
 // rotationChanges lists, from haproxy's log, each time between from and to
 // that a server went out of rotation or back in.
 func (c *cluster) rotationChanges(from, to time.Time) []string {
-	lines, err := c.haproxyLog(from, to)
+	events, err := c.rotationEvents(from, to)
 	if err != nil {
 		return []string{"(no haproxy log)"}
 	}
 	var changes []string
-	for _, l := range lines {
-		if m := rotationChange.FindStringSubmatch(l.msg); m != nil {
-			changes = append(changes, l.at.Format("15:04:05.0")+" "+m[1]+" "+m[2])
-		}
+	for _, e := range events {
+		changes = append(changes, e.at.Format("15:04:05.0")+" "+e.node+" "+e.state)
 	}
 	return changes
 }
@@ -241,3 +260,42 @@ func (c *cluster) haproxyLog(from, to time.Time) ([]logLine, error) {
 	}
 	return lines, nil
 }
+
+// outOfRotationLogs is, for each time between from and to that haproxy
+// took a control-plane node out of rotation, what that node logged around
+// it, if it still runs: its API server's lines (from every container's
+// log, so a restart's too) and its kubelet's and containerd's, from
+// stallLead before to stallTail after. They say why a node stopped
+// answering when nothing replaced or restarted it.
+func (c *cluster) outOfRotationLogs(from, to time.Time) []string {
+	events, err := c.rotationEvents(from, to)
+	if err != nil {
+		return []string{"(no haproxy log)"}
+	}
+	var logs []string
+	for _, e := range events {
+		i := slices.IndexFunc(c.nodes, func(n *lab.NodeGroup) bool { return n.Name == e.node })
+		if e.state != "DOWN" || i < 0 || c.nodes[i].Instance == nil {
+			continue
+		}
+		since, until := e.at.Add(-stallLead).UTC(), e.at.Add(stallTail).UTC()
+		script := fmt.Sprintf(`cat /proc/loadavg
+for f in /var/log/pods/kube-system_kube-apiserver-*/kube-apiserver/*.log; do
+  awk -v a=%[1]q -v b=%[2]q '$1 >= a && $1 <= b' "$f"
+done | sort | tail -n 60
+journalctl --no-pager --output short-iso --unit kubelet --unit containerd --since %[3]q --until %[4]q | tail -n 40
+`, since.Format(time.RFC3339), until.Format(time.RFC3339), since.Format(time.DateTime)+" UTC", until.Format(time.DateTime)+" UTC")
+		out, err := c.nodes[i].Instance.Exec("bash", "-c", script)
+		logs = append(logs, fmt.Sprintf("%s out of rotation at %s (%v); its load now, then its API server's, kubelet's and containerd's lines from %s to %s:\n%s",
+			e.node, e.at.UTC().Format("15:04:05.0"), err, since.Format(time.TimeOnly), until.Format(time.TimeOnly), out))
+	}
+	return logs
+}
+
+// How far around a node's removal from rotation outOfRotationLogs looks:
+// requests through it began timing out some seconds before haproxy's
+// checks gave up on it.
+const (
+	stallLead = 30 * time.Second
+	stallTail = 15 * time.Second
+)

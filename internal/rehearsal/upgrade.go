@@ -213,6 +213,9 @@ func upgradeCluster(ctx context.Context, c *cluster, p *probe) (Drill, error) {
 		c.logf("upgrade: failed request at %s", line)
 	}
 	c.logf("upgrade: the load balancer's rotation: %s", strings.Join(c.rotationChanges(start, end), "; "))
+	for _, l := range c.outOfRotationLogs(start, end) {
+		c.logf("upgrade: %s", l)
+	}
 	for _, n := range r.Nodes {
 		r.FailuresBetweenReplacements -= n.Failures
 	}
