@@ -180,7 +180,8 @@ esac
 	cmd.Env = []string{"PATH=" + bin + ":/usr/bin:/bin", "ROLE=control-plane", "ZONE=eu-west-1a", "KUBEADM_INIT_CONFIG=" + n.config,
 		"RENEW_BEFORE_SECONDS=" + strconv.Itoa(int(renewBefore.Seconds())), "RENEW_SPREAD_SECONDS=0", "STATIC_POD_DIR=" + manifests,
 		"LOCAL_READY_URL=https://127.0.0.1:6443/readyz", "CONTROLLER_MANAGER_HEALTH_URL=https://127.0.0.1:10257/healthz",
-		"SCHEDULER_HEALTH_URL=https://127.0.0.1:10259/healthz", "ADMIN_KUBECONFIG=/dev/null", "ETCD_CERT_FILE=" + filepath.Join(dir, "pki", "apiserver-etcd-client.crt"),
+		"SCHEDULER_HEALTH_URL=https://127.0.0.1:10259/healthz", "ADMIN_KUBECONFIG=/dev/null",
+		"RESTART_LEASE=" + APIServerRestartLease, "RESTART_LEASE_SECONDS=600", "RESTART_LEASE_WAIT_SECONDS=900", "ETCD_CERT_FILE=" + filepath.Join(dir, "pki", "apiserver-etcd-client.crt"),
 		"SECRET_ID=c1-control-plane", "PKI_SECRET_PREFIX=" + PKISecretPrefix, "KUBERNETES_PKI_DIR=" + filepath.Join(dir, "pki"), "SECRETS_DIR=" + filepath.Join(dir, "secrets"), "KUBELET_CERT_DIR=" + filepath.Join(dir, "kubelet"),
 		"CERT_DAYS_LEFT_METRIC=" + CertDaysLeftMetric, "CERT_RENEWAL_FAILED_METRIC=" + CertRenewalFailedMetric,
 		"BOOTSTRAP_METRIC_NAMESPACE=kubeha", "BOOTSTRAP_METRIC_DIMENSIONS=Cluster=c1"}

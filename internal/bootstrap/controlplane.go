@@ -180,6 +180,9 @@ func (c ControlPlane) Node(p ControlPlaneParams) (Node, error) {
 		{"CERT_DAYS_LEFT_METRIC", CertDaysLeftMetric},
 		{"RENEW_BEFORE_SECONDS", fmt.Sprint(int(c.certificateValidity().Seconds() / 3))},
 		{"RENEW_SPREAD_SECONDS", fmt.Sprint(int(c.certificateValidity().Seconds() / 6))},
+		{"RESTART_LEASE", APIServerRestartLease},
+		{"RESTART_LEASE_SECONDS", fmt.Sprint(apiServerRestartLeaseSeconds)},
+		{"RESTART_LEASE_WAIT_SECONDS", fmt.Sprint(apiServerRestartWaitSeconds)},
 		{"STATIC_POD_DIR", StaticPodDir},
 		{"KUBELET_CERT_DIR", kubeletCertDir},
 		{"SCHEDULER_HEALTH_URL", fmt.Sprintf("https://127.0.0.1:%d/healthz", SchedulerPort)},
@@ -397,6 +400,17 @@ func csrApproverUnits() (service, timer unit) {
 // its renewal point. Nodes renew apart by their own share of
 // RENEW_SPREAD_SECONDS, not by a random delay.
 const CertRenewalUnit = "kubeha-cert-renewal.service"
+
+// APIServerRestartLease is the kube-system Lease a control-plane node
+// holds while it restarts its API server after a renewal, so that one
+// does at a time: for apiServerRestartLeaseSeconds, more than a restart
+// (a 120 s stop and a 300 s start). A node waits for it at most
+// apiServerRestartWaitSeconds, by when one a lost node held has expired.
+const (
+	APIServerRestartLease        = "kubeha-api-server-restart"
+	apiServerRestartLeaseSeconds = 600
+	apiServerRestartWaitSeconds  = 900
+)
 
 // certificateValidity is CertificateValidity, or kubeadm's default.
 func (c ControlPlane) certificateValidity() time.Duration {

@@ -21,12 +21,6 @@
 trap 'count_failure "$CERT_RENEWAL_FAILED_METRIC"' EXIT
 export KUBECONFIG=$ADMIN_KUBECONFIG
 
-# The Lease outlasts a restart (a 120 s stop and a 300 s start); one left
-# by a lost node expires within restart_lease_wait.
-restart_lease=kubeha-api-server-restart
-restart_lease_seconds=600
-restart_lease_wait=900
-
 # kubeadm_seconds_left: the least time left of kubeadm's certificates.
 kubeadm_seconds_left() {
   kubeadm certs check-expiration --config "$KUBEADM_INIT_CONFIG" -o json |
@@ -45,17 +39,18 @@ restart_static_pod() {
   wait_until 300 healthy "$2"
 }
 
-# restart_api_server restarts the API server under the Lease, with the
-# etcd client certificate read again: `pulumi up` may have replaced it
-# since this run began, and the one read then may have expired. Without
-# the Lease after restart_lease_wait (the API unreachable), it restarts
-# anyway: the renewed certificates come first. One that does not come back
-# keeps the Lease until it expires, so the next node waits.
+# restart_api_server restarts the API server under the Lease
+# RESTART_LEASE, with the etcd client certificate read again: `pulumi up`
+# may have replaced it since this run began, and the one read then may
+# have expired. Without the Lease after RESTART_LEASE_WAIT_SECONDS (the API
+# unreachable), it restarts anyway: the renewed certificates come first.
+# One that does not come back keeps the Lease until it expires, so the
+# next node waits.
 restart_api_server() {
-  local deadline=$((SECONDS + restart_lease_wait)) held=yes
-  until take_lease "$restart_lease" "$restart_lease_seconds"; do
+  local deadline=$((SECONDS + RESTART_LEASE_WAIT_SECONDS)) held=yes
+  until take_lease "$RESTART_LEASE" "$RESTART_LEASE_SECONDS"; do
     if [ "$SECONDS" -ge "$deadline" ]; then
-      log "no lease $restart_lease after ${restart_lease_wait}s: restarting without it"
+      log "no lease $RESTART_LEASE after ${RESTART_LEASE_WAIT_SECONDS}s: restarting without it"
       held=no
       break
     fi
@@ -63,8 +58,8 @@ restart_api_server() {
   done
   fetch_secrets
   restart_static_pod kube-apiserver "$LOCAL_READY_URL"
-  if [ "$held" = yes ] && ! release_lease "$restart_lease"; then
-    log "could not release the lease $restart_lease; it expires in ${restart_lease_seconds}s"
+  if [ "$held" = yes ] && ! release_lease "$RESTART_LEASE"; then
+    log "could not release the lease $RESTART_LEASE; it expires in ${RESTART_LEASE_SECONDS}s"
   fi
 }
 
