@@ -49,6 +49,7 @@ const (
 	etcdPeerCert   = bootstrap.EtcdPKIDir + "/peer.crt"
 	renewalLogLine = ": renewing"
 	renewedLogLine = ": renewed: "
+	backLogLine    = ": kube-apiserver back"
 	refreshLogLine = "wrote " + etcdServerCert
 )
 
@@ -223,7 +224,7 @@ func renewShortCertificates(ctx context.Context, c *cluster, p *probe) (Drill, e
 }
 
 // apiServersRestartedInTurn waits until each control-plane node's
-// renewal run has ended, and fails if two restarted their API servers at
+// renewal run has restarted its API server, and fails if two did at
 // once: the Lease lets one at a time.
 func apiServersRestartedInTurn(c *cluster) error {
 	type restart struct {
@@ -236,7 +237,7 @@ func apiServersRestartedInTurn(c *cluster) error {
 		for _, n := range c.nodes {
 			from, to, ok := apiServerRestart(parseRenewalSteps(n.RecentLog(renewalService, 200)))
 			if !ok {
-				return fmt.Errorf("%s's run has not restarted its API server and ended:\n%s", n.Name, n.RecentLog(renewalService, 30))
+				return fmt.Errorf("%s's run has not restarted its API server yet:\n%s", n.Name, n.RecentLog(renewalService, 30))
 			}
 			restarts = append(restarts, restart{n.Name, from, to})
 		}
@@ -276,6 +277,8 @@ func parseRenewalSteps(log string) []renewalStep {
 			step = "renewing"
 		case strings.Contains(line, ": restarting "):
 			step = "restarting " + line[strings.LastIndex(line, " ")+1:]
+		case strings.HasSuffix(line, backLogLine):
+			step = "kube-apiserver back"
 		case strings.Contains(line, renewedLogLine):
 			step = "renewed"
 		default:
@@ -287,13 +290,14 @@ func parseRenewalSteps(log string) []renewalStep {
 }
 
 // apiServerRestart is when the last run's API server restart began and
-// when that run ended.
+// when the API server was back, logged before the run let go of the
+// Lease, so no other node's restart can begin before it.
 func apiServerRestart(steps []renewalStep) (from, to time.Time, ok bool) {
 	for _, s := range steps {
 		switch s.step {
 		case "restarting kube-apiserver":
 			from, to = s.at, time.Time{}
-		case "renewed":
+		case "kube-apiserver back":
 			to = s.at
 		}
 	}

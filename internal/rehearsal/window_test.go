@@ -194,9 +194,10 @@ func TestRenewalSteps(t *testing.T) {
 	log := `2026-12-06T13:44:05+0100 cp-a kubeha-cert-renewal[812]: kubeha-control-plane[eu-west-1a]: kubeadm's certificates have 79s left, under this node's 84s: renewing
 2026-12-06T13:44:09+0100 cp-a kubeha-cert-renewal[812]: kubeha-control-plane[eu-west-1a]: restarting kube-scheduler
 2026-12-06T13:45:40+0100 cp-a kubeha-cert-renewal[812]: kubeha-control-plane[eu-west-1a]: restarting kube-apiserver
+2026-12-06T13:45:58+0100 cp-a kubeha-cert-renewal[812]: kubeha-control-plane[eu-west-1a]: kube-apiserver back
 2026-12-06T13:46:01+0100 cp-a kubeha-cert-renewal[812]: kubeha-control-plane[eu-west-1a]: renewed: 31535999s left
 2026-12-06T13:46:02+0100 cp-a systemd[1]: kubeha-cert-renewal.service: Deactivated successfully.`
-	want := "12:44:05 renewing, 12:44:09 restarting kube-scheduler, 12:45:40 restarting kube-apiserver, 12:46:01 renewed"
+	want := "12:44:05 renewing, 12:44:09 restarting kube-scheduler, 12:45:40 restarting kube-apiserver, 12:45:58 kube-apiserver back, 12:46:01 renewed"
 	if got := renewalSteps(log); got != want {
 		t.Errorf("renewal steps %q, want %q", got, want)
 	}
@@ -204,8 +205,8 @@ func TestRenewalSteps(t *testing.T) {
 		t.Errorf("no renewal: %q", got)
 	}
 	from, to, ok := apiServerRestart(parseRenewalSteps(log))
-	if !ok || from.UTC().Format(time.TimeOnly) != "12:45:40" || to.UTC().Format(time.TimeOnly) != "12:46:01" {
-		t.Errorf("the API server restart: %v to %v (%v), want 12:45:40 to 12:46:01", from, to, ok)
+	if !ok || from.UTC().Format(time.TimeOnly) != "12:45:40" || to.UTC().Format(time.TimeOnly) != "12:45:58" {
+		t.Errorf("the API server restart: %v to %v (%v), want 12:45:40 to 12:45:58", from, to, ok)
 	}
 	// A run still restarting its API server has not ended.
 	unfinished := log + "\n2026-12-06T13:50:00+0100 cp-a kubeha-cert-renewal[900]: kubeha-control-plane[eu-west-1a]: restarting kube-apiserver"

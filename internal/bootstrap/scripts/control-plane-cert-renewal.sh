@@ -58,6 +58,7 @@ restart_api_server() {
   done
   fetch_secrets
   restart_static_pod kube-apiserver "$LOCAL_READY_URL"
+  log "kube-apiserver back"
   if [ "$held" = yes ] && ! release_lease "$RESTART_LEASE"; then
     log "could not release the lease $RESTART_LEASE; it expires in ${RESTART_LEASE_SECONDS}s"
   fi
