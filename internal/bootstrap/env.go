@@ -162,9 +162,7 @@ func (u unit) file() File {
 
 // timedScript is a oneshot service that runs script with the settings in
 // envFile once the unit after has started, and the timer that starts it:
-// schedule are the timer's settings, one per line, kept to the second:
-// systemd would otherwise let a timer slip by up to a minute, so one of
-// every 10 s would run once a minute.
+// schedule are the timer's settings, one per line.
 type timedScript struct {
 	name, does, script, envFile, after string
 	schedule                           []string
@@ -173,10 +171,11 @@ type timedScript struct {
 }
 
 // everySeconds runs script 5 s after boot, then seconds after each run
-// ends.
+// ends, to the second: systemd would otherwise let a timer slip by up to a
+// minute.
 func everySeconds(serviceName, does, script, envFile, after string, seconds int) (service, timer unit) {
 	return timedScript{name: strings.TrimSuffix(serviceName, ".service"), does: does, script: script, envFile: envFile, after: after,
-		schedule: []string{"OnActiveSec=5", fmt.Sprintf("OnUnitInactiveSec=%ds", seconds)}}.units()
+		schedule: []string{"OnActiveSec=5", fmt.Sprintf("OnUnitInactiveSec=%ds", seconds), "AccuracySec=1s"}}.units()
 }
 
 func (t timedScript) units() (service, timer unit) {
@@ -188,7 +187,7 @@ func (t timedScript) units() (service, timer unit) {
 	lines = append(lines, "ExecStart="+ScriptDir+"/"+t.script, "")
 	service = unit{t.name + ".service", strings.Join(lines, "\n")}
 	timer = unit{t.name + ".timer", strings.Join(append([]string{"[Unit]", "Description=" + t.does + " (kubeha)", "", "[Timer]"},
-		append(t.schedule, "AccuracySec=1s", "", "[Install]", "WantedBy=timers.target", "")...), "\n")}
+		append(t.schedule, "", "[Install]", "WantedBy=timers.target", "")...), "\n")}
 	return service, timer
 }
 

@@ -142,27 +142,6 @@ func TestScriptsHoldNoRenderedValue(t *testing.T) {
 
 // The check finds what the scripts used to write, and passes over names
 // that merely contain a value.
-// TestTimersKeepTheirSchedule: every timer kubeha renders elapses to the
-// second, not within systemd's default minute, which would make one of
-// every 10 s run once a minute.
-func TestTimersKeepTheirSchedule(t *testing.T) {
-	timers := 0
-	for kind, n := range testNodes(t) {
-		for _, f := range n.Files {
-			if !strings.HasSuffix(f.Path, ".timer") {
-				continue
-			}
-			timers++
-			if !strings.Contains(f.Content, "\nAccuracySec=1s\n") {
-				t.Errorf("%s node: %s has no AccuracySec=1s:\n%s", kind, f.Path, f.Content)
-			}
-		}
-	}
-	if timers < 9 {
-		t.Errorf("%d timers on the test nodes, want the 9 the etcd, control-plane and worker nodes have", timers)
-	}
-}
-
 func TestContainsLiteral(t *testing.T) {
 	for _, c := range []struct {
 		code, lit string
