@@ -215,11 +215,18 @@ func renewShortCertificates(ctx context.Context, c *cluster, p *probe) (Drill, e
 	// restarts, before the load balancer or etcd's clients move off it; the
 	// test bounds the longest time without a success.
 	after := p.window(last, time.Now())
+	ahead := 0
 	for _, n := range c.nodes {
-		d.note(fmt.Sprintf("%s: its short certificates expired %s; its renewal: %s", n.Name, expiry[n.Name].UTC().Format(time.TimeOnly), renewalSteps(n.RecentLog(renewalService, 200))))
+		log := n.RecentLog(renewalService, 200)
+		began, lead := renewalLead(parseRenewalSteps(log), expiry[n.Name])
+		if began && lead > 0 {
+			ahead++
+		}
+		d.note(fmt.Sprintf("%s: its short certificates expired %s, its renewal began %.0fs before (after, if negative); its renewal: %s",
+			n.Name, expiry[n.Name].UTC().Format(time.TimeOnly), lead.Seconds(), renewalSteps(log)))
 	}
-	d.note(fmt.Sprintf("certificates of %s renewed before expiry on all %d nodes; the last short one expired %.0fs into the drill, then each etcd member restarted in turn; after that expiry %d of %d requests failed, the longest time without a success %.1fs",
-		shortLifetime, len(d.Renewals), last.Sub(start).Seconds(), after.failures, after.requests, after.longestGap.Seconds()))
+	d.note(fmt.Sprintf("certificates of %s renewed on all %d nodes, kubeadm's beginning before their expiry on %d of %d control-plane nodes; the last short one expired %.0fs into the drill, then each etcd member restarted in turn; after that expiry %d of %d requests failed, the longest time without a success %.1fs",
+		shortLifetime, len(d.Renewals), ahead, len(c.nodes), last.Sub(start).Seconds(), after.failures, after.requests, after.longestGap.Seconds()))
 	return d, heal(c, p, &d)
 }
 
@@ -302,6 +309,16 @@ func apiServerRestart(steps []renewalStep) (from, to time.Time, ok bool) {
 		}
 	}
 	return from, to, !from.IsZero() && !to.IsZero()
+}
+
+// renewalLead is how long before expiry the first renewal in steps began
+// (negative after it), if one did.
+func renewalLead(steps []renewalStep, expiry time.Time) (began bool, lead time.Duration) {
+	i := slices.IndexFunc(steps, func(s renewalStep) bool { return s.step == "renewing" })
+	if i < 0 {
+		return false, 0
+	}
+	return true, expiry.Sub(steps[i].at)
 }
 
 // renewalSteps are a node's renewal steps with their times: next to the

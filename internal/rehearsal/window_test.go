@@ -208,6 +208,15 @@ func TestRenewalSteps(t *testing.T) {
 	if !ok || from.UTC().Format(time.TimeOnly) != "12:45:40" || to.UTC().Format(time.TimeOnly) != "12:45:58" {
 		t.Errorf("the API server restart: %v to %v (%v), want 12:45:40 to 12:45:58", from, to, ok)
 	}
+	if began, lead := renewalLead(parseRenewalSteps(log), time.Date(2026, 12, 6, 12, 44, 35, 0, time.UTC)); !began || lead != 30*time.Second {
+		t.Errorf("renewal began %v before expiry (%v), want 30s", lead, began)
+	}
+	if began, lead := renewalLead(parseRenewalSteps(log), time.Date(2026, 12, 6, 12, 44, 0, 0, time.UTC)); !began || lead != -5*time.Second {
+		t.Errorf("renewal began %v before expiry (%v), want -5s: after it", lead, began)
+	}
+	if began, _ := renewalLead(nil, time.Now()); began {
+		t.Error("no renewal in the log, yet one began")
+	}
 	// A run still restarting its API server has not ended.
 	unfinished := log + "\n2026-12-06T13:50:00+0100 cp-a kubeha-cert-renewal[900]: kubeha-control-plane[eu-west-1a]: restarting kube-apiserver"
 	if from, to, ok := apiServerRestart(parseRenewalSteps(unfinished)); ok {
