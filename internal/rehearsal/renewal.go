@@ -25,8 +25,8 @@ import (
 // first control-plane node renews: its API server restarts with the new
 // etcd client certificate, not the one its run read first. The nodes'
 // runs overlap, as on one day of a year, so their API servers restart one
-// at a time under the renewal's Lease; on this machine each run ends
-// within runsEnd of the last expiry.
+// at a time under the renewal's Lease; on this machine each has restarted
+// its API server within runsEnd of the drill's checks ending.
 const (
 	shortLifetime = 3 * time.Minute
 	checkEvery    = 15 * time.Second
@@ -239,7 +239,7 @@ func apiServersRestartedInTurn(c *cluster) error {
 		from, to time.Time
 	}
 	var restarts []restart
-	_, err := c.waitFor("every control-plane node's renewal run ended", runsEnd, func() error {
+	_, err := c.waitFor("every control-plane node's API server restarted by its renewal", runsEnd, func() error {
 		restarts = nil
 		for _, n := range c.nodes {
 			from, to, ok := apiServerRestart(parseRenewalSteps(n.RecentLog(renewalService, 200)))

@@ -47,15 +47,11 @@ restart_static_pod() {
 # One that does not come back keeps the Lease until it expires, so the
 # next node waits.
 restart_api_server() {
-  local deadline=$((SECONDS + RESTART_LEASE_WAIT_SECONDS)) held=yes
-  until take_lease "$RESTART_LEASE" "$RESTART_LEASE_SECONDS"; do
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      log "no lease $RESTART_LEASE after ${RESTART_LEASE_WAIT_SECONDS}s: restarting without it"
-      held=no
-      break
-    fi
-    sleep 5
-  done
+  local held=yes
+  if ! wait_until "$RESTART_LEASE_WAIT_SECONDS" take_lease "$RESTART_LEASE" "$RESTART_LEASE_SECONDS"; then
+    log "no lease $RESTART_LEASE after ${RESTART_LEASE_WAIT_SECONDS}s: restarting without it"
+    held=no
+  fi
   fetch_secrets
   restart_static_pod kube-apiserver "$LOCAL_READY_URL"
   log "kube-apiserver back"
