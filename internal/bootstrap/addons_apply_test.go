@@ -20,7 +20,7 @@ func runApplier(t *testing.T, state, revision string) []string {
 	t.Helper()
 	calls := filepath.Join(t.TempDir(), "calls")
 	bin := scriptDir(t, map[string]string{
-		// The Lease is created, then read as this node's while it renews.
+		// The Lease is read as this node's, taken and renewed.
 		"kubectl": `#!/bin/bash
 case "$*" in
   *"get lease"*) echo '{"spec": {"holderIdentity": "cp-a"}}' ;;

@@ -152,11 +152,12 @@ if [ -n "$c" ]; then
   grep -qx "$c" "` + healthy + `" 2>/dev/null || echo "$c" >>"` + healthy + `"
 fi
 `,
-		// The Lease file holds its holder; created once, as the API does.
+		// The Lease file holds its holder; created once, as the API does, and
+		// missing until then.
 		"kubectl": `#!/bin/bash
 case "$*" in
   *"create -f -"*) cat >/dev/null; [ ! -e "` + lease + `" ] && echo cp-a >"` + lease + `" ;;
-  *"get lease"*) printf '{"spec": {"holderIdentity": "%s", "renewTime": "%s", "leaseDurationSeconds": 600}}' "$(cat "` + lease + `")" "$(date -u +%FT%TZ)" ;;
+  *"get lease"*) [ -e "` + lease + `" ] || exit 0; printf '{"spec": {"holderIdentity": "%s", "renewTime": "%s", "leaseDurationSeconds": 600}}' "$(cat "` + lease + `")" "$(date -u +%FT%TZ)" ;;
   *"replace -f -"*) jq -r .spec.holderIdentity >"` + lease + `" ;;
   *) exit 1 ;;
 esac

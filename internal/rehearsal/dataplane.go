@@ -426,6 +426,18 @@ func (c *cluster) dataPlaneWhole() error {
 	return nil
 }
 
+// probePodsPerZone counts the probe's ready pods by zone, asking again
+// for up to askAgainFor: the rehearsal's own count around a drill.
+func (c *cluster) probePodsPerZone() (map[string]int, error) {
+	var counts map[string]int
+	_, err := c.waitFor("the probe's pods listed", askAgainFor, func() error {
+		var err error
+		counts, err = c.readyPodsPerZone("default", "app="+probeApp)
+		return err
+	})
+	return counts, err
+}
+
 // readyPodsPerZone counts the ready pods selected, by their node's zone.
 func (c *cluster) readyPodsPerZone(namespace, selector string) (map[string]int, error) {
 	pods, err := c.listPods(namespace, selector)
@@ -454,12 +466,12 @@ func (p pod) ready() bool {
 // spread puts it, the zone with none. It notes what it did in d.
 func (c *cluster) respread(d *Drill) error {
 	start := time.Now()
-	before, err := c.readyPodsPerZone("default", "app="+probeApp)
+	before, err := c.probePodsPerZone()
 	if err != nil {
 		return err
 	}
 	for round := 1; ; round++ {
-		counts, err := c.readyPodsPerZone("default", "app="+probeApp)
+		counts, err := c.probePodsPerZone()
 		if err != nil {
 			return err
 		}
@@ -475,8 +487,11 @@ func (c *cluster) respread(d *Drill) error {
 		if round > len(c.stack.zones) {
 			return fmt.Errorf("the probe's pods by zone %s after %d deleted from the fullest zone: the scheduler's default spread put none back", perZone(counts), round-1)
 		}
-		pods, err := c.listPods("default", "app="+probeApp)
-		if err != nil {
+		var pods []pod
+		if _, err := c.waitFor("the probe's pods listed", askAgainFor, func() (err error) {
+			pods, err = c.listPods("default", "app="+probeApp)
+			return err
+		}); err != nil {
 			return err
 		}
 		i := slices.IndexFunc(pods, func(p pod) bool { return p.ready() && c.zoneOfNode(p.Spec.NodeName) == fullest })
@@ -666,11 +681,14 @@ func (c *cluster) drillTraffic(started time.Time, podsBefore map[string]int) (*S
 		return nil, err
 	}
 	s.PodsBefore = podsBefore
-	if s.PodsAfter, err = c.readyPodsPerZone("default", "app="+probeApp); err != nil {
+	if s.PodsAfter, err = c.probePodsPerZone(); err != nil {
 		return nil, err
 	}
-	nodes, err := c.listNodes()
-	if err != nil {
+	var nodes nodeList
+	if _, err := c.waitFor("the Nodes listed", askAgainFor, func() (err error) {
+		nodes, err = c.listNodes()
+		return err
+	}); err != nil {
 		return nil, err
 	}
 	for _, n := range nodes.Items {

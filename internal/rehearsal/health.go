@@ -134,16 +134,21 @@ func (c *cluster) waitFor(what string, limit time.Duration, ok func() error) (ti
 	return took, nil
 }
 
-// change makes a change of the rehearsal's own (not the probe's) through
-// the load balancer, asking again for up to a minute while no answer comes
-// in probeTimeout or the API answers 429 or 5xx: on a machine that nine
-// nodes keep busy, one request may take longer. done are the answers that
-// mean it is made; a retry may find what a lost answer made (409 for a
-// create, 404 for a delete), so list those too.
+// askAgainFor is how long the rehearsal asks the API again for a change
+// or a read of its own (not the probe's, which measures): on a machine
+// that nine nodes keep busy, one request through the load balancer may
+// find no answer in probeTimeout.
+const askAgainFor = time.Minute
+
+// change makes a change of the rehearsal's own through the load
+// balancer, asking again for up to askAgainFor while no answer comes or
+// the API answers 429 or 5xx. done are the answers that mean it is made;
+// a retry may find what a lost answer made (409 for a create, 404 for a
+// delete), so list those too.
 func (c *cluster) change(method, path string, body any, done ...int) error {
 	what := method + " " + path
 	var refused error
-	_, err := c.waitFor(what, time.Minute, func() error {
+	_, err := c.waitFor(what, askAgainFor, func() error {
 		code, answer, err := c.lbAdmin.Do(method, path, body)
 		switch {
 		case err == nil && slices.Contains(done, code):

@@ -370,7 +370,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 				return report, fmt.Errorf("drill %s: %w", d.name, err)
 			}
 		}
-		podsBefore, podsErr := c.readyPodsPerZone("default", "app="+probeApp)
+		podsBefore, podsErr := c.probePodsPerZone()
 		started := time.Now()
 		result, err := d.run(ctx, c, p)
 		result.Name, result.Description = d.name, d.description

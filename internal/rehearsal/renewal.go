@@ -4,9 +4,11 @@ package rehearsal
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kubeha/kubeha/internal/bootstrap"
@@ -79,18 +81,29 @@ func renewShortCertificates(ctx context.Context, c *cluster, p *probe) (Drill, e
 	if err := c.reissueEtcdCertificates(shortLifetime); err != nil {
 		return d, err
 	}
-	for _, m := range c.members {
-		if err := checkOften(m, refreshService, ""); err != nil {
-			return d, err
-		}
-		if out, err := m.Instance.Exec("systemctl", "start", refreshService); err != nil {
-			return d, fmt.Errorf("%s: %w: %s\n%s", m.Name, err, out, m.UnitLog(refreshService))
-		}
-		e, err := notAfter(m, etcdServerCert)
-		if err != nil {
-			return d, err
-		}
-		expiry[m.Name] = e
+	// The etcd nodes refresh at once: each run calls AWS, and takes tens
+	// of seconds on a busy machine.
+	expiries := make([]time.Time, len(c.members))
+	errs := make([]error, len(c.members))
+	var refreshed sync.WaitGroup
+	for i, m := range c.members {
+		refreshed.Go(func() {
+			if errs[i] = checkOften(m, refreshService, ""); errs[i] != nil {
+				return
+			}
+			if out, err := m.Instance.Exec("systemctl", "start", refreshService); err != nil {
+				errs[i] = fmt.Errorf("%s: %w: %s\n%s", m.Name, err, out, m.UnitLog(refreshService))
+				return
+			}
+			expiries[i], errs[i] = notAfter(m, etcdServerCert)
+		})
+	}
+	refreshed.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return d, err
+	}
+	for i, m := range c.members {
+		expiry[m.Name] = expiries[i]
 	}
 	etcdExpiry := expiry[c.members[0].Name]
 	// `pulumi up` re-issues them on its own clock, not after the loop

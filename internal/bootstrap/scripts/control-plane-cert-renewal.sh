@@ -48,7 +48,9 @@ restart_static_pod() {
 # next node waits.
 restart_api_server() {
   local held=yes
-  if ! wait_until "$RESTART_LEASE_WAIT_SECONDS" take_lease "$RESTART_LEASE" "$RESTART_LEASE_SECONDS"; then
+  # Asked every 10 s: each ask runs kubectl, and another node's restart
+  # takes minutes on a busy control plane.
+  if ! wait_every 10 "$RESTART_LEASE_WAIT_SECONDS" take_lease "$RESTART_LEASE" "$RESTART_LEASE_SECONDS"; then
     log "no lease $RESTART_LEASE after ${RESTART_LEASE_WAIT_SECONDS}s: restarting without it"
     held=no
   fi

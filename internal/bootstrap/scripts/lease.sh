@@ -7,22 +7,23 @@ lease_holder=$(hostname)
 lease_now() { date -u +%Y-%m-%dT%H:%M:%S.%6NZ; }
 
 # take_lease NAME SECONDS creates the Lease NAME for SECONDS, or takes it
-# when it is free, expired or already ours. kubectl replace sends the
-# resourceVersion it read, so of two nodes that read the same Lease only
-# one write succeeds.
+# when it is free, expired or already ours. Of two nodes that find it
+# missing only one create succeeds; kubectl replace sends the
+# resourceVersion it read, so of two that read it only one write does.
 take_lease() {
   local lease current renewed duration
-  if kubectl -n kube-system create -f - >/dev/null 2>&1 <<EOF; then
+  if ! lease=$(kubectl -n kube-system get lease "$1" --ignore-not-found -o json); then
+    log "cannot read the lease $1"
+    return 1
+  fi
+  if [ -z "$lease" ]; then
+    kubectl -n kube-system create -f - >/dev/null <<EOF
 apiVersion: coordination.k8s.io/v1
 kind: Lease
 metadata: {name: $1, namespace: kube-system}
 spec: {holderIdentity: $lease_holder, leaseDurationSeconds: $2, acquireTime: "$(lease_now)", renewTime: "$(lease_now)"}
 EOF
-    return 0
-  fi
-  if ! lease=$(kubectl -n kube-system get lease "$1" -o json); then
-    log "cannot read the lease $1"
-    return 1
+    return
   fi
   current=$(jq -r '.spec.holderIdentity // ""' <<<"$lease")
   renewed=$(jq -r '.spec.renewTime // ""' <<<"$lease")

@@ -42,13 +42,18 @@ api_ready() {
   curl -fsk --max-time 5 "$API_READY_URL" >/dev/null
 }
 
-# wait_until runs its arguments until they succeed, for at most $1 seconds.
-wait_until() {
-  local deadline=$((SECONDS + $1))
-  shift
+# wait_until runs its arguments every second until they succeed, for at
+# most $1 seconds.
+wait_until() { wait_every 1 "$@"; }
+
+# wait_every is wait_until every $1 seconds, for at most $2 seconds: for
+# waits of minutes on a check that itself costs CPU (kubectl, aws).
+wait_every() {
+  local interval=$1 deadline=$((SECONDS + $2))
+  shift 2
   until "$@"; do
     [ "$SECONDS" -lt "$deadline" ] || return 1
-    sleep 1
+    sleep "$interval"
   done
 }
 
