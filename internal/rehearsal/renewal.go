@@ -20,22 +20,22 @@ import (
 // control-plane node, and etcd's on every node, last shortLifetime; nodes
 // check every checkEvery. A control-plane node renews with renewBefore
 // plus its share of renewSpread left (the stack renders a third and a
-// sixth of the validity); its short certificates start shortStagger after
-// the previous node's, so that no two nodes restart their components at
-// once, as months apart would ensure. The drill plays `pulumi up`
-// re-issuing etcd's certificates reissueBefore their expiry, while the
-// first control-plane node renews: its API server restarts with the new
-// etcd client certificate, not the one its run read first. The nodes'
-// runs overlap, as on one day of a year, so their API servers restart one
-// at a time under the renewal's Lease; on this machine each has restarted
-// its API server within runsEnd of the drill's checks ending.
+// sixth of the validity): most of a short lifetime, since one check takes
+// a minute or more on this busy machine and must begin renewing before
+// the certificates expire. Its short certificates start
+// shortStagger after the previous node's. The drill plays `pulumi up`
+// re-issuing etcd's certificates reissueBefore their expiry, about when
+// the first control-plane node renews. The nodes' runs overlap, as on one
+// day of a year, so their API servers restart one at a time under the
+// renewal's Lease; on this machine each has restarted its API server
+// within runsEnd of the drill's checks ending.
 const (
 	shortLifetime = 3 * time.Minute
-	checkEvery    = 15 * time.Second
-	renewBefore   = 70 * time.Second
+	checkEvery    = 30 * time.Second
+	renewBefore   = 150 * time.Second
 	renewSpread   = 20 * time.Second
 	shortStagger  = 40 * time.Second
-	reissueBefore = 80 * time.Second
+	reissueBefore = 100 * time.Second
 	runsEnd       = 15 * time.Minute
 )
 
