@@ -426,16 +426,12 @@ func (c *cluster) dataPlaneWhole() error {
 	return nil
 }
 
-// probePodsPerZone counts the probe's ready pods by zone, asking again
-// for up to askAgainFor: the rehearsal's own count around a drill.
+// probePodsPerZone counts the probe's ready pods by zone, asking again:
+// the rehearsal's own count around a drill.
 func (c *cluster) probePodsPerZone() (map[string]int, error) {
-	var counts map[string]int
-	_, err := c.waitFor("the probe's pods listed", askAgainFor, func() error {
-		var err error
-		counts, err = c.readyPodsPerZone("default", "app="+probeApp)
-		return err
+	return askAgain(c, "the probe's pods listed", func() (map[string]int, error) {
+		return c.readyPodsPerZone("default", "app="+probeApp)
 	})
-	return counts, err
 }
 
 // readyPodsPerZone counts the ready pods selected, by their node's zone.
@@ -487,11 +483,8 @@ func (c *cluster) respread(d *Drill) error {
 		if round > len(c.stack.zones) {
 			return fmt.Errorf("the probe's pods by zone %s after %d deleted from the fullest zone: the scheduler's default spread put none back", perZone(counts), round-1)
 		}
-		var pods []pod
-		if _, err := c.waitFor("the probe's pods listed", askAgainFor, func() (err error) {
-			pods, err = c.listPods("default", "app="+probeApp)
-			return err
-		}); err != nil {
+		pods, err := askAgain(c, "the probe's pods listed", func() ([]pod, error) { return c.listPods("default", "app="+probeApp) })
+		if err != nil {
 			return err
 		}
 		i := slices.IndexFunc(pods, func(p pod) bool { return p.ready() && c.zoneOfNode(p.Spec.NodeName) == fullest })
@@ -684,11 +677,8 @@ func (c *cluster) drillTraffic(started time.Time, podsBefore map[string]int) (*S
 	if s.PodsAfter, err = c.probePodsPerZone(); err != nil {
 		return nil, err
 	}
-	var nodes nodeList
-	if _, err := c.waitFor("the Nodes listed", askAgainFor, func() (err error) {
-		nodes, err = c.listNodes()
-		return err
-	}); err != nil {
+	nodes, err := askAgain(c, "the Nodes listed", c.listNodes)
+	if err != nil {
 		return nil, err
 	}
 	for _, n := range nodes.Items {

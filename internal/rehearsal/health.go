@@ -140,6 +140,16 @@ func (c *cluster) waitFor(what string, limit time.Duration, ok func() error) (ti
 // find no answer in probeTimeout.
 const askAgainFor = time.Minute
 
+// askAgain is what read returns, asked again for up to askAgainFor.
+func askAgain[T any](c *cluster, what string, read func() (T, error)) (T, error) {
+	var v T
+	_, err := c.waitFor(what, askAgainFor, func() (err error) {
+		v, err = read()
+		return err
+	})
+	return v, err
+}
+
 // change makes a change of the rehearsal's own through the load
 // balancer, asking again for up to askAgainFor while no answer comes or
 // the API answers 429 or 5xx. done are the answers that mean it is made;
