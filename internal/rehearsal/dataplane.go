@@ -440,13 +440,18 @@ func (c *cluster) readyPodsPerZone(namespace, selector string) (map[string]int, 
 	if err != nil {
 		return nil, err
 	}
+	return c.readyPerZone(pods), nil
+}
+
+// readyPerZone counts the ready pods of pods, by their node's zone.
+func (c *cluster) readyPerZone(pods []pod) map[string]int {
 	perZone := map[string]int{}
 	for _, p := range pods {
 		if p.ready() {
 			perZone[c.zoneOfNode(p.Spec.NodeName)]++
 		}
 	}
-	return perZone, nil
+	return perZone
 }
 
 // ready says the pod is ready and not being deleted.
@@ -462,14 +467,15 @@ func (p pod) ready() bool {
 // spread puts it, the zone with none. It notes what it did in d.
 func (c *cluster) respread(d *Drill) error {
 	start := time.Now()
-	before, err := c.probePodsPerZone()
-	if err != nil {
-		return err
-	}
+	var before map[string]int
 	for round := 1; ; round++ {
-		counts, err := c.probePodsPerZone()
+		pods, err := askAgain(c, "the probe's pods listed", func() ([]pod, error) { return c.listPods("default", "app="+probeApp) })
 		if err != nil {
 			return err
+		}
+		counts := c.readyPerZone(pods)
+		if round == 1 {
+			before = counts
 		}
 		fullest := slices.MaxFunc(c.stack.zones, func(a, b string) int { return counts[a] - counts[b] })
 		if !slices.ContainsFunc(c.stack.zones, func(z string) bool { return counts[z] == 0 }) {
@@ -482,10 +488,6 @@ func (c *cluster) respread(d *Drill) error {
 		}
 		if round > len(c.stack.zones) {
 			return fmt.Errorf("the probe's pods by zone %s after %d deleted from the fullest zone: the scheduler's default spread put none back", perZone(counts), round-1)
-		}
-		pods, err := askAgain(c, "the probe's pods listed", func() ([]pod, error) { return c.listPods("default", "app="+probeApp) })
-		if err != nil {
-			return err
 		}
 		i := slices.IndexFunc(pods, func(p pod) bool { return p.ready() && c.zoneOfNode(p.Spec.NodeName) == fullest })
 		if i < 0 {
