@@ -102,8 +102,8 @@ func (args *ClusterArgs) UpgradeSteps() []string {
 		"then kubeha upgrade (run it again to resume after a stop):",
 		fmt.Sprintf("  0. each etcd member whose instance runs an older version of its launch template (etcd %s here) is replaced, one at a time, each instance held until the other members are healthy voters", args.Etcd.Version),
 		fmt.Sprintf("  1. kubeadm-config's kubernetesVersion moves to %s", target),
-		fmt.Sprintf("  2. the control-plane node of each zone in turn (%s) is replaced, the next only once the new one's API server serves %s and is ready", zones, target),
-		fmt.Sprintf("  3. the version record moves to %s: control-plane kubelets follow in place one at a time while step 4 goes on, new nodes boot kubelet %s", target, target),
+		fmt.Sprintf("  2. the control-plane node of each zone in turn (%s) is replaced, the next only once the new one's API server serves %s and is ready, and its instance is a healthy target of the load balancer", zones, target),
+		fmt.Sprintf("  3. the version record moves to %s: control-plane kubelets follow in place one at a time, and step 4 waits for them; new nodes boot kubelet %s", target, target),
 		fmt.Sprintf("  4. workers of pools %s, zone by zone (%s), are cordoned, drained within their pods' disruption budgets and replaced, each only once the one before is Ready", strings.Join(pools, ", "), zones),
 		fmt.Sprintf("  5. once every kubelet runs %s, kube-proxy moves to it", target),
 	}

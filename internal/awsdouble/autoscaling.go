@@ -261,7 +261,8 @@ func writeAutoScalingError(w http.ResponseWriter, _ *http.Request, e apiError) {
 }
 
 // describeGroups answers DescribeAutoScalingGroups for the groups SetGroup
-// described that match every filter (tag:<key>, tag-key), with their
+// described, of those named if any are, that match every filter
+// (tag:<key>, tag-key), with their target groups and their
 // instances still running, and those a termination hook holds (a dead
 // instance stays there until it is let go); c.mu is held.
 func (c *Cloud) describeGroups(r *http.Request) any {
@@ -286,8 +287,16 @@ func (c *Cloud) describeGroups(r *http.Request) any {
 		MinSize, MaxSize, DesiredCapacity int
 		Instances                         []instance `xml:"Instances>member"`
 		Tags                              []tag      `xml:"Tags>member"`
+		TargetGroupARNs                   []string   `xml:"TargetGroupARNs>member"`
 	}
-	matches := func(g *autoScalingGroup) bool {
+	var names []string
+	for i := 1; r.Form.Has(fmt.Sprintf("AutoScalingGroupNames.member.%d", i)); i++ {
+		names = append(names, r.Form.Get(fmt.Sprintf("AutoScalingGroupNames.member.%d", i)))
+	}
+	matches := func(name string, g *autoScalingGroup) bool {
+		if len(names) > 0 && !slices.Contains(names, name) {
+			return false
+		}
 		for i := 1; r.Form.Has(fmt.Sprintf("Filters.member.%d.Name", i)); i++ {
 			name := r.Form.Get(fmt.Sprintf("Filters.member.%d.Name", i))
 			var values []string
@@ -310,10 +319,11 @@ func (c *Cloud) describeGroups(r *http.Request) any {
 	var found []group
 	for _, name := range slices.Sorted(maps.Keys(c.groups)) {
 		g := c.groups[name]
-		if !matches(g) {
+		if !matches(name, g) {
 			continue
 		}
-		out := group{AutoScalingGroupName: name, LaunchTemplate: templateSpec{g.templateID, g.templateVersion}, MinSize: 1, MaxSize: 1, DesiredCapacity: 1}
+		out := group{AutoScalingGroupName: name, LaunchTemplate: templateSpec{g.templateID, g.templateVersion}, MinSize: 1, MaxSize: 1, DesiredCapacity: 1,
+			TargetGroupARNs: c.targetGroups[name]}
 		for _, k := range slices.Sorted(maps.Keys(g.tags)) {
 			out.Tags = append(out.Tags, tag{k, g.tags[k], name, "auto-scaling-group", true})
 		}

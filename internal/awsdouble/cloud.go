@@ -25,6 +25,7 @@ const (
 	CloudWatch     = "monitoring"
 	S3             = "s3"
 	AutoScaling    = "autoscaling"
+	LoadBalancing  = "elasticloadbalancing"
 	STS            = "sts"
 )
 
@@ -57,6 +58,11 @@ type Cloud struct {
 	// it (TerminateInstanceInAutoScalingGroup, desired capacity kept): end
 	// it and launch a new one. It runs on a goroutine of its own.
 	OnTerminate func(instanceID string)
+	// TargetHealth is a load balancer's health check of instanceID in the
+	// target group targetGroupARN: "healthy", "initial", "unhealthy",
+	// "unused" or "draining", as DescribeTargetHealth reports it. With
+	// none, every target is "unavailable".
+	TargetHealth func(targetGroupARN, instanceID string) string
 	// Logf reports what callers of the API cannot see, such as a failed
 	// OnAttach. It defaults to log.Printf.
 	Logf func(format string, args ...any)
@@ -69,15 +75,17 @@ type Cloud struct {
 	// terminationHooks are the groups' hooks on instances leaving them.
 	terminationHooks map[string]terminationHook
 	// groups are the auto-scaling groups SetGroup described, by name.
-	groups     map[string]*autoScalingGroup
-	volumes    map[string]*Volume
-	zones      map[string]*hostedZone
-	changes    []*change
-	secrets    []*secret
-	parameters map[string]*parameter
-	metrics    []Metric
-	faults     map[faultKey]*Fault
-	calls      []Call
+	groups map[string]*autoScalingGroup
+	// targetGroups are the groups' target group ARNs, by group.
+	targetGroups map[string][]string
+	volumes      map[string]*Volume
+	zones        map[string]*hostedZone
+	changes      []*change
+	secrets      []*secret
+	parameters   map[string]*parameter
+	metrics      []Metric
+	faults       map[faultKey]*Fault
+	calls        []Call
 
 	apis    map[string]protocol
 	s3store *s3mem.Backend
@@ -94,6 +102,7 @@ func NewCloud(region string) *Cloud {
 		groupInstances:   map[string]*GroupInstance{},
 		terminationHooks: map[string]terminationHook{},
 		groups:           map[string]*autoScalingGroup{},
+		targetGroups:     map[string][]string{},
 		volumes:          map[string]*Volume{},
 		zones:            map[string]*hostedZone{},
 		faults:           map[faultKey]*Fault{},
@@ -128,7 +137,11 @@ func (c *Cloud) protocols() map[string]protocol {
 		SSM:            {jsonAction, c.serveSSM, writeJSONError, apiError{http.StatusBadRequest, "ThrottlingException", "Rate exceeded"}},
 		CloudWatch:     {queryAction, c.serveCloudWatch, writeCloudWatchError, apiError{http.StatusBadRequest, "Throttling", "Rate exceeded"}},
 		AutoScaling:    {queryAction, c.serveAutoScaling, writeAutoScalingError, apiError{http.StatusBadRequest, "Throttling", "Rate exceeded"}},
-		S3:             {c.s3Action, c.serveS3, writeS3Error, apiError{http.StatusServiceUnavailable, "SlowDown", "Please reduce your request rate."}},
+		LoadBalancing: {queryAction, c.serveLoadBalancing, func(w http.ResponseWriter, _ *http.Request, e apiError) {
+			writeQueryError(w, loadBalancingNamespace, e)
+		},
+			apiError{http.StatusBadRequest, "Throttling", "Rate exceeded"}},
+		S3: {c.s3Action, c.serveS3, writeS3Error, apiError{http.StatusServiceUnavailable, "SlowDown", "Please reduce your request rate."}},
 		STS: {queryAction, c.serveSTS, func(w http.ResponseWriter, _ *http.Request, e apiError) { writeQueryError(w, stsNamespace, e) },
 			apiError{http.StatusBadRequest, "Throttling", "Rate exceeded"}},
 	}

@@ -197,7 +197,9 @@ func (c *cluster) launchAll() error {
 			return err
 		}
 		c.nodes = append(c.nodes, group)
+		c.cloud.SetTargetGroups(group.Name, c.apiTargetGroup())
 	}
+	c.cloud.TargetHealth = c.targetHealth
 	took, err := c.waitFor("etcd healthy", 4*time.Minute, c.etcdHealthy)
 	if err != nil {
 		c.logConsoles()

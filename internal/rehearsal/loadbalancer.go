@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kubeha/kubeha/internal/awsdouble"
 	"github.com/kubeha/kubeha/internal/bootstrap"
 	"github.com/kubeha/kubeha/internal/lab"
 )
@@ -128,6 +129,42 @@ func (c *cluster) registerTargets(stop <-chan struct{}) {
 		}
 		c.lbMu.Unlock()
 	}
+}
+
+// apiTargetGroup is the ARN of the API's target group, which the
+// control-plane groups register their instances in.
+func (c *cluster) apiTargetGroup() string {
+	return fmt.Sprintf("arn:aws:elasticloadbalancing:%s:%s:targetgroup/%s-api/lab", c.cloud.Region, awsdouble.AccountID, c.stack.clusterName)
+}
+
+// targetHealth is what DescribeTargetHealth says of instanceID in the
+// API's target group, from haproxy: "healthy" for a registered server it
+// sends requests to, "unhealthy" for one failing its checks, "unused" for
+// one not registered (not in service yet, or leaving).
+func (c *cluster) targetHealth(targetGroup, instanceID string) string {
+	if targetGroup != c.apiTargetGroup() {
+		return "unavailable"
+	}
+	for _, g := range c.nodes {
+		if g.Instance == nil || g.Instance.ID != instanceID {
+			continue
+		}
+		c.lbMu.Lock()
+		registered := c.registered[g.Name]
+		c.lbMu.Unlock()
+		if !registered {
+			return "unused"
+		}
+		up, err := c.backendUp()
+		switch {
+		case err != nil:
+			return "unavailable"
+		case up[g.Name]:
+			return "healthy"
+		}
+		return "unhealthy"
+	}
+	return "unused"
 }
 
 // haproxyCommand sends one command to haproxy's runtime API; haproxy

@@ -11,6 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	astypes "github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
+	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
+	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
@@ -23,6 +25,9 @@ import (
 // one from its launch template.
 type GroupFleet struct {
 	Client *autoscaling.Client
+	// LoadBalancing reads the health of the targets of the groups' load
+	// balancers.
+	LoadBalancing *elb.Client
 	// Cluster names the cluster, whose tag its etcd members' groups carry.
 	Cluster string
 	// Poll is how often to look whether a worker waits on its drain hook.
@@ -127,6 +132,45 @@ func (f GroupFleet) Replace(ctx context.Context, n Node) error {
 	return nil
 }
 
+// InLoadBalancer fails unless n's instance is a healthy target of every
+// target group its auto-scaling group registers it in: the load balancer
+// sends it requests.
+func (f GroupFleet) InLoadBalancer(ctx context.Context, n Node) error {
+	id, err := instanceID(n)
+	if err != nil {
+		return err
+	}
+	in, err := f.Client.DescribeAutoScalingInstances(ctx, &autoscaling.DescribeAutoScalingInstancesInput{InstanceIds: []string{id}})
+	if err != nil {
+		return fmt.Errorf("looking up %s's instance %s: %w", n.Name, id, err)
+	}
+	if len(in.AutoScalingInstances) == 0 {
+		return fmt.Errorf("%s's instance %s is in no auto-scaling group", n.Name, id)
+	}
+	group := in.AutoScalingInstances[0].AutoScalingGroupName
+	groups, err := f.Client.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{AutoScalingGroupNames: []string{aws.ToString(group)}})
+	if err != nil || len(groups.AutoScalingGroups) == 0 {
+		return fmt.Errorf("looking up %s's group %s: %v", n.Name, aws.ToString(group), err)
+	}
+	for _, arn := range groups.AutoScalingGroups[0].TargetGroupARNs {
+		out, err := f.LoadBalancing.DescribeTargetHealth(ctx, &elb.DescribeTargetHealthInput{TargetGroupArn: aws.String(arn),
+			Targets: []elbtypes.TargetDescription{{Id: aws.String(id)}}})
+		if err != nil {
+			return fmt.Errorf("%s's health in target group %s: %w", n.Name, arn, err)
+		}
+		for _, d := range out.TargetHealthDescriptions {
+			if d.TargetHealth == nil || d.TargetHealth.State != elbtypes.TargetHealthStateEnumHealthy {
+				state := "unknown"
+				if d.TargetHealth != nil {
+					state = string(d.TargetHealth.State)
+				}
+				return fmt.Errorf("%s's instance %s is %s in target group %s", n.Name, id, state, arn)
+			}
+		}
+	}
+	return nil
+}
+
 // drainHookWait is how long a terminated worker may take to wait on its
 // drain hook: Auto Scaling moves it there within seconds.
 const drainHookWait = 30 * time.Second
@@ -189,7 +233,7 @@ func Command(ctx context.Context, o Options) (*Upgrade, error) {
 		return nil, err
 	}
 	u := &Upgrade{Target: o.Target, API: api, Logf: o.Logf, NodeTimeout: o.NodeTimeout, DrainTimeout: o.DrainTimeout,
-		Fleet:  GroupFleet{Client: autoscaling.NewFromConfig(o.AWS), Cluster: o.ClusterName},
+		Fleet:  GroupFleet{Client: autoscaling.NewFromConfig(o.AWS), LoadBalancing: elb.NewFromConfig(o.AWS), Cluster: o.ClusterName},
 		Record: ParameterRecord{Client: ssm.NewFromConfig(o.AWS), Name: bootstrap.RunningVersionParameter(o.ClusterName)}}
 	if !o.DryRun {
 		return u, u.Run(ctx)

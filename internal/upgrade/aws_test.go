@@ -10,6 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
+	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/kubeha/kubeha/internal/awsdouble"
@@ -147,5 +149,58 @@ func TestEtcdGroupsAgainstTheDouble(t *testing.T) {
 	}
 	if _, err := (GroupFleet{Client: fleet.Client, Cluster: "kubeha-test"}).EtcdGroups(context.Background()); err == nil || !strings.Contains(err.Error(), "no auto-scaling group is tagged kubernetes.io/cluster/kubeha-test=owned") {
 		t.Errorf("a cluster with no etcd groups: %v", err)
+	}
+}
+
+// `kubeha upgrade` counts a new control-plane node in the load balancer
+// only once its instance is a healthy target of every target group its
+// group registers it in, as DescribeTargetHealth reports it.
+func TestInLoadBalancerAgainstTheDouble(t *testing.T) {
+	cloud := awsdouble.NewCloud("eu-west-1")
+	cfg := awsAgainst(t, cloud)
+	const group, arn = "kubeha-dev-control-plane-eu-west-1a", "arn:aws:elasticloadbalancing:eu-west-1:0123456789:targetgroup/kubeha-dev-api/0a"
+	cloud.SetGroup(group, nil, "lt-0a", "1")
+	cloud.SetTargetGroups(group, arn)
+	// Another group, listed first: only the instance's own group counts.
+	cloud.SetGroup("kubeha-dev-bastion", nil, "lt-0b", "1")
+	cloud.SetTargetGroups("kubeha-dev-bastion", "arn:aws:elasticloadbalancing:eu-west-1:0123456789:targetgroup/kubeha-dev-ssh/0b")
+	cloud.AddInstance(awsdouble.Instance{ID: "i-0123", Zone: "eu-west-1a"})
+	cloud.JoinGroup("i-0123", group, "")
+	state := "initial"
+	var asked []string
+	cloud.TargetHealth = func(tg, id string) string {
+		asked = append(asked, tg+" "+id)
+		return state
+	}
+	fleet := GroupFleet{Client: autoscaling.NewFromConfig(cfg), LoadBalancing: elb.NewFromConfig(cfg)}
+	node := Node{Name: "ip-10-0-1-5.eu-west-1.compute.internal", ProviderID: "aws:///eu-west-1a/i-0123", ControlPlane: true}
+	for _, s := range []string{"initial", "unhealthy", "draining"} {
+		state = s
+		if err := fleet.InLoadBalancer(context.Background(), node); err == nil || !strings.Contains(err.Error(), "is "+s+" in target group "+arn) {
+			t.Errorf("a target %s: %v, want it not in the load balancer", s, err)
+		}
+	}
+	state = "healthy"
+	if err := fleet.InLoadBalancer(context.Background(), node); err != nil {
+		t.Errorf("a healthy target: %v", err)
+	}
+	if want := arn + " i-0123"; len(asked) != 4 || asked[3] != want {
+		t.Errorf("the load balancer was asked %q, want %q each time", asked, want)
+	}
+	// A group in no target group has nothing to wait for; an instance in
+	// no group is an error.
+	cloud.SetTargetGroups(group)
+	state = "unhealthy"
+	if err := fleet.InLoadBalancer(context.Background(), node); err != nil {
+		t.Errorf("a group without target groups: %v", err)
+	}
+	node.ProviderID = "aws:///eu-west-1a/i-gone"
+	if err := fleet.InLoadBalancer(context.Background(), node); err == nil || !strings.Contains(err.Error(), "in no auto-scaling group") {
+		t.Errorf("an instance in no group: %v", err)
+	}
+	// A target group the account does not have is refused, as AWS does.
+	if _, err := elb.NewFromConfig(cfg).DescribeTargetHealth(context.Background(), &elb.DescribeTargetHealthInput{TargetGroupArn: aws.String(arn + "x"),
+		Targets: []elbtypes.TargetDescription{{Id: aws.String("i-0123")}}}); err == nil || !strings.Contains(err.Error(), "TargetGroupNotFound") {
+		t.Errorf("an unknown target group: %v", err)
 	}
 }

@@ -9,11 +9,11 @@
 //  1. kubeadm-config's kubernetesVersion moves to the new release, so
 //     that a control-plane node that joins builds its static pods from it;
 //  2. control-plane nodes are replaced one zone at a time, each until its
-//     API server serves the new release and is ready;
+//     API server serves the new release and is ready, and the load
+//     balancer sends it requests;
 //  3. the version record moves: control-plane kubelets, held at the old
 //     release while any API server ran it, follow in place one node at a
-//     time (meanwhile, step 4 goes on), and new nodes boot the new
-//     kubelet;
+//     time, and new nodes boot the new kubelet; step 4 waits for them;
 //  4. workers are replaced one zone at a time, each cordoned and drained
 //     through the eviction API (which keeps PodDisruptionBudgets) first;
 //  5. kube-proxy's DaemonSet moves to the new release, once every node
@@ -54,6 +54,9 @@ type API interface {
 // template.
 type Fleet interface {
 	Replace(ctx context.Context, node Node) error
+	// InLoadBalancer fails unless node's instance is a healthy target of
+	// its group's load balancers.
+	InLoadBalancer(ctx context.Context, node Node) error
 	// EtcdGroups are the cluster's etcd members' groups, as Auto Scaling
 	// reports them.
 	EtcdGroups(ctx context.Context) ([]EtcdGroup, error)
@@ -298,11 +301,11 @@ func (s State) Steps(target string) []string {
 	}
 	for _, n := range s.Nodes {
 		if n.ControlPlane && s.APIServers[n.Name] != target {
-			steps = append(steps, fmt.Sprintf("replace control-plane node %s (zone %s, API server %s), then wait until its successor's API server serves %s and is ready", n.Name, n.Zone, cmp.Or(s.APIServers[n.Name], "not ready"), target))
+			steps = append(steps, fmt.Sprintf("replace control-plane node %s (zone %s, API server %s), then wait until its successor's API server serves %s and is ready, and its instance is a healthy target of the load balancer", n.Name, n.Zone, cmp.Or(s.APIServers[n.Name], "not ready"), target))
 		}
 	}
 	if s.Recorded != target {
-		steps = append(steps, fmt.Sprintf("move the version record from %s to %s: control-plane kubelets follow in place one at a time while the workers go on, new nodes boot kubelet %s", s.Recorded, target, target))
+		steps = append(steps, fmt.Sprintf("move the version record from %s to %s: control-plane kubelets follow in place one at a time, and the workers wait for them; new nodes boot kubelet %s", s.Recorded, target, target))
 	}
 	for _, n := range s.Nodes {
 		if !n.ControlPlane && n.Kubelet != target {
@@ -363,7 +366,21 @@ func (u *Upgrade) Run(ctx context.Context) error {
 		u.logf("every API server runs %s: the version record says so", u.Target)
 	}
 	// Control-plane kubelets follow the record on their own, one node at
-	// a time, while the workers are drained and replaced.
+	// a time, each restarting its API server. As in kubeadm's runbook
+	// they finish before the first worker is drained: a worker's
+	// replacement moves pods and boots a node, and the API, down one
+	// server at each restart, would carry both at once.
+	var controlPlane int
+	for _, n := range s.Nodes {
+		if n.ControlPlane {
+			controlPlane++
+		}
+	}
+	if err := u.waitFor(ctx, "every control-plane kubelet at "+u.Target, time.Duration(controlPlane)*u.nodeTimeout(), func() error {
+		return u.kubeletsAt(ctx, func(n Node) bool { return n.ControlPlane })
+	}); err != nil {
+		return err
+	}
 	for _, n := range s.Nodes {
 		if !n.ControlPlane && n.Kubelet != u.Target {
 			if err := u.replaceWorker(ctx, n); err != nil {
@@ -372,7 +389,7 @@ func (u *Upgrade) Run(ctx context.Context) error {
 		}
 	}
 	if err := u.waitFor(ctx, "every kubelet at "+u.Target, u.nodeTimeout(), func() error {
-		return u.kubeletsAt(ctx)
+		return u.kubeletsAt(ctx, func(Node) bool { return true })
 	}); err != nil {
 		return err
 	}
@@ -382,14 +399,15 @@ func (u *Upgrade) Run(ctx context.Context) error {
 	return u.moveKubeProxy(ctx)
 }
 
-// kubeletsAt fails unless every node's kubelet runs the target.
-func (u *Upgrade) kubeletsAt(ctx context.Context) error {
+// kubeletsAt fails unless the kubelet of every node that counts runs
+// the target.
+func (u *Upgrade) kubeletsAt(ctx context.Context, counts func(Node) bool) error {
 	s, err := u.Read(ctx)
 	if err != nil {
 		return err
 	}
 	for _, n := range s.Nodes {
-		if n.Kubelet != u.Target {
+		if counts(n) && n.Kubelet != u.Target {
 			return fmt.Errorf("the kubelet on %s runs %s", n.Name, n.Kubelet)
 		}
 	}
@@ -469,10 +487,18 @@ func (u *Upgrade) moveClusterConfig() error {
 }
 
 // replaceControlPlaneNode replaces n and waits until an API server in its
-// zone serves the target and is ready, and the load balancer answers.
+// zone serves the target and is ready, and its node is a healthy target
+// of the load balancer: until then, the next node's replacement would
+// leave the API one server short.
 func (u *Upgrade) replaceControlPlaneNode(ctx context.Context, n Node) error {
-	return u.replace(ctx, Replacement{Node: n, Started: time.Now()}, "serves "+u.Target+" and is ready", func(s State, m Node) bool {
-		return s.APIServers[m.Name] == u.Target && u.ready() == nil
+	return u.replace(ctx, Replacement{Node: n, Started: time.Now()}, "serves "+u.Target+", is ready and in the load balancer", func(s State, m Node) error {
+		if v := s.APIServers[m.Name]; v != u.Target {
+			return fmt.Errorf("its API server serves %q", v)
+		}
+		if err := u.ready(); err != nil {
+			return err
+		}
+		return u.Fleet.InLoadBalancer(ctx, m)
 	})
 }
 
@@ -501,15 +527,18 @@ func (u *Upgrade) replaceWorker(ctx context.Context, n Node) error {
 	if code, body, err := u.API.Do(http.MethodDelete, "/api/v1/nodes/"+n.Name, nil); err != nil || (code != http.StatusOK && code != http.StatusNotFound) {
 		return fmt.Errorf("deleting the drained Node %s: HTTP %d %.300s (%v)", n.Name, code, body, err)
 	}
-	return u.replace(ctx, r, "is Ready with kubelet "+u.Target, func(_ State, m Node) bool {
-		return !m.Unschedulable && m.Kubelet == u.Target
+	return u.replace(ctx, r, "is Ready with kubelet "+u.Target, func(_ State, m Node) error {
+		if m.Unschedulable || m.Kubelet != u.Target {
+			return fmt.Errorf("kubelet %s, unschedulable: %t", m.Kubelet, m.Unschedulable)
+		}
+		return nil
 	})
 }
 
 // replace has r's node replaced by its group and waits until a Ready node
-// of the same role in its zone is a successor (done says how), then
-// records the replacement.
-func (u *Upgrade) replace(ctx context.Context, r Replacement, done string, successor func(State, Node) bool) error {
+// of the same role in its zone is a successor (done says how; successor
+// says why one is not), then records the replacement.
+func (u *Upgrade) replace(ctx context.Context, r Replacement, done string, successor func(State, Node) error) error {
 	n := r.Node
 	u.logf("replacing %s in %s", n.Name, n.Zone)
 	if err := u.Fleet.Replace(ctx, n); err != nil {
@@ -520,12 +549,18 @@ func (u *Upgrade) replace(ctx context.Context, r Replacement, done string, succe
 		if err != nil {
 			return err
 		}
+		why := fmt.Errorf("no Ready node yet in %s", n.Zone)
 		for _, m := range s.Nodes {
-			if m.Zone == n.Zone && m.ControlPlane == n.ControlPlane && m.Ready && successor(s, m) {
+			if m.Zone != n.Zone || m.ControlPlane != n.ControlPlane || !m.Ready {
+				continue
+			}
+			err := successor(s, m)
+			if err == nil {
 				return nil
 			}
+			why = fmt.Errorf("%s: %w", m.Name, err)
 		}
-		return fmt.Errorf("none yet in %s", n.Zone)
+		return why
 	})
 	if err != nil {
 		return err

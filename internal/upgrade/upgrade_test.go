@@ -32,11 +32,13 @@ type fakeCluster struct {
 	pods     map[string][]string
 	budgeted string
 	refused  bool
-	// lateFollow: control-plane kubelets follow the record only once
-	// every worker runs its release, as slow timers would.
-	lateFollow, workersDone bool
-	events                  []string
-	skew                    []string
+	// lateFollow: control-plane kubelets follow the record only at the
+	// third listing of the Nodes after it, as slow timers would;
+	// listingsSinceRecord counts those listings.
+	lateFollow          bool
+	listingsSinceRecord int
+	events              []string
+	skew                []string
 	// etcd are the etcd members by name.
 	etcd map[string]*fakeMember
 }
@@ -54,6 +56,9 @@ type fakeMember struct {
 type fakeNode struct {
 	zone, kubelet, apiServer string
 	controlPlane, cordoned   bool
+	// lbChecks counts the load balancer's health checks since the node's
+	// replacement: it is a healthy target from the second on.
+	lbChecks int
 }
 
 func newFakeCluster(version string) *fakeCluster {
@@ -142,13 +147,12 @@ func (f *fakeCluster) Do(method, path string, body any) (int, string, error) {
 	}
 	switch {
 	case method == "GET" && path == "/api/v1/nodes":
-		if f.lateFollow && !slices.ContainsFunc(slices.Collect(maps.Values(f.nodes)), func(n *fakeNode) bool { return !n.controlPlane && n.kubelet != f.record }) {
-			// From the second listing after the last worker: a single
-			// look once the workers are done finds them behind.
-			if f.workersDone {
+		if f.lateFollow && f.record != f.clusterConfig {
+			// Not yet moved: a look or two finds them behind.
+		} else if f.lateFollow {
+			if f.listingsSinceRecord++; f.listingsSinceRecord == 3 {
 				f.follow()
 			}
-			f.workersDone = true
 		}
 		var items []any
 		for _, name := range slices.Sorted(maps.Keys(f.nodes)) {
@@ -251,8 +255,26 @@ func (f *fakeCluster) Replace(_ context.Context, n Node) error {
 	} else if len(f.pods[n.Name]) > 0 {
 		return fmt.Errorf("%s replaced with pods left: %v", n.Name, f.pods[n.Name])
 	}
-	node.kubelet, node.cordoned = f.record, false
+	node.kubelet, node.cordoned, node.lbChecks = f.record, false, 0
 	f.event("replace %s", n.Name)
+	return nil
+}
+
+// InLoadBalancer: a control-plane node is a healthy target once checked
+// twice since its replacement.
+func (f *fakeCluster) InLoadBalancer(_ context.Context, n Node) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	node := f.nodes[n.Name]
+	if !node.controlPlane {
+		return fmt.Errorf("%s is a worker, in no target group", n.Name)
+	}
+	if node.lbChecks++; node.lbChecks < 2 {
+		return fmt.Errorf("%s is initial in the target group", n.Name)
+	}
+	if node.lbChecks == 2 {
+		f.event("%s in the load balancer", n.Name)
+	}
 	return nil
 }
 
@@ -304,7 +326,7 @@ func TestUpgradeOrder(t *testing.T) {
 	want := []string{
 		"replace etcd-a", "replace etcd-b", "replace etcd-c",
 		"kubeadm-config v1.36.3",
-		"replace cp-a", "replace cp-b", "replace cp-c",
+		"replace cp-a", "cp-a in the load balancer", "replace cp-b", "cp-b in the load balancer", "replace cp-c", "cp-c in the load balancer",
 		"record v1.36.3", "control-plane kubelets v1.36.3",
 		"cordon worker-a", "evict default/probe-a", "evict kube-system/coredns-a", "delete worker-a", "replace worker-a",
 		"cordon worker-b", "evict default/probe-b", "evict kube-system/coredns-b refused by its budget", "evict kube-system/coredns-b", "delete worker-b", "replace worker-b",
@@ -320,16 +342,16 @@ func TestUpgradeOrder(t *testing.T) {
 	if len(u.Replaced) != 9 || !u.Replaced[0].Etcd || u.Replaced[0].Node.Name != "etcd-a" || u.Replaced[3].Etcd {
 		t.Errorf("replacements reported %+v, want 9: the 3 etcd members first", u.Replaced)
 	}
-	// Control-plane kubelets that follow late hold up kube-proxy only:
-	// workers are drained meanwhile.
+	// Control-plane kubelets that follow late hold up the workers: none is
+	// drained while an API server may still restart.
 	late := newFakeCluster("v1.35.8")
 	late.lateFollow = true
 	if err := newUpgrade(late, "v1.36.3").Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	tail := []string{"replace worker-c", "control-plane kubelets v1.36.3", "kube-proxy v1.36.3"}
-	if i := slices.Index(late.events, "record v1.36.3"); i < 0 || late.events[i+1] != "cordon worker-a" || !slices.Equal(late.events[len(late.events)-3:], tail) {
-		t.Errorf("with control-plane kubelets following late, the upgrade did\n  %s\nwant the workers right after the record, and %v last", strings.Join(late.events, "\n  "), tail)
+	if i := slices.Index(late.events, "record v1.36.3"); i < 0 || i+2 >= len(late.events) ||
+		late.events[i+1] != "control-plane kubelets v1.36.3" || late.events[i+2] != "cordon worker-a" || late.listingsSinceRecord < 3 {
+		t.Errorf("with control-plane kubelets following late (at the third look, %d taken), the upgrade did\n  %s\nwant the workers only after them", late.listingsSinceRecord, strings.Join(late.events, "\n  "))
 	}
 	// Run again, it has nothing left to do.
 	f.events = nil
