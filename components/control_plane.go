@@ -455,13 +455,15 @@ func joinToken(ctx *pulumi.Context, name string, generation int, opts []pulumi.R
 }
 
 // controlPlanePolicy is what a control-plane node itself needs: reading
-// its secret, installing its binaries, and finding the instances whose
-// kubelets ask for certificates (the approver). The add-ons that act on
+// its secret, installing its binaries, finding the instances whose
+// kubelets ask for certificates (the approver) and the workers leaving or
+// joining their groups (the drainer). The add-ons that act on
 // AWS have roles of their own (Addons), which no pod reaches through the
 // node: its metadata service answers one hop only.
 func controlPlanePolicy(secretArn, keyArn, region string, install policyStatement, more ...policyStatement) string {
 	return policyJSON(append([]policyStatement{
 		{Sid: "FindInstances", Effect: "Allow", Resource: "*", Action: []string{"ec2:DescribeInstances"}},
+		{Sid: "FindWorkerGroups", Effect: "Allow", Resource: "*", Action: []string{"autoscaling:DescribeAutoScalingGroups"}},
 		{Sid: "ReadOwnSecret", Effect: "Allow", Action: []string{"secretsmanager:GetSecretValue"}, Resource: secretArn},
 		{Sid: "UseClusterKey", Effect: "Allow", Action: []string{"kms:Decrypt"}, Resource: keyArn,
 			Condition: map[string]map[string]any{"StringEquals": {"kms:ViaService": "secretsmanager." + region + ".amazonaws.com"}}},

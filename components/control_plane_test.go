@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -307,6 +308,20 @@ func TestPoliciesScopedByClusterTag(t *testing.T) {
 				t.Errorf("secret read on %v, want the node's own secret only", s.Resource)
 			}
 		}
+	}
+}
+
+// The drainer lists the worker groups' instances (leaving and launching)
+// with DescribeAutoScalingGroups, which takes no resource scope.
+func TestControlPlanePolicyFindsWorkerGroups(t *testing.T) {
+	policy := controlPlanePolicy("arn:secret", "arn:key", "eu-west-1", (&NodeAssets{}).readPolicy("arn:assets", bootstrap.PinnedAssets().Kubelet))
+	var doc struct{ Statement []statement }
+	if err := json.Unmarshal([]byte(policy), &doc); err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(doc.Statement, func(s statement) bool { return s.Sid == "FindWorkerGroups" })
+	if i < 0 || !slices.Equal(doc.Statement[i].Action, []string{"autoscaling:DescribeAutoScalingGroups"}) || doc.Statement[i].Effect != "Allow" {
+		t.Errorf("statements %+v: want FindWorkerGroups allowing autoscaling:DescribeAutoScalingGroups", doc.Statement)
 	}
 }
 

@@ -282,7 +282,7 @@ func NewZonalWorkerGroup(ctx *pulumi.Context, name string, args *ZonalWorkerGrou
 }
 
 // poolTag names a worker's pool on its instance and group.
-const poolTag = "kubeha.io/pool"
+const poolTag = bootstrap.PoolTag
 
 // autoscalerTags: the user's tags and the cluster tag (on the instances
 // too), cluster-autoscaler's auto-discovery tags, and its node-template

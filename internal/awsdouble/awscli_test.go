@@ -303,6 +303,31 @@ func TestAWSCLIAgainstTheDouble(t *testing.T) {
 	if out, code := aws(leaving...); code != 0 || out != "c1-etcd-b\ti-0b1" {
 		t.Errorf("describe-auto-scaling-groups: exit %d, %q, want c1-etcd-b and its leaving i-0b1", code, out)
 	}
+	// control-plane-worker-drain.sh's one listing of the worker groups
+	// (tagged with a pool) and their instances' lifecycle states: one
+	// launching, one leaving; the etcd groups are not listed.
+	cloud.SetGroup("c1-workers-a", map[string]string{"kubernetes.io/cluster/c1": "owned", "kubeha.io/pool": "general"}, "lt-0w", "1")
+	cloud.AddInstance(Instance{ID: "i-0w1", Zone: "eu-west-1a"})
+	cloud.AddInstance(Instance{ID: "i-0w2", Zone: "eu-west-1a"})
+	cloud.JoinGroup("i-0w1", "c1-workers-a", "kubeha-launch")
+	cloud.JoinGroup("i-0w2", "c1-workers-a", "")
+	cloud.SetTerminationHook("c1-workers-a", "kubeha-drain", time.Hour)
+	if err := cloud.TerminateInGroup("i-0w2"); err != nil {
+		t.Fatal(err)
+	}
+	out, code = aws("autoscaling", "describe-auto-scaling-groups", "--output", "json",
+		"--filters", "Name=tag:kubernetes.io/cluster/c1,Values=owned", "Name=tag-key,Values=kubeha.io/pool")
+	var workerGroups struct {
+		AutoScalingGroups []struct {
+			AutoScalingGroupName string
+			Instances            []struct{ InstanceId, LifecycleState string }
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &workerGroups); code != 0 || err != nil || len(workerGroups.AutoScalingGroups) != 1 ||
+		workerGroups.AutoScalingGroups[0].AutoScalingGroupName != "c1-workers-a" ||
+		fmt.Sprint(workerGroups.AutoScalingGroups[0].Instances) != "[{i-0w1 Pending:Wait} {i-0w2 Terminating:Wait}]" {
+		t.Errorf("describe-auto-scaling-groups of the worker groups: exit %d, %v, %s; want c1-workers-a with i-0w1 launching and i-0w2 leaving", code, err, out)
+	}
 	// A refusing fault fails the call at once, with no retry by the CLI.
 	cloud.Fault(EC2, "AttachVolume", Fault{Refuse: "UnauthorizedOperation"})
 	if _, code := aws("ec2", "attach-volume", "--volume-id", "vol-0a", "--instance-id", "i-0a1", "--device", "/dev/xvdf"); code != 254 {
@@ -325,7 +350,8 @@ func TestAWSCLIAgainstTheDouble(t *testing.T) {
 		"s3 ListObjectsV2 200", "s3 CreateMultipartUpload 200", "s3 UploadPart 200", "s3 UploadPart 200", "s3 CompleteMultipartUpload 200",
 		"s3 ListObjectsV2 200", "s3 HeadObject 200", "s3 GetObject 206", "s3 GetObject 206", "monitoring PutMetricData 200",
 		"autoscaling DescribeAutoScalingInstances 200", "autoscaling CompleteLifecycleAction 200", "autoscaling CompleteLifecycleAction 400",
-		"autoscaling SetInstanceHealth 200", "autoscaling DescribeAutoScalingInstances 200", "autoscaling DescribeAutoScalingGroups 200", "ec2 AttachVolume 400"}
+		"autoscaling SetInstanceHealth 200", "autoscaling DescribeAutoScalingInstances 200", "autoscaling DescribeAutoScalingGroups 200",
+		"autoscaling DescribeAutoScalingGroups 200", "ec2 AttachVolume 400"}
 	if !slices.Equal(calls, want) {
 		t.Errorf("calls:\n%s\nwant:\n%s", strings.Join(calls, "\n"), strings.Join(want, "\n"))
 	}

@@ -196,6 +196,8 @@ func (c ControlPlane) Node(p ControlPlaneParams) (Node, error) {
 		{"WORKER_TOKEN_TTL_SECONDS", fmt.Sprint(workerTokenTTL.Seconds())},
 		{"TOKEN_LIST_SECONDS", fmt.Sprint(tokenListSeconds)},
 		{"APPROVER_STATE_DIR", "/run/kubeha-csr-approver"},
+		{"JOINING_WORKERS_FILE", "/run/kubeha-csr-approver/joining-workers"},
+		{"JOINING_WORKERS_MINUTES", fmt.Sprint(joiningWorkersMinutes)},
 		{"WORKER_RBAC", WorkerRBACPath},
 		// Points the endpoint at this node while it runs kubeadm init.
 		{"INIT_HOSTS_ENTRY", "127.0.0.1 " + c.Endpoint + " #kubeha-kubeadm-init"},
@@ -208,6 +210,7 @@ func (c ControlPlane) Node(p ControlPlaneParams) (Node, error) {
 		{"KUBEADM_CONFIG_ETCD_KEY", kubeadmConfigEtcdKey},
 		{"CONTROL_PLANE_LABEL", ControlPlaneLabel},
 		{"DRAIN_HOOK", DrainHook},
+		{"POOL_TAG", PoolTag},
 		{"DRAIN_TIMEOUT_SECONDS", fmt.Sprint(int(workerDrainTimeout.Seconds()))},
 	}
 	for _, a := range []struct {
@@ -383,9 +386,12 @@ const (
 	CSRApproverUnit            = "kubeha-csr-approver.service"
 	csrApproverIntervalSeconds = 10
 	// tokenListSeconds is how often the approver lists the join tokens
-	// workers hand over: a worker's kubeadm join retries until its token
-	// is made, and each listing starts the AWS CLI.
+	// workers hand over while some are launching: a worker's kubeadm join
+	// retries until its token is made, and each listing starts the AWS CLI.
 	tokenListSeconds = 20
+	// joiningWorkersMinutes: a list of launching workers the drainer has
+	// not renewed for this long is not trusted to be empty.
+	joiningWorkersMinutes = 5
 )
 
 func csrApproverUnits() (service, timer unit) {

@@ -76,6 +76,9 @@ const (
 	// AWS lets it go after DrainHookTimeout whatever happened.
 	DrainHook        = "kubeha-drain"
 	DrainHookTimeout = 10 * time.Minute
+	// PoolTag names a worker's pool on its instance and group: the drainer
+	// finds the worker groups by it.
+	PoolTag = "kubeha.io/pool"
 	// EtcdLeaveHook holds an etcd member leaving its group until the other
 	// members are healthy voters (etcd-leave.sh), so that replacing one
 	// never costs the cluster its quorum; a member that no longer serves

@@ -359,10 +359,11 @@ type WorkerJoin struct {
 // checkWorkerJoin plays a worker that hands its own join token over, as
 // worker-join-token.sh does (the IAM policy letting it write under its own
 // user ID only is checked by tests/policy_test.go), from an instance of
-// this cluster that EC2 knows but no container runs: the control plane
-// must make it a token of the workers' group, which can do what kubeadm
-// join does and get a kubelet client certificate for the instance's own
-// name only.
+// this cluster that EC2 knows, launching in zone a's worker group (the
+// approver lists tokens only while one is), but no container runs: the
+// control plane must make it a token of the workers' group, which can do
+// what kubeadm join does and get a kubelet client certificate for the
+// instance's own name only.
 func (c *cluster) checkWorkerJoin() (WorkerJoin, error) {
 	r := WorkerJoin{Reads: map[string]int{}}
 	bucket, err := lab.DeclaredBucket(c.stack.declared, "-assets")
@@ -372,6 +373,7 @@ func (c *cluster) checkWorkerJoin() (WorkerJoin, error) {
 	worker := awsdouble.Instance{ID: "i-0feedc0ffee0worker", Zone: c.stack.zones[0], Region: c.stack.region, PrivateIP: zoneNet(0) + ".99",
 		Hostname: "ip-" + strings.ReplaceAll(zoneNet(0), ".", "-") + "-99", Tags: map[string]string{"kubernetes.io/cluster/" + c.stack.clusterName: "owned"}}
 	c.cloud.AddInstance(worker)
+	c.cloud.JoinGroup(worker.ID, c.workers[0].Name, bootstrap.LaunchHook)
 	defer c.cloud.TerminateInstance(worker.ID)
 	secret := make([]byte, 11)
 	if _, err := rand.Read(secret); err != nil {
@@ -388,9 +390,10 @@ func (c *cluster) checkWorkerJoin() (WorkerJoin, error) {
 	}
 	api := c.lbAnonymous.WithToken(token)
 	review := map[string]any{"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
-	// The approver lists what workers hand over every 20 s, in a run that
-	// takes tens of seconds while nine nodes share the machine.
-	if _, err := c.waitFor("the worker's token made", 2*time.Minute, func() error {
+	// The approver lists what workers hand over every 20 s once the
+	// drainer (every 30 s) saw the worker launching, in runs that take
+	// tens of seconds while nine nodes share the machine.
+	if _, err := c.waitFor("the worker's token made", 3*time.Minute, func() error {
 		code, body, err := api.Do(http.MethodPost, "/apis/authentication.k8s.io/v1/selfsubjectreviews", review)
 		if err != nil || code != http.StatusCreated {
 			return fmt.Errorf("HTTP %d %s (%v)", code, body, err)

@@ -10,9 +10,9 @@
 #    those EC2 gives its instance.
 # Any other such request is denied. So a worker cannot get another node's
 # credentials, and the API server and metrics-server verify kubelets
-# against the cluster CA. Every control-plane node runs this on a timer
-# (the tokens only on one); a failed run counts CSR_APPROVER_FAILED_METRIC,
-# which an alarm watches.
+# against the cluster CA. Every control-plane node runs this on a timer;
+# the first Ready one by name acts. A failed run counts
+# CSR_APPROVER_FAILED_METRIC, which an alarm watches.
 # shellcheck source-path=SCRIPTDIR
 . "$(dirname "${BASH_SOURCE[0]}")/node-common.sh"
 # shellcheck source-path=SCRIPTDIR
@@ -167,12 +167,26 @@ decide() {
   log "certificate request $1: $2: $3"
 }
 
+# workers_joining succeeds while the drainer lists workers still launching
+# (control-plane-worker-drain.sh), or has not listed any for
+# JOINING_WORKERS_MINUTES: it runs on this node, and it failing must not
+# keep a worker from its token.
+workers_joining() {
+  [ -s "$JOINING_WORKERS_FILE" ] || [ ! -e "$JOINING_WORKERS_FILE" ] ||
+    [ -n "$(find "$JOINING_WORKERS_FILE" -mmin "+$JOINING_WORKERS_MINUTES")" ]
+}
+
+# Only the first Ready control-plane node decides, as it drains workers and
+# makes their tokens: each check asks EC2 (an AWS CLI start), and the
+# others would repeat it.
+nodes=$(local_kubectl get nodes -o json)
+[ "$(first_ready_control_plane <<<"$nodes")" = "$(hostname)" ] || exit 0
+
 unchecked=0
-# Listing S3 starts the AWS CLI: only the first Ready control-plane node
-# makes the tokens handed over, at most every TOKEN_LIST_SECONDS.
+# Listing S3 starts the AWS CLI too: the tokens handed over are made at
+# most every TOKEN_LIST_SECONDS, and only while a worker is launching.
 tokens_listed=$APPROVER_STATE_DIR/tokens-listed
-if due "$tokens_listed" "$TOKEN_LIST_SECONDS" &&
-  [ "$(local_kubectl get nodes -o json | first_ready_control_plane)" = "$(hostname)" ] && ! mint_tokens; then
+if workers_joining && due "$tokens_listed" "$TOKEN_LIST_SECONDS" && ! mint_tokens; then
   log "could not make the join tokens workers handed over; trying again next run"
   rm -f "$tokens_listed"
   unchecked=1

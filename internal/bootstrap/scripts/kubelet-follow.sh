@@ -24,14 +24,15 @@ older=$(jq -r --arg v "$KUBERNETES_VERSION" '[.items[] | select(all(.spec.contai
 if [ "$older" != 0 ]; then
   exit 0
 fi
-recorded=$(recorded_version)
-if [ "$recorded" != "$KUBERNETES_VERSION" ]; then
-  exit 0
-fi
 nodes=$(local_kubectl get nodes -l "$CONTROL_PLANE_LABEL" -o json)
 first=$(jq -r --arg v "$KUBERNETES_VERSION" '[.items[] | select(.status.nodeInfo.kubeletVersion != $v) | .metadata.name] | sort | .[0] // ""' <<<"$nodes")
 if [ "$first" != "$(hostname)" ]; then
   log "kubelet $KUBERNETES_VERSION waits for ${first:-its Node}'s turn"
+  exit 0
+fi
+# Only the node whose turn it is reads the record.
+recorded=$(recorded_version)
+if [ "$recorded" != "$KUBERNETES_VERSION" ]; then
   exit 0
 fi
 # One ready API server per control-plane node: one stopped has no pod.
