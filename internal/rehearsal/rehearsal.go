@@ -172,6 +172,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if why := Available(); why != "" {
 		return nil, errors.New("rehearsal " + why)
 	}
+	if err := checkDiskRoom(opts.WorkDir); err != nil {
+		return nil, err
+	}
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(opts.Log, "%s rehearsal: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
 	}
