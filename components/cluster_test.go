@@ -481,7 +481,7 @@ func TestWorkersAreDrainedBeforeTheyLeave(t *testing.T) {
 	var workers []string
 	for _, g := range rec.OfType("aws:autoscaling/group:Group") {
 		for _, tag := range g.Get("tags").ArrayValue() {
-			if tag.ObjectValue()["key"].StringValue() == poolTag {
+			if tag.ObjectValue()["key"].StringValue() == bootstrap.PoolTag {
 				workers = append(workers, g.Name+"-")
 			}
 		}

@@ -189,7 +189,7 @@ func NewZonalWorkerGroup(ctx *pulumi.Context, name string, args *ZonalWorkerGrou
 		return nil, err
 	}
 	child := []pulumi.ResourceOption{pulumi.Parent(w)}
-	tags := clusterTags(args.ClusterName, name, args.Tags, poolTag, args.Name)
+	tags := clusterTags(args.ClusterName, name, args.Tags, bootstrap.PoolTag, args.Name)
 
 	// A worker reads the join secret and hands over its own join token,
 	// under its own IAM user ID only ("<role ID>:<instance ID>"); images
@@ -281,16 +281,13 @@ func NewZonalWorkerGroup(ctx *pulumi.Context, name string, args *ZonalWorkerGrou
 	return w, ctx.RegisterResourceOutputs(w, pulumi.Map{"groupName": w.GroupName})
 }
 
-// poolTag names a worker's pool on its instance and group.
-const poolTag = bootstrap.PoolTag
-
 // autoscalerTags: the user's tags and the cluster tag (on the instances
 // too), cluster-autoscaler's auto-discovery tags, and its node-template
 // tags, which let it scale a group up from zero knowing the labels and
 // taints its nodes will have.
 func autoscalerTags(args *ZonalWorkerGroupArgs, name string) autoscaling.GroupTagArray {
 	const template = "k8s.io/cluster-autoscaler/node-template/"
-	onInstances := map[string]string{"Name": name, clusterTagKey(args.ClusterName): "owned", poolTag: args.Name}
+	onInstances := map[string]string{"Name": name, clusterTagKey(args.ClusterName): "owned", bootstrap.PoolTag: args.Name}
 	maps.Copy(onInstances, args.Tags)
 	groupOnly := map[string]string{
 		AutoscalerEnabledTag:                      "true",

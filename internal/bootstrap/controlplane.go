@@ -195,8 +195,8 @@ func (c ControlPlane) Node(p ControlPlaneParams) (Node, error) {
 		{"INSTANCE_LABEL", InstanceLabel},
 		{"WORKER_TOKEN_TTL_SECONDS", fmt.Sprint(workerTokenTTL.Seconds())},
 		{"TOKEN_LIST_SECONDS", fmt.Sprint(tokenListSeconds)},
-		{"APPROVER_STATE_DIR", "/run/kubeha-csr-approver"},
-		{"JOINING_WORKERS_FILE", "/run/kubeha-csr-approver/joining-workers"},
+		{"APPROVER_STATE_DIR", approverStateDir},
+		{"JOINING_WORKERS_FILE", approverStateDir + "/joining-workers"},
 		{"JOINING_WORKERS_MINUTES", fmt.Sprint(joiningWorkersMinutes)},
 		{"WORKER_RBAC", WorkerRBACPath},
 		// Points the endpoint at this node while it runs kubeadm init.
@@ -392,6 +392,9 @@ const (
 	// joiningWorkersMinutes: a list of launching workers the drainer has
 	// not renewed for this long is not trusted to be empty.
 	joiningWorkersMinutes = 5
+	// approverStateDir holds the approver's state, and the drainer's list
+	// of launching workers it reads.
+	approverStateDir = "/run/kubeha-csr-approver"
 )
 
 func csrApproverUnits() (service, timer unit) {

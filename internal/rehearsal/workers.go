@@ -34,7 +34,7 @@ type WorkerBoot struct {
 func workerTemplate(resources []mockrun.Resource, clusterName, zone string) (string, error) {
 	for _, r := range resources {
 		tags := r.Tags()
-		if r.Type == "aws:ec2/launchTemplate:LaunchTemplate" && tags["kubeha.io/pool"] != "" &&
+		if r.Type == "aws:ec2/launchTemplate:LaunchTemplate" && tags[bootstrap.PoolTag] != "" &&
 			strings.HasPrefix(tags["Name"], clusterName+"-") && strings.HasSuffix(tags["Name"], "-"+zone) {
 			return tags["Name"], nil
 		}
