@@ -62,10 +62,13 @@ real:
 REHEARSAL_LINES := '^(--- |ok|FAIL|PASS)|SKIPPED|_test.go|^\s+(drill|[a-k]|u|d-tcp)[[:space:]:]|^\s+upgrade |^\s+\S+ \((etcd member|control plane|worker), |^\s+longest unheld|acknowledged writes|^\s+(add-ons|join token|worker join token|worker boot|kube-bench|kubelet certificates|certificate renewal|workload identity|kube-proxy|data plane|service|scheduling)|^\s+(gap|denied|signed) '
 
 # The whole log, and on failure the whole failure: its message carries the
-# node's log, which the lines above leave out.
+# node's log, which the lines above leave out. The test's findings come
+# last, where a reader of the log's tail sees them.
 REHEARSAL_LOG := .cache/rehearsal-test.log
 REHEARSAL_FAILURE := echo "--- the failure in full (all of it in $(REHEARSAL_LOG)):"; \
-  sed -n '/rehearsal failed:/,/^--- FAIL/p' $(REHEARSAL_LOG) | tail -n 300
+  sed -n '/rehearsal failed:/,/^--- FAIL/p' $(REHEARSAL_LOG) | tail -n 300; \
+  echo "--- what the test found wrong:"; \
+  grep -E '^\s+\S+_test\.go:[0-9]+: ' $(REHEARSAL_LOG) | grep -v 'MEASURED:' | cut -c1-2000
 
 # Tier 4: the rehearsal as a test (build tag rehearsal): every etcd and
 # control-plane node booted from its user-data, the security baseline held,

@@ -216,6 +216,7 @@ func measure(ctx context.Context, c *cluster, p *probe, w watch, fault func() er
 		poll(&d.EtcdLeaderSeconds, func() bool { return c.etcdLeaderAmong(w.lostMembers) >= 0 })
 	}
 	polls.Wait()
+	d.RemovalSeconds = c.removedAfter(w.lostNodes, start, d.RemovalSeconds)
 	for !p.serving(start, servingSpan) || gaveUp.Load() {
 		if err := ctx.Err(); err != nil {
 			return d, err
@@ -632,6 +633,7 @@ func partitionFromEtcd(check string) func(ctx context.Context, c *cluster, p *pr
 			time.Sleep(200 * time.Millisecond)
 		}
 		p.record(&d, start, time.Now())
+		d.RemovalSeconds = c.removedAfter(map[string]bool{victim.Name: true}, start, d.RemovalSeconds)
 		d.RecoverySeconds = d.RemovalSeconds
 		d.note(c.removalNote(victim.Name, start, d.RemovalSeconds))
 		for _, m := range c.members {

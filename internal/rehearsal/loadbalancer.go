@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -204,6 +205,45 @@ func (c *cluster) backendUp() (map[string]bool, error) {
 		}
 	}
 	return up, nil
+}
+
+// loggedRemoval is when, after start, haproxy took the last of nodes out
+// of rotation, as its own log stamps it. Polling its stats adds a poll
+// and a stats call on a busy machine to what the stack's health check
+// allows; the log line does not. The line may be written just after the
+// stats show the change, so it is read again for a few seconds.
+func (c *cluster) loggedRemoval(nodes map[string]bool, start time.Time) (time.Duration, bool) {
+	for try := 0; try < 10; try++ {
+		events, err := c.rotationEvents(start, time.Now())
+		if err != nil {
+			return 0, false
+		}
+		down := map[string]time.Time{}
+		for _, e := range events {
+			if _, seen := down[e.node]; !seen && nodes[e.node] && e.state == "DOWN" {
+				down[e.node] = e.at
+			}
+		}
+		if len(down) == len(nodes) {
+			last := slices.MaxFunc(slices.Collect(maps.Values(down)), time.Time.Compare)
+			return last.Sub(start), true
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	return 0, false
+}
+
+// removedAfter is how long after start the load balancer took nodes out,
+// from haproxy's log once polling saw them out after polled seconds; the
+// polled time when the log has no line for it.
+func (c *cluster) removedAfter(nodes map[string]bool, start time.Time, polled *float64) *float64 {
+	if polled == nil {
+		return nil
+	}
+	if logged, ok := c.loggedRemoval(nodes, start); ok && logged.Seconds() <= *polled {
+		return seconds(logged)
+	}
+	return polled
 }
 
 // removalNote says when the load balancer took node out after a fault at

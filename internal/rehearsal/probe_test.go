@@ -1,9 +1,11 @@
 package rehearsal
 
 import (
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -67,5 +69,38 @@ func TestFailedChecksReadHAProxysLog(t *testing.T) {
 	since, _ := time.Parse(time.RFC3339, "2026-11-25T13:56:20Z")
 	if got, want := c.failedChecks("cp-b", since), "3001ms, 3002ms"; got != want {
 		t.Errorf("failedChecks = %q, want %q", got, want)
+	}
+}
+
+// A removal is timed by haproxy's own log line, not by when polling its
+// stats saw it; with more than one node lost, by the last one out; with
+// no line for a node, by the poll.
+func TestRemovalIsWhenHAProxyLoggedIt(t *testing.T) {
+	c := &cluster{lb: &lab.Node{Name: "lb", Host: &netlab.Host{Root: t.TempDir()}}}
+	log := `2026-11-25T13:56:09.000000+00:00 Server apiservers/cp-b is DOWN. 2 active and 0 backup servers left.
+2026-11-25T13:56:12.000000+00:00 Server apiservers/cp-b is UP. 3 active and 0 backup servers left.
+2026-11-25T13:56:26.500000+00:00 Server apiservers/cp-a is DOWN. 2 active and 0 backup servers left.
+2026-11-25T13:56:29.250000+00:00 Server apiservers/cp-b is DOWN. 1 active and 0 backup servers left.
+2026-11-25T13:56:35.000000+00:00 Server apiservers/cp-a is DOWN. 1 active and 0 backup servers left.
+`
+	if err := os.WriteFile(c.lb.Log("haproxy"), []byte(log), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start, _ := time.Parse(time.RFC3339, "2026-11-25T13:56:10Z")
+	polled := 21.0
+	for _, tc := range []struct {
+		nodes map[string]bool
+		want  float64
+	}{
+		{map[string]bool{"cp-a": true}, 16.5},
+		{map[string]bool{"cp-a": true, "cp-b": true}, 19.25},
+		{map[string]bool{"cp-c": true}, polled},
+	} {
+		if got := c.removedAfter(tc.nodes, start, &polled); got == nil || *got != tc.want {
+			t.Errorf("removal of %v = %v, want %v", slices.Sorted(maps.Keys(tc.nodes)), secs(got), tc.want)
+		}
+	}
+	if got := c.removedAfter(map[string]bool{"cp-a": true}, start, nil); got != nil {
+		t.Errorf("removal never polled = %v, want none", *got)
 	}
 }
