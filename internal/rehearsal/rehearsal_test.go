@@ -267,9 +267,10 @@ func TestRehearsal(t *testing.T) {
 }
 
 // TestRehearsalUpgrade runs drill u alone: `kubeha rehearse --stack dev
-// --drills u`. It replaces all nine nodes one at a time, 45 to 80 minutes
-// on two cores, so it has its own target (make rehearsal-upgrade) and is
-// not part of make test, whose CI stage stops at 90 minutes.
+// --drills u`. It replaces all nine nodes one at a time, 13 to 80 minutes
+// on two cores by how busy they are, so it has its own target (make
+// rehearsal-upgrade) and is not part of make test, whose CI stage stops at
+// 90 minutes.
 func TestRehearsalUpgrade(t *testing.T) {
 	report := rehearse(t, []string{upgradeDrill})
 	if len(report.Drills) != 1 || report.Drills[0].Name != upgradeDrill {
