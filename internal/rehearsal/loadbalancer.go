@@ -4,7 +4,6 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
-	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -218,14 +217,15 @@ func (c *cluster) loggedRemoval(nodes map[string]bool, start time.Time) (time.Du
 		if err != nil {
 			return 0, false
 		}
-		down := map[string]time.Time{}
+		// The log is in time order: the last node's first DOWN is the
+		// latest of them.
+		down, last := map[string]bool{}, time.Time{}
 		for _, e := range events {
-			if _, seen := down[e.node]; !seen && nodes[e.node] && e.state == "DOWN" {
-				down[e.node] = e.at
+			if nodes[e.node] && e.state == "DOWN" && !down[e.node] {
+				down[e.node], last = true, e.at
 			}
 		}
 		if len(down) == len(nodes) {
-			last := slices.MaxFunc(slices.Collect(maps.Values(down)), time.Time.Compare)
 			return last.Sub(start), true
 		}
 		time.Sleep(300 * time.Millisecond)
